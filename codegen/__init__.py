@@ -1,0 +1,1 @@
+"""Code generators: ONNX, TVM, PyTorch, GGUF (imported as `irgraph.codegen`)."""

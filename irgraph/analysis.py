@@ -1,0 +1,113 @@
+"""Cost analysis from types alone: parameters, FLOPs, KV-cache and weight bytes.
+
+Nothing here touches weights, so a published-size graph (hundreds of billions
+of parameters, no weights allocated) is analysed in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from irgraph.ir import Graph, Node
+from irgraph.lm import PAST_PREFIX
+from irgraph.registry import get_op
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int  # total parameters
+    active_params: int  # parameters used per token (MoE: only the routed top-k experts)
+    weight_bytes: int  # at the stored dtypes
+    prefill_flops_per_token: float  # forward FLOPs per token, prompt of `context` tokens
+    decode_flops_per_token: float  # forward FLOPs for one new token after `context - 1` cached
+    kv_bytes_per_token: int  # KV cache per token at `kv_bits` precision, all layers
+    context: int
+
+
+def _moe_fraction(graph: Graph) -> dict[str, float]:
+    """Param name -> fraction active per token, for routed expert weights."""
+    frac: dict[str, float] = {}
+    for node in graph.nodes:
+        if node.op == "moe_experts":
+            k = node.inputs[1].type.shape[-1]
+            experts = node.inputs[3].type.shape[0]
+            for v in node.inputs[3:]:
+                if v is not None and v.param:
+                    frac[v.param] = k / experts
+    return frac
+
+
+def node_flops(node: Node, env: dict[str, int]) -> int:
+    opdef = get_op(node.op)
+    ins = opdef.pad([v.type if v is not None else None for v in node.inputs])
+    return opdef.flops(ins, [v.type for v in node.outputs], env, **node.attrs)
+
+
+def graph_flops(graph: Graph, seq: int, past: int, batch: int = 1) -> int:
+    env = {"batch": batch, "seq": seq, "past": past}
+    env.update({s: seq for v in graph.inputs.values() for s in v.type.symbols if s not in env})
+    return sum(node_flops(n, env) for n in graph.nodes)
+
+
+def kv_bytes_per_token(graph: Graph, kv_bits: int = 16) -> int:
+    total = 0
+    for name, v in graph.inputs.items():
+        if name.startswith(PAST_PREFIX):
+            env = {s: 1 for s in v.type.symbols}
+            total += v.type.numel(env) * kv_bits // 8
+    return total
+
+
+def cost(graph: Graph, context: int = 4096, kv_bits: int = 16) -> Cost:
+    frac = _moe_fraction(graph)
+    params = sum(v.type.numel() for v in graph.params.values())
+    active = sum(v.type.numel() * frac.get(n, 1.0) for n, v in graph.params.items())
+    return Cost(
+        params=params,
+        active_params=round(active),
+        weight_bytes=sum(v.type.nbytes() for v in graph.params.values()),
+        prefill_flops_per_token=graph_flops(graph, context, 0) / context,
+        decode_flops_per_token=float(graph_flops(graph, 1, context - 1)),
+        kv_bytes_per_token=kv_bytes_per_token(graph, kv_bits),
+        context=context,
+    )
+
+
+def per_node(graph: Graph, seq: int = 1, past: int = 0) -> list[tuple[Node, int, int]]:
+    """(node, FLOPs, parameter count) for each node."""
+    env = {"batch": 1, "seq": seq, "past": past}
+    rows = []
+    for node in graph.nodes:
+        params = sum(v.type.numel() for v in node.inputs if v is not None and v.param)
+        rows.append((node, node_flops(node, env), params))
+    return rows
+
+
+def to_networkx(graph: Graph) -> nx.MultiDiGraph:
+    """A networkx view: one vertex per node, input and param; one edge per use.
+
+    Vertices are `("node", i)`, `("input", name)`, `("param", name)`; node
+    vertices carry `op`, `attrs` and `types`.
+    """
+    g = nx.MultiDiGraph()
+    source = {}
+    for name, v in graph.inputs.items():
+        g.add_node(("input", name), type=str(v.type))
+        source[v] = ("input", name)
+    for name, v in graph.params.items():
+        g.add_node(("param", name), type=str(v.type))
+        source[v] = ("param", name)
+    for i, node in enumerate(graph.nodes):
+        key = ("node", i)
+        g.add_node(key, op=node.op, attrs=dict(node.attrs), types=[str(v.type) for v in node.outputs])
+        for slot, v in enumerate(node.inputs):
+            if v is not None:
+                g.add_edge(source[v], key, slot=slot)
+        for out in node.outputs:
+            source[out] = key
+    for name, v in graph.outputs.items():
+        g.add_node(("output", name))
+        g.add_edge(source[v], ("output", name))
+    return g

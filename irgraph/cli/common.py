@@ -1,0 +1,35 @@
+"""Helpers shared by CLI verbs: id lists, errors as clean messages."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from irgraph.errors import IrgraphError
+
+
+def parse_ids(text: str, option: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3], with a message naming the option on bad input."""
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if not ids:
+        raise click.BadParameter("expected at least one token id", param_hint=option)
+    return ids
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn irgraph's typed errors into a one-line `Error: ...` and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IrgraphError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper

@@ -1,0 +1,47 @@
+"""Typed errors with one formatted message (STYLE.md lesson 12).
+
+Every error irgraph raises for bad input is one of these: the message names the
+thing at fault (file, line, node, op, option or key) and, where it makes sense,
+what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IrgraphError(Exception):
+    """Base of all irgraph errors; `str(err)` is the whole, formatted message."""
+
+    def __init__(self, message: str, *, expected: Any = None, got: Any = None, where: str = ""):
+        self.message = message
+        self.expected = expected
+        self.got = got
+        self.where = where
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.expected is not None or self.got is not None:
+            text += f" (expected {self.expected}, got {self.got})"
+        return text
+
+
+class IRError(IrgraphError):
+    """The IR is malformed: bad text, unknown op, type or shape mismatch."""
+
+
+class PassError(IrgraphError):
+    """A pass failed or was configured wrongly."""
+
+
+class CodegenError(IrgraphError):
+    """A backend cannot lower a graph (missing lowering, unsupported dtype, ...)."""
+
+
+class ConfigError(IrgraphError):
+    """A model config, checkpoint or artifact is invalid (unknown key, bad value)."""
+
+
+class RuntimeFailure(IrgraphError):
+    """A compiled artifact could not be opened or run."""

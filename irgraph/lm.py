@@ -1,0 +1,121 @@
+"""The language-model interface every graph, runtime and backend shares.
+
+Graph inputs (by name):
+  input_ids        i64[batch, seq]         tokens (the encoder's, for encoder-decoders)
+  position_ids     i64[batch, seq]         absolute positions of the new tokens
+  attention_mask   i64[batch, past+seq]    1 = real token, 0 = padding
+  past_key_values.{i}.key / .value         f32[batch, kv_heads, past, head_dim] (BNSH)
+  past_key_values.{i}.latent               f32[batch, past, kv_rank+rope_dim] (MLA)
+  prefix_len       i64[batch]              prefix-LM models: bidirectional prefix length
+  decoder_input_ids, encoder_attention_mask  encoder-decoder models
+Outputs: `logits` f32[batch, seq, vocab] and `present.{i}.*` for every `past_key_values.{i}.*`.
+
+`forward` drives any backend through a `run(feeds) -> outputs` callable, for a
+full prefill or token by token through the KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from irgraph.errors import IRError
+from irgraph.ir import Graph
+from irgraph.types import TensorType
+
+PAST_PREFIX = "past_key_values."
+PRESENT_PREFIX = "present."
+Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+def present_name(past_name: str) -> str:
+    """past_key_values.3.key -> present.3.key"""
+    return PRESENT_PREFIX + past_name[len(PAST_PREFIX):]
+
+
+def cache_inputs(inputs: Mapping[str, TensorType]) -> dict[str, TensorType]:
+    return {n: t for n, t in inputs.items() if n.startswith(PAST_PREFIX)}
+
+
+def empty_cache(inputs: Mapping[str, TensorType], batch: int) -> dict[str, np.ndarray]:
+    """Zero-length caches for every past input: the `past` dim is 0, others concrete."""
+    cache = {}
+    for name, t in cache_inputs(inputs).items():
+        shape = [batch if str(d) == "batch" else (0 if not isinstance(d, int) else d) for d in t.shape]
+        cache[name] = np.zeros(shape, dtype=t.dtype.numpy)
+    return cache
+
+
+def is_encoder_decoder(inputs: Mapping[str, TensorType]) -> bool:
+    return "decoder_input_ids" in inputs
+
+
+def make_feeds(inputs: Mapping[str, TensorType], ids: np.ndarray, cache: Mapping[str, np.ndarray], *,
+               past_len: int, mask: np.ndarray | None = None, encoder_ids: np.ndarray | None = None,
+               encoder_mask: np.ndarray | None = None, prefix_len: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Feeds for one call: `ids` are the new tokens [batch, seq] after `past_len` cached ones.
+
+    `mask` covers past+new tokens (default all ones); positions count real
+    tokens only, so left-padded rows get the positions they would have alone.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    batch, seq = ids.shape
+    if mask is None:
+        mask = np.ones((batch, past_len + seq), dtype=np.int64)
+    positions = (np.cumsum(mask, axis=1) - 1).clip(min=0)[:, past_len:]
+    feeds: dict[str, np.ndarray] = dict(cache)
+    token_key = "decoder_input_ids" if is_encoder_decoder(inputs) else "input_ids"
+    feeds[token_key] = ids
+    optional = {
+        "position_ids": positions.astype(np.int64),
+        "attention_mask": mask.astype(np.int64),
+        "prefix_len": None if prefix_len is None else np.asarray(prefix_len, dtype=np.int64).reshape(batch),
+    }
+    if is_encoder_decoder(inputs):
+        if encoder_ids is None:
+            raise IRError("an encoder-decoder model needs encoder input ids")
+        enc = np.asarray(encoder_ids, dtype=np.int64)
+        optional["input_ids"] = enc
+        optional["encoder_attention_mask"] = (np.ones(enc.shape, dtype=np.int64) if encoder_mask is None
+                                              else np.asarray(encoder_mask, dtype=np.int64))
+    for name, value in optional.items():
+        if name in inputs:
+            if value is None:
+                if name == "prefix_len":  # default: the whole prompt is the prefix
+                    value = np.full((batch,), past_len + seq, dtype=np.int64)
+                else:
+                    raise IRError(f"model input {name!r} needs a value")
+            feeds[name] = value
+    return feeds
+
+
+def forward(run: Runner, inputs: Mapping[str, TensorType], ids: np.ndarray, *, decode: bool = False,
+            **kw: np.ndarray | None) -> np.ndarray:
+    """Logits [batch, seq, vocab] for `ids`, in one call or one token at a time through the cache."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim == 1:
+        ids = ids[None]
+    cache = empty_cache(inputs, ids.shape[0])
+    if not decode:
+        return np.asarray(run(make_feeds(inputs, ids, cache, past_len=0, **kw))["logits"])
+    rows = []
+    prefix = kw.pop("prefix_len", None)
+    if prefix is None and "prefix_len" in inputs:
+        prefix = np.full((ids.shape[0],), ids.shape[1], dtype=np.int64)
+    for t in range(ids.shape[1]):
+        out = run(make_feeds(inputs, ids[:, t:t + 1], cache, past_len=t, prefix_len=prefix, **kw))
+        rows.append(np.asarray(out["logits"]))
+        cache = {name: np.asarray(out[present_name(name)]) for name in cache}
+    return np.concatenate(rows, axis=1)
+
+
+def graph_inputs(graph: Graph) -> dict[str, TensorType]:
+    return {n: v.type for n, v in graph.inputs.items()}
+
+
+def interpret(graph: Graph, ids: np.ndarray, *, decode: bool = False, **kw: np.ndarray | None) -> np.ndarray:
+    """Logits of `graph` in the reference interpreter (see `forward`)."""
+    from irgraph.interpreter import run
+
+    return forward(lambda feeds: run(graph, feeds), graph_inputs(graph), ids, decode=decode, **kw)

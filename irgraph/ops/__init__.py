@@ -1,0 +1,14 @@
+"""The op set. Importing this package registers every op in `irgraph.registry.OPS`.
+
+- `elementwise`: arithmetic and activations (add, mul, gelu, silu, glu, ...)
+- `tensor`: shape and data movement (reshape, transpose, concat, split, gather, ...)
+- `nn`: embedding, linear, layer_norm, rms_norm
+- `rotary`: rotary position embedding with every scaling real checkpoints use
+- `attention`: attention with masks, GQA/MQA, sliding window, explicit KV cache;
+  position biases (ALiBi, T5 relative buckets); DeepSeek-v2 latent attention
+- `moe`: top-k router and expert MLPs
+"""
+
+from irgraph.ops import attention, elementwise, moe, nn, rotary, tensor
+
+__all__ = ["attention", "elementwise", "moe", "nn", "rotary", "tensor"]

@@ -1,0 +1,270 @@
+"""Attention with an explicit KV cache, its position biases, and latent attention.
+
+Layouts: q/k/v enter as `[batch, seq, heads, head_dim]` (BSNH, straight from a
+linear + reshape); the cache is `[batch, kv_heads, past, head_dim]` (BNSH, the
+layout ONNX Runtime GQA and onnxruntime-genai use). `present = concat(past,
+new)` along the sequence, so one graph serves prefill (past = 0) and decode.
+
+Masking, for query i of a call with `past` cached tokens (absolute position
+past+i) and key j (absolute position j):
+  causal      j <= past+i           (bottom-right aligned)
+  window W    past+i - j < W        (sliding window, Mistral's convention)
+  prefix_len  j < prefix_len[b] is always visible (prefix-LM: GLM, U-PaLM)
+  key_mask    key_mask[b, j] != 0   (padding)
+A query with no visible key outputs zeros rather than NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from irgraph.dtypes import DType
+from irgraph.ops.tensor import softmax_np
+from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.types import TensorType, add_dims
+
+
+def _check_mask(key_mask: TensorType | None, batch, total) -> None:
+    if key_mask is not None:
+        expect(key_mask.shape == (batch, total), "key_mask must be [batch, past+seq]",
+               expected=(batch, total), got=key_mask.shape)
+
+
+@register
+class Attention(OpDef):
+    """Scaled dot-product attention: MHA, MQA (1 KV head) or GQA; self or cross."""
+
+    name = "attention"
+    inputs = ("q", "k", "v", "past_key?", "past_value?", "key_mask?", "bias?", "prefix_len?")
+    outputs = ("out", "present_key", "present_value")
+    attrs = {
+        "causal": Attr("bool", True),
+        "window": Attr("int", 0, doc="sliding window in tokens; 0 = unlimited"),
+        "scale": Attr("float", None, optional=True, doc="softmax scale; default 1/sqrt(head_dim)"),
+        "softcap": Attr("float", 0.0, doc="cap·tanh(s/cap) on scores (Grok-1); 0 = off"),
+    }
+
+    def infer(self, q, k, v, past_key, past_value, key_mask, bias, prefix_len, **attrs):
+        expect(q.rank == 4 and k.rank == 4 and v.rank == 4, "q, k, v must be [batch, seq, heads, head_dim]",
+               got=(q, k, v))
+        b, sq, hq, d = q.shape
+        expect(k.shape[0] == b and v.shape[0] == b, "q, k, v differ in batch", expected=b, got=(k.shape[0], v.shape[0]))
+        expect(k.shape[1] == v.shape[1] and k.shape[2] == v.shape[2], "k and v differ in seq or heads",
+               expected=k.shape[:3], got=v.shape[:3])
+        expect(k.shape[3] == d, "k head_dim differs from q", expected=d, got=k.shape[3])
+        hkv = k.shape[2]
+        expect(isinstance(hq, int) and isinstance(hkv, int) and hq % hkv == 0,
+               "query heads must be a multiple of KV heads", expected=f"a divisor of {hq}", got=hkv)
+        dv = v.shape[3]
+        total = k.shape[1]
+        expect((past_key is None) == (past_value is None), "past_key and past_value come together")
+        if past_key is not None:
+            expect(past_key.shape[:2] == (b, hkv) and past_key.shape[3] == d, "past_key must be [batch, kv_heads, past, head_dim]",
+                   expected=f"[{b}, {hkv}, past, {d}]", got=past_key)
+            expect(past_value.shape == (b, hkv, past_key.shape[2], dv), "past_value must match past_key",
+                   expected=f"[{b}, {hkv}, {past_key.shape[2]}, {dv}]", got=past_value)
+            total = add_dims(past_key.shape[2], k.shape[1])
+        _check_mask(key_mask, b, total)
+        if bias is not None:
+            expect(bias.rank == 4 and bias.shape[3] == total, "bias must be [batch|1, heads|1, seq|1, past+seq]",
+                   expected=f"[.., .., .., {total}]", got=bias)
+        if prefix_len is not None:
+            expect(prefix_len.shape == (b,) and prefix_len.dtype in (DType.i64, DType.i32),
+                   "prefix_len must be integer [batch]", got=prefix_len)
+        kv_type = TensorType(k.dtype, (b, hkv, total, d))
+        return [TensorType(q.dtype, (b, sq, hq, dv)), kv_type, TensorType(v.dtype, (b, hkv, total, dv))]
+
+    def ref(self, q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal, window, scale, softcap):
+        k_new = np.transpose(k, (0, 2, 1, 3)).astype(np.float32)  # (B, Hkv, Sk, D)
+        v_new = np.transpose(v, (0, 2, 1, 3)).astype(np.float32)
+        if past_key is not None:
+            k_all = np.concatenate([past_key.astype(np.float32), k_new], axis=2)
+            v_all = np.concatenate([past_value.astype(np.float32), v_new], axis=2)
+        else:
+            k_all, v_all = k_new, v_new
+        out = sdpa(np.transpose(q, (0, 2, 1, 3)).astype(np.float32), k_all, v_all, key_mask=key_mask, bias=bias,
+                   prefix_len=prefix_len, causal=causal, window=window, scale=scale, softcap=softcap)
+        return [np.transpose(out, (0, 2, 1, 3)), k_all, v_all]
+
+    def flops(self, ins, outs, env, **attrs):
+        b, sq, hq, dv = outs[0].concrete(env)
+        d = ins[0].concrete(env)[3]
+        total = outs[1].concrete(env)[2]
+        return 2 * b * hq * sq * total * (d + dv)
+
+
+def visible(sq: int, total: int, batch: int, key_mask=None, prefix_len=None, causal=True, window=0) -> np.ndarray:
+    """Boolean [batch, 1, sq, total]: which key each query may attend to."""
+    past = total - sq
+    qpos = past + np.arange(sq)[:, None]
+    kpos = np.arange(total)[None, :]
+    allowed = np.ones((batch, 1, sq, total), dtype=bool)
+    if causal:
+        rule = kpos <= qpos
+        if prefix_len is not None:
+            rule = rule | (kpos[None] < np.asarray(prefix_len).reshape(-1, 1, 1))
+        allowed &= rule[:, None] if rule.ndim == 3 else rule
+    if window:
+        allowed &= (qpos - kpos) < window
+    if key_mask is not None:
+        allowed &= np.asarray(key_mask).astype(bool)[:, None, None, :]
+    return allowed
+
+
+def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window=0, scale=None, softcap=0.0):
+    """Attention over BNSH tensors; k/v may have fewer heads than q (grouped)."""
+    b, hq, sq, d = q.shape
+    hkv, total = k.shape[1], k.shape[2]
+    group = hq // hkv
+    k = np.repeat(k, group, axis=1)  # (B, Hq, T, D)
+    v = np.repeat(v, group, axis=1)
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    scores = (q @ np.swapaxes(k, -1, -2)) * np.float32(scale)  # (B, Hq, Sq, T)
+    if softcap:
+        scores = np.float32(softcap) * np.tanh(scores / np.float32(softcap))
+    if bias is not None:
+        scores = scores + bias.astype(np.float32)
+    allowed = visible(sq, total, b, key_mask, prefix_len, causal, window)
+    scores = np.where(allowed, scores, -np.inf)
+    any_visible = allowed.any(axis=-1, keepdims=True)
+    probs = softmax_np(np.where(any_visible, scores, 0.0), -1) * any_visible
+    return (probs @ v).astype(np.float32)
+
+
+def alibi_slopes(num_heads: int) -> np.ndarray:
+    """ALiBi head slopes (Press et al.; BLOOM's build_alibi_tensor for non-powers of two)."""
+    closest = 2 ** math.floor(math.log2(num_heads))
+    base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
+    slopes = [base ** (i + 1) for i in range(closest)]
+    if closest != num_heads:
+        extra = 2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))
+        slopes += [extra ** (2 * i + 1) for i in range(min(closest, num_heads - closest))]
+    return np.asarray(slopes, dtype=np.float32)
+
+
+@register
+class Alibi(OpDef):
+    """ALiBi bias [batch, heads, 1, past+seq] = slope_h · (key position among unpadded tokens).
+
+    Only the key position appears: the query term is constant along a softmax
+    row, so this equals slope·(j - i) inside softmax (BLOOM's form).
+    """
+
+    name = "alibi"
+    inputs = ("key_mask",)
+    attrs = {"num_heads": Attr("int")}
+
+    def infer(self, key_mask: TensorType, num_heads: int) -> list[TensorType]:
+        expect(key_mask.rank == 2, "alibi key_mask must be [batch, past+seq]", got=key_mask)
+        return [TensorType(DType.f32, (key_mask.shape[0], num_heads, 1, key_mask.shape[1]))]
+
+    def ref(self, key_mask: np.ndarray, num_heads: int) -> list[np.ndarray]:
+        mask = key_mask.astype(np.float32)
+        positions = (np.cumsum(mask, axis=-1) - 1) * mask  # (B, T)
+        return [alibi_slopes(num_heads)[None, :, None, None] * positions[:, None, None, :]]
+
+
+def t5_buckets(relative: np.ndarray, bidirectional: bool, num_buckets: int, max_distance: int) -> np.ndarray:
+    """T5's relative-position bucket of key_pos - query_pos (exact for small, log-spaced beyond)."""
+    buckets = np.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        buckets += (relative > 0).astype(relative.dtype) * num_buckets
+        relative = np.abs(relative)
+    else:
+        relative = -np.minimum(relative, 0)
+    max_exact = num_buckets // 2
+    with np.errstate(divide="ignore"):
+        large = max_exact + (np.log(relative.astype(np.float32) / max_exact) / math.log(max_distance / max_exact)
+                             * (num_buckets - max_exact)).astype(np.int64)
+    large = np.minimum(large, num_buckets - 1)
+    return buckets + np.where(relative < max_exact, relative, large)
+
+
+@register
+class RelativePositionBias(OpDef):
+    """T5 bias [batch, heads, seq, past+seq] = table[bucket(key_pos - query_pos)].
+
+    Query i of x ([batch, seq, ...]) sits at position past+i, as in the causal
+    mask; keys sit at 0..past+seq-1 (the width of key_mask).
+    """
+
+    name = "relative_position_bias"
+    inputs = ("x", "key_mask", "table")
+    attrs = {"bidirectional": Attr("bool"), "max_distance": Attr("int", 128)}
+
+    def infer(self, x, key_mask, table, bidirectional, max_distance):
+        expect(x.rank >= 2 and key_mask.rank == 2, "x must be [batch, seq, ...] and key_mask [batch, past+seq]",
+               got=(x, key_mask))
+        expect(table.rank == 2, "relative bias table must be [num_buckets, heads]", got=table)
+        return [TensorType(DType.f32, (x.shape[0], table.shape[1], x.shape[1], key_mask.shape[1]))]
+
+    def ref(self, x, key_mask, table, bidirectional, max_distance):
+        sq, total = x.shape[1], key_mask.shape[1]
+        qpos = total - sq + np.arange(sq, dtype=np.int64)
+        relative = np.arange(total, dtype=np.int64)[None, :] - qpos[:, None]  # (Sq, T)
+        buckets = t5_buckets(relative, bidirectional, table.shape[0], max_distance)
+        bias = np.transpose(table.astype(np.float32)[buckets], (2, 0, 1))  # (H, Sq, T)
+        return [np.broadcast_to(bias[None], (x.shape[0], *bias.shape)).copy()]
+
+
+@register
+class LatentAttention(OpDef):
+    """DeepSeek-v2 multi-head latent attention over a compressed KV cache.
+
+    The cache holds, per token, the normalised KV latent c (kv_rank) and the
+    shared rotated key part k_rope (rope_dim): `[batch, past, kv_rank+rope_dim]`.
+    Keys and values are re-expanded with kv_b ([heads·(nope+v_dim), kv_rank]):
+    k = [c·W_kᵀ, k_rope], v = c·W_vᵀ. q is `[batch, seq, heads, nope+rope_dim]`
+    with its rope part already rotated.
+    """
+
+    name = "latent_attention"
+    inputs = ("q", "latent", "k_rope", "kv_b", "past_latent?", "key_mask?")
+    outputs = ("out", "present_latent")
+    attrs = {"nope_dim": Attr("int"), "v_dim": Attr("int"), "scale": Attr("float", None, optional=True),
+             "causal": Attr("bool", True)}
+
+    def infer(self, q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal):
+        expect(q.rank == 4, "q must be [batch, seq, heads, nope+rope]", got=q)
+        b, s, h, dq = q.shape
+        expect(latent.rank == 3 and latent.shape[:2] == (b, s), "latent must be [batch, seq, kv_rank]", got=latent)
+        rank = latent.shape[2]
+        rope = dq - nope_dim
+        expect(k_rope.shape == (b, s, 1, rope), "k_rope must be [batch, seq, 1, rope_dim]",
+               expected=f"[{b}, {s}, 1, {rope}]", got=k_rope.shape)
+        expect(kv_b.shape == (h * (nope_dim + v_dim), rank), "kv_b must be [heads*(nope+v_dim), kv_rank]",
+               expected=(h * (nope_dim + v_dim), rank), got=kv_b.shape)
+        total = s
+        if past_latent is not None:
+            expect(past_latent.rank == 3 and past_latent.shape[0] == b and past_latent.shape[2] == rank + rope,
+                   "past_latent must be [batch, past, kv_rank+rope_dim]", expected=f"[{b}, past, {rank + rope}]",
+                   got=past_latent)
+            total = add_dims(past_latent.shape[1], s)
+        _check_mask(key_mask, b, total)
+        return [TensorType(q.dtype, (b, s, h, v_dim)), TensorType(latent.dtype, (b, total, rank + rope))]
+
+    def ref(self, q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal):
+        b, s, h, dq = q.shape
+        rank = latent.shape[2]
+        new = np.concatenate([latent, k_rope[:, :, 0, :]], axis=-1).astype(np.float32)  # (B, S, R+rope)
+        cache = new if past_latent is None else np.concatenate([past_latent.astype(np.float32), new], axis=1)
+        c, kr = cache[..., :rank], cache[..., rank:]
+        kv = (c @ kv_b.astype(np.float32).T).reshape(b, -1, h, nope_dim + v_dim)  # (B, T, H, nope+v)
+        k = np.concatenate([kv[..., :nope_dim], np.broadcast_to(kr[:, :, None, :], (*kr.shape[:2], h, kr.shape[-1]))],
+                           axis=-1)
+        v = kv[..., nope_dim:]
+        out = sdpa(np.transpose(q, (0, 2, 1, 3)).astype(np.float32), np.transpose(k, (0, 2, 1, 3)),
+                   np.transpose(v, (0, 2, 1, 3)), key_mask=key_mask, causal=causal,
+                   scale=1.0 / math.sqrt(dq) if scale is None else scale)
+        return [np.transpose(out, (0, 2, 1, 3)), cache]
+
+    def flops(self, ins, outs, env, **attrs):
+        b, s, h, dv = outs[0].concrete(env)
+        dq = ins[0].concrete(env)[3]
+        total = outs[1].concrete(env)[1]
+        rank = ins[1].concrete(env)[2]
+        expand = 2 * b * total * rank * ins[3].concrete(env)[0]  # re-expanding K/V from the latent cache
+        return 2 * b * h * s * total * (dq + dv) + expand

@@ -1,0 +1,108 @@
+"""Mixture-of-experts: a top-k router and the routed expert MLPs.
+
+The router scores each token against every expert, keeps the best k
+(optionally within the best `topk_group` of `n_group` expert groups, as
+DeepSeek-v2 does), optionally renormalises the kept weights (Mixtral) and
+scales them. Experts are stacked: `w_up`/`w_gate` `[experts, ffn, hidden]`,
+`w_down` `[experts, hidden, ffn]`; shared experts (DeepSeek) are ordinary MLPs
+in the graph, added to the routed output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irgraph.dtypes import DType
+from irgraph.ops.elementwise import ACTIVATIONS, sigmoid
+from irgraph.ops.tensor import softmax_np
+from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.types import TensorType
+
+
+@register
+class MoeRouter(OpDef):
+    """(weights f32 [..., k], expert indices i64 [..., k]) for each token of x [..., hidden]."""
+
+    name = "moe_router"
+    inputs = ("x", "weight")
+    outputs = ("weights", "indices")
+    attrs = {
+        "top_k": Attr("int"),
+        "scoring": Attr("str", "softmax", choices=("softmax", "sigmoid")),
+        "normalize": Attr("bool", True, doc="renormalise the kept k weights to sum to 1"),
+        "n_group": Attr("int", 1),
+        "topk_group": Attr("int", 1),
+        "scaling": Attr("float", 1.0, doc="routed_scaling_factor"),
+    }
+
+    def infer(self, x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
+        expect(weight.rank == 2 and weight.shape[1] == x.shape[-1], "router weight must be [experts, hidden]",
+               expected=f"[experts, {x.shape[-1]}]", got=weight)
+        experts = weight.shape[0]
+        expect(0 < top_k <= experts, "top_k must be in 1..experts", expected=f"1..{experts}", got=top_k)
+        expect(experts % n_group == 0 and 0 < topk_group <= n_group, "experts must split into n_group groups",
+               expected=f"n_group dividing {experts}", got=(n_group, topk_group))
+        shape = (*x.shape[:-1], top_k)
+        return [TensorType(DType.f32, shape), TensorType(DType.i64, shape)]
+
+    def ref(self, x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
+        logits = x.astype(np.float32) @ weight.astype(np.float32).T  # (..., E)
+        scores = softmax_np(logits, -1) if scoring == "softmax" else sigmoid(logits)
+        choose = scores
+        if n_group > 1:
+            grouped = scores.reshape(*scores.shape[:-1], n_group, -1)  # (..., G, E/G)
+            group_score = grouped.max(-1)
+            keep = np.argsort(-group_score, axis=-1, kind="stable")[..., :topk_group]
+            group_mask = np.zeros_like(group_score, dtype=bool)
+            np.put_along_axis(group_mask, keep, True, axis=-1)
+            choose = np.where(np.repeat(group_mask, grouped.shape[-1], axis=-1), scores, -np.inf)
+        indices = np.argsort(-choose, axis=-1, kind="stable")[..., :top_k]
+        weights = np.take_along_axis(scores, indices, axis=-1)
+        if normalize and top_k > 1:
+            weights = weights / weights.sum(-1, keepdims=True)
+        return [(weights * np.float32(scaling)).astype(np.float32), indices.astype(np.int64)]
+
+    def flops(self, ins, outs, env, **attrs):
+        tokens = outs[0].numel(env) // attrs["top_k"]
+        return 2 * tokens * ins[1].numel(env)
+
+
+@register
+class MoeExperts(OpDef):
+    """Σ_k weights[k] · expert_{indices[k]}(x): gated (act(x·W_gᵀ)·(x·W_uᵀ)) or plain act(x·W_uᵀ)."""
+
+    name = "moe_experts"
+    inputs = ("x", "weights", "indices", "w_up", "w_down", "w_gate?")
+    attrs = {"act": Attr("str", choices=tuple(ACTIVATIONS))}
+
+    def infer(self, x, weights, indices, w_up, w_down, w_gate, act):
+        expect(w_up.rank == 3 and w_up.shape[2] == x.shape[-1], "w_up must be [experts, ffn, hidden]",
+               expected=f"[experts, ffn, {x.shape[-1]}]", got=w_up)
+        e, f, h = w_up.shape
+        expect(w_down.shape == (e, h, f), "w_down must be [experts, hidden, ffn]", expected=(e, h, f), got=w_down.shape)
+        if w_gate is not None:
+            expect(w_gate.shape == w_up.shape, "w_gate must match w_up", expected=w_up.shape, got=w_gate.shape)
+        expect(weights.shape == indices.shape and weights.shape[:-1] == x.shape[:-1],
+               "router weights/indices must be [..tokens, k]", expected=f"[{x.shape[:-1]}, k]", got=(weights, indices))
+        return [x]
+
+    def ref(self, x, weights, indices, w_up, w_down, w_gate, act):
+        shape = x.shape
+        xs = x.reshape(-1, shape[-1]).astype(np.float32)
+        ws = weights.reshape(len(xs), -1)
+        ids = indices.reshape(len(xs), -1)
+        out = np.zeros_like(xs)
+        fn = ACTIVATIONS[act]
+        for e in np.unique(ids):
+            tok, slot = np.nonzero(ids == e)
+            h = xs[tok] @ w_up[e].astype(np.float32).T
+            h = fn(xs[tok] @ w_gate[e].astype(np.float32).T) * h if w_gate is not None else fn(h)
+            out[tok] += (h @ w_down[e].astype(np.float32).T) * ws[tok, slot][:, None]
+        return [out.reshape(shape)]
+
+    def flops(self, ins, outs, env, **attrs):
+        tokens = outs[0].numel(env) // int(ins[0].concrete(env)[-1])
+        k = int(ins[1].concrete(env)[-1])
+        _, f, h = ins[3].concrete(env)
+        mats = 3 if ins[5] is not None else 2
+        return 2 * tokens * k * mats * f * h

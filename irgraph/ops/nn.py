@@ -1,0 +1,111 @@
+"""Embedding, linear and normalisation ops.
+
+Weights follow the PyTorch / Hugging Face layout so checkpoints map without
+transposes: `linear` weight is `[out_features, in_features]`, y = x·Wᵀ + b.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irgraph.dtypes import DType
+from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.types import TensorType
+
+
+@register
+class Embedding(OpDef):
+    """table[ids]: token, learned-position or query-position lookup."""
+
+    name = "embedding"
+    inputs = ("ids", "table")
+
+    def infer(self, ids: TensorType, table: TensorType) -> list[TensorType]:
+        expect(ids.dtype in (DType.i64, DType.i32), "embedding ids must be integers", got=ids.dtype)
+        expect(table.rank == 2, "embedding table must be [rows, dim]", got=table)
+        dtype = DType.f32 if not table.dtype.is_float else table.dtype
+        return [TensorType(dtype, (*ids.shape, table.shape[1]))]
+
+    def ref(self, ids: np.ndarray, table: np.ndarray) -> list[np.ndarray]:
+        return [np.take(table, ids, axis=0).astype(np.float32)]
+
+    def flops(self, ins, outs, env, **attrs):
+        return 0
+
+
+@register
+class Linear(OpDef):
+    """x·Wᵀ (+ b), W: [out, in]. The weight may be any float or quantized dtype."""
+
+    name = "linear"
+    inputs = ("x", "weight", "bias?")
+
+    def infer(self, x: TensorType, weight: TensorType, bias: TensorType | None) -> list[TensorType]:
+        expect(weight.rank == 2, "linear weight must be [out, in]", got=weight)
+        expect(x.shape[-1] == weight.shape[1], "linear input features differ from weight [out, in]",
+               expected=weight.shape[1], got=x.shape[-1])
+        if bias is not None:
+            expect(bias.shape == (weight.shape[0],), "linear bias must be [out]", expected=(weight.shape[0],),
+                   got=bias.shape)
+        return [TensorType(x.dtype, (*x.shape[:-1], weight.shape[0]))]
+
+    def ref(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> list[np.ndarray]:
+        y = x.astype(np.float32) @ weight.astype(np.float32).T
+        return [y if bias is None else y + bias.astype(np.float32)]
+
+    def flops(self, ins, outs, env, **attrs):
+        return 2 * outs[0].numel(env) * int(ins[1].concrete(env)[1])
+
+
+def _check_norm(op: str, x: TensorType, w: TensorType | None) -> None:
+    if w is not None:
+        expect(w.shape == (x.shape[-1],), f"{op} weight must match the last dim", expected=(x.shape[-1],),
+               got=w.shape)
+
+
+@register
+class LayerNorm(OpDef):
+    """(x - mean) / sqrt(var + eps) · (w + weight_offset) + b over the last dim.
+
+    weight_offset=1 is Nemotron's "layernorm1p" (weights stored as w - 1).
+    """
+
+    name = "layer_norm"
+    inputs = ("x", "weight", "bias?")
+    attrs = {"eps": Attr("float", 1e-5), "weight_offset": Attr("float", 0.0)}
+
+    def infer(self, x, weight, bias, eps, weight_offset):
+        _check_norm(self.name, x, weight)
+        _check_norm(self.name, x, bias)
+        return [x]
+
+    def ref(self, x, weight, bias, eps, weight_offset):
+        x = x.astype(np.float32)
+        mean = x.mean(-1, keepdims=True)
+        var = np.square(x - mean).mean(-1, keepdims=True)
+        y = (x - mean) / np.sqrt(var + np.float32(eps)) * (weight.astype(np.float32) + np.float32(weight_offset))
+        return [y if bias is None else y + bias.astype(np.float32)]
+
+    def flops(self, ins, outs, env, **attrs):
+        return 8 * outs[0].numel(env)
+
+
+@register
+class RmsNorm(OpDef):
+    """x / sqrt(mean(x²) + eps) · (w + weight_offset) over the last dim (Zhang & Sennrich)."""
+
+    name = "rms_norm"
+    inputs = ("x", "weight")
+    attrs = {"eps": Attr("float", 1e-6), "weight_offset": Attr("float", 0.0)}
+
+    def infer(self, x, weight, eps, weight_offset):
+        _check_norm(self.name, x, weight)
+        return [x]
+
+    def ref(self, x, weight, eps, weight_offset):
+        x = x.astype(np.float32)
+        rms = np.sqrt(np.square(x).mean(-1, keepdims=True) + np.float32(eps))
+        return [x / rms * (weight.astype(np.float32) + np.float32(weight_offset))]
+
+    def flops(self, ins, outs, env, **attrs):
+        return 5 * outs[0].numel(env)

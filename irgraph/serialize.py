@@ -1,0 +1,76 @@
+"""A graph on disk: a folder with `graph.irg` (the text form) and `weights.safetensors`.
+
+Saving writes into a temporary sibling folder and renames it into place, so a
+failure never leaves a half-written graph. Loading memory-maps the weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from irgraph.errors import ConfigError, IRError
+from irgraph.ir import Graph
+from irgraph.parser import parse
+from irgraph.weights import WeightStore, save_safetensors
+
+GRAPH_FILE = "graph.irg"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+def is_graph_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / GRAPH_FILE).is_file()
+
+
+def save(graph: Graph, path: str | os.PathLike, *, extra_files: Mapping[str, str | os.PathLike] | None = None,
+         overwrite: bool = True) -> Path:
+    """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise ConfigError("output folder exists", where=str(target))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (tmp / GRAPH_FILE).write_text(str(graph))
+        if graph.weights is not None:
+            save_safetensors({name: graph.weights[name] for name in graph.params}, tmp / WEIGHTS_FILE)
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load(path: str | os.PathLike) -> Graph:
+    """Read a saved graph folder (weights memory-mapped; absent for structure-only graphs)."""
+    folder = Path(path)
+    text_file = folder / GRAPH_FILE
+    if not text_file.is_file():
+        raise ConfigError(f"not an irgraph graph folder: no {GRAPH_FILE}", where=str(folder))
+    try:
+        graph = parse(text_file.read_text())
+    except IRError as e:
+        raise IRError(e.message, expected=e.expected, got=e.got, where=f"{text_file}: {e.where}") from None
+    weights_file = folder / WEIGHTS_FILE
+    if weights_file.is_file():
+        graph.weights = WeightStore.open(weights_file)
+        for name, v in graph.params.items():
+            if name not in graph.weights:
+                raise ConfigError(f"weight {name!r} missing", where=str(weights_file))
+            shape, _ = graph.weights.shape_dtype(name)
+            if tuple(shape) != v.type.shape and v.type.dtype.bits >= 8:
+                raise ConfigError(f"weight {name!r} has the wrong shape", expected=v.type.shape, got=shape,
+                                  where=str(weights_file))
+    return graph

@@ -1,0 +1,125 @@
+"""Named weights, memory-mapped from safetensors files.
+
+safetensors' own numpy loader copies every tensor into memory; irgraph instead
+reads the (tiny, JSON) header and maps each tensor straight from the file with
+`numpy.memmap`, so a 100 GB checkpoint opens instantly and pages in on use.
+The format is the same (https://github.com/huggingface/safetensors): 8-byte
+little-endian header length, a JSON header, then raw little-endian data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from irgraph.errors import ConfigError
+
+_TO_NUMPY = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+_FROM_NUMPY = {np.dtype(v): k for k, v in _TO_NUMPY.items()}
+
+
+def read_header(path: Path) -> tuple[dict, int]:
+    """(header dict, byte offset where tensor data starts) of a safetensors file."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ConfigError("not a safetensors file (shorter than 8 bytes)", where=str(path))
+        (n,) = struct.unpack("<Q", raw)
+        if n > 100_000_000:
+            raise ConfigError("not a safetensors file (implausible header length)", got=n, where=str(path))
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"safetensors header is not JSON: {e}", where=str(path)) from None
+    return header, 8 + n
+
+
+class WeightStore(Mapping[str, np.ndarray]):
+    """A read-only mapping name -> array; arrays from files are memory-mapped."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray] | None = None):
+        self._arrays: dict[str, np.ndarray] = dict(arrays or {})
+        self._lazy: dict[str, tuple[Path, str, tuple[int, ...], int]] = {}
+
+    @staticmethod
+    def from_arrays(arrays: Mapping[str, np.ndarray]) -> WeightStore:
+        return WeightStore({k: np.asarray(v) for k, v in arrays.items()})
+
+    @staticmethod
+    def open(*paths: str | os.PathLike) -> WeightStore:
+        """Map the tensors of one or more (shard) files; names must not repeat across shards."""
+        store = WeightStore()
+        for p in map(Path, paths):
+            header, start = read_header(p)
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                if name in store._lazy:
+                    raise ConfigError(f"tensor {name!r} appears in two shards", where=str(p))
+                if info.get("dtype") not in _TO_NUMPY:
+                    raise ConfigError(f"tensor {name!r} has unsupported dtype", expected=sorted(_TO_NUMPY),
+                                      got=info.get("dtype"), where=str(p))
+                store._lazy[name] = (p, info["dtype"], tuple(info["shape"]), start + info["data_offsets"][0])
+        return store
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._arrays:
+            return self._arrays[name]
+        if name not in self._lazy:
+            raise KeyError(name)
+        path, dtype, shape, offset = self._lazy[name]
+        if int(np.prod(shape)) == 0:
+            return np.zeros(shape, dtype=_TO_NUMPY[dtype])
+        return np.memmap(path, dtype=_TO_NUMPY[dtype], mode="r", offset=offset, shape=shape)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._arrays
+        yield from (k for k in self._lazy if k not in self._arrays)
+
+    def __len__(self) -> int:
+        return len(set(self._arrays) | set(self._lazy))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrays or name in self._lazy
+
+    def shape_dtype(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype without touching the data."""
+        if name in self._arrays:
+            a = self._arrays[name]
+            return a.shape, a.dtype
+        _, dtype, shape, _ = self._lazy[name]
+        return shape, np.dtype(_TO_NUMPY[dtype])
+
+
+def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike,
+                     metadata: Mapping[str, str] | None = None) -> None:
+    """Write arrays as one safetensors file, streaming tensor by tensor (no second copy in memory)."""
+    header: dict[str, object] = {}
+    offset = 0
+    items = []
+    for name, a in arrays.items():
+        dtype = np.dtype(a.dtype)
+        if dtype not in _FROM_NUMPY:
+            raise ConfigError(f"cannot store {name!r} as safetensors", got=str(dtype))
+        nbytes = int(np.prod(a.shape)) * dtype.itemsize
+        header[name] = {"dtype": _FROM_NUMPY[dtype], "shape": list(a.shape), "data_offsets": [offset, offset + nbytes]}
+        items.append(a)
+        offset += nbytes
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # align data to 8 bytes, as the reference writer does
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for a in items:
+            np.ascontiguousarray(a).tofile(f)  # little-endian hosts only (x86-64, aarch64)

@@ -1,0 +1,1 @@
+"""The surveyed architectures, declared as data (imported as `irgraph.model_zoo`)."""

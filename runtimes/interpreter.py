@@ -1,0 +1,28 @@
+"""The reference interpreter as a runtime, for saved graph folders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from irgraph.interpreter import run
+from irgraph.ir import Graph
+from irgraph.lm import graph_inputs
+from irgraph.runtimes.base import Session
+from irgraph.serialize import load
+
+
+class InterpreterSession(Session):
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.inputs = graph_inputs(graph)
+        self.meta = dict(graph.meta)
+
+    @staticmethod
+    def open(path: Path) -> InterpreterSession:
+        return InterpreterSession(load(path))
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run(self.graph, feeds)
