@@ -1,0 +1,276 @@
+"""Typed architecture configs: every architectural axis is an explicit enum field.
+
+A `ModelConfig` says everything the builder needs, nothing else; `validate()`
+rejects impossible combinations with an actionable message, and
+`ModelConfig.from_dict` rejects unknown keys. Zoo entries, tiny twins and
+Hugging Face imports all produce one of these and go through one builder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from irgraph.errors import ConfigError
+
+
+class Arch(enum.Enum):
+    DECODER = "decoder"  # causal decoder-only (GPT-3, LLaMA)
+    PREFIX_LM = "prefix_lm"  # non-causal decoder: bidirectional prefix (U-PaLM, GLM-130B)
+    ENCODER_DECODER = "encoder_decoder"  # T5, UL2, AlexaTM, AlphaCode, CodeT5+
+
+
+class Norm(enum.Enum):
+    LAYER = "layer"
+    RMS = "rms"
+
+
+class NormPlacement(enum.Enum):
+    PRE = "pre"  # x + f(norm(x))
+    POST = "post"  # norm(x + f(x)) (original Transformer, ERNIE 3.0)
+    DEEPNORM = "deepnorm"  # norm(alpha·x + f(x)) (GLM-130B; Wang et al. 2022)
+
+
+class Position(enum.Enum):
+    LEARNED = "learned"  # absolute learned table (GPT-3, OPT)
+    ROTARY = "rotary"  # RoPE (GPT-NeoX, LLaMA, PaLM)
+    ALIBI = "alibi"  # ALiBi bias (BLOOM)
+    RELATIVE = "relative"  # T5 relative-position buckets (T5, Gopher-style relative)
+    NONE = "none"
+
+
+class Block(enum.Enum):
+    SEQUENTIAL = "sequential"  # x + attn(...), then + mlp(...)
+    PARALLEL = "parallel"  # x + attn(LN(x)) + mlp(LN(x)), one shared norm (PaLM, GPT-J, CodeGen, Falcon)
+    PARALLEL_TWO_NORMS = "parallel_two_norms"  # x + attn(LN1(x)) + mlp(LN2(x)) (GPT-NeoX)
+
+
+class Activation(enum.Enum):
+    """Keys of irgraph.ops.elementwise.ACTIVATIONS."""
+
+    RELU = "relu"
+    RELU2 = "relu2"
+    GELU = "gelu"
+    GELU_TANH = "gelu_tanh"
+    FAST_GELU = "fast_gelu"
+    SILU = "silu"
+    SIGMOID = "sigmoid"
+
+
+class RopeScaling(enum.Enum):
+    NONE = "none"
+    LINEAR = "linear"
+    DYNAMIC_NTK = "dynamic_ntk"
+    LLAMA3 = "llama3"
+    YARN = "yarn"
+
+
+@dataclass(frozen=True)
+class RotaryConfig:
+    fraction: float = 1.0  # share of head_dim that rotates (GPT-NeoX 0.25, Nemotron 0.5)
+    interleaved: bool = False  # pairs (2i, 2i+1): GPT-J, PaLM, DeepSeek-v2; else rotate-half
+    base: float = 10000.0
+    scaling: RopeScaling = RopeScaling.NONE
+    factor: float = 1.0
+    original_max_position: int = 0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float = 1.0
+    mscale_all_dim: float = 0.0
+
+
+@dataclass(frozen=True)
+class MoeConfig:
+    num_experts: int
+    top_k: int
+    expert_ffn: int  # hidden width of one routed expert
+    every: int = 1  # MoE MLP in every `every`-th layer (GLaM: 2), dense MLP elsewhere
+    first_dense: int = 0  # the first layers keep a dense MLP (DeepSeek-v2: 1)
+    shared_experts: int = 0  # always-on experts, summed with the routed output (DeepSeek)
+    scoring: str = "softmax"  # softmax | sigmoid
+    normalize: bool = True  # renormalise the kept top-k weights (Mixtral)
+    n_group: int = 1
+    topk_group: int = 1
+    scaling: float = 1.0  # routed_scaling_factor
+    residual_dense: bool = False  # Arctic: a dense MLP in parallel with the MoE MLP, both added
+
+
+@dataclass(frozen=True)
+class MlaConfig:
+    """DeepSeek-v2 multi-head latent attention dims."""
+
+    kv_rank: int  # kv_lora_rank: the cached latent width (512)
+    q_rank: int = 0  # q_lora_rank: 0 = q projected directly (V2-Lite), else low-rank (1536)
+    nope_dim: int = 128  # qk_nope_head_dim
+    rope_dim: int = 64  # qk_rope_head_dim: the shared rotated key part, cached
+    v_dim: int = 128  # v_head_dim
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One architecture. Dims are the model's; `ffn` is the dense MLP hidden width."""
+
+    name: str
+    vocab_size: int
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    kv_heads: int = 0  # 0 = heads (MHA); 1 = multi-query; else grouped-query
+    head_dim: int = 0  # 0 = hidden // heads
+    arch: Arch = Arch.DECODER
+    encoder_layers: int = 0  # encoder-decoder: encoder depth (`layers` is the decoder's)
+    norm: Norm = Norm.LAYER
+    norm_placement: NormPlacement = NormPlacement.PRE
+    norm_eps: float = 1e-5
+    norm_weight_offset: float = 0.0  # Nemotron's layernorm1p stores w - 1
+    final_norm: bool = True
+    embedding_norm: bool = False  # a norm right after the token embedding (BLOOM)
+    position: Position = Position.LEARNED
+    max_position: int = 2048  # learned table rows / context length
+    rotary: RotaryConfig | None = None
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+    activation: Activation = Activation.GELU
+    gated_mlp: bool = False  # act(x·W_g)·(x·W_u) (SwiGLU, GeGLU)
+    block: Block = Block.SEQUENTIAL
+    qkv_bias: bool = False
+    out_bias: bool = False  # attention output projection bias
+    mlp_bias: bool = False
+    norm_bias: bool = True  # layer_norm has a bias (ignored for rms)
+    lm_head_bias: bool = False
+    tied_embeddings: bool = False
+    attn_scale: float | None = None  # softmax scale; None = 1/sqrt(head_dim)
+    attn_softcap: float = 0.0  # Grok-1: 30·tanh(s/30)
+    sliding_window: int = 0
+    embedding_scale: float = 1.0  # multiply token embeddings (Gemma/Grok-style); 1 = none
+    logit_scale: float = 1.0  # multiply the final logits (e.g. Grok-1 output multiplier); 1 = none
+    deepnorm_alpha: float = 0.0  # DEEPNORM placement: residual multiplier α; 0 = computed (2N)^(1/4)
+    query_layer: bool = False  # PanGu-α: a final attention layer queried by a learned position embedding
+    moe: MoeConfig | None = None
+    mla: MlaConfig | None = None
+    decoder_start_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 0
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.kv_heads or self.heads
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> ModelConfig:
+        """Raise ConfigError naming the field for an impossible combination; return self."""
+
+        def need(cond: bool, key: str, message: str, got: Any) -> None:
+            if not cond:
+                raise ConfigError(message, got=got, where=f"{self.name}: {key}")
+
+        for key in ("vocab_size", "hidden", "layers", "heads", "ffn"):
+            need(getattr(self, key) > 0, key, "must be positive", getattr(self, key))
+        need(self.heads % self.n_kv_heads == 0, "kv_heads", f"must divide heads ({self.heads})", self.kv_heads)
+        need(self.head_dim > 0 or self.hidden % self.heads == 0, "head_dim",
+             f"hidden ({self.hidden}) is not a multiple of heads; set head_dim", self.heads)
+        need((self.position is Position.ROTARY) == (self.rotary is not None) or self.mla is not None, "rotary",
+             "rotary settings go with position=rotary (and only then)", self.rotary)
+        need(self.arch is Arch.ENCODER_DECODER or self.encoder_layers == 0, "encoder_layers",
+             "only encoder-decoder models have encoder layers", self.encoder_layers)
+        need(self.arch is not Arch.ENCODER_DECODER or self.encoder_layers > 0, "encoder_layers",
+             "an encoder-decoder model needs encoder layers", self.encoder_layers)
+        need(self.norm_placement is not NormPlacement.DEEPNORM or self.block is Block.SEQUENTIAL,
+             "norm_placement", "DeepNorm applies to sequential blocks", self.block)
+        if self.moe is not None:
+            need(0 < self.moe.top_k <= self.moe.num_experts, "moe.top_k", "must be in 1..num_experts", self.moe.top_k)
+            need(self.moe.scoring in ("softmax", "sigmoid"), "moe.scoring", "softmax | sigmoid", self.moe.scoring)
+        if self.mla is not None:
+            need(self.position is Position.ROTARY, "position", "MLA carries its own rotary part: position=rotary",
+                 self.position)
+        return self
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> ModelConfig:
+        """Build from plain data (enum values as strings); unknown keys are rejected by name."""
+        return _from_dict(ModelConfig, data, "config").validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+
+_ENUMS = {e.__name__: e for e in (Arch, Norm, NormPlacement, Position, Block, Activation, RopeScaling)}
+_NESTED = {"rotary": RotaryConfig, "moe": MoeConfig, "mla": MlaConfig}
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)}", expected=", ".join(fields), where=where)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        ftype = fields[key].type
+        if key in _NESTED and value is not None:
+            value = _from_dict(_NESTED[key], value, f"{where}.{key}")
+        else:
+            enum_cls = _ENUMS.get(str(ftype))
+            if enum_cls is not None:
+                try:
+                    value = enum_cls(value)
+                except ValueError:
+                    raise ConfigError(f"bad value for {key}", expected=" | ".join(e.value for e in enum_cls),
+                                      got=value, where=where) from None
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    return obj
+
+
+@dataclass(frozen=True)
+class Survey:
+    """The survey's Table 5 row, verbatim ("" where the survey leaves the cell blank or "—")."""
+
+    size: str = ""
+    type: str = ""
+    objective: str = ""
+    attention: str = ""
+    vocab: str = ""
+    tokenizer: str = ""
+    norm: str = ""
+    pe: str = ""
+    activation: str = ""
+    bias: str = ""
+    layers: str = ""
+    heads: str = ""
+    hidden: str = ""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A surveyed model: its published architecture, where each number came from, and the survey's view."""
+
+    name: str
+    config: ModelConfig  # the published architecture
+    published_params: int  # the paper's total parameter count
+    survey_params: int  # the survey's figure
+    survey: Survey  # Table 5 row (empty Survey() for models outside Table 5)
+    claims: tuple[str, ...]  # what the survey says about the model: "parallel attention", "ALiBi", ...
+    sources: dict[str, str]  # field name (or "all") -> citation: paper section/table or released config
+    notes: tuple[str, ...] = ()  # disagreements with the survey, closed details and the choice made
+    params_note: str = ""  # why computed params miss published_params (at most 5 entries may need one)
+    aliases: tuple[str, ...] = ()
+    tiny_overrides: dict[str, Any] = field(default_factory=dict)  # fields the tiny twin sets explicitly
