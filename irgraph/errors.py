@@ -22,8 +22,9 @@ class IrgraphError(Exception):
 
     def _format(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
-        if self.expected is not None or self.got is not None:
-            text += f" (expected {self.expected}, got {self.got})"
+        parts = [f"{k} {v}" for k, v in (("expected", self.expected), ("got", self.got)) if v is not None]
+        if parts:
+            text += f" ({', '.join(parts)})"
         return text
 
 
