@@ -8,7 +8,14 @@
 
 from irgraph.builder import GraphBuilder
 from irgraph.dtypes import DType
-from irgraph.errors import CodegenError, ConfigError, IRError, IrgraphError, PassError, RuntimeFailure
+from irgraph.errors import (
+    CodegenError,
+    ConfigError,
+    IRError,
+    IrgraphError,
+    PassError,
+    RuntimeFailure,
+)
 from irgraph.interpreter import run
 from irgraph.ir import Graph, Node, Value
 from irgraph.lm import interpret

@@ -13,8 +13,8 @@ ops return a tuple. Type errors surface at the call, naming the op.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from irgraph.errors import IRError
 from irgraph.ir import Graph, Node, Value

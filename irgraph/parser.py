@@ -9,11 +9,11 @@ import json
 import re
 from typing import Any
 
+from irgraph.dtypes import DType
 from irgraph.errors import IRError
 from irgraph.ir import Graph, Node, Value
 from irgraph.registry import get_op
 from irgraph.types import Dim, TensorType, add_dims
-from irgraph.dtypes import DType
 from irgraph.verifier import infer_node
 
 _TOKEN = re.compile(

@@ -8,8 +8,8 @@ instead of chaining `if op == ...` (STYLE.md lesson 8).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 

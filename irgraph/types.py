@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
@@ -45,7 +44,7 @@ class Sym:
         return self.const + sum(coef * env[name] for name, coef in self.terms)
 
 
-Dim = Union[int, Sym]
+Dim = int | Sym
 
 
 def add_dims(a: Dim, b: Dim) -> Dim:

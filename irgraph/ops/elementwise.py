@@ -7,7 +7,8 @@ the row gives the numpy meaning; the class factory below registers it.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
