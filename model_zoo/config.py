@@ -31,6 +31,9 @@ class NormPlacement(enum.Enum):
     PRE = "pre"  # x + f(norm(x))
     POST = "post"  # norm(x + f(x)) (original Transformer, ERNIE 3.0)
     DEEPNORM = "deepnorm"  # norm(alpha·x + f(x)) (GLM-130B; Wang et al. 2022)
+    # x + post_norm(f(pre_norm(x))): Grok-1's four norms per layer; the extra norms are
+    # layers.{i}.attn_post_norm and layers.{i}.mlp_post_norm
+    SANDWICH = "sandwich"
 
 
 class Position(enum.Enum):
@@ -85,6 +88,8 @@ class RotaryConfig:
 
 @dataclass(frozen=True)
 class MoeConfig:
+    """Routed MLP layout. In an encoder-decoder model it applies to both stacks (CPM-2-MoE)."""
+
     num_experts: int
     top_k: int
     expert_ffn: int  # hidden width of one routed expert
@@ -97,6 +102,7 @@ class MoeConfig:
     topk_group: int = 1
     scaling: float = 1.0  # routed_scaling_factor
     residual_dense: bool = False  # Arctic: a dense MLP in parallel with the MoE MLP, both added
+    gated: bool | None = None  # experts gated? None = as the dense MLP (gated_mlp); GLaM: dense GeGLU, plain experts
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,14 @@ class ModelConfig:
     head_dim: int = 0  # 0 = hidden // heads
     arch: Arch = Arch.DECODER
     encoder_layers: int = 0  # encoder-decoder: encoder depth (`layers` is the decoder's)
+    # CodeT5+'s shallow encoder is narrower than its decoder: encoder width, heads and MLP width
+    # (0 = the decoder's; with encoder_heads set, the encoder's head_dim is encoder_hidden //
+    # encoder_heads, else the decoder's). When the widths differ the encoder output goes through
+    # `encoder.proj.weight/.bias` [hidden, encoder_hidden] before cross-attention.
+    encoder_hidden: int = 0
+    encoder_heads: int = 0
+    encoder_ffn: int = 0
+    cross_attention_layers: int = 0  # only the top N decoder layers cross-attend (CodeT5+: 1); 0 = all
     norm: Norm = Norm.LAYER
     norm_placement: NormPlacement = NormPlacement.PRE
     norm_eps: float = 1e-5
@@ -187,6 +201,15 @@ class ModelConfig:
              "only encoder-decoder models have encoder layers", self.encoder_layers)
         need(self.arch is not Arch.ENCODER_DECODER or self.encoder_layers > 0, "encoder_layers",
              "an encoder-decoder model needs encoder layers", self.encoder_layers)
+        for key in ("encoder_hidden", "encoder_heads", "encoder_ffn", "cross_attention_layers"):
+            need(getattr(self, key) == 0 or self.arch is Arch.ENCODER_DECODER, key,
+                 "only encoder-decoder models set it", getattr(self, key))
+        if self.encoder_heads:  # the encoder's head_dim is then encoder_hidden // encoder_heads
+            enc_hidden = self.encoder_hidden or self.hidden
+            need(enc_hidden % self.encoder_heads == 0, "encoder_heads", f"must divide encoder_hidden ({enc_hidden})",
+                 self.encoder_heads)
+        need(0 <= self.cross_attention_layers <= self.layers, "cross_attention_layers",
+             f"must be in 0..layers ({self.layers})", self.cross_attention_layers)
         need(self.norm_placement is not NormPlacement.DEEPNORM or self.block is Block.SEQUENTIAL,
              "norm_placement", "DeepNorm applies to sequential blocks", self.block)
         if self.moe is not None:
