@@ -1,0 +1,190 @@
+"""Torch lowerings of the position and attention ops: rotary, attention, ALiBi, T5 bias, MLA, MoE.
+
+They mirror `irgraph.ops.rotary`, `irgraph.ops.attention` and `irgraph.ops.moe`
+(the meaning of each op) and share those modules' constant tables (inverse
+frequencies, ALiBi slopes), so the two can only differ in float rounding.
+Masks are built from tensor shapes, so `torch.export` sees symbolic `seq` and
+`past`. MoE experts run densely (every expert on every token, weighted by the
+router's sparse combine matrix): exact, differentiable through the router
+weights, and free of data-dependent shapes; it costs experts/top_k times the
+routed FLOPs, which suits the small models this path trains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from irgraph.codegen.torch.lowerings import ACTIVATIONS, attention_scale, f32, lowering
+from irgraph.ops.attention import alibi_slopes
+from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
+
+# -- rotary -----------------------------------------------------------------------------------
+
+
+@lowering("rotary")
+def _rotary(x, position_ids, rotary_dim, interleaved, base, scaling, factor, original_max_position,
+            low_freq_factor, high_freq_factor, beta_fast, beta_slow, mscale, mscale_all_dim, attention_factor):
+    rd = rotary_dim or x.shape[3]
+    # Dynamic NTK rescales with the longest position in the batch: a data-dependent constant.
+    longest = int(position_ids.max()) + 1 if scaling == "dynamic_ntk" and position_ids.numel() else 0
+    inv = inv_frequencies(rd, base, scaling, factor, original_max_position, low_freq_factor, high_freq_factor,
+                          beta_fast, beta_slow, longest)
+    inv_t = torch.tensor(inv, dtype=torch.float32, device=x.device)
+    angles = position_ids.float()[..., None] * inv_t  # (B, S, rd/2), fp32 as the reference
+    gain = rotary_attention_factor(scaling, factor, mscale, mscale_all_dim, attention_factor)
+    c = (torch.cos(angles) * gain)[:, :, None, :]  # (B, S, 1, rd/2)
+    s = (torch.sin(angles) * gain)[:, :, None, :]
+    x = f32(x)
+    rot, rest = x[..., :rd], x[..., rd:]
+    if interleaved:
+        x1, x2 = rot[..., 0::2], rot[..., 1::2]
+        out = torch.stack([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).flatten(-2)  # pairs (2i, 2i+1)
+    else:
+        half = rd // 2
+        x1, x2 = rot[..., :half], rot[..., half:]
+        out = torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
+    return (torch.cat([out, rest], dim=-1),)
+
+
+# -- attention --------------------------------------------------------------------------------
+
+
+def visible(sq, total, key_mask, prefix_len, causal, window, device) -> torch.Tensor:
+    """Boolean [batch|1, 1, sq, total]: which key each query may attend to (see irgraph.ops.attention)."""
+    qpos = (total - sq) + torch.arange(sq, device=device)[:, None]  # absolute query positions
+    kpos = torch.arange(total, device=device)[None, :]
+    allowed = torch.ones((1, 1, sq, total), dtype=torch.bool, device=device)
+    if causal:
+        rule = kpos <= qpos
+        if prefix_len is not None:
+            rule = rule[None] | (kpos[None] < prefix_len.reshape(-1, 1, 1))  # (B, Sq, T)
+            allowed = allowed & rule[:, None]
+        else:
+            allowed = allowed & rule
+    if window:
+        allowed = allowed & ((qpos - kpos) < window)
+    if key_mask is not None:
+        allowed = allowed & key_mask.bool()[:, None, None, :]
+    return allowed
+
+
+def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window=0, scale=None, softcap=0.0):
+    """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads; fully masked rows give 0."""
+    hq, sq, d = q.shape[1], q.shape[2], q.shape[3]
+    hkv, total = k.shape[1], k.shape[2]
+    if hq != hkv:
+        k = k.repeat_interleave(hq // hkv, dim=1)  # (B, Hq, T, D)
+        v = v.repeat_interleave(hq // hkv, dim=1)
+    k, v = k.to(q.dtype), v.to(q.dtype)
+    scale = attention_scale(d, scale)
+    allowed = visible(sq, total, key_mask, prefix_len, causal, window, q.device)
+    any_visible = allowed.any(dim=-1, keepdim=True)
+    # Rows with no visible key attend everywhere and are zeroed after: finite values and gradients.
+    allowed = allowed | ~any_visible
+    if softcap:
+        scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, Hq, Sq, T)
+        scores = softcap * torch.tanh(scores / softcap)
+        if bias is not None:
+            scores = scores + bias.to(scores.dtype)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        out = torch.matmul(torch.softmax(scores, dim=-1), v)
+    else:
+        mask = allowed if bias is None else torch.where(allowed, bias.to(q.dtype), float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return out * any_visible
+
+
+@lowering("attention")
+def _attention(q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal, window, scale, softcap):
+    k_all = f32(k).transpose(1, 2)  # (B, Hkv, S, D)
+    v_all = f32(v).transpose(1, 2)
+    if past_key is not None:
+        k_all = torch.cat([past_key.to(k_all.dtype), k_all], dim=2)  # present = concat(past, new)
+        v_all = torch.cat([past_value.to(v_all.dtype), v_all], dim=2)
+    out = sdpa(f32(q).transpose(1, 2), k_all, v_all, key_mask, bias, prefix_len, causal, window, scale, softcap)
+    return out.transpose(1, 2), k_all, v_all
+
+
+@lowering("alibi")
+def _alibi(key_mask, num_heads):
+    mask = key_mask.float()
+    positions = (torch.cumsum(mask, dim=-1) - 1) * mask  # (B, T): position among unpadded tokens
+    slopes = torch.tensor(alibi_slopes(num_heads), device=key_mask.device)
+    return (slopes[None, :, None, None] * positions[:, None, None, :],)
+
+
+def t5_buckets(relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+    buckets = torch.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (relative > 0).long() * num_buckets
+        relative = relative.abs()
+    else:
+        relative = -torch.clamp(relative, max=0)
+    max_exact = num_buckets // 2
+    large = max_exact + (torch.log(relative.float() / max_exact) / math.log(max_distance / max_exact)
+                         * (num_buckets - max_exact)).long()
+    large = torch.clamp(large, max=num_buckets - 1)
+    return buckets + torch.where(relative < max_exact, relative, large)
+
+
+@lowering("relative_position_bias")
+def _relative_position_bias(x, key_mask, table, bidirectional, max_distance):
+    sq, total = x.shape[1], key_mask.shape[1]
+    qpos = (total - sq) + torch.arange(sq, device=x.device)
+    relative = torch.arange(total, device=x.device)[None, :] - qpos[:, None]  # (Sq, T)
+    buckets = t5_buckets(relative, bidirectional, table.shape[0], max_distance)
+    bias = F.embedding(buckets, table.float()).permute(2, 0, 1)  # (H, Sq, T)
+    return (bias[None].expand(x.shape[0], -1, -1, -1),)
+
+
+@lowering("latent_attention")
+def _latent_attention(q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal):
+    b, h, dq = q.shape[0], q.shape[2], q.shape[3]
+    rank = latent.shape[2]
+    new = torch.cat([f32(latent), f32(k_rope)[:, :, 0, :]], dim=-1)  # (B, S, R+rope)
+    cache = new if past_latent is None else torch.cat([past_latent.to(new.dtype), new], dim=1)
+    c, kr = cache[..., :rank], cache[..., rank:]
+    kv = F.linear(c, f32(kv_b)).reshape(b, -1, h, nope_dim + v_dim)  # (B, T, H, nope+v)
+    k = torch.cat([kv[..., :nope_dim], kr[:, :, None, :].expand(-1, -1, h, -1).to(kv.dtype)], dim=-1)
+    v = kv[..., nope_dim:]
+    out = sdpa(f32(q).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask=key_mask, causal=causal,
+               scale=attention_scale(dq, scale))
+    return out.transpose(1, 2), cache
+
+
+# -- mixture of experts -----------------------------------------------------------------------
+
+
+@lowering("moe_router")
+def _moe_router(x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
+    logits = F.linear(f32(x), f32(weight)).float()  # (..., E)
+    scores = torch.softmax(logits, dim=-1) if scoring == "softmax" else torch.sigmoid(logits)
+    choose = scores.detach()  # the choice is discrete; gradients flow through the kept scores
+    if n_group > 1:
+        grouped = choose.reshape(*choose.shape[:-1], n_group, -1)  # (..., G, E/G)
+        keep = torch.topk(grouped.amax(dim=-1), topk_group, dim=-1).indices
+        group_mask = torch.zeros(grouped.shape[:-1], dtype=torch.bool, device=x.device).scatter(-1, keep, True)
+        choose = choose.masked_fill(~group_mask.repeat_interleave(grouped.shape[-1], dim=-1), float("-inf"))
+    indices = torch.topk(choose, top_k, dim=-1).indices
+    weights = torch.gather(scores, -1, indices)
+    if normalize and top_k > 1:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return weights * scaling, indices
+
+
+@lowering("moe_experts")
+def _moe_experts(x, weights, indices, w_up, w_down, w_gate, act):
+    shape = x.shape
+    xs = f32(x).reshape(-1, shape[-1])  # (T, H)
+    combine = torch.zeros(xs.shape[0], w_up.shape[0], dtype=weights.dtype, device=x.device)
+    combine = combine.scatter_add(1, indices.reshape(xs.shape[0], -1), weights.reshape(xs.shape[0], -1))  # (T, E)
+    h = torch.einsum("th,efh->tef", xs, f32(w_up))
+    fn = ACTIVATIONS[act]
+    h = fn(torch.einsum("th,efh->tef", xs, f32(w_gate))) * h if w_gate is not None else fn(h)
+    y = torch.einsum("tef,ehf->teh", h, f32(w_down))  # every expert's output (T, E, H)
+    out = torch.einsum("te,teh->th", combine.to(y.dtype), y)
+    return (out.reshape(shape),)
