@@ -1,1 +1,66 @@
-"""Graph-to-graph passes (imported as `irgraph.passes`)."""
+"""Graph-to-graph passes (imported as `irgraph.passes`).
+
+    from irgraph.passes import run_pipeline
+    result = run_pipeline(graph, "cse,fuse-parallel-attention,dce", check=True)
+    print(result.table())
+
+manager.py holds the pass base class, registry, pipeline parser and runner;
+equivalence.py the interpreter-based check; rewrite.py the pattern/check/rewrite
+facility. Each pass lives in its own module, imported here to register it.
+"""
+
+from irgraph.errors import PassError
+from irgraph.passes import (  # noqa: F401  (importing registers the passes)
+    canonicalize,
+    constant_fold,
+    cse,
+    dce,
+    fuse_gate_up,
+    fuse_parallel_attention,
+    fuse_qkv,
+    parallelize_blocks,
+)
+from irgraph.passes.equivalence import check_equivalent, compare
+from irgraph.passes.manager import (
+    APPROXIMATE,
+    ARCH_CHANGE,
+    EXACT,
+    PASSES,
+    Pass,
+    PassResult,
+    PipelineResult,
+    get_pass,
+    make_pass,
+    parse_pipeline,
+    register_pass,
+    run_pipeline,
+)
+from irgraph.passes.rewrite import Explanation, Rule, apply_rules, explain
+
+
+def rules() -> dict[str, list[Rule]]:
+    """Every named rewrite rule, and every rule-based pass under its name (for `irgraph explain`)."""
+    table: dict[str, list[Rule]] = {}
+    for rule in canonicalize.RULES:
+        table[rule.name] = [rule]
+    table["canonicalize"] = list(canonicalize.RULES)
+    parallel = fuse_parallel_attention.FuseParallelAttention().rules()
+    for rule in (*parallel, fuse_qkv.FuseQkvRule(), fuse_gate_up.FuseGateUpRule(),
+                 parallelize_blocks.ParallelizeRule()):
+        table[rule.name] = [rule]
+    table["fuse-parallel-attention"] = parallel
+    return table
+
+
+def find_rules(name: str) -> list[Rule]:
+    table = rules()
+    if name not in table:
+        raise PassError(f"unknown rule {name!r}", expected="one of " + ", ".join(sorted(table)))
+    return table[name]
+
+
+__all__ = [
+    "APPROXIMATE", "ARCH_CHANGE", "EXACT", "PASSES", "Explanation", "Pass", "PassError", "PassResult",
+    "PipelineResult", "Rule", "apply_rules", "check_equivalent", "compare", "explain", "find_rules", "get_pass",
+    "make_pass", "parse_pipeline", "register_pass", "rules", "run_pipeline",
+]

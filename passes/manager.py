@@ -1,0 +1,368 @@
+"""The pass manager: passes registered by name, pipelines, verification, checking and timing.
+
+A pass is a frozen dataclass whose fields are its options (xDSL's design), with
+a registered `name`, a `kind` and `apply(graph) -> PassResult`:
+
+    @register_pass
+    @dataclass(frozen=True)
+    class ConstantFold(Pass):
+        name = "constant-fold"
+        kind = EXACT
+        max_elements: int = 1 << 24
+
+A pipeline is text, `"cse,fuse-parallel-attention,constant-fold(max_elements=1024)"`,
+or a Python list of names, Pass objects and (name, {options}) pairs.
+`run_pipeline` verifies the graph after every pass, optionally checks each exact
+pass against the interpreter (equivalence.py), times every pass, and on any
+failure raises a PassError naming the pass and the passes that ran before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from irgraph.errors import IrgraphError, PassError
+from irgraph.ir import Graph
+
+EXACT = "exact"  # outputs identical up to float rounding (checked at 1e-5)
+APPROXIMATE = "approximate"  # outputs change by a measured error (quantization, pruning)
+ARCH_CHANGE = "arch-change"  # a different model; needs fine-tuning, runs only when allowed
+KINDS = (EXACT, APPROXIMATE, ARCH_CHANGE)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    graph: Graph
+    modified: bool
+    note: str = ""  # what the pass did, for people ("fused 2 blocks")
+
+
+@dataclass(frozen=True)
+class Pass(ABC):
+    """Base of all passes. Subclasses are frozen dataclasses: their fields are the options."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = EXACT
+    summary: ClassVar[str] = ""
+
+    @abstractmethod
+    def apply(self, graph: Graph) -> PassResult:
+        """A new graph (the input graph is left untouched) and whether anything changed."""
+
+    def options(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __str__(self) -> str:
+        """The pipeline text of this pass: `name` or `name(key=value, ...)` for non-default options."""
+        changed = [f"{f.name}={_format_value(getattr(self, f.name))}" for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != f.default]
+        return f"{self.name}({', '.join(changed)})" if changed else self.name
+
+
+PASSES: dict[str, type[Pass]] = {}
+
+
+def register_pass(cls: type[Pass]) -> type[Pass]:
+    """Class decorator: make `cls` available to pipelines under `cls.name`."""
+    if cls.kind not in KINDS:
+        raise PassError(f"pass {cls.name!r} declares an unknown kind", expected=" | ".join(KINDS), got=cls.kind)
+    if cls.name in PASSES and PASSES[cls.name] is not cls:
+        raise PassError(f"pass {cls.name!r} registered twice")
+    PASSES[cls.name] = cls
+    return cls
+
+
+def get_pass(name: str) -> type[Pass]:
+    import irgraph.passes  # noqa: F401  (registers the built-in passes)
+
+    try:
+        return PASSES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PASSES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PassError(f"unknown pass {name!r}{hint}", expected="one of " + ", ".join(sorted(PASSES))) from None
+
+
+def option_specs(cls: type[Pass]) -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of each option of pass `cls`."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls)]
+
+
+def type_name(t: Any) -> str:
+    if typing.get_origin(t) is Literal:
+        return " | ".join(map(str, typing.get_args(t)))
+    return getattr(t, "__name__", str(t))
+
+
+def make_pass(name: str, options: dict[str, Any] | None = None, *, from_text: bool = False) -> Pass:
+    """Instantiate pass `name` with typed, checked options (strings are parsed when `from_text`)."""
+    cls = get_pass(name)
+    specs = {n: t for n, t, _ in option_specs(cls)}
+    values = {}
+    for key, raw in (options or {}).items():
+        if key not in specs:
+            raise PassError(f"unknown option {key!r} for pass {name}",
+                            expected=", ".join(f"{n}: {type_name(t)}" for n, t in specs.items()) or "no options")
+        values[key] = _coerce(name, key, specs[key], raw, from_text)
+    return cls(**values)
+
+
+def _coerce(pass_name: str, key: str, t: Any, raw: Any, from_text: bool) -> Any:
+    def bad() -> PassError:
+        return PassError(f"option {key!r} of pass {pass_name}", expected=type_name(t), got=repr(raw))
+
+    if typing.get_origin(t) is Literal:
+        choices = typing.get_args(t)
+        if raw not in choices:
+            raise bad()
+        return raw
+    if t is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_text and isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0"):
+            return raw.lower() in ("true", "1")
+        raise bad()
+    if t is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if from_text and isinstance(raw, str):
+            try:
+                return int(raw, 0)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if t is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if from_text and isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if t is str:
+        if isinstance(raw, str):
+            return raw
+        raise bad()
+    raise PassError(f"option {key!r} of pass {pass_name} has an unsupported type", got=type_name(t))
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str) and (not v or any(c in v for c in ',()= "')):
+        return '"' + v.replace('"', '\\"') + '"'
+    return str(v)
+
+
+# -- pipelines ---------------------------------------------------------------------------------
+
+PipelineSpec = str | Pass | tuple[str, dict[str, Any]] | Sequence["str | Pass | tuple[str, dict[str, Any]]"]
+
+
+def parse_pipeline(spec: PipelineSpec) -> list[Pass]:
+    """Passes from a pipeline string, a Pass, a (name, options) pair, or a list of these."""
+    if isinstance(spec, Pass):
+        return [spec]
+    if isinstance(spec, str):
+        return _parse_text(spec)
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+        return [make_pass(spec[0], spec[1])]
+    if isinstance(spec, (list, tuple)):
+        result: list[Pass] = []
+        for item in spec:
+            if isinstance(item, (list,)):
+                raise PassError("pipeline lists do not nest", got=repr(item))
+            result.extend(parse_pipeline(item))
+        return result
+    raise PassError("a pipeline is a string, a Pass, a (name, options) pair or a list of them", got=type(spec).__name__)
+
+
+def _parse_text(text: str) -> list[Pass]:
+    """`name`, `name(key=value, ...)`, comma-separated; values may be "quoted"."""
+    passes: list[Pass] = []
+    i, n = 0, len(text)
+
+    def fail(message: str, expected: str) -> PassError:
+        shown = text[i:i + 20] if i < n else "end of text"
+        return PassError(f"{message} at column {i + 1} of pipeline {text!r}", expected=expected, got=repr(shown))
+
+    def skip_space() -> None:
+        nonlocal i
+        while i < n and text[i].isspace():
+            i += 1
+
+    def word() -> str:
+        nonlocal i
+        start = i
+        while i < n and (text[i].isalnum() or text[i] in "-_."):
+            i += 1
+        return text[start:i]
+
+    def value() -> str:
+        nonlocal i
+        if i < n and text[i] == '"':
+            i += 1
+            out = []
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                out.append(text[i])
+                i += 1
+            if i >= n:
+                raise fail("unterminated string", 'a closing "')
+            i += 1
+            return "".join(out)
+        start = i
+        while i < n and text[i] not in ",()=" and not text[i].isspace():
+            i += 1
+        if i == start:
+            raise fail("missing option value", "a value")
+        return text[start:i]
+
+    skip_space()
+    if i == n:
+        return []
+    while True:
+        skip_space()
+        name = word()
+        if not name:
+            raise fail("expected a pass name", "a pass name")
+        options: dict[str, str] = {}
+        skip_space()
+        if i < n and text[i] == "(":
+            i += 1
+            skip_space()
+            while i < n and text[i] != ")":
+                key = word()
+                if not key:
+                    raise fail(f"expected an option name for pass {name}", "key=value")
+                skip_space()
+                if i >= n or text[i] != "=":
+                    raise fail(f"option {key!r} of pass {name} needs a value", "=")
+                i += 1
+                skip_space()
+                if key in options:
+                    raise fail(f"option {key!r} of pass {name} given twice", "each option once")
+                options[key] = value()
+                skip_space()
+                if i < n and text[i] == ",":
+                    i += 1
+                    skip_space()
+                elif i < n and text[i] != ")":
+                    raise fail(f"bad option list for pass {name}", "',' or ')'")
+            if i >= n:
+                raise fail(f"unclosed option list of pass {name}", "')'")
+            i += 1
+        passes.append(make_pass(name, options, from_text=True))
+        skip_space()
+        if i == n:
+            return passes
+        if text[i] != ",":
+            raise fail("expected ',' between passes", "','")
+        i += 1
+
+
+# -- running -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """What one pass did: for the timing table and the closing report."""
+
+    text: str  # the pass as pipeline text
+    kind: str
+    modified: bool
+    seconds: float  # the pass itself
+    verify_seconds: float
+    nodes_before: int
+    nodes_after: int
+    note: str = ""
+    max_error: float | None = None  # from the equivalence check, when it ran
+    check_seconds: float = 0.0
+
+
+@dataclass
+class PipelineResult:
+    graph: Graph
+    records: list[PassRecord] = field(default_factory=list)
+
+    @property
+    def modified(self) -> bool:
+        return any(r.modified for r in self.records)
+
+    def table(self) -> str:
+        """A per-pass timing table, one line per pass."""
+        lines = [f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  note"]
+        for r in self.records:
+            err = "" if r.max_error is None else f"{r.max_error:.2e}"
+            nodes = f"{r.nodes_before}->{r.nodes_after}"
+            lines.append(f"{r.text:<40} {r.kind:<12} {r.seconds * 1e3:>9.2f} {r.verify_seconds * 1e3:>9.2f} "
+                         f"{nodes:>13} {err:>9}  {r.note if r.modified else 'unchanged'}")
+        return "\n".join(lines)
+
+
+def run_pipeline(graph: Graph, pipeline: PipelineSpec, *, verify: bool = True, check: bool = False,
+                 tolerance: float = 1e-5, seed: int = 0, allow_arch_change: bool = False,
+                 print_after: Iterable[str] = (), on_print: Callable[[Pass, Graph], None] | None = None,
+                 ) -> PipelineResult:
+    """Run `pipeline` on `graph`; see the module docstring.
+
+    check: run before/after every exact pass in the interpreter (random inputs,
+    prefill and a decode step with a filled KV cache) and fail above `tolerance`;
+    approximate and architecture-changing passes get their error measured, not bounded.
+    print_after: pass names (or "all") whose result goes to `on_print`.
+    """
+    from irgraph.passes.equivalence import compare
+
+    passes = parse_pipeline(pipeline)
+    wanted = set(print_after)
+    unknown = wanted - {p.name for p in passes} - {"all"}
+    if unknown:
+        raise PassError(f"--print-after names passes not in the pipeline: {', '.join(sorted(unknown))}",
+                        expected=", ".join(p.name for p in passes) or "a non-empty pipeline")
+    for p in passes:
+        if p.kind == ARCH_CHANGE and not allow_arch_change:
+            raise PassError(f"pass {p.name} changes the architecture (the model needs fine-tuning after it)",
+                            expected="allow_arch_change=True (--allow-arch-change)", where=f"pass {p}")
+    result = PipelineResult(graph)
+    for p in passes:
+        ran = ", ".join(r.text for r in result.records) or "none"
+        where = f"pass {p} (after: {ran})"
+        before = result.graph
+        t0 = time.perf_counter()
+        try:
+            out = p.apply(before)
+        except IrgraphError as e:
+            raise PassError(f"failed: {e}", where=where) from e
+        except Exception as e:  # a bug in the pass: still say which pass and what ran before
+            raise PassError(f"crashed with {type(e).__name__}: {e}", where=where) from e
+        t1 = time.perf_counter()
+        if verify:
+            try:
+                out.graph.verify()
+            except IrgraphError as e:
+                raise PassError(f"produced an invalid graph: {e}", where=where) from e
+        t2 = time.perf_counter()
+        max_error = None
+        if check and out.modified:
+            cmp = compare(before, out.graph, seed=seed)
+            max_error = cmp.max_error
+            if p.kind == EXACT and not cmp.max_error <= tolerance:
+                raise PassError(f"changed the outputs: {cmp.worst}", expected=f"max error <= {tolerance:g}",
+                                got=f"{cmp.max_error:.3g}", where=where)
+        t3 = time.perf_counter()
+        result.records.append(PassRecord(str(p), p.kind, out.modified, t1 - t0, t2 - t1, len(before.nodes),
+                                         len(out.graph.nodes), out.note, max_error, t3 - t2))
+        result.graph = out.graph
+        if on_print is not None and ("all" in wanted or p.name in wanted):
+            on_print(p, out.graph)
+    return result

@@ -1,0 +1,125 @@
+"""What the fusion rules share: the role of a linear projection, and fusing linears.
+
+A projection's role is read from where its result goes, through ops that only
+move data (reshape, split, rotary, ...): into attention's q/k/v it is an
+attention projection, into an activation or gate it is an MLP input
+projection. Fusing linears that read the same input concatenates their weights
+along the output dim into one new parameter and splits the result; it is exact
+(each output column is computed from the same row of weights as before).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from irgraph.ir import Node, Value
+from irgraph.passes.graphs import GraphIndex, common_prefix
+from irgraph.passes.rewrite import Rewriter
+from irgraph.types import TensorType
+
+# Ops that only move or rotate data: a projection's role shows through them.
+TRANSPARENT = frozenset({"reshape", "transpose", "split", "slice", "rotary", "cast", "scale"})
+# Ops an MLP input projection feeds (activations, the gate, a gating product).
+MLP_OPS = frozenset({"glu", "gelu", "silu", "relu", "relu2", "fast_gelu", "sigmoid", "tanh", "erf", "mul"})
+ATTENTION = "attention"
+QKV_SLOTS = ("q", "k", "v")
+
+
+def role(index: GraphIndex, v: Value, depth: int = 8) -> str:
+    """'attn' | 'mlp' | 'other' for the result `v` of a projection."""
+    found: set[str] = set()
+    frontier = [v]
+    for _ in range(depth):
+        nxt = []
+        for cur in frontier:
+            for user in index.users_of(cur):
+                slots = [i for i, x in enumerate(user.inputs) if x is cur]
+                if user.op == ATTENTION and all(i < 3 for i in slots):
+                    found.add("attn")
+                elif user.op in MLP_OPS:
+                    found.add("mlp")
+                elif user.op in TRANSPARENT and (user.op != "rotary" or slots == [0]):
+                    nxt.extend(user.outputs)
+                else:
+                    found.add("other")
+            if cur in index.outputs:
+                found.add("other")
+        frontier = nxt
+        if not frontier:
+            break
+    return found.pop() if len(found) == 1 else "other"
+
+
+def source_linear(index: GraphIndex, v: Value | None) -> tuple[Node | None, str]:
+    """The linear that computes `v` through data-moving ops, or (None, what was found instead)."""
+    seen = 0
+    while v is not None and seen < 8:
+        node = index.producer.get(v)
+        if node is None:
+            return None, "a parameter" if v.param else "a graph input"
+        if node.op == "linear":
+            return node, ""
+        if node.op not in TRANSPARENT:
+            return None, f"a {node.op}"
+        v = node.inputs[0]
+        seen += 1
+    return None, "nothing"
+
+
+def linear_problem(index: GraphIndex, node: Node) -> str | None:
+    """Why the linear `node` cannot be fused (weights computed or quantized), or None."""
+    w = node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    if w is None or w.param is None:
+        return f"the weight of {index.describe(node)} is computed, not a parameter"
+    if not w.type.dtype.is_float:
+        return f"the weight @{w.param} is quantized ({w.type.dtype}); fuse before quantizing"
+    if bias is not None and bias.param is None:
+        return f"the bias of {index.describe(node)} is computed, not a parameter"
+    return None
+
+
+def group_problem(index: GraphIndex, linears: Sequence[Node]) -> str | None:
+    """Why these linears cannot become one, or None."""
+    for n in linears:
+        reason = linear_problem(index, n)
+        if reason:
+            return reason
+    dtypes = {n.inputs[1].type.dtype for n in linears if n.inputs[1] is not None}
+    if len(dtypes) > 1:
+        return f"the weights differ in dtype ({', '.join(sorted(map(str, dtypes)))})"
+    bias_dtypes = {n.inputs[2].type.dtype for n in linears if len(n.inputs) > 2 and n.inputs[2] is not None}
+    if len(bias_dtypes) > 1:
+        return "the biases differ in dtype"
+    return None
+
+
+def _bias(n: Node) -> Value | None:
+    return n.inputs[2] if len(n.inputs) > 2 else None
+
+
+def fuse_linears(rw: Rewriter, x: Value, linears: Sequence[Node], tag: str) -> None:
+    """Replace `linears` (all reading `x`) by one linear with concatenated weights and a split."""
+    ws = [n.inputs[1] for n in linears]
+    assert all(w is not None and w.param for w in ws)  # guaranteed by group_problem
+    prefix = common_prefix(w.param for w in ws)  # type: ignore[union-attr]
+    sizes = [int(w.type.shape[0]) for w in ws]  # type: ignore[union-attr]
+    wt = ws[0].type  # type: ignore[union-attr]
+    weight = rw.param(f"{prefix}{tag}.weight", TensorType(wt.dtype, (sum(sizes), wt.shape[1])),
+                      np.concatenate([rw.weight(w) for w in ws], axis=0) if rw.has_weights else None)
+    inputs = [x, weight]
+    biases = [_bias(n) for n in linears]
+    if any(b is not None for b in biases):
+        bdtype = next(b for b in biases if b is not None).type.dtype
+        arr = None
+        if rw.has_weights:  # a linear without a bias gets zeros: adding 0 is exact
+            arr = np.concatenate([rw.weight(b) if b is not None else np.zeros(s, bdtype.numpy)
+                                  for b, s in zip(biases, sizes)])
+        inputs.append(rw.param(f"{prefix}{tag}.bias", TensorType(bdtype, (sum(sizes),)), arr))
+    y = rw.emit("linear", *inputs, hint=tag)
+    parts = rw.emit("split", y, axis=-1, sizes=sizes)
+    for node, part in zip(linears, parts):
+        part.hint = node.outputs[0].hint  # a new value: naming it after what it replaces reads best
+        rw.replace(node.outputs[0], part)
