@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from irgraph.cli import inspect_cmd, run_cmd
+from irgraph.cli import explain_cmd, inspect_cmd, opt_cmd, passes_cmd, run_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,3 +15,6 @@ def main() -> None:
 
 main.add_command(inspect_cmd.inspect)
 main.add_command(run_cmd.run)
+main.add_command(passes_cmd.passes)
+main.add_command(explain_cmd.explain)
+main.add_command(opt_cmd.opt)

@@ -1,0 +1,25 @@
+"""`irgraph opt PATH --passes PIPELINE -o DIR`: apply a pass pipeline to a saved graph."""
+
+from __future__ import annotations
+
+import click
+
+from irgraph.cli.common import clean_errors
+from irgraph.cli.pass_options import apply_pipeline, pipeline_options
+from irgraph.serialize import load, save
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder for the transformed graph (written atomically).")
+@pipeline_options
+@clean_errors
+def opt(path: str, output: str, passes: str, print_after: tuple[str, ...], check: bool,
+        allow_arch_change: bool, timing: bool) -> None:
+    """Run a pass pipeline on the saved graph at PATH and save the result to -o."""
+    if not passes:
+        raise click.BadParameter("needs a pipeline", param_hint="--passes")
+    graph = apply_pipeline(load(path), passes, print_after, check, allow_arch_change, timing)
+    save(graph, output)
+    click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.params)} params)", err=True)
