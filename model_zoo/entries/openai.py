@@ -1,0 +1,76 @@
+"""OpenAI's surveyed models: GPT-3 175B and Codex 12B (a fine-tuned GPT-3 12B)."""
+
+from __future__ import annotations
+
+from irgraph.model_zoo.config import Activation, ModelConfig, Position, ZooEntry
+from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
+
+_GPT3 = survey("GPT-3 (175B)")
+_CODEX = survey("Codex (12B)")
+
+# GPT-2/GPT-3 block: pre-LayerNorm, learned absolute positions, tanh-GELU MLP of 4·d,
+# biases everywhere, LM head tied to the token embedding.
+_GPT_FAMILY = dict(
+    position=Position.LEARNED,
+    max_position=2048,
+    activation=Activation.GELU_TANH,
+    qkv_bias=True,
+    out_bias=True,
+    mlp_bias=True,
+    tied_embeddings=True,
+    bos_token_id=50256,
+    eos_token_id=50256,
+    pad_token_id=50256,
+)
+
+GPT_3 = ZooEntry(
+    name="gpt-3",
+    aliases=("gpt3", "gpt-3-175b", "davinci"),
+    config=ModelConfig(
+        name="gpt-3", vocab_size=50257, hidden=12288, layers=96, heads=96, head_dim=128, ffn=4 * 12288,
+        **_GPT_FAMILY,
+    ),
+    published_params=175_000_000_000,
+    survey_params=survey_params(_GPT3.size),
+    survey=_GPT3,
+    claims=("causal decoder", "dense and locally banded sparse attention alternating (Sparse Transformer)",
+            "layer norm", "learned positions", "GeLU", "bias"),
+    sources={
+        **cite("Brown et al. 2020 Table 2.1 (GPT-3 175B: n_layers 96, d_model 12288, n_heads 96, d_head 128, "
+               "n_ctx 2048, 175.0B params); d_ff = 4 d_model (Sec. 2.1, as GPT-2)",
+               "layers", "hidden", "heads", "head_dim", "max_position", "ffn", "published_params"),
+        **cite("Brown et al. 2020 Sec. 2.1: same model as GPT-2 (pre-LN, learned positions, GELU) and its "
+               "50257-token byte-level BPE", "vocab_size", "norm_placement", "position", "activation"),
+    },
+    notes=("GPT-3 alternates dense and locally banded sparse attention layers; the IR's attention is dense "
+           "in every layer (a sliding window in every layer would be wrong for the dense half). Parameters "
+           "are unaffected.",),
+)
+
+CODEX = ZooEntry(
+    name="codex",
+    aliases=("codex-12b",),
+    config=ModelConfig(
+        name="codex", vocab_size=50281, hidden=5140, layers=40, heads=40, head_dim=128, ffn=4 * 5140,
+        **_GPT_FAMILY,
+    ),
+    published_params=12_000_000_000,
+    survey_params=survey_params(_CODEX.size),
+    survey=_CODEX,
+    claims=("causal decoder", "GPT-3 fine-tuned on code", "pre-layer norm", "learned positions", "GeLU"),
+    sources={
+        **cite("Brown et al. 2020 Table 2.1, GPT-3 13B (n_layers 40, d_model 5140, n_heads 40, d_head 128), "
+               "the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3.2)",
+               "layers", "hidden", "heads", "head_dim", "ffn", "max_position"),
+        **cite("Chen et al. 2021 Sec. 3.2: GPT-3 text tokenizer plus tokens for runs of whitespace "
+               "(OpenAI tiktoken p50k_base: 50281 tokens)", "vocab_size"),
+        **cite("Chen et al. 2021 (Codex) abstract/Sec. 3: 12B parameters", "published_params"),
+    },
+    notes=(
+        "The survey's nL 96 / nH 96 / HS 12288 are GPT-3 175B's dims; Codex-12B is built on GPT-3's 13B "
+        "configuration (40 layers, d_model 5140, 40 heads of 128; heads*head_dim = 5120 != 5140).",
+        "GPT-3 13B counts 12.9B with the whitespace-extended vocabulary; the Codex paper rounds to 12B.",
+    ),
+)
+
+ENTRIES: list[ZooEntry] = [GPT_3, CODEX]
