@@ -1,0 +1,214 @@
+"""Lowerings of rotary, attention (with its KV cache and masks), ALiBi, T5 bias and MLA.
+
+Attention follows the op's reference (`irgraph/ops/attention.py`) step by
+step: present = concat(past, new) along the sequence, grouped heads repeated,
+masks built in one TE kernel from the rules in the op's docstring, and a query
+with no visible key gives zeros. Masked scores use a large finite negative
+instead of -inf, so a fully masked row stays finite before it is zeroed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tvm import relax, te, tirx
+
+from irgraph.codegen.tvm.lowering import Context, array_const, lowers
+from irgraph.ir import Node
+from irgraph.ops.attention import alibi_slopes, t5_buckets
+from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
+
+op = relax.op
+_MASKED = -1e30
+
+
+def _slice(ctx: Context, x: relax.Expr, axis: int, begin, end, step: int = 1) -> relax.Var:
+    return ctx.emit(op.strided_slice(x, [axis], [begin], [end], [step], assume_inbound=True))
+
+
+# -- rotary ------------------------------------------------------------------------------------
+
+
+def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
+    """Inverse frequencies [rd/2] f32; dynamic NTK rescales the base from max(position_ids) at run time."""
+    common = dict(rotary_dim=rd, base=a["base"], scaling=a["scaling"], factor=a["factor"],
+                  original_max_position=a["original_max_position"], low_freq_factor=a["low_freq_factor"],
+                  high_freq_factor=a["high_freq_factor"], beta_fast=a["beta_fast"], beta_slow=a["beta_slow"])
+    if a["scaling"] != "dynamic_ntk":
+        return array_const(inv_frequencies(**common).astype(np.float32))
+    # Same float64 formula as inv_frequencies, evaluated in the graph.
+    f64 = "float64"
+    base, factor, orig = a["base"], a["factor"], a["original_max_position"]
+    longest = ctx.emit(op.add(op.astype(op.max(pos), f64), relax.const(1.0, f64)))
+    grown = op.multiply(relax.const(base, f64), op.power(
+        op.subtract(op.multiply(relax.const(factor / orig, f64), longest), relax.const(factor - 1, f64)),
+        relax.const(rd / (rd - 2), f64)))
+    eff_base = ctx.emit(op.where(op.greater(longest, relax.const(float(orig), f64)), grown,
+                                 relax.const(float(base), f64)))
+    exps = array_const(np.arange(0, rd, 2, dtype=np.float64) / rd)
+    inv = op.divide(relax.const(1.0, f64), op.power(eff_base, exps))
+    return ctx.emit(op.astype(inv, "float32"))
+
+
+@lowers("rotary")
+def _rotary(ctx: Context, node: Node, x, pos):
+    a = dict(node.attrs)
+    b, s, h, d = node.inputs[0].type.shape
+    rd = a["rotary_dim"] or int(d)
+    inv = _inv_freq(ctx, pos, rd, a)
+    angles = ctx.emit(op.multiply(op.expand_dims(op.astype(pos, "float32"), [-1]), inv))  # (B, S, rd/2)
+    factor = rotary_attention_factor(a["scaling"], a["factor"], a["mscale"], a["mscale_all_dim"],
+                                     a["attention_factor"])
+    f = array_const(np.float32(factor))
+    cos = ctx.emit(op.expand_dims(op.multiply(op.cos(angles), f), [2]))  # (B, S, 1, rd/2)
+    sin = ctx.emit(op.expand_dims(op.multiply(op.sin(angles), f), [2]))
+    if x.ty.dtype != "float32":
+        cos, sin = ctx.emit(op.astype(cos, x.ty.dtype)), ctx.emit(op.astype(sin, x.ty.dtype))
+    rot = x if rd == int(d) else _slice(ctx, x, 3, 0, rd)
+    if a["interleaved"]:
+        x1, x2 = _slice(ctx, rot, 3, 0, rd, 2), _slice(ctx, rot, 3, 1, rd, 2)
+    else:
+        x1, x2 = _slice(ctx, rot, 3, 0, rd // 2), _slice(ctx, rot, 3, rd // 2, rd)
+    o1 = ctx.emit(op.subtract(op.multiply(x1, cos), op.multiply(x2, sin)))
+    o2 = ctx.emit(op.add(op.multiply(x2, cos), op.multiply(x1, sin)))
+    if a["interleaved"]:
+        out = ctx.emit(op.reshape(op.stack([o1, o2], axis=4), ctx.shape(node.inputs[0].type)[:3] + [rd]))
+    else:
+        out = ctx.emit(op.concat([o1, o2], axis=3))
+    if rd < int(d):
+        out = ctx.emit(op.concat([out, _slice(ctx, x, 3, rd, int(d))], axis=3))
+    return [out]
+
+
+# -- attention ---------------------------------------------------------------------------------
+
+
+def _visible(ctx: Context, shape: list, key_mask, prefix_len, causal: bool, window: int) -> relax.Expr | None:
+    """Boolean [batch, 1, seq, total] of the keys each query may see; None when all are visible."""
+    if not (causal or window or key_mask is not None):
+        return None
+    batch, sq, total = shape
+    names = [n for n, v in (("key_mask", key_mask), ("prefix_len", prefix_len)) if v is not None]
+    given = [v for v in (key_mask, prefix_len) if v is not None]
+
+    def compute(*tensors: te.Tensor) -> te.Tensor:
+        t = dict(zip(names, tensors))
+
+        def rule(b, _, i, j):
+            past = total - sq
+            ok = tirx.const(True, "bool")
+            if causal:
+                c = j <= past + i
+                if "prefix_len" in t:
+                    c = tirx.Or(c, j < t["prefix_len"][b].astype("int64"))
+                ok = tirx.And(ok, c)
+            if window:
+                ok = tirx.And(ok, past + i - j < window)
+            if "key_mask" in t:
+                ok = tirx.And(ok, t["key_mask"][b, j] != tirx.const(0, t["key_mask"].dtype))
+            return ok
+
+        return te.compute((batch, 1, sq, total), rule, name="visible")
+
+    return ctx.bb.emit_te(compute, *given, primfunc_name_hint="attention_mask")
+
+
+def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix_len=None, causal=True,
+         window=0, scale: float, softcap: float = 0.0) -> relax.Var:
+    """Attention over BNSH q [B,Hq,Sq,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,Sq,Dv]."""
+    hq, hkv = int(q.ty.shape[1]), int(k.ty.shape[1])
+    if hq != hkv:  # grouped-query attention: each KV head serves hq/hkv consecutive query heads
+        k = ctx.emit(op.repeat(k, hq // hkv, axis=1))
+        v = ctx.emit(op.repeat(v, hq // hkv, axis=1))
+    dtype = q.ty.dtype
+    scores = ctx.emit(op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype)))
+    if softcap:
+        cap = relax.const(softcap, dtype)
+        scores = ctx.emit(op.multiply(cap, op.tanh(op.divide(scores, cap))))
+    if bias is not None:
+        scores = ctx.emit(op.add(scores, op.astype(bias, dtype) if bias.ty.dtype != dtype else bias))
+    allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window)
+    if allowed is None:
+        probs = ctx.emit(op.nn.softmax(scores, axis=-1))
+    else:
+        scores = ctx.emit(op.where(allowed, scores, relax.const(_MASKED, dtype)))
+        any_visible = ctx.emit(op.astype(op.max(op.astype(allowed, "int32"), axis=[-1], keepdims=True), dtype))
+        probs = ctx.emit(op.multiply(op.nn.softmax(scores, axis=-1), any_visible))
+    return ctx.emit(op.matmul(probs, v))
+
+
+@lowers("attention")
+def _attention(ctx: Context, node: Node, q, k, v, past_key, past_value, key_mask, bias, prefix_len):
+    a = node.attrs
+    k_new = ctx.emit(op.permute_dims(k, [0, 2, 1, 3]))  # (B, Hkv, Sk, D)
+    v_new = ctx.emit(op.permute_dims(v, [0, 2, 1, 3]))
+    if past_key is not None:
+        k_all = ctx.emit(op.concat([past_key, k_new], axis=2))  # (B, Hkv, past+Sk, D)
+        v_all = ctx.emit(op.concat([past_value, v_new], axis=2))
+    else:
+        k_all, v_all = k_new, v_new
+    qt = node.inputs[0].type
+    d = int(qt.shape[3])
+    shape = [ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1]), ctx.dim(node.outputs[1].type.shape[2])]
+    scale = 1.0 / math.sqrt(d) if a["scale"] is None else a["scale"]
+    out = sdpa(ctx, ctx.emit(op.permute_dims(q, [0, 2, 1, 3])), k_all, v_all, shape, key_mask=key_mask,
+               bias=bias, prefix_len=prefix_len, causal=a["causal"], window=a["window"], scale=scale,
+               softcap=a["softcap"])
+    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), k_all, v_all]
+
+
+@lowers("alibi")
+def _alibi(ctx: Context, node: Node, key_mask):
+    h = node.attrs["num_heads"]
+    mask = ctx.emit(op.astype(key_mask, "float32"))
+    positions = ctx.emit(op.multiply(op.subtract(op.cumsum(mask, axis=1), relax.const(1.0)), mask))  # (B, T)
+    slopes = array_const(alibi_slopes(h).reshape(1, h, 1, 1))
+    return [ctx.emit(op.multiply(slopes, op.expand_dims(positions, [1, 2])))]  # (B, H, 1, T)
+
+
+@lowers("relative_position_bias")
+def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
+    """Buckets from a lookup table the reference itself fills: beyond ±max_distance they saturate."""
+    a = node.attrs
+    buckets, heads = (int(d) for d in node.inputs[2].type.shape)
+    far = a["max_distance"]
+    with np.errstate(invalid="ignore"):  # log(0) at distance 0 is masked out by the reference itself
+        lut = t5_buckets(np.arange(-far, far + 1, dtype=np.int64), a["bidirectional"], buckets, far)
+    batch, sq, total = (ctx.dim(node.outputs[0].type.shape[i]) for i in (0, 2, 3))
+
+    def compute(lut_t: te.Tensor) -> te.Tensor:
+        def bucket(i, j):
+            rel = j - (total - sq + i)
+            return lut_t[tirx.max(tirx.min(rel, far), -far) + far]
+
+        return te.compute((sq, total), bucket, name="bucket")
+
+    index = ctx.bb.emit_te(compute, array_const(lut), primfunc_name_hint="t5_buckets")  # (Sq, T)
+    bias = ctx.emit(op.permute_dims(op.take(table, index, axis=0), [2, 0, 1]))  # (H, Sq, T)
+    if bias.ty.dtype != "float32":
+        bias = ctx.emit(op.astype(bias, "float32"))
+    return [ctx.emit(op.broadcast_to(op.expand_dims(bias, [0]), [batch, heads, sq, total]))]
+
+
+@lowers("latent_attention")
+def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_latent, key_mask):
+    a = node.attrs
+    nope, dv = a["nope_dim"], a["v_dim"]
+    b, s, h, dq = node.inputs[0].type.shape
+    rank = int(node.inputs[1].type.shape[2])
+    rope = int(dq) - nope
+    new = ctx.emit(op.concat([latent, op.squeeze(k_rope, [2])], axis=2))  # (B, S, R+rope)
+    cache = ctx.emit(op.concat([past_latent, new], axis=1)) if past_latent is not None else new
+    total = ctx.dim(node.outputs[1].type.shape[1])
+    batch = ctx.dim(b)
+    c, kr = _slice(ctx, cache, 2, 0, rank), _slice(ctx, cache, 2, rank, rank + rope)
+    kv = ctx.emit(op.reshape(op.matmul(c, op.permute_dims(kv_b)), [batch, total, int(h), nope + dv]))
+    k_nope, v = _slice(ctx, kv, 3, 0, nope), _slice(ctx, kv, 3, nope, nope + dv)
+    kr_all = ctx.emit(op.broadcast_to(op.expand_dims(kr, [2]), [batch, total, int(h), rope]))
+    k = ctx.emit(op.concat([k_nope, kr_all], axis=3))  # (B, T, H, nope+rope)
+    scale = 1.0 / math.sqrt(int(dq)) if a["scale"] is None else a["scale"]
+    out = sdpa(ctx, ctx.emit(op.permute_dims(q, [0, 2, 1, 3])), ctx.emit(op.permute_dims(k, [0, 2, 1, 3])),
+               ctx.emit(op.permute_dims(v, [0, 2, 1, 3])), [batch, ctx.dim(s), total], key_mask=key_mask,
+               causal=a["causal"], scale=scale)
+    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), cache]

@@ -1,0 +1,185 @@
+"""Lowerings of the elementwise, tensor and nn ops to Relax (one row or function per op).
+
+Output shapes come from the IR's own inferred types (`node.outputs[i].type`),
+so reshape's ONNX 0/-1 rules and slice bounds on symbolic dims are resolved
+once, by the verifier, not re-derived here.
+"""
+
+from __future__ import annotations
+
+from tvm import relax
+
+from irgraph.codegen.tvm.linear import lower_linear
+from irgraph.codegen.tvm.lowering import Context, lowers, tvm_dtype
+from irgraph.ir import Node
+
+op = relax.op
+
+
+def act(ctx: Context, name: str, x: relax.Expr) -> relax.Expr:
+    """Activation by the registry's ACTIVATIONS key (glu and moe_experts use these names)."""
+    if name == "relu":
+        return op.nn.relu(x)
+    if name == "relu2":
+        return op.square(op.nn.relu(x))
+    if name == "gelu":
+        return op.nn.gelu(x)
+    if name == "gelu_tanh":
+        return op.nn.gelu_tanh(x)
+    if name == "fast_gelu":
+        return op.multiply(x, op.sigmoid(op.multiply(x, relax.const(1.702, x.ty.dtype))))
+    if name == "silu":
+        return op.nn.silu(x)
+    if name == "sigmoid":
+        return op.sigmoid(x)
+    raise KeyError(name)
+
+
+_UNARY = {
+    "neg": op.negative, "exp": op.exp, "log": op.log, "sqrt": op.sqrt, "rsqrt": op.rsqrt, "tanh": op.tanh,
+    "sin": op.sin, "cos": op.cos, "erf": op.erf,
+}
+_ACTS = ("sigmoid", "relu", "relu2", "silu", "fast_gelu")
+_BINARY = {
+    "add": op.add, "sub": op.subtract, "mul": op.multiply, "div": op.divide, "pow": op.power,
+    "maximum": op.maximum, "minimum": op.minimum,
+}
+
+
+@lowers(*_UNARY)
+def _unary(ctx: Context, node: Node, x):
+    return [ctx.emit(_UNARY[node.op](x))]
+
+
+@lowers(*_ACTS)
+def _activation(ctx: Context, node: Node, x):
+    return [ctx.emit(act(ctx, node.op, x))]
+
+
+@lowers("gelu")
+def _gelu(ctx: Context, node: Node, x):
+    return [ctx.emit(act(ctx, "gelu" if node.attrs["approximate"] == "none" else "gelu_tanh", x))]
+
+
+@lowers("scale")
+def _scale(ctx: Context, node: Node, x):
+    return [ctx.emit(op.multiply(x, relax.const(node.attrs["factor"], x.ty.dtype)))]
+
+
+@lowers(*_BINARY)
+def _binary(ctx: Context, node: Node, a, b):
+    return [ctx.emit(_BINARY[node.op](a, b))]
+
+
+@lowers("glu")
+def _glu(ctx: Context, node: Node, gate, up):
+    return [ctx.emit(op.multiply(act(ctx, node.attrs["act"], gate), up))]
+
+
+@lowers("matmul")
+def _matmul(ctx: Context, node: Node, a, b):
+    return [ctx.emit(op.matmul(a, b))]
+
+
+@lowers("reshape")
+def _reshape(ctx: Context, node: Node, x):
+    return [ctx.emit(op.reshape(x, ctx.shape(node.outputs[0].type)))]
+
+
+@lowers("transpose")
+def _transpose(ctx: Context, node: Node, x):
+    return [ctx.emit(op.permute_dims(x, list(node.attrs["perm"])))]
+
+
+@lowers("concat")
+def _concat(ctx: Context, node: Node, *xs):
+    return [ctx.emit(op.concat([x for x in xs if x is not None], axis=node.attrs["axis"]))]
+
+
+@lowers("split")
+def _split(ctx: Context, node: Node, x):
+    sizes = node.attrs["sizes"]
+    if len(sizes) == 1:
+        return [x]
+    points, acc = [], 0
+    for s in sizes[:-1]:
+        acc += s
+        points.append(acc)
+    parts = ctx.emit(op.split(x, points, axis=node.attrs["axis"]))
+    return [ctx.emit(relax.TupleGetItem(parts, i)) for i in range(len(sizes))]
+
+
+@lowers("slice")
+def _slice(ctx: Context, node: Node, x):
+    """x[start:end:step] on one axis; begin/end resolved against the (maybe symbolic) dim."""
+    t = node.inputs[0].type
+    axis = node.attrs["axis"] % t.rank
+    start, end, step = node.attrs["start"], node.attrs["end"], node.attrs["step"]
+    dim = t.shape[axis]
+    if isinstance(dim, int):
+        begin, stop, _ = slice(start, end, step).indices(dim)
+        b, e = ctx.dim(begin), ctx.dim(stop)
+    else:  # the verifier allows [0:] and [-k:] on symbolic dims
+        full = ctx.dim(dim)
+        b = full + start if start < 0 else ctx.dim(start)
+        e = full
+    return [ctx.emit(op.strided_slice(x, [axis], [b], [e], [step], assume_inbound=True))]
+
+
+@lowers("gather")
+def _gather(ctx: Context, node: Node, data, indices):
+    return [ctx.emit(op.take(data, indices, axis=node.attrs["axis"]))]
+
+
+@lowers("where")
+def _where(ctx: Context, node: Node, cond, a, b):
+    return [ctx.emit(op.where(cond, a, b))]
+
+
+@lowers("cast")
+def _cast(ctx: Context, node: Node, x):
+    return [ctx.emit(op.astype(x, tvm_dtype(node.outputs[0].type.dtype)))]
+
+
+@lowers("softmax")
+def _softmax(ctx: Context, node: Node, x):
+    return [ctx.emit(op.nn.softmax(x, axis=node.attrs["axis"]))]
+
+
+_REDUCE = {"reduce_sum": op.sum, "reduce_mean": op.mean, "reduce_max": op.max}
+
+
+@lowers(*_REDUCE)
+def _reduce(ctx: Context, node: Node, x):
+    return [ctx.emit(_REDUCE[node.op](x, axis=list(node.attrs["axes"]), keepdims=node.attrs["keepdims"]))]
+
+
+@lowers("embedding")
+def _embedding(ctx: Context, node: Node, ids, table):
+    y = ctx.emit(op.take(table, ids, axis=0))
+    want = tvm_dtype(node.outputs[0].type.dtype)
+    return [y if y.ty.dtype == want else ctx.emit(op.astype(y, want))]
+
+
+def _norm_weight(w: relax.Expr, offset: float) -> relax.Expr:
+    return w if offset == 0 else op.add(w, relax.const(offset, w.ty.dtype))
+
+
+@lowers("layer_norm")
+def _layer_norm(ctx: Context, node: Node, x, weight, bias):
+    w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
+    if bias is None:
+        bias = relax.const(0.0, x.ty.dtype)
+        bias = ctx.emit(op.broadcast_to(bias, [ctx.dim(node.inputs[0].type.shape[-1])]))
+    return [ctx.emit(op.nn.layer_norm(x, w, bias, axes=[-1], epsilon=node.attrs["eps"]))]
+
+
+@lowers("rms_norm")
+def _rms_norm(ctx: Context, node: Node, x, weight):
+    w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
+    return [ctx.emit(op.nn.rms_norm(x, w, axes=[-1], epsilon=node.attrs["eps"]))]
+
+
+@lowers("linear")
+def _linear(ctx: Context, node: Node, x, weight, bias):
+    return [lower_linear(ctx, node, x, weight, bias)]

@@ -1,0 +1,88 @@
+"""Lowerings of the mixture-of-experts router and experts.
+
+The experts run densely: every expert's MLP is evaluated on every token and
+weighted by the token's routing weight for that expert (zero when it was not
+chosen). That is exact, needs no data-dependent shapes (so one kernel set
+serves prefill, decode and every target), and costs experts/top_k times the
+routed FLOPs, which is the price paid on tiny and mid-size MoE models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax, te
+
+from irgraph.codegen.tvm.lower_basic import act
+from irgraph.codegen.tvm.lowering import Context, array_const, lowers
+from irgraph.ir import Node
+
+op = relax.op
+
+
+@lowers("moe_router")
+def _moe_router(ctx: Context, node: Node, x, weight):
+    a = node.attrs
+    experts = int(node.inputs[1].type.shape[0])
+    lead = ctx.shape(node.inputs[0].type)[:-1]
+    logits = ctx.emit(op.matmul(x, op.permute_dims(weight)))  # (..., E)
+    if logits.ty.dtype != "float32":
+        logits = ctx.emit(op.astype(logits, "float32"))
+    scores = ctx.emit(op.nn.softmax(logits, axis=-1) if a["scoring"] == "softmax" else op.sigmoid(logits))
+    choose = scores
+    if a["n_group"] > 1:  # keep the experts of the topk_group groups with the best single expert
+        g = a["n_group"]
+        grouped = ctx.emit(op.reshape(scores, [*lead, g, experts // g]))
+        best = ctx.emit(op.max(grouped, axis=[-1]))  # (..., G)
+        kept = ctx.emit(op.topk(best, k=a["topk_group"], axis=-1, ret_type="values"))
+        keep = ctx.emit(op.greater_equal(best, op.min(kept, axis=[-1], keepdims=True)))  # (..., G)
+        keep = ctx.emit(op.reshape(op.broadcast_to(op.expand_dims(keep, [-1]), [*lead, g, experts // g]),
+                                   [*lead, experts]))
+        choose = ctx.emit(op.where(keep, scores, relax.const(-np.inf, "float32")))
+    indices = ctx.emit(op.topk(choose, k=a["top_k"], axis=-1, ret_type="indices", dtype="int64"))
+    weights = ctx.emit(op.gather_elements(scores, indices, axis=-1))
+    if a["normalize"] and a["top_k"] > 1:
+        weights = ctx.emit(op.divide(weights, op.sum(weights, axis=[-1], keepdims=True)))
+    if a["scaling"] != 1.0:
+        weights = ctx.emit(op.multiply(weights, relax.const(a["scaling"], "float32")))
+    return [weights, indices]
+
+
+def _expert_in(x: te.Tensor, w: te.Tensor) -> te.Tensor:
+    """h[e, t, f] = Σ_i x[t, i] · w[e, f, i] (reduction innermost in both operands)."""
+    r = te.reduce_axis((0, w.shape[2]), name="i")
+    return te.compute((w.shape[0], x.shape[0], w.shape[1]),
+                      lambda e, t, f: te.sum(x[t, r] * w[e, f, r], axis=r), name="expert_in")
+
+
+def _expert_out(h: te.Tensor, w: te.Tensor) -> te.Tensor:
+    """y[e, t, o] = Σ_f h[e, t, f] · w[e, o, f]."""
+    r = te.reduce_axis((0, w.shape[2]), name="f")
+    return te.compute((w.shape[0], h.shape[1], w.shape[1]),
+                      lambda e, t, o: te.sum(h[e, t, r] * w[e, o, r], axis=r), name="expert_out")
+
+
+@lowers("moe_experts")
+def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_gate):
+    xt = node.inputs[0].type
+    experts, _, hidden = (int(d) for d in node.inputs[3].type.shape)
+    k = int(node.inputs[1].type.shape[-1])
+    tokens = ctx.dim(xt.shape[0])
+    for d in xt.shape[1:-1]:
+        tokens = tokens * ctx.dim(d)
+    x2 = ctx.emit(op.reshape(x, [tokens, hidden]))
+    w2 = ctx.emit(op.reshape(weights, [tokens, k]))
+    i2 = ctx.emit(op.reshape(indices, [tokens, k]))
+    onehot = ctx.emit(op.equal(op.expand_dims(i2, [-1]), array_const(np.arange(experts, dtype=np.int64))))
+    dense = ctx.emit(op.sum(op.multiply(op.astype(onehot, "float32"), op.expand_dims(w2, [-1])), axis=[1]))  # (T, E)
+    up = ctx.bb.emit_te(_expert_in, x2, w_up, primfunc_name_hint="expert_up")  # (E, T, F)
+    if w_gate is not None:
+        gate = ctx.bb.emit_te(_expert_in, x2, w_gate, primfunc_name_hint="expert_gate")
+        h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], gate), up))
+    else:
+        h = ctx.emit(act(ctx, node.attrs["act"], up))
+    y = ctx.bb.emit_te(_expert_out, h, w_down, primfunc_name_hint="expert_down")  # (E, T, H)
+    mix = ctx.emit(op.expand_dims(op.permute_dims(dense, [1, 0]), [-1]))  # (E, T, 1)
+    if mix.ty.dtype != y.ty.dtype:
+        mix = ctx.emit(op.astype(mix, y.ty.dtype))
+    out = ctx.emit(op.sum(op.multiply(y, mix), axis=[0]))  # (T, H)
+    return [ctx.emit(op.reshape(out, ctx.shape(xt)))]

@@ -1,0 +1,227 @@
+"""Lower an irgraph `Graph` to a Relax `IRModule`: one `forward` function, weights as parameters.
+
+Every op has one lowering, registered against the registry's op name with
+`@lowers("name")`; a graph with an op that has none fails with a CodegenError
+naming the op and the target. Symbolic dims (`batch`, `seq`, `past`, ...) become
+`int64` TIR variables shared by every tensor type, so one build serves every
+batch size, prompt length and cache length.
+
+Signature of `forward` (the manifest records it): the graph inputs in graph
+order, then one argument per weight in `WeightArg` order; it returns a tuple of
+the graph outputs in graph order. The KV cache enters and leaves as ordinary
+tensors (`past_key_values.*` in, `present.*` out), exactly as in the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax, sym, tirx
+
+from irgraph.dtypes import DType
+from irgraph.errors import CodegenError
+from irgraph.ir import Graph, Node, Value
+from irgraph.types import Dim, TensorType
+
+FUNCTION = "forward"
+
+_DTYPES = {
+    DType.f32: "float32", DType.f16: "float16", DType.bf16: "bfloat16", DType.i64: "int64",
+    DType.i32: "int32", DType.i8: "int8", DType.u8: "uint8", DType.bool: "bool",
+}
+
+Lowering = Callable[..., Sequence[relax.Expr]]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowers(*ops: str) -> Callable[[Lowering], Lowering]:
+    """Register `fn(ctx, node, *inputs) -> outputs` as the lowering of `ops`."""
+
+    def deco(fn: Lowering) -> Lowering:
+        for op in ops:
+            if op in LOWERINGS:
+                raise CodegenError(f"op {op!r} has two TVM lowerings")
+            LOWERINGS[op] = fn
+        return fn
+
+    return deco
+
+
+def tvm_dtype(dtype: DType, where: str = "") -> str:
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise CodegenError(f"dtype {dtype} has no TVM lowering", expected=", ".join(map(str, _DTYPES)),
+                           where=where) from None
+
+
+@dataclass(frozen=True)
+class WeightArg:
+    """One weight argument of `forward`: which graph parameter, in which layout.
+
+    layout "plain" is the graph's own array; "packed{nb}" is a linear weight
+    [out, in] regrouped once, at load time, to [out/nb, in, nb] so the kernel
+    streams nb output rows per step with unit stride (see `linear.py`).
+    """
+
+    name: str
+    layout: str = "plain"
+
+    @property
+    def arg_name(self) -> str:
+        return self.name if self.layout == "plain" else f"{self.name}#{self.layout}"
+
+
+class Context:
+    """What a lowering needs: the block builder, the symbolic dims and the target."""
+
+    def __init__(self, bb: relax.BlockBuilder, dims: dict[str, tirx.Var], target: str, packed: int):
+        self.bb = bb
+        self.dims = dims
+        self.target = target
+        self.packed = packed  # linear weight block (0: plain layout, library matmul)
+        self.weight_args: dict[str, relax.Var] = {}  # graph param -> its packed-layout argument
+        self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
+
+    def dim(self, d: Dim) -> tirx.PrimExpr:
+        if isinstance(d, int):
+            return tirx.IntImm("int64", d)
+        expr: tirx.PrimExpr = tirx.IntImm("int64", d.const)
+        for name, coef in d.terms:
+            if name not in self.dims:
+                raise CodegenError(f"symbolic dim {name!r} is not bound by any graph input",
+                                   expected=", ".join(self.dims) or "no symbols")
+            expr = expr + self.dims[name] * coef
+        return sym.Analyzer().simplify(expr)
+
+    def shape(self, t: TensorType) -> list[tirx.PrimExpr]:
+        return [self.dim(d) for d in t.shape]
+
+    def emit(self, expr: relax.Expr, hint: str = "") -> relax.Var:
+        return self.bb.emit(expr, hint) if hint else self.bb.emit(expr)
+
+
+
+def array_const(a: Any) -> relax.Expr:
+    """A Relax constant that keeps the numpy dtype (relax.const narrows float64/int64 to 32 bits)."""
+    a = np.asarray(a)
+    return relax.const(a, str(a.dtype))
+
+
+def symbols(graph: Graph) -> list[str]:
+    """Symbolic dim names bound by the graph inputs, in first-seen order."""
+    seen: list[str] = []
+    for v in graph.inputs.values():
+        for name in sorted(v.type.symbols):
+            if name not in seen:
+                seen.append(name)
+    return seen
+
+
+def tensor_type(ctx: Context, t: TensorType, where: str) -> relax.TensorType:
+    return relax.TensorType(ctx.shape(t), tvm_dtype(t.dtype, where))
+
+
+def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
+    """The weight arguments: a packed copy for every linear weight that packs, plain for other uses."""
+    linear_uses: set[str] = set()
+    other_uses: set[str] = set()
+    for node in graph.nodes:
+        for i, v in enumerate(node.inputs):
+            if v is None or v.param is None:
+                continue
+            if node.op == "linear" and i == 1 and packed and _packs(v.type, packed):
+                linear_uses.add(v.param)
+            else:
+                other_uses.add(v.param)
+    args = []
+    for name in graph.params:
+        if name in other_uses or name not in linear_uses:
+            args.append(WeightArg(name))
+        if name in linear_uses:
+            args.append(WeightArg(name, f"packed{packed}"))
+    return args
+
+
+def _packs(t: TensorType, nb: int) -> bool:
+    return t.dtype.is_float and t.rank == 2 and isinstance(t.shape[0], int) and t.shape[0] % nb == 0
+
+
+def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
+    if layout == "plain":
+        return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
+    nb = int(layout.removeprefix("packed"))
+    n, k = t.shape
+    return (int(n) // nb, int(k), nb)
+
+
+def build_module(graph: Graph, target: str, packed: int = 16) -> tuple[tvm.IRModule, list[WeightArg]]:
+    """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments."""
+    import irgraph.codegen.tvm.lower_attention  # noqa: F401  (registers the lowerings)
+    import irgraph.codegen.tvm.lower_basic  # noqa: F401
+    import irgraph.codegen.tvm.lower_moe  # noqa: F401
+
+    missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
+    if missing:
+        raise CodegenError(f"no TVM lowering for op {', '.join(missing)}", where=f"target tvm-{target}")
+    dims = {name: tirx.Var(name, "int64") for name in symbols(graph)}
+    bb = relax.BlockBuilder()
+    ctx = Context(bb, dims, target, packed)
+    weight_args = _weight_layouts(graph, packed)
+    values: dict[Value, relax.Expr] = {}
+    inputs = [relax.Var(name, tensor_type(ctx, v.type, f"input {name}")) for name, v in graph.inputs.items()]
+    params = []
+    for arg in weight_args:
+        t = graph.params[arg.name].type
+        shape = packed_shape(t, arg.layout)
+        params.append(relax.Var(arg.arg_name, relax.TensorType(shape, tvm_dtype(t.dtype, f"weight {arg.name}"))))
+        if arg.layout != "plain":
+            ctx.weight_args[arg.name] = params[-1]
+    for v, var in zip(graph.inputs.values(), inputs):
+        values[v] = var
+    for arg, var in zip(weight_args, params):
+        if arg.layout == "plain":
+            values[graph.params[arg.name]] = var
+    with bb.function(FUNCTION, inputs + params, attrs={"num_input": len(inputs)}):
+        with bb.dataflow():
+            for node in graph.nodes:
+                _lower_node(ctx, node, values)
+            outs = [values[v] for v in graph.outputs.values()]
+            result = bb.emit_output(relax.Tuple(outs))
+        bb.emit_func_output(result)
+    return bb.finalize(), weight_args
+
+
+def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> None:
+    where = f"node {node.op} -> {node.outputs[0]!r}"
+    args = []
+    for i, v in enumerate(node.inputs):
+        if v is None:
+            args.append(None)
+        elif v in values:
+            args.append(values[v])
+        elif v.param is not None and node.op == "linear" and i == 1:
+            args.append(None)  # packed weight only: the linear lowering reads ctx.weight_args
+        else:
+            raise CodegenError("input value has no lowering yet (graph not in topological order?)", where=where)
+    args = args + [None] * (max(0, _arity(node) - len(args)))
+    try:
+        results = LOWERINGS[node.op](ctx, node, *args)
+    except CodegenError:
+        raise
+    except Exception as e:  # TVM raises its own error types; name the node that failed
+        raise CodegenError(f"TVM lowering failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                           where=where) from e
+    for out, res in zip(node.outputs, results):
+        values[out] = res
+
+
+def _arity(node: Node) -> int:
+    from irgraph.registry import get_op
+
+    opdef = get_op(node.op)
+    return len(node.inputs) if opdef.variadic else len(opdef.inputs)

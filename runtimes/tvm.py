@@ -1,0 +1,95 @@
+"""TVM artifacts as a runtime session: the Relax VM runs `forward`, weights packed once at load.
+
+    session = irgraph.runtimes.open("out/llama-tvm")   # manifest target tvm-llvm or tvm-cuda
+    logits = session.forward([[1, 2, 3]], decode=True)
+
+`run(feeds)` takes and returns the graph's own names (KV cache included), so
+`forward` and `generate` come from `Session` unchanged. aarch64 artifacts run
+on the board through the native runner (codegen/tvm/runner), not here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irgraph.codegen.tvm.artifact import WEIGHTS, read_manifest
+from irgraph.errors import RuntimeFailure
+from irgraph.runtimes.base import Session
+from irgraph.types import TensorType, parse_type
+from irgraph.weights import WeightStore
+
+
+def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
+    """A weight in the layout its `forward` argument wants ("plain" or "packed{nb}": [N/nb, K, nb])."""
+    if layout == "plain":
+        return np.ascontiguousarray(array)
+    nb = int(layout.removeprefix("packed"))
+    n, k = array.shape
+    return np.ascontiguousarray(np.asarray(array).reshape(n // nb, nb, k).transpose(0, 2, 1))  # (N/nb, K, nb)
+
+
+def _type(entry: Mapping[str, Any]) -> TensorType:
+    return parse_type(f"{entry['dtype']}[{', '.join(map(str, entry['shape']))}]")
+
+
+class TVMSession(Session):
+    """A compiled TVM artifact loaded into the Relax VM on the CPU or a CUDA GPU."""
+
+    def __init__(self, folder: str | os.PathLike, *, verify: bool = True):
+        import tvm
+        from tvm import relax
+
+        self.folder = Path(folder)
+        self.manifest = manifest = read_manifest(self.folder, verify=verify)
+        info = manifest["tvm"]
+        if manifest["target"] == "tvm-aarch64":
+            raise RuntimeFailure("tvm-aarch64 artifacts run on the board with codegen/tvm/runner",
+                                 where=str(self.folder))
+        self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
+        self.output_names = [e["name"] for e in manifest["outputs"]]
+        self.meta = dict(manifest.get("meta") or {})
+        if info["device"] == "cuda":
+            import tvm.support.nvcc  # noqa: F401  (registers the compiler that builds the CUDA source at load)
+
+            self.device = tvm.cuda(0)
+            if not self.device.exist:
+                raise RuntimeFailure("this artifact needs a CUDA GPU", expected=info["needs"], where=str(self.folder))
+        else:
+            self.device = tvm.cpu()
+        try:
+            library = tvm.runtime.load_module(str(self.folder / info["library"]))
+        except Exception as e:  # TVM's loader errors name no file
+            raise RuntimeFailure(f"cannot load the library: {str(e).splitlines()[0]}",
+                                 expected=info["needs"], where=str(self.folder)) from None
+        self.vm = relax.VirtualMachine(library, self.device)
+        self.function = self.vm[info["function"]]
+        store = WeightStore.open(self.folder / WEIGHTS)
+        self.weights = []
+        for arg in info["weight_args"]:
+            array = pack_weight(np.asarray(store[arg["name"]]), arg["layout"])
+            if list(array.shape) != list(arg["shape"]):
+                raise RuntimeFailure(f"weight {arg['name']!r} has the wrong shape", expected=arg["shape"],
+                                     got=list(array.shape), where=str(self.folder / WEIGHTS))
+            self.weights.append(tvm.runtime.tensor(array, self.device))
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import tvm
+
+        missing = [n for n in self.inputs if n not in feeds]
+        unknown = [n for n in feeds if n not in self.inputs]
+        if missing or unknown:
+            raise RuntimeFailure("feeds do not match the model inputs", expected=", ".join(self.inputs),
+                                 got=", ".join(feeds), where=str(self.folder))
+        args = []
+        for name, t in self.inputs.items():
+            array = np.ascontiguousarray(np.asarray(feeds[name]), dtype=t.dtype.numpy)
+            if array.ndim != t.rank:
+                raise RuntimeFailure(f"input {name!r} has the wrong rank", expected=str(t), got=list(array.shape))
+            args.append(tvm.runtime.tensor(array, self.device))
+        result = self.function(*args, *self.weights)
+        return {name: result[i].numpy() for i, name in enumerate(self.output_names)}
