@@ -45,8 +45,8 @@ class ConstantFold(Pass):
                         for v in inputs]
                 results = opdef.ref(*opdef.pad(args), **node.attrs)
                 for out, res in zip(node.outputs, results):
-                    first = next(v.param for v in inputs if v is not None)
-                    name = fresh_param_name(graph, f"{first}.folded", params)
+                    first = next(v.param for v in inputs if v is not None and v.param)
+                    name = fresh_param_name(graph, f"{first.removesuffix('.folded')}.folded", params)
                     p = Value(out.type, hint=out.hint, param=name)
                     params[name] = p
                     arrays[name] = np.ascontiguousarray(np.asarray(res).astype(out.type.dtype.numpy))
