@@ -132,7 +132,8 @@ class ModelConfig:
     encoder_layers: int = 0  # encoder-decoder: encoder depth (`layers` is the decoder's)
     # CodeT5+'s shallow encoder is narrower than its decoder: encoder width, heads and MLP width
     # (0 = the decoder's; with encoder_heads set, the encoder's head_dim is encoder_hidden //
-    # encoder_heads, else the decoder's). When the widths differ the encoder output goes through
+    # encoder_heads, else the decoder's). When the widths differ the encoder has its own
+    # `encoder.embed.weight` [vocab, encoder_hidden] and its output goes through
     # `encoder.proj.weight/.bias` [hidden, encoder_hidden] before cross-attention.
     encoder_hidden: int = 0
     encoder_heads: int = 0
