@@ -1,0 +1,25 @@
+"""`irgraph import-hf HF_DIR -o DIR`: a Hugging Face checkpoint folder -> a saved irgraph graph."""
+
+from __future__ import annotations
+
+import click
+
+from irgraph.cli.common import clean_errors
+
+
+@click.command("import-hf")
+@click.argument("hf_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json).")
+@click.option("--no-overwrite", is_flag=True, help="Fail if the output folder exists.")
+@clean_errors
+def import_hf(hf_dir: str, out: str, no_overwrite: bool) -> None:
+    """Import the checkpoint in HF_DIR (config.json + *.safetensors) as an irgraph graph folder."""
+    from irgraph.model_zoo.hf_import import import_to_dir
+    from irgraph.serialize import load
+
+    target = import_to_dir(hf_dir, out, overwrite=not no_overwrite)
+    graph = load(target)
+    params = sum(int(v.type.numel({})) for v in graph.params.values())
+    dtypes = sorted({str(v.type.dtype) for v in graph.params.values()})
+    click.echo(f"imported {graph.meta.get('model')} ({params:,} parameters, {'/'.join(dtypes)}) -> {target}")

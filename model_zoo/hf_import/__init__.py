@@ -1,0 +1,94 @@
+"""Hugging Face checkpoint import: config.json + safetensors -> an irgraph Graph with weights.
+
+    graph = import_hf("path/to/llama")            # weights memory-mapped, transformed lazily
+    import_to_dir("path/to/llama", "out/llama")   # saved graph folder (+ tokenizer.json)
+
+Steps: the model_type's translator turns config.json into a ModelConfig
+(rejecting keys it does not understand); the zoo builder builds the graph;
+the tensor-role table maps every checkpoint tensor to an irgraph parameter,
+with layout transforms where the checkpoint packs tensors differently.
+Parameters keep the checkpoint's storage dtype (fp32/fp16/bf16); every op
+computes in fp32.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from irgraph.dtypes import DType
+from irgraph.errors import ConfigError
+from irgraph.ir import Graph
+from irgraph.model_zoo.hf_import.checkpoint import TOKENIZER_FILE, open_checkpoint
+from irgraph.model_zoo.hf_import.retype import retype_params
+from irgraph.model_zoo.hf_import.roles import assign_roles
+from irgraph.model_zoo.hf_import.translators import SUPPORTED, translate
+from irgraph.model_zoo.hf_import.translators.common import TOKEN_KEYS
+from irgraph.model_zoo.hf_import.weights import MappedWeights, assemble
+from irgraph.serialize import save
+
+
+def import_hf(path: str | os.PathLike) -> Graph:
+    """The graph of the Hugging Face checkpoint folder `path`, weights attached (not copied)."""
+    from irgraph.model_zoo.builder import build_graph
+
+    ckpt = open_checkpoint(path)
+    where = ckpt.config_path
+    plan = translate(ckpt.config, where)
+    sources = assemble(plan, assign_roles(ckpt.tensors, where=str(ckpt.folder)), ckpt.tensors, where=str(ckpt.folder))
+    config = plan.config
+    if config.tied_embeddings and "lm_head.weight" in sources:
+        # a checkpoint with its own head wins over the config (transformers does the same)
+        config = config.replace(tied_embeddings=False)
+    graph = build_graph(config, weights=None)
+    _check_coverage(graph, sources, str(ckpt.folder))
+    graph = retype_params(graph, {n: DType.from_numpy(s.dtype) for n, s in sources.items() if n in graph.params})
+    graph.weights = MappedWeights({n: s for n, s in sources.items() if n in graph.params})
+    graph.name = ckpt.folder.resolve().name
+    graph.meta.update(model=ckpt.config.get("model_type"), vocab_size=config.vocab_size,
+                      **_token_meta(plan.meta, ckpt.generation))
+    graph.verify()
+    return graph
+
+
+def import_to_dir(path: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Import `path` and save it as a graph folder `out` (atomic); tokenizer.json is carried along."""
+    graph = import_hf(path)
+    tokenizer = Path(path) / TOKENIZER_FILE
+    extra = {TOKENIZER_FILE: tokenizer} if tokenizer.is_file() else {}
+    return save(graph, out, extra_files=extra, overwrite=overwrite)
+
+
+def _check_coverage(graph: Graph, sources: dict, where: str) -> None:
+    """Every parameter gets a tensor of its shape; every checkpoint tensor is used."""
+    missing = sorted(set(graph.params) - set(sources))
+    unused = sorted(set(sources) - set(graph.params))
+    if missing or unused:
+        parts = []
+        if missing:
+            parts.append(f"no checkpoint tensor for {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+        if unused:
+            origins = [f"{sources[n].origin} (as {n})" for n in unused[:8]]
+            parts.append(f"checkpoint tensors the model does not use: {', '.join(origins)}")
+        raise ConfigError("; ".join(parts), where=where)
+    for name, v in graph.params.items():
+        if tuple(sources[name].shape) != tuple(v.type.shape):
+            raise ConfigError(f"tensor for {name!r} has the wrong shape", expected=list(v.type.shape),
+                              got=list(sources[name].shape), where=f"{where}: {sources[name].origin}")
+
+
+def _token_meta(ids: dict, generation: dict) -> dict:
+    """Token ids from config.json, falling back to generation_config.json; a list keeps its first as the id."""
+    meta = {}
+    for key in TOKEN_KEYS:
+        value = ids.get(key)
+        if value is None:
+            value = generation.get(key)
+        if isinstance(value, list):
+            meta[key.replace("_id", "_ids")] = value
+            value = value[0] if value else None
+        meta[key] = value
+    return meta
+
+
+__all__ = ["SUPPORTED", "import_hf", "import_to_dir"]

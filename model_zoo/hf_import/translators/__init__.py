@@ -1,0 +1,45 @@
+"""config.json -> Plan, one small module per Hugging Face `model_type` family.
+
+Each module exposes `MODEL_TYPES` and `translate(c: HFConfig) -> Plan`; it
+reads the keys it maps, pins keys that are harmless only at one value
+(`c.only`) and ends with `c.finish(...)`, so unknown keys are rejected by name.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from irgraph.errors import ConfigError
+from irgraph.model_zoo.hf_import.keys import HFConfig
+from irgraph.model_zoo.hf_import.plan import Plan
+from irgraph.model_zoo.hf_import.translators import (
+    bloom,
+    codegen,
+    deepseek_v2,
+    falcon,
+    gpt_bigcode,
+    gpt_neox,
+    gptj,
+    llama,
+    nemotron,
+    opt,
+    t5,
+)
+
+_MODULES: tuple[ModuleType, ...] = (llama, gpt_neox, gptj, codegen, bloom, opt, falcon, gpt_bigcode, t5, deepseek_v2,
+                                    nemotron)
+TRANSLATORS: dict[str, ModuleType] = {t: m for m in _MODULES for t in m.MODEL_TYPES}
+SUPPORTED = tuple(sorted(TRANSLATORS))
+
+
+def translate(raw: dict[str, Any], where: str) -> Plan:
+    """The Plan for a parsed config.json (`where` names the file in errors)."""
+    c = HFConfig(raw, where)
+    model_type = c.get("model_type")
+    if model_type not in TRANSLATORS:
+        raise ConfigError("unsupported model_type", expected=", ".join(SUPPORTED), got=repr(model_type), where=where)
+    return TRANSLATORS[model_type].translate(c)
+
+
+__all__ = ["SUPPORTED", "TRANSLATORS", "translate"]

@@ -1,0 +1,49 @@
+"""LLaMA 1/2/3 (incl. llama3 rope scaling; DeepSeek-67B is a LLaMA), Mistral (sliding window), Mixtral (MoE)."""
+
+from __future__ import annotations
+
+from irgraph.model_zoo.config import ModelConfig, MoeConfig, Norm, Position
+from irgraph.model_zoo.hf_import.keys import HFConfig
+from irgraph.model_zoo.hf_import.plan import Plan
+from irgraph.model_zoo.hf_import.rope import rotary_from_hf
+from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
+
+MODEL_TYPES = ("llama", "mistral", "mixtral")
+
+
+def translate(c: HFConfig) -> Plan:
+    model_type = c.get("model_type")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    head_dim = c.int("head_dim", hidden // heads)
+    max_position = c.int("max_position_embeddings", 2048)
+    ffn = c.int("intermediate_size")
+    moe = None
+    if model_type == "mixtral":  # every layer routed; Mixtral renormalises the kept top-k weights
+        moe = MoeConfig(num_experts=c.int("num_local_experts"), top_k=c.int("num_experts_per_tok"), expert_ffn=ffn,
+                        normalize=True)
+    bias = c.bool("attention_bias", False) if model_type == "llama" else False
+    config = ModelConfig(
+        name=model_type,
+        vocab_size=c.int("vocab_size"),
+        hidden=hidden,
+        layers=c.int("num_hidden_layers"),
+        heads=heads,
+        kv_heads=c.int("num_key_value_heads", heads),
+        head_dim=head_dim,
+        ffn=ffn,
+        norm=Norm.RMS,
+        norm_eps=c.float("rms_norm_eps", 1e-6),
+        norm_bias=False,
+        position=Position.ROTARY,
+        max_position=max_position,
+        rotary=rotary_from_hf(c, head_dim=head_dim, max_position=max_position),
+        activation=c.activation("hidden_act", "silu"),
+        gated_mlp=True,
+        qkv_bias=bias,
+        out_bias=bias,
+        mlp_bias=c.bool("mlp_bias", False) if model_type == "llama" else False,
+        tied_embeddings=c.bool("tie_word_embeddings", False),
+        sliding_window=c.int("sliding_window", 0) if model_type != "llama" else 0,
+        moe=moe,
+    )
+    return plan(c, config, token_ids(c))
