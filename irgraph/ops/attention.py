@@ -176,7 +176,7 @@ def t5_buckets(relative: np.ndarray, bidirectional: bool, num_buckets: int, max_
     else:
         relative = -np.minimum(relative, 0)
     max_exact = num_buckets // 2
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) for small distances, masked below
         large = max_exact + (np.log(relative.astype(np.float32) / max_exact) / math.log(max_distance / max_exact)
                              * (num_buckets - max_exact)).astype(np.int64)
     large = np.minimum(large, num_buckets - 1)

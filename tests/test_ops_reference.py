@@ -1,0 +1,220 @@
+"""Elementwise, tensor and nn op references against independent PyTorch code (fp32, <= 1e-5).
+
+The numpy references in `irgraph/ops` define the IR; each is checked here
+against what `torch` / `torch.nn.functional` compute for the same inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from irgraph import IRError
+from tests.op_util import close, randn, run_op
+
+RNG = np.random.default_rng(1234)
+X = randn(RNG, 2, 5, 16, scale=3.0)
+POS = np.abs(X) + 0.05
+T = torch.from_numpy
+
+
+UNARY = {
+    "neg": lambda t: -t,
+    "exp": torch.exp,
+    "tanh": torch.tanh,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "erf": torch.erf,
+    "sigmoid": torch.sigmoid,
+    "relu": F.relu,
+    "relu2": lambda t: F.relu(t) ** 2,  # squared ReLU (Primer)
+    "silu": F.silu,
+    "fast_gelu": lambda t: t * torch.sigmoid(1.702 * t),  # MindSpore FastGeLU
+}
+POSITIVE = {"log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt}
+
+
+@pytest.mark.parametrize("op", sorted(UNARY))
+def test_unary(op):
+    (y,) = run_op(op, X)
+    close(y, UNARY[op](T(X)))
+
+
+@pytest.mark.parametrize("op", sorted(POSITIVE))
+def test_unary_positive_domain(op):
+    (y,) = run_op(op, POS)
+    close(y, POSITIVE[op](T(POS)))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(approximate):
+    kw = {} if approximate == "none" else {"approximate": "tanh"}
+    (y,) = run_op("gelu", X, **kw)
+    close(y, F.gelu(T(X), approximate=approximate))
+
+
+def test_gelu_exact_differs_from_tanh():
+    # The two forms are different ops; a reference that mixed them up would pass one test above.
+    (exact,) = run_op("gelu", X)
+    (approx,) = run_op("gelu", X, approximate="tanh")
+    assert np.abs(exact - approx).max() > 1e-4
+
+
+def test_scale():
+    (y,) = run_op("scale", X, factor=0.37)
+    close(y, T(X) * 0.37)
+
+
+BINARY = {
+    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+    "maximum": torch.maximum, "minimum": torch.minimum,
+}
+
+
+@pytest.mark.parametrize("op", sorted(BINARY))
+def test_binary_broadcast(op):
+    b = randn(RNG, 5, 1)
+    (y,) = run_op(op, X, b)
+    close(y, BINARY[op](T(X), T(b)))
+
+
+def test_pow():
+    e = randn(RNG, 16)
+    (y,) = run_op("pow", POS, e)
+    close(y, torch.pow(T(POS), T(e)))
+
+
+GLU = {  # act(gate) * up: GLU, GEGLU, SwiGLU, ReGLU, ...
+    "sigmoid": torch.sigmoid, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "silu": F.silu, "relu": F.relu, "relu2": lambda t: F.relu(t) ** 2,
+    "fast_gelu": lambda t: t * torch.sigmoid(1.702 * t),
+}
+
+
+@pytest.mark.parametrize("act", sorted(GLU))
+def test_glu(act):
+    gate, up = randn(RNG, 2, 5, 16, scale=2.0), randn(RNG, 2, 5, 16)
+    (y,) = run_op("glu", gate, up, act=act)
+    close(y, GLU[act](T(gate)) * T(up))
+
+
+def test_glu_sigmoid_is_torch_glu():
+    # torch's F.glu(a ‖ b) = a·σ(b): the original GLU with `up` first.
+    gate, up = randn(RNG, 3, 8), randn(RNG, 3, 8)
+    (y,) = run_op("glu", gate, up, act="sigmoid")
+    close(y, F.glu(torch.cat([T(up), T(gate)], -1), dim=-1))
+
+
+# -- tensor ops -----------------------------------------------------------------------------
+
+
+def test_matmul_broadcasts_batch():
+    a, b = randn(RNG, 2, 3, 4, 8), randn(RNG, 3, 8, 5)
+    (y,) = run_op("matmul", a, b)
+    close(y, T(a) @ T(b))
+
+
+def test_reshape_zero_copies_and_minus_one_infers():
+    (y,) = run_op("reshape", X, shape=[0, 0, 4, -1])
+    assert y.shape == (2, 5, 4, 4)
+    close(y, T(X).reshape(2, 5, 4, 4))
+
+
+def test_transpose():
+    a = randn(RNG, 2, 3, 4, 5)
+    (y,) = run_op("transpose", a, perm=[0, 2, 3, 1])
+    close(y, T(a).permute(0, 2, 3, 1))
+
+
+def test_concat_and_split():
+    a, b = randn(RNG, 2, 3, 4), randn(RNG, 2, 3, 6)
+    (y,) = run_op("concat", a, b, axis=-1)
+    close(y, torch.cat([T(a), T(b)], -1))
+    parts = run_op("split", y, axis=2, sizes=[3, 5, 2])
+    for got, want in zip(parts, torch.split(T(y), [3, 5, 2], dim=2)):
+        close(got, want)
+
+
+@pytest.mark.parametrize("start,end,step", [(1, 4, 1), (0, 16, 3), (-4, 2**62, 1), (2, -2, 2)])
+def test_slice(start, end, step):
+    (y,) = run_op("slice", X, axis=2, start=start, end=end, step=step)
+    close(y, T(X)[:, :, start:end:step])
+
+
+def test_gather():
+    idx = np.array([[4, 0], [2, 2]], dtype=np.int64)
+    (y,) = run_op("gather", X, idx, axis=1)
+    close(y, T(X)[:, T(idx)])
+
+
+def test_where():
+    cond = X > 0
+    other = randn(RNG, 16)
+    (y,) = run_op("where", cond, X, other)
+    close(y, torch.where(T(cond), T(X), T(other)))
+
+
+@pytest.mark.parametrize("dtype,torch_dtype", [("f16", torch.float16), ("bf16", torch.bfloat16),
+                                               ("i64", torch.int64), ("i32", torch.int32), ("bool", torch.bool)])
+def test_cast(dtype, torch_dtype):
+    (y,) = run_op("cast", X, dtype=dtype)
+    want = T(X).to(torch_dtype)
+    np.testing.assert_array_equal(np.asarray(y).astype(np.float32), want.float().numpy())
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_softmax(axis):
+    (y,) = run_op("softmax", X, axis=axis)
+    close(y, torch.softmax(T(X), dim=axis))
+
+
+@pytest.mark.parametrize("op,fn", [("reduce_sum", torch.sum), ("reduce_mean", torch.mean),
+                                   ("reduce_max", lambda t, dim, keepdim: torch.amax(t, dim, keepdim))])
+@pytest.mark.parametrize("keepdims", [True, False])
+def test_reductions(op, fn, keepdims):
+    (y,) = run_op(op, X, axes=[0, 2], keepdims=keepdims)
+    close(y, fn(T(X), dim=(0, 2), keepdim=keepdims))
+
+
+# -- nn ops ---------------------------------------------------------------------------------
+
+
+def test_embedding():
+    table = randn(RNG, 11, 6)
+    ids = RNG.integers(0, 11, (2, 7)).astype(np.int64)
+    (y,) = run_op("embedding", ids, table)
+    close(y, F.embedding(T(ids), T(table)))
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear(with_bias):
+    w, b = randn(RNG, 24, 16), randn(RNG, 24)
+    (y,) = run_op("linear", X, w, b if with_bias else None)
+    close(y, F.linear(T(X), T(w), T(b) if with_bias else None))
+
+
+def test_linear_weight_is_out_by_in():
+    with pytest.raises(IRError, match="linear input features"):
+        run_op("linear", X, randn(RNG, 16, 24))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_layer_norm(offset, with_bias):
+    w, b = randn(RNG, 16), randn(RNG, 16)
+    (y,) = run_op("layer_norm", X, w, b if with_bias else None, eps=1e-3, weight_offset=offset)
+    # weight_offset=1 is Nemotron's layernorm1p: the stored weight is w - 1.
+    close(y, F.layer_norm(T(X), (16,), T(w) + offset, T(b) if with_bias else None, eps=1e-3))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_rms_norm(offset):
+    w = randn(RNG, 16)
+    (y,) = run_op("rms_norm", X, w, eps=1e-6, weight_offset=offset)
+    # LLaMA's RMSNorm (offset 0) and Gemma's (1 + w), written out as HF writes them.
+    x = T(X)
+    want = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (T(w) + offset)
+    close(y, want)
+    close(y, F.rms_norm(T(X), (16,), T(w) + offset, eps=1e-6))
