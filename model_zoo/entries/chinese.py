@@ -124,8 +124,8 @@ CPM_2 = ZooEntry(
     claims=("encoder-decoder", "span corruption", "MoE", "pre-RMS norm", "relative positions", "ReLU"),
     sources={
         **cite("Zhang et al. 2021 (CPM-2) Table 1: CPM-2 = 24 + 24 layers, d_model 4096, d_ff 10240, 64 heads, "
-               "vocabulary 26,240; CPM-2-MoE = 198B with 32 experts", "layers", "encoder_layers", "hidden", "ffn",
-               "heads", "vocab_size", "published_params"),
+               "vocabulary 26,240; CPM-2-MoE = 198B with 32 experts (head size 4096 / 64 = 64)", "layers",
+               "encoder_layers", "hidden", "ffn", "heads", "head_dim", "vocab_size", "published_params"),
         **cite("CPM-2 Sec. 2: T5/mT5-style encoder-decoder (pre-RMS, relative positions)", "norm", "position"),
         **cite("Closed detail, our choice: Switch-style top-1 routing in every FFN of both stacks; gated "
                "(mT5 GeGLU) FFN because the dense 11B count needs three matrices per FFN", "moe", "activation",

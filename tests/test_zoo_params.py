@@ -1,0 +1,144 @@
+"""Zoo entries against their papers: names, survey rows, sources, and computed parameter counts.
+
+The parameter check builds every published-size graph (structure only, no
+weights) and compares `irgraph.analysis.cost` with the paper's total: within
+±10%, except the few entries whose `params_note` says which dims are not
+published (at most 5). Run with `-s` to see the table.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+
+import pytest
+
+import irgraph.model_zoo.entries as entries_pkg
+from irgraph import model_zoo
+from irgraph.analysis import Cost, cost
+from irgraph.model_zoo.config import ModelConfig, Survey, ZooEntry
+from irgraph.model_zoo.survey_table5 import ROWS, survey
+
+ISSUE_NAMES = (
+    "t5 gpt-3 mt5 pangu-alpha cpm-2 codex ernie-3.0 jurassic-1 hyperclova yuan-1.0 gopher ernie-3.0-titan "
+    "gpt-neox-20b opt bloom galactica glam lamda mt-nlg alphacode chinchilla palm alexatm sparrow u-palm ul2 "
+    "glm-130b codegen llama pangu-sigma bloomberggpt xuanyuan-2.0 codet5plus starcoder llama-2 palm-2 llama-3.1 "
+    "nemotron-4 deepseek deepseek-v2 mixtral-8x22b snowflake-arctic grok-1"
+).split()
+OUTSIDE_TABLE5 = {"mixtral-8x22b", "snowflake-arctic", "grok-1"}
+TOLERANCE = 0.10
+MAX_EXCEPTIONS = 5
+
+# Published activated parameters of the MoE models (not a schema field: only these publish one).
+PUBLISHED_ACTIVE = {
+    "glam": 96_600_000_000,  # Du et al. 2022 Table 4
+    "deepseek-v2": 21_000_000_000,  # DeepSeek-V2 abstract
+    "mixtral-8x22b": 39_000_000_000,  # Mistral AI announcement
+    "snowflake-arctic": 17_000_000_000,  # Snowflake Arctic announcement
+}
+# Every entry cites where these came from (or cites "all").
+DIMENSIONS = ("vocab_size", "hidden", "layers", "heads", "ffn", "published_params")
+
+
+def _entries() -> list[ZooEntry]:
+    found = []
+    for mod in pkgutil.iter_modules(entries_pkg.__path__):
+        found += importlib.import_module(f"{entries_pkg.__name__}.{mod.name}").ENTRIES
+    return found
+
+
+ENTRIES = {e.name: e for e in _entries()}
+
+
+@functools.cache
+def _cost(name: str) -> Cost:
+    return cost(model_zoo.build(name, size="published", weights=False))
+
+
+def test_names_are_the_issues_43():
+    assert len(_entries()) == len(ENTRIES) == 43
+    assert sorted(ENTRIES) == sorted(ISSUE_NAMES)
+    keys = [k for e in ENTRIES.values() for k in (e.name, *e.aliases)]
+    assert len(keys) == len(set(keys)), "a name or alias is used twice"
+
+
+def test_every_table5_row_is_one_entry():
+    rows = {e.name: e.survey for e in ENTRIES.values() if e.name not in OUTSIDE_TABLE5}
+    assert all(ENTRIES[n].survey == Survey() for n in OUTSIDE_TABLE5)
+    assert len(ROWS) == 40
+    assert sorted(map(str, rows.values())) == sorted(str(survey(r)) for r in ROWS)
+
+
+def test_survey_record_is_verbatim():
+    assert ENTRIES["glam"].survey.hidden == "32768"  # the FFN width, kept as the survey prints it
+    assert ENTRIES["sparrow"].survey.layers == "16*"
+    assert ENTRIES["deepseek-v2"].survey.size == "67B†" and ENTRIES["deepseek-v2"].survey_params == 67 * 10**9
+    assert ENTRIES["palm-2"].survey.objective == "MoD" and ENTRIES["palm-2"].survey_params == 0
+
+
+@pytest.mark.parametrize("name", ISSUE_NAMES)
+def test_entry_is_complete(name):
+    e = ENTRIES[name]
+    assert isinstance(e.config, ModelConfig) and e.config.validate() is e.config
+    assert e.config.name == name
+    assert e.published_params > 0 and e.claims
+    if "all" not in e.sources:
+        missing = [k for k in DIMENSIONS if k not in e.sources]
+        assert not missing, f"{name}: no source for {missing}"
+    for key, set_ in (("kv_heads", e.config.kv_heads), ("head_dim", e.config.head_dim), ("moe", e.config.moe),
+                      ("mla", e.config.mla), ("encoder_layers", e.config.encoder_layers)):
+        assert not set_ or key in e.sources or "all" in e.sources, f"{name}: {key} is set but not cited"
+    fields = set(ModelConfig.__dataclass_fields__) | {"all", "published_params"}
+    assert set(e.sources) <= fields, f"{name}: sources name unknown fields {set(e.sources) - fields}"
+
+
+def test_disagreements_with_the_survey_are_noted():
+    def noted(name: str, *words: str) -> bool:
+        text = " ".join(ENTRIES[name].notes)
+        return all(w in text for w in words)
+
+    assert ENTRIES["glam"].config.hidden == 8192 and noted("glam", "32768", "FFN")
+    assert ENTRIES["sparrow"].config.layers == 80 and noted("sparrow", "80", "16")
+    assert noted("deepseek-v2", "67B", "236B", "21B", "93.3%")
+    palm = ENTRIES["palm"].config
+    assert (palm.layers, palm.heads, palm.hidden, palm.kv_heads, palm.ffn) == (118, 48, 18432, 1, 4 * 18432)
+    assert ENTRIES["u-palm"].config.replace(name="palm", arch=palm.arch) == palm
+    assert noted("palm-2", "Closed") and noted("codex", "GPT-3") and noted("mt5", "ReLU")
+
+
+def test_params_within_10_percent_of_the_papers():
+    rows, misses = [], []
+    for name in ISSUE_NAMES:
+        e, c = ENTRIES[name], _cost(name)
+        ratio = c.params / e.published_params
+        rows.append(f"{name:18s} {e.published_params:>17,} {e.survey_params:>17,} {c.params:>17,} "
+                    f"{c.active_params:>17,} {ratio:6.3f}{'  *' if e.params_note else ''}")
+        if abs(ratio - 1) > TOLERANCE:
+            misses.append(name)
+    header = f"{'name':18s} {'published':>17} {'survey':>17} {'computed':>17} {'active':>17} {'ratio':>6}"
+    print("\n".join(["", header, *rows, "* params_note: the paper does not publish the missing dims"]))
+    noted = {n for n, e in ENTRIES.items() if e.params_note}
+    assert len(noted) <= MAX_EXCEPTIONS
+    assert set(misses) <= noted, f"off by more than 10% without a params_note: {sorted(set(misses) - noted)}"
+    assert noted <= set(misses), f"params_note on an entry that is within 10%: {sorted(noted - set(misses))}"
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_ACTIVE))
+def test_moe_active_params(name):
+    c = _cost(name)
+    assert c.active_params < c.params / 3
+    assert abs(c.active_params / PUBLISHED_ACTIVE[name] - 1) <= TOLERANCE
+
+
+def test_dense_models_are_fully_active():
+    for name in ("llama-3.1", "palm", "t5", "pangu-alpha"):
+        c = _cost(name)
+        assert c.active_params == c.params
+
+
+def test_deepseek_kv_cache_mla_vs_gqa():
+    v2, dense = _cost("deepseek-v2"), _cost("deepseek")
+    assert v2.kv_bytes_per_token == 60 * (512 + 64) * 2
+    assert dense.kv_bytes_per_token == 95 * 2 * 8 * 128 * 2
+    assert 1 - v2.kv_bytes_per_token / dense.kv_bytes_per_token == pytest.approx(0.8224, abs=1e-4)
