@@ -18,6 +18,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     fuse_gate_up,
     fuse_parallel_attention,
     fuse_qkv,
+    merge_lora,
     parallelize_blocks,
 )
 from irgraph.passes.equivalence import check_equivalent, compare
