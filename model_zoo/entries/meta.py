@@ -101,8 +101,9 @@ LLAMA = ZooEntry(
     survey=_LLAMA,
     claims=_LLAMA_CLAIMS,
     sources={
-        **cite("HF huggyllama/llama-65b config.json (hidden_size 8192, num_hidden_layers 80, num_attention_heads "
-               "64, intermediate_size 22016, vocab_size 32000, max_position_embeddings 2048, rms_norm_eps 1e-5)",
+        **cite("Meta's released LLaMA-65B params.json (dim 8192, n_layers 80, n_heads 64, multiple_of 256 -> FFN "
+               "22016, norm_eps 1e-5) as converted in HF huggyllama/llama-65b config.json (vocab_size 32000, "
+               "max_position_embeddings 2048)",
                "hidden", "layers", "heads", "ffn", "vocab_size", "max_position", "norm_eps"),
         **cite("Touvron et al. 2023 (LLaMA) Sec. 2.2 (pre-norm RMSNorm, SwiGLU with 2/3 4d, RoPE) and Table 2 "
                "(65.2B)", "norm", "activation", "gated_mlp", "position", "published_params"),
