@@ -90,6 +90,9 @@ CODET5PLUS = ZooEntry(
     notes=(
         "The survey gives no dims for CodeT5+ 16B; it is CodeGen-350M-mono as encoder and CodeGen-16B-mono "
         "as decoder (the 'shallow encoder, deep decoder' design), cross-attention in the top decoder layer.",
+        "Only some decoder layers carry cross-attention (salesforce/CodeT5 CodeT5+/instruct_tune_codet5p.py "
+        "checks hasattr(layer, 'crossattention') per layer), each with a learned scalar gate alpha_xattn on "
+        "its output; the IR's cross-attention is ungated (one scalar per layer, no count change).",
         "The encoder keeps the decoder's rotary fraction (1/4 of its 64-dim heads = 16 dims); CodeGen-350M "
         "rotates 32 of 64. No parameter change.",
     ),
