@@ -127,12 +127,15 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-ll
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+    """TVM's target export (tvm-ffi Map/Array, nested targets) as plain JSON values."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__"):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "export"):  # a nested Target (the CUDA host)
+        return _jsonable(value.export())
     return str(value)
 
 
