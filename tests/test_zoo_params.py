@@ -17,7 +17,17 @@ import pytest
 import irgraph.model_zoo.entries as entries_pkg
 from irgraph import model_zoo
 from irgraph.analysis import Cost, cost
-from irgraph.model_zoo.config import ModelConfig, Survey, ZooEntry
+from irgraph.model_zoo.config import (
+    Activation,
+    Arch,
+    Block,
+    ModelConfig,
+    Norm,
+    NormPlacement,
+    Position,
+    Survey,
+    ZooEntry,
+)
 from irgraph.model_zoo.survey_table5 import ROWS, survey
 
 ISSUE_NAMES = (
@@ -39,6 +49,41 @@ PUBLISHED_ACTIVE = {
 }
 # Every entry cites where these came from (or cites "all").
 DIMENSIONS = ("vocab_size", "hidden", "layers", "heads", "ffn", "published_params")
+
+
+_GELUS = (Activation.GELU, Activation.GELU_TANH, Activation.FAST_GELU)
+# The survey's claims in the zoo's words, and what each says about the architecture. A claim
+# the architecture contradicts must be discussed in the entry's notes.
+CLAIM_CHECKS = {
+    "causal decoder": lambda c: c.arch is Arch.DECODER,
+    "non-causal decoder": lambda c: c.arch is Arch.PREFIX_LM,
+    "encoder-decoder": lambda c: c.arch is Arch.ENCODER_DECODER,
+    "MoE decoder": lambda c: c.moe is not None and c.arch is Arch.DECODER,
+    "MoE": lambda c: c.moe is not None,
+    "MoE top-2": lambda c: c.moe is not None and c.moe.top_k == 2,
+    "parallel attention": lambda c: c.block is not Block.SEQUENTIAL,
+    "multi-query": lambda c: c.n_kv_heads == 1,
+    "grouped-query attention": lambda c: 1 < c.n_kv_heads < c.heads,
+    "multi-head latent attention": lambda c: c.mla is not None,
+    "query layer": lambda c: c.query_layer,
+    "ALiBi": lambda c: c.position is Position.ALIBI,
+    "RoPE": lambda c: c.position is Position.ROTARY,
+    "rotary": lambda c: c.position is Position.ROTARY,
+    "relative positions": lambda c: c.position is Position.RELATIVE,
+    "learned positions": lambda c: c.position is Position.LEARNED,
+    "layer norm": lambda c: c.norm is Norm.LAYER,
+    "pre-layer norm": lambda c: c.norm is Norm.LAYER and c.norm_placement is NormPlacement.PRE,
+    "post-layer norm": lambda c: c.norm is Norm.LAYER and c.norm_placement is NormPlacement.POST,
+    "pre-RMS norm": lambda c: c.norm is Norm.RMS and c.norm_placement is NormPlacement.PRE,
+    "DeepNorm": lambda c: c.norm_placement is NormPlacement.DEEPNORM,
+    "embedding layer norm": lambda c: c.embedding_norm,
+    "SwiGLU": lambda c: c.activation is Activation.SILU and c.gated_mlp,
+    "GeGLU": lambda c: c.activation in _GELUS and c.gated_mlp,
+    "GeLU": lambda c: c.activation in _GELUS,
+    "ReLU": lambda c: c.activation is Activation.RELU,
+    "bias": lambda c: c.qkv_bias or c.mlp_bias,
+    "no bias": lambda c: not (c.qkv_bias or c.out_bias or c.mlp_bias),
+}
 
 
 def _entries() -> list[ZooEntry]:
@@ -91,6 +136,16 @@ def test_entry_is_complete(name):
         assert not set_ or key in e.sources or "all" in e.sources, f"{name}: {key} is set but not cited"
     fields = set(ModelConfig.__dataclass_fields__) | {"all", "published_params"}
     assert set(e.sources) <= fields, f"{name}: sources name unknown fields {set(e.sources) - fields}"
+
+
+@pytest.mark.parametrize("name", ISSUE_NAMES)
+def test_claims_hold_or_are_discussed(name):
+    e = ENTRIES[name]
+    checked = [claim for claim in e.claims if claim in CLAIM_CHECKS]
+    assert checked, f"{name}: no checkable claim"
+    notes = " ".join(e.notes)
+    wrong = [claim for claim in checked if not CLAIM_CHECKS[claim](e.config) and claim not in notes]
+    assert not wrong, f"{name}: the architecture contradicts {wrong} and the notes do not say why"
 
 
 def test_disagreements_with_the_survey_are_noted():

@@ -49,7 +49,7 @@ PANGU_ALPHA = ZooEntry(
     published_params=207_000_000_000,
     survey_params=survey_params(_PANGU_A.size),
     survey=_PANGU_A,
-    claims=("causal decoder", "query layer (survey Eq. 3)", "layer norm", "40k BPE"),
+    claims=("causal decoder", "query layer", "layer norm", "40k BPE"),
     sources={
         **cite("Zeng et al. 2021 (PanGu-α) Table 1: 200B model = 64 layers (the last is the query layer), "
                "hidden 16384, FFN 65536, 128 heads; 207.0B parameters", "layers", "hidden", "ffn", "heads",

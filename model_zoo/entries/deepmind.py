@@ -117,7 +117,7 @@ ALPHACODE = ZooEntry(
     published_params=41_100_000_000,
     survey_params=survey_params(_ALPHACODE.size),
     survey=_ALPHACODE,
-    claims=("encoder-decoder", "multi-query attention", "shallow encoder, deep decoder", "8k SentencePiece"),
+    claims=("encoder-decoder", "multi-query", "shallow encoder, deep decoder", "8k SentencePiece"),
     sources={
         **cite("Li et al. 2022 (AlphaCode) Table 3, AlphaCode 41B: d_model 6144, 48 query heads, 16 KV heads, "
                "8 encoder and 56 decoder layers, 41.1B params; head size 128",

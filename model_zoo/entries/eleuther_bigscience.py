@@ -42,7 +42,7 @@ GPT_NEOX_20B = ZooEntry(
     published_params=20_554_567_680,
     survey_params=survey_params(_NEOX.size),
     survey=_NEOX,
-    claims=("parallel attention and feed-forward (survey Eq. 4)", "rotary on 25% of head dims", "layer norm",
+    claims=("causal decoder", "parallel attention", "rotary", "rotary on 25% of head dims", "layer norm",
             "GeLU", "bias"),
     sources={
         **cite("HF EleutherAI/gpt-neox-20b config.json (vocab_size 50432, hidden_size 6144, num_hidden_layers 44, "

@@ -66,7 +66,7 @@ T5 = ZooEntry(
     published_params=11_000_000_000,
     survey_params=survey_params(_T5.size),
     survey=_T5,
-    claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative position buckets", "ReLU", "no bias"),
+    claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative positions", "ReLU", "no bias"),
     sources={
         **cite("HF google/t5-11b config.json (vocab_size 32128, d_model 1024, num_layers 24, num_decoder_layers 24, "
                "num_heads 128, d_kv 128, d_ff 65536, relative_attention_num_buckets 32, feed_forward_proj relu, "
@@ -103,7 +103,7 @@ MT5 = ZooEntry(
     published_params=13_000_000_000,
     survey_params=survey_params(_MT5.size),
     survey=_MT5,
-    claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative position buckets", "ReLU"),
+    claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative positions", "ReLU"),
     sources={
         **cite("HF google/mt5-xxl config.json (vocab_size 250112, d_model 4096, num_layers 24, num_decoder_layers "
                "24, num_heads 64, d_kv 64, d_ff 10240, feed_forward_proj gated-gelu, tie_word_embeddings false)",
@@ -174,7 +174,7 @@ LAMDA = ZooEntry(
     published_params=137_000_000_000,
     survey_params=survey_params(_LAMDA.size),
     survey=_LAMDA,
-    claims=("decoder-only", "relative attention (T5)", "gated GELU", "layer norm"),
+    claims=("causal decoder", "relative positions", "GeGLU", "layer norm"),
     sources={
         **cite("Thoppilan et al. 2022 (LaMDA) Sec. 3 and Appendix Table 27 (137B: 64 layers, d_model 8192, "
                "d_ff 65536, 128 heads, d_k = d_v = 128; 32K SentencePiece vocabulary)",
@@ -212,7 +212,7 @@ GLAM = ZooEntry(
     published_params=1_200_000_000_000,
     survey_params=survey_params(_GLAM.size),
     survey=_GLAM,
-    claims=("sparsely activated MoE decoder", "MoE top-2", "relative position", "GeLU", "bias"),
+    claims=("MoE decoder", "MoE top-2", "relative positions", "GeLU", "bias"),
     sources={
         **cite("Du et al. 2022 (GLaM) Table 4, GLaM (64B/64E): L=64, M=8192, H=32768, 128 heads of 128, E=64; "
                "1.2T total / 96.6B activated", "layers", "hidden", "ffn", "heads", "head_dim", "moe",
@@ -272,7 +272,7 @@ PALM = ZooEntry(
     published_params=540_350_000_000,
     survey_params=survey_params(_PALM.size),
     survey=_PALM,
-    claims=("parallel attention", "multi-query", "RoPE", "SwiGLU", "no bias", "layer norm"),
+    claims=("causal decoder", "parallel attention", "multi-query", "RoPE", "SwiGLU", "no bias", "layer norm"),
     sources=_PALM_SOURCES,
     notes=("48 heads x 256 = 12288 is narrower than d_model 18432; with that head size the count is 540.3B, "
            "matching the paper's 540.35B.",),
@@ -302,7 +302,7 @@ PALM_2 = ZooEntry(
     published_params=340_000_000_000,
     survey_params=survey_params(_PALM2.size),
     survey=_PALM2,
-    claims=("mixture of denoisers (MoD)", "parallel"),
+    claims=("mixture of denoisers (MoD)", "parallel attention"),
     sources={
         **cite("Closed: the PaLM 2 Technical Report (Anil et al. 2023) gives no dims. PaLM's block "
                "(Chowdhery et al. 2022 Table 1 / Sec. 2) is our choice", "hidden", "heads", "kv_heads",
