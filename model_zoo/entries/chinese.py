@@ -54,7 +54,7 @@ PANGU_ALPHA = ZooEntry(
         **cite("Zeng et al. 2021 (PanGu-α) Table 1: 200B model = 64 layers (the last is the query layer), "
                "hidden 16384, FFN 65536, 128 heads; 207.0B parameters", "layers", "hidden", "ffn", "heads",
                "published_params"),
-        **cite("PanGu-α Sec. 3.1: 40,000-token BPE vocabulary; 1024-token sequences", "vocab_size", "max_position"),
+        **cite("PanGu-α: 40,000-token BPE vocabulary; 1024-token sequences", "vocab_size", "max_position"),
         **cite(_PANGU_CODE, "query_layer", "norm_placement", "activation", "qkv_bias", "tied_embeddings",
                "position"),
     },
@@ -76,10 +76,10 @@ PANGU_SIGMA = ZooEntry(
     survey=_PANGU_S,
     claims=("causal decoder", "random routed experts (RRE)", "fused layer norm", "FastGeLU", "extends PanGu-α"),
     sources={
-        **cite("Ren et al. 2023 (PanGu-Σ) Sec. 3: inherits PanGu-α 13B (40 layers incl. the query layer, "
+        **cite("Ren et al. 2023 (PanGu-Σ): inherits PanGu-α 13B (40 layers incl. the query layer, "
                "hidden 5120, 40 heads, FFN 20480); survey Table 5 agrees (40 / 40 / 5120)", "layers", "hidden",
                "heads", "ffn", "query_layer"),
-        **cite("Ren et al. 2023 Sec. 3.2: bottom layers shared and dense, top layers Random Routed Experts; "
+        **cite("Ren et al. 2023 Sec. 3: bottom layers shared and dense, top layers Random Routed Experts; "
                "1.085T parameters", "moe", "published_params"),
         **cite("Survey Table 5 (FastGeLU, MindSpore's x*sigmoid(1.702x))", "activation"),
         **cite("Not published for Σ: PanGu-α's 40,000-token vocabulary (our choice)", "vocab_size"),
@@ -123,10 +123,10 @@ CPM_2 = ZooEntry(
     survey=_CPM2,
     claims=("encoder-decoder", "span corruption", "MoE", "pre-RMS norm", "relative positions", "ReLU"),
     sources={
-        **cite("Zhang et al. 2021 (CPM-2) Table 1: CPM-2 = 24 + 24 layers, d_model 4096, d_ff 10240, 64 heads, "
+        **cite("Zhang et al. 2021 (CPM-2) model-size table: CPM-2 = 24 + 24 layers, d_model 4096, d_ff 10240, 64 heads, "
                "vocabulary 26,240; CPM-2-MoE = 198B with 32 experts (head size 4096 / 64 = 64)", "layers",
                "encoder_layers", "hidden", "ffn", "heads", "head_dim", "vocab_size", "published_params"),
-        **cite("CPM-2 Sec. 2: T5/mT5-style encoder-decoder (pre-RMS, relative positions)", "norm", "position"),
+        **cite("CPM-2: T5/mT5-style encoder-decoder (pre-RMS, relative positions)", "norm", "position"),
         **cite("Closed detail, our choice: Switch-style top-1 routing in every FFN of both stacks; gated "
                "(mT5 GeGLU) FFN because the dense 11B count needs three matrices per FFN", "moe", "activation",
                "gated_mlp"),
@@ -167,10 +167,10 @@ ERNIE_3 = ZooEntry(
     survey=_ERNIE3,
     claims=("Transformer-XL backbone", "post-layer norm", "relative positions", "GeLU", "WordPiece"),
     sources={
-        **cite("Sun et al. 2021 (ERNIE 3.0) Sec. 3.3: universal representation module 48 layers, 4096 hidden, "
+        **cite("Sun et al. 2021 (ERNIE 3.0) Sec. 3 (model settings): universal representation module 48 layers, 4096 hidden, "
                "64 heads; task-specific modules 12 layers, 768 hidden, 12 heads; 10B parameters",
                "layers", "hidden", "heads", "published_params"),
-        **cite("ERNIE 3.0 Sec. 3.1: Transformer-XL backbone; post-LayerNorm and GELU as in ERNIE/BERT; d_ff = 4 d",
+        **cite("ERNIE 3.0: Transformer-XL backbone; post-LayerNorm and GELU as in ERNIE/BERT; d_ff = 4 d",
                "position", "norm_placement", "activation", "ffn"),
         **_ERNIE_VOCAB,
     },
@@ -193,7 +193,7 @@ ERNIE_3_TITAN = ZooEntry(
     survey=_TITAN,
     claims=("Transformer-XL backbone", "post-layer norm", "relative positions", "GeLU", "WordPiece"),
     sources={
-        **cite("Wang et al. 2021 (ERNIE 3.0 Titan) Sec. 3: universal representation module of 48 layers, hidden "
+        **cite("Wang et al. 2021 (ERNIE 3.0 Titan): universal representation module of 48 layers, hidden "
                "12288, 192 heads; 260B parameters", "layers", "hidden", "heads", "published_params"),
         **cite("ERNIE 3.0 lineage: Transformer-XL backbone, post-LayerNorm, GELU, d_ff = 4 d (our choice: the "
                "Titan paper does not give its FFN width)", "position", "norm_placement", "activation", "ffn"),
@@ -201,7 +201,7 @@ ERNIE_3_TITAN = ZooEntry(
     },
     notes=(_ERNIE_XL,),
     params_note=(
-        "The Titan paper (Wang et al. 2021, Sec. 3 / Table 1) publishes only the universal module's depth, width "
+        "The Titan paper (Wang et al. 2021, Sec. 3) publishes only the universal module's depth, width "
         "and heads (48 / 12288 / 192); its FFN width, the task-specific modules' dims and the vocabulary are not "
         "published. 48 layers of a standard 4d-FFN block at width 12288 give ~87B; the rest of the 260B lives "
         "in those undisclosed parts, so the count cannot be reproduced."
@@ -221,9 +221,9 @@ YUAN_1 = ZooEntry(
     survey=_YUAN,
     claims=("causal decoder",),
     sources={
-        **cite("Wu et al. 2021 (Yuan 1.0) Table 2: 245B model = 76 layers, hidden 16384, sequence length 2048, "
+        **cite("Wu et al. 2021 (Yuan 1.0) model-size table: 245B model = 76 layers, hidden 16384, sequence length 2048, "
                "245.73B parameters", "layers", "hidden", "max_position", "published_params"),
-        **cite("Yuan 1.0 Sec. 3: GPT-3-style language model (pre-LN, learned positions, GELU, 4d FFN, "
+        **cite("Yuan 1.0: GPT-3-style language model (pre-LN, learned positions, GELU, 4d FFN, "
                "biases, tied head)", "ffn", "norm_placement", "position", "activation", "tied_embeddings"),
         **cite("Not published: 128 heads of 128 (our choice, heads do not change the count)", "heads"),
         **cite("Not published in the paper: 53,228 tokens as in Inspur's released Yuan 1.0 vocabulary (our "
@@ -264,7 +264,7 @@ GLM_130B = ZooEntry(
     survey=_GLM,
     claims=("non-causal decoder", "autoregressive blank infilling", "DeepNorm", "RoPE", "GeGLU", "bias"),
     sources={
-        **cite("Zeng et al. 2022 (GLM-130B) Sec. 2.1 and Appendix Table 11: 70 layers, hidden 12288, 96 heads, "
+        **cite("Zeng et al. 2022 (GLM-130B) Sec. 2.1 and its configuration appendix: 70 layers, hidden 12288, 96 heads, "
                "FFN 32768 (8/3 d, GeGLU), 2048 tokens, 130B parameters", "layers", "hidden", "heads", "ffn",
                "max_position", "published_params", "activation", "gated_mlp"),
         **cite("GLM-130B Sec. 2.1: Post-LN with DeepNorm, alpha = (2N)^(1/2); RoPE; bidirectional attention over "

@@ -55,7 +55,7 @@ CODEGEN = ZooEntry(
     survey=_CODEGEN,
     claims=("causal decoder", "parallel attention", "RoPE", "layer norm"),
     sources={**_CODEGEN_SOURCES,
-             **cite("Nijkamp et al. 2023 (CodeGen) Table 1: CodeGen-16.1B", "published_params")},
+             **cite("Nijkamp et al. 2023 (CodeGen): CodeGen-16.1B", "published_params")},
     notes=("The survey's nH 24 and nL 34 match; HS (blank) is 6144, 24 heads of 256.",),
 )
 
@@ -83,7 +83,7 @@ CODET5PLUS = ZooEntry(
                "n_head 16, rotary_dim 32), decoder = CodeGen-16B-mono with cross-attention; "
                "enc_to_dec_proj maps 1024 -> 6144 (modeling_codet5p.py)", "encoder_layers", "encoder_hidden",
                "encoder_heads", "encoder_ffn", "arch"),
-        **cite("Wang et al. 2023 (CodeT5+) Sec. 3.4: frozen decoder LLM, trainable shallow encoder and "
+        **cite("Wang et al. 2023 (CodeT5+) Sec. 3 (compute-efficient pretraining): frozen decoder LLM, trainable shallow encoder and "
                "cross-attention inserted in the top-L decoder layers (L = 1); 16B", "cross_attention_layers",
                "published_params"),
     },
@@ -130,7 +130,7 @@ STARCODER = ZooEntry(
                "gelu_pytorch_tanh; no tie_word_embeddings key, so the default tied LM head)",
                "vocab_size", "hidden", "layers", "heads", "kv_heads", "ffn", "max_position", "activation",
                "tied_embeddings"),
-        **cite("Li et al. 2023 (StarCoder) Sec. 5.1: SantaCoder architecture (GPT-2 with MQA, learned absolute "
+        **cite("Li et al. 2023 (StarCoder) Sec. 5 (model architecture): SantaCoder architecture (GPT-2 with MQA, learned absolute "
                "positions, pre-LN, biases), 15.5B parameters", "position", "norm_placement", "qkv_bias",
                "published_params"),
     },

@@ -43,7 +43,7 @@ GOPHER = ZooEntry(
     sources={
         **cite("Rae et al. 2021 (Gopher) Table 1: 280B = 80 layers, 128 heads, key/value size 128, d_model 16384",
                "layers", "heads", "head_dim", "hidden", "published_params"),
-        **cite("Gopher Sec. 3: RMSNorm, relative positional encoding (Transformer-XL), 32,000-token "
+        **cite("Gopher Sec. 3 (model): RMSNorm, relative positional encoding (Transformer-XL), 32,000-token "
                "SentencePiece, 2048-token context; d_ff = 4 d_model", "norm", "position", "vocab_size",
                "max_position", "ffn"),
     },
@@ -55,7 +55,7 @@ _CHINCHILLA_CONFIG = ModelConfig(name="chinchilla", hidden=8192, layers=80, head
 _CHINCHILLA_SOURCES = {
     **cite("Hoffmann et al. 2022 (Chinchilla) Table 4: 70B = 80 layers, 64 heads, key/value size 128, "
            "d_model 8192", "layers", "heads", "head_dim", "hidden", "published_params"),
-    **cite("Chinchilla Sec. 4.1: same architecture as Gopher (RMSNorm, relative positions, 32k SentencePiece; "
+    **cite("Chinchilla Sec. 4: same architecture as Gopher (RMSNorm, relative positions, 32k SentencePiece; "
            "d_ff = 4 d_model)", "norm", "position", "vocab_size", "max_position", "ffn"),
 }
 
@@ -82,7 +82,7 @@ SPARROW = ZooEntry(
     survey=_SPARROW,
     claims=("causal decoder", "preference and rule reward models", "pre-RMS norm", "relative positions", "GeLU"),
     sources={**_CHINCHILLA_SOURCES,
-             **cite("Glaese et al. 2022 (Sparrow) Sec. 2: policy and reward models are all initialised from "
+             **cite("Glaese et al. 2022 (Sparrow): policy and reward models are all initialised from "
                     "Chinchilla 70B", "all")},
     notes=(
         "The survey's nL '16' (row reads '16 16 4 8192' in the source) is not Sparrow's depth: Sparrow is "
@@ -122,7 +122,7 @@ ALPHACODE = ZooEntry(
         **cite("Li et al. 2022 (AlphaCode) Table 3, AlphaCode 41B: d_model 6144, 48 query heads, 16 KV heads, "
                "8 encoder and 56 decoder layers, 41.1B params; head size 128",
                "hidden", "heads", "kv_heads", "head_dim", "encoder_layers", "layers", "published_params"),
-        **cite("AlphaCode Sec. 4.1: 8,000-token SentencePiece; encoder input 1536 tokens, decoder 768",
+        **cite("AlphaCode model section: 8,000-token SentencePiece; encoder input 1536 tokens, decoder 768",
                "vocab_size", "max_position"),
         **cite("Derived, not stated: d_ff = 6 d_model is the width at which Table 3's totals come out "
                "(41.1B here, 284M for the smallest model)", "ffn"),

@@ -82,7 +82,7 @@ DEEPSEEK_V2 = ZooEntry(
                "rope_scaling yarn factor 40 original 4096 beta_fast 32 beta_slow 1 mscale 0.707 "
                "mscale_all_dim 0.707, max_position_embeddings 163840, rms_norm_eps 1e-6)",
                "vocab_size", "hidden", "layers", "heads", "ffn", "moe", "mla", "rotary", "max_position"),
-        **cite("DeepSeek-AI 2024 (DeepSeek-V2) Sec. 2 and 3.1: MLA, DeepSeekMoE; 236B total, 21B activated per "
+        **cite("DeepSeek-AI 2024 (DeepSeek-V2): MLA, DeepSeekMoE; 236B total, 21B activated per "
                "token; KV cache reduced by 93.3% vs DeepSeek 67B", "published_params"),
     },
     notes=(

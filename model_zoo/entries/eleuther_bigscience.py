@@ -105,7 +105,7 @@ XUANYUAN_2 = ZooEntry(
     survey=_XUANYUAN,
     claims=("causal decoder", "BLOOM-176B architecture", "ALiBi", "layer norm", "GeLU", "bias"),
     sources={**_BLOOM_SOURCES,
-             **cite("Zhang et al. 2023 (XuanYuan 2.0) Sec. 3: built on BLOOM-176B, same architecture; 176B",
+             **cite("Zhang et al. 2023 (XuanYuan 2.0): built on BLOOM-176B, same architecture; 176B",
                     "all", "published_params")},
     notes=("The survey's attention 'self' is ordinary causal self-attention, as in BLOOM.",),
 )
@@ -120,7 +120,7 @@ BLOOMBERGGPT = ZooEntry(
     survey=_BLOOMBERG,
     claims=("causal decoder", "BLOOM-style", "ALiBi", "layer norm", "GeLU", "bias"),
     sources={
-        **cite("Wu et al. 2023 (BloombergGPT) Sec. 2.3 / Table 3: 70 layers, 40 heads, hidden 7680, vocabulary "
+        **cite("Wu et al. 2023 (BloombergGPT) Sec. 2.3 (model configuration): 70 layers, 40 heads, hidden 7680, vocabulary "
                "2^17 = 131,072 (Unigram), 50.6B parameters, context 2048",
                "layers", "heads", "hidden", "vocab_size", "published_params", "max_position"),
         **cite("BloombergGPT Sec. 2.3: BLOOM's architecture: ALiBi, an extra LayerNorm after the token "

@@ -145,7 +145,7 @@ UL2 = ZooEntry(
                "num_heads 16, d_kv 256, d_ff 16384, feed_forward_proj gated-silu, tie_word_embeddings false)",
                "vocab_size", "hidden", "layers", "encoder_layers", "heads", "head_dim", "ffn", "activation",
                "gated_mlp", "tied_embeddings", "norm", "position"),
-        **cite("Tay et al. 2022 (UL2) Sec. 5.1: 32 encoder + 32 decoder layers, d_model 4096, d_ff 16384, 16 heads "
+        **cite("Tay et al. 2022 (UL2) Sec. 5 (UL2 20B): 32 encoder + 32 decoder layers, d_model 4096, d_ff 16384, 16 heads "
                "of 256; 20B parameters", "published_params"),
     },
     notes=("Survey nL 64 = 32 encoder + 32 decoder layers; nH 16 and HS 4096 agree with the paper.",
@@ -176,7 +176,7 @@ LAMDA = ZooEntry(
     survey=_LAMDA,
     claims=("causal decoder", "relative positions", "GeGLU", "layer norm"),
     sources={
-        **cite("Thoppilan et al. 2022 (LaMDA) Sec. 3 and Appendix Table 27 (137B: 64 layers, d_model 8192, "
+        **cite("Thoppilan et al. 2022 (LaMDA) Sec. 3 and the appendix's model hyperparameter table (137B: 64 layers, d_model 8192, "
                "d_ff 65536, 128 heads, d_k = d_v = 128; 32K SentencePiece vocabulary)",
                "vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "published_params"),
         **cite("LaMDA Sec. 3: 'relative attention as described in T5, gated-GELU activation'", "position",
@@ -217,10 +217,10 @@ GLAM = ZooEntry(
         **cite("Du et al. 2022 (GLaM) Table 4, GLaM (64B/64E): L=64, M=8192, H=32768, 128 heads of 128, E=64; "
                "1.2T total / 96.6B activated", "layers", "hidden", "ffn", "heads", "head_dim", "moe",
                "published_params"),
-        **cite("GLaM Sec. 4: MoE layer every other Transformer layer, top-2 gating (GShard)", "moe"),
-        **cite("GLaM Sec. 4: Gated Linear Unit + GELU in the non-MoE feed-forward sublayers; per-layer relative "
+        **cite("GLaM model-architecture section: MoE layer every other Transformer layer, top-2 gating (GShard)", "moe"),
+        **cite("GLaM model-architecture section: Gated Linear Unit + GELU in the non-MoE feed-forward sublayers; per-layer relative "
                "positional bias (Dai et al. 2019)", "activation", "gated_mlp", "position"),
-        **cite("GLaM Sec. 5: 256K SentencePiece vocabulary", "vocab_size"),
+        **cite("GLaM: 256K SentencePiece vocabulary", "vocab_size"),
     },
     notes=(
         "The survey's HS 32768 is GLaM's FFN width H; the model width M is 8192.",
@@ -288,7 +288,7 @@ U_PALM = ZooEntry(
     claims=("non-causal decoder", "mixture of denoisers (UL2R)", "parallel attention", "multi-query", "RoPE",
             "SwiGLU", "no bias"),
     sources={**_PALM_SOURCES,
-             **cite("Tay et al. 2022 (U-PaLM) Sec. 3: PaLM 540B continued with UL2R (prefix-LM denoisers)",
+             **cite("Tay et al. 2022 (U-PaLM): PaLM 540B continued with UL2R (prefix-LM denoisers)",
                     "arch")},
     notes=("U-PaLM is PaLM 540B trained further with the UL2 mixture of denoisers: PaLM's dims (118 layers, "
            "48 heads of 256, MQA, d_model 18432, FFN 4 d SwiGLU, 256k vocabulary, parallel block), run as a "
@@ -309,7 +309,7 @@ PALM_2 = ZooEntry(
                "head_dim", "ffn", "vocab_size", "block", "activation", "position"),
         **cite("Our choice: depth that gives ~340B with PaLM's block", "layers"),
         **cite("Not in the report: 340B as reported by CNBC (May 2023), the only public figure", "published_params"),
-        **cite("PaLM 2 report Sec. 2: UL2-style mixture of objectives", "arch"),
+        **cite("PaLM 2 Technical Report: UL2-style mixture of objectives", "arch"),
     },
     notes=(
         "Closed model: no architecture is published. Best documented choice: the PaLM family block (parallel, "

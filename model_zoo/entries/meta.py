@@ -69,7 +69,7 @@ GALACTICA = ZooEntry(
                "num_attention_heads 80, ffn_dim 40960, vocab_size 50000, max_position_embeddings 2048, "
                "activation_function gelu)", "hidden", "layers", "heads", "ffn", "vocab_size", "max_position",
                "activation"),
-        **cite("Taylor et al. 2022 (Galactica) Sec. 5 / Table 5: 120B = 96 layers, d_model 10240, 80 heads; "
+        **cite("Taylor et al. 2022 (Galactica) model section: 120B = 96 layers, d_model 10240, 80 heads; "
                "GeLU; learned positional embeddings; no biases in dense kernels or layer norms",
                "published_params", "position", "qkv_bias", "norm_bias"),
     },
@@ -127,7 +127,7 @@ LLAMA_2 = ZooEntry(
                "max_position_embeddings 4096, rms_norm_eps 1e-5, rope_theta 10000)",
                "hidden", "layers", "heads", "kv_heads", "ffn", "vocab_size", "max_position", "norm_eps",
                "rotary"),
-        **cite("Touvron et al. 2023b (Llama 2) Sec. 2.2 and Table 1: GQA for 34B/70B, 4k context, 70B",
+        **cite("Touvron et al. 2023b (Llama 2) Sec. 2 and its model table: GQA for 34B/70B, 4k context, 70B",
                "published_params"),
     },
     notes=("The survey gives no nL/nH/HS for LLaMA-2; taken from the released 70B config.",),

@@ -60,9 +60,9 @@ CODEX = ZooEntry(
     claims=("causal decoder", "GPT-3 fine-tuned on code", "pre-layer norm", "learned positions", "GeLU"),
     sources={
         **cite("Brown et al. 2020 Table 2.1, GPT-3 13B (n_layers 40, d_model 5140, n_heads 40, d_head 128), "
-               "the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3.2)",
+               "the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3)",
                "layers", "hidden", "heads", "head_dim", "ffn", "max_position"),
-        **cite("Chen et al. 2021 Sec. 3.2: GPT-3 text tokenizer plus tokens for runs of whitespace "
+        **cite("Chen et al. 2021 (Codex) Sec. 3: GPT-3 text tokenizer plus tokens for runs of whitespace "
                "(OpenAI tiktoken p50k_base: 50281 tokens)", "vocab_size"),
         **cite("Chen et al. 2021 (Codex) abstract/Sec. 3: 12B parameters", "published_params"),
     },

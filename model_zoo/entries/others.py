@@ -34,10 +34,10 @@ JURASSIC_1 = ZooEntry(
     claims=("causal decoder", "wider and shallower than GPT-3", "256k SentencePiece vocabulary", "pre-layer norm",
             "learned positions", "GeLU", "bias"),
     sources={
-        **cite("Lieber et al. 2021 (Jurassic-1 white paper) Table 1: J1-Jumbo = 178B, 76 layers, d_model 13824, "
+        **cite("Lieber et al. 2021 (Jurassic-1 white paper) model table: J1-Jumbo = 178B, 76 layers, d_model 13824, "
                "96 heads of 144; 256K vocabulary; 2048-token context", "layers", "hidden", "heads", "head_dim",
                "vocab_size", "max_position", "published_params"),
-        **cite("Jurassic-1 white paper Sec. 2: GPT-3 architecture otherwise (pre-LN, learned positions, GELU, "
+        **cite("Jurassic-1 white paper: GPT-3 architecture otherwise (pre-LN, learned positions, GELU, "
                "4d FFN); tied embeddings our choice", "ffn", "norm_placement", "position", "activation",
                "tied_embeddings"),
     },
@@ -54,9 +54,9 @@ HYPERCLOVA = ZooEntry(
     claims=("causal decoder", "GPT-3 architecture (Korean)", "dense+sparse attention", "pre-layer norm",
             "learned positions", "GeLU", "morpheme-aware BPE"),
     sources={
-        **cite("Kim et al. 2021 (HyperCLOVA) Table 2: 82B = 64 layers, d_model 10240, 80 heads; 2048 tokens",
+        **cite("Kim et al. 2021 (HyperCLOVA) model-size table: 82B = 64 layers, d_model 10240, 80 heads; 2048 tokens",
                "layers", "hidden", "heads", "max_position", "published_params"),
-        **cite("HyperCLOVA Sec. 2: GPT-3 architecture (pre-LN, learned positions, GELU, 4d FFN)", "ffn",
+        **cite("HyperCLOVA: GPT-3 architecture (pre-LN, learned positions, GELU, 4d FFN)", "ffn",
                "norm_placement", "position", "activation"),
         **cite("Not published: vocabulary size (morpheme-aware byte-level BPE); 50,000 is our choice "
                "(0.6% of the count)", "vocab_size"),
@@ -76,10 +76,10 @@ MT_NLG = ZooEntry(
     survey=_MTNLG,
     claims=("causal decoder", "GPT-2 architecture", "pre-layer norm", "learned positions", "GeLU", "bias"),
     sources={
-        **cite("Smith et al. 2022 (MT-NLG) Sec. 3: 105 layers, hidden 20480, 128 heads, sequence 2048, GPT-2 "
+        **cite("Smith et al. 2022 (MT-NLG) model configuration section: 105 layers, hidden 20480, 128 heads, sequence 2048, GPT-2 "
                "BPE vocabulary (50,257), 530B", "layers", "hidden", "heads", "max_position", "vocab_size",
                "published_params"),
-        **cite("MT-NLG Sec. 3: Megatron GPT-2 architecture (pre-LN, learned positions, tanh-GELU 4d FFN, "
+        **cite("MT-NLG: Megatron GPT-2 architecture (pre-LN, learned positions, tanh-GELU 4d FFN, "
                "biases, tied embeddings)", "ffn", "norm_placement", "position", "activation", "tied_embeddings"),
     },
 )
@@ -94,10 +94,10 @@ ALEXATM = ZooEntry(
     survey=_ALEXATM,
     claims=("encoder-decoder", "denoising + causal LM", "pre-layer norm", "learned positions", "GeLU", "bias"),
     sources={
-        **cite("Soltan et al. 2022 (AlexaTM 20B) Table 1: 46 encoder + 32 decoder layers, 32 heads, d_model 4096, "
+        **cite("Soltan et al. 2022 (AlexaTM 20B) Sec. 2 / model table: 46 encoder + 32 decoder layers, 32 heads, d_model 4096, "
                "d_ff 16384, 150K SentencePiece vocabulary, 1024-token inputs; 20B", "encoder_layers", "layers",
                "heads", "hidden", "ffn", "vocab_size", "max_position", "published_params"),
-        **cite("AlexaTM Sec. 2: pre-LayerNorm (survey 'pre-layer'), learned positions, GELU, biases; tied "
+        **cite("AlexaTM: pre-LayerNorm (survey 'pre-layer'), learned positions, GELU, biases; tied "
                "embeddings our choice", "norm_placement", "position", "activation", "tied_embeddings"),
     },
     notes=("Survey nL 78 = 46 encoder + 32 decoder layers.",
@@ -133,7 +133,7 @@ NEMOTRON_4 = ZooEntry(
         **cite("NVIDIA 2024 (Nemotron-4 340B Technical Report) Table 1: 96 layers, hidden 18432, 96 heads, "
                "8 KV heads, sequence 4096, vocabulary 256,000; 340B", "layers", "hidden", "heads", "kv_heads",
                "max_position", "vocab_size", "published_params"),
-        **cite("Nemotron-4 15B report Sec. 2 (shared by 340B) and the released NeMo model_config.yaml / HF "
+        **cite("Nemotron-4 15B report (architecture shared by 340B) and the released NeMo model_config.yaml / HF "
                "nemotron config: ffn_hidden_size 73728, squared-ReLU, layernorm1p, rotary_percentage 0.5, no "
                "bias, untied embeddings", "ffn", "activation", "norm_weight_offset", "rotary", "qkv_bias",
                "tied_embeddings"),
