@@ -97,11 +97,24 @@ def _cuda_pipeline(target: Target) -> tvm.transform.Pass:
 
 def compile_module(mod: tvm.IRModule, spec: TargetSpec) -> relax.VMExecutable:
     """Build a Relax module for the target; for CUDA, fail unless every kernel is a GPU kernel."""
-    if spec.device == "cuda":
-        with spec.target:
-            ex = tvm.compile(mod, target=spec.target, relax_pipeline=_cuda_pipeline(spec.target))
-        return ex
-    return tvm.compile(mod, target=spec.target)
+    if spec.device != "cuda":
+        return tvm.compile(mod, target=spec.target)
+    with spec.target:
+        lowered = _cuda_pipeline(spec.target)(mod)
+        host_kernels = [gv.name_hint for gv, f in lowered.functions_items()
+                        if isinstance(f, tvm.tirx.PrimFunc) and not _runs_on_gpu(f)]
+        if host_kernels:
+            raise CodegenError(f"kernels left unscheduled would run on the host: {', '.join(host_kernels)}",
+                               where=f"target tvm-cuda ({spec.cuda_arch})")
+        return tvm.compile(lowered, target=spec.target, relax_pipeline=None)
+
+
+def _runs_on_gpu(func: tvm.tirx.PrimFunc) -> bool:
+    """True for kernels bound to GPU threads and for the VM's own host-side shape functions."""
+    if func.attrs is not None and "tirx.is_host_func" in func.attrs:
+        return True
+    text = func.script()
+    return "T.thread_binding" in text or "T.launch_thread" in text
 
 
 def cuda_sources(ex: relax.VMExecutable) -> str:

@@ -1,0 +1,51 @@
+"""tvm-cuda builds without a GPU: every kernel is GPU-scheduled and nvcc compiles it for the arch.
+
+Fast tier: the hand-built LLaMA for sm_80 and sm_90. Slow tier: the MLA + MoE graph (and the zoo's
+tiny LLaMA, Mixtral and DeepSeek-v2 when the zoo is installed). Running the artifacts needs a GPU:
+`irgraph.runtimes.open(artifact)` on a machine with CUDA (see the manifest's `needs`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
+from irgraph.codegen.tvm.targets import resolve
+from irgraph.errors import CodegenError
+from tests.handbuilt import tiny_llama
+from tests.test_tvm_ops import attention_lm
+
+needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"),
+                                reason="nvcc not installed")
+
+
+def _check(graph, tmp_path, arch):
+    artifact = compile_graph(graph, tmp_path / f"{graph.name}-{arch}", target="tvm-cuda", cuda_arch=arch)
+    manifest = read_manifest(artifact)
+    info = manifest["tvm"]
+    assert manifest["target"] == "tvm-cuda" and info["cuda_arch"] == arch and info["device"] == "cuda"
+    assert info["target"]["kind"] == "cuda" and info["target"]["arch"] == arch
+    assert info["cuda_kernels"]["kernels"] >= 10 and info["cuda_kernels"]["cubin_bytes"] > 0
+    assert "GPU" in info["needs"] and arch in info["needs"]
+    assert all(a["layout"] == "plain" for a in info["weight_args"])  # GPU kernels read checkpoint layout
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_llama_cuda_kernels_compile_with_nvcc(tmp_path, arch):
+    _check(tiny_llama(), tmp_path, arch)
+
+
+@needs_nvcc
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_mla_moe_cuda_kernels_compile_with_nvcc(tmp_path, arch):
+    _check(attention_lm(), tmp_path, arch)
+
+
+def test_unknown_cuda_arch_is_rejected():
+    with pytest.raises(CodegenError, match="sm_80"):
+        resolve("tvm-cuda", "sm_50")
