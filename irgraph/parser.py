@@ -194,7 +194,9 @@ def parse(text: str) -> Graph:
         else:
             line.fail("syntax error", expected="meta, input, param, output, a node or }")
     if not closed:
-        raise IRError("graph text ends without its closing brace", expected="}")
+        last, text = body[-1]
+        raise IRError("graph text ends without its closing brace", expected="}",
+                      where=f"line {last}: {text.strip()}")
     return graph
 
 
