@@ -50,11 +50,11 @@ def _verify_node(graph: Graph, node: Node, defined: set[Value]) -> None:
         opdef = get_op(node.op)
     except IRError as e:
         fail(e.message)
-    for v in node.inputs:
-        if v is not None and v not in defined:
-            fail(f"input {v!r} is used before it is defined (or not in the graph)")
+    for v in node.inputs:  # an undeclared param is never defined: say which it is first
         if v is not None and v.param is not None and graph.params.get(v.param) is not v:
             fail(f"param @{v.param} is not declared in graph.params")
+        if v is not None and v not in defined:
+            fail(f"input {v!r} is used before it is defined (or not in the graph)")
     try:
         attrs = opdef.check_attrs(node.attrs)
         types = infer_node(opdef, node.inputs, attrs)
