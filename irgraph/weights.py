@@ -40,6 +40,8 @@ def read_header(path: Path) -> tuple[dict, int]:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"safetensors header is not JSON: {e}", where=str(path)) from None
+    if not isinstance(header, dict):
+        raise ConfigError("safetensors header is not a JSON object", got=type(header).__name__, where=str(path))
     return header, 8 + n
 
 
@@ -60,15 +62,23 @@ class WeightStore(Mapping[str, np.ndarray]):
         store = WeightStore()
         for p in map(Path, paths):
             header, start = read_header(p)
+            size = p.stat().st_size
             for name, info in header.items():
                 if name == "__metadata__":
                     continue
                 if name in store._lazy:
                     raise ConfigError(f"tensor {name!r} appears in two shards", where=str(p))
-                if info.get("dtype") not in _TO_NUMPY:
-                    raise ConfigError(f"tensor {name!r} has unsupported dtype", expected=sorted(_TO_NUMPY),
-                                      got=info.get("dtype"), where=str(p))
-                store._lazy[name] = (p, info["dtype"], tuple(info["shape"]), start + info["data_offsets"][0])
+                dtype, shape, begin, end = _entry(p, name, info)
+                # Checked here, not at first use: a bad offset would otherwise surface later as
+                # numpy's mmap error, far from the file that caused it.
+                nbytes = int(np.prod(shape)) * np.dtype(_TO_NUMPY[dtype]).itemsize
+                if end - begin != nbytes:
+                    raise ConfigError(f"tensor {name!r}: data_offsets span {end - begin} bytes",
+                                      expected=f"{nbytes} for {dtype}{list(shape)}", got=[begin, end], where=str(p))
+                if start + end > size:
+                    raise ConfigError(f"tensor {name!r} lies beyond the end of the file", expected=f"<= {size}",
+                                      got=start + end, where=str(p))
+                store._lazy[name] = (p, dtype, shape, start + begin)
         return store
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -98,6 +108,23 @@ class WeightStore(Mapping[str, np.ndarray]):
             return a.shape, a.dtype
         _, dtype, shape, _ = self._lazy[name]
         return shape, np.dtype(_TO_NUMPY[dtype])
+
+
+def _entry(path: Path, name: str, info: object) -> tuple[str, tuple[int, ...], int, int]:
+    """(dtype, shape, begin, end) of one header entry; ConfigError naming the file if malformed."""
+    try:
+        dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        begin, end = int(begin), int(end)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"tensor {name!r} has a malformed entry",
+                          expected='{"dtype", "shape", "data_offsets": [begin, end]}', got=info,
+                          where=str(path)) from None
+    if dtype not in _TO_NUMPY:
+        raise ConfigError(f"tensor {name!r} has unsupported dtype", expected=sorted(_TO_NUMPY), got=dtype,
+                          where=str(path))
+    if begin < 0 or end < begin or min(shape, default=0) < 0:
+        raise ConfigError(f"tensor {name!r} has negative data_offsets or shape", got=info, where=str(path))
+    return dtype, shape, begin, end
 
 
 def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike,
