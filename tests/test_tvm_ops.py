@@ -32,7 +32,8 @@ def primitive_graph():
     w = {"w": rng.standard_normal((12, D)).astype(np.float32), "bias": rng.standard_normal(12).astype(np.float32),
          "g": (1 + 0.1 * rng.standard_normal(D)).astype(np.float32),
          "beta": rng.standard_normal(D).astype(np.float32), "table": rng.standard_normal((10, D)).astype(np.float32),
-         "m": rng.standard_normal((D, 5)).astype(np.float32), "w2": rng.standard_normal((7, D)).astype(np.float32)}
+         "m": rng.standard_normal((D, 5)).astype(np.float32), "w2": rng.standard_normal((7, D)).astype(np.float32),
+         "w32": rng.standard_normal((64, D)).astype(np.float32), "w48": rng.standard_normal((48, D)).astype(np.float32)}
     p = {k: b.param(k, f"f32[{', '.join(map(str, v.shape))}]") for k, v in w.items()}
     outs = {}
     for op in ("neg", "exp", "tanh", "sin", "cos", "erf", "sigmoid", "relu", "relu2", "silu", "fast_gelu"):
@@ -50,6 +51,8 @@ def primitive_graph():
     outs["matmul"] = b.matmul(x, p["m"])
     outs["linear_bias"] = b.linear(x, p["w"], p["bias"])
     outs["linear_unpacked"] = b.linear(x, p["w2"])  # 7 rows: not a multiple of the packing block
+    outs["linear_packed32"] = b.linear(x, p["w32"])
+    outs["linear_packed16"] = b.linear(x, p["w48"])
     heads = b.reshape(x, shape=[0, 0, 2, -1])
     outs["transpose"] = b.transpose(heads, perm=[0, 2, 1, 3])
     left, right = b.split(x, axis=2, sizes=[3, 5])
@@ -185,8 +188,11 @@ def test_primitives_match_interpreter(primitives):
 def test_packed_and_plain_linear_layouts(primitives):
     _, session = primitives
     layouts = {a["name"]: a["layout"] for a in session.manifest["tvm"]["weight_args"]}
-    assert layouts["w"] == "packed16" or layouts["w"] == "plain"  # 12 rows: not a multiple of 16
+    assert layouts["w"] == "plain"  # 12 rows: no packing block (32, 16) divides it
     assert layouts["w2"] == "plain" and layouts["table"] == "plain"
+    assert layouts["w32"] == "packed32" and layouts["w48"] == "packed16"
+    shapes = {a["name"]: a["shape"] for a in session.manifest["tvm"]["weight_args"]}
+    assert shapes["w32"] == [2, D, 32] and shapes["w48"] == [3, D, 16]
 
 
 def test_attention_lm_prefill_and_decode(tmp_path):

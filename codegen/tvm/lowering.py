@@ -83,7 +83,7 @@ class Context:
         self.bb = bb
         self.dims = dims
         self.target = target
-        self.packed = packed  # linear weight block (0: plain layout, library matmul)
+        self.packed = packed  # largest linear weight block (0: plain layout for GPU schedules)
         self.weight_args: dict[str, relax.Var] = {}  # graph param -> its packed-layout argument
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
 
@@ -128,27 +128,31 @@ def tensor_type(ctx: Context, t: TensorType, where: str) -> relax.TensorType:
 
 def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
     """The weight arguments: a packed copy for every linear weight that packs, plain for other uses."""
-    linear_uses: set[str] = set()
+    linear_block: dict[str, int] = {}
     other_uses: set[str] = set()
     for node in graph.nodes:
         for i, v in enumerate(node.inputs):
             if v is None or v.param is None:
                 continue
-            if node.op == "linear" and i == 1 and packed and _packs(v.type, packed):
-                linear_uses.add(v.param)
+            block = _block(v.type, packed) if node.op == "linear" and i == 1 else 0
+            if block:
+                linear_block[v.param] = block
             else:
                 other_uses.add(v.param)
     args = []
     for name in graph.params:
-        if name in other_uses or name not in linear_uses:
+        if name in other_uses or name not in linear_block:
             args.append(WeightArg(name))
-        if name in linear_uses:
-            args.append(WeightArg(name, f"packed{packed}"))
+        if name in linear_block:
+            args.append(WeightArg(name, f"packed{linear_block[name]}"))
     return args
 
 
-def _packs(t: TensorType, nb: int) -> bool:
-    return t.dtype.is_float and t.rank == 2 and isinstance(t.shape[0], int) and t.shape[0] % nb == 0
+def _block(t: TensorType, packed: int) -> int:
+    """The packing block for a linear weight: `packed`, else half of it, when it divides the rows; else 0."""
+    if not (packed and t.dtype.is_float and t.rank == 2 and isinstance(t.shape[0], int)):
+        return 0
+    return next((nb for nb in (packed, packed // 2) if nb >= 8 and t.shape[0] % nb == 0), 0)
 
 
 def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
@@ -159,7 +163,7 @@ def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
     return (int(n) // nb, int(k), nb)
 
 
-def build_module(graph: Graph, target: str, packed: int = 16) -> tuple[tvm.IRModule, list[WeightArg]]:
+def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRModule, list[WeightArg]]:
     """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments."""
     import irgraph.codegen.tvm.lower_attention  # noqa: F401  (registers the lowerings)
     import irgraph.codegen.tvm.lower_basic  # noqa: F401

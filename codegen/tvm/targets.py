@@ -49,10 +49,10 @@ class TargetSpec:
 def resolve(name: str, cuda_arch: str = "sm_80") -> TargetSpec:
     """The TargetSpec of an irgraph target name; ConfigError-style CodegenError when unknown."""
     if name == "tvm-llvm":
-        return TargetSpec(name, Target.from_device(tvm.cpu()), 16, "cpu")
+        return TargetSpec(name, Target.from_device(tvm.cpu()), 32, "cpu")
     if name == "tvm-aarch64":
         target = Target({"kind": "llvm", "mtriple": AARCH64_TRIPLE, "mattr": ["+neon"]})
-        return TargetSpec(name, target, 16, "cpu")
+        return TargetSpec(name, target, 32, "cpu")
     if name == "tvm-cuda":
         if cuda_arch not in CUDA_ARCHS:
             raise CodegenError("unsupported --cuda-arch", expected=" | ".join(CUDA_ARCHS), got=cuda_arch,
