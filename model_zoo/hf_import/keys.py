@@ -30,7 +30,7 @@ HARMLESS = frozenset({
     "initializer_range", "initializer_factor", "init_std", "dropout", "dropout_rate", "attention_dropout",
     "hidden_dropout", "activation_dropout", "classifier_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
     "embed_dropout", "layerdrop", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise",
-    "aux_loss_alpha", "seq_aux", "router_z_loss_coef",
+    "aux_loss_alpha", "seq_aux", "router_z_loss_coef", "attention_probs_dropout_prob", "hidden_dropout_prob",
     # generation defaults kept in old config files
     "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
     "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty",
