@@ -100,3 +100,40 @@ def kitchen_sink(seed: int = 0):
     x = norm(x, "norm")
     b.output("logits", b.scale(b.linear(x, param("lm_head.weight", (VOCAB, HIDDEN))), factor=0.5))
     return b.build(weights)
+
+
+def byte_llama(seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2, ffn: int = 64):
+    """A small LLaMA-style decoder over bytes (vocabulary 256), for training tests."""
+    rng = np.random.default_rng(seed)
+    head_dim = hidden // heads
+    b = GraphBuilder("byte-llama", meta={"vocab_size": 256})
+    ids = b.input("input_ids", "i64[batch, seq]")
+    pos = b.input("position_ids", "i64[batch, seq]")
+    mask = b.input("attention_mask", "i64[batch, past+seq]")
+    weights: dict[str, np.ndarray] = {}
+
+    def param(name: str, shape: tuple[int, ...], scale: float | None = None, offset: float = 0.0):
+        std = 1 / np.sqrt(shape[-1]) if scale is None else scale
+        weights[name] = (offset + std * rng.standard_normal(shape)).astype(np.float32)
+        return b.param(name, f"f32[{', '.join(map(str, shape))}]")
+
+    x = b.embedding(ids, param("embed.weight", (256, hidden), 1.0))
+    for i in range(layers):
+        p = f"layers.{i}."
+        h = b.rms_norm(x, param(p + "attn_norm.weight", (hidden,), 0.0, 1.0))
+        q = b.reshape(b.linear(h, param(p + "q.weight", (heads * head_dim, hidden))), shape=[0, 0, heads, head_dim])
+        k = b.reshape(b.linear(h, param(p + "k.weight", (kv_heads * head_dim, hidden))), shape=[0, 0, kv_heads, head_dim])
+        v = b.reshape(b.linear(h, param(p + "v.weight", (kv_heads * head_dim, hidden))), shape=[0, 0, kv_heads, head_dim])
+        pk = b.input(f"past_key_values.{i}.key", f"f32[batch, {kv_heads}, past, {head_dim}]")
+        pv = b.input(f"past_key_values.{i}.value", f"f32[batch, {kv_heads}, past, {head_dim}]")
+        out, present_k, present_v = b.attention(b.rotary(q, pos), b.rotary(k, pos), v, pk, pv, mask)
+        b.output(f"present.{i}.key", present_k)
+        b.output(f"present.{i}.value", present_v)
+        x = b.add(x, b.linear(b.reshape(out, shape=[0, 0, hidden]), param(p + "o.weight", (hidden, hidden))))
+        h = b.rms_norm(x, param(p + "mlp_norm.weight", (hidden,), 0.0, 1.0))
+        gate = b.linear(h, param(p + "gate.weight", (ffn, hidden)))
+        up = b.linear(h, param(p + "up.weight", (ffn, hidden)))
+        x = b.add(x, b.linear(b.glu(gate, up, act="silu"), param(p + "down.weight", (hidden, ffn))))
+    x = b.rms_norm(x, param("norm.weight", (hidden,), 0.0, 1.0))
+    b.output("logits", b.linear(x, param("lm_head.weight", (256, hidden))))
+    return b.build(weights)

@@ -38,15 +38,12 @@ def _rotary(x, position_ids, rotary_dim, interleaved, base, scaling, factor, ori
     c = (torch.cos(angles) * gain)[:, :, None, :]  # (B, S, 1, rd/2)
     s = (torch.sin(angles) * gain)[:, :, None, :]
     x = f32(x)
-    rot, rest = x[..., :rd], x[..., rd:]
-    if interleaved:
-        x1, x2 = rot[..., 0::2], rot[..., 1::2]
-        out = torch.stack([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).flatten(-2)  # pairs (2i, 2i+1)
-    else:
-        half = rd // 2
-        x1, x2 = rot[..., :half], rot[..., half:]
-        out = torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
-    return (torch.cat([out, rest], dim=-1),)
+    rot = x if rd == x.shape[3] else x[..., :rd]
+    # unbind/stack rather than slices: their backward writes each half once instead of zero-filling.
+    pairs = rot.unflatten(-1, (rd // 2, 2) if interleaved else (2, rd // 2))  # pairs (2i, 2i+1) or (i, i+rd/2)
+    x1, x2 = pairs.unbind(-1 if interleaved else -2)
+    out = torch.stack([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1 if interleaved else -2).flatten(-2)
+    return (out if rd == x.shape[3] else torch.cat([out, x[..., rd:]], dim=-1),)
 
 
 # -- attention --------------------------------------------------------------------------------
@@ -80,6 +77,11 @@ def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window
         v = v.repeat_interleave(hq // hkv, dim=1)
     k, v = k.to(q.dtype), v.to(q.dtype)
     scale = attention_scale(d, scale)
+    tracing = torch.compiler.is_compiling()
+    if (not tracing and causal and bias is None and not softcap and not window and prefix_len is None
+            and sq == total and (key_mask is None or bool(key_mask.all()))):
+        # Eager fast path for plain causal self-attention (training): the kernel skips masked blocks.
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     allowed = visible(sq, total, key_mask, prefix_len, causal, window, q.device)
     any_visible = allowed.any(dim=-1, keepdim=True)
     # Rows with no visible key attend everywhere and are zeroed after: finite values and gradients.
@@ -94,7 +96,7 @@ def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window
     else:
         mask = allowed if bias is None else torch.where(allowed, bias.to(q.dtype), float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    return out * any_visible
+    return out * any_visible if tracing or not bool(any_visible.all()) else out
 
 
 @lowering("attention")

@@ -197,18 +197,14 @@ def _linear(x, weight, bias):
 
 @lowering("layer_norm")
 def _layer_norm(x, weight, bias, eps, weight_offset):
-    x = x.float()
-    mean = x.mean(-1, keepdim=True)
-    var = torch.square(x - mean).mean(-1, keepdim=True)
-    y = (x - mean) / torch.sqrt(var + eps) * (weight.float() + weight_offset)
-    return (y if bias is None else y + bias.float(),)
+    w = weight.float() + weight_offset if weight_offset else weight.float()
+    return (F.layer_norm(x.float(), (x.shape[-1],), w, None if bias is None else bias.float(), eps),)
 
 
 @lowering("rms_norm")
 def _rms_norm(x, weight, eps, weight_offset):
-    x = x.float()
-    rms = torch.sqrt(torch.square(x).mean(-1, keepdim=True) + eps)
-    return (x / rms * (weight.float() + weight_offset),)
+    w = weight.float() + weight_offset if weight_offset else weight.float()
+    return (F.rms_norm(x.float(), (x.shape[-1],), w, eps),)
 
 
 def attention_scale(head_dim: int, scale: float | None) -> float:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from irgraph.cli import explain_cmd, inspect_cmd, opt_cmd, passes_cmd, run_cmd
+from irgraph.cli import (
+    explain_cmd,
+    import_cmd,
+    inspect_cmd,
+    opt_cmd,
+    passes_cmd,
+    run_cmd,
+    train_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +26,5 @@ main.add_command(run_cmd.run)
 main.add_command(passes_cmd.passes)
 main.add_command(explain_cmd.explain)
 main.add_command(opt_cmd.opt)
+main.add_command(train_cmd.train)
+main.add_command(import_cmd.import_hf)

@@ -1,0 +1,115 @@
+"""`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph through PyTorch.
+
+SOURCE is a saved graph folder or a zoo model name (with `--size`, default
+tiny). Zoo models read bytes as tokens; a graph folder with a `tokenizer.json`
+uses it. DIR ends as a saved graph with the trained weights (ready for
+`irgraph run` / `compile`), its `train.json` summary, and resumable
+checkpoints in DIR/checkpoints/. Under `torchrun --nproc_per_node N` the run is
+data-parallel (DDP); only rank 0 reports and writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from irgraph.cli.common import clean_errors
+from irgraph.errors import ConfigError
+from irgraph.ir import Graph
+from irgraph.serialize import is_graph_dir, load
+
+
+def load_source(source: str, size: str, seed: int) -> tuple[Graph, Path | None]:
+    """(graph, its folder or None for zoo models) for a saved graph folder or a zoo model name."""
+    if is_graph_dir(source):
+        return load(source), Path(source)
+    if Path(source).exists():
+        raise ConfigError("not a saved graph folder (no graph.irg)", where=source)
+    try:
+        from irgraph.model_zoo import build, names
+    except ImportError:
+        raise ConfigError("not a graph folder, and the model zoo is not available", where=source) from None
+    if source not in names():
+        raise ConfigError("not a graph folder or a zoo model name", expected="a folder or one of: "
+                          + ", ".join(sorted(names())), got=source)
+    return build(source, size=size, seed=seed), None
+
+
+def vocab_size(graph: Graph) -> int:
+    logits = graph.outputs.get("logits")
+    if logits is None:
+        raise ConfigError(f"graph {graph.name!r} has no 'logits' output to train", expected="a language model")
+    return int(logits.type.shape[-1])
+
+
+@click.command()
+@click.argument("source")
+@click.option("--corpus", "corpus", multiple=True, required=True, type=click.Path(exists=True),
+              help="Text file or folder (all text files below it); repeatable.")
+@click.option("--steps", type=int, required=True, help="Optimizer steps.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder: the trained graph, train.json and checkpoints/.")
+@click.option("--size", default="tiny", show_default=True, help="Zoo models: tiny twin or published size.")
+@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
+              help="tokenizer.json (default: SOURCE/tokenizer.json if present, else bytes).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Global batch in sequences.")
+@click.option("--seq-len", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option("--min-lr-ratio", type=float, default=0.1, show_default=True, help="Cosine floor as a share of --lr.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Linear warmup steps.")
+@click.option("--weight-decay", type=float, default=0.1, show_default=True)
+@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0 = off).")
+@click.option("--dropout", type=float, default=0.0, show_default=True, help="Embedding and residual dropout.")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast [default: on where the CPU supports it].")
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--heldout-fraction", type=float, default=0.05, show_default=True, help="Share of files held out.")
+@click.option("--eval-every", type=int, default=0, help="Held-out evaluation every N steps (0: start and end).")
+@click.option("--eval-tokens", type=int, default=32768, show_default=True)
+@click.option("--checkpoint-every", type=int, default=0, help="Checkpoint every N steps (0: the end only).")
+@click.option("--lora", "lora_rank", type=int, default=0, help="Train rank-R LoRA adapters, base frozen.")
+@click.option("--lora-alpha", type=float, default=16.0, show_default=True)
+@click.option("--lora-targets", multiple=True, help="Glob over linear weight names (default: all but the LM head).")
+@click.option("--fresh", is_flag=True, help="Ignore checkpoints in the output folder.")
+@clean_errors
+def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: str, tokenizer: str | None,
+          bf16: bool | None, lora_rank: int, lora_targets: tuple[str, ...], fresh: bool, **recipe: float) -> None:
+    """Train SOURCE (graph folder or zoo name) on --corpus for --steps into DIR."""
+    from tqdm import tqdm
+
+    from irgraph.codegen.torch.data import ByteTokenizer, JsonTokenizer, load_corpus
+    from irgraph.codegen.torch.trainer import TrainConfig, Trainer, bf16_supported, save_trained
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    seed = int(recipe["seed"])
+    graph, folder = load_source(source, size, seed)
+    tok_file = tokenizer or (folder / "tokenizer.json" if folder and (folder / "tokenizer.json").is_file() else None)
+    tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
+    config = TrainConfig.from_dict({**recipe, "steps": steps, "bf16": bf16_supported() if bf16 is None else bf16,
+                                    "lora_rank": lora_rank, "lora_targets": list(lora_targets)})
+    data = load_corpus(corpus, tok, heldout_fraction=config.heldout_fraction, seed=seed, vocab_size=vocab_size(graph))
+    if main:
+        click.echo(f"{graph.name}: {len(data.train):,} training tokens ({data.train_files} files), "
+                   f"{len(data.heldout):,} held out ({data.heldout_files} files), tokens: {data.tokenizer}, "
+                   f"bf16 {'on' if config.bf16 else 'off'}")
+    trainer = Trainer(graph, data, config, out_dir)
+    bar = tqdm(total=steps, disable=not main, unit="step", dynamic_ncols=True)
+
+    def on_step(s) -> None:
+        bar.n = s.step
+        bar.set_postfix(loss=f"{s.loss:.4f}", tok_s=f"{s.tokens_per_s:,.0f}", lr=f"{s.lr:.2e}")
+
+    def on_eval(e) -> None:
+        if main:
+            tqdm.write(f"step {e.step}: held-out loss {e.loss:.4f}, perplexity {e.perplexity:.2f}, "
+                       f"{e.bits_per_byte:.3f} bits/byte")
+
+    result = trainer.run(resume=not fresh, on_step=on_step, on_eval=on_eval)
+    bar.close()
+    if result.resumed_from and main:
+        click.echo(f"resumed from step {result.resumed_from}")
+    if main:
+        save_trained(out_dir, result, config, {"source": source, "tokenizer": data.tokenizer})
+        click.echo(f"saved the trained graph to {out_dir}")
