@@ -188,6 +188,15 @@ def test_embedding():
     close(y, F.embedding(T(ids), T(table)))
 
 
+@pytest.mark.parametrize("bad", [-1, 11])
+def test_embedding_rejects_out_of_range_ids(bad):
+    # np.take would wrap -1 to the last row; F.embedding raises, and so must the reference.
+    with pytest.raises(IRError, match=rf"embedding id out of range \(expected 0..10, got {bad}\)"):
+        run_op("embedding", np.array([[0, bad]], np.int64), randn(RNG, 11, 6))
+    with pytest.raises(IndexError):
+        F.embedding(torch.tensor([bad]), T(randn(RNG, 11, 6)))
+
+
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_linear(with_bias):
     w, b = randn(RNG, 24, 16), randn(RNG, 24)

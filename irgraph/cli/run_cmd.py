@@ -22,11 +22,12 @@ from irgraph.cli.common import clean_errors, parse_ids
 def run(path: str, ids: str, decode: bool, decoder_ids: str | None, prefix_len: int | None, as_json: bool) -> None:
     """Run the model at PATH (saved graph or compiled artifact) on token ids and print logits."""
     session = irgraph.runtimes.open(path)
-    tokens = np.asarray([parse_ids(ids, "--ids")], dtype=np.int64)
+    vocab = session.meta.get("vocab_size")
+    tokens = np.asarray([parse_ids(ids, "--ids", vocab)], dtype=np.int64)
     kw: dict[str, np.ndarray] = {}
     if "decoder_input_ids" in session.inputs:
         start = session.meta.get("decoder_start_token_id", 0)
-        dec = parse_ids(decoder_ids, "--decoder-ids") if decoder_ids else [int(start)]
+        dec = parse_ids(decoder_ids, "--decoder-ids", vocab) if decoder_ids else [int(start)]
         kw["encoder_ids"] = tokens
         tokens = np.asarray([dec], dtype=np.int64)
     elif decoder_ids:

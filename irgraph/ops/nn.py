@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from irgraph.dtypes import DType
+from irgraph.errors import IRError
 from irgraph.registry import Attr, OpDef, expect, register
 from irgraph.types import TensorType
 
@@ -27,6 +28,10 @@ class Embedding(OpDef):
         return [TensorType(dtype, (*ids.shape, table.shape[1]))]
 
     def ref(self, ids: np.ndarray, table: np.ndarray) -> list[np.ndarray]:
+        # np.take would wrap a negative id around silently; torch and every backend reject it.
+        if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+            bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+            raise IRError("embedding id out of range", expected=f"0..{table.shape[0] - 1}", got=bad)
         return [np.take(table, ids, axis=0).astype(np.float32)]
 
     def flops(self, ins, outs, env, **attrs):
