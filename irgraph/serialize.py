@@ -36,7 +36,7 @@ def save(graph: Graph, path: str | os.PathLike, *, extra_files: Mapping[str, str
     try:
         (tmp / GRAPH_FILE).write_text(str(graph))
         if graph.weights is not None:
-            save_safetensors({name: graph.weights[name] for name in graph.params}, tmp / WEIGHTS_FILE)
+            save_safetensors(graph.weights, tmp / WEIGHTS_FILE, names=graph.params)
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
         if target.exists():

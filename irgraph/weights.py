@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import ml_dtypes
@@ -128,18 +128,24 @@ def _entry(path: Path, name: str, info: object) -> tuple[str, tuple[int, ...], i
 
 
 def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike,
-                     metadata: Mapping[str, str] | None = None) -> None:
-    """Write arrays as one safetensors file, streaming tensor by tensor (no second copy in memory)."""
+                     metadata: Mapping[str, str] | None = None, names: Iterable[str] | None = None) -> None:
+    """Write arrays (those in `names`, default all) as one safetensors file, streaming tensor by tensor.
+
+    A WeightStore's shapes and dtypes come from `shape_dtype` and each tensor is
+    fetched only when it is written, so a store that computes tensors on access
+    (an imported checkpoint's transformed weights) never holds them all at once.
+    """
+    names = list(arrays if names is None else names)
     header: dict[str, object] = {}
     offset = 0
-    items = []
-    for name, a in arrays.items():
-        dtype = np.dtype(a.dtype)
+    for name in names:
+        shape, dtype = arrays.shape_dtype(name) if isinstance(arrays, WeightStore) else \
+            (arrays[name].shape, arrays[name].dtype)
+        dtype = np.dtype(dtype)
         if dtype not in _FROM_NUMPY:
             raise ConfigError(f"cannot store {name!r} as safetensors", got=str(dtype))
-        nbytes = int(np.prod(a.shape)) * dtype.itemsize
-        header[name] = {"dtype": _FROM_NUMPY[dtype], "shape": list(a.shape), "data_offsets": [offset, offset + nbytes]}
-        items.append(a)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        header[name] = {"dtype": _FROM_NUMPY[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     if metadata:
         header["__metadata__"] = dict(metadata)
@@ -148,5 +154,9 @@ def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike,
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
-        for a in items:
+        for name in names:
+            a = np.asarray(arrays[name])
+            if a.shape != tuple(header[name]["shape"]) or _FROM_NUMPY.get(a.dtype) != header[name]["dtype"]:
+                raise ConfigError(f"tensor {name!r} differs from its declared shape/dtype",
+                                  expected=header[name], got=(a.shape, str(a.dtype)), where=str(path))
             np.ascontiguousarray(a).tofile(f)  # little-endian hosts only (x86-64, aarch64)

@@ -30,8 +30,6 @@ from irgraph.serialize import save
 
 def import_hf(path: str | os.PathLike) -> Graph:
     """The graph of the Hugging Face checkpoint folder `path`, weights attached (not copied)."""
-    from irgraph.model_zoo.builder import build_graph
-
     ckpt = open_checkpoint(path)
     where = ckpt.config_path
     plan = translate(ckpt.config, where)
@@ -40,6 +38,8 @@ def import_hf(path: str | os.PathLike) -> Graph:
     if config.tied_embeddings and "lm_head.weight" in sources:
         # a checkpoint with its own head wins over the config (transformers does the same)
         config = config.replace(tied_embeddings=False)
+    from irgraph.model_zoo.builder import build_graph
+
     graph = build_graph(config, weights=None)
     _check_coverage(graph, sources, str(ckpt.folder))
     graph = retype_params(graph, {n: DType.from_numpy(s.dtype) for n, s in sources.items() if n in graph.params})

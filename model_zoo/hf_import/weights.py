@@ -2,8 +2,8 @@
 
 `assemble` turns the role assignment (roles.py) into one `Source` per irgraph
 parameter: the checkpoint tensor itself (memory-mapped, untouched), a view of
-it (a fused-QKV split, OPT's position rows) or a one-off copy (stacked
-experts). `MappedWeights` serves them to the graph; saving streams each once.
+it (a fused-QKV split, OPT's position rows) or a copy made on access (stacked
+experts). `MappedWeights` serves them to the graph; saving writes each once.
 """
 
 from __future__ import annotations
@@ -39,19 +39,21 @@ class Source:
 
 
 class MappedWeights(WeightStore):
-    """irgraph parameter name -> array; transformed tensors are computed once and kept."""
+    """irgraph parameter name -> array, computed on each access and not kept.
+
+    Splits and slices are views of the memory-mapped checkpoint (free); only
+    stacked experts copy, and saving (`save_safetensors` fetches one tensor at
+    a time) then never holds more than one of them.
+    """
 
     def __init__(self, sources: dict[str, Source]):
         super().__init__()
         self.sources = sources
-        self._done: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._done:
-            if name not in self.sources:
-                raise KeyError(name)
-            self._done[name] = self.sources[name].load()
-        return self._done[name]
+        if name not in self.sources:
+            raise KeyError(name)
+        return self.sources[name].load()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.sources)
