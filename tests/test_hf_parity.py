@@ -106,3 +106,16 @@ def test_cli_import_and_run_show_transformers_numbers(tmp_path):
     ours = np.asarray(json.loads(result.output)["logits"])
     ref = hf_logits(model, np.asarray([[5, 6, 7, 8]]), decode=True)[0]
     assert np.abs(ours - ref).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("case", ["mixtral", "deepseek_v2", "gpt_neox"])
+def test_transformers5_in_memory_names_import_too(case, tmp_path):
+    """Tensors named as transformers 5 holds them in memory (stacked experts.gate_up_proj, lm_head)."""
+    from safetensors.torch import save_file
+
+    model = make_model(case)
+    folder = save_model(model, tmp_path / case)
+    (folder / "model.safetensors").unlink()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    assert _compare(import_hf(folder), model, decode=False) <= TOLERANCE
