@@ -185,7 +185,7 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
         return te.compute((sq, total), bucket, name="bucket")
 
     index = ctx.bb.emit_te(compute, array_const(lut), primfunc_name_hint="t5_buckets")  # (Sq, T)
-    bias = ctx.emit(op.permute_dims(op.take(table, index, axis=0), [2, 0, 1]))  # (H, Sq, T)
+    bias = ctx.emit(op.permute_dims(op.take(table, index, axis=0, mode="wrap"), [2, 0, 1]))  # (H, Sq, T)
     if bias.ty.dtype != "float32":
         bias = ctx.emit(op.astype(bias, "float32"))
     return [ctx.emit(op.broadcast_to(op.expand_dims(bias, [0]), [batch, heads, sq, total]))]

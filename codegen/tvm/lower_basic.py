@@ -128,7 +128,7 @@ def _slice(ctx: Context, node: Node, x):
 
 @lowers("gather")
 def _gather(ctx: Context, node: Node, data, indices):
-    return [ctx.emit(op.take(data, indices, axis=node.attrs["axis"]))]
+    return [ctx.emit(op.take(data, indices, axis=node.attrs["axis"], mode="wrap"))]
 
 
 @lowers("where")
@@ -156,7 +156,7 @@ def _reduce(ctx: Context, node: Node, x):
 
 @lowers("embedding")
 def _embedding(ctx: Context, node: Node, ids, table):
-    y = ctx.emit(op.take(table, ids, axis=0))
+    y = ctx.emit(op.take(table, ids, axis=0, mode="wrap"))  # np.take for -n..n-1; never out of bounds
     want = tvm_dtype(node.outputs[0].type.dtype)
     return [y if y.ty.dtype == want else ctx.emit(op.astype(y, want))]
 
