@@ -29,6 +29,7 @@ def primitive_graph():
     x = b.input("x", f"f32[batch, seq, {D}]")
     y = b.input("y", f"f32[batch, seq, {D}]")  # positive: log, sqrt, rsqrt, pow
     idx = b.input("idx", "i64[batch, seq]")
+    gidx = b.input("gidx", "i64[batch, seq]")  # may be negative: gather counts from the end, as np.take
     w = {"w": rng.standard_normal((12, D)).astype(np.float32), "bias": rng.standard_normal(12).astype(np.float32),
          "g": (1 + 0.1 * rng.standard_normal(D)).astype(np.float32),
          "beta": rng.standard_normal(D).astype(np.float32), "table": rng.standard_normal((10, D)).astype(np.float32),
@@ -59,7 +60,7 @@ def primitive_graph():
     outs["concat"] = b.concat(right, left, axis=-1)
     outs["slice"] = b.slice(x, axis=2, start=1, end=7, step=2)
     outs["slice_seq"] = b.slice(x, axis=1, start=-1)
-    outs["gather"] = b.gather(p["table"], idx, axis=0)
+    outs["gather"] = b.gather(p["table"], gidx, axis=0)
     outs["where"] = b.where(b.cast(b.relu(x), dtype="bool"), x, y)
     outs["cast"] = b.cast(b.cast(b.scale(x, factor=3.0), dtype="i64"), dtype="f32")
     outs["softmax"] = b.softmax(x, axis=-1)
@@ -176,7 +177,7 @@ def test_primitives_match_interpreter(primitives):
     for batch, seq in ((2, 3), (1, 1)):
         feeds = {"x": rng.standard_normal((batch, seq, D)).astype(np.float32),
                  "y": (0.5 + rng.random((batch, seq, D))).astype(np.float32),
-                 "idx": rng.integers(-10, 10, (batch, seq))}  # negative ids count from the end, as np.take
+                 "idx": rng.integers(0, 10, (batch, seq)), "gidx": rng.integers(-10, 10, (batch, seq))}
         ref = interpret_run(g, feeds)
         got = session.run(feeds)
         assert set(got) == set(ref)
