@@ -92,7 +92,11 @@ def make_feeds(inputs: Mapping[str, TensorType], ids: np.ndarray, cache: Mapping
 
 def forward(run: Runner, inputs: Mapping[str, TensorType], ids: np.ndarray, *, decode: bool = False,
             **kw: np.ndarray | None) -> np.ndarray:
-    """Logits [batch, seq, vocab] for `ids`, in one call or one token at a time through the cache."""
+    """Logits [batch, seq, vocab] for `ids`, in one call or one token at a time through the cache.
+
+    Decoding feeds a prefix-LM's prefix in one call (it is bidirectional) and
+    slices `mask` (covering all of `ids`) to the tokens seen so far.
+    """
     ids = np.asarray(ids, dtype=np.int64)
     if ids.ndim == 1:
         ids = ids[None]
@@ -101,10 +105,15 @@ def forward(run: Runner, inputs: Mapping[str, TensorType], ids: np.ndarray, *, d
         return np.asarray(run(make_feeds(inputs, ids, cache, past_len=0, **kw))["logits"])
     rows = []
     prefix = kw.pop("prefix_len", None)
+    mask = kw.pop("mask", None)
     if prefix is None and "prefix_len" in inputs:
         prefix = np.full((ids.shape[0],), ids.shape[1], dtype=np.int64)
-    for t in range(ids.shape[1]):
-        out = run(make_feeds(inputs, ids[:, t:t + 1], cache, past_len=t, prefix_len=prefix, **kw))
+    # A prefix-LM's prefix attends bidirectionally, so it goes in one call; the rest token by token.
+    first = 1 if prefix is None else int(np.clip(np.min(prefix), 1, ids.shape[1]))
+    bounds = [0, *range(first, ids.shape[1] + 1)]
+    for lo, hi in zip(bounds, bounds[1:]):
+        step_mask = None if mask is None else np.asarray(mask)[:, :hi]
+        out = run(make_feeds(inputs, ids[:, lo:hi], cache, past_len=lo, prefix_len=prefix, mask=step_mask, **kw))
         rows.append(np.asarray(out["logits"]))
         cache = {name: np.asarray(out[present_name(name)]) for name in cache}
     return np.concatenate(rows, axis=1)

@@ -120,3 +120,44 @@ def test_outputs_have_the_declared_dtypes():
     assert out["y"].dtype == np.float16 and out["s"].dtype == np.float32
     np.testing.assert_array_equal(out["y"], (x * 0.5).astype(np.float16))
     np.testing.assert_array_equal(out["s"], x.sum(1))
+
+
+def prefix_lm(seed: int = 0):
+    """One attention layer over a bidirectional prefix (GLM / U-PaLM style)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("prefix-lm")
+    ids = b.input("input_ids", "i64[batch, seq]")
+    mask = b.input("attention_mask", "i64[batch, past+seq]")
+    prefix = b.input("prefix_len", "i64[batch]")
+    pk = b.input("past_key_values.0.key", "f32[batch, 2, past, 4]")
+    pv = b.input("past_key_values.0.value", "f32[batch, 2, past, 4]")
+    weights = {"embed": rng.standard_normal((16, 8)).astype(np.float32),
+               "head": rng.standard_normal((16, 8)).astype(np.float32)}
+    x = b.embedding(ids, b.param("embed", "f32[16, 8]"))
+    heads = b.reshape(x, shape=[0, 0, 2, 4])
+    out, k, v = b.attention(heads, heads, heads, pk, pv, mask, None, prefix)
+    b.output("present.0.key", k)
+    b.output("present.0.value", v)
+    b.output("logits", b.linear(b.reshape(out, shape=[0, 0, 8]), b.param("head", "f32[16, 8]")))
+    return b.build(weights)
+
+
+def test_prefix_lm_decode_runs_the_prefix_in_one_call():
+    # The prefix attends bidirectionally, so it cannot be fed token by token: decode
+    # processes it whole, then the continuation one token at a time.
+    graph, ids = prefix_lm(), np.array([[1, 2, 3, 4, 5, 6]])
+    for prefix in (1, 3, 6):
+        full = irgraph.interpret(graph, ids, prefix_len=np.array([prefix]))
+        decoded = irgraph.interpret(graph, ids, decode=True, prefix_len=np.array([prefix]))
+        np.testing.assert_allclose(decoded, full, rtol=1e-5, atol=1e-5)
+    default = irgraph.interpret(graph, ids, decode=True)  # default prefix: all of the ids
+    np.testing.assert_allclose(default, irgraph.interpret(graph, ids, prefix_len=np.array([6])), rtol=1e-5, atol=1e-5)
+
+
+def test_decode_with_padding_mask():
+    graph = tiny_llama()
+    ids = np.array([[0, 0, 7, 8, 9], [1, 2, 3, 4, 5]])
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    full = irgraph.interpret(graph, ids, mask=mask)
+    decoded = irgraph.interpret(graph, ids, mask=mask, decode=True)
+    np.testing.assert_allclose(decoded[mask == 1], full[mask == 1], rtol=1e-5, atol=1e-5)
