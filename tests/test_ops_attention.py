@@ -237,7 +237,7 @@ def test_t5_buckets_match_transformers(bidirectional, num_buckets, max_distance)
 # -- latent attention (DeepSeek-V2 MLA) ------------------------------------------------------
 
 
-def torch_mla(q, latent, k_rope, kv_b, heads, nope, v_dim, scale, past_latent=None):
+def torch_mla(q, latent, k_rope, kv_b, heads, nope, v_dim, scale, past_latent=None, key_mask=None):
     """DeepSeek-V2's attention with its cache expanded: k = [c·W_kᵀ, k_pe], v = c·W_vᵀ, then sdpa."""
     rank = latent.shape[-1]
     c, kr = T(latent), T(k_rope)[:, :, 0]
@@ -252,6 +252,8 @@ def torch_mla(q, latent, k_rope, kv_b, heads, nope, v_dim, scale, past_latent=No
     query = T(q).transpose(1, 2)
     sq = query.shape[2]
     mask = torch.ones(sq, total, dtype=torch.bool).tril(diagonal=total - sq)
+    if key_mask is not None:
+        mask = mask & T(key_mask).bool()[:, None, None, :]
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale)
     return out.transpose(1, 2)
 
@@ -285,3 +287,15 @@ def test_latent_attention_decode_equals_full():
     (tail, _) = run_op("latent_attention", q[:, 4:], latent[:, 4:], k_rope[:, 4:], kv_b, past, **attrs)
     close(tail, torch_mla(q[:, 4:], latent[:, 4:], k_rope[:, 4:], kv_b, h, nope, v_dim, (nope + rope) ** -0.5,
                           past_latent=past))
+
+
+def test_latent_attention_with_padding():
+    b, s, h, nope, rope, v_dim, rank = 2, 5, 2, 4, 4, 4, 6
+    q = randn(RNG, b, s, h, nope + rope)
+    latent, k_rope = randn(RNG, b, s, rank), randn(RNG, b, s, 1, rope)
+    kv_b = randn(RNG, h * (nope + v_dim), rank, scale=0.3)
+    mask = np.array([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=np.int64)
+    out, _ = run_op("latent_attention", q, latent, k_rope, kv_b, None, mask, nope_dim=nope, v_dim=v_dim)
+    want = torch_mla(q, latent, k_rope, kv_b, h, nope, v_dim, (nope + rope) ** -0.5, key_mask=mask)
+    close(out[mask == 1], want[T(mask) == 1])
+    close(out[0, 0], np.zeros((h, v_dim)), atol=0)

@@ -29,7 +29,8 @@ class MoeRouter(OpDef):
     attrs = {
         "top_k": Attr("int"),
         "scoring": Attr("str", "softmax", choices=("softmax", "sigmoid")),
-        "normalize": Attr("bool", True, doc="renormalise the kept k weights to sum to 1"),
+        "normalize": Attr("bool", True, doc="renormalise the kept k > 1 weights to sum to 1; a lone top-1 weight "
+                                             "keeps its probability (Switch)"),
         "n_group": Attr("int", 1),
         "topk_group": Attr("int", 1),
         "scaling": Attr("float", 1.0, doc="routed_scaling_factor"),
