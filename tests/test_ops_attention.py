@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import masking_utils
 from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 from transformers.models.t5.modeling_t5 import T5Attention
 
@@ -183,6 +184,30 @@ def test_decode_equals_full(attrs, extra):
             rows = [b for b in range(2) if t >= prefix[b]]
             close(out[rows, 0], full[rows, t])
     close(past_k, T(k).transpose(1, 2))
+
+
+def hf_mask(mask_function, batch: int, sq: int, total: int) -> torch.Tensor:
+    """Evaluate one of transformers' mask functions (the code its models run) with queries at past+i."""
+    fn = masking_utils.add_offsets_to_mask_function(mask_function, total - sq, 0)
+    b, q, kv = torch.meshgrid(torch.arange(batch), torch.arange(sq), torch.arange(total), indexing="ij")
+    return fn(b, 0, q, kv)[:, None]  # (B, 1, Sq, T)
+
+
+@pytest.mark.parametrize("window", [0, 1, 3])
+@pytest.mark.parametrize("past", [0, 4])
+def test_masks_agree_with_transformers_mask_functions(window, past):
+    sq, total, hkv = 3, 3 + past, 2
+    key_mask = np.ones((2, total), np.int64)
+    key_mask[1, :2] = 0  # left padding in row 1
+    causal = masking_utils.sliding_window_causal_mask_function(window) if window else \
+        masking_utils.causal_mask_function
+    fn = masking_utils.and_masks(causal, masking_utils.padding_mask_function(T(key_mask).bool()))
+    allowed = hf_mask(fn, 2, sq, total)
+    assert torch.equal(allowed, hand_mask(sq, total, 2, window=window, key_mask=key_mask))
+    q, k, v = qkv(s=sq, hkv=hkv)
+    past_k, past_v = randn(RNG, 2, hkv, past, 8), randn(RNG, 2, hkv, past, 8)
+    out, pk, pv = run_op("attention", q, k, v, past_k, past_v, key_mask, window=window)
+    close(out, torch_attention(q, T(pk).transpose(1, 2), T(pv).transpose(1, 2), allowed))
 
 
 def test_attention_type_errors_name_the_problem():
