@@ -40,7 +40,10 @@ def _type(entry: Mapping[str, Any]) -> TensorType:
 class TVMSession(Session):
     """A compiled TVM artifact loaded into the Relax VM on the CPU or a CUDA GPU."""
 
-    def __init__(self, folder: str | os.PathLike, *, verify: bool = True):
+    def __init__(self, folder: str | os.PathLike, *, verify: bool = True,
+                 weights: Mapping[str, np.ndarray] | None = None):
+        """Load the artifact at `folder`; `weights` (name -> array, e.g. another checkpoint of the same
+        architecture) replaces the artifact's own weights: the library takes them as arguments."""
         import tvm
         from tvm import relax
 
@@ -68,9 +71,11 @@ class TVMSession(Session):
                                  expected=info["needs"], where=str(self.folder)) from None
         self.vm = relax.VirtualMachine(library, self.device)
         self.function = self.vm[info["function"]]
-        store = WeightStore.open(self.folder / WEIGHTS)
+        store = WeightStore.open(self.folder / WEIGHTS) if weights is None else weights
         self.weights = []
         for arg in info["weight_args"]:
+            if arg["name"] not in store:
+                raise RuntimeFailure(f"weight {arg['name']!r} missing", where=str(self.folder / WEIGHTS))
             array = pack_weight(np.asarray(store[arg["name"]]), arg["layout"])
             if list(array.shape) != list(arg["shape"]):
                 raise RuntimeFailure(f"weight {arg['name']!r} has the wrong shape", expected=arg["shape"],

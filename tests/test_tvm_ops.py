@@ -213,3 +213,16 @@ def test_missing_lowering_names_op_and_target(monkeypatch):
     monkeypatch.delitem(LOWERINGS, "erf")
     with pytest.raises(CodegenError, match=r"no TVM lowering for op erf.*tvm-llvm|tvm-llvm.*erf"):
         build_module(g, "llvm")
+
+
+def test_one_build_serves_another_checkpoint(tmp_path):
+    """Weights are arguments of `forward`, not constants: new weights need no rebuild."""
+    from tests.handbuilt import tiny_llama
+
+    artifact = compile_graph(tiny_llama(seed=0), tmp_path / "llama", target="tvm-llvm")
+    other = tiny_llama(seed=1)
+    session = TVMSession(artifact, weights={name: other.weight(name) for name in other.params})
+    ids = np.array([[4, 8, 15, 16, 23]])
+    np.testing.assert_allclose(session.forward(ids, decode=True), lm.interpret(other, ids, decode=True),
+                               rtol=1e-4, atol=1e-4)
+    assert not np.allclose(TVMSession(artifact).forward(ids), session.forward(ids), atol=1e-2)
