@@ -23,6 +23,10 @@ def open(path: str | os.PathLike) -> Session:  # noqa: A001  (irgraph.runtimes.o
         from irgraph.runtimes.tvm import TVMSession
 
         return TVMSession(folder)
+    if manifest.is_file() and _target(manifest) == "onnx":
+        from irgraph.runtimes.onnx import ORTSession
+
+        return ORTSession(folder)
     if is_graph_dir(folder):
         from irgraph.runtimes.interpreter import InterpreterSession
 

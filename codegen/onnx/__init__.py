@@ -1,0 +1,136 @@
+"""ONNX codegen (imported as `irgraph.codegen.onnx`): IR graph -> ONNX artifact folder.
+
+    from irgraph.codegen.onnx import compile_graph
+    compile_graph(graph, "out/llama-onnx", flavour="ort", dtype="f32")
+
+Flavours: `ort` (default) uses ONNX Runtime contrib ops where they express the
+IR node exactly (GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayer-
+Normalization); `portable` emits standard ONNX only (opset 23: Attention,
+RMSNormalization, RotaryEmbedding where they fit, decompositions otherwise).
+Weights go to `model.onnx.data` (external data), written tensor by tensor.
+Decoder-only graphs also get `genai_config.json` for onnxruntime-genai.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import helper
+
+from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (register their lowerings)
+from irgraph.codegen.onnx.emitter import DATA_FILE, ONNX_DTYPES, Emitter
+from irgraph.codegen.onnx.genai import GENAI_FILE, genai_config
+from irgraph.codegen.onnx.lowerings import LOWERINGS, lowering_for
+from irgraph.dtypes import DType
+from irgraph.errors import CodegenError, ConfigError
+from irgraph.ir import Graph
+from irgraph.registry import get_op
+from irgraph.runtimes.artifact import tool_version, write_artifact
+
+MODEL_FILE = "model.onnx"
+FLAVOURS = ("ort", "portable")
+DTYPES = ("f32", "f16", "bf16")
+OPSET = 23
+TARGET = "onnx"
+Progress = Callable[[int, int], None]
+
+
+def _value_info(e: Emitter, name: str, t: Any) -> Any:
+    shape = [d if isinstance(d, int) else str(d) for d in t.shape]
+    return helper.make_tensor_value_info(name, e.onnx_type(t.dtype), shape)
+
+
+def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=None,
+                progress: Progress | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external weights."""
+    if flavour not in FLAVOURS:
+        raise ConfigError(f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour)
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype)
+    if graph.weights is None:
+        raise CodegenError("graph has no weights (structure only); an ONNX artifact needs them", where=graph.name)
+    for node in graph.nodes:
+        lowering_for(node.op)  # fail before writing anything, naming the op
+    e = Emitter(graph, flavour, DType(dtype), data)
+    for i, node in enumerate(graph.nodes):
+        if progress is not None:
+            progress(i, len(graph.nodes))
+        if id(node) in e.skip:
+            continue
+        node = dataclasses.replace(node, inputs=tuple(get_op(node.op).pad(node.inputs)))  # absent -> None
+        ins = [e.name(v) for v in node.inputs]
+        try:
+            outs = LOWERINGS[node.op](e, node, ins)
+        except CodegenError as err:
+            raise CodegenError(err.message, expected=err.expected, got=err.got, where=f"node {i} ({node.op})") \
+                from None
+        for v, name in zip(node.outputs, outs):
+            e.bind(v, name)
+    outputs = []
+    for name, v in graph.outputs.items():
+        current = e.name(v)
+        if current != name:  # an input, a param, or a value that is output under two names
+            e.op("Identity", [current], [name])
+        outputs.append(_value_info(e, name, v.type))
+    inputs = [_value_info(e, n, v.type) for n, v in graph.inputs.items()]
+    onnx_graph = helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
+    opsets = [helper.make_opsetid("", OPSET)]
+    if flavour == "ort":
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    model = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="irgraph",
+                              producer_version=tool_version("irgraph") or "0")
+    model.ir_version = 10
+    gqa = sum(n.op_type == "GroupQueryAttention" for n in e.nodes)
+    attention = sum(n.op in ("attention", "latent_attention") for n in graph.nodes)
+    facts = {"ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in e.nodes}),
+             "gqa": gqa > 0, "all_gqa": gqa > 0 and gqa == attention}
+    return model, facts
+
+
+def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort", dtype: str = "f32",
+                  force: bool = False, progress: Progress | None = None,
+                  extra_files: dict[str, Path] | None = None) -> Path:
+    """Compile `graph` into the ONNX artifact folder `out` (see the module docstring); returns its path.
+
+    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
+    """
+
+    def emit(tmp: Path) -> dict[str, Any]:
+        with open(tmp / DATA_FILE, "wb") as data:
+            model, facts = build_model(graph, flavour, dtype, data=data, progress=progress)
+        onnx.save_model(model, tmp / MODEL_FILE)
+        del model
+        onnx.checker.check_model(str(tmp / MODEL_FILE))
+        if (tmp / DATA_FILE).stat().st_size == 0:
+            (tmp / DATA_FILE).unlink()
+        entry: dict[str, Any] = {"onnx": {"model": MODEL_FILE, "flavour": flavour, "dtype": dtype, "opset": OPSET,
+                                          "ops": facts["ops"], "external_data": (tmp / DATA_FILE).exists()},
+                                 "left_padding": not facts["gqa"]}
+        for name, path in (extra_files or {}).items():
+            shutil.copyfile(path, tmp / name)
+        config = genai_config(graph, share_buffer=facts["all_gqa"], model_file=MODEL_FILE)
+        if config is not None:
+            (tmp / GENAI_FILE).write_text(json.dumps(config, indent=2) + "\n")
+            entry["onnx"]["genai_config"] = GENAI_FILE
+        return entry
+
+    import onnxruntime
+
+    if flavour not in FLAVOURS:
+        raise ConfigError(f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour)
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype)
+    ort_version = onnxruntime.__version__
+    return write_artifact(out, graph, TARGET, emit, force=force,
+                          tools={"onnx": onnx.__version__, "onnxruntime": ort_version},
+                          requires={"onnxruntime": ".".join(ort_version.split(".")[:2])})
+
+
+__all__ = ["DTYPES", "FLAVOURS", "MODEL_FILE", "ONNX_DTYPES", "build_model", "compile_graph"]

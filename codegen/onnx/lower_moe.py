@@ -1,0 +1,74 @@
+"""MoE router and experts lowered to standard ONNX.
+
+The router uses TopK, whose ties keep the lower index first, as the
+reference's stable argsort does. The experts run densely: every expert sees
+every token as one batched MatMul over the stacked weights, and a dense
+[tokens, experts] routing matrix (zeros where an expert was not chosen)
+combines them. Exact up to float summation order; ORT's fused MoE op is not
+used because its CPU kernel lacks the separate up projection (notes §7.2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irgraph.codegen.onnx.emitter import Emitter
+from irgraph.codegen.onnx.lowerings import activation, lowers
+from irgraph.ir import Node
+
+
+@lowers("moe_router")
+def _router(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+    a = node.attrs
+    experts = node.inputs[1].type.shape[0]
+    logits = e.op1("MatMul", ins[0], e.op1("Transpose", ins[1], perm=[1, 0]) if node.inputs[1].param is None
+                   else e.weight(node.inputs[1].param, "T", lambda w: w.T))
+    scores = e.op1("Softmax", logits, axis=-1) if a["scoring"] == "softmax" else e.op1("Sigmoid", logits)
+    choose = scores
+    if a["n_group"] > 1:  # keep the best topk_group groups (by their best expert), mask the rest
+        grouped = e.op1("Reshape", scores, e.op1("Concat", e.op1("Shape", scores, end=-1),
+                                                 e.ints(a["n_group"], experts // a["n_group"]), axis=0))
+        group_score = e.op1("ReduceMax", grouped, e.ints(-1), keepdims=0)  # (..., G)
+        _, keep = e.op("TopK", [group_score, e.ints(a["topk_group"])], 2, axis=-1)
+        zeros = e.op1("Expand", e.const(0.0), e.op1("Shape", group_score))
+        ones = e.op1("Expand", e.const(1.0), e.op1("Shape", keep))
+        group_mask = e.op1("ScatterElements", zeros, keep, ones, axis=-1)  # (..., G) 1 = kept
+        expert_mask = e.op1("Reshape", e.op1("Expand", e.op1("Unsqueeze", group_mask, e.ints(-1)),
+                                             e.op1("Shape", grouped)), e.op1("Shape", scores))
+        choose = e.op1("Where", e.op1("Cast", expert_mask, to=9), scores, e.const(-np.inf, e.np_float))
+    _, indices = e.op("TopK", [choose, e.ints(a["top_k"])], 2, axis=-1)
+    weights = e.op1("GatherElements", scores, indices, axis=-1)
+    if a["normalize"] and a["top_k"] > 1:
+        weights = e.op1("Div", weights, e.op1("ReduceSum", weights, e.ints(-1), keepdims=1))
+    if a["scaling"] != 1.0:
+        weights = e.op1("Mul", weights, e.const(float(a["scaling"])))
+    return [e.op("Identity", [weights], [e.result(node, 0)])[0], e.op("Identity", [indices], [e.result(node, 1)])[0]]
+
+
+def _stacked_t(e: Emitter, v) -> str:
+    """[E, out, in] -> [E, in, out] so that x [1, T, in] @ W gives [E, T, out]."""
+    if v.param is None:
+        return e.op1("Transpose", e.name(v), perm=[0, 2, 1])
+    return e.weight(v.param, "T", lambda w: np.ascontiguousarray(w.transpose(0, 2, 1)))
+
+
+@lowers("moe_experts")
+def _experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+    x, _, _, w_up, w_down, w_gate = node.inputs
+    experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
+    tokens = e.op1("Unsqueeze", e.op1("Reshape", ins[0], e.ints(-1, hidden)), e.ints(0))  # (1, T, H)
+    up = e.op1("MatMul", tokens, _stacked_t(e, w_up))  # (E, T, F)
+    if w_gate is not None:
+        h = e.op1("Mul", activation(e, node.attrs["act"], e.op1("MatMul", tokens, _stacked_t(e, w_gate))), up)
+    else:
+        h = activation(e, node.attrs["act"], up)
+    y = e.op1("MatMul", h, _stacked_t(e, w_down))  # (E, T, H)
+    k = node.inputs[1].type.shape[-1]
+    weights = e.op1("Reshape", ins[1], e.ints(-1, k))
+    indices = e.op1("Reshape", ins[2], e.ints(-1, k))
+    zeros = e.op1("Expand", e.const(0.0), e.op1("Concat", e.dim(weights, 0), e.ints(experts), axis=0))
+    routing = e.op1("ScatterElements", zeros, indices, weights, axis=1)  # (T, E)
+    combined = e.op1("ReduceSum", e.op1("Mul", y, e.op1("Unsqueeze", e.op1("Transpose", routing, perm=[1, 0]),
+                                                        e.ints(-1))), e.ints(0), keepdims=0)  # (T, H)
+    return e.op("Reshape", [combined, e.op1("Shape", ins[0])], [e.result(node, 0)])
+

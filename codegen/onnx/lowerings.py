@@ -1,0 +1,245 @@
+"""The lowering table: one function per IR op name, emitting ONNX nodes (STYLE.md lesson 8).
+
+A lowering is `fn(e: Emitter, node: Node, ins: list[str]) -> list[str]`: the
+ONNX names of the node's results. `ins` holds the ONNX names of the node's
+inputs ('' for an absent optional one). Tables below cover elementwise,
+tensor and nn ops; attention, rotary and MoE live in their own modules and
+register into the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from irgraph.codegen.onnx.emitter import Emitter
+from irgraph.dtypes import DType
+from irgraph.errors import CodegenError
+from irgraph.ir import Node
+
+Lowering = Callable[[Emitter, Node, list[str]], list[str]]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowers(*names: str) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for name in names:
+            LOWERINGS[name] = fn
+        return fn
+
+    return register
+
+
+def lowering_for(op: str, target: str = "onnx") -> Lowering:
+    try:
+        return LOWERINGS[op]
+    except KeyError:
+        raise CodegenError(f"no {target} lowering for op {op!r}", expected=", ".join(sorted(LOWERINGS)),
+                           where=target) from None
+
+
+# -- activations (shared by glu, moe_experts and the unary ops) -----------------------------
+
+def activation(e: Emitter, act: str, x: str) -> str:
+    if act == "relu":
+        return e.op1("Relu", x)
+    if act == "relu2":  # max(x, 0)²
+        r = e.op1("Relu", x)
+        return e.op1("Mul", r, r)
+    if act == "sigmoid":
+        return e.op1("Sigmoid", x)
+    if act == "silu":  # x·σ(x); ORT fuses Sigmoid+Mul into QuickGelu-like kernels
+        return e.op1("Mul", x, e.op1("Sigmoid", x))
+    if act == "fast_gelu":  # x·σ(1.702x)
+        return e.op1("Mul", x, e.op1("Sigmoid", e.op1("Mul", x, e.const(1.702))))
+    if act == "gelu":  # 0.5·x·(1 + erf(x/√2))
+        erf = e.op1("Erf", e.op1("Mul", x, e.const(1 / math.sqrt(2))))
+        return e.op1("Mul", e.op1("Mul", x, e.const(0.5)), e.op1("Add", erf, e.const(1.0)))
+    if act == "gelu_tanh":  # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715x³)))
+        cube = e.op1("Mul", e.op1("Mul", x, x), x)
+        inner = e.op1("Add", x, e.op1("Mul", cube, e.const(0.044715)))
+        t = e.op1("Tanh", e.op1("Mul", inner, e.const(math.sqrt(2 / math.pi))))
+        return e.op1("Mul", e.op1("Mul", x, e.const(0.5)), e.op1("Add", t, e.const(1.0)))
+    raise CodegenError(f"no onnx lowering for activation {act!r}", where="onnx")
+
+
+_UNARY = {  # IR op -> ONNX op (one node)
+    "neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh", "sin": "Sin", "cos": "Cos",
+    "erf": "Erf", "sigmoid": "Sigmoid", "relu": "Relu",
+}
+_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max",
+           "minimum": "Min"}
+
+
+@lowers(*_UNARY)
+def _unary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+    return e.op(_UNARY[node.op], ins, [e.result(node, 0)])
+
+
+@lowers("rsqrt")
+def _rsqrt(e, node, ins):
+    return e.op("Reciprocal", [e.op1("Sqrt", ins[0])], [e.result(node, 0)])
+
+
+@lowers("relu2", "silu", "fast_gelu")
+def _act(e, node, ins):
+    return [activation(e, node.op, ins[0])]
+
+
+@lowers("gelu")
+def _gelu(e, node, ins):
+    return [activation(e, "gelu" if node.attrs["approximate"] == "none" else "gelu_tanh", ins[0])]
+
+
+@lowers("scale")
+def _scale(e, node, ins):
+    return e.op("Mul", [ins[0], e.const(float(node.attrs["factor"]))], [e.result(node, 0)])
+
+
+@lowers(*_BINARY)
+def _binary(e, node, ins):
+    if node.op == "add" and e.flavour == "ort" and _skip_norm(e, node, ins):
+        return [e.name(node.outputs[0])]
+    return e.op(_BINARY[node.op], ins, [e.result(node, 0)])
+
+
+def _skip_norm(e: Emitter, node: Node, ins: list[str]) -> bool:
+    """Residual add + RMSNorm of the sum -> one SkipSimplifiedLayerNormalization (ort flavour).
+
+    Emitted at the add (so every later user of the sum sees it defined); the
+    rms_norm node is then skipped. Exact: the kernel computes the same sum.
+    """
+    a, b = node.inputs
+    y = node.outputs[0]
+    if a.type.shape != b.type.shape or a.type.shape != y.type.shape:
+        return False
+    norms = [n for n in e.uses.get(id(y), []) if n.op == "rms_norm" and n.inputs[0] is y]
+    if not norms:
+        return False
+    norm = norms[0]
+    gamma = norm_weight(e, norm.inputs[1], norm.attrs["weight_offset"])
+    total = e.output_of.get(id(y)) or e.fresh("residual")
+    out = e.result(norm, 0)
+    e.op("SkipSimplifiedLayerNormalization", [ins[0], ins[1], gamma], [out, "", "", total],
+         domain="com.microsoft", epsilon=norm.attrs["eps"])
+    e.bind(y, total)
+    e.bind(norm.outputs[0], out)
+    e.skip.add(id(norm))
+    return True
+
+
+@lowers("glu")
+def _glu(e, node, ins):
+    return e.op("Mul", [activation(e, node.attrs["act"], ins[0]), ins[1]], [e.result(node, 0)])
+
+
+# -- tensor ops -----------------------------------------------------------------------------
+
+@lowers("matmul")
+def _matmul(e, node, ins):
+    return e.op("MatMul", ins, [e.result(node, 0)])
+
+
+@lowers("reshape")
+def _reshape(e, node, ins):  # ONNX Reshape has the IR's 0 / -1 semantics
+    return e.op("Reshape", [ins[0], e.ints(*node.attrs["shape"])], [e.result(node, 0)])
+
+
+@lowers("transpose")
+def _transpose(e, node, ins):
+    return e.op("Transpose", ins, [e.result(node, 0)], perm=list(node.attrs["perm"]))
+
+
+@lowers("concat")
+def _concat(e, node, ins):
+    return e.op("Concat", ins, [e.result(node, 0)], axis=node.attrs["axis"])
+
+
+@lowers("split")
+def _split(e, node, ins):
+    outs = [e.result(node, i) for i in range(len(node.outputs))]
+    return e.op("Split", [ins[0], e.ints(*node.attrs["sizes"])], outs, axis=node.attrs["axis"])
+
+
+@lowers("slice")
+def _slice(e, node, ins):
+    a = node.attrs
+    return e.op("Slice", [ins[0], e.ints(a["start"]), e.ints(a["end"]), e.ints(a["axis"]), e.ints(a["step"])],
+                [e.result(node, 0)])
+
+
+@lowers("gather")
+def _gather(e, node, ins):
+    return e.op("Gather", ins, [e.result(node, 0)], axis=node.attrs["axis"])
+
+
+@lowers("where")
+def _where(e, node, ins):
+    return e.op("Where", ins, [e.result(node, 0)])
+
+
+@lowers("cast")
+def _cast(e, node, ins):
+    return e.op("Cast", ins, [e.result(node, 0)], to=e.onnx_type(DType(node.attrs["dtype"])))
+
+
+@lowers("softmax")
+def _softmax(e, node, ins):
+    return e.op("Softmax", ins, [e.result(node, 0)], axis=node.attrs["axis"])
+
+
+@lowers("reduce_sum", "reduce_mean", "reduce_max")
+def _reduce(e, node, ins):
+    onnx_op = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax"}[node.op]
+    return e.op(onnx_op, [ins[0], e.ints(*node.attrs["axes"])], [e.result(node, 0)],
+                keepdims=int(node.attrs["keepdims"]))
+
+
+# -- nn ops ---------------------------------------------------------------------------------
+
+@lowers("embedding")
+def _embedding(e, node, ins):
+    table = node.inputs[1]
+    out = e.op("Gather", [ins[1], ins[0]], [e.result(node, 0)] if table.type.dtype.is_float else 1, axis=0)
+    if not table.type.dtype.is_float:
+        out = e.op("Cast", out, [e.result(node, 0)], to=e.onnx_type(DType.f32))
+    return out
+
+
+def transposed(e: Emitter, weight) -> str:
+    """W [out, in] stored as Wᵀ [in, out], so a linear is one MatMul (what ORT's kernels want)."""
+    if weight.param is None:
+        return e.op1("Transpose", e.name(weight), perm=[1, 0])
+    return e.weight(weight.param, "T", lambda w: w.T)
+
+
+@lowers("linear")
+def _linear(e, node, ins):
+    x, weight, bias = node.inputs
+    w = transposed(e, weight)
+    if bias is None:
+        return e.op("MatMul", [ins[0], w], [e.result(node, 0)])
+    return e.op("Add", [e.op1("MatMul", ins[0], w), ins[2]], [e.result(node, 0)])
+
+
+def norm_weight(e: Emitter, weight, offset: float) -> str:
+    """The norm's γ with its weight_offset folded in (Nemotron's layernorm1p)."""
+    if not offset:
+        return e.name(weight)
+    if weight.param is None:
+        return e.op1("Add", e.name(weight), e.const(float(offset)))
+    return e.weight(weight.param, f"plus{offset:g}", lambda w: w + offset)
+
+
+@lowers("layer_norm")
+def _layer_norm(e, node, ins):
+    a = node.attrs
+    inputs = [ins[0], norm_weight(e, node.inputs[1], a["weight_offset"])] + ([ins[2]] if ins[2] else [])
+    return e.op("LayerNormalization", inputs, [e.result(node, 0)], axis=-1, epsilon=a["eps"])
+
+
+@lowers("rms_norm")
+def _rms_norm(e, node, ins):
+    a = node.attrs
+    gamma = norm_weight(e, node.inputs[1], a["weight_offset"])
+    return e.op("RMSNormalization", [ins[0], gamma], [e.result(node, 0)], axis=-1, epsilon=a["eps"])

@@ -1,0 +1,114 @@
+"""ONNX artifacts as a runtime session on ONNX Runtime (CUDA first, else CPU).
+
+    session = irgraph.runtimes.open("out/llama-onnx")
+    session.generate([[1, 2, 3]], max_new_tokens=16)
+
+`run(feeds)` takes and returns the graph's own names; the cached decode loop
+of `generate` keeps the KV cache as ORT values between steps (`step`), so the
+cache is never copied into numpy and back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from irgraph import lm
+from irgraph.errors import RuntimeFailure
+from irgraph.runtimes.artifact import read_manifest
+from irgraph.runtimes.base import Session
+from irgraph.types import TensorType, parse_type
+
+
+def _type(entry: Mapping[str, Any]) -> TensorType:
+    return parse_type(f"{entry['dtype']}[{', '.join(map(str, entry['shape']))}]")
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ORT options: full graph optimisation, explicit intra-op threads (notes §7.17)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is None:
+        threads = int(os.environ.get("IRGRAPH_ORT_THREADS", "0")) or None
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+class ORTSession(Session):
+    """An ONNX artifact loaded into onnxruntime."""
+
+    def __init__(self, folder: str | os.PathLike, *, verify: bool = True, threads: int | None = None,
+                 providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.manifest = manifest = read_manifest(self.folder, verify=verify)
+        if manifest.get("target") != "onnx":
+            raise RuntimeFailure("not an ONNX artifact", expected="onnx", got=manifest.get("target"),
+                                 where=str(self.folder))
+        self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
+        self.output_names = [e["name"] for e in manifest["outputs"]]
+        self.meta = dict(manifest.get("meta") or {})
+        self.left_padding = bool(manifest.get("left_padding", True))
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(self.folder / manifest["onnx"]["model"]),
+                                                sess_options=session_options(threads), providers=providers)
+        except Exception as e:  # ORT's load errors are long; keep the first line and name the file
+            raise RuntimeFailure(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
+                                 where=str(self.folder / manifest["onnx"]["model"])) from None
+        self.providers = self.session.get_providers()
+        self._ort_inputs = {i.name: i.type for i in self.session.get_inputs()}
+        self._float = np.float16 if manifest["onnx"]["dtype"] == "f16" else np.float32
+
+    def _check(self, feeds: Mapping[str, Any]) -> None:
+        missing = [n for n in self.inputs if n not in feeds]
+        unknown = [n for n in feeds if n not in self.inputs]
+        if missing or unknown:
+            raise RuntimeFailure("feeds do not match the model inputs", expected=", ".join(self.inputs),
+                                 got=", ".join(feeds), where=str(self.folder))
+
+    def _feed(self, name: str, value: Any) -> Any:
+        if not isinstance(value, np.ndarray):
+            return value  # an OrtValue from the previous step
+        t = self.inputs[name]
+        dtype = self._float if t.dtype.is_float else t.dtype.numpy
+        if self._ort_inputs[name] == "tensor(bfloat16)":
+            import ml_dtypes
+
+            dtype = ml_dtypes.bfloat16
+        return np.ascontiguousarray(value, dtype=dtype)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check(feeds)
+        arrays = {n: self._feed(n, np.asarray(v)) for n, v in feeds.items()}
+        results = self.session.run(self.output_names, arrays)
+        return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
+
+    def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """One call keeping the cache on the device: (logits as numpy, present.* as OrtValues by past name)."""
+        import onnxruntime as ort
+
+        self._check(feeds)
+        values = {n: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
+                  for n, v in feeds.items()}
+        results = self.session.run_with_ort_values(self.output_names, values)
+        out = dict(zip(self.output_names, results))
+        cache = {past: out[lm.present_name(past)] for past in lm.cache_inputs(self.inputs)}
+        return _to_f32(out["logits"].numpy()), cache
+
+
+def _to_f32(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.float32) if array.dtype.kind == "f" and array.dtype != np.float32 else \
+        (array.astype(np.float32) if array.dtype.name == "bfloat16" else array)
