@@ -226,3 +226,33 @@ def test_one_build_serves_another_checkpoint(tmp_path):
     np.testing.assert_allclose(session.forward(ids, decode=True), lm.interpret(other, ids, decode=True),
                                rtol=1e-4, atol=1e-4)
     assert not np.allclose(TVMSession(artifact).forward(ids), session.forward(ids), atol=1e-2)
+
+
+@pytest.mark.parametrize("storage", ["f16", "bf16"])
+def test_narrow_weights_under_fp32_activations(storage, tmp_path):
+    """fp16/bf16 weights (as HF imports keep them) stream narrow and compute in fp32, as the reference."""
+    import ml_dtypes
+
+    np_type = {"f16": np.float16, "bf16": ml_dtypes.bfloat16}[storage]
+    rng = np.random.default_rng(5)
+    shapes = {"w": (32, D), "w_odd": (6, D), "bias": (32,), "g": (D,), "m": (D, 3), "up": (2, 4, D), "down": (2, D, 4),
+              "router": (2, D)}
+    weights = {k: rng.standard_normal(s).astype(np_type) for k, s in shapes.items()}
+    b = GraphBuilder("narrow")
+    x = b.input("x", f"f32[batch, seq, {D}]")
+    p = {k: b.param(k, f"{storage}[{', '.join(map(str, s))}]") for k, s in shapes.items()}
+    b.output("packed", b.linear(x, p["w"], p["bias"]))
+    b.output("plain", b.linear(x, p["w_odd"]))
+    h = b.rms_norm(b.layer_norm(x, p["g"]), p["g"])
+    b.output("norms", h)
+    b.output("matmul", b.matmul(h, p["m"]))
+    w, idx = b.moe_router(h, p["router"], top_k=1)
+    b.output("moe", b.moe_experts(h, w, idx, p["up"], p["down"], act="relu"))
+    g = b.build(weights)
+    session = TVMSession(compile_graph(g, tmp_path / storage, target="tvm-llvm"))
+    layouts = {a["name"]: (a["layout"], a["dtype"]) for a in session.manifest["tvm"]["weight_args"]}
+    assert layouts["w"] == ("packed32", storage)
+    feeds = {"x": rng.standard_normal((2, 3, D)).astype(np.float32)}
+    ref, got = interpret_run(g, feeds), session.run(feeds)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-4, err_msg=name)

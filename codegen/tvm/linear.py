@@ -32,13 +32,18 @@ from irgraph.ir import Node
 _OPAQUE = 8  # relax OpPatternKind.kOpaque: keep FuseOps from merging (and re-scheduling) the kernel
 
 
-def packed_kernel(n: int, k: int, nb: int, dtype: str) -> tirx.PrimFunc:
-    """y[m, n] = Σ_k x[m, k] · Wp[n // nb, k, n % nb], scheduled as in the module docstring."""
+def packed_kernel(n: int, k: int, nb: int, dtype: str, w_dtype: str | None = None) -> tirx.PrimFunc:
+    """y[m, n] = Σ_k x[m, k] · Wp[n // nb, k, n % nb], scheduled as in the module docstring.
+
+    A weight stored in another dtype (fp16/bf16/int8 under fp32 activations) is
+    converted element by element inside the loop: the weight streams at its
+    storage width, the arithmetic happens in `dtype`, as in the op's reference.
+    """
     m = tirx.Var("m", "int64")
     x = te.placeholder((m, k), dtype, name="x")
-    w = te.placeholder((n // nb, k, nb), dtype, name="w")
+    w = te.placeholder((n // nb, k, nb), w_dtype or dtype, name="w")
     r = te.reduce_axis((0, k), name="k")
-    y = te.compute((m, n), lambda i, j: te.sum(x[i, r] * w[j // nb, r, j % nb], axis=r), name="y")
+    y = te.compute((m, n), lambda i, j: te.sum(x[i, r] * as_dtype(w[j // nb, r, j % nb], dtype), axis=r), name="y")
     sch = s_tir.Schedule(te.create_prim_func([x, w, y]))
     block = sch.get_sblock("y")
     loop_m, loop_n, loop_k = sch.get_loops(block)
@@ -54,11 +59,15 @@ def packed_kernel(n: int, k: int, nb: int, dtype: str) -> tirx.PrimFunc:
     return sch.mod["main"].with_attr("op_pattern", _OPAQUE)
 
 
+def as_dtype(value: tirx.PrimExpr, dtype: str) -> tirx.PrimExpr:
+    return value if value.dtype == dtype else value.astype(dtype)
+
+
 def _plain(x: te.Tensor, w: te.Tensor) -> te.Tensor:
     """x [.., K] · w [N, K]ᵀ with the reduction axis innermost in both operands (dlight's GEMV/Matmul input)."""
     r = te.reduce_axis((0, w.shape[1]), name="k")
     return te.compute((*x.shape[:-1], w.shape[0]),
-                      lambda *i: te.sum(x[(*i[:-1], r)] * w[i[-1], r], axis=r), name="linear")
+                      lambda *i: te.sum(x[(*i[:-1], r)] * as_dtype(w[i[-1], r], x.dtype), axis=r), name="linear")
 
 
 def lower_linear(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | None,
@@ -71,11 +80,11 @@ def lower_linear(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | N
     else:
         nb = int(packed.ty.shape[2])
         n, k = int(packed.ty.shape[0]) * nb, int(packed.ty.shape[1])
-        dtype = packed.ty.dtype
-        key = f"linear_packed_{n}x{k}_{nb}_{dtype}"
+        dtype, w_dtype = x.ty.dtype, packed.ty.dtype
+        key = f"linear_packed_{n}x{k}_{nb}_{dtype}_{w_dtype}"
         gvar = ctx.kernels.get(key)
         if gvar is None:
-            kernel = packed_kernel(n, k, nb, dtype).with_attr("global_symbol", key)
+            kernel = packed_kernel(n, k, nb, dtype, w_dtype).with_attr("global_symbol", key)
             gvar = ctx.kernels[key] = ctx.bb.add_func(kernel, key)
         lead = [ctx.dim(d) for d in node.inputs[0].type.shape[:-1]]
         rows = sym.Analyzer().simplify(reduce(lambda a, b: a * b, lead, tirx.IntImm("int64", 1)))
@@ -83,5 +92,7 @@ def lower_linear(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | N
         y2 = ctx.emit(relax.call_tir(gvar, [x2, packed], out_ty=relax.TensorType([rows, n], dtype)))
         y = ctx.emit(relax.op.reshape(y2, ctx.shape(out_type)))
     if bias is not None:
+        if bias.ty.dtype != y.ty.dtype:
+            bias = ctx.emit(relax.op.astype(bias, y.ty.dtype))
         y = ctx.emit(relax.op.add(y, bias))
     return y

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te
 
+from irgraph.codegen.tvm.linear import as_dtype
 from irgraph.codegen.tvm.lower_basic import act
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
 from irgraph.ir import Node
@@ -51,14 +52,14 @@ def _expert_in(x: te.Tensor, w: te.Tensor) -> te.Tensor:
     """h[e, t, f] = Σ_i x[t, i] · w[e, f, i] (reduction innermost in both operands)."""
     r = te.reduce_axis((0, w.shape[2]), name="i")
     return te.compute((w.shape[0], x.shape[0], w.shape[1]),
-                      lambda e, t, f: te.sum(x[t, r] * w[e, f, r], axis=r), name="expert_in")
+                      lambda e, t, f: te.sum(x[t, r] * as_dtype(w[e, f, r], x.dtype), axis=r), name="expert_in")
 
 
 def _expert_out(h: te.Tensor, w: te.Tensor) -> te.Tensor:
     """y[e, t, o] = Σ_f h[e, t, f] · w[e, o, f]."""
     r = te.reduce_axis((0, w.shape[2]), name="f")
     return te.compute((w.shape[0], h.shape[1], w.shape[1]),
-                      lambda e, t, o: te.sum(h[e, t, r] * w[e, o, r], axis=r), name="expert_out")
+                      lambda e, t, o: te.sum(h[e, t, r] * as_dtype(w[e, o, r], h.dtype), axis=r), name="expert_out")
 
 
 @lowers("moe_experts")

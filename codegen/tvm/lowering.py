@@ -150,7 +150,8 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
 
 def _block(t: TensorType, packed: int) -> int:
     """The packing block for a linear weight: `packed`, else half of it, when it divides the rows; else 0."""
-    if not (packed and t.dtype.is_float and t.rank == 2 and isinstance(t.shape[0], int)):
+    storable = t.dtype.is_float or t.dtype in (DType.i8, DType.u8)
+    if not (packed and storable and t.rank == 2 and isinstance(t.shape[0], int)):
         return 0
     return next((nb for nb in (packed, packed // 2) if nb >= 8 and t.shape[0] % nb == 0), 0)
 
@@ -213,6 +214,7 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
         else:
             raise CodegenError("input value has no lowering yet (graph not in topological order?)", where=where)
     args = args + [None] * (max(0, _arity(node) - len(args)))
+    args = _weights_in_compute_dtype(ctx, node, args)
     try:
         results = LOWERINGS[node.op](ctx, node, *args)
     except CodegenError:
@@ -222,6 +224,29 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
                            where=where) from e
     for out, res in zip(node.outputs, results):
         values[out] = res
+
+
+# Inputs that keep their storage dtype: the lowering converts them itself (inside the kernel for linear).
+_OWN_DTYPE = {("linear", 1), ("linear", 2), ("embedding", 1), ("moe_experts", 3), ("moe_experts", 4),
+              ("moe_experts", 5)}
+
+
+def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
+    """Weights stored narrower than the activations (fp16/bf16 under fp32) are converted for the op.
+
+    The reference computes every op in fp32 from whatever the weights are stored in; Relax ops
+    want one dtype, so such a weight is cast where it is used (TVM fuses the cast into the op).
+    """
+    first = next((v for v in node.inputs if v is not None and v.param is None and v.type.dtype.is_float), None)
+    if first is None:
+        return args
+    want = tvm_dtype(first.type.dtype)
+    out = list(args)
+    for i, (v, arg) in enumerate(zip(node.inputs, args)):
+        if (v is not None and arg is not None and v.param is not None and (node.op, i) not in _OWN_DTYPE
+                and v.type.dtype.is_float and v.type.dtype != first.type.dtype):
+            out[i] = ctx.emit(relax.op.astype(arg, want))
+    return out
 
 
 def _arity(node: Node) -> int:
