@@ -13,7 +13,10 @@ routed FLOPs, which suits the small models this path trains.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +35,7 @@ def _rotary(x, position_ids, rotary_dim, interleaved, base, scaling, factor, ori
     longest = int(position_ids.max()) + 1 if scaling == "dynamic_ntk" and position_ids.numel() else 0
     inv = inv_frequencies(rd, base, scaling, factor, original_max_position, low_freq_factor, high_freq_factor,
                           beta_fast, beta_slow, longest)
-    inv_t = torch.tensor(inv, dtype=torch.float32, device=x.device)
+    inv_t = torch.from_numpy(inv.astype(np.float32)).to(x.device)
     angles = position_ids.float()[..., None] * inv_t  # (B, S, rd/2), fp32 as the reference
     gain = rotary_attention_factor(scaling, factor, mscale, mscale_all_dim, attention_factor)
     c = (torch.cos(angles) * gain)[:, :, None, :]  # (B, S, 1, rd/2)
@@ -47,6 +50,24 @@ def _rotary(x, position_ids, rotary_dim, interleaved, base, scaling, factor, ori
 
 
 # -- attention --------------------------------------------------------------------------------
+
+_UNPADDED = False  # see unpadded_self_attention
+
+
+@contextmanager
+def unpadded_self_attention() -> Iterator[None]:
+    """Promise that every attention mask is all ones (no padding), as in training batches.
+
+    Plain causal self-attention then takes the kernel that skips masked blocks,
+    also under torch.compile, where the eager check of the mask would break the graph.
+    """
+    global _UNPADDED
+    old, _UNPADDED = _UNPADDED, True
+    try:
+        yield
+    finally:
+        _UNPADDED = old
+
 
 
 def visible(sq, total, key_mask, prefix_len, causal, window, device) -> torch.Tensor:
@@ -78,9 +99,10 @@ def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window
     k, v = k.to(q.dtype), v.to(q.dtype)
     scale = attention_scale(d, scale)
     tracing = torch.compiler.is_compiling()
-    if (not tracing and causal and bias is None and not softcap and not window and prefix_len is None
-            and sq == total and (key_mask is None or bool(key_mask.all()))):
-        # Eager fast path for plain causal self-attention (training): the kernel skips masked blocks.
+    # A data-dependent check of the mask would break a traced graph: when tracing, only the promise counts.
+    unpadded = key_mask is None or _UNPADDED or (not tracing and bool(key_mask.all()))
+    if unpadded and causal and bias is None and not softcap and not window and prefix_len is None and sq == total:
+        # Plain causal self-attention (training, prefill): the kernel skips the masked blocks.
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     allowed = visible(sq, total, key_mask, prefix_len, causal, window, q.device)
     any_visible = allowed.any(dim=-1, keepdim=True)
@@ -114,7 +136,7 @@ def _attention(q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal
 def _alibi(key_mask, num_heads):
     mask = key_mask.float()
     positions = (torch.cumsum(mask, dim=-1) - 1) * mask  # (B, T): position among unpadded tokens
-    slopes = torch.tensor(alibi_slopes(num_heads), device=key_mask.device)
+    slopes = torch.from_numpy(alibi_slopes(num_heads)).to(key_mask.device)
     return (slopes[None, :, None, None] * positions[:, None, None, :],)
 
 

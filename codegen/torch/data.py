@@ -111,16 +111,18 @@ class Corpus:
 
 
 def load_corpus(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer, *, heldout_fraction: float = 0.05,
-                seed: int = 0, vocab_size: int | None = None) -> Corpus:
+                seed: int = 0, vocab_size: int | None = None, base: str | os.PathLike | None = None) -> Corpus:
     """Read and tokenise the text files under `paths`; split off held-out files.
 
+    The split hashes each file's path relative to `base` (default: the folder
+    it was found under), so it does not depend on where the corpus lives.
     With a single file, its last `heldout_fraction` is held out instead.
     """
     files = text_files(paths)
-    roots = [Path(p) for p in paths]
+    roots = [Path(base)] if base is not None else [Path(p) for p in paths]
     train, held, n_held, held_bytes = [], [], 0, 0
     for f in files:
-        rel = next((f.relative_to(r) for r in roots if r.is_dir() and f.is_relative_to(r)), Path(f.name))
+        rel = next((f.relative_to(r) for r in roots if r.is_dir() and f.is_relative_to(r)), f)
         data = f.read_bytes()
         tokens = np.asarray(tokenizer.encode(data), dtype=np.int32)
         if len(files) > 1 and is_heldout(rel, heldout_fraction, seed):

@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 
 from irgraph.codegen.torch import checkpoint, lora
+from irgraph.codegen.torch.attention import unpadded_self_attention
 from irgraph.codegen.torch.data import Corpus, batch_windows, eval_windows
 from irgraph.codegen.torch.module import GraphModule, to_torch, torch_feeds, with_weights
 from irgraph.codegen.torch.objective import lm_batch, lm_loss
@@ -68,6 +69,7 @@ class TrainConfig:
     lora_rank: int = 0  # 0: train every weight
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = ()  # globs over linear weight names; empty: all but the LM head
+    compile: bool = False  # torch.compile the training forward (fuses the elementwise ops: ~2x on CPU)
 
     def validate(self) -> TrainConfig:
         def need(ok: bool, key: str, message: str) -> None:
@@ -206,12 +208,21 @@ class Trainer:
         self.model: torch.nn.Module = self.module
         if self.world.size > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(self.module)
+        if config.compile:  # evaluation stays eager: its batch shapes vary, each would recompile
+            self.model = torch.compile(self.model)
         self.heldout = eval_windows(corpus.heldout, config.seq_len, config.eval_tokens)
 
     def _autocast(self):
         if not self.config.bf16:
             return nullcontext()
         return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
+
+    def _batch_context(self) -> ExitStack:
+        """Autocast, and the promise that training batches carry no padding (lm_batch makes none)."""
+        stack = ExitStack()
+        stack.enter_context(self._autocast())
+        stack.enter_context(unpadded_self_attention())
+        return stack
 
     def _tensors(self, windows: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         feeds, targets, weights = lm_batch(self.inputs, windows, self.graph.meta)
@@ -222,7 +233,7 @@ class Trainer:
         """Held-out loss over the fixed evaluation windows (shared out over processes)."""
         self.module.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.world.device)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._batch_context():
             for windows in np.array_split(self.heldout[self.world.rank::self.world.size], max(1, len(self.heldout) // 16)):
                 if len(windows) == 0:
                     continue
@@ -273,7 +284,7 @@ class Trainer:
                 torch.manual_seed(hash((cfg.seed, step, m, world.rank)) % 2**63)  # dropout masks by (step, micro, rank)
                 feeds, targets, weights = self._tensors(windows[first:first + micro])
                 sync = m == cfg.grad_accum - 1 or world.size == 1
-                with (nullcontext() if sync else self.model.no_sync()), self._autocast():
+                with (nullcontext() if sync else self.model.no_sync()), self._batch_context():
                     loss = lm_loss(self.model(**feeds)["logits"], targets, weights) / cfg.grad_accum
                 loss.backward()
                 loss_sum += float(loss.detach())

@@ -72,10 +72,12 @@ def vocab_size(graph: Graph) -> int:
 @click.option("--lora", "lora_rank", type=int, default=0, help="Train rank-R LoRA adapters, base frozen.")
 @click.option("--lora-alpha", type=float, default=16.0, show_default=True)
 @click.option("--lora-targets", multiple=True, help="Glob over linear weight names (default: all but the LM head).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the training forward (faster long runs).")
 @click.option("--fresh", is_flag=True, help="Ignore checkpoints in the output folder.")
 @clean_errors
 def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: str, tokenizer: str | None,
-          bf16: bool | None, lora_rank: int, lora_targets: tuple[str, ...], fresh: bool, **recipe: float) -> None:
+          bf16: bool | None, lora_rank: int, lora_targets: tuple[str, ...], compile_: bool, fresh: bool,
+          **recipe: float) -> None:
     """Train SOURCE (graph folder or zoo name) on --corpus for --steps into DIR."""
     from tqdm import tqdm
 
@@ -88,7 +90,7 @@ def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: 
     tok_file = tokenizer or (folder / "tokenizer.json" if folder and (folder / "tokenizer.json").is_file() else None)
     tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
     config = TrainConfig.from_dict({**recipe, "steps": steps, "bf16": bf16_supported() if bf16 is None else bf16,
-                                    "lora_rank": lora_rank, "lora_targets": list(lora_targets)})
+                                    "lora_rank": lora_rank, "lora_targets": list(lora_targets), "compile": compile_})
     data = load_corpus(corpus, tok, heldout_fraction=config.heldout_fraction, seed=seed, vocab_size=vocab_size(graph))
     if main:
         click.echo(f"{graph.name}: {len(data.train):,} training tokens ({data.train_files} files), "
