@@ -1,26 +1,35 @@
-"""The session API every runtime implements: `run(feeds)` plus shared LM driving."""
+"""The session API every runtime implements: `run(feeds)` plus shared LM driving.
+
+    session.forward(ids, decode=True)                 # logits [batch, seq, vocab]
+    session.generate([[1, 2, 3], [4, 5]], 16, temperature=0.8, top_k=40, seed=0, stop_ids=[2])
+    for tokens in session.stream(prompts, 16): ...    # one [batch] array per step
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from irgraph import lm
+from irgraph.runtimes import generate as _generate
 from irgraph.types import TensorType
 
 
 class Session(ABC):
     """A loaded model: named typed inputs, metadata, and one `run` call.
 
-    `forward` (prefill or cached decode) is built on `run`, so every backend
-    drives the KV cache the same way.
+    `forward` (prefill or cached decode) and `generate` are built on `run`
+    (through `step`), so every backend drives the KV cache the same way.
+    `left_padding` is False for a backend whose attention cannot take
+    left-padded batches; `generate` then steps one unpadded batch per length.
     """
 
     inputs: dict[str, TensorType]
     meta: dict[str, Any]
+    left_padding: bool = True
 
     @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -29,3 +38,27 @@ class Session(ABC):
     def forward(self, ids: Any, *, decode: bool = False, **kw: Any) -> np.ndarray:
         """Logits [batch, seq, vocab] for ids, in one call or token by token through the KV cache."""
         return lm.forward(self.run, self.inputs, np.asarray(ids), decode=decode, **kw)
+
+    def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """One cached call: (logits, the next call's cache by past_key_values.* name).
+
+        Backends override this to keep the cache in their own tensors between steps.
+        """
+        out = self.run(feeds)
+        return np.asarray(out["logits"]), {n: out[lm.present_name(n)] for n in lm.cache_inputs(self.inputs)}
+
+    def stream(self, prompts: Any, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
+               top_p: float = 1.0, seed: int | None = None, stop_ids: Sequence[int] = (),
+               pad_id: int | None = None) -> Iterator[np.ndarray]:
+        """Yield each step's new tokens ([batch] int64, -1 for rows that have stopped)."""
+        sampling = _generate.Sampling(temperature, top_k, top_p, seed)
+        return _generate.stream(self, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids, pad_id=pad_id)
+
+    def generate(self, prompts: Any, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, stop_ids: Sequence[int] = (),
+                 pad_id: int | None = None,
+                 callback: Callable[[int, np.ndarray], None] | None = None) -> list[list[int]]:
+        """New tokens per prompt: greedy by default, else temperature / top-k / top-p sampling with `seed`."""
+        sampling = _generate.Sampling(temperature, top_k, top_p, seed)
+        return _generate.generate(self, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids,
+                                  pad_id=pad_id, callback=callback)

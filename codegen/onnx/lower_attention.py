@@ -93,7 +93,8 @@ def sdpa(e: Emitter, q: str, k: str, v: str, *, hq: int, hkv: int, head_dim: int
 def _gqa_fits(e: Emitter, node: Node) -> bool:
     q, k, v, pk, _, _, bias, prefix = node.inputs
     return (e.flavour == "ort" and pk is not None and node.attrs["causal"] and bias is None and prefix is None
-            and e.dtype in (DType.f32, DType.f16) and v.type.shape[3] == q.type.shape[3])
+            and e.dtype in (DType.f32, DType.f16) and v.type.shape[3] == q.type.shape[3]
+            and q.type.shape[3] % 8 == 0)  # the CPU kernel wants head_size % 8 == 0
 
 
 def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
@@ -119,7 +120,7 @@ def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         "GroupQueryAttention", [*flat, ins[3], ins[4], seqlens, total],
         [e.fresh("gqa"), e.result(node, 1), e.result(node, 2)], domain="com.microsoft",
         num_heads=hq, kv_num_heads=hkv, scale=node.attrs["scale"], softcap=node.attrs["softcap"] or None,
-        local_window_size=window - 1 if window else None)
+        local_window_size=window if window else None)
     return [e.op("Reshape", [out, e.ints(0, 0, hq, d)], [e.result(node, 0)])[0], present_k, present_v]
 
 
