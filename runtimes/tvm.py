@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from irgraph import lm
 from irgraph.codegen.tvm.artifact import WEIGHTS, read_manifest
 from irgraph.errors import RuntimeFailure
 from irgraph.runtimes.base import Session
@@ -82,7 +83,8 @@ class TVMSession(Session):
                                      got=list(array.shape), where=str(self.folder / WEIGHTS))
             self.weights.append(tvm.runtime.tensor(array, self.device))
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Outputs as TVM tensors on the device; feeds may be numpy arrays or TVM tensors."""
         import tvm
 
         missing = [n for n in self.inputs if n not in feeds]
@@ -92,9 +94,21 @@ class TVMSession(Session):
                                  got=", ".join(feeds), where=str(self.folder))
         args = []
         for name, t in self.inputs.items():
-            array = np.ascontiguousarray(np.asarray(feeds[name]), dtype=t.dtype.numpy)
-            if array.ndim != t.rank:
-                raise RuntimeFailure(f"input {name!r} has the wrong rank", expected=str(t), got=list(array.shape))
-            args.append(tvm.runtime.tensor(array, self.device))
+            value = feeds[name]
+            if not isinstance(value, tvm.runtime.Tensor):
+                value = np.ascontiguousarray(np.asarray(value), dtype=t.dtype.numpy)
+                if value.ndim != t.rank:
+                    raise RuntimeFailure(f"input {name!r} has the wrong rank", expected=str(t), got=list(value.shape))
+                value = tvm.runtime.tensor(value, self.device)
+            args.append(value)
         result = self.function(*args, *self.weights)
-        return {name: result[i].numpy() for i, name in enumerate(self.output_names)}
+        return {name: result[i] for i, name in enumerate(self.output_names)}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: value.numpy() for name, value in self._call(feeds).items()}
+
+    def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """One call keeping the cache on the device: (logits as numpy, present.* as TVM tensors by past name)."""
+        out = self._call(feeds)
+        cache = {past: out[lm.present_name(past)] for past in lm.cache_inputs(self.inputs)}
+        return out["logits"].numpy(), cache

@@ -256,3 +256,37 @@ def test_narrow_weights_under_fp32_activations(storage, tmp_path):
     ref, got = interpret_run(g, feeds), session.run(feeds)
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_step_keeps_the_cache_on_the_device(tmp_path):
+    import tvm
+
+    from tests.handbuilt import tiny_llama
+
+    g = tiny_llama()
+    session = TVMSession(compile_graph(g, tmp_path / "llama", target="tvm-llvm"))
+    ids = np.array([[3, 1, 4, 1, 5]])
+    cache = lm.empty_cache(session.inputs, 1)
+    rows = []
+    for t in range(ids.shape[1]):
+        logits, cache = session.step(lm.make_feeds(session.inputs, ids[:, t:t + 1], cache, past_len=t))
+        rows.append(logits)
+    assert all(isinstance(v, tvm.runtime.Tensor) for v in cache.values())
+    assert cache["past_key_values.0.key"].shape == (1, 2, 5, 8)
+    np.testing.assert_allclose(np.concatenate(rows, axis=1), lm.interpret(g, ids, decode=True), rtol=1e-4, atol=1e-4)
+
+
+def test_tampered_artifact_is_refused(tmp_path):
+    from irgraph.errors import RuntimeFailure
+    from tests.handbuilt import tiny_llama
+
+    artifact = compile_graph(tiny_llama(), tmp_path / "llama", target="tvm-llvm")
+    manifest = TVMSession(artifact).manifest
+    assert manifest["tools"]["apache-tvm"].startswith("0.27") and manifest["tvm"]["function"] == "forward"
+    assert [e["name"] for e in manifest["inputs"]][:3] == ["input_ids", "position_ids", "attention_mask"]
+    weights = artifact / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(RuntimeFailure, match="weights.safetensors"):
+        TVMSession(artifact)
