@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from irgraph.cli import (
+    compile_cmd,
     explain_cmd,
+    generate_cmd,
     import_cmd,
     inspect_cmd,
     opt_cmd,
@@ -28,3 +30,5 @@ main.add_command(explain_cmd.explain)
 main.add_command(opt_cmd.opt)
 main.add_command(train_cmd.train)
 main.add_command(import_cmd.import_hf)
+main.add_command(compile_cmd.compile_)
+main.add_command(generate_cmd.generate)

@@ -1,0 +1,84 @@
+"""`irgraph compile SOURCE --target onnx -o ART`: a saved graph, HF checkpoint or zoo model -> an artifact."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from irgraph.cli.common import clean_errors
+from irgraph.errors import ConfigError
+from irgraph.ir import Graph
+
+TOKENIZER = "tokenizer.json"
+TARGETS = ("onnx", "tvm-llvm", "tvm-cuda", "tvm-aarch64")
+
+
+def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Path]]:
+    """The graph SOURCE names and files to carry into the artifact (tokenizer.json).
+
+    An existing folder is a saved graph (graph.irg) or a Hugging Face checkpoint
+    (config.json); anything else is a zoo model name.
+    """
+    from irgraph.serialize import is_graph_dir, load
+
+    path = Path(source)
+    if path.is_dir():
+        extra = {TOKENIZER: path / TOKENIZER} if (path / TOKENIZER).is_file() else {}
+        if is_graph_dir(path):
+            return load(path), extra
+        if (path / "config.json").is_file():
+            try:
+                hf_import = importlib.import_module("irgraph.model_zoo.hf_import")
+            except ImportError as e:
+                raise ConfigError(f"HF checkpoint import is not available ({e})", where=str(path)) from None
+            return hf_import.import_hf(path), extra
+        raise ConfigError("folder is neither a saved graph (graph.irg) nor an HF checkpoint (config.json)",
+                          where=str(path))
+    if path.exists():
+        raise ConfigError("SOURCE must be a folder or a zoo model name", got="a file", where=str(path))
+    import irgraph.model_zoo as zoo
+
+    if not hasattr(zoo, "build"):
+        raise ConfigError(f"{source!r} is not a folder, and the model zoo builder is not installed")
+    return zoo.build(source, size=size, seed=seed), {}
+
+
+@click.command("compile")
+@click.argument("source")
+@click.option("--target", type=click.Choice(TARGETS), default="onnx", show_default=True)
+@click.option("--flavour", type=click.Choice(["ort", "portable"]), default="ort", show_default=True,
+              help="onnx: ONNX Runtime contrib ops (ort) or standard ONNX only (portable).")
+@click.option("--dtype", type=click.Choice(["f32", "f16", "bf16"]), default="f32", show_default=True,
+              help="onnx: compute precision of weights and activations.")
+@click.option("--size", default="tiny", show_default=True, help="Zoo models: size to build.")
+@click.option("--seed", default=0, show_default=True, help="Zoo models: weight seed.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Artifact folder.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@clean_errors
+def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed: int, out: str,
+             force: bool) -> None:
+    """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
+    from tqdm import tqdm
+
+    if Path(out).exists() and not force:
+        raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
+    graph, extra = load_source(source, size, seed)
+    if target == "onnx":
+        from irgraph.codegen.onnx import compile_graph
+
+        with tqdm(total=len(graph.nodes), desc=f"lowering {graph.name}", unit="node", leave=False) as bar:
+            def progress(i: int, total: int) -> None:
+                bar.update(i + 1 - bar.n)
+
+            result = compile_graph(graph, out, flavour=flavour, dtype=dtype, force=force, progress=progress,
+                                   extra_files=extra)
+    else:
+        from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
+
+        with tqdm(total=1, desc=f"building {graph.name} for {target}", leave=False) as bar:
+            result = compile_tvm(graph, out, target=target)
+            bar.update(1)
+    files = sorted(p.name for p in result.iterdir())
+    click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
