@@ -18,7 +18,9 @@ serves every checkpoint of the architecture.
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +46,11 @@ _NEEDS = {
 
 
 def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-llvm", cuda_arch: str = "sm_80",
-                  force: bool = True) -> Path:
+                  force: bool = True, extra_files: Mapping[str, Path] | None = None) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
-    `force=False` refuses to replace an existing folder (the CLI's default).
+    `force=False` refuses to replace an existing folder (the CLI's default);
+    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
     """
     import tvm
     import tvm_ffi
@@ -64,6 +67,8 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-ll
     def emit(tmp: Path) -> dict[str, Any]:
         targets.export(ex, spec, tmp / LIBRARY)
         save_safetensors({name: np.asarray(graph.weight(name)) for name in graph.params}, tmp / WEIGHTS)
+        for name, path in (extra_files or {}).items():
+            shutil.copyfile(path, tmp / name)
         target_json = spec.target.export()
         needs = _NEEDS[spec.name].format(mcpu=target_json.get("mcpu", "generic"), tvm=tvm.__version__,
                                          arch=spec.cuda_arch)

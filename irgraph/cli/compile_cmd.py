@@ -55,9 +55,11 @@ def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Pat
 @click.option("--size", default="tiny", show_default=True, help="Zoo models: size to build.")
 @click.option("--seed", default=0, show_default=True, help="Zoo models: weight seed.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Artifact folder.")
+@click.option("--cuda-arch", type=click.Choice(["sm_80", "sm_86", "sm_89", "sm_90"]), default="sm_80",
+              show_default=True, help="tvm-cuda: GPU architecture the kernels are built and nvcc-checked for.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @clean_errors
-def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed: int, out: str,
+def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed: int, cuda_arch: str, out: str,
              force: bool) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
     from tqdm import tqdm
@@ -78,7 +80,7 @@ def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed
         from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
 
         with tqdm(total=1, desc=f"building {graph.name} for {target}", leave=False) as bar:
-            result = compile_tvm(graph, out, target=target)
+            result = compile_tvm(graph, out, target=target, cuda_arch=cuda_arch, force=force, extra_files=extra)
             bar.update(1)
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
