@@ -92,6 +92,11 @@ class HFConfig:
             return default
         return value
 
+    def raw(self, key: str, absent: Any = None) -> Any:
+        """The value as written, an explicit null included; `absent` when the key is missing."""
+        self.used.add(key)
+        return self.data.get(key, absent)
+
     def first(self, keys: Iterable[str], default: Any = _MISSING) -> Any:
         """The first present key of several spellings (`n_embd` / `hidden_size`)."""
         keys = tuple(keys)

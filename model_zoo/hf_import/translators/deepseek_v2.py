@@ -26,7 +26,7 @@ def translate(c: HFConfig) -> Plan:
     c.only("moe_layer_freq", (1,), "DeepSeek-V2 routes every layer after first_k_dense_replace")
     c.only("scoring_func", ("softmax",), "sigmoid scoring is DeepSeek-V3's")
     method = c.only("topk_method", ("greedy", "group_limited_greedy"))
-    nope, rope_dim = c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim")
+    nope, rope_dim = c.int("qk_nope_head_dim", 128), c.int("qk_rope_head_dim", 64)
     c.only("qk_head_dim", (None, nope + rope_dim), "derived: qk_nope_head_dim + qk_rope_head_dim")
     c.only("head_dim", (None, rope_dim), "transformers sets head_dim to qk_rope_head_dim for the rotary")
     max_position = c.int("max_position_embeddings", 2048)
@@ -40,7 +40,7 @@ def translate(c: HFConfig) -> Plan:
         top_k=c.int("num_experts_per_tok"),
         expert_ffn=c.int("moe_intermediate_size"),
         first_dense=c.int("first_k_dense_replace", 0),
-        shared_experts=c.int("n_shared_experts", 0),
+        shared_experts=c.int("n_shared_experts", 2),
         # DeepSeek's own code renormalises when norm_topk_prob (V2 ships false); transformers ignores the key
         normalize=c.bool("norm_topk_prob", False),
         n_group=c.int("n_group", 1) if grouped else 1,
@@ -67,7 +67,8 @@ def translate(c: HFConfig) -> Plan:
         attn_scale=scale,
         tied_embeddings=c.bool("tie_word_embeddings", False),
         moe=moe,
-        mla=MlaConfig(kv_rank=c.int("kv_lora_rank"), q_rank=c.int("q_lora_rank", 0), nope_dim=nope, rope_dim=rope_dim,
-                      v_dim=c.int("v_head_dim")),
+        # q_lora_rank: explicit null = q projected directly (V2-Lite); absent = transformers' default 1536
+        mla=MlaConfig(kv_rank=c.int("kv_lora_rank", 512), q_rank=c.raw("q_lora_rank", 1536) or 0, nope_dim=nope,
+                      rope_dim=rope_dim, v_dim=c.int("v_head_dim", 128)),
     )
     return plan(c, config, token_ids(c), harmless=HARMLESS)

@@ -31,7 +31,7 @@ def translate(c: HFConfig) -> Plan:
         norm=Norm.LAYER,
         norm_eps=c.float("layer_norm_epsilon", 1e-5),
         position=Position.LEARNED,
-        max_position=c.first(("n_positions", "max_position_embeddings")),
+        max_position=c.first(("n_positions", "max_position_embeddings"), 1024),
         activation=c.activation("activation_function", "gelu_pytorch_tanh"),
         qkv_bias=True,
         out_bias=True,

@@ -17,7 +17,7 @@ def parallel_rotary_config(c: HFConfig, name: str) -> ModelConfig:
     """The GPT-J block shared by CodeGen: n_embd/n_head/n_layer naming, sin/cos table of n_positions rows."""
     hidden, heads = c.first(("n_embd", "hidden_size")), c.first(("n_head", "num_attention_heads"))
     head_dim = hidden // heads
-    max_position = c.first(("n_positions", "max_position_embeddings"))
+    max_position = c.first(("n_positions", "max_position_embeddings"), 2048)
     c.only("rotary", (True,), "GPT-J style models always rotate")
     c.only("scale_attn_weights", (True,), "the transformers code always scales by 1/sqrt(head_dim)")
     return ModelConfig(
@@ -32,7 +32,7 @@ def parallel_rotary_config(c: HFConfig, name: str) -> ModelConfig:
         position=Position.ROTARY,
         max_position=max_position,
         # transformers builds the sin/cos table with base 10000 and reads no rope keys here
-        rotary=RotaryConfig(fraction=c.int("rotary_dim") / head_dim, interleaved=True),
+        rotary=RotaryConfig(fraction=c.int("rotary_dim", 64) / head_dim, interleaved=True),
         activation=c.activation("activation_function", "gelu_new"),
         block=Block.PARALLEL,
         mlp_bias=True,
