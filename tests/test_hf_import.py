@@ -196,3 +196,14 @@ def test_saving_fetches_each_mapped_tensor_once_while_writing(tmp_path):
     bad = MappedWeights({"a": Source((3,), np.dtype(np.float32), lambda: np.zeros(2, np.float32), "a")})
     with pytest.raises(ConfigError, match="declared shape"):
         save_safetensors(bad, tmp_path / "bad.safetensors")
+
+
+def test_keys_left_at_transformers_defaults_may_be_omitted():
+    """A config.json holding only non-default keys (to_diff_dict) means the same model as the full one."""
+    transformers = pytest.importorskip("transformers")
+    from tests.hf_tiny import CASES
+
+    for case, (cls, kwargs) in sorted(CASES.items()):
+        hf = getattr(transformers, cls)(**kwargs)
+        full, sparse = translate(hf.to_dict(), "full").config, translate(hf.to_diff_dict(), "sparse").config
+        assert full == sparse, case

@@ -47,6 +47,7 @@ _DEFAULT_ONLY = {
     "tie_encoder_decoder": (False,),
     "pruned_heads": ({},),
     "quantization_config": (None,),
+    "is_encoder_decoder": (False,),  # encoder-decoder translators read it themselves
     "pretraining_tp": None,  # any value: tensor-parallel slicing, same math (LLaMA, BLOOM)
 }
 
@@ -157,7 +158,7 @@ class HFConfig:
     def finish(self, harmless: Iterable[str] = ()) -> None:
         """Reject every key that was neither read nor known to be harmless, naming them all."""
         for key, allowed in _DEFAULT_ONLY.items():
-            if key in self.data and allowed is not None:
+            if key in self.data and key not in self.used and allowed is not None:
                 self.only(key, allowed)
             self.used.add(key)
         allowed_keys = HARMLESS | set(harmless) | self.used
