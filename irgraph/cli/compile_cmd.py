@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from irgraph.cli.common import clean_errors
+from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 
@@ -58,15 +59,18 @@ def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Pat
 @click.option("--cuda-arch", type=click.Choice(["sm_80", "sm_86", "sm_89", "sm_90"]), default="sm_80",
               show_default=True, help="tvm-cuda: GPU architecture the kernels are built and nvcc-checked for.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@pipeline_options
 @clean_errors
 def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed: int, cuda_arch: str, out: str,
-             force: bool) -> None:
+             force: bool, passes: str, print_after: tuple[str, ...], check: bool, allow_arch_change: bool,
+             timing: bool) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
     from tqdm import tqdm
 
     if Path(out).exists() and not force:
         raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
     graph, extra = load_source(source, size, seed)
+    graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
     if target == "onnx":
         from irgraph.codegen.onnx import compile_graph
 
