@@ -6,6 +6,7 @@ import numpy as np
 from click.testing import CliRunner
 
 import irgraph
+import irgraph.runtimes
 from irgraph.cli import main
 from tests.handbuilt import tiny_llama
 from tests.pass_models import parallel_lm
@@ -61,3 +62,20 @@ def test_opt_errors_are_one_line(tmp_path):
     r = invoke("opt", str(tmp_path / "llama"), "--passes", "parallelize-blocks", "--allow-arch-change",
                "-o", str(tmp_path / "out"))
     assert r.exit_code == 0, r.output
+
+
+def test_compile_runs_the_pipeline_before_codegen(tmp_path):
+    g = parallel_lm()
+    irgraph.save(g, tmp_path / "palm")
+    art = tmp_path / "palm-onnx"
+    r = invoke("compile", str(tmp_path / "palm"), "--target", "onnx", "-o", str(art),
+               "--passes", "fuse-parallel-attention", "--check", "--timing")
+    assert r.exit_code == 0, r.output
+    assert "fuse-parallel-attention" in r.output and "exact" in r.output  # the timing table
+    assert "= linear(%0, @layers.0.in_proj.weight)" in (art / "graph.irg").read_text()
+    ids = [[2, 7, 1]]
+    np.testing.assert_allclose(irgraph.runtimes.open(art).forward(ids, decode=True), irgraph.interpret(g, ids),
+                               atol=1e-4)
+    r = invoke("compile", str(tmp_path / "palm"), "--target", "onnx", "-o", str(tmp_path / "x"),
+               "--passes", "parallelize-blocks")
+    assert r.exit_code == 1 and "changes the architecture" in r.output and not (tmp_path / "x").exists()
