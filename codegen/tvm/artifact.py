@@ -59,8 +59,7 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-ll
     if graph.weights is None:
         raise ConfigError("graph has no weights (structure only); a TVM artifact needs them", where=graph.name)
     started = time.perf_counter()
-    mod, weight_args = lowering.build_module(graph, spec.device if spec.name != "tvm-aarch64" else "cpu",
-                                             packed=spec.packed)
+    mod, weight_args = lowering.build_module(graph, spec.name.removeprefix("tvm-"), packed=spec.packed)
     ex = targets.compile_module(mod, spec)
     cuda_check = targets.check_cuda_kernels(ex, spec.cuda_arch) if spec.cuda_arch else None
 
