@@ -129,3 +129,23 @@ def test_bf16_autocast_trains(corpus, tmp_path):
     result = Trainer(byte_llama(), corpus, small(steps=10, bf16=True), tmp_path).run()
     assert result.history[-1].loss < result.history[0].loss
     assert all(torch.isfinite(torch.tensor(s.loss)) for s in result.history)
+
+
+def test_tokenizer_json_corpus_and_bits_per_byte(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tok.train([str(p) for p in sorted(STDLIB_JSON.glob("*.py"))],
+              trainers.BpeTrainer(vocab_size=200, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    byte_llama().save(tmp_path / "src")
+    (tmp_path / "src" / "tokenizer.json").write_bytes((tmp_path / "tokenizer.json").read_bytes())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "src"), "--corpus", str(STDLIB_JSON), "--steps", "2",
+                                       "-o", str(out), "--batch-size", "2", "--seq-len", "16", "--no-bf16"])
+    assert result.exit_code == 0, result.output
+    assert "tokens: tokenizer.json" in result.output and (out / "tokenizer.json").is_file()
+    evals = json.loads((out / "train.json").read_text())["evals"]
+    bytes_per_token = evals[0]["loss"] / np.log(2) / evals[0]["bits_per_byte"]
+    assert 1.5 < bytes_per_token < 6  # BPE tokens span several bytes

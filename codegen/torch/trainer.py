@@ -322,7 +322,8 @@ class Trainer:
 
 
 def save_trained(out_dir: str | os.PathLike, result: TrainResult, config: TrainConfig,
-                 extra: dict[str, Any] | None = None) -> Path:
+                 extra: dict[str, Any] | None = None,
+                 extra_files: dict[str, str | os.PathLike] | None = None) -> Path:
     """Make `out_dir` a saved graph (graph.irg, weights.safetensors, train.json) next to its checkpoints.
 
     Each file is written in a temporary folder and renamed into place, so the
@@ -330,7 +331,7 @@ def save_trained(out_dir: str | os.PathLike, result: TrainResult, config: TrainC
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    staged = save(result.graph, out / ".staged-graph")
+    staged = save(result.graph, out / ".staged-graph", extra_files=extra_files)
     summary = {"recipe": config.to_dict(), "recipe_hash": config.recipe_hash(), "resumed_from": result.resumed_from,
                "seconds": round(result.seconds, 2), "evals": [dataclasses.asdict(e) for e in result.evals],
                **(extra or {})}

@@ -1,8 +1,9 @@
 """`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph through PyTorch.
 
-SOURCE is a saved graph folder or a zoo model name (with `--size`, default
-tiny). Zoo models read bytes as tokens; a graph folder with a `tokenizer.json`
-uses it. DIR ends as a saved graph with the trained weights (ready for
+SOURCE is what `irgraph compile` takes: a saved graph folder, a Hugging Face
+checkpoint folder, or a zoo model name (with `--size`, default tiny). Zoo
+models read bytes as tokens; a folder with a `tokenizer.json` uses it (and DIR
+gets a copy). DIR ends as a saved graph with the trained weights (ready for
 `irgraph run` / `compile`), its `train.json` summary, and resumable
 checkpoints in DIR/checkpoints/. Under `torchrun --nproc_per_node N` the run is
 data-parallel (DDP); only rank 0 reports and writes.
@@ -11,30 +12,13 @@ data-parallel (DDP); only rank 0 reports and writes.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import click
 
 from irgraph.cli.common import clean_errors
+from irgraph.cli.compile_cmd import TOKENIZER, load_source
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
-from irgraph.serialize import is_graph_dir, load
-
-
-def load_source(source: str, size: str, seed: int) -> tuple[Graph, Path | None]:
-    """(graph, its folder or None for zoo models) for a saved graph folder or a zoo model name."""
-    if is_graph_dir(source):
-        return load(source), Path(source)
-    if Path(source).exists():
-        raise ConfigError("not a saved graph folder (no graph.irg)", where=source)
-    try:
-        from irgraph.model_zoo import build, names
-    except ImportError:
-        raise ConfigError("not a graph folder, and the model zoo is not available", where=source) from None
-    if source not in names():
-        raise ConfigError("not a graph folder or a zoo model name", expected="a folder or one of: "
-                          + ", ".join(sorted(names())), got=source)
-    return build(source, size=size, seed=seed), None
 
 
 def vocab_size(graph: Graph) -> int:
@@ -78,7 +62,7 @@ def vocab_size(graph: Graph) -> int:
 def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: str, tokenizer: str | None,
           bf16: bool | None, lora_rank: int, lora_targets: tuple[str, ...], compile_: bool, fresh: bool,
           **recipe: float) -> None:
-    """Train SOURCE (graph folder or zoo name) on --corpus for --steps into DIR."""
+    """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
     from tqdm import tqdm
 
     from irgraph.codegen.torch.data import ByteTokenizer, JsonTokenizer, load_corpus
@@ -86,8 +70,8 @@ def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: 
 
     main = int(os.environ.get("RANK", "0")) == 0
     seed = int(recipe["seed"])
-    graph, folder = load_source(source, size, seed)
-    tok_file = tokenizer or (folder / "tokenizer.json" if folder and (folder / "tokenizer.json").is_file() else None)
+    graph, extra = load_source(source, size, seed)
+    tok_file = tokenizer or extra.get(TOKENIZER)
     tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
     config = TrainConfig.from_dict({**recipe, "steps": steps, "bf16": bf16_supported() if bf16 is None else bf16,
                                     "lora_rank": lora_rank, "lora_targets": list(lora_targets), "compile": compile_})
@@ -113,5 +97,6 @@ def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: 
     if result.resumed_from and main:
         click.echo(f"resumed from step {result.resumed_from}")
     if main:
-        save_trained(out_dir, result, config, {"source": source, "tokenizer": data.tokenizer})
+        save_trained(out_dir, result, config, {"source": source, "tokenizer": data.tokenizer},
+                     extra_files={TOKENIZER: tok_file} if tok_file else None)
         click.echo(f"saved the trained graph to {out_dir}")
