@@ -79,11 +79,10 @@ class WeightArg:
 class Context:
     """What a lowering needs: the block builder, the symbolic dims and the target."""
 
-    def __init__(self, bb: relax.BlockBuilder, dims: dict[str, tirx.Var], target: str, packed: int):
+    def __init__(self, bb: relax.BlockBuilder, dims: dict[str, tirx.Var], target: str):
         self.bb = bb
         self.dims = dims
-        self.target = target
-        self.packed = packed  # largest linear weight block (0: plain layout for GPU schedules)
+        self.target = target  # "llvm" | "cuda" | "aarch64"
         self.weight_args: dict[str, relax.Var] = {}  # graph param -> its packed-layout argument
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
 
@@ -101,9 +100,8 @@ class Context:
     def shape(self, t: TensorType) -> list[tirx.PrimExpr]:
         return [self.dim(d) for d in t.shape]
 
-    def emit(self, expr: relax.Expr, hint: str = "") -> relax.Var:
-        return self.bb.emit(expr, hint) if hint else self.bb.emit(expr)
-
+    def emit(self, expr: relax.Expr) -> relax.Var:
+        return self.bb.emit(expr)
 
 
 def array_const(a: Any) -> relax.Expr:
@@ -175,7 +173,7 @@ def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRMod
         raise CodegenError(f"no TVM lowering for op {', '.join(missing)}", where=f"target tvm-{target}")
     dims = {name: tirx.Var(name, "int64") for name in symbols(graph)}
     bb = relax.BlockBuilder()
-    ctx = Context(bb, dims, target, packed)
+    ctx = Context(bb, dims, target)
     weight_args = _weight_layouts(graph, packed)
     values: dict[Value, relax.Expr] = {}
     inputs = [relax.Var(name, tensor_type(ctx, v.type, f"input {name}")) for name, v in graph.inputs.items()]
