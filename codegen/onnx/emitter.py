@@ -44,6 +44,7 @@ class Emitter:
         self._weights: dict[tuple[str, str], str] = {}
         self.memo: dict[Any, Any] = {}  # lowerings share sub-results (cos/sin tables, masks) through this
         self.skip: set[int] = set()  # ids of IR nodes already emitted by a fused lowering
+        self.flat: dict[str, str] = {}  # [B, S, H, D] name -> the [B, S, H·D] tensor it is a view of
         self.uses: dict[int, list[Node]] = {}
         for node in graph.nodes:
             for v in node.inputs:
@@ -122,17 +123,33 @@ class Emitter:
         """The initializer for parameter `param`, optionally transformed (`variant` names the transform)."""
         key = (param, variant)
         if key not in self._weights:
-            array = np.asarray(self.graph.weight(param))
-            if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
-                array = array.astype(np.float32) if fn is not None else array
+            array = np.asarray(self.graph.weight(param))  # memory-mapped: one tensor in memory at a time
+            is_float = array.dtype.kind == "f" or array.dtype.name == "bfloat16"
             if fn is not None:
-                array = fn(array)
-            if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
-                array = array.astype(self.np_float)
+                array = fn(array.astype(np.float32, copy=False) if is_float else array)
+            if is_float:
+                array = array.astype(self.np_float, copy=False)
             name = param if not variant else f"{param}.{variant}"
             self.initializers.append(self._external(np.ascontiguousarray(array), name))
             self._weights[key] = name
         return self._weights[key]
+
+    def derived(self, name: str, make: Callable[[], np.ndarray]) -> str:
+        """An initializer computed from several parameters (e.g. fused projections), made once."""
+        key = (name, "derived")
+        if key not in self._weights:
+            array = np.asarray(make())
+            if array.dtype.kind == "f":
+                array = array.astype(self.np_float, copy=False)
+            self.initializers.append(self._external(np.ascontiguousarray(array), name))
+            self._weights[key] = name
+        return self._weights[key]
+
+    def flatten(self, x: str) -> str:
+        """x [B, S, H, D] as [B, S, H·D], reusing the tensor it was reshaped from when there is one."""
+        if x not in self.flat:
+            self.flat[x] = self.op1("Reshape", x, self.ints(0, 0, -1))
+        return self.flat[x]
 
     def _external(self, array: np.ndarray, name: str) -> TensorProto:
         if self._data is None or array.nbytes < 1024:

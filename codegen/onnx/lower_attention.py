@@ -114,14 +114,16 @@ def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         total = e.op1("Cast", total64, to=6)
         seqlens = e.op1("Cast", e.op1("Expand", e.op1("Sub", total64, e.const(1, np.int64)), e.dim(ins[0], 0)),
                         to=6)
-    flat = [e.op1("Reshape", x, e.ints(0, 0, -1)) for x in ins[:3]]  # (B, S, H·D)
+    flat = [e.flatten(x) for x in ins[:3]]  # (B, S, H·D)
     window = node.attrs["window"]
     out, present_k, present_v = e.op(
         "GroupQueryAttention", [*flat, ins[3], ins[4], seqlens, total],
         [e.fresh("gqa"), e.result(node, 1), e.result(node, 2)], domain="com.microsoft",
         num_heads=hq, kv_num_heads=hkv, scale=node.attrs["scale"], softcap=node.attrs["softcap"] or None,
         local_window_size=window if window else None)
-    return [e.op("Reshape", [out, e.ints(0, 0, hq, d)], [e.result(node, 0)])[0], present_k, present_v]
+    out4 = e.op("Reshape", [out, e.ints(0, 0, hq, d)], [e.result(node, 0)])[0]
+    e.flat[out4] = out
+    return [out4, present_k, present_v]
 
 
 @lowers("attention")
@@ -193,7 +195,7 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     a = node.attrs
     rd = a["rotary_dim"] or head_dim
     cos, sin = cos_sin(e, ins[1], rd, a)
-    flat = e.op1("Reshape", ins[0], e.ints(0, 0, -1))  # (B, S, H·D)
+    flat = e.flatten(ins[0])  # (B, S, H·D)
     if e.flavour == "portable":  # RotaryEmbedding-23 takes per-token cos/sin [B, S, rd/2] directly
         out = e.op1("RotaryEmbedding", flat, cos, sin, num_heads=heads, rotary_embedding_dim=rd,
                     interleaved=int(a["interleaved"]))
@@ -203,7 +205,9 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         pos = e.op1("Reshape", rows, e.op1("Shape", ins[1]))
         out = e.op1("RotaryEmbedding", flat, pos, cos2, sin2, domain="com.microsoft", num_heads=heads,
                     rotary_embedding_dim=rd, interleaved=int(a["interleaved"]))
-    return e.op("Reshape", [out, e.ints(0, 0, heads, head_dim)], [e.result(node, 0)])
+    out4 = e.op("Reshape", [out, e.ints(0, 0, heads, head_dim)], [e.result(node, 0)])
+    e.flat[out4[0]] = out
+    return out4
 
 
 # -- position biases ------------------------------------------------------------------------

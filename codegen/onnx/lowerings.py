@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
@@ -142,7 +144,14 @@ def _matmul(e, node, ins):
 
 @lowers("reshape")
 def _reshape(e, node, ins):  # ONNX Reshape has the IR's 0 / -1 semantics
-    return e.op("Reshape", [ins[0], e.ints(*node.attrs["shape"])], [e.result(node, 0)])
+    x, y = node.inputs[0].type, node.outputs[0].type
+    split_heads = x.rank == 3 and y.rank == 4 and y.shape[:2] == x.shape[:2]
+    if y.rank == 3 and x.rank == 4 and y.shape[:2] == x.shape[:2] and ins[0] in e.flat:
+        return [e.flat[ins[0]]]  # merging heads back: the tensor before the split is still there
+    out = e.op("Reshape", [ins[0], e.ints(*node.attrs["shape"])], [e.result(node, 0)])
+    if split_heads:
+        e.flat[out[0]] = ins[0]
+    return out
 
 
 @lowers("transpose")
@@ -213,9 +222,51 @@ def transposed(e: Emitter, weight) -> str:
     return e.weight(weight.param, "T", lambda w: w.T)
 
 
+def _siblings(e: Emitter, node: Node) -> list[Node]:
+    """Linears reading the same input with parameter weights (q/k/v, gate/up): fused into one MatMul."""
+    x, weight, bias = node.inputs
+    if weight.param is None or (bias is not None and bias.param is None):
+        return [node]
+    group: list[Node] = []
+    for n in e.uses.get(id(x), []):
+        ins = list(n.inputs) + [None] * (3 - len(n.inputs))
+        if n.op != "linear" or ins[0] is not x or ins[1].param is None or id(n) in e.skip or n in group:
+            continue
+        if ins[1].type.dtype != weight.type.dtype or (ins[2] is None) != (bias is None) or \
+                (ins[2] is not None and ins[2].param is None):
+            continue
+        group.append(n)
+    return group if len(group) > 1 else [node]
+
+
+def _fused_linear(e: Emitter, node: Node, ins: list[str], group: list[Node]) -> list[str]:
+    """y_i = x·W_iᵀ (+ b_i) for every sibling as one MatMul on [W_1; W_2; ...]ᵀ and a Split (exact)."""
+    params = [n.inputs[1].param for n in group]
+    sizes = [n.inputs[1].type.shape[0] for n in group]
+    graph = e.graph
+    w = e.derived("+".join(params) + ".T",
+                  lambda: np.concatenate([np.asarray(graph.weight(p)).astype(np.float32).T for p in params], axis=1))
+    y = e.op1("MatMul", ins[0], w)
+    if node.inputs[2] is not None:
+        biases = [n.inputs[2].param for n in group]
+        y = e.op1("Add", y, e.derived("+".join(biases), lambda: np.concatenate(
+            [np.asarray(graph.weight(p)).astype(np.float32) for p in biases])))
+    outs = e.op("Split", [y, e.ints(*sizes)], [e.result(n, 0) for n in group], axis=-1)
+    mine = None
+    for n, name in zip(group, outs):
+        e.bind(n.outputs[0], name)
+        e.skip.add(id(n))
+        if n.outputs[0] is node.outputs[0]:
+            mine = name
+    return [mine]
+
+
 @lowers("linear")
 def _linear(e, node, ins):
     x, weight, bias = node.inputs
+    group = _siblings(e, node)
+    if len(group) > 1:
+        return _fused_linear(e, node, ins, group)
     w = transposed(e, weight)
     if bias is None:
         return e.op("MatMul", [ins[0], w], [e.result(node, 0)])

@@ -1,0 +1,268 @@
+"""Prefill and decode speed of irgraph's ONNX artifact against its peers, on one LLaMA-style checkpoint.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decode.py [--quick] [--only irgraph-onnx,genai-fp32]
+                                                            [--threads 1] [--repeats 3] [--work DIR]
+
+The script makes the checkpoint itself (once, cached under --work): a
+Hugging Face LlamaForCausalLM with random weights, ~125M parameters (12 layers,
+hidden 768, 12 heads / 4 KV heads, FFN 2048, vocab 32000) and a `tokenizers`
+BPE, saved with save_pretrained. `--quick` uses a 4-layer, hidden-256 model and
+32 + 32 tokens for a smoke run. Then, batch 1, greedy, prompt 128 + 128 new
+tokens, each system in this one process:
+
+  irgraph-onnx   import-hf -> codegen onnx (ort flavour, f32) -> irgraph.runtimes (ORT CPU)
+  hf-eager       transformers LlamaForCausalLM, eager attention, its KV cache (DynamicCache)
+  genai-fp32     onnxruntime-genai's builder output (-p fp32 -e cpu) driven by og.Generator
+  roofline       bytes of weights streamed per token / bandwidth of a large numpy GEMV
+
+Each system's prefill and decode tokens/s is the median of --repeats runs;
+the table gives decode ratios against genai-fp32 and the roofline. Every
+system uses --threads intra-op threads (notes/onnxruntime.md §7.17: on these
+2-vCPU machines one thread beats two). More systems plug in through
+`SYSTEMS` (name -> fn(bench) -> (prefill_tps, decode_tps)), e.g. a TVM row:
+
+    from benchmarks.decode import SYSTEMS, Bench
+    SYSTEMS["irgraph-tvm"] = lambda bench: bench.time_session(TVMSession(...))
+
+Results also go to benchmarks/results/decode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+FULL = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 4,
+        "intermediate_size": 2048, "vocab_size": 32000}
+QUICK = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4,
+         "intermediate_size": 704, "vocab_size": 32000}
+
+
+@dataclass
+class Bench:
+    hf_dir: Path
+    work: Path
+    prompt: list[int]
+    new_tokens: int
+    threads: int
+    repeats: int
+
+    def median(self, run: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+        """Median prefill and decode tokens/s over the repeats (after one warm-up run)."""
+        run()
+        results = [run() for _ in range(self.repeats)]
+        return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+
+    def time_session(self, session) -> tuple[float, float]:
+        """An irgraph runtime session through its own generate loop."""
+        def once() -> tuple[float, float]:
+            stamps: list[float] = []
+            start = time.perf_counter()
+            session.generate([self.prompt], self.new_tokens, callback=lambda i, t: stamps.append(time.perf_counter()))
+            return len(self.prompt) / (stamps[0] - start), (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+        return self.median(once)
+
+
+def make_checkpoint(folder: Path, dims: dict) -> Path:
+    """A random-weight LLaMA checkpoint with a BPE tokenizer (made once)."""
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        return folder
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    config = LlamaConfig(**dims, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    corpus = [f"the quick brown fox {i} jumps over the lazy dog number {i * 7}" for i in range(2000)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1000, special_tokens=["<pad>", "<s>", "</s>", "<unk>"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                            unk_token="<unk>").save_pretrained(folder)
+    return folder
+
+
+# -- systems --------------------------------------------------------------------------------
+
+def irgraph_onnx(bench: Bench) -> tuple[float, float]:
+    from irgraph.codegen.onnx import compile_graph
+    from irgraph.runtimes.onnx import ORTSession
+
+    art = bench.work / "irgraph-onnx"
+    if not (art / "manifest.json").is_file():
+        compile_graph(load_graph(bench.hf_dir), art, flavour="ort", dtype="f32", force=True)
+    return bench.time_session(ORTSession(art, threads=bench.threads, providers=["CPUExecutionProvider"]))
+
+
+def load_graph(hf_dir: Path):
+    """The checkpoint through `import_hf`, or the benchmark's own LLaMA reader where that is unavailable."""
+    try:
+        from irgraph.model_zoo.hf_import import import_hf
+
+        return import_hf(hf_dir)
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
+        from llama_graph import llama_graph
+
+        print("(irgraph.model_zoo.hf_import unavailable: graph built by benchmarks/llama_graph.py)", flush=True)
+        return llama_graph(hf_dir)
+
+
+def hf_eager(bench: Bench) -> tuple[float, float]:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.set_num_threads(bench.threads)
+    model = LlamaForCausalLM.from_pretrained(bench.hf_dir, attn_implementation="eager").eval()
+    ids = torch.tensor([bench.prompt])
+
+    @torch.inference_mode()
+    def once() -> tuple[float, float]:
+        start = time.perf_counter()
+        out = model(ids, use_cache=True)
+        token = out.logits[:, -1:].argmax(-1)
+        prefilled = time.perf_counter()
+        cache = out.past_key_values
+        for _ in range(bench.new_tokens - 1):
+            out = model(token, past_key_values=cache, use_cache=True)
+            cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        end = time.perf_counter()
+        return len(bench.prompt) / (prefilled - start), (bench.new_tokens - 1) / (end - prefilled)
+
+    return bench.median(once)
+
+
+def genai_fp32(bench: Bench) -> tuple[float, float]:
+    import onnxruntime_genai as og
+
+    out = bench.work / "genai-fp32"
+    if not (out / "genai_config.json").is_file():
+        subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(bench.hf_dir), "-o",
+                        str(out), "-p", "fp32", "-e", "cpu", "-c", str(bench.work / "genai-cache")],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config_path = out / "genai_config.json"
+    config = json.loads(config_path.read_text())
+    options = config["model"]["decoder"].setdefault("session_options", {})
+    if options.get("intra_op_num_threads") != bench.threads:
+        options["intra_op_num_threads"] = bench.threads
+        options["inter_op_num_threads"] = 1
+        config_path.write_text(json.dumps(config, indent=2))
+    model = og.Model(str(out))
+
+    def once() -> tuple[float, float]:
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(bench.prompt) + bench.new_tokens, min_length=0, do_sample=False)
+        generator = og.Generator(model, params)
+        start = time.perf_counter()
+        generator.append_tokens(bench.prompt)
+        generator.generate_next_token()
+        prefilled = time.perf_counter()
+        steps = 0
+        while not generator.is_done() and steps < bench.new_tokens - 1:
+            generator.generate_next_token()
+            steps += 1
+        end = time.perf_counter()
+        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled)
+
+    return bench.median(once)
+
+
+def stream_bandwidth(mib: int = 512) -> float:
+    """Bytes/s of a GEMV over a `mib` MiB fp32 matrix (median of 5), as the decode roofline's bandwidth."""
+    rows = mib * (1 << 20) // 4 // 4096
+    matrix = np.random.default_rng(0).standard_normal((rows, 4096), dtype=np.float32)
+    vector = np.ones(4096, dtype=np.float32)
+    matrix @ vector
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        matrix @ vector
+        times.append(time.perf_counter() - start)
+    return matrix.nbytes / statistics.median(times)
+
+
+def roofline(bench: Bench) -> tuple[float, float]:
+    """Decode bound: every weight but the embedding table is streamed once per token."""
+    from safetensors import safe_open
+
+    streamed = 0
+    with safe_open(bench.hf_dir / "model.safetensors", "np") as f:
+        for name in f.keys():
+            if "embed_tokens" not in name:
+                streamed += int(np.prod(f.get_slice(name).get_shape())) * 4
+    bench.bandwidth = stream_bandwidth()  # type: ignore[attr-defined]
+    return float("nan"), bench.bandwidth / streamed  # type: ignore[attr-defined]
+
+
+SYSTEMS: dict[str, Callable[[Bench], tuple[float, float]]] = {
+    "irgraph-onnx": irgraph_onnx,
+    "hf-eager": hf_eager,
+    "genai-fp32": genai_fp32,
+    "roofline": roofline,
+}
+
+
+def table(results: dict[str, tuple[float, float]]) -> str:
+    base = results.get("genai-fp32", (0, 0))[1]
+    roof = results.get("roofline", (0, 0))[1]
+    lines = [f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"]
+    for name, (prefill, decode) in results.items():
+        vs_genai = f"{decode / base:.2f}x" if base else "-"
+        vs_roof = f"{decode / roof:.0%}" if roof else "-"
+        pre = f"{prefill:.1f}" if prefill == prefill else "-"
+        lines.append(f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4-layer hidden-256 model, 32 + 32 tokens")
+    parser.add_argument("--only", help=f"comma-separated subset of {', '.join(SYSTEMS)}")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "decode")
+    args = parser.parse_args(argv)
+    names = list(SYSTEMS) if not args.only else [n.strip() for n in args.only.split(",")]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown system(s) {', '.join(unknown)} (expected: {', '.join(SYSTEMS)})")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    dims, length = (QUICK, 32) if args.quick else (FULL, 128)
+    work = args.work / ("quick" if args.quick else "full")
+    hf_dir = make_checkpoint(work / "hf", dims)
+    prompt = list(np.random.default_rng(0).integers(3, dims["vocab_size"], length).tolist())
+    bench = Bench(hf_dir, work, prompt, length, args.threads, 1 if args.quick else args.repeats)
+    results = {}
+    for name in names:
+        results[name] = SYSTEMS[name](bench)
+        print(f"{name}: prefill {results[name][0]:.1f} tok/s, decode {results[name][1]:.1f} tok/s", flush=True)
+    print()
+    print(f"LLaMA-style {dims}, prompt {length} + {length} new tokens, batch 1, greedy, "
+          f"{args.threads} thread(s), median of {bench.repeats}")
+    print(table(results))
+    out = ROOT / "results" / ("decode-quick.json" if args.quick else "decode.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"dims": dims, "tokens": length, "threads": args.threads, "repeats": bench.repeats,
+                               "results": {k: {"prefill_tps": v[0], "decode_tps": v[1]} for k, v in results.items()}},
+                              indent=2, default=float) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
