@@ -137,9 +137,9 @@ def test_tokenizer_json_corpus_and_bits_per_byte(tmp_path):
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel()
     tok.train([str(p) for p in sorted(STDLIB_JSON.glob("*.py"))],
-              trainers.BpeTrainer(vocab_size=200, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+              trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok.save(str(tmp_path / "tokenizer.json"))
-    byte_llama().save(tmp_path / "src")
+    byte_llama(vocab=400).save(tmp_path / "src")
     (tmp_path / "src" / "tokenizer.json").write_bytes((tmp_path / "tokenizer.json").read_bytes())
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["train", str(tmp_path / "src"), "--corpus", str(STDLIB_JSON), "--steps", "2",

@@ -102,11 +102,12 @@ def kitchen_sink(seed: int = 0):
     return b.build(weights)
 
 
-def byte_llama(seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2, ffn: int = 64):
-    """A small LLaMA-style decoder over bytes (vocabulary 256), for training tests."""
+def byte_llama(seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2, ffn: int = 64,
+               vocab: int = 256):
+    """A small LLaMA-style decoder over bytes (vocabulary 256 by default), for training tests."""
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
-    b = GraphBuilder("byte-llama", meta={"vocab_size": 256})
+    b = GraphBuilder("byte-llama", meta={"vocab_size": vocab})
     ids = b.input("input_ids", "i64[batch, seq]")
     pos = b.input("position_ids", "i64[batch, seq]")
     mask = b.input("attention_mask", "i64[batch, past+seq]")
@@ -117,7 +118,7 @@ def byte_llama(seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4,
         weights[name] = (offset + std * rng.standard_normal(shape)).astype(np.float32)
         return b.param(name, f"f32[{', '.join(map(str, shape))}]")
 
-    x = b.embedding(ids, param("embed.weight", (256, hidden), 1.0))
+    x = b.embedding(ids, param("embed.weight", (vocab, hidden), 1.0))
     for i in range(layers):
         p = f"layers.{i}."
         h = b.rms_norm(x, param(p + "attn_norm.weight", (hidden,), 0.0, 1.0))
@@ -135,5 +136,5 @@ def byte_llama(seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4,
         up = b.linear(h, param(p + "up.weight", (ffn, hidden)))
         x = b.add(x, b.linear(b.glu(gate, up, act="silu"), param(p + "down.weight", (hidden, ffn))))
     x = b.rms_norm(x, param("norm.weight", (hidden,), 0.0, 1.0))
-    b.output("logits", b.linear(x, param("lm_head.weight", (256, hidden))))
+    b.output("logits", b.linear(x, param("lm_head.weight", (vocab, hidden))))
     return b.build(weights)
