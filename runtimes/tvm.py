@@ -42,9 +42,15 @@ class TVMSession(Session):
     """A compiled TVM artifact loaded into the Relax VM on the CPU or a CUDA GPU."""
 
     def __init__(self, folder: str | os.PathLike, *, verify: bool = True,
-                 weights: Mapping[str, np.ndarray] | None = None):
+                 weights: Mapping[str, np.ndarray] | None = None, threads: int | None = None):
         """Load the artifact at `folder`; `weights` (name -> array, e.g. another checkpoint of the same
-        architecture) replaces the artifact's own weights: the library takes them as arguments."""
+        architecture) replaces the artifact's own weights: the library takes them as arguments.
+
+        `threads` sets TVM's CPU thread pool size (TVM_NUM_THREADS); TVM reads it when its pool
+        starts, i.e. before the first kernel runs in this process.
+        """
+        if threads is not None:
+            os.environ["TVM_NUM_THREADS"] = str(threads)
         import tvm
         from tvm import relax
 
