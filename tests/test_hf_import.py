@@ -85,8 +85,7 @@ def test_family_switches_land_in_the_config():
                           "type": "yarn", "factor": 40, "original_max_position_embeddings": 4, "mscale": 0.707,
                           "mscale_all_dim": 0.707, "beta_fast": 32, "beta_slow": 1}}, "c").config
     assert yarn.rotary.scaling is RopeScaling.YARN and yarn.rotary.interleaved
-    # softmax scale 1/sqrt(12) times mscale(40, 0.707)^2 (DeepSeek-V2's softmax_scale)
-    assert yarn.attn_scale == pytest.approx(12**-0.5 * (0.1 * 0.707 * np.log(40) + 1) ** 2)
+    assert (yarn.rotary.factor, yarn.rotary.mscale_all_dim, yarn.rotary.original_max_position) == (40, 0.707, 4)
 
 
 def test_fused_qkv_packings_split_as_documented():

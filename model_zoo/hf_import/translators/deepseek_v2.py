@@ -1,8 +1,8 @@
 """DeepSeek-V2 / V2-Lite: multi-head latent attention (MLA), YaRN, shared + routed experts.
 
-The softmax scale is 1/sqrt(nope+rope) times YaRN's mscale(factor,
-mscale_all_dim)² when the rope is scaled (`yarn_apply_mscale` in transformers,
-`softmax_scale` in DeepSeek's code); the rotary part is interleaved.
+The rotary part is interleaved. The softmax scale is left to the builder,
+which derives DeepSeek's 1/sqrt(nope+rope) · mscale(factor, mscale_all_dim)²
+from the YaRN settings (`yarn_apply_mscale` in transformers).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 from irgraph.model_zoo.config import MlaConfig, ModelConfig, MoeConfig, Norm, Position, RopeScaling
 from irgraph.model_zoo.hf_import.keys import HFConfig
 from irgraph.model_zoo.hf_import.plan import Plan
-from irgraph.model_zoo.hf_import.rope import rotary_from_hf
+from irgraph.model_zoo.hf_import.rope import rope_dict, rotary_from_hf
 from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
-from irgraph.ops.rotary import yarn_mscale
 
 MODEL_TYPES = ("deepseek_v2",)
 HARMLESS = ("ep_size",)  # expert-parallel degree
@@ -31,9 +30,8 @@ def translate(c: HFConfig) -> Plan:
     c.only("head_dim", (None, rope_dim), "transformers sets head_dim to qk_rope_head_dim for the rotary")
     max_position = c.int("max_position_embeddings", 2048)
     rotary = rotary_from_hf(c, head_dim=rope_dim, max_position=max_position, interleaved=True)
-    scale = None
-    if rotary.scaling is not RopeScaling.NONE and rotary.mscale_all_dim:
-        scale = (nope + rope_dim) ** -0.5 * yarn_mscale(rotary.factor, rotary.mscale_all_dim) ** 2
+    if rotary.scaling not in (RopeScaling.NONE, RopeScaling.YARN) and "mscale_all_dim" in rope_dict(c):
+        raise c.fail("mscale_all_dim (a softmax temperature) is only understood with YaRN", "rope_scaling")
     grouped = method == "group_limited_greedy"
     moe = MoeConfig(
         num_experts=c.int("n_routed_experts"),
@@ -64,7 +62,6 @@ def translate(c: HFConfig) -> Plan:
         rotary=rotary,
         activation=c.activation("hidden_act", "silu"),
         gated_mlp=True,
-        attn_scale=scale,
         tied_embeddings=c.bool("tie_word_embeddings", False),
         moe=moe,
         # q_lora_rank: explicit null = q projected directly (V2-Lite); absent = transformers' default 1536
