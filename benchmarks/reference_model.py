@@ -35,7 +35,7 @@ from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer, bf16_supported, save_trained
 from irgraph.serialize import is_graph_dir
 
-MODEL = {"vocab": 256, "hidden": 256, "layers": 4, "heads": 4, "ffn": 640, "rope_base": 10000.0, "norm_eps": 1e-5,
+MODEL = {"vocab": 256, "hidden": 256, "layers": 4, "heads": 4, "ffn": 576, "rope_base": 10000.0, "norm_eps": 1e-5,
          "init_std": 0.02}
 TRAIN = {"steps": 2450, "batch_size": 32, "seq_len": 256, "lr": 2e-3, "min_lr_ratio": 0.1, "warmup": 100,
          "weight_decay": 0.1, "grad_clip": 1.0, "dropout": 0.0, "grad_accum": 1, "seed": 0, "heldout_fraction": 0.05,
