@@ -8,6 +8,7 @@ Graph inputs (by name):
   past_key_values.{i}.latent               f32[batch, past, kv_rank+rope_dim] (MLA)
   prefix_len       i64[batch]              prefix-LM models: bidirectional prefix length
   decoder_input_ids, encoder_attention_mask  encoder-decoder models
+  encoder_position_ids                     encoder-decoders with learned or rotary positions
 Outputs: `logits` f32[batch, seq, vocab] and `present.{i}.*` for every `past_key_values.{i}.*`.
 
 `forward` drives any backend through a `run(feeds) -> outputs` callable, for a
@@ -77,8 +78,9 @@ def make_feeds(inputs: Mapping[str, TensorType], ids: np.ndarray, cache: Mapping
             raise IRError("an encoder-decoder model needs encoder input ids")
         enc = np.asarray(encoder_ids, dtype=np.int64)
         optional["input_ids"] = enc
-        optional["encoder_attention_mask"] = (np.ones(enc.shape, dtype=np.int64) if encoder_mask is None
-                                              else np.asarray(encoder_mask, dtype=np.int64))
+        enc_mask = np.ones(enc.shape, dtype=np.int64) if encoder_mask is None else np.asarray(encoder_mask, np.int64)
+        optional["encoder_attention_mask"] = enc_mask
+        optional["encoder_position_ids"] = (np.cumsum(enc_mask, axis=1) - 1).clip(min=0).astype(np.int64)
     for name, value in optional.items():
         if name in inputs:
             if value is None:
