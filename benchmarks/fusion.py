@@ -77,7 +77,7 @@ def model(d: dict[str, int] = DIMS, seed: int = 0) -> Graph:
     rng = np.random.default_rng(seed)
     hidden, heads = d["hidden"], d["heads"]
     hd = hidden // heads
-    b = GraphBuilder("parallel-125m", meta={"vocab_size": d["vocab"]})
+    b = GraphBuilder("parallel-134m", meta={"vocab_size": d["vocab"]})
     ids = b.input("input_ids", "i64[batch, seq]")
     pos = b.input("position_ids", "i64[batch, seq]")
     mask = b.input("attention_mask", "i64[batch, past+seq]")

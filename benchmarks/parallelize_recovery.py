@@ -65,7 +65,9 @@ def fine_tune(source: Path, out: Path, corpus: list[str], recipe: dict, steps: i
             cmd += ["--" + key.replace("_", "-"), str(recipe[key])]
     if recipe.get("bf16") is not None:
         cmd.append("--bf16" if recipe["bf16"] else "--no-bf16")
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"irgraph train failed for {source.name}:\n{done.stderr[-2000:]}")
     return json.loads((out / "train.json").read_text())
 
 
