@@ -14,6 +14,7 @@ from irgraph.cli import (
     passes_cmd,
     run_cmd,
     train_cmd,
+    zoo_cmd,
 )
 
 
@@ -32,3 +33,4 @@ main.add_command(train_cmd.train)
 main.add_command(import_cmd.import_hf)
 main.add_command(compile_cmd.compile_)
 main.add_command(generate_cmd.generate)
+main.add_command(zoo_cmd.zoo)

@@ -1,0 +1,101 @@
+"""`irgraph zoo list|show|build`: the surveyed architectures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from irgraph import model_zoo
+from irgraph.analysis import cost
+from irgraph.cli.common import clean_errors
+from irgraph.cli.inspect_cmd import format_cost
+from irgraph.serialize import save
+
+SIZE = click.option("--size", type=click.Choice(model_zoo.SIZES), help="Published dims or the tiny twin.")
+
+
+@click.group()
+def zoo() -> None:
+    """The surveyed architectures (the LLM survey's Table 5 and friends)."""
+
+
+def model_row(name: str) -> dict:
+    entry = model_zoo.get(name)
+    c = cost(model_zoo.build(name, size="published"))
+    return {
+        "name": name,
+        "aliases": list(entry.aliases),
+        "arch": entry.config.arch.value,
+        "published_params": entry.published_params,
+        "survey_params": entry.survey_params,
+        "params": c.params,
+        "active_params": c.active_params,
+        "flops_per_token": c.prefill_flops_per_token,
+        "decode_flops_per_token": c.decode_flops_per_token,
+        "kv_bytes_per_token": c.kv_bytes_per_token,
+        "params_note": entry.params_note,
+        "claims": list(entry.claims),
+    }
+
+
+@zoo.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per model.")
+@clean_errors
+def list_(as_json: bool) -> None:
+    """List every model with computed parameters, FLOPs/token (4096 context) and KV cache/token."""
+    rows = [model_row(name) for name in model_zoo.names()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'GFLOP/tok':>10} {'KV B/tok':>10}")
+    for r in rows:
+        click.echo(f"{r['name']:18} {r['published_params'] / 1e9:9.1f}B {r['params'] / 1e9:9.1f}B "
+                   f"{r['active_params'] / 1e9:8.1f}B {r['flops_per_token'] / 1e9:10.1f} "
+                   f"{r['kv_bytes_per_token']:>10,}")
+
+
+@zoo.command()
+@click.argument("name")
+@SIZE
+@click.option("--no-text", is_flag=True, help="Statistics and sources only.")
+@clean_errors
+def show(name: str, size: str | None, no_text: bool) -> None:
+    """Show NAME's graph (IR text), statistics, survey row and sources (default: published size)."""
+    size = size or "published"
+    entry = model_zoo.get(name)
+    graph = model_zoo.build(entry.name, size=size)
+    if not no_text:
+        click.echo(str(graph), nl=False)
+    click.echo(format_cost(graph.name, len(graph.nodes), cost(graph)))
+    click.echo(f"# published params  {entry.published_params:,} (survey: {entry.survey_params:,})")
+    click.echo(f"# survey claims     {', '.join(entry.claims)}")
+    by_source: dict[str, list[str]] = {}
+    for key, source in entry.sources.items():
+        by_source.setdefault(source, []).append(key)
+    for source, keys in by_source.items():
+        click.echo(f"# source ({', '.join(keys)}): {source}")
+    for note in entry.notes:
+        click.echo(f"# note: {note}")
+    if entry.params_note:
+        click.echo(f"# params note: {entry.params_note}")
+
+
+@zoo.command()
+@click.argument("name")
+@SIZE
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Graph folder to write.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@clean_errors
+def build(name: str, size: str | None, output: str, seed: int, force: bool) -> None:
+    """Save NAME as a graph folder: the tiny twin with seeded random weights (default), or the
+    published architecture as structure and cost only (no weights)."""
+    size = size or "tiny"
+    if Path(output).exists() and not force:
+        raise click.UsageError(f"{output} exists (use --force to replace it)")
+    graph = model_zoo.build(name, size=size, seed=seed)
+    save(graph, output)
+    what = "weights: seeded random" if graph.weights is not None else "structure only, no weights"
+    click.echo(f"wrote {output} ({graph.name}, {len(graph.nodes)} nodes, {what})")

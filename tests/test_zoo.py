@@ -1,0 +1,130 @@
+"""The zoo: 43 names, every tiny twin verifies/runs/decodes like full recompute, published sizes
+build without weights, and the `irgraph zoo` verbs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import irgraph
+from irgraph import model_zoo
+from irgraph.analysis import cost
+from irgraph.cli import main
+from irgraph.errors import ConfigError
+from irgraph.model_zoo.config import Arch
+
+NAMES = ("t5 gpt-3 mt5 pangu-alpha cpm-2 codex ernie-3.0 jurassic-1 hyperclova yuan-1.0 gopher "
+         "ernie-3.0-titan gpt-neox-20b opt bloom galactica glam lamda mt-nlg alphacode chinchilla palm "
+         "alexatm sparrow u-palm ul2 glm-130b codegen llama pangu-sigma bloomberggpt xuanyuan-2.0 codet5plus "
+         "starcoder llama-2 palm-2 llama-3.1 nemotron-4 deepseek deepseek-v2 mixtral-8x22b snowflake-arctic "
+         "grok-1").split()
+IDS = np.array([[5, 17, 99, 200, 3, 42, 7, 8, 250, 1]])
+
+
+def test_the_43_names():
+    assert sorted(model_zoo.names()) == sorted(NAMES)
+
+
+def _kwargs(graph: irgraph.Graph) -> dict:
+    kw: dict = {}
+    if "decoder_input_ids" in graph.inputs:
+        kw["encoder_ids"] = IDS[:, :6]
+    if "prefix_len" in graph.inputs:
+        kw["prefix_len"] = np.array([4])  # 4 bidirectional tokens, 6 decoded through the cache
+    return kw
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_twin_decodes_like_full_recompute(name):
+    start = time.perf_counter()
+    graph = model_zoo.build(name)
+    graph.verify()
+    full = irgraph.interpret(graph, IDS, **_kwargs(graph))
+    cached = irgraph.interpret(graph, IDS, decode=True, **_kwargs(graph))
+    assert full.shape == (1, IDS.shape[1], 256)
+    assert np.isfinite(full).all() and full.std() > 1e-3  # not degenerate
+    np.testing.assert_allclose(cached, full, atol=1e-5, rtol=0)
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_twin_keeps_the_structure(name):
+    published, tiny = model_zoo.config(name, "published"), model_zoo.config(name, "tiny")
+    for axis in ("arch", "norm", "norm_placement", "position", "activation", "gated_mlp", "block", "qkv_bias",
+                 "tied_embeddings", "query_layer", "embedding_norm"):
+        assert getattr(tiny, axis) == getattr(published, axis), axis
+    assert (tiny.moe is None) == (published.moe is None) and (tiny.mla is None) == (published.mla is None)
+    assert (published.n_kv_heads == 1) == (tiny.n_kv_heads == 1)  # multi-query stays multi-query
+    assert (published.n_kv_heads < published.heads) == (tiny.n_kv_heads < tiny.heads)  # grouped stays grouped
+    assert tiny.vocab_size >= 256
+    graph = model_zoo.build(name)
+    ops = {node.op for node in graph.nodes}
+    assert ("moe_experts" in ops) == (published.moe is not None)
+    assert ("latent_attention" in ops) == (published.mla is not None)
+    assert ("decoder_input_ids" in graph.inputs) == (published.arch is Arch.ENCODER_DECODER)
+
+
+def test_published_graphs_build_without_weights_in_seconds():
+    start = time.perf_counter()
+    glam = model_zoo.build("glam", size="published")
+    c = cost(glam)
+    assert glam.weights is None
+    assert c.params > 1.1e12 and c.active_params < 0.1 * c.params
+    assert time.perf_counter() - start < 5
+
+
+def test_seeded_weights_are_reproducible():
+    a, b = model_zoo.build("llama-2", seed=3), model_zoo.build("llama-2", seed=3)
+    c = model_zoo.build("llama-2", seed=4)
+    np.testing.assert_array_equal(a.weight("embed.weight"), b.weight("embed.weight"))
+    assert not np.array_equal(a.weight("embed.weight"), c.weight("embed.weight"))
+
+
+def test_unknown_model_lists_the_names():
+    with pytest.raises(ConfigError, match="unknown zoo model 'gpt-5'.*llama-2"):
+        model_zoo.get("gpt-5")
+
+
+def test_aliases_and_case():
+    assert model_zoo.get("PaLM").name == "palm"
+
+
+def test_cli_zoo_list_json():
+    result = CliRunner().invoke(main, ["zoo", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == model_zoo.names()
+    keys = {"name", "published_params", "survey_params", "params", "active_params", "flops_per_token",
+            "kv_bytes_per_token", "params_note"}
+    assert all(keys <= set(r) for r in rows)
+    dsv2 = next(r for r in rows if r["name"] == "deepseek-v2")
+    assert dsv2["kv_bytes_per_token"] == 60 * (512 + 64) * 2
+
+
+def test_cli_zoo_build_and_run(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "palm"
+    result = runner.invoke(main, ["zoo", "build", "palm", "-o", str(out)])
+    assert result.exit_code == 0 and "seeded random" in result.output, result.output
+    again = runner.invoke(main, ["zoo", "build", "palm", "-o", str(out)])
+    assert again.exit_code != 0 and "--force" in again.output
+    run = runner.invoke(main, ["run", str(out), "--ids", "1,2,3", "--json"])
+    logits = np.asarray(json.loads(run.output)["logits"])
+    np.testing.assert_allclose(logits, irgraph.interpret(model_zoo.build("palm"), [[1, 2, 3]])[0], atol=1e-6)
+
+
+def test_cli_zoo_build_published_is_structure_only(tmp_path):
+    result = CliRunner().invoke(main, ["zoo", "build", "llama-3.1", "--size", "published", "-o", str(tmp_path / "l")])
+    assert result.exit_code == 0 and "structure only" in result.output
+    graph = irgraph.load(tmp_path / "l")
+    assert graph.weights is None and cost(graph).params > 4e11
+
+
+def test_cli_zoo_show():
+    result = CliRunner().invoke(main, ["zoo", "show", "mixtral-8x22b", "--size", "tiny"])
+    assert result.exit_code == 0
+    assert "moe_router" in result.output and "active per token" in result.output
