@@ -18,7 +18,7 @@ from irgraph.weights import WeightStore
 def llama_graph(hf_dir: Path) -> Graph:
     c = json.loads((hf_dir / "config.json").read_text())
     hidden, heads, kv_heads = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
-    head_dim, ffn, vocab = c.get("head_dim") or hidden // heads, c["intermediate_size"], c["vocab_size"]
+    head_dim, vocab = c.get("head_dim") or hidden // heads, c["vocab_size"]
     theta = (c.get("rope_parameters") or {}).get("rope_theta", c.get("rope_theta", 10000.0))
     eps = c["rms_norm_eps"]
     store = WeightStore.open(hf_dir / "model.safetensors")

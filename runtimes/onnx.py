@@ -59,6 +59,7 @@ class ORTSession(Session):
         self.output_names = [e["name"] for e in manifest["outputs"]]
         self.meta = dict(manifest.get("meta") or {})
         self.left_padding = bool(manifest.get("left_padding", True))
+        self.share_buffer = bool(manifest.get("onnx", {}).get("share_buffer")) and "attention_mask" in self.inputs
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -70,6 +71,7 @@ class ORTSession(Session):
                                  where=str(self.folder / manifest["onnx"]["model"])) from None
         self.providers = self.session.get_providers()
         self._ort_inputs = {i.name: i.type for i in self.session.get_inputs()}
+        self._presents = {past: lm.present_name(past) for past in lm.cache_inputs(self.inputs)}
         self._float = np.float16 if manifest["onnx"]["dtype"] == "f16" else np.float32
 
     def _check(self, feeds: Mapping[str, Any]) -> None:
@@ -97,16 +99,65 @@ class ORTSession(Session):
         return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One call keeping the cache on the device: (logits as numpy, present.* as OrtValues by past name)."""
+        """One call keeping the cache on the device: (logits as numpy, present.* as OrtValues by past name).
+
+        Artifacts whose attention is all GroupQueryAttention (manifest `share_buffer`) keep one
+        [batch, kv_heads, capacity, head_dim] buffer per cache tensor, bound as both past and
+        present through IO binding, as onnxruntime-genai does: no cache copy per step.
+        """
         import onnxruntime as ort
 
         self._check(feeds)
+        if self.share_buffer:
+            return self._shared_step(feeds)
         values = {n: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
                   for n, v in feeds.items()}
         results = self.session.run_with_ort_values(self.output_names, values)
         out = dict(zip(self.output_names, results))
-        cache = {past: out[lm.present_name(past)] for past in lm.cache_inputs(self.inputs)}
+        cache = {past: out[present] for past, present in self._presents.items()}
         return _to_f32(out["logits"].numpy()), cache
+
+
+    def _shared_step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+
+        total = np.asarray(feeds["attention_mask"]).shape[1]
+        past = total - np.asarray(feeds["input_ids"]).shape[1]
+        shared = next(iter(feeds[p] for p in self._presents))
+        if not isinstance(shared, _SharedKV) or total > shared.capacity:
+            shared = _SharedKV.grow(shared, feeds, self._presents, past, total, self._float)
+        binding = self.session.io_binding()
+        binding.bind_output("logits")  # first, so it is output 0
+        for name, value in feeds.items():
+            if name not in self._presents:
+                binding.bind_cpu_input(name, self._feed(name, np.asarray(value)))
+        for past_name, present in self._presents.items():
+            binding.bind_ortvalue_input(past_name, shared.buffers[past_name])
+            binding.bind_ortvalue_output(present, shared.buffers[past_name])
+        self.session.run_with_iobinding(binding)
+        logits = binding.get_outputs()[0].numpy()
+        return _to_f32(logits), dict.fromkeys(self._presents, shared)
+
+
+class _SharedKV:
+    """One cache buffer per past input, [batch, kv_heads, capacity, head_dim], grown by doubling."""
+
+    def __init__(self, buffers: dict[str, Any], capacity: int):
+        self.buffers, self.capacity = buffers, capacity
+
+    @staticmethod
+    def grow(old: Any, feeds: Mapping[str, Any], presents: Mapping[str, str], past: int, total: int,
+             dtype: Any) -> _SharedKV:
+        import onnxruntime as ort
+
+        capacity = max(256, 1 << (total - 1).bit_length())
+        buffers = {}
+        for name in presents:
+            current = old.buffers[name].numpy() if isinstance(old, _SharedKV) else np.asarray(feeds[name])
+            b, n, _, h = current.shape
+            array = np.zeros((b, n, capacity, h), dtype=dtype)
+            array[:, :, :past] = current[:, :, :past]
+            buffers[name] = ort.OrtValue.ortvalue_from_numpy(array)
+        return _SharedKV(buffers, capacity)
 
 
 def _to_f32(array: np.ndarray) -> np.ndarray:

@@ -140,3 +140,10 @@ def test_cli_compile_run_generate(llama, tmp_path):
     gen = runner.invoke(main, ["generate", str(art), "--prompt-ids", "1,5,9,3,7", "-n", "6", "--ids-only"])
     assert gen.exit_code == 0, gen.output
     assert gen.output.split() == [str(t) for t in InterpreterSession(llama).generate([PROMPTS[0]], 6)[0]]
+
+
+def test_shared_kv_buffer_grows_past_its_capacity(llama, artifacts):
+    session = ORTSession(artifacts["ort"])
+    assert session.share_buffer and not ORTSession(artifacts["portable"]).share_buffer
+    prompt = [[int(t) for t in np.random.default_rng(1).integers(1, 64, 250)]]  # 250 + 10 crosses 256
+    assert session.generate(prompt, 10) == InterpreterSession(llama).generate(prompt, 10)

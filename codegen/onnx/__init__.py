@@ -80,18 +80,33 @@ def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=
             e.op("Identity", [current], [name])
         outputs.append(_value_info(e, name, v.type))
     inputs = [_value_info(e, n, v.type) for n, v in graph.inputs.items()]
-    onnx_graph = helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
+    nodes = _live(e.nodes, set(graph.outputs))
+    used = {i for n in nodes for i in n.input}
+    initializers = [t for t in e.initializers if t.name in used]
+    onnx_graph = helper.make_graph(nodes, graph.name, inputs, outputs, initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if flavour == "ort":
         opsets.append(helper.make_opsetid("com.microsoft", 1))
     model = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="irgraph",
                               producer_version=tool_version("irgraph") or "0")
     model.ir_version = 10
-    gqa = sum(n.op_type == "GroupQueryAttention" for n in e.nodes)
+    gqa = sum(n.op_type == "GroupQueryAttention" for n in nodes)
     attention = sum(n.op in ("attention", "latent_attention") for n in graph.nodes)
-    facts = {"ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in e.nodes}),
-             "gqa": gqa > 0, "all_gqa": gqa > 0 and gqa == attention}
+    facts = {"ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in nodes}),
+             "gqa": gqa > 0,
+             # past and present may be one buffer (GQA reads lengths from the mask): genai's and our fast path
+             "share_buffer": gqa > 0 and gqa == attention and "attention_mask" in graph.inputs}
     return model, facts
+
+
+def _live(nodes: list, outputs: set[str]) -> list:
+    """The nodes some graph output depends on (lowerings leave views that fused ops bypassed)."""
+    needed, live = set(outputs), []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output if o):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    return live[::-1]
 
 
 def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort", dtype: str = "f32",
@@ -111,11 +126,12 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort",
         if (tmp / DATA_FILE).stat().st_size == 0:
             (tmp / DATA_FILE).unlink()
         entry: dict[str, Any] = {"onnx": {"model": MODEL_FILE, "flavour": flavour, "dtype": dtype, "opset": OPSET,
-                                          "ops": facts["ops"], "external_data": (tmp / DATA_FILE).exists()},
+                                          "ops": facts["ops"], "external_data": (tmp / DATA_FILE).exists(),
+                                          "share_buffer": facts["share_buffer"]},
                                  "left_padding": not facts["gqa"]}
         for name, path in (extra_files or {}).items():
             shutil.copyfile(path, tmp / name)
-        config = genai_config(graph, share_buffer=facts["all_gqa"], model_file=MODEL_FILE)
+        config = genai_config(graph, share_buffer=facts["share_buffer"], model_file=MODEL_FILE)
         if config is not None:
             (tmp / GENAI_FILE).write_text(json.dumps(config, indent=2) + "\n")
             entry["onnx"]["genai_config"] = GENAI_FILE

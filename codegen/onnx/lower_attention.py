@@ -200,9 +200,12 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         out = e.op1("RotaryEmbedding", flat, cos, sin, num_heads=heads, rotary_embedding_dim=rd,
                     interleaved=int(a["interleaved"]))
     else:  # the contrib op gathers rows of a table: make the table the per-token rows, positions 0..B·S-1
-        cos2, sin2 = (e.op1("Reshape", t, e.ints(-1, rd // 2)) for t in (cos, sin))
-        rows = e.op1("Range", e.const(0, np.int64), e.scalar_dim(cos2, 0), e.const(1, np.int64))
-        pos = e.op1("Reshape", rows, e.op1("Shape", ins[1]))
+        key = ("rotary_rows", cos)
+        if key not in e.memo:
+            cos2, sin2 = (e.op1("Reshape", t, e.ints(-1, rd // 2)) for t in (cos, sin))
+            rows = e.op1("Range", e.const(0, np.int64), e.scalar_dim(cos2, 0), e.const(1, np.int64))
+            e.memo[key] = (cos2, sin2, e.op1("Reshape", rows, e.op1("Shape", ins[1])))
+        cos2, sin2, pos = e.memo[key]
         out = e.op1("RotaryEmbedding", flat, pos, cos2, sin2, domain="com.microsoft", num_heads=heads,
                     rotary_embedding_dim=rd, interleaved=int(a["interleaved"]))
     out4 = e.op("Reshape", [out, e.ints(0, 0, heads, head_dim)], [e.result(node, 0)])
