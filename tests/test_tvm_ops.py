@@ -9,6 +9,8 @@ rotary variant), checked for prefill and cached decode.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -166,6 +168,13 @@ def primitives(tmp_path_factory):
     return g, TVMSession(compile_graph(g, tmp_path_factory.mktemp("tvm") / "prims", target="tvm-llvm"))
 
 
+@pytest.fixture(scope="module")
+def llama_artifact(tmp_path_factory):
+    from tests.handbuilt import tiny_llama
+
+    return compile_graph(tiny_llama(seed=0), tmp_path_factory.mktemp("tvm") / "llama", target="tvm-llvm")
+
+
 def test_every_registry_op_has_a_lowering():
     get_op("add")  # loads the op set
     assert sorted(set(OPS) - set(LOWERINGS)) == []
@@ -215,11 +224,11 @@ def test_missing_lowering_names_op_and_target(monkeypatch):
         build_module(g, "llvm")
 
 
-def test_one_build_serves_another_checkpoint(tmp_path):
+def test_one_build_serves_another_checkpoint(llama_artifact):
     """Weights are arguments of `forward`, not constants: new weights need no rebuild."""
     from tests.handbuilt import tiny_llama
 
-    artifact = compile_graph(tiny_llama(seed=0), tmp_path / "llama", target="tvm-llvm")
+    artifact = llama_artifact
     other = tiny_llama(seed=1)
     session = TVMSession(artifact, weights={name: other.weight(name) for name in other.params})
     ids = np.array([[4, 8, 15, 16, 23]])
@@ -258,13 +267,13 @@ def test_narrow_weights_under_fp32_activations(storage, tmp_path):
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-def test_step_keeps_the_cache_on_the_device(tmp_path):
+def test_step_keeps_the_cache_on_the_device(llama_artifact):
     import tvm
 
     from tests.handbuilt import tiny_llama
 
     g = tiny_llama()
-    session = TVMSession(compile_graph(g, tmp_path / "llama", target="tvm-llvm"))
+    session = TVMSession(llama_artifact)
     ids = np.array([[3, 1, 4, 1, 5]])
     cache = lm.empty_cache(session.inputs, 1)
     rows = []
@@ -276,11 +285,12 @@ def test_step_keeps_the_cache_on_the_device(tmp_path):
     np.testing.assert_allclose(np.concatenate(rows, axis=1), lm.interpret(g, ids, decode=True), rtol=1e-4, atol=1e-4)
 
 
-def test_tampered_artifact_is_refused(tmp_path):
-    from irgraph.errors import RuntimeFailure
-    from tests.handbuilt import tiny_llama
+def test_tampered_artifact_is_refused(llama_artifact, tmp_path):
+    import shutil
 
-    artifact = compile_graph(tiny_llama(), tmp_path / "llama", target="tvm-llvm")
+    from irgraph.errors import RuntimeFailure
+
+    artifact = Path(shutil.copytree(llama_artifact, tmp_path / "llama"))
     manifest = TVMSession(artifact).manifest
     assert manifest["tools"]["apache-tvm"].startswith("0.27") and manifest["tvm"]["function"] == "forward"
     assert [e["name"] for e in manifest["inputs"]][:3] == ["input_ids", "position_ids", "attention_mask"]
