@@ -59,7 +59,7 @@ class ParallelInputProjection(Rule):
                                   "(a sequential or two-norm block); fuse-qkv merges q/k/v")
             elif mlp:
                 yield Miss(where, "only MLP projections read this norm: the attention has its own norm "
-                                  "(a sequential or two-norm block); fuse-gate-up merges gate/up")
+                                  "(a sequential or two-norm block); fuse-gate-up merges a gated MLP's gate/up")
             else:
                 yield Miss(where, "the linears reading this norm feed neither attention nor an MLP "
                                   "(e.g. the final norm before the LM head)")

@@ -85,7 +85,7 @@ def test_gpt_neox_merges_no_differently_normalised_inputs():
         "only attention projections read this norm: the MLP has its own norm (a sequential or two-norm block); "
         "fuse-qkv merges q/k/v",
         "only MLP projections read this norm: the attention has its own norm (a sequential or two-norm block); "
-        "fuse-gate-up merges gate/up",
+        "fuse-gate-up merges a gated MLP's gate/up",
     ]
     # merging inputs only (no output merge) leaves NeoX exactly as it was
     assert not run_pipeline(g, "fuse-parallel-attention(merge_outputs=false)").modified

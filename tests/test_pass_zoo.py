@@ -69,12 +69,19 @@ def test_llama_2_fuse_qkv_and_gate_up():
     assert not run_pipeline(g, "fuse-parallel-attention").modified  # sequential blocks
 
 
-@pytest.mark.parametrize("case, expected", [("falcon-7b", 2), ("gptj", 2), ("codegen", 2), ("falcon-40b", 3)])
-def test_imported_checkpoints(tmp_path, case, expected):
+@pytest.mark.parametrize("case, pipeline, expected", [
+    ("falcon-7b", "fuse-parallel-attention", 2),  # one shared norm, multi-query
+    ("gptj", "fuse-parallel-attention", 2),
+    ("codegen", "fuse-parallel-attention", 2),
+    # falcon-40b (new_decoder_architecture) normalises attention and MLP inputs separately:
+    # q/k/v fuse among themselves, the MLP input stays, the output projections merge
+    ("falcon-40b", "fuse-parallel-attention", 5),
+    ("falcon-40b", "fuse-qkv,fuse-parallel-attention", 3),
+])
+def test_imported_checkpoints(tmp_path, case, pipeline, expected):
     from irgraph.model_zoo.hf_import import import_hf
     from tests.hf_tiny import make_model, save_model
 
     g = import_hf(save_model(make_model(case), tmp_path / case))
-    out = fused(g, "fuse-parallel-attention")
-    # falcon-40b (new_decoder_architecture) normalises attention and MLP inputs separately: 3 remain
+    out = fused(g, pipeline)
     assert set(matmuls_per_layer(out).values()) == {expected}
