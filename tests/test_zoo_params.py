@@ -193,13 +193,7 @@ def test_dense_models_are_fully_active():
 
 
 ENCODER_DECODERS = [n for n in ISSUE_NAMES if ENTRIES[n].config.arch is Arch.ENCODER_DECODER]
-# The builder drops cross-attention in parallel blocks (block() ignores `cross` there), so
-# CodeT5+'s CodeGen decoder never sees its encoder. Strict: passes once the builder is fixed.
-_PARALLEL_CROSS_BUG = pytest.mark.xfail(strict=True, reason="builder: no cross-attention in parallel blocks")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_PARALLEL_CROSS_BUG) if n == "codet5plus" else n
-                                  for n in ENCODER_DECODERS])
+@pytest.mark.parametrize("name", ENCODER_DECODERS)
 def test_decoder_cross_attends_where_the_paper_says(name):
     cfg = ENTRIES[name].config
     params = model_zoo.build(name, size="published", weights=False).params

@@ -44,12 +44,16 @@ def block(ctx: BuildContext, x: Value, prefix: str, attend: Sublayer, feed: Subl
           cross: Sublayer | None = None) -> Value:
     """One transformer layer: attention (+ cross-attention) and MLP around the residual stream."""
     b, width = ctx.b, x.type.shape[-1]
-    if ctx.cfg.block is Block.PARALLEL:  # x + attn(LN(x)) + mlp(LN(x)), one shared norm
+    if ctx.cfg.block is not Block.SEQUENTIAL:
+        # PARALLEL: x + attn(LN(x)) + mlp(LN(x)) with one shared norm (PaLM, GPT-J);
+        # PARALLEL_TWO_NORMS: x + attn(LN1(x)) + mlp(LN2(x)) (GPT-NeoX). Cross-attention, where a
+        # parallel decoder has it (CodeT5+), is a pre-norm residual step between the two branches.
         h = ctx.norm(x, f"{prefix}.attn_norm", width)
-        return b.add(b.add(x, attend(h)), feed(h), hint="x")
-    if ctx.cfg.block is Block.PARALLEL_TWO_NORMS:  # GPT-NeoX: x + attn(LN1(x)) + mlp(LN2(x))
-        a = attend(ctx.norm(x, f"{prefix}.attn_norm", width))
-        return b.add(b.add(x, a), feed(ctx.norm(x, f"{prefix}.mlp_norm", width)), hint="x")
+        h_mlp = h if ctx.cfg.block is Block.PARALLEL else ctx.norm(x, f"{prefix}.mlp_norm", width)
+        y = b.add(x, attend(h))
+        if cross is not None:
+            y = b.add(y, cross(ctx.norm(y, f"{prefix}.cross_norm", width)))
+        return b.add(y, feed(h_mlp), hint="x")
     x = residual(ctx, x, f"{prefix}.attn_norm", attend)
     if cross is not None:
         x = residual(ctx, x, f"{prefix}.cross_norm", cross)
