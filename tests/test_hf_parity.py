@@ -26,15 +26,15 @@ from irgraph.model_zoo.hf_import import SUPPORTED, import_hf  # noqa: E402
 TOLERANCE = 1e-4
 
 
-def _inputs(model, seed: int = 3) -> tuple[np.ndarray, np.ndarray | None]:
+def _inputs(model, seed: int = 3, length: int = 5) -> tuple[np.ndarray, np.ndarray | None]:
     rng = np.random.default_rng(seed)
-    ids = rng.integers(0, VOCAB, size=(2, 5))
-    encoder = rng.integers(0, VOCAB, size=(2, 7)) if model.config.is_encoder_decoder else None
+    ids = rng.integers(0, VOCAB, size=(2, length))
+    encoder = rng.integers(0, VOCAB, size=(2, length + 2)) if model.config.is_encoder_decoder else None
     return ids, encoder
 
 
-def _compare(graph, model, decode: bool) -> float:
-    ids, encoder = _inputs(model)
+def _compare(graph, model, decode: bool, length: int = 5) -> float:
+    ids, encoder = _inputs(model, length=length)
     kw = {} if encoder is None else {"encoder_ids": encoder}
     ours = interpret(graph, ids, decode=decode, **kw)
     ref = hf_logits(model, ids, decode, encoder)
@@ -78,6 +78,17 @@ def test_16_bit_checkpoint_matches_transformers_on_rounded_weights(case, dtype, 
     assert {v.type.dtype for v in graph.params.values()} == {DType.bf16 if dtype == "bfloat16" else DType.f16}
     diff = _compare(graph, model, decode=False)
     assert diff <= TOLERANCE, f"{case} {dtype}: max |diff| {diff:.2e}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_long_sequences_match_transformers(case, tmp_path):
+    """40 tokens: past the rope scalings' original lengths, the sliding window and T5's exact buckets."""
+    model = make_model(case)
+    graph = import_hf(save_model(model, tmp_path / case))
+    for decode in (False, True):
+        diff = _compare(graph, model, decode, length=40)
+        assert diff <= TOLERANCE, f"{case} {'decode' if decode else 'prefill'}: max |diff| {diff:.2e}"
 
 
 def test_sharded_checkpoint_imports_like_a_single_file(tmp_path):
