@@ -46,6 +46,8 @@ class GraphBuilder:
     def op(self, op: str, *inputs: Value | None, hint: str | None = None, **attrs: Any) -> Any:
         """Append `op(inputs) {attrs}`; returns its one result, or a tuple of results."""
         opdef = get_op(op)
+        while inputs and inputs[-1] is None:  # absent trailing optionals: `linear(%x, @w)`, not `(%x, @w, _)`
+            inputs = inputs[:-1]
         try:
             checked = opdef.check_attrs(attrs)
             types = infer_node(opdef, inputs, checked)
