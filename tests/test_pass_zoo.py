@@ -85,3 +85,14 @@ def test_imported_checkpoints(tmp_path, case, pipeline, expected):
     g = import_hf(save_model(make_model(case), tmp_path / case))
     out = fused(g, pipeline)
     assert set(matmuls_per_layer(out).values()) == {expected}
+
+
+CLEANUP_AND_FUSION = "canonicalize,cse,fuse-qkv,fuse-gate-up,fuse-parallel-attention,constant-fold,dce"
+
+
+@pytest.mark.parametrize("name", zoo_pkg.names())
+def test_every_zoo_model_survives_the_exact_pipeline(name):
+    g = zoo(name)
+    result = run_pipeline(g, CLEANUP_AND_FUSION, check=True)  # every exact pass checked: prefill and decode
+    linears = [sum(n.op == "linear" for n in x.nodes) for x in (g, result.graph)]
+    assert linears[1] <= linears[0]
