@@ -87,7 +87,8 @@ def _token_meta(ids: dict, generation: dict) -> dict:
         if isinstance(value, list):
             meta[key.replace("_id", "_ids")] = value
             value = value[0] if value else None
-        meta[key] = value
+        if value is not None or key != "decoder_start_token_id":  # decoder-only models have none
+            meta[key] = value
     return meta
 
 
