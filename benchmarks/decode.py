@@ -52,7 +52,7 @@ QUICK = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "
          "intermediate_size": 704, "vocab_size": 32000}
 
 
-Run = Callable[[], tuple[float, float]]  # one measurement: (prefill tok/s, decode tok/s)
+Run = Callable[[], tuple]  # one measurement: (prefill tok/s, decode tok/s[, the greedy tokens])
 
 
 @dataclass
@@ -69,8 +69,9 @@ class Bench:
         def once() -> tuple[float, float]:
             stamps: list[float] = []
             start = time.perf_counter()
-            session.generate([self.prompt], self.new_tokens, callback=lambda i, t: stamps.append(time.perf_counter()))
-            return len(self.prompt) / (stamps[0] - start), (len(stamps) - 1) / (stamps[-1] - stamps[0])
+            tokens = session.generate([self.prompt], self.new_tokens,
+                                      callback=lambda i, t: stamps.append(time.perf_counter()))[0]
+            return len(self.prompt) / (stamps[0] - start), (len(stamps) - 1) / (stamps[-1] - stamps[0]), tokens
 
         return once
 
@@ -138,12 +139,13 @@ def hf_eager(bench: Bench) -> Run:
         out = model(ids, use_cache=True)
         token = out.logits[:, -1:].argmax(-1)
         prefilled = time.perf_counter()
-        cache = out.past_key_values
+        cache, tokens = out.past_key_values, [int(token)]
         for _ in range(bench.new_tokens - 1):
             out = model(token, past_key_values=cache, use_cache=True)
             cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            tokens.append(int(token))
         end = time.perf_counter()
-        return len(bench.prompt) / (prefilled - start), (bench.new_tokens - 1) / (end - prefilled)
+        return len(bench.prompt) / (prefilled - start), (bench.new_tokens - 1) / (end - prefilled), tokens
 
     return once
 
@@ -178,7 +180,8 @@ def genai_fp32(bench: Bench) -> Run:
             generator.generate_next_token()
             steps += 1
         end = time.perf_counter()
-        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled)
+        tokens = [int(t) for t in generator.get_sequence(0)[len(bench.prompt):]]
+        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled), tokens
 
     return once
 
@@ -220,15 +223,16 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
 }
 
 
-def table(results: dict[str, tuple[float, float]]) -> str:
+def table(results: dict[str, tuple[float, float]], same: dict[str, str]) -> str:
     base = results.get("genai-fp32", (0, 0))[1]
     roof = results.get("roofline", (0, 0))[1]
-    lines = [f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"]
+    lines = [f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"
+             f"{'tokens = hf-eager':>19}"]
     for name, (prefill, decode) in results.items():
         vs_genai = f"{decode / base:.2f}x" if base else "-"
         vs_roof = f"{decode / roof:.0%}" if roof else "-"
         pre = f"{prefill:.1f}" if prefill == prefill else "-"
-        lines.append(f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}")
+        lines.append(f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{same.get(name, '-'):>19}")
     return "\n".join(lines)
 
 
@@ -260,18 +264,23 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
             samples[name].append(runs[name]())
             print(f"round {r}: {name}: prefill {samples[name][-1][0]:.1f} tok/s, "
                   f"decode {samples[name][-1][1]:.1f} tok/s", flush=True)
-    results = {name: (statistics.median(p for p, _ in v), statistics.median(d for _, d in v))
+    results = {name: (statistics.median(m[0] for m in v), statistics.median(m[1] for m in v))
                for name, v in samples.items()}
+    tokens = {name: v[-1][2] for name, v in samples.items() if len(v[-1]) > 2}
+    ref = tokens.get("hf-eager")
+    same = {name: ("yes" if t == ref else f"no ({sum(a == b for a, b in zip(t, ref))}/{len(ref)})")
+            for name, t in tokens.items()} if ref is not None else {}
     if "roofline" in samples:  # the bound: best bandwidth seen in any round
-        results["roofline"] = (float("nan"), max(d for _, d in samples["roofline"]))
+        results["roofline"] = (float("nan"), max(m[1] for m in samples["roofline"]))
     print()
     print(f"LLaMA-style {dims}, prompt {length} + {length} new tokens, batch 1, greedy, "
           f"{args.threads} thread(s), median of {bench.repeats}")
-    print(table(results))
+    print(table(results, same))
     out = ROOT / "results" / ("decode-quick.json" if args.quick else "decode.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"dims": dims, "tokens": length, "threads": args.threads, "repeats": bench.repeats,
-                               "results": {k: {"prefill_tps": v[0], "decode_tps": v[1]} for k, v in results.items()}},
+                               "results": {k: {"prefill_tps": v[0], "decode_tps": v[1], "tokens_equal_hf": same.get(k)}
+                                           for k, v in results.items()}},
                               indent=2, default=float) + "\n")
     return results
 

@@ -93,15 +93,14 @@ def stream(session: Any, prompts: Any, max_new_tokens: int, *, sampling: Samplin
     stops = set(int(s) for s in stop_ids)
     done = np.zeros(len(rows), dtype=bool)
     for _ in range(max_new_tokens):
-        logits = np.zeros((len(rows), 0), dtype=np.float32)
-        per_row: list[np.ndarray | None] = [None] * len(rows)
+        logits = np.empty((len(rows), 0), dtype=np.float32)
         for lane in lanes:
             feeds = lm.make_feeds(inputs, lane.ids, lane.cache, past_len=lane.past, mask=lane.mask, **lane.extra)
             out, lane.cache = session.step(feeds)
             lane.past = lane.mask.shape[1]
-            for j, r in enumerate(lane.rows):
-                per_row[r] = out[j, -1]
-        logits = np.stack(per_row)
+            if logits.shape[1] == 0:
+                logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
+            logits[lane.rows] = out[:, -1]
         tokens = sampling.choose(logits, rng).astype(np.int64)
         tokens[done] = -1
         yield tokens

@@ -161,5 +161,6 @@ class _SharedKV:
 
 
 def _to_f32(array: np.ndarray) -> np.ndarray:
-    return array.astype(np.float32) if array.dtype.kind == "f" and array.dtype != np.float32 else \
-        (array.astype(np.float32) if array.dtype.name == "bfloat16" else array)
+    if array.dtype == np.float32 or array.dtype.kind in "iub":
+        return array
+    return array.astype(np.float32)  # f16 / bf16 outputs
