@@ -1,8 +1,9 @@
 """tvm-cuda builds without a GPU: every kernel is GPU-scheduled and nvcc compiles it for the arch.
 
-Fast tier: the hand-built LLaMA for sm_80 and sm_90. Slow tier: the MLA + MoE graph (and the zoo's
-tiny LLaMA, Mixtral and DeepSeek-v2 when the zoo is installed). Running the artifacts needs a GPU:
-`irgraph.runtimes.open(artifact)` on a machine with CUDA (see the manifest's `needs`).
+Fast tier: tiny LLaMA-2 for sm_80 and tiny DeepSeek-v2 (MLA + MoE) for sm_90. Slow tier: the
+other arch of each, tiny Mixtral (MoE) for both, and the hand-built LLaMA for both.
+Running the artifacts needs a GPU: `irgraph.runtimes.open(artifact)` on a machine with CUDA
+(see the manifest's `needs`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,27 @@ def _check(graph, tmp_path, arch):
 
 
 @needs_nvcc
+@pytest.mark.parametrize("name, arch", [("llama-2", "sm_80"), ("deepseek-v2", "sm_90")])
+def test_zoo_cuda_kernels_compile_with_nvcc(tmp_path, name, arch):
+    import irgraph.model_zoo as zoo
+
+    _check(zoo.build(name, size="tiny", seed=0), tmp_path, arch)
+
+
+@needs_nvcc
+@pytest.mark.slow
+@pytest.mark.parametrize("name, arch", [("llama-2", "sm_90"), ("mixtral-8x22b", "sm_80"),
+                                        ("mixtral-8x22b", "sm_90"), ("deepseek-v2", "sm_80")])
+def test_more_zoo_cuda_kernels_compile_with_nvcc(tmp_path, name, arch):
+    import irgraph.model_zoo as zoo
+
+    _check(zoo.build(name, size="tiny", seed=0), tmp_path, arch)
+
+
+@needs_nvcc
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_llama_cuda_kernels_compile_with_nvcc(tmp_path, arch):
+def test_hand_built_llama_cuda_kernels_compile_with_nvcc(tmp_path, arch):
     _check(tiny_llama(), tmp_path, arch)
 
 
