@@ -147,3 +147,14 @@ def test_shared_kv_buffer_grows_past_its_capacity(llama, artifacts):
     assert session.share_buffer and not ORTSession(artifacts["portable"]).share_buffer
     prompt = [[int(t) for t in np.random.default_rng(1).integers(1, 64, 250)]]  # 250 + 10 crosses 256
     assert session.generate(prompt, 10) == InterpreterSession(llama).generate(prompt, 10)
+
+
+def test_cli_compiles_a_zoo_name_with_passes_and_check(tmp_path):
+    zoo = pytest.importorskip("irgraph.model_zoo")
+    if not hasattr(zoo, "build"):
+        pytest.skip("zoo builder not installed")
+    runner = CliRunner()
+    result = runner.invoke(main, ["compile", "llama-2", "-o", str(tmp_path / "a"), "--passes", "dce", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "check decode: max |logits - interpreter|" in result.output
+    assert runner.invoke(main, ["compile", "no-such-model", "-o", str(tmp_path / "b")]).exit_code != 0

@@ -73,6 +73,8 @@ def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=
                 from None
         for v, name in zip(node.outputs, outs):
             e.bind(v, name)
+    if progress is not None:
+        progress(len(graph.nodes), len(graph.nodes))
     outputs = []
     for name, v in graph.outputs.items():
         current = e.name(v)

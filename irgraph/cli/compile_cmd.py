@@ -76,7 +76,7 @@ def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed
 
         with tqdm(total=len(graph.nodes), desc=f"lowering {graph.name}", unit="node", leave=False) as bar:
             def progress(i: int, total: int) -> None:
-                bar.update(i + 1 - bar.n)
+                bar.update(i - bar.n)
 
             result = compile_graph(graph, out, flavour=flavour, dtype=dtype, force=force, progress=progress,
                                    extra_files=extra)
@@ -88,3 +88,25 @@ def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed
             bar.update(1)
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
+    if check:
+        _check_artifact(graph, result, 1e-4 if dtype == "f32" or target != "onnx" else 5e-2)
+
+
+def _check_artifact(graph: Graph, folder: Path, tolerance: float) -> None:
+    """Max |logits - interpreter| for a short prompt, prefill and token by token; fails above tolerance."""
+    import numpy as np
+
+    import irgraph.runtimes
+    from irgraph import lm
+
+    session = irgraph.runtimes.open(folder)
+    vocab = int(graph.meta.get("vocab_size") or 2)
+    ids = np.random.default_rng(0).integers(0, vocab, (1, 6))
+    kw = {"encoder_ids": ids} if lm.is_encoder_decoder(session.inputs) else {}
+    for decode in (False, True):
+        err = float(np.abs(session.forward(ids, decode=decode, **kw) - lm.interpret(graph, ids, decode=decode, **kw))
+                    .max())
+        click.echo(f"check {'decode' if decode else 'prefill'}: max |logits - interpreter| = {err:.2e}")
+        if not err <= tolerance:
+            raise click.ClickException(f"compiled logits differ from the interpreter by {err:.2e} "
+                                       f"(tolerance {tolerance:g})")
