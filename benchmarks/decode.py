@@ -11,6 +11,7 @@ BPE, saved with save_pretrained. `--quick` uses a 4-layer, hidden-256 model and
 tokens, each system in this one process:
 
   irgraph-onnx   import-hf -> codegen onnx (ort flavour, f32) -> irgraph.runtimes (ORT CPU)
+  irgraph-tvm    import-hf -> codegen tvm (tvm-llvm: packed-weight linear kernels) -> irgraph.runtimes (Relax VM)
   hf-eager       transformers LlamaForCausalLM, eager attention, its KV cache (DynamicCache)
   genai-fp32     onnxruntime-genai's builder output (-p fp32 -e cpu) driven by og.Generator
   roofline       bytes of weights streamed per token / bandwidth of a large numpy GEMV
@@ -109,6 +110,16 @@ def irgraph_onnx(bench: Bench) -> Run:
     if not (art / "manifest.json").is_file():
         compile_graph(load_graph(bench.hf_dir), art, flavour="ort", dtype="f32", force=True)
     return bench.session_run(ORTSession(art, threads=bench.threads, providers=["CPUExecutionProvider"]))
+
+
+def irgraph_tvm(bench: Bench) -> Run:
+    from irgraph.codegen.tvm.artifact import compile_graph
+    from irgraph.runtimes.tvm import TVMSession
+
+    art = bench.work / "irgraph-tvm-llvm"
+    if not (art / "manifest.json").is_file():
+        compile_graph(load_graph(bench.hf_dir), art, target="tvm-llvm", force=True)
+    return bench.session_run(TVMSession(art, threads=bench.threads))
 
 
 def load_graph(hf_dir: Path):
@@ -217,6 +228,7 @@ def roofline(bench: Bench) -> Run:
 
 SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "irgraph-onnx": irgraph_onnx,
+    "irgraph-tvm": irgraph_tvm,
     "hf-eager": hf_eager,
     "genai-fp32": genai_fp32,
     "roofline": roofline,
