@@ -32,7 +32,8 @@ def is_moe_layer(moe: MoeConfig | None, layer: int) -> bool:
 
 
 def moe_mlp(ctx: BuildContext, h: Value, prefix: str) -> Value:
-    """Routed experts (+ shared experts, + Arctic's parallel dense MLP) of layer `prefix`, summed."""
+    """Routed experts (+ shared experts) of layer `prefix`, summed. Arctic's dense residual MLP is
+    a separate branch of the block (stack.feeds)."""
     cfg, b, moe = ctx.cfg, ctx.b, ctx.cfg.moe
     gated = cfg.gated_mlp if moe.gated is None else moe.gated
     e, f, d = moe.num_experts, moe.expert_ffn, h.type.shape[-1]
@@ -47,8 +48,6 @@ def moe_mlp(ctx: BuildContext, h: Value, prefix: str) -> Value:
         shared = dense_mlp(ctx, h, f"{prefix}.moe.shared", width=moe.shared_experts * f, hidden=d, gated=gated,
                            bias=False)
         out = b.add(out, shared, hint="moe_out")
-    if moe.residual_dense:
-        out = b.add(out, dense_mlp(ctx, h, f"{prefix}.mlp", hidden=d), hint="moe_out")
     return out
 
 

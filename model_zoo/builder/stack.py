@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from irgraph.errors import ConfigError
 from irgraph.ir import Value
 from irgraph.model_zoo.builder.attention import (
     AttnInputs,
@@ -18,7 +19,7 @@ from irgraph.model_zoo.builder.attention import (
     self_attention,
 )
 from irgraph.model_zoo.builder.context import BuildContext
-from irgraph.model_zoo.builder.mlp import dense_mlp, mlp
+from irgraph.model_zoo.builder.mlp import dense_mlp, is_moe_layer, mlp, moe_mlp
 from irgraph.model_zoo.config import Arch, Block, NormPlacement, Position
 
 Sublayer = Callable[[Value], Value]
@@ -40,9 +41,24 @@ def residual(ctx: BuildContext, x: Value, norm_name: str, f: Sublayer) -> Value:
     return b.add(x, ctx.norm(f(ctx.norm(x, norm_name, width)), post_name, width), hint="x")
 
 
+def feeds(ctx: BuildContext, layer: int, stack: str = "layers",
+          width: int | None = None) -> tuple[Sublayer, Sublayer | None]:
+    """Layer `layer`'s MLP branch, and the routed MLP that runs beside attention where the config
+    has Arctic's dense+MoE residual layout (else None)."""
+    cfg, prefix = ctx.cfg, f"{stack}.{layer}"
+    if cfg.moe is None or not cfg.moe.residual_dense or not is_moe_layer(cfg.moe, layer):
+        return (lambda h: mlp(ctx, h, layer, stack, width)), None
+    if cfg.block is not Block.SEQUENTIAL or cfg.norm_placement is not NormPlacement.PRE:
+        raise ConfigError("moe.residual_dense (Arctic) is defined for sequential pre-norm blocks",
+                          got=(cfg.block.value, cfg.norm_placement.value), where=f"{cfg.name}: moe")
+    return ((lambda h: dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=h.type.shape[-1])),
+            (lambda h: moe_mlp(ctx, h, prefix)))
+
+
 def block(ctx: BuildContext, x: Value, prefix: str, attend: Sublayer, feed: Sublayer,
-          cross: Sublayer | None = None) -> Value:
-    """One transformer layer: attention (+ cross-attention) and MLP around the residual stream."""
+          cross: Sublayer | None = None, beside: Sublayer | None = None) -> Value:
+    """One transformer layer: attention (+ cross-attention) and MLP around the residual stream;
+    `beside` is a routed MLP reading the layer input in parallel with attention (Arctic)."""
     b, width = ctx.b, x.type.shape[-1]
     if ctx.cfg.block is not Block.SEQUENTIAL:
         # PARALLEL: x + attn(LN(x)) + mlp(LN(x)) with one shared norm (PaLM, GPT-J);
@@ -54,9 +70,15 @@ def block(ctx: BuildContext, x: Value, prefix: str, attend: Sublayer, feed: Subl
         if cross is not None:
             y = b.add(y, cross(ctx.norm(y, f"{prefix}.cross_norm", width)))
         return b.add(y, feed(h_mlp), hint="x")
+    x_in = x
     x = residual(ctx, x, f"{prefix}.attn_norm", attend)
     if cross is not None:
         x = residual(ctx, x, f"{prefix}.cross_norm", cross)
+    if beside is not None:
+        # Arctic (parallel_attn_mlp_res): the dense MLP reads the attention output through its
+        # own norm; the MoE reads the layer's input (pre-attention) through mlp_norm.
+        x = residual(ctx, x, f"{prefix}.residual_norm", feed)
+        return b.add(x, beside(ctx.norm(x_in, f"{prefix}.mlp_norm", width)), hint="x")
     return residual(ctx, x, f"{prefix}.mlp_norm", feed)
 
 
@@ -84,9 +106,9 @@ def position_bias(ctx: BuildContext, x: Value, key_mask: Value, table: str, bidi
     return None
 
 
-def lm_head(ctx: BuildContext, x: Value) -> None:
+def lm_head(ctx: BuildContext, x: Value, final_norm: bool = True) -> None:
     cfg, b = ctx.cfg, ctx.b
-    if cfg.final_norm:
+    if cfg.final_norm and final_norm:
         x = ctx.norm(x, "norm")
     weight = (ctx.b.graph.params["embed.weight"] if cfg.tied_embeddings
               else ctx.param("lm_head.weight", (cfg.vocab_size, cfg.hidden), cfg.hidden ** -0.5))
@@ -116,10 +138,15 @@ def build_decoder_only(ctx: BuildContext) -> None:
                 return latent_attention(ctx, h, f"{prefix}.attn", i, io)
             return self_attention(ctx, h, f"{prefix}.attn", i, io)
 
-        x = block(ctx, x, prefix, attend, lambda h, i=i: mlp(ctx, h, i))
+        feed, beside = feeds(ctx, i)
+        x = block(ctx, x, prefix, attend, feed, beside=beside)
     if cfg.query_layer:
+        # PanGu-α normalises the last block's output, then runs the query layer straight into
+        # the (tied) head: the final norm sits below the query layer, none above it.
+        if cfg.final_norm:
+            x = ctx.norm(x, "norm")
         x = query_layer(ctx, x, io)
-    lm_head(ctx, x)
+    lm_head(ctx, x, final_norm=not cfg.query_layer)
 
 
 def query_layer(ctx: BuildContext, x: Value, io: AttnInputs) -> Value:
@@ -157,7 +184,8 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
             return self_attention(ctx, h, f"{prefix}.attn", -1, enc_io, hidden=width, heads=heads,
                                   kv_heads=kv_heads, head_dim=head_dim)
 
-        e = block(ctx, e, prefix, attend, lambda h, i=i: mlp(ctx, h, i, "encoder.layers", cfg.encoder_ffn or None))
+        feed, beside = feeds(ctx, i, "encoder.layers", cfg.encoder_ffn or None)
+        e = block(ctx, e, prefix, attend, feed, beside=beside)
     if cfg.final_norm:
         e = ctx.norm(e, "encoder.norm", width)
     if width != cfg.hidden:
@@ -177,5 +205,6 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
         def cross(h: Value, prefix: str = prefix) -> Value:
             return cross_attention(ctx, h, e, enc_mask, f"{prefix}.cross_attn")
 
-        x = block(ctx, x, prefix, attend, lambda h, i=i: mlp(ctx, h, i), cross if i >= first_cross else None)
+        feed, beside = feeds(ctx, i)
+        x = block(ctx, x, prefix, attend, feed, cross if i >= first_cross else None, beside)
     lm_head(ctx, x)

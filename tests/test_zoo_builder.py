@@ -1,0 +1,114 @@
+"""Builder wiring that no Hugging Face parity test covers, pinned against the models' own code.
+
+The tests follow values through built graphs (which value feeds which norm) and, where a
+wrong wiring would still type-check, compare numbers:
+- Snowflake Arctic (parallel_attn_mlp_res in its modeling code): the MoE reads the layer input
+  through post_attention_layernorm, in parallel with attention; the dense residual MLP reads
+  the attention output through its own residual_layernorm.
+- PanGu-α (MindSpore pangu_alpha.py): the final layernorm normalises the last block's output,
+  then comes the query layer, then the tied head with no norm in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import irgraph
+from irgraph.errors import ConfigError
+from irgraph.ir import Graph, Node, Value
+from irgraph.model_zoo import build_graph
+from irgraph.model_zoo.config import (
+    Activation,
+    Block,
+    ModelConfig,
+    MoeConfig,
+    Norm,
+    Position,
+    RotaryConfig,
+)
+from irgraph.weights import WeightStore
+
+ARCTIC = ModelConfig(name="arctic-like", vocab_size=256, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48,
+                     norm=Norm.RMS, position=Position.ROTARY, rotary=RotaryConfig(), activation=Activation.SILU,
+                     gated_mlp=True, moe=MoeConfig(num_experts=4, top_k=2, expert_ffn=16, residual_dense=True))
+PANGU = ModelConfig(name="pangu-like", vocab_size=256, hidden=32, layers=2, heads=4, ffn=64, query_layer=True,
+                    tied_embeddings=True, qkv_bias=True, out_bias=True, mlp_bias=True)
+
+
+def _user_of(graph: Graph, param: str) -> Node:
+    """The one node that takes parameter `param` as an input."""
+    users = [n for n in graph.nodes if any(v is not None and v.param == param for v in n.inputs)]
+    assert len(users) == 1, (param, users)
+    return users[0]
+
+
+def _depends_on(graph: Graph, value: Value, param: str) -> bool:
+    producers, seen, todo = graph.producers(), set(), [value]
+    while todo:
+        v = todo.pop()
+        if v is None or id(v) in seen:
+            continue
+        seen.add(id(v))
+        if v.param == param:
+            return True
+        if v in producers:
+            todo.extend(producers[v].inputs)
+    return False
+
+
+def test_arctic_moe_reads_the_layer_input_and_the_dense_mlp_the_attention_output():
+    g = build_graph(ARCTIC, weights=None)
+    for i in range(ARCTIC.layers):
+        attn_norm = _user_of(g, f"layers.{i}.attn_norm.weight")
+        moe_norm = _user_of(g, f"layers.{i}.mlp_norm.weight")
+        dense_norm = _user_of(g, f"layers.{i}.residual_norm.weight")
+        assert moe_norm.inputs[0] is attn_norm.inputs[0]  # beside attention, on the layer input
+        assert _user_of(g, f"layers.{i}.moe.router.weight").inputs[0] is moe_norm.outputs[0]
+        assert _depends_on(g, dense_norm.inputs[0], f"layers.{i}.attn.o.weight")
+        assert _user_of(g, f"layers.{i}.mlp.up.weight").inputs[0] is dense_norm.outputs[0]
+
+
+def test_arctic_moe_branch_is_independent_of_attention():
+    """With one layer and no final norm, logits are linear in the branch sum, so removing the MoE
+    (zero expert down-projections) subtracts the same amount whether or not attention and the
+    dense MLP are there: the MoE input is the layer input, not the attention output."""
+    cfg = ARCTIC.replace(layers=1, final_norm=False)
+    g = build_graph(cfg, seed=1)
+    ids = np.array([[3, 9, 27, 81, 200]])
+
+    def logits(*zero: str) -> np.ndarray:
+        arrays = {k: np.zeros_like(g.weight(k)) if k in zero else g.weight(k) for k in g.params}
+        return irgraph.interpret(dataclasses.replace(g, weights=WeightStore.from_arrays(arrays)), ids)
+
+    moe, attn, dense = "layers.0.moe.experts.down", "layers.0.attn.o.weight", "layers.0.mlp.down.weight"
+    with_attention = logits() - logits(moe)
+    without_attention = logits(attn, dense) - logits(attn, dense, moe)
+    assert np.abs(with_attention).max() > 1e-2  # the MoE branch contributes
+    np.testing.assert_allclose(with_attention, without_attention, atol=1e-5)
+
+
+def test_arctic_layout_needs_sequential_pre_norm_blocks():
+    with pytest.raises(ConfigError, match="residual_dense"):
+        build_graph(ARCTIC.replace(block=Block.PARALLEL), weights=None)
+
+
+def test_pangu_final_norm_sits_below_the_query_layer():
+    g = build_graph(PANGU, weights=None)
+    final_norm = _user_of(g, "norm.weight")
+    assert _user_of(g, "query_layer.attn_norm.weight").inputs[0] is final_norm.outputs[0]
+    assert not _depends_on(g, final_norm.inputs[0], "query_layer.attn.o.weight")
+    head = next(n for n in g.nodes if g.outputs["logits"] in n.outputs)
+    assert head.op == "linear" and head.inputs[1].param == "embed.weight"  # tied head
+    top = g.producers()[head.inputs[0]]
+    assert top.op == "add" and _depends_on(g, top.outputs[0], "query_layer.mlp.down.weight")
+    assert _user_of(g, "query_layer.embed.weight").op == "embedding"
+
+
+def test_pangu_like_decodes_like_full_recompute():
+    g = build_graph(PANGU, seed=2)
+    ids = np.array([[5, 17, 99, 200, 3, 42]])
+    full, cached = irgraph.interpret(g, ids), irgraph.interpret(g, ids, decode=True)
+    np.testing.assert_allclose(cached, full, atol=1e-5)
