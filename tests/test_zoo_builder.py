@@ -112,3 +112,17 @@ def test_pangu_like_decodes_like_full_recompute():
     ids = np.array([[5, 17, 99, 200, 3, 42]])
     full, cached = irgraph.interpret(g, ids), irgraph.interpret(g, ids, decode=True)
     np.testing.assert_allclose(cached, full, atol=1e-5)
+
+
+def test_glm_130b_normalises_the_embedding_and_ends_on_the_last_layer_norm():
+    """GLM-130B (SwissArmyTransformer, layernorm order 'post' with DeepNorm): every sublayer reads a
+    normalised stream, starting with the embedding, and the last layer's norm is the final norm."""
+    from irgraph import model_zoo
+
+    g = model_zoo.build("glm-130b", weights=False)
+    last = model_zoo.config("glm-130b", "tiny").layers - 1
+    q = _user_of(g, "layers.0.attn.q.weight")
+    assert g.producers()[q.inputs[0]] is _user_of(g, "embed_norm.weight")
+    head = next(n for n in g.nodes if g.outputs["logits"] in n.outputs)
+    assert g.producers()[head.inputs[0]] is _user_of(g, f"layers.{last}.mlp_norm.weight")
+    assert "norm.weight" not in g.params

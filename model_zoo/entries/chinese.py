@@ -246,6 +246,8 @@ GLM_130B = ZooEntry(
         ffn=32768,
         norm_placement=NormPlacement.DEEPNORM,
         deepnorm_alpha=(2 * 70) ** 0.5,
+        embedding_norm=True,
+        final_norm=False,
         position=Position.ROTARY,
         rotary=RotaryConfig(),
         max_position=2048,
@@ -269,6 +271,11 @@ GLM_130B = ZooEntry(
                "max_position", "published_params", "activation", "gated_mlp"),
         **cite("GLM-130B Sec. 2.1: Post-LN with DeepNorm, alpha = (2N)^(1/2); RoPE; bidirectional attention over "
                "the context, causal over the blanks", "norm_placement", "deepnorm_alpha", "position", "arch"),
+        **cite("THUDM/GLM-130B configs (--layernorm-order post) on SwissArmyTransformer's layer: "
+               "y = alpha*LN_in(x) + Attn(LN_in(x)), z = LN_post(y), out = alpha*z + MLP(z), then a final "
+               "LN. That is LN(alpha*x + f(x)) per sublayer (our DEEPNORM) with the chain of norms shifted "
+               "by one: the first layer's LN_in normalises the embedding (embedding_norm) and the last "
+               "layer's norm is the final LN (final_norm off)", "embedding_norm", "final_norm"),
         **cite("THUDM/GLM-130B release: icetk tokenizer, padded vocabulary 150,528; tied output layer",
                "vocab_size", "tied_embeddings"),
     },
