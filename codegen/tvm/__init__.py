@@ -1,16 +1,20 @@
 """Apache TVM backend: Relax modules built straight from irgraph graphs (imported as `irgraph.codegen.tvm`).
 
     from irgraph.codegen import tvm as tvm_codegen
-    tvm_codegen.compile_graph(graph, "out/llama-tvm", target="tvm-llvm")
+    tvm_codegen.compile_graph(graph, "out/llama-tvm", target="tvm-llvm")   # or tvm-cuda, tvm-aarch64
+    session = irgraph.runtimes.open("out/llama-tvm")
 
-`lowering` builds the Relax `IRModule` (one lowering per registry op),
-`linear` holds the packed-weight CPU kernel, `targets` turns a target name
-into TVM targets and build pipelines (llvm, cuda with dlight, aarch64 cross),
-and `artifact` writes the artifact folder the runtime (`irgraph.runtimes.tvm`)
-and the native edge runner (`runner/`) load.
+`lowering` builds the Relax `IRModule` (one lowering per registry op, in
+`lower_basic`, `lower_attention`, `lower_moe`), `linear` holds the packed-weight
+CPU kernel, `targets` turns a target name into TVM targets and build pipelines
+(llvm, cuda with dlight and an nvcc check, aarch64 cross-linking), `artifact`
+writes the artifact folder the runtime (`irgraph.runtimes.tvm`) and the native
+edge runner (`runner/`, driven from Python by `edge`) load.
 """
 
 from irgraph.codegen.tvm import lower_attention, lower_basic, lower_moe  # noqa: F401  (register lowerings)
+from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
 from irgraph.codegen.tvm.lowering import FUNCTION, LOWERINGS, WeightArg, build_module
+from irgraph.codegen.tvm.targets import TARGETS
 
-__all__ = ["FUNCTION", "LOWERINGS", "WeightArg", "build_module"]
+__all__ = ["FUNCTION", "LOWERINGS", "TARGETS", "WeightArg", "build_module", "compile_graph", "read_manifest"]
