@@ -63,12 +63,20 @@ class ORTSession(Session):
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        try:
-            self.session = ort.InferenceSession(str(self.folder / manifest["onnx"]["model"]),
-                                                sess_options=session_options(threads), providers=providers)
-        except Exception as e:  # ORT's load errors are long; keep the first line and name the file
-            raise RuntimeFailure(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
-                                 where=str(self.folder / manifest["onnx"]["model"])) from None
+
+        def load(file: str) -> Any:
+            try:
+                return ort.InferenceSession(str(self.folder / file), sess_options=session_options(threads),
+                                            providers=providers)
+            except Exception as e:  # ORT's load errors are long; keep the first line and name the file
+                raise RuntimeFailure(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
+                                     where=str(self.folder / file)) from None
+
+        self.session = load(manifest["onnx"]["model"])
+        encoder = manifest["onnx"].get("encoder")
+        self.encoder = load(encoder["model"]) if encoder else None
+        self._encoder_io = (encoder["inputs"], encoder["outputs"]) if encoder else ((), ())
+        self._encoded: tuple[Any, dict[str, np.ndarray]] | None = None
         self.providers = self.session.get_providers()
         self._ort_inputs = {i.name: i.type for i in self.session.get_inputs()}
         self._presents = {past: lm.present_name(past) for past in lm.cache_inputs(self.inputs)}
@@ -81,12 +89,25 @@ class ORTSession(Session):
             raise RuntimeFailure("feeds do not match the model inputs", expected=", ".join(self.inputs),
                                  got=", ".join(feeds), where=str(self.folder))
 
+    def _decoder_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Encoder-decoder artifacts: the decoder's feeds, the encoder run once per distinct prompt."""
+        if self.encoder is None:
+            return feeds
+        names, outputs = self._encoder_io
+        key = tuple((n, np.asarray(feeds[n]).shape, np.asarray(feeds[n]).tobytes()) for n in names)
+        if self._encoded is None or self._encoded[0] != key:
+            results = self.encoder.run(list(outputs), {n: self._feed(n, np.asarray(feeds[n])) for n in names})
+            self._encoded = (key, dict(zip(outputs, results)))
+        return {**{n: v for n, v in feeds.items() if n in self._ort_inputs}, **self._encoded[1]}
+
     def _feed(self, name: str, value: Any) -> Any:
         if not isinstance(value, np.ndarray):
             return value  # an OrtValue from the previous step
+        if name not in self.inputs:
+            return value  # an encoder output, already in the model's dtype
         t = self.inputs[name]
         dtype = self._float if t.dtype.is_float else t.dtype.numpy
-        if self._ort_inputs[name] == "tensor(bfloat16)":
+        if self._ort_inputs.get(name) == "tensor(bfloat16)":
             import ml_dtypes
 
             dtype = ml_dtypes.bfloat16
@@ -94,7 +115,7 @@ class ORTSession(Session):
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check(feeds)
-        arrays = {n: self._feed(n, np.asarray(v)) for n, v in feeds.items()}
+        arrays = {n: self._feed(n, np.asarray(v)) for n, v in self._decoder_feeds(feeds).items()}
         results = self.session.run(self.output_names, arrays)
         return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
 
@@ -110,6 +131,7 @@ class ORTSession(Session):
         self._check(feeds)
         if self.share_buffer:
             return self._shared_step(feeds)
+        feeds = self._decoder_feeds(feeds)
         values = {n: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
                   for n, v in feeds.items()}
         results = self.session.run_with_ort_values(self.output_names, values)

@@ -43,3 +43,20 @@ def test_tiny_zoo_model_matches_interpreter(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(set(zoo.names()) - set(FAST)) if hasattr(zoo, "names") else [])
 def test_every_tiny_zoo_model_matches_interpreter(name, tmp_path):
     _check(name, tmp_path)
+
+
+def test_encoder_decoder_is_two_models_and_encodes_once(tmp_path, monkeypatch):
+    from irgraph.runtimes.interpreter import InterpreterSession
+
+    graph = zoo.build("t5", size="tiny", seed=0)
+    session = ORTSession(compile_graph(graph, tmp_path / "t5"))
+    encoder = session.manifest["onnx"]["encoder"]
+    assert encoder["model"] == "encoder.onnx" and encoder["outputs"]
+    assert {"encoder.onnx", "model.onnx"} <= set(session.manifest["files"])
+    assert "input_ids" not in {i.name for i in session.session.get_inputs()}  # the decoder never sees the prompt
+    calls = []
+    run = session.encoder.run
+    monkeypatch.setattr(session.encoder, "run", lambda *a: calls.append(1) or run(*a))
+    prompts = [[5, 6, 7, 8], [9, 10]]
+    assert session.generate(prompts, 5) == InterpreterSession(graph).generate(prompts, 5)
+    assert len(calls) == 1

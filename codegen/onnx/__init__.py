@@ -8,7 +8,8 @@ IR node exactly (GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayer-
 Normalization); `portable` emits standard ONNX only (opset 23: Attention,
 RMSNormalization, RotaryEmbedding where they fit, decompositions otherwise).
 Weights go to `model.onnx.data` (external data), written tensor by tensor.
-Decoder-only graphs also get `genai_config.json` for onnxruntime-genai.
+Encoder-decoder graphs become `encoder.onnx` + `model.onnx` (the decoder) in one
+artifact. Decoder-only graphs also get `genai_config.json` for onnxruntime-genai.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (regi
 from irgraph.codegen.onnx.emitter import DATA_FILE, ONNX_DTYPES, Emitter
 from irgraph.codegen.onnx.genai import GENAI_FILE, genai_config
 from irgraph.codegen.onnx.lowerings import LOWERINGS, lowering_for
+from irgraph.codegen.onnx.split import split_encoder
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.ir import Graph
 from irgraph.registry import get_op
 from irgraph.runtimes.artifact import tool_version, write_artifact
 
-MODEL_FILE = "model.onnx"
+MODEL_FILE, ENCODER_FILE = "model.onnx", "encoder.onnx"
 FLAVOURS = ("ort", "portable")
 DTYPES = ("f32", "f16", "bf16")
 OPSET = 23
@@ -47,7 +49,7 @@ def _value_info(e: Emitter, name: str, t: Any) -> Any:
     return helper.make_tensor_value_info(name, e.onnx_type(t.dtype), shape)
 
 
-def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=None,
+def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=None, data_name: str = DATA_FILE,
                 progress: Progress | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external weights."""
     if flavour not in FLAVOURS:
@@ -58,7 +60,7 @@ def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=
         raise CodegenError("graph has no weights (structure only); an ONNX artifact needs them", where=graph.name)
     for node in graph.nodes:
         lowering_for(node.op)  # fail before writing anything, naming the op
-    e = Emitter(graph, flavour, DType(dtype), data)
+    e = Emitter(graph, flavour, DType(dtype), data, data_name)
     for i, node in enumerate(graph.nodes):
         if progress is not None:
             progress(i, len(graph.nodes))
@@ -119,16 +121,27 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort",
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
     """
 
-    def emit(tmp: Path) -> dict[str, Any]:
-        with open(tmp / DATA_FILE, "wb") as data:
-            model, facts = build_model(graph, flavour, dtype, data=data, progress=progress)
-        onnx.save_model(model, tmp / MODEL_FILE)
+    def write(tmp: Path, part: Graph, model_file: str) -> dict[str, Any]:
+        data_file = model_file + ".data"
+        with open(tmp / data_file, "wb") as data:
+            model, facts = build_model(part, flavour, dtype, data=data, data_name=data_file, progress=progress)
+        onnx.save_model(model, tmp / model_file)
         del model
-        onnx.checker.check_model(str(tmp / MODEL_FILE))
-        if (tmp / DATA_FILE).stat().st_size == 0:
-            (tmp / DATA_FILE).unlink()
-        entry: dict[str, Any] = {"onnx": {"model": MODEL_FILE, "flavour": flavour, "dtype": dtype, "opset": OPSET,
-                                          "ops": facts["ops"], "external_data": (tmp / DATA_FILE).exists(),
+        onnx.checker.check_model(str(tmp / model_file))
+        if (tmp / data_file).stat().st_size == 0:
+            (tmp / data_file).unlink()
+        return facts
+
+    def emit(tmp: Path) -> dict[str, Any]:
+        parts = split_encoder(graph)
+        encoder = None
+        if parts is not None:  # encoder-decoder: the encoder runs once per prompt, the decoder per step
+            write(tmp, parts[0], ENCODER_FILE)
+            encoder = {"model": ENCODER_FILE, "inputs": list(parts[0].inputs), "outputs": list(parts[0].outputs)}
+        facts = write(tmp, parts[1] if parts is not None else graph, MODEL_FILE)
+        entry: dict[str, Any] = {"onnx": {"model": MODEL_FILE, "encoder": encoder, "flavour": flavour, "dtype": dtype,
+                                          "opset": OPSET, "ops": facts["ops"],
+                                          "external_data": (tmp / DATA_FILE).exists(),
                                           "share_buffer": facts["share_buffer"]},
                                  "left_padding": not facts["gqa"]}
         for name, path in (extra_files or {}).items():

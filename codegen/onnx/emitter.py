@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -33,11 +32,11 @@ ONNX_DTYPES = {
 class Emitter:
     """Builds one ONNX graph from one IR graph for a flavour ("ort" | "portable") and compute dtype."""
 
-    def __init__(self, graph: Graph, flavour: str, dtype: DType, data: BinaryIO | None):
+    def __init__(self, graph: Graph, flavour: str, dtype: DType, data: BinaryIO | None, data_name: str = DATA_FILE):
         self.graph, self.flavour, self.dtype = graph, flavour, dtype
         self.nodes: list[Any] = []
         self.initializers: list[TensorProto] = []
-        self._data, self._offset = data, 0
+        self._data, self._data_name, self._offset = data, data_name, 0
         self._ids = itertools.count()
         self._names: dict[int, str] = {}  # id(Value) -> ONNX name (Values compare by identity)
         self._consts: dict[tuple, str] = {}
@@ -159,7 +158,7 @@ class Emitter:
         self._offset += pad
         tensor = TensorProto(name=name, data_type=_elem_type(array), dims=list(array.shape))
         tensor.data_location = TensorProto.EXTERNAL
-        for k, v in (("location", DATA_FILE), ("offset", str(self._offset)), ("length", str(array.nbytes))):
+        for k, v in (("location", self._data_name), ("offset", str(self._offset)), ("length", str(array.nbytes))):
             entry = tensor.external_data.add()
             entry.key, entry.value = k, v
         self._data.write(memoryview(array.reshape(-1).view(np.uint8)))
@@ -189,6 +188,3 @@ def _tensor(array: np.ndarray, name: str) -> TensorProto:
         return tensor
     return numpy_helper.from_array(array, name)
 
-
-def data_path(folder: Path) -> Path:
-    return folder / DATA_FILE
