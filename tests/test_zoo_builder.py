@@ -126,3 +126,21 @@ def test_glm_130b_normalises_the_embedding_and_ends_on_the_last_layer_norm():
     head = next(n for n in g.nodes if g.outputs["logits"] in n.outputs)
     assert g.producers()[head.inputs[0]] is _user_of(g, f"layers.{last}.mlp_norm.weight")
     assert "norm.weight" not in g.params
+
+
+def test_mla_norms_keep_rmsnorm_default_eps(tmp_path, monkeypatch):
+    """DeepSeek-v2's q_a/kv_a norms use eps 1e-6 whatever rms_norm_eps is (transformers and the
+    released modeling code build them without the config's eps); the imported graph agrees."""
+    pytest.importorskip("transformers")
+    from irgraph.model_zoo.hf_import import import_hf
+    from tests import hf_tiny
+
+    cls, kwargs = hf_tiny.CASES["deepseek_v2-lite"]
+    monkeypatch.setitem(hf_tiny.CASES, "mla-eps", (cls, dict(kwargs, rms_norm_eps=0.25)))
+    model = hf_tiny.make_model("mla-eps")
+    graph = import_hf(hf_tiny.save_model(model, tmp_path / "mla"))
+    eps = {n.attrs["eps"] for n in graph.nodes if n.op == "rms_norm" and "_a_norm" in n.inputs[1].param}
+    assert eps == {1e-6}
+    ids = np.random.default_rng(0).integers(0, hf_tiny.VOCAB, size=(1, 6))
+    ours, ref = irgraph.interpret(graph, ids), hf_tiny.hf_logits(model, ids, decode=False)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)

@@ -15,6 +15,8 @@ from irgraph.model_zoo.builder.context import BuildContext
 from irgraph.model_zoo.config import Norm, Position, RopeScaling, RotaryConfig
 from irgraph.ops.rotary import yarn_mscale
 
+MLA_NORM_EPS = 1e-6
+
 
 @dataclass(frozen=True)
 class AttnInputs:
@@ -78,9 +80,11 @@ def latent_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: A
     cfg, b = ctx.cfg, ctx.b
     mla, rotary = cfg.mla, cfg.rotary
     nh, dq = cfg.heads, mla.nope_dim + mla.rope_dim
+    # DeepSeek-v2's q_a/kv_a norms keep RMSNorm's default eps (1e-6) whatever rms_norm_eps says.
+    eps = MLA_NORM_EPS
     if mla.q_rank:
         q = ctx.linear(h, f"{prefix}.q_a", mla.q_rank, cfg.hidden, cfg.qkv_bias)
-        q = ctx.norm(q, f"{prefix}.q_a_norm", mla.q_rank, Norm.RMS)
+        q = ctx.norm(q, f"{prefix}.q_a_norm", mla.q_rank, Norm.RMS, eps)
         q = ctx.linear(q, f"{prefix}.q_b", nh * dq, mla.q_rank, False)
     else:
         q = ctx.linear(h, f"{prefix}.q", nh * dq, cfg.hidden, False)
@@ -90,7 +94,7 @@ def latent_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: A
     q = b.concat(q_nope, b.rotary(q_rope, io.positions, **attrs), axis=3, hint="q")
     kv = ctx.linear(h, f"{prefix}.kv_a", mla.kv_rank + mla.rope_dim, cfg.hidden, cfg.qkv_bias)
     latent, k_rope = b.split(kv, axis=2, sizes=[mla.kv_rank, mla.rope_dim])
-    latent = ctx.norm(latent, f"{prefix}.kv_a_norm", mla.kv_rank, Norm.RMS)
+    latent = ctx.norm(latent, f"{prefix}.kv_a_norm", mla.kv_rank, Norm.RMS, eps)
     k_rope = b.reshape(k_rope, shape=[0, 0, 1, mla.rope_dim])  # (B, S, 1, rope): one key part for all heads
     k_rope = b.rotary(k_rope, io.positions, **attrs)
     kv_b = ctx.param(f"{prefix}.kv_b.weight", (nh * (mla.nope_dim + mla.v_dim), mla.kv_rank),

@@ -44,17 +44,19 @@ class BuildContext:
         b = self.param(f"{name}.bias", (out,), 0.02) if bias else None
         return self.b.linear(x, w, b, hint=hint)
 
-    def norm(self, x: Value, name: str, width: int | None = None, kind: Norm | None = None) -> Value:
+    def norm(self, x: Value, name: str, width: int | None = None, kind: Norm | None = None,
+             eps: float | None = None) -> Value:
         """The config's norm (rms or layer, eps, weight offset, bias) over the last dim."""
         cfg = self.cfg
         width = width or cfg.hidden
         kind = kind or cfg.norm
+        eps = cfg.norm_eps if eps is None else eps
         # With a weight offset (Nemotron's layernorm1p) the stored weight is w - offset.
         w = self.param(f"{name}.weight", (width,), 0.1, 1.0 - cfg.norm_weight_offset)
         if kind is Norm.RMS:
-            return self.b.rms_norm(x, w, eps=cfg.norm_eps, weight_offset=cfg.norm_weight_offset)
+            return self.b.rms_norm(x, w, eps=eps, weight_offset=cfg.norm_weight_offset)
         bias = self.param(f"{name}.bias", (width,), 0.02) if cfg.norm_bias else None
-        return self.b.layer_norm(x, w, bias, eps=cfg.norm_eps, weight_offset=cfg.norm_weight_offset)
+        return self.b.layer_norm(x, w, bias, eps=eps, weight_offset=cfg.norm_weight_offset)
 
     def act(self, x: Value, activation: Activation) -> Value:
         if activation is Activation.GELU_TANH:
