@@ -14,21 +14,21 @@ import pytest
 from irgraph import lm
 from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
 from irgraph.codegen.tvm.edge import build_runner, run_native
-from tests.handbuilt import tiny_llama
+from irgraph.model_zoo import build
 
 pytestmark = pytest.mark.slow
 
 
 def test_native_runner_matches_interpreter(tmp_path):
     runner = build_runner(tmp_path / "runtime")
-    graph = tiny_llama()
+    graph = build("llama-2", size="tiny", seed=0)
     artifact = compile_graph(graph, tmp_path / "llama-aarch64", target="tvm-aarch64")
     manifest = read_manifest(artifact)
     assert manifest["target"] == "tvm-aarch64" and "aarch64" in manifest["tvm"]["target"]["mtriple"]
     assert (artifact / "model.so").read_bytes()[:4] == b"\x7fELF"
     assert (artifact / "model.so").read_bytes()[18] == 183  # e_machine EM_AARCH64
 
-    prompt, steps = [1, 5, 9, 3, 7], 8
+    prompt, steps = [1, 5, 9, 3, 7, 11, 2], 12
     tokens, logits = run_native(runner, artifact, prompt, steps)
     fed = prompt + tokens[:-1]
     reference = lm.interpret(graph, np.array([fed]))[0]  # logits for every position the runner fed
