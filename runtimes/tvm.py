@@ -103,11 +103,16 @@ class TVMSession(Session):
             value = feeds[name]
             if not isinstance(value, tvm.runtime.Tensor):
                 value = np.ascontiguousarray(np.asarray(value), dtype=t.dtype.numpy)
-                if value.ndim != t.rank:
-                    raise RuntimeFailure(f"input {name!r} has the wrong rank", expected=str(t), got=list(value.shape))
+                if value.ndim != t.rank or any(isinstance(d, int) and d != n for d, n in zip(t.shape, value.shape)):
+                    raise RuntimeFailure(f"input {name!r} has the wrong shape", expected=str(t),
+                                         got=list(value.shape), where=str(self.folder))
                 value = tvm.runtime.tensor(value, self.device)
             args.append(value)
-        result = self.function(*args, *self.weights)
+        try:
+            result = self.function(*args, *self.weights)
+        except Exception as e:  # the VM's shape checks: symbolic dims that disagree between inputs
+            raise RuntimeFailure(f"the TVM VM rejected the inputs: {str(e).splitlines()[0][:400]}",
+                                 where=str(self.folder)) from None
         return {name: result[i] for i, name in enumerate(self.output_names)}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

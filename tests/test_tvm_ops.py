@@ -300,3 +300,16 @@ def test_tampered_artifact_is_refused(llama_artifact, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(RuntimeFailure, match="weights.safetensors"):
         TVMSession(artifact)
+
+
+def test_bad_feeds_name_the_input(llama_artifact):
+    from irgraph.errors import RuntimeFailure
+
+    session = TVMSession(llama_artifact)
+    feeds = lm.make_feeds(session.inputs, np.array([[1, 2]]), lm.empty_cache(session.inputs, 1), past_len=0)
+    with pytest.raises(RuntimeFailure, match="past_key_values.0.key"):
+        session.run({**feeds, "past_key_values.0.key": np.zeros((1, 3, 0, 8), np.float32)})
+    with pytest.raises(RuntimeFailure, match="TVM VM rejected"):  # past lengths that disagree
+        session.run({**feeds, "past_key_values.0.key": np.zeros((1, 2, 4, 8), np.float32)})
+    with pytest.raises(RuntimeFailure, match="input_ids"):
+        session.run({k: v for k, v in feeds.items() if k != "input_ids"})
