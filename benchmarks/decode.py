@@ -19,7 +19,9 @@ tokens, each system in this one process:
 Every system is set up and warmed up first, then measured in --repeats
 interleaved rounds (so load from other processes hits all alike); the table
 shows each system's median prefill and decode tokens/s and the decode ratios
-against genai-fp32 and the roofline. Every
+against genai-fp32 and the roofline, and decode tokens per CPU-second (the
+process's CPU time, which time slices lost to other processes do not inflate).
+Every
 system uses --threads intra-op threads (notes/onnxruntime.md §7.17: on these
 2-vCPU machines one thread beats two). More systems plug in through
 `SYSTEMS` (name -> setup(bench) -> a callable returning one (prefill_tps,
@@ -53,7 +55,7 @@ QUICK = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "
          "intermediate_size": 704, "vocab_size": 32000}
 
 
-Run = Callable[[], tuple]  # one measurement: (prefill tok/s, decode tok/s[, the greedy tokens])
+Run = Callable[[], tuple]  # one measurement: (prefill tok/s, decode tok/s[, greedy tokens, decode tok/CPU-s])
 
 
 @dataclass
@@ -68,11 +70,13 @@ class Bench:
     def session_run(self, session) -> Run:
         """One measurement of an irgraph runtime session through its own generate loop."""
         def once() -> tuple[float, float]:
-            stamps: list[float] = []
+            stamps: list[tuple[float, float]] = []
             start = time.perf_counter()
             tokens = session.generate([self.prompt], self.new_tokens,
-                                      callback=lambda i, t: stamps.append(time.perf_counter()))[0]
-            return len(self.prompt) / (stamps[0] - start), (len(stamps) - 1) / (stamps[-1] - stamps[0]), tokens
+                                      callback=lambda i, t: stamps.append((time.perf_counter(), time.process_time())))[0]
+            steps = len(stamps) - 1
+            return (len(self.prompt) / (stamps[0][0] - start), steps / (stamps[-1][0] - stamps[0][0]), tokens,
+                    steps / (stamps[-1][1] - stamps[0][1]))
 
         return once
 
@@ -149,14 +153,15 @@ def hf_eager(bench: Bench) -> Run:
         start = time.perf_counter()
         out = model(ids, use_cache=True)
         token = out.logits[:, -1:].argmax(-1)
-        prefilled = time.perf_counter()
+        prefilled, cpu = time.perf_counter(), time.process_time()
         cache, tokens = out.past_key_values, [int(token)]
         for _ in range(bench.new_tokens - 1):
             out = model(token, past_key_values=cache, use_cache=True)
             cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
             tokens.append(int(token))
-        end = time.perf_counter()
-        return len(bench.prompt) / (prefilled - start), (bench.new_tokens - 1) / (end - prefilled), tokens
+        end, cpu_end = time.perf_counter(), time.process_time()
+        steps = bench.new_tokens - 1
+        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled), tokens, steps / (cpu_end - cpu)
 
     return once
 
@@ -185,14 +190,14 @@ def genai_fp32(bench: Bench) -> Run:
         start = time.perf_counter()
         generator.append_tokens(bench.prompt)
         generator.generate_next_token()
-        prefilled = time.perf_counter()
+        prefilled, cpu = time.perf_counter(), time.process_time()
         steps = 0
         while not generator.is_done() and steps < bench.new_tokens - 1:
             generator.generate_next_token()
             steps += 1
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), time.process_time()
         tokens = [int(t) for t in generator.get_sequence(0)[len(bench.prompt):]]
-        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled), tokens
+        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled), tokens, steps / (cpu_end - cpu)
 
     return once
 
@@ -235,16 +240,20 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
 }
 
 
-def table(results: dict[str, tuple[float, float]], same: dict[str, str]) -> str:
+def table(results: dict[str, tuple[float, float]], same: dict[str, str], cpu: dict[str, float]) -> str:
     base = results.get("genai-fp32", (0, 0))[1]
     roof = results.get("roofline", (0, 0))[1]
+    cpu_base = cpu.get("genai-fp32")
     lines = [f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"
-             f"{'tokens = hf-eager':>19}"]
+             f"{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"]
     for name, (prefill, decode) in results.items():
         vs_genai = f"{decode / base:.2f}x" if base else "-"
         vs_roof = f"{decode / roof:.0%}" if roof else "-"
         pre = f"{prefill:.1f}" if prefill == prefill else "-"
-        lines.append(f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{same.get(name, '-'):>19}")
+        per_cpu = f"{cpu[name]:.1f}" if name in cpu else "-"
+        cpu_ratio = f"{cpu[name] / cpu_base:.2f}x" if name in cpu and cpu_base else "-"
+        lines.append(f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}{cpu_ratio:>9}"
+                     f"{same.get(name, '-'):>19}")
     return "\n".join(lines)
 
 
@@ -278,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
                   f"decode {samples[name][-1][1]:.1f} tok/s", flush=True)
     results = {name: (statistics.median(m[0] for m in v), statistics.median(m[1] for m in v))
                for name, v in samples.items()}
+    cpu = {name: statistics.median(m[3] for m in v) for name, v in samples.items() if len(v[0]) > 3}
     tokens = {name: v[-1][2] for name, v in samples.items() if len(v[-1]) > 2}
     ref = tokens.get("hf-eager")
     same = {name: ("yes" if t == ref else f"no ({sum(a == b for a, b in zip(t, ref))}/{len(ref)})")
@@ -287,11 +297,12 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     print()
     print(f"LLaMA-style {dims}, prompt {length} + {length} new tokens, batch 1, greedy, "
           f"{args.threads} thread(s), median of {bench.repeats}")
-    print(table(results, same))
+    print(table(results, same, cpu))
     out = ROOT / "results" / ("decode-quick.json" if args.quick else "decode.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"dims": dims, "tokens": length, "threads": args.threads, "repeats": bench.repeats,
-                               "results": {k: {"prefill_tps": v[0], "decode_tps": v[1], "tokens_equal_hf": same.get(k)}
+                               "results": {k: {"prefill_tps": v[0], "decode_tps": v[1], "tokens_equal_hf": same.get(k),
+                                               "decode_tokens_per_cpu_second": cpu.get(k)}
                                            for k, v in results.items()}},
                               indent=2, default=float) + "\n")
     return results
