@@ -147,14 +147,16 @@ class ORTSession(Session):
         shared = next(iter(feeds[p] for p in self._presents))
         if not isinstance(shared, _SharedKV) or total > shared.capacity:
             shared = _SharedKV.grow(shared, feeds, self._presents, past, total, self._float)
-        binding = self.session.io_binding()
-        binding.bind_output("logits")  # first, so it is output 0
-        for name, value in feeds.items():
+            shared.binding = self.session.io_binding()  # past and present bound once per buffer
+            shared.binding.bind_output("logits")  # first, so it is output 0
+            for past_name, present in self._presents.items():
+                shared.binding.bind_ortvalue_input(past_name, shared.buffers[past_name])
+                shared.binding.bind_ortvalue_output(present, shared.buffers[past_name])
+        binding = shared.binding
+        for name, value in feeds.items():  # rebinding a name replaces it
             if name not in self._presents:
                 binding.bind_cpu_input(name, self._feed(name, np.asarray(value)))
-        for past_name, present in self._presents.items():
-            binding.bind_ortvalue_input(past_name, shared.buffers[past_name])
-            binding.bind_ortvalue_output(present, shared.buffers[past_name])
+        binding.bind_output("logits")
         self.session.run_with_iobinding(binding)
         logits = binding.get_outputs()[0].numpy()
         return _to_f32(logits), dict.fromkeys(self._presents, shared)
@@ -165,6 +167,7 @@ class _SharedKV:
 
     def __init__(self, buffers: dict[str, Any], capacity: int):
         self.buffers, self.capacity = buffers, capacity
+        self.binding: Any = None
 
     @staticmethod
     def grow(old: Any, feeds: Mapping[str, Any], presents: Mapping[str, str], past: int, total: int,
