@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from irgraph.atomic import atomic_folder
 from irgraph.errors import ConfigError, IRError
 from irgraph.ir import Graph
 from irgraph.parser import parse
@@ -29,27 +29,12 @@ def save(graph: Graph, path: str | os.PathLike, *, extra_files: Mapping[str, str
          overwrite: bool = True) -> Path:
     """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in."""
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise ConfigError("output folder exists", where=str(target))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target, overwrite=overwrite) as tmp:
         (tmp / GRAPH_FILE).write_text(str(graph))
         if graph.weights is not None:
             save_safetensors(graph.weights, tmp / WEIGHTS_FILE, names=graph.params)
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

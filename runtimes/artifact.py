@@ -22,15 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from irgraph import lm
-from irgraph.errors import ConfigError, RuntimeFailure
+from irgraph.atomic import atomic_folder
+from irgraph.errors import RuntimeFailure
 from irgraph.ir import Graph
 
 MANIFEST, GRAPH = "manifest.json", "graph.irg"
@@ -74,28 +73,13 @@ def write_artifact(out: str | os.PathLike, graph: Graph, target: str, emit: Call
                    tools: Mapping[str, str | None], requires: Mapping[str, str], force: bool = False) -> Path:
     """Write an artifact folder for `graph` atomically; see the module docstring."""
     target_dir = Path(out)
-    if target_dir.exists() and not force:
-        raise ConfigError("output folder exists (pass --force / force=True to replace it)", where=str(target_dir))
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
-    try:
+    with atomic_folder(target_dir, overwrite=force, hint=" (pass --force / force=True to replace it)") as tmp:
         (tmp / GRAPH).write_text(str(graph))
         entries = dict(emit(tmp))
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "target": target, **describe(graph),
                     **entries, "tools": {"irgraph": tool_version("irgraph"), **tools}, "requires": dict(requires)}
         manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if target_dir.exists():
-            old = target_dir.with_name(f".{target_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target_dir.rename(old)
-            tmp.rename(target_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target_dir
 
 
