@@ -9,7 +9,7 @@ import pytest
 from irgraph import GraphBuilder, lm
 from irgraph.codegen.onnx import build_model, compile_graph
 from irgraph.codegen.onnx.lowerings import LOWERINGS
-from irgraph.errors import CodegenError, ConfigError
+from irgraph.errors import CodegenError, ConfigError, RuntimeFailure
 from irgraph.interpreter import run
 from irgraph.registry import OPS, get_op
 from irgraph.runtimes.onnx import ORTSession
@@ -107,3 +107,15 @@ def test_bad_options_and_weightless_graph(tmp_path):
     with pytest.raises(CodegenError, match="no weights"):
         build_model(bare)
     assert not (tmp_path / "x").exists()
+
+
+def test_bfloat16_compiles_but_cpu_onnxruntime_refuses_it_by_file(tmp_path):
+    art = compile_graph(tiny_llama(), tmp_path / "bf16", dtype="bf16")  # onnx.checker ran inside
+    model = onnx.load(str(art / "model.onnx"), load_external_data=False)
+    assert model.graph.input[3].type.tensor_type.elem_type == onnx.TensorProto.BFLOAT16
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("a CUDA provider may run bf16")
+    with pytest.raises(RuntimeFailure, match=r"model\.onnx: onnxruntime cannot load the model.*MatMul"):
+        ORTSession(art)
