@@ -33,7 +33,7 @@ def torch_router(x, weight, top_k, scoring="softmax", normalize=True, n_group=1,
             candidates = row.masked_fill(~keep.repeat_interleave(groups.shape[1]), float("-inf"))
         idx = candidates.topk(top_k).indices
         w = row[idx]
-        if normalize and top_k > 1:  # irgraph keeps a lone top-1 gate probability (Switch-style)
+        if normalize:  # Mixtral norm_topk_prob; Switch-style top-1 routers set normalize=False
             w = w / w.sum()
         weights.append(w * scaling)
         indices.append(idx)

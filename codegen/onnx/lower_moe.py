@@ -38,7 +38,7 @@ def _router(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         choose = e.op1("Where", e.op1("Cast", expert_mask, to=9), scores, e.const(-np.inf, e.np_float))
     _, indices = e.op("TopK", [choose, e.ints(a["top_k"])], 2, axis=-1)
     weights = e.op1("GatherElements", scores, indices, axis=-1)
-    if a["normalize"] and a["top_k"] > 1:
+    if a["normalize"]:
         weights = e.op1("Div", weights, e.op1("ReduceSum", weights, e.ints(-1), keepdims=1))
     if a["scaling"] != 1.0:
         weights = e.op1("Mul", weights, e.const(float(a["scaling"])))

@@ -89,6 +89,14 @@ def visible(sq, total, key_mask, prefix_len, causal, window, device) -> torch.Te
     return allowed
 
 
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b; exported as a broadcast product and sum, because matmul's special case for rows
+    of 1 makes torch.export pin `seq != 1` (and lose decode)."""
+    if torch.compiler.is_exporting():
+        return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+    return torch.matmul(a, b)
+
+
 def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window=0, scale=None, softcap=0.0):
     """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads; fully masked rows give 0."""
     hq, sq, d = q.shape[1], q.shape[2], q.shape[3]
@@ -108,13 +116,15 @@ def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window
     any_visible = allowed.any(dim=-1, keepdim=True)
     # Rows with no visible key attend everywhere and are zeroed after: finite values and gradients.
     allowed = allowed | ~any_visible
-    if softcap:
-        scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, Hq, Sq, T)
-        scores = softcap * torch.tanh(scores / softcap)
+    # SDPA has no softcap, and its masked and dv != d forms export through matmul (see _bmm).
+    if softcap or v.shape[-1] != d or torch.compiler.is_exporting():
+        scores = _bmm(q, k.transpose(-1, -2)) * scale  # (B, Hq, Sq, T)
+        if softcap:
+            scores = softcap * torch.tanh(scores / softcap)
         if bias is not None:
             scores = scores + bias.to(scores.dtype)
         scores = scores.masked_fill(~allowed, float("-inf"))
-        out = torch.matmul(torch.softmax(scores, dim=-1), v)
+        out = _bmm(torch.softmax(scores, dim=-1), v)
     else:
         mask = allowed if bias is None else torch.where(allowed, bias.to(q.dtype), float("-inf"))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
@@ -171,10 +181,15 @@ def _latent_attention(q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, 
     rank = latent.shape[2]
     new = torch.cat([f32(latent), f32(k_rope)[:, :, 0, :]], dim=-1)  # (B, S, R+rope)
     cache = new if past_latent is None else torch.cat([past_latent.to(new.dtype), new], dim=1)
-    c, kr = cache[..., :rank], cache[..., rank:]
-    kv = F.linear(c, f32(kv_b)).reshape(b, -1, h, nope_dim + v_dim)  # (B, T, H, nope+v)
-    k = torch.cat([kv[..., :nope_dim], kr[:, :, None, :].expand(-1, -1, h, -1).to(kv.dtype)], dim=-1)
-    v = kv[..., nope_dim:]
+    kr = cache[..., rank:]
+    # Expand from the whole cache row with zero weights on its rope part: a linear on the sliced
+    # latent (a strided view) would make torch.export pin `past+seq != 1`.
+    w = torch.cat([f32(kv_b), kv_b.new_zeros(kv_b.shape[0], cache.shape[-1] - rank, dtype=torch.float32)], dim=1)
+    w = w.reshape(h, nope_dim + v_dim, -1)  # per head: nope rows, then value rows
+    t = cache.shape[1]
+    k_nope = F.linear(cache, w[:, :nope_dim].reshape(h * nope_dim, -1)).reshape(b, t, h, nope_dim)
+    v = F.linear(cache, w[:, nope_dim:].reshape(h * v_dim, -1)).reshape(b, t, h, v_dim)  # (B, T, H, v)
+    k = torch.cat([k_nope, kr[:, :, None, :].expand(-1, -1, h, -1).to(k_nope.dtype)], dim=-1)
     out = sdpa(f32(q).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask=key_mask, causal=causal,
                scale=attention_scale(dq, scale))
     return out.transpose(1, 2), cache
@@ -195,7 +210,7 @@ def _moe_router(x, weight, top_k, scoring, normalize, n_group, topk_group, scali
         choose = choose.masked_fill(~group_mask.repeat_interleave(grouped.shape[-1], dim=-1), float("-inf"))
     indices = torch.topk(choose, top_k, dim=-1).indices
     weights = torch.gather(scores, -1, indices)
-    if normalize and top_k > 1:
+    if normalize:
         weights = weights / weights.sum(dim=-1, keepdim=True)
     return weights * scaling, indices
 
@@ -206,9 +221,11 @@ def _moe_experts(x, weights, indices, w_up, w_down, w_gate, act):
     xs = f32(x).reshape(-1, shape[-1])  # (T, H)
     combine = torch.zeros(xs.shape[0], w_up.shape[0], dtype=weights.dtype, device=x.device)
     combine = combine.scatter_add(1, indices.reshape(xs.shape[0], -1), weights.reshape(xs.shape[0], -1))  # (T, E)
-    h = torch.einsum("th,efh->tef", xs, f32(w_up))
+    # bmm over the expert axis (einsum and matmul special-case dims of 1, which export would pin).
+    xe = xs.unsqueeze(0).expand(w_up.shape[0], -1, -1)  # (E, T, H)
+    h = torch.bmm(xe, f32(w_up).transpose(1, 2))  # (E, T, F)
     fn = ACTIVATIONS[act]
-    h = fn(torch.einsum("th,efh->tef", xs, f32(w_gate))) * h if w_gate is not None else fn(h)
-    y = torch.einsum("tef,ehf->teh", h, f32(w_down))  # every expert's output (T, E, H)
-    out = torch.einsum("te,teh->th", combine.to(y.dtype), y)
+    h = fn(torch.bmm(xe, f32(w_gate).transpose(1, 2))) * h if w_gate is not None else fn(h)
+    y = torch.bmm(h, f32(w_down).transpose(1, 2))  # every expert's output (E, T, H)
+    out = (combine.t().unsqueeze(-1).to(y.dtype) * y).sum(0)  # (T, H)
     return (out.reshape(shape),)

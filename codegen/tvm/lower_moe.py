@@ -41,7 +41,7 @@ def _moe_router(ctx: Context, node: Node, x, weight):
         choose = ctx.emit(op.where(keep, scores, relax.const(-np.inf, "float32")))
     indices = ctx.emit(op.topk(choose, k=a["top_k"], axis=-1, ret_type="indices", dtype="int64"))
     weights = ctx.emit(op.gather_elements(scores, indices, axis=-1))
-    if a["normalize"] and a["top_k"] > 1:
+    if a["normalize"]:
         weights = ctx.emit(op.divide(weights, op.sum(weights, axis=[-1], keepdims=True)))
     if a["scaling"] != 1.0:
         weights = ctx.emit(op.multiply(weights, relax.const(a["scaling"], "float32")))

@@ -29,8 +29,8 @@ class MoeRouter(OpDef):
     attrs = {
         "top_k": Attr("int"),
         "scoring": Attr("str", "softmax", choices=("softmax", "sigmoid")),
-        "normalize": Attr("bool", True, doc="renormalise the kept k > 1 weights to sum to 1; a lone top-1 weight "
-                                             "keeps its probability (Switch)"),
+        "normalize": Attr("bool", True, doc="renormalise the kept k weights to sum to 1 (Mixtral's "
+                                             "norm_topk_prob); off keeps the raw probabilities (Switch, DeepSeek-v2)"),
         "n_group": Attr("int", 1),
         "topk_group": Attr("int", 1),
         "scaling": Attr("float", 1.0, doc="routed_scaling_factor"),
@@ -59,7 +59,7 @@ class MoeRouter(OpDef):
             choose = np.where(np.repeat(group_mask, grouped.shape[-1], axis=-1), scores, -np.inf)
         indices = np.argsort(-choose, axis=-1, kind="stable")[..., :top_k]
         weights = np.take_along_axis(scores, indices, axis=-1)
-        if normalize and top_k > 1:
+        if normalize:
             weights = weights / weights.sum(-1, keepdims=True)
         return [(weights * np.float32(scaling)).astype(np.float32), indices.astype(np.int64)]
 

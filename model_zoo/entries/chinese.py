@@ -69,7 +69,7 @@ PANGU_SIGMA = ZooEntry(
     config=ModelConfig(
         name="pangu-sigma", vocab_size=40000, hidden=5120, layers=39, heads=40, ffn=20480,
         **{**_PANGU_FAMILY, "activation": Activation.FAST_GELU},
-        moe=MoeConfig(num_experts=640, top_k=1, expert_ffn=20480, first_dense=31),
+        moe=MoeConfig(num_experts=640, top_k=1, expert_ffn=20480, first_dense=31, normalize=False),
     ),
     published_params=1_085_000_000_000,
     survey_params=survey_params(_PANGU_S.size),
@@ -116,7 +116,7 @@ CPM_2 = ZooEntry(
         attn_scale=1.0,
         activation=Activation.GELU_TANH,
         gated_mlp=True,
-        moe=MoeConfig(num_experts=32, top_k=1, expert_ffn=10240),
+        moe=MoeConfig(num_experts=32, top_k=1, expert_ffn=10240, normalize=False),
     ),
     published_params=198_000_000_000,
     survey_params=survey_params(_CPM2.size),
