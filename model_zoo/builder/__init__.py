@@ -41,6 +41,9 @@ def check_buildable(config: ModelConfig) -> None:
         (mla and config.attn_softcap > 0, "attn_softcap", "latent attention has no softcap"),
         (config.block is not Block.SEQUENTIAL and config.norm_placement is not NormPlacement.PRE, "norm_placement",
          f"{config.block.value} blocks are pre-norm"),
+        (config.moe is not None and config.moe.residual_dense and (
+            config.block is not Block.SEQUENTIAL or config.norm_placement is not NormPlacement.PRE), "moe",
+         "moe.residual_dense (Arctic) is defined for sequential pre-norm blocks"),
     )
     for unsupported, key, why in rules:
         if unsupported:

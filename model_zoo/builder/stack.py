@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from irgraph.errors import ConfigError
 from irgraph.ir import Value
 from irgraph.model_zoo.builder.attention import (
     AttnInputs,
@@ -48,9 +47,6 @@ def feeds(ctx: BuildContext, layer: int, stack: str = "layers",
     cfg, prefix = ctx.cfg, f"{stack}.{layer}"
     if cfg.moe is None or not cfg.moe.residual_dense or not is_moe_layer(cfg.moe, layer):
         return (lambda h: mlp(ctx, h, layer, stack, width)), None
-    if cfg.block is not Block.SEQUENTIAL or cfg.norm_placement is not NormPlacement.PRE:
-        raise ConfigError("moe.residual_dense (Arctic) is defined for sequential pre-norm blocks",
-                          got=(cfg.block.value, cfg.norm_placement.value), where=f"{cfg.name}: moe")
     return ((lambda h: dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=h.type.shape[-1])),
             (lambda h: moe_mlp(ctx, h, prefix)))
 
