@@ -86,4 +86,4 @@ def test_torch_export_tiny_llama_serves_prefill_and_decode():
         got = program(*(f[n] for n in graph.inputs))
         expected = module(**f)
         for name, t in zip(graph.outputs, got):
-            torch.testing.assert_close(t, expected[name], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(t, expected[name], rtol=1e-5, atol=1e-5)

@@ -8,6 +8,7 @@ traceable by `torch.export` (shapes are read from tensors, never from data).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -121,6 +122,10 @@ def _matmul(a, b):
 @lowering("reshape")
 def _reshape(x, shape):
     target = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]  # ONNX: 0 copies the dim
+    if torch.compiler.is_exporting():
+        # Whether a strided view can be reshaped in place depends on dims being 1: copy instead,
+        # or torch.export pins `seq != 1` (and loses decode).
+        x = x.clone(memory_format=torch.contiguous_format)
     return (x.reshape(target),)
 
 
@@ -136,6 +141,11 @@ def _concat(*xs, axis):
 
 @lowering("split")
 def _split(x, axis, sizes):
+    if torch.compiler.is_exporting():
+        # Gathered copies, not strided views: reshaping a view makes torch.export pin `seq != 1`.
+        bounds = [0, *itertools.accumulate(sizes)]
+        return tuple(torch.index_select(x, axis, torch.arange(a, b, device=x.device))
+                     for a, b in zip(bounds, bounds[1:]))
     return tuple(torch.split(x, list(sizes), dim=axis))
 
 
