@@ -86,7 +86,7 @@ def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=
     inputs = [_value_info(e, n, v.type) for n, v in graph.inputs.items()]
     nodes = _live(e.nodes, set(graph.outputs))
     used = {i for n in nodes for i in n.input}
-    initializers = [t for t in e.initializers if t.name in used]
+    initializers = e.initializer_protos(used)
     onnx_graph = helper.make_graph(nodes, graph.name, inputs, outputs, initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if flavour == "ort":

@@ -20,7 +20,7 @@ from irgraph.dtypes import DType
 from irgraph.ir import Graph, Node, Value
 
 DATA_FILE = "model.onnx.data"
-_ALIGN = 64  # byte alignment of each tensor in the data file (lets ORT memory-map them)
+_ALIGN, _PAGE = 64, 4096  # tensors of a page or more start on a page (as onnx's own external-data writer)
 
 ONNX_DTYPES = {
     DType.f32: TensorProto.FLOAT, DType.f16: TensorProto.FLOAT16, DType.bf16: TensorProto.BFLOAT16,
@@ -40,7 +40,7 @@ class Emitter:
         self._ids = itertools.count()
         self._names: dict[int, str] = {}  # id(Value) -> ONNX name (Values compare by identity)
         self._consts: dict[tuple, str] = {}
-        self._weights: dict[tuple[str, str], str] = {}
+        self._weights: dict[tuple[str, str], Callable[[], np.ndarray]] = {}
         self.memo: dict[Any, Any] = {}  # lowerings share sub-results (cos/sin tables, masks) through this
         self.skip: set[int] = set()  # ids of IR nodes already emitted by a fused lowering
         self.flat: dict[str, str] = {}  # [B, S, H, D] name -> the [B, S, H·D] tensor it is a view of
@@ -119,30 +119,35 @@ class Emitter:
         return self.const(np.asarray(values, dtype=np.int64))
 
     def weight(self, param: str, variant: str = "", fn: Callable[[np.ndarray], np.ndarray] | None = None) -> str:
-        """The initializer for parameter `param`, optionally transformed (`variant` names the transform)."""
-        key = (param, variant)
-        if key not in self._weights:
+        """The initializer for parameter `param`, optionally transformed (`variant` names the transform).
+
+        Only registered here; `initializer_protos` makes (and writes) the ones the final graph uses.
+        """
+        name = param if not variant else f"{param}.{variant}"
+
+        def make() -> np.ndarray:
             array = np.asarray(self.graph.weight(param))  # memory-mapped: one tensor in memory at a time
             is_float = array.dtype.kind == "f" or array.dtype.name == "bfloat16"
-            if fn is not None:
-                array = fn(array.astype(np.float32, copy=False) if is_float else array)
-            if is_float:
-                array = array.astype(self.np_float, copy=False)
-            name = param if not variant else f"{param}.{variant}"
-            self.initializers.append(self._external(np.ascontiguousarray(array), name))
-            self._weights[key] = name
-        return self._weights[key]
+            return fn(array.astype(np.float32, copy=False) if is_float else array) if fn is not None else array
+
+        return self.derived(name, make)
 
     def derived(self, name: str, make: Callable[[], np.ndarray]) -> str:
-        """An initializer computed from several parameters (e.g. fused projections), made once."""
-        key = (name, "derived")
-        if key not in self._weights:
-            array = np.asarray(make())
-            if array.dtype.kind == "f":
-                array = array.astype(self.np_float, copy=False)
-            self.initializers.append(self._external(np.ascontiguousarray(array), name))
-            self._weights[key] = name
-        return self._weights[key]
+        """An initializer computed from parameters (a transpose, fused projections), made when written."""
+        self._weights.setdefault((name, "derived"), make)
+        return name
+
+    def initializer_protos(self, used: set[str]) -> list[TensorProto]:
+        """Constants plus the used weights, each converted and streamed to the data file in turn."""
+        protos = [t for t in self.initializers if t.name in used]
+        for (name, _), make in self._weights.items():
+            if name in used:
+                array = np.asarray(make())
+                if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
+                    array = array.astype(self.np_float, copy=False)
+                protos.append(self._external(np.ascontiguousarray(array), name))
+                del array
+        return protos
 
     def flatten(self, x: str) -> str:
         """x [B, S, H, D] as [B, S, H·D], reusing the tensor it was reshaped from when there is one."""
@@ -153,7 +158,7 @@ class Emitter:
     def _external(self, array: np.ndarray, name: str) -> TensorProto:
         if self._data is None or array.nbytes < 1024:
             return _tensor(array, name)
-        pad = (-self._offset) % _ALIGN
+        pad = (-self._offset) % (_PAGE if array.nbytes >= _PAGE else _ALIGN)
         self._data.write(b"\0" * pad)
         self._offset += pad
         tensor = TensorProto(name=name, data_type=_elem_type(array), dims=list(array.shape))
