@@ -116,13 +116,21 @@ def _visible(ctx: Context, shape: list, key_mask, prefix_len, causal: bool, wind
 
 def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix_len=None, causal=True,
          window=0, scale: float, softcap: float = 0.0) -> relax.Var:
-    """Attention over BNSH q [B,Hq,Sq,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,Sq,Dv]."""
+    """Attention over BNSH q [B,Hq,Sq,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,Sq,Dv].
+
+    Grouped-query attention never copies K/V per query head: query head h uses KV head
+    h // group, so q viewed as [B, Hkv, group·Sq, D] multiplies the cache directly.
+    """
     hq, hkv = int(q.ty.shape[1]), int(k.ty.shape[1])
-    if hq != hkv:  # grouped-query attention: each KV head serves hq/hkv consecutive query heads
-        k = ctx.emit(op.repeat(k, hq // hkv, axis=1))
-        v = ctx.emit(op.repeat(v, hq // hkv, axis=1))
+    group = hq // hkv
+    batch, sq, total = shape
+    dv = int(v.ty.shape[3])
     dtype = q.ty.dtype
+    if group > 1:
+        q = ctx.emit(op.reshape(q, [batch, hkv, group * sq, int(q.ty.shape[3])]))  # (B, Hkv, group·Sq, D)
     scores = ctx.emit(op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype)))
+    if group > 1:
+        scores = ctx.emit(op.reshape(scores, [batch, hq, sq, total]))  # (B, Hq, Sq, T)
     if softcap:
         cap = relax.const(softcap, dtype)
         scores = ctx.emit(op.multiply(cap, op.tanh(op.divide(scores, cap))))
@@ -135,7 +143,11 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
         scores = ctx.emit(op.where(allowed, scores, relax.const(_MASKED, dtype)))
         any_visible = ctx.emit(op.astype(op.max(op.astype(allowed, "int32"), axis=[-1], keepdims=True), dtype))
         probs = ctx.emit(op.multiply(op.nn.softmax(scores, axis=-1), any_visible))
-    return ctx.emit(op.matmul(probs, v))
+    if group == 1:
+        return ctx.emit(op.matmul(probs, v))
+    probs = ctx.emit(op.reshape(probs, [batch, hkv, group * sq, total]))
+    out = ctx.emit(op.matmul(probs, v))  # (B, Hkv, group·Sq, Dv)
+    return ctx.emit(op.reshape(out, [batch, hq, sq, dv]))
 
 
 @lowers("attention")
