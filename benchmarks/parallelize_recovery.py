@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="fine-tune steps per variant")
     ap.add_argument("--lr-scale", type=float, default=0.3, help="fine-tune peak lr as a share of the recipe's")
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, help="fine-tune batch (default: the recipe's)")
+    ap.add_argument("--eval-tokens", type=int, help="held-out tokens per evaluation (default: the recipe's)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "parallelize_recovery.json")
     args = ap.parse_args()
 
@@ -86,7 +88,8 @@ def main() -> None:
 
         args.model = reference_model(log=lambda msg: print(msg, flush=True))
     summary = json.loads((args.model / "train.json").read_text())
-    recipe = summary["recipe"]
+    recipe = dict(summary["recipe"])
+    recipe.update({k: v for k, v in (("batch_size", args.batch_size), ("eval_tokens", args.eval_tokens)) if v})
     lr = recipe["lr"] * args.lr_scale
     graph = load(args.model)
     rows = []
@@ -106,13 +109,14 @@ def main() -> None:
                          "finetune_steps": args.steps, "finetune_lr": lr,
                          "seconds": round(time.perf_counter() - t0, 1)})
     base = rows[0]
-    print(f"model {args.model} ({graph.name}); fine-tune {args.steps} steps at lr {lr:.2e}")
+    print(f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of {recipe['batch_size']} x "
+          f"{recipe['seq_len']} tokens at lr {lr:.2e}; held-out {recipe['eval_tokens']} tokens")
     print(f"{'variant':<16} {'bpb converted':>14} {'bpb fine-tuned':>15} {'vs sequential ft':>17}")
     for r in rows:
         print(f"{r['variant']:<16} {r['bpb_converted']:>14.4f} {r['bpb_finetuned']:>15.4f} "
               f"{r['bpb_finetuned'] - base['bpb_finetuned']:>+17.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": str(args.model), "rows": rows}, indent=2))
+    args.out.write_text(json.dumps({"model": str(args.model), "recipe": recipe, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
