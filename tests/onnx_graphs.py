@@ -13,7 +13,7 @@ import numpy as np
 
 from irgraph import GraphBuilder
 
-VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 40, 16, 4, 2, 8, 24
+VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 40, 16, 4, 2, 16, 24
 
 _ROTARY = [
     {"rotary_dim": 4, "scaling": "llama3", "factor": 8.0, "original_max_position": 4, "base": 500000.0},

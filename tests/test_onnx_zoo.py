@@ -60,3 +60,14 @@ def test_encoder_decoder_is_two_models_and_encodes_once(tmp_path, monkeypatch):
     prompts = [[5, 6, 7, 8], [9, 10]]
     assert session.generate(prompts, 5) == InterpreterSession(graph).generate(prompts, 5)
     assert len(calls) == 1
+
+
+def test_llama_attention_is_one_packed_rotary_gqa_node(tmp_path):
+    import onnx
+
+    graph = zoo.build("llama-2", size="tiny", seed=0)  # head_dim 16: GQA's rotary applies
+    model = onnx.load(str(compile_graph(graph, tmp_path / "l") / "model.onnx"), load_external_data=False)
+    gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
+    assert gqa and all(n.input[1] == "" and n.input[2] == "" for n in gqa)  # packed q/k/v
+    assert all(any(a.name == "do_rotary" and a.i == 1 for a in n.attribute) for n in gqa)
+    assert not [n for n in model.graph.node if n.op_type in ("RotaryEmbedding", "Split")]

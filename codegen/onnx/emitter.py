@@ -49,6 +49,7 @@ class Emitter:
             for v in node.inputs:
                 if v is not None:
                     self.uses.setdefault(id(v), []).append(node)
+        self.producer: dict[int, Node] = {id(o): n for n in graph.nodes for o in n.outputs}
         self.output_of: dict[int, str] = {}  # id(Value) -> the first graph output name it is
         for name, v in graph.outputs.items():
             self.output_of.setdefault(id(v), name)

@@ -115,15 +115,54 @@ def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         seqlens = e.op1("Cast", e.op1("Expand", e.op1("Sub", total64, e.const(1, np.int64)), e.dim(ins[0], 0)),
                         to=6)
     flat = [e.flatten(x) for x in ins[:3]]  # (B, S, H·D)
+    rotary: list[str] = []
+    pair = _rotary_pair(e, q, k)
+    if pair is not None:  # rotate inside GQA, from the same per-token tables and row indices
+        flat[:2] = [e.flatten(e.name(r.inputs[0])) for r in pair]
+        rotary = _gqa_tables(e, cos_sin(e, e.name(pair[0].inputs[1]), d, pair[0].attrs)[0], total)
+    packed = e.memo.get(("packed", tuple(flat)))
+    if packed is not None:  # one [B, S, (Hq + 2·Hkv)·D] tensor straight from the fused projection
+        flat = [packed, "", ""]
     window = node.attrs["window"]
     out, present_k, present_v = e.op(
-        "GroupQueryAttention", [*flat, ins[3], ins[4], seqlens, total],
+        "GroupQueryAttention", [*flat, ins[3], ins[4], seqlens, total, *rotary],
         [e.fresh("gqa"), e.result(node, 1), e.result(node, 2)], domain="com.microsoft",
         num_heads=hq, kv_num_heads=hkv, scale=node.attrs["scale"], softcap=node.attrs["softcap"] or None,
-        local_window_size=window if window else None)
+        local_window_size=window if window else None, do_rotary=1 if rotary else None,
+        rotary_interleaved=int(pair[0].attrs["interleaved"]) if rotary else None)
     out4 = e.op("Reshape", [out, e.ints(0, 0, hq, d)], [e.result(node, 0)])[0]
     e.flat[out4] = out
     return [out4, present_k, present_v]
+
+
+def _gqa_tables(e: Emitter, cos: str, total: str) -> list[str]:
+    """The rotary lowering's per-token cos/sin rows, zero-padded to the >= total rows GQA checks for."""
+    key = ("gqa_rows", cos, total)
+    if key not in e.memo:
+        cos2, sin2, pos = e.memo[("rotary_rows", cos)]
+        rows = e.dim(cos2, 0)
+        extra = e.op1("Sub", e.op1("Max", rows, e.op1("Unsqueeze", e.op1("Cast", total, to=7), e.ints(0))), rows)
+        pads = e.op1("Concat", e.ints(0, 0), extra, e.ints(0), axis=0)  # [begin rows, begin cols, end rows, end cols]
+        e.memo[key] = [e.op1("Pad", cos2, pads), e.op1("Pad", sin2, pads), pos]
+    return e.memo[key]
+
+
+def _rotary_pair(e: Emitter, q, k) -> tuple[Node, Node] | None:
+    """q and k rotated over all of head_dim by one rotary setting and position tensor (GQA can do it).
+
+    GQA gathers cos/sin rows by its position_ids input; it is given the rotary lowering's per-token
+    tables and row indices (0..B·S-1), so the result is the same rotation the rotary nodes compute.
+    """
+    nodes = [e.producer.get(id(v)) for v in (q, k)]
+    if any(n is None or n.op != "rotary" for n in nodes):
+        return None
+    rq, rk = nodes
+    if rq.inputs[1] is not rk.inputs[1] or dict(rq.attrs) != dict(rk.attrs):
+        return None
+    head_dim = q.type.shape[3]
+    if (rq.attrs["rotary_dim"] or head_dim) != head_dim or head_dim % 16:  # the kernel's rotary: head_size % 16
+        return None
+    return rq, rk
 
 
 @lowers("attention")

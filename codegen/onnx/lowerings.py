@@ -260,6 +260,7 @@ def _fused_linear(e: Emitter, node: Node, ins: list[str], group: list[Node]) -> 
         y = e.op1("Add", y, e.derived("+".join(biases), lambda: np.concatenate(
             [np.asarray(graph.weight(p)).astype(np.float32) for p in biases])))
     outs = e.op("Split", [y, e.ints(*sizes)], [e.result(n, 0) for n in group], axis=-1)
+    e.memo[("packed", tuple(outs))] = y  # GQA can take q/k/v packed, skipping the Split
     mine = None
     for n, name in zip(group, outs):
         e.bind(n.outputs[0], name)
