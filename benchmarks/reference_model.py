@@ -30,10 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from irgraph import Graph, GraphBuilder
+from irgraph import Graph
 from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer, bf16_supported, save_trained
+from irgraph.model_zoo import config as zoo_config
+from irgraph.model_zoo.builder import build_graph
+from irgraph.model_zoo.config import RotaryConfig
 from irgraph.serialize import is_graph_dir
+from irgraph.weights import WeightStore
 
 MODEL = {"vocab": 256, "hidden": 256, "layers": 4, "heads": 4, "ffn": 576, "rope_base": 10000.0, "norm_eps": 1e-5,
          "init_std": 0.02}
@@ -67,45 +71,28 @@ def cache_dir(r: dict[str, Any]) -> Path:
 
 
 def llama(m: dict[str, Any], seed: int) -> Graph:
-    """LLaMA-style decoder: RMSNorm, rotary, SwiGLU, no biases; GPT-2 init (residual outputs scaled by 1/√2L)."""
+    """The zoo's LLaMA config at reference size (RMSNorm, rotary, SwiGLU, no biases), built by the zoo.
+
+    Weights get a training init instead of the zoo's test init: N(0, init_std) for matrices and
+    embeddings, residual output projections scaled by 1/√(2·layers) (GPT-2), norms at 1.
+    """
+    config = zoo_config("llama", "published").replace(
+        name="stdlib-byte-llama", vocab_size=m["vocab"], hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
+        ffn=m["ffn"], norm_eps=m["norm_eps"], rotary=RotaryConfig(base=m["rope_base"]))
+    graph = build_graph(config, weights=None)
     rng = np.random.default_rng(seed)
-    hidden, heads, layers = m["hidden"], m["heads"], m["layers"]
-    hd = hidden // heads
-    b = GraphBuilder("stdlib-byte-llama", meta={"vocab_size": m["vocab"], "tokenizer": "bytes"})
-    ids = b.input("input_ids", "i64[batch, seq]")
-    pos = b.input("position_ids", "i64[batch, seq]")
-    mask = b.input("attention_mask", "i64[batch, past+seq]")
-    weights: dict[str, np.ndarray] = {}
-
-    def param(name: str, shape: tuple[int, ...], std: float | None = None):
-        std = m["init_std"] if std is None else std
-        weights[name] = (np.ones(shape) if std == 0 else std * rng.standard_normal(shape)).astype(np.float32)
-        return b.param(name, f"f32[{', '.join(map(str, shape))}]")
-
-    def norm(x, name):
-        return b.rms_norm(x, param(name, (hidden,), 0), eps=m["norm_eps"])
-
-    out_std = m["init_std"] / math.sqrt(2 * layers)
-    x = b.embedding(ids, param("embed.weight", (m["vocab"], hidden)))
-    for i in range(layers):
-        p = f"layers.{i}."
-        h = norm(x, p + "attn_norm.weight")
-        q, k, v = (b.reshape(b.linear(h, param(p + f"{n}.weight", (hidden, hidden))), shape=[0, 0, heads, hd])
-                   for n in "qkv")
-        past_k = b.input(f"past_key_values.{i}.key", f"f32[batch, {heads}, past, {hd}]")
-        past_v = b.input(f"past_key_values.{i}.value", f"f32[batch, {heads}, past, {hd}]")
-        out, present_k, present_v = b.attention(b.rotary(q, pos, base=m["rope_base"]),
-                                                b.rotary(k, pos, base=m["rope_base"]), v, past_k, past_v, mask)
-        b.output(f"present.{i}.key", present_k)
-        b.output(f"present.{i}.value", present_v)
-        x = b.add(x, b.linear(b.reshape(out, shape=[0, 0, hidden]), param(p + "o.weight", (hidden, hidden), out_std)))
-        h = norm(x, p + "mlp_norm.weight")
-        gate = b.linear(h, param(p + "gate.weight", (m["ffn"], hidden)))
-        up = b.linear(h, param(p + "up.weight", (m["ffn"], hidden)))
-        x = b.add(x, b.linear(b.glu(gate, up, act="silu"), param(p + "down.weight", (hidden, m["ffn"]), out_std)))
-    x = norm(x, "norm.weight")
-    b.output("logits", b.linear(x, param("lm_head.weight", (m["vocab"], hidden))))
-    return b.build(weights)
+    residual_std = m["init_std"] / math.sqrt(2 * m["layers"])
+    arrays = {}
+    for name, v in graph.params.items():
+        shape = tuple(int(d) for d in v.type.shape)
+        if len(shape) == 1:
+            arrays[name] = np.ones(shape, np.float32)
+        else:
+            std = residual_std if name.endswith((".attn.o.weight", ".mlp.down.weight")) else m["init_std"]
+            arrays[name] = (std * rng.standard_normal(shape)).astype(np.float32)
+    graph.weights = WeightStore.from_arrays(arrays)
+    graph.meta["tokenizer"] = "bytes"
+    return graph
 
 
 def reference_model(steps: int | None = None, log=None) -> Path:
