@@ -39,7 +39,7 @@ from irgraph.model_zoo.config import RotaryConfig
 from irgraph.serialize import is_graph_dir
 from irgraph.weights import WeightStore
 
-MODEL = {"vocab": 256, "hidden": 256, "layers": 4, "heads": 4, "ffn": 576, "rope_base": 10000.0, "norm_eps": 1e-5,
+MODEL = {"zoo": "llama", "init": "normal, residual-scaled", "vocab": 256, "hidden": 256, "layers": 4, "heads": 4, "ffn": 576, "rope_base": 10000.0, "norm_eps": 1e-5,
          "init_std": 0.02}
 TRAIN = {"steps": 2450, "batch_size": 32, "seq_len": 256, "lr": 2e-3, "min_lr_ratio": 0.1, "warmup": 100,
          "weight_decay": 0.1, "grad_clip": 1.0, "dropout": 0.0, "grad_accum": 1, "seed": 0, "heldout_fraction": 0.05,
@@ -76,7 +76,7 @@ def llama(m: dict[str, Any], seed: int) -> Graph:
     Weights get a training init instead of the zoo's test init: N(0, init_std) for matrices and
     embeddings, residual output projections scaled by 1/√(2·layers) (GPT-2), norms at 1.
     """
-    config = zoo_config("llama", "published").replace(
+    config = zoo_config(m["zoo"], "published").replace(
         name="stdlib-byte-llama", vocab_size=m["vocab"], hidden=m["hidden"], layers=m["layers"], heads=m["heads"],
         ffn=m["ffn"], norm_eps=m["norm_eps"], rotary=RotaryConfig(base=m["rope_base"]))
     graph = build_graph(config, weights=None)
