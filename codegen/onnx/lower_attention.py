@@ -11,7 +11,11 @@ outputs zeros.
 
 GroupQueryAttention derives each row's length from the attention mask, so it
 assumes right (or no) padding; the manifest records this (`left_padding`) and
-the runtime then feeds padded batches row by row.
+the runtime then feeds padded batches row by row. When q and k come from one
+full-width rotary setting, GQA also rotates them (`do_rotary`), fed the rotary
+lowering's per-token cos/sin rows and row indices instead of a position table,
+so any `position_ids` stay exact; when q/k/v come from one fused projection,
+GQA takes it packed. (Its rotary wants head_size % 16 == 0, attention % 8.)
 """
 
 from __future__ import annotations
