@@ -88,6 +88,12 @@ class ORTSession(Session):
         if missing or unknown:
             raise RuntimeFailure("feeds do not match the model inputs", expected=", ".join(self.inputs),
                                  got=", ".join(feeds), where=str(self.folder))
+        if not self.left_padding and "attention_mask" in feeds:
+            mask = np.asarray(feeds["attention_mask"])
+            if (np.diff(mask.astype(np.int8), axis=1) > 0).any():  # a 0 before a 1: left or inner padding
+                raise RuntimeFailure("this artifact's GroupQueryAttention takes right padding only (generate "
+                                     "steps prompts of different lengths separately)",
+                                     expected="attention_mask rows of 1s then 0s", where=str(self.folder))
 
     def _decoder_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, Any]:
         """Encoder-decoder artifacts: the decoder's feeds, the encoder run once per distinct prompt."""

@@ -158,3 +158,11 @@ def test_cli_compiles_a_zoo_name_with_passes_and_check(tmp_path):
     assert result.exit_code == 0, result.output
     assert "check decode: max |logits - interpreter|" in result.output
     assert runner.invoke(main, ["compile", "no-such-model", "-o", str(tmp_path / "b")]).exit_code != 0
+
+
+def test_left_padding_is_refused_where_gqa_cannot_take_it(artifacts):
+    ids = np.array([[1, 2, 3], [4, 5, 6]])
+    mask = np.array([[0, 1, 1], [1, 1, 1]])
+    with pytest.raises(RuntimeFailure, match="right padding only"):
+        ORTSession(artifacts["ort"]).forward(ids, mask=mask)
+    ORTSession(artifacts["portable"]).forward(ids, mask=mask)  # decomposed attention takes it
