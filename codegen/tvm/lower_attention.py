@@ -14,6 +14,7 @@ import math
 import numpy as np
 from tvm import relax, te, tirx
 
+from irgraph.codegen.tvm.attention_kernels import scores_kernel, weighted_sum_kernel
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, t5_buckets
@@ -126,9 +127,15 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
     batch, sq, total = shape
     dv = int(v.ty.shape[3])
     dtype = q.ty.dtype
+    rows = group * sq
     if group > 1:
-        q = ctx.emit(op.reshape(q, [batch, hkv, group * sq, int(q.ty.shape[3])]))  # (B, Hkv, group·Sq, D)
-    scores = ctx.emit(op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype)))
+        q = ctx.emit(op.reshape(q, [batch, hkv, rows, int(q.ty.shape[3])]))  # (B, Hkv, group·Sq, D)
+    if ctx.target == "cuda":
+        scores = ctx.emit(op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype)))
+    else:
+        kernel = _kernel(ctx, f"attention_scores_{hkv}x{int(k.ty.shape[3])}_{dtype}_{scale!r}",
+                         lambda: scores_kernel(hkv, int(k.ty.shape[3]), scale, dtype))
+        scores = ctx.emit(relax.call_tir(kernel, [q, k], out_ty=relax.TensorType([batch, hkv, rows, total], dtype)))
     if group > 1:
         scores = ctx.emit(op.reshape(scores, [batch, hq, sq, total]))  # (B, Hq, Sq, T)
     if softcap:
@@ -143,11 +150,23 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
         scores = ctx.emit(op.where(allowed, scores, relax.const(_MASKED, dtype)))
         any_visible = ctx.emit(op.astype(op.max(op.astype(allowed, "int32"), axis=[-1], keepdims=True), dtype))
         probs = ctx.emit(op.multiply(op.nn.softmax(scores, axis=-1), any_visible))
-    if group == 1:
-        return ctx.emit(op.matmul(probs, v))
-    probs = ctx.emit(op.reshape(probs, [batch, hkv, group * sq, total]))
-    out = ctx.emit(op.matmul(probs, v))  # (B, Hkv, group·Sq, Dv)
-    return ctx.emit(op.reshape(out, [batch, hq, sq, dv]))
+    if group > 1:
+        probs = ctx.emit(op.reshape(probs, [batch, hkv, rows, total]))
+    if ctx.target == "cuda":
+        out = ctx.emit(op.matmul(probs, v))  # (B, Hkv, group·Sq, Dv)
+    else:
+        kernel = _kernel(ctx, f"attention_weighted_sum_{hkv}x{dv}_{dtype}",
+                         lambda: weighted_sum_kernel(hkv, dv, dtype))
+        out = ctx.emit(relax.call_tir(kernel, [probs, v], out_ty=relax.TensorType([batch, hkv, rows, dv], dtype)))
+    return out if group == 1 else ctx.emit(op.reshape(out, [batch, hq, sq, dv]))
+
+
+def _kernel(ctx: Context, key: str, make) -> relax.GlobalVar:
+    """One shared GlobalVar per hand-written kernel variant."""
+    name = "".join(ch if ch.isalnum() else "_" for ch in key)
+    if name not in ctx.kernels:
+        ctx.kernels[name] = ctx.bb.add_func(make().with_attr("global_symbol", name), name)
+    return ctx.kernels[name]
 
 
 @lowers("attention")
