@@ -91,7 +91,7 @@ def test_sharded_checkpoint_over_2gb_compiles_and_runs(tmp_path):
     built = _child(tmp_path, "compile")
     art = tmp_path / "art"
     assert (art / "model.onnx").stat().st_size < 10 << 20  # the protobuf holds no weights
-    assert (art / "model.onnx.data").stat().st_size > total  # embed + transposed head + layers
+    assert (art / "model.onnx.data").stat().st_size >= total  # every weight once (head transposed, q/k/v fused)
     assert built["peak_rss"] < 1.6 * total, built  # mapped weights + one tensor being converted
     ran = _child(tmp_path, "run")
     assert len(ran["tokens"]) == 3
