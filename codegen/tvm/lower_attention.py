@@ -1,10 +1,12 @@
 """Lowerings of rotary, attention (with its KV cache and masks), ALiBi, T5 bias and MLA.
 
 Attention follows the op's reference (`irgraph/ops/attention.py`) step by
-step: present = concat(past, new) along the sequence, grouped heads repeated,
-masks built in one TE kernel from the rules in the op's docstring, and a query
-with no visible key gives zeros. Masked scores use a large finite negative
-instead of -inf, so a fully masked row stays finite before it is zeroed.
+step: present = concat(past, new) along the sequence, grouped query heads read
+their shared KV head in place, masks are built in one TE kernel from the rules
+in the op's docstring, and a query with no visible key gives zeros. Masked
+scores use a large finite negative instead of -inf, so a fully masked row stays
+finite before it is zeroed. On CPUs the two products run in the hand-written
+kernels of `attention_kernels.py`; on GPUs they stay Relax matmuls for dlight.
 """
 
 from __future__ import annotations
