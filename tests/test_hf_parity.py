@@ -18,10 +18,8 @@ import pytest
 
 from irgraph.dtypes import DType
 from irgraph.lm import interpret
-from tests.hf_tiny import CASES, LEGACY_ROPE, VOCAB, hf_logits, make_model, save_model
-
-pytest.importorskip("transformers")
 from irgraph.model_zoo.hf_import import SUPPORTED, import_hf  # noqa: E402
+from tests.hf_tiny import CASES, LEGACY_ROPE, VOCAB, hf_logits, make_model, save_model
 
 TOLERANCE = 1e-4
 

@@ -16,9 +16,6 @@ import irgraph.model_zoo as zoo_pkg
 from irgraph.ir import Graph
 from irgraph.passes import check_equivalent, run_pipeline
 
-if not hasattr(zoo_pkg, "build"):
-    pytest.skip("the model zoo builder (irgraph.model_zoo.build) is not installed", allow_module_level=True)
-
 
 def matmuls_per_layer(g: Graph) -> Counter:
     count: Counter = Counter()

@@ -13,9 +13,6 @@ from irgraph import lm
 from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.runtimes.tvm import TVMSession
 
-if not hasattr(zoo, "build"):
-    pytest.skip("the model zoo builder (irgraph.model_zoo.build) is not installed", allow_module_level=True)
-
 FAST = ["llama-2", "palm", "bloom", "t5", "mixtral-8x22b", "deepseek-v2"]
 
 
