@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from safetensors import safe_open
 
 import irgraph
+import irgraph.model_zoo
 from irgraph import ConfigError
 from irgraph.cli import main
 from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
@@ -149,3 +150,15 @@ def test_tokenizer_json_corpus_and_bits_per_byte(tmp_path):
     evals = json.loads((out / "train.json").read_text())["evals"]
     bytes_per_token = evals[0]["loss"] / np.log(2) / evals[0]["bits_per_byte"]
     assert 1.5 < bytes_per_token < 6  # BPE tokens span several bytes
+
+
+@pytest.mark.parametrize("name", ["llama-2", "t5", "glm-130b", "deepseek-v2"])  # decoder, enc-dec, prefix-LM, MLA+MoE
+def test_cli_trains_zoo_tiny_twins(name, tmp_path):
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["train", name, "--corpus", str(STDLIB_JSON), "--steps", "12", "-o", str(out),
+                                       "--batch-size", "4", "--seq-len", "32", "--eval-tokens", "512", "--no-bf16",
+                                       "--lr", "1e-2", "--warmup", "2"])
+    assert result.exit_code == 0, result.output
+    evals = json.loads((out / "train.json").read_text())["evals"]
+    assert evals[-1]["loss"] < evals[0]["loss"]
+    assert irgraph.load(out).name == irgraph.model_zoo.build(name, size="tiny").name
