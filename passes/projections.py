@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from irgraph.errors import PassError
 from irgraph.ir import Node, Value
 from irgraph.passes.graphs import GraphIndex, common_prefix
 from irgraph.passes.rewrite import Rewriter
@@ -103,7 +104,8 @@ def _bias(n: Node) -> Value | None:
 def fuse_linears(rw: Rewriter, x: Value, linears: Sequence[Node], tag: str) -> None:
     """Replace `linears` (all reading `x`) by one linear with concatenated weights and a split."""
     ws = [n.inputs[1] for n in linears]
-    assert all(w is not None and w.param for w in ws)  # guaranteed by group_problem
+    if not all(w is not None and w.param for w in ws):  # group_problem admits only parameter weights
+        raise PassError(f"{tag}: can only fuse linears whose weights are parameters", where=f"fuse {tag}")
     prefix = common_prefix(w.param for w in ws)  # type: ignore[union-attr]
     sizes = [int(w.type.shape[0]) for w in ws]  # type: ignore[union-attr]
     wt = ws[0].type  # type: ignore[union-attr]
