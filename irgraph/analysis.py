@@ -7,10 +7,11 @@ of parameters, no weights allocated) is analysed in milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
-from irgraph.ir import Graph, Node
+from irgraph.ir import Graph, Node, Value
 from irgraph.lm import PAST_PREFIX
 from irgraph.registry import get_op
 
@@ -31,8 +32,10 @@ def _moe_fraction(graph: Graph) -> dict[str, float]:
     frac: dict[str, float] = {}
     for node in graph.nodes:
         if node.op == "moe_experts":
-            k = node.inputs[1].type.shape[-1]
-            experts = node.inputs[3].type.shape[0]
+            k = node.arg(1).type.shape[-1]
+            experts = node.arg(3).type.shape[0]
+            if not (isinstance(k, int) and isinstance(experts, int)):
+                continue  # top-k and the expert count are static in every MoE the builders make
             for v in node.inputs[3:]:
                 if v is not None and v.param:
                     frac[v.param] = k / experts
@@ -85,14 +88,14 @@ def per_node(graph: Graph, seq: int = 1, past: int = 0) -> list[tuple[Node, int,
     return rows
 
 
-def to_networkx(graph: Graph) -> nx.MultiDiGraph:
+def to_networkx(graph: Graph) -> nx.MultiDiGraph[tuple[str, Any]]:
     """A networkx view: one vertex per node, input and param; one edge per use.
 
     Vertices are `("node", i)`, `("input", name)`, `("param", name)`; node
     vertices carry `op`, `attrs` and `types`.
     """
-    g = nx.MultiDiGraph()
-    source = {}
+    g: nx.MultiDiGraph[tuple[str, Any]] = nx.MultiDiGraph()
+    source: dict[Value, tuple[str, Any]] = {}
     for name, v in graph.inputs.items():
         g.add_node(("input", name), type=str(v.type))
         source[v] = ("input", name)
@@ -102,9 +105,9 @@ def to_networkx(graph: Graph) -> nx.MultiDiGraph:
     for i, node in enumerate(graph.nodes):
         key = ("node", i)
         g.add_node(key, op=node.op, attrs=dict(node.attrs), types=[str(v.type) for v in node.outputs])
-        for slot, v in enumerate(node.inputs):
-            if v is not None:
-                g.add_edge(source[v], key, slot=slot)
+        for slot, arg in enumerate(node.inputs):
+            if arg is not None:
+                g.add_edge(source[arg], key, slot=slot)
         for out in node.outputs:
             source[out] = key
     for name, v in graph.outputs.items():

@@ -6,6 +6,7 @@ interpreter never computes in it, it only stores quantized weights.
 
 from __future__ import annotations
 
+import builtins
 import enum
 
 import ml_dtypes
@@ -29,7 +30,7 @@ class DType(enum.Enum):
         return self.value
 
     @property
-    def is_float(self) -> bool:
+    def is_float(self) -> builtins.bool:  # `bool` is a member name in this class body
         return self in (DType.f32, DType.f16, DType.bf16)
 
     @property

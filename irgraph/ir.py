@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from irgraph.errors import IRError
 from irgraph.types import TensorType
 
 if TYPE_CHECKING:
@@ -46,6 +47,13 @@ class Node:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+
+    def arg(self, i: int) -> Value:
+        """Input `i`, which must be present (a required input, or an optional one known to be given)."""
+        v = self.inputs[i]
+        if v is None:
+            raise IRError(f"{self.op} input #{i} is absent", expected="a value")
+        return v
 
 
 @dataclass
@@ -100,8 +108,6 @@ class Graph:
 
     def weight(self, name: str) -> Any:
         """The array of parameter `name` (memory-mapped when loaded from disk)."""
-        from irgraph.errors import IRError
-
         if self.weights is None:
             raise IRError(f"graph {self.name!r} has no weights (structure only)", where=f"@{name}")
         return self.weights[name]

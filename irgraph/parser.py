@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
@@ -46,7 +46,7 @@ class _Line:
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
 
-    def fail(self, message: str, col: int | None = None, expected: Any = None) -> None:
+    def fail(self, message: str, col: int | None = None, expected: Any = None) -> NoReturn:
         if col is None:
             col = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
         got = self.tokens[self.i][1] if self.i < len(self.tokens) else "end of line"

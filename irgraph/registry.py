@@ -9,7 +9,7 @@ instead of chaining `if op == ...` (STYLE.md lesson 8).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,12 +75,15 @@ class OpDef(ABC):
     outputs: ClassVar[tuple[str, ...]] = ("y",)
     attrs: ClassVar[dict[str, Attr]] = {}
 
+    # Each op spells out its own inputs (TensorType | None) and attributes by name; the
+    # registry calls infer(*input_types, **attrs) and ref(*arrays, **attrs). `Any` here
+    # lets those op-specific signatures override (a type checker treats it as `...`).
     @abstractmethod
-    def infer(self, *types: TensorType | None, **attrs: Any) -> Sequence[TensorType]:
+    def infer(self, *types: Any, **attrs: Any) -> Sequence[TensorType]:
         """Output types from input types; raises IRError on a mismatch."""
 
     @abstractmethod
-    def ref(self, *arrays: np.ndarray | None, **attrs: Any) -> Sequence[np.ndarray]:
+    def ref(self, *arrays: Any, **attrs: Any) -> Sequence[np.ndarray]:
         """Reference outputs in numpy (float math in fp32 or wider)."""
 
     def flops(
@@ -89,7 +92,7 @@ class OpDef(ABC):
         """Default: one FLOP per output element (elementwise ops)."""
         return sum(t.numel(env) for t in outs)
 
-    def pad(self, args: Sequence[Any]) -> list[Any]:
+    def pad(self, args: Iterable[Any]) -> list[Any]:
         """Arguments with absent trailing optional inputs filled with None."""
         args = list(args)
         if not self.variadic:

@@ -7,7 +7,7 @@ says expected vs. got (STYLE.md lesson 4).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from irgraph.errors import IRError
 from irgraph.ir import Graph, Node, Value
@@ -42,7 +42,7 @@ def verify(graph: Graph) -> None:
 
 
 def _verify_node(graph: Graph, node: Node, defined: set[Value]) -> None:
-    def fail(message: str, expected: Any = None, got: Any = None) -> None:
+    def fail(message: str, expected: Any = None, got: Any = None) -> NoReturn:
         raise IRError(f"{message}\n{context(graph, node)}", expected=expected, got=got,
                       where=f"node {node.op} #{graph.nodes.index(node)}")
 

@@ -14,6 +14,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -110,7 +111,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         return shape, np.dtype(_TO_NUMPY[dtype])
 
 
-def _entry(path: Path, name: str, info: object) -> tuple[str, tuple[int, ...], int, int]:
+def _entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:
     """(dtype, shape, begin, end) of one header entry; ConfigError naming the file if malformed."""
     try:
         dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
@@ -136,7 +137,7 @@ def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike,
     (an imported checkpoint's transformed weights) never holds them all at once.
     """
     names = list(arrays if names is None else names)
-    header: dict[str, object] = {}
+    header: dict[str, Any] = {}
     offset = 0
     for name in names:
         shape, dtype = arrays.shape_dtype(name) if isinstance(arrays, WeightStore) else \

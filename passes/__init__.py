@@ -46,9 +46,9 @@ def rules() -> dict[str, list[Rule]]:
         table[rule.name] = [rule]
     table["canonicalize"] = list(canonicalize.RULES)
     parallel = fuse_parallel_attention.FuseParallelAttention().rules()
-    for rule in (*parallel, fuse_qkv.FuseQkvRule(), fuse_gate_up.FuseGateUpRule(),
-                 parallelize_blocks.ParallelizeRule()):
-        table[rule.name] = [rule]
+    for named in (*parallel, fuse_qkv.FuseQkvRule(), fuse_gate_up.FuseGateUpRule(),
+                  parallelize_blocks.ParallelizeRule()):
+        table[named.name] = [named]
     table["fuse-parallel-attention"] = parallel
     return table
 

@@ -6,6 +6,7 @@ exact. `irgraph explain reshape-reshape PATH` says why a rule did not fire.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from irgraph.ir import Graph, Value
@@ -57,7 +58,7 @@ def _one_piece(m: Candidate) -> str | None:
     return None if len(m.root.outputs) == 1 and _same_type(m) is None else "it splits into several pieces"
 
 
-def _attr_is(key: str, value: object):
+def _attr_is(key: str, value: object) -> Callable[[Candidate], str | None]:
     def check(m: Candidate) -> str | None:
         return None if m.root.attrs[key] == value else f"{key} is {m.root.attrs[key]!r}, not {value!r}"
     return check

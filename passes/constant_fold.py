@@ -41,8 +41,8 @@ class ConstantFold(Pass):
             if foldable and all(o.type.numel() <= self.max_elements for o in node.outputs
                                 if not o.type.symbols):
                 opdef = get_op(node.op)
-                args = [None if v is None else values[v] if v in values else np.asarray(graph.weight(v.param))
-                        for v in inputs]
+                args = [None if v is None else values[v] if v in values else np.asarray(graph.weight(v.param or ""))
+                        for v in inputs]  # `foldable`: every present input is folded or a parameter
                 results = opdef.ref(*opdef.pad(args), **node.attrs)
                 for out, res in zip(node.outputs, results):
                     first = next(v.param for v in inputs if v is not None and v.param)

@@ -30,7 +30,7 @@ from irgraph.passes.graphs import GraphIndex, common_prefix
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
 from irgraph.passes.projections import fuse_linears, group_problem, role
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
-from irgraph.types import TensorType
+from irgraph.types import TensorType, eval_dim
 
 NORMS = ("layer_norm", "rms_norm")
 
@@ -79,7 +79,7 @@ def _sum_tree(index: GraphIndex, root: Node) -> tuple[list[Node], list[Value]]:
     while stack:
         v = stack.pop()
         node = index.producer.get(v) if v is not None else None
-        if node is not None and node.op == "add" and index.single_use(v) and v.type == t:
+        if v is not None and node is not None and node.op == "add" and index.single_use(v) and v.type == t:
             adds.append(node)
             stack.extend(reversed(node.inputs))
         elif v is not None:
@@ -131,10 +131,10 @@ class ParallelOutputProjection(Rule):
 
     def rewrite(self, rw: Rewriter, cand: Candidate) -> None:
         linears: tuple[Node, ...] = cand.linears
-        ws = [lin.inputs[1] for lin in linears]
-        prefix = common_prefix(w.param for w in ws)
+        ws = [lin.arg(1) for lin in linears]
+        prefix = common_prefix(w.param or "" for w in ws)  # the pattern matched parameter weights only
         wt = ws[0].type
-        ins = [int(w.type.shape[1]) for w in ws]
+        ins = [eval_dim(w.type.shape[1], {}) for w in ws]
         weight = rw.param(f"{prefix}out_proj.weight", TensorType(wt.dtype, (wt.shape[0], sum(ins))),
                           np.concatenate([rw.weight(w) for w in ws], axis=1) if rw.has_weights else None)
         args = [rw.emit("concat", *(lin.inputs[0] for lin in linears), axis=-1, hint="branches"), weight]

@@ -53,7 +53,7 @@ class ParallelizeRule(Rule):
         for n2 in index.graph.nodes:
             mid = n2.inputs[0] if n2.op in NORMS else None
             add = index.producer.get(mid) if mid is not None else None
-            if add is None or add.op != "add":
+            if mid is None or add is None or add.op != "add":
                 continue
             where = index.describe(n2)
             branches = [(v, _attention_behind(index, v)) for v in add.inputs if v is not None]
@@ -65,7 +65,7 @@ class ParallelizeRule(Rule):
             o, attention = attn[0]
             x = next(v for v, _ in branches if v is not o)
             q_lin, _ = source_linear(index, attention.inputs[0])
-            n1 = index.producer.get(q_lin.inputs[0]) if q_lin is not None else None
+            n1 = index.producer.get(q_lin.arg(0)) if q_lin is not None else None
             if n1 is None or n1.op not in NORMS or n1.inputs[0] is not x:
                 yield Miss(where, "the attention does not read a norm of the block input (not a pre-norm block)")
                 continue

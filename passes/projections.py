@@ -18,7 +18,7 @@ from irgraph.errors import PassError
 from irgraph.ir import Node, Value
 from irgraph.passes.graphs import GraphIndex, common_prefix
 from irgraph.passes.rewrite import Rewriter
-from irgraph.types import TensorType
+from irgraph.types import TensorType, eval_dim
 
 # Ops that only move or rotate data: a projection's role shows through them.
 TRANSPARENT = frozenset({"reshape", "transpose", "split", "slice", "rotary", "cast", "scale"})
@@ -33,7 +33,7 @@ def role(index: GraphIndex, v: Value, depth: int = 8) -> str:
     found: set[str] = set()
     frontier = [v]
     for _ in range(depth):
-        nxt = []
+        nxt: list[Value] = []
         for cur in frontier:
             for user in index.users_of(cur):
                 slots = [i for i, x in enumerate(user.inputs) if x is cur]
@@ -103,12 +103,13 @@ def _bias(n: Node) -> Value | None:
 
 def fuse_linears(rw: Rewriter, x: Value, linears: Sequence[Node], tag: str) -> None:
     """Replace `linears` (all reading `x`) by one linear with concatenated weights and a split."""
-    ws = [n.inputs[1] for n in linears]
-    if not all(w is not None and w.param for w in ws):  # group_problem admits only parameter weights
+    ws = [n.arg(1) for n in linears]
+    names = [w.param for w in ws]
+    if not all(names):  # group_problem admits only parameter weights
         raise PassError(f"{tag}: can only fuse linears whose weights are parameters", where=f"fuse {tag}")
-    prefix = common_prefix(w.param for w in ws)  # type: ignore[union-attr]
-    sizes = [int(w.type.shape[0]) for w in ws]  # type: ignore[union-attr]
-    wt = ws[0].type  # type: ignore[union-attr]
+    prefix = common_prefix(name for name in names if name)
+    sizes = [eval_dim(w.type.shape[0], {}) for w in ws]
+    wt = ws[0].type
     weight = rw.param(f"{prefix}{tag}.weight", TensorType(wt.dtype, (sum(sizes), wt.shape[1])),
                       np.concatenate([rw.weight(w) for w in ws], axis=0) if rw.has_weights else None)
     inputs = [x, weight]

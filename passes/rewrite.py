@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, overload
 
 import numpy as np
 
@@ -70,8 +70,8 @@ class Explanation:
 class Rule(ABC):
     """A rewrite rule: `candidates` (the pattern), `check` (why not) and `rewrite`."""
 
-    name: ClassVar[str]
-    summary: ClassVar[str] = ""
+    name: str  # a class attribute, or per instance for table-declared rules (TreeRule)
+    summary: str = ""
 
     @abstractmethod
     def candidates(self, index: GraphIndex) -> Iterator[Candidate | Miss]:
@@ -150,6 +150,10 @@ class Rewriter:
     def changed(self) -> bool:
         return bool(self.subst or self.inserted or self.new_params)
 
+    @overload
+    def resolve(self, v: Value) -> Value: ...
+    @overload
+    def resolve(self, v: Value | None) -> Value | None: ...
     def resolve(self, v: Value | None) -> Value | None:
         while v is not None and v in self.subst:
             v = self.subst[v]
@@ -274,8 +278,8 @@ class TreeRule(Rule):
 
     def __init__(self, name: str, pattern: Pat, *, check: Callable[[Candidate], str | None] | None = None,
                  rewrite: Callable[[Rewriter, Candidate], Value], summary: str = ""):
-        self.name = name  # type: ignore[misc]  (per-instance name for table-declared rules)
-        self.summary = summary  # type: ignore[misc]
+        self.name = name
+        self.summary = summary
         self.pattern = pattern
         self._check = check
         self._rewrite = rewrite

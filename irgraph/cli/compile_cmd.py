@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import click
@@ -11,12 +10,13 @@ from irgraph.cli.common import clean_errors
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
+from irgraph.model_zoo import SIZES, Size
 
 TOKENIZER = "tokenizer.json"
 TARGETS = ("onnx", "tvm-llvm", "tvm-cuda", "tvm-aarch64")
 
 
-def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Path]]:
+def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Path]]:
     """The graph SOURCE names and files to carry into the artifact (tokenizer.json).
 
     An existing folder is a saved graph (graph.irg) or a Hugging Face checkpoint
@@ -30,20 +30,16 @@ def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Pat
         if is_graph_dir(path):
             return load(path), extra
         if (path / "config.json").is_file():
-            try:
-                hf_import = importlib.import_module("irgraph.model_zoo.hf_import")
-            except ImportError as e:
-                raise ConfigError(f"HF checkpoint import is not available ({e})", where=str(path)) from None
-            return hf_import.import_hf(path), extra
+            from irgraph.model_zoo.hf_import import import_hf
+
+            return import_hf(path), extra
         raise ConfigError("folder is neither a saved graph (graph.irg) nor an HF checkpoint (config.json)",
                           where=str(path))
     if path.exists():
         raise ConfigError("SOURCE must be a folder or a zoo model name", got="a file", where=str(path))
-    import irgraph.model_zoo as zoo
+    from irgraph import model_zoo
 
-    if not hasattr(zoo, "build"):
-        raise ConfigError(f"{source!r} is not a folder, and the model zoo builder is not installed")
-    return zoo.build(source, size=size, seed=seed), {}
+    return model_zoo.build(source, size=size, seed=seed), {}
 
 
 @click.command("compile")
@@ -53,7 +49,8 @@ def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Pat
               help="onnx: ONNX Runtime contrib ops (ort) or standard ONNX only (portable).")
 @click.option("--dtype", type=click.Choice(["f32", "f16", "bf16"]), default="f32", show_default=True,
               help="onnx: compute precision of weights and activations.")
-@click.option("--size", default="tiny", show_default=True, help="Zoo models: size to build.")
+@click.option("--size", type=click.Choice(SIZES), default="tiny", show_default=True,
+              help="Zoo models: size to build.")
 @click.option("--seed", default=0, show_default=True, help="Zoo models: weight seed.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Artifact folder.")
 @click.option("--cuda-arch", type=click.Choice(["sm_80", "sm_86", "sm_89", "sm_90"]), default="sm_80",
@@ -61,7 +58,7 @@ def load_source(source: str, size: str, seed: int) -> tuple[Graph, dict[str, Pat
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @pipeline_options
 @clean_errors
-def compile_(source: str, target: str, flavour: str, dtype: str, size: str, seed: int, cuda_arch: str, out: str,
+def compile_(source: str, target: str, flavour: str, dtype: str, size: Size, seed: int, cuda_arch: str, out: str,
              force: bool, passes: str, print_after: tuple[str, ...], check: bool, allow_arch_change: bool,
              timing: bool) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from irgraph.analysis import cost
+from irgraph.analysis import Cost, cost
 from irgraph.cli.common import clean_errors
 from irgraph.serialize import load
 
@@ -32,7 +32,7 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     click.echo(format_cost(graph.name, len(graph.nodes), c))
 
 
-def format_cost(name: str, nodes: int, c) -> str:
+def format_cost(name: str, nodes: int, c: Cost) -> str:
     return "\n".join([
         f"# {name}: {nodes} nodes",
         f"#   params            {c.params:,} ({c.active_params:,} active per token)",

@@ -19,13 +19,15 @@ from irgraph.cli.common import clean_errors
 from irgraph.cli.compile_cmd import TOKENIZER, load_source
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
+from irgraph.model_zoo import SIZES, Size
+from irgraph.types import eval_dim
 
 
 def vocab_size(graph: Graph) -> int:
     logits = graph.outputs.get("logits")
     if logits is None:
         raise ConfigError(f"graph {graph.name!r} has no 'logits' output to train", expected="a language model")
-    return int(logits.type.shape[-1])
+    return eval_dim(logits.type.shape[-1], {})
 
 
 @click.command()
@@ -35,7 +37,8 @@ def vocab_size(graph: Graph) -> int:
 @click.option("--steps", type=int, required=True, help="Optimizer steps.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder: the trained graph, train.json and checkpoints/.")
-@click.option("--size", default="tiny", show_default=True, help="Zoo models: tiny twin or published size.")
+@click.option("--size", type=click.Choice(SIZES), default="tiny", show_default=True,
+              help="Zoo models: tiny twin or published size.")
 @click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
               help="tokenizer.json (default: SOURCE/tokenizer.json if present, else bytes).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Global batch in sequences.")
@@ -59,14 +62,21 @@ def vocab_size(graph: Graph) -> int:
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the training forward (faster long runs).")
 @click.option("--fresh", is_flag=True, help="Ignore checkpoints in the output folder.")
 @clean_errors
-def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: str, tokenizer: str | None,
+def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: Size, tokenizer: str | None,
           bf16: bool | None, lora_rank: int, lora_targets: tuple[str, ...], compile_: bool, fresh: bool,
           **recipe: float) -> None:
     """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
     from tqdm import tqdm
 
     from irgraph.codegen.torch.data import ByteTokenizer, JsonTokenizer, load_corpus
-    from irgraph.codegen.torch.trainer import TrainConfig, Trainer, bf16_supported, save_trained
+    from irgraph.codegen.torch.trainer import (
+        EvalInfo,
+        StepInfo,
+        TrainConfig,
+        Trainer,
+        bf16_supported,
+        save_trained,
+    )
 
     main = int(os.environ.get("RANK", "0")) == 0
     seed = int(recipe["seed"])
@@ -83,11 +93,11 @@ def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: 
     trainer = Trainer(graph, data, config, out_dir)
     bar = tqdm(total=steps, disable=not main, unit="step", dynamic_ncols=True)
 
-    def on_step(s) -> None:
+    def on_step(s: StepInfo) -> None:
         bar.n = s.step
         bar.set_postfix(loss=f"{s.loss:.4f}", tok_s=f"{s.tokens_per_s:,.0f}", lr=f"{s.lr:.2e}")
 
-    def on_eval(e) -> None:
+    def on_eval(e: EvalInfo) -> None:
         if main:
             tqdm.write(f"step {e.step}: held-out loss {e.loss:.4f}, perplexity {e.perplexity:.2f}, "
                        f"{e.bits_per_byte:.3f} bits/byte")

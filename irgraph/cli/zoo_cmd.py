@@ -11,6 +11,7 @@ from irgraph import model_zoo
 from irgraph.analysis import cost
 from irgraph.cli.common import clean_errors
 from irgraph.cli.inspect_cmd import format_cost
+from irgraph.model_zoo import Size
 from irgraph.serialize import save
 
 SIZE = click.option("--size", type=click.Choice(model_zoo.SIZES), help="Published dims or the tiny twin.")
@@ -61,11 +62,10 @@ def list_(as_json: bool) -> None:
 @SIZE
 @click.option("--no-text", is_flag=True, help="Statistics and sources only.")
 @clean_errors
-def show(name: str, size: str | None, no_text: bool) -> None:
+def show(name: str, size: Size | None, no_text: bool) -> None:
     """Show NAME's graph (IR text), statistics, survey row and sources (default: published size)."""
-    size = size or "published"
     entry = model_zoo.get(name)
-    graph = model_zoo.build(entry.name, size=size)
+    graph = model_zoo.build(entry.name, size=size or "published")
     if not no_text:
         click.echo(str(graph), nl=False)
     click.echo(format_cost(graph.name, len(graph.nodes), cost(graph)))
@@ -89,13 +89,12 @@ def show(name: str, size: str | None, no_text: bool) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @clean_errors
-def build(name: str, size: str | None, output: str, seed: int, force: bool) -> None:
+def build(name: str, size: Size | None, output: str, seed: int, force: bool) -> None:
     """Save NAME as a graph folder: the tiny twin with seeded random weights (default), or the
     published architecture as structure and cost only (no weights)."""
-    size = size or "tiny"
     if Path(output).exists() and not force:
         raise click.UsageError(f"{output} exists (use --force to replace it)")
-    graph = model_zoo.build(name, size=size, seed=seed)
+    graph = model_zoo.build(name, size=size or "tiny", seed=seed)
     save(graph, output)
     what = "weights: seeded random" if graph.weights is not None else "structure only, no weights"
     click.echo(f"wrote {output} ({graph.name}, {len(graph.nodes)} nodes, {what})")

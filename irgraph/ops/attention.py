@@ -23,10 +23,10 @@ import numpy as np
 from irgraph.dtypes import DType
 from irgraph.ops.tensor import softmax_np
 from irgraph.registry import Attr, OpDef, expect, register
-from irgraph.types import TensorType, add_dims
+from irgraph.types import Dim, TensorType, add_dims
 
 
-def _check_mask(key_mask: TensorType | None, batch, total) -> None:
+def _check_mask(key_mask: TensorType | None, batch: Dim, total: Dim) -> None:
     if key_mask is not None:
         expect(key_mask.shape == (batch, total), "key_mask must be [batch, past+seq]",
                expected=(batch, total), got=key_mask.shape)
@@ -95,7 +95,8 @@ class Attention(OpDef):
         return 2 * b * hq * sq * total * (d + dv)
 
 
-def visible(sq: int, total: int, batch: int, key_mask=None, prefix_len=None, causal=True, window=0) -> np.ndarray:
+def visible(sq: int, total: int, batch: int, key_mask: np.ndarray | None = None, prefix_len: np.ndarray | None = None,
+            causal: bool = True, window: int = 0) -> np.ndarray:
     """Boolean [batch, 1, sq, total]: which key each query may attend to."""
     past = total - sq
     qpos = past + np.arange(sq)[:, None]

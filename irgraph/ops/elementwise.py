@@ -67,7 +67,7 @@ def _unary(op_name: str, fn: Callable[..., np.ndarray], doc: str, attrs: dict[st
     register(Unary)
 
 
-UNARY = [
+UNARY: list[tuple[str, Callable[[np.ndarray], np.ndarray], str]] = [
     ("neg", np.negative, "-x"),
     ("exp", np.exp, "e^x"),
     ("log", np.log, "natural log"),
@@ -108,7 +108,7 @@ def _binary(op_name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], do
     register(Binary)
 
 
-BINARY = [
+BINARY: list[tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = [
     ("add", np.add, "a + b"),
     ("sub", np.subtract, "a - b"),
     ("mul", np.multiply, "a · b"),
@@ -117,8 +117,8 @@ BINARY = [
     ("maximum", np.maximum, "max(a, b)"),
     ("minimum", np.minimum, "min(a, b)"),
 ]
-for _name, _fn, _doc in BINARY:
-    _binary(_name, _fn, _doc)
+for _name, _fn2, _doc in BINARY:
+    _binary(_name, _fn2, _doc)
 
 
 @register

@@ -11,10 +11,12 @@ linear (position interpolation), dynamic NTK, llama3 and YaRN (with mscale).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from irgraph.dtypes import DType
+from irgraph.errors import IRError
 from irgraph.registry import Attr, OpDef, expect, register
 from irgraph.types import TensorType
 
@@ -54,8 +56,8 @@ def inv_frequencies(
         def correction_dim(rotations: float) -> float:
             return rotary_dim * math.log(original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
 
-        low = max(math.floor(correction_dim(beta_fast)), 0)
-        high = min(math.ceil(correction_dim(beta_slow)), rotary_dim - 1)
+        low: float = max(math.floor(correction_dim(beta_fast)), 0)
+        high: float = min(math.ceil(correction_dim(beta_slow)), rotary_dim - 1)
         if low == high:
             high += 0.001
         ramp = np.clip((np.arange(rotary_dim // 2, dtype=np.float64) - low) / (high - low), 0, 1)
@@ -103,20 +105,23 @@ class Rotary(OpDef):
         "attention_factor": Attr("float", None, optional=True),
     }
 
-    def infer(self, x: TensorType, position_ids: TensorType, **attrs) -> list[TensorType]:
+    def infer(self, x: TensorType, position_ids: TensorType, **attrs: Any) -> list[TensorType]:
         expect(x.rank == 4, "rotary input must be [batch, seq, heads, head_dim]", got=x)
         expect(position_ids.dtype in (DType.i64, DType.i32), "position_ids must be integers", got=position_ids.dtype)
         expect(position_ids.shape == x.shape[:2], "position_ids must be [batch, seq] of x",
                expected=x.shape[:2], got=position_ids.shape)
-        rd = attrs["rotary_dim"] or x.shape[3]
-        expect(isinstance(x.shape[3], int) and 0 < rd <= x.shape[3] and rd % 2 == 0,
-               "rotary_dim must be even and at most head_dim", expected=f"<= {x.shape[3]}", got=rd)
+        head_dim = x.shape[3]
+        if not isinstance(head_dim, int):
+            raise IRError("rotary head_dim must be a number", got=head_dim)
+        rd = attrs["rotary_dim"] or head_dim
+        expect(0 < rd <= head_dim and rd % 2 == 0,
+               "rotary_dim must be even and at most head_dim", expected=f"<= {head_dim}", got=rd)
         scaling = attrs["scaling"]
         if scaling in ("dynamic_ntk", "llama3", "yarn"):
             expect(attrs["original_max_position"] > 0, f"{scaling} rotary scaling needs original_max_position")
         return [x]
 
-    def ref(self, x: np.ndarray, position_ids: np.ndarray, **attrs) -> list[np.ndarray]:
+    def ref(self, x: np.ndarray, position_ids: np.ndarray, **attrs: Any) -> list[np.ndarray]:
         cos, sin = cos_sin(position_ids, x.shape[3], **attrs)
         return [apply_rotary(x.astype(np.float32), cos, sin, attrs["rotary_dim"] or x.shape[3], attrs["interleaved"])]
 

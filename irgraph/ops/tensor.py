@@ -92,7 +92,7 @@ def _divide(total: Any, known: list[Dim]) -> Dim:
     nt, st = _split_numel(total)
     nk, sk = _split_numel(known)
     rest = [s for s in st if str(s) not in {str(k) for k in sk}]
-    expect(len(rest) <= 1 and nk and nt % nk == 0, "cannot infer the -1 of reshape",
+    expect(len(rest) <= 1 and nk != 0 and nt % nk == 0, "cannot infer the -1 of reshape",
            expected="a whole number of elements", got=f"{_fmt(total)} / {_fmt(known)}")
     if rest:
         expect(nt // nk == 1, "cannot infer a -1 that multiplies a symbolic dim", got=_fmt(total))
@@ -178,6 +178,7 @@ class Slice(OpDef):
         ax = norm_axis(axis, x.rank)
         expect(step >= 1, "slice step must be positive", got=step)
         d = x.shape[ax]
+        n: Dim
         if isinstance(d, int):
             n = len(range(*slice(start, end, step).indices(d)))
         elif start == 0 and end >= BIG and step == 1:

@@ -1,0 +1,19 @@
+"""ruff over the whole checkout (rules in pyproject.toml [tool.ruff]): lint failures fail the suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ruff", reason="ruff is in the dev extra: pip install -e '.[dev]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean():
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
