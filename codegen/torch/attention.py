@@ -1,13 +1,9 @@
-"""Torch lowerings of the position and attention ops: rotary, attention, ALiBi, T5 bias, MLA, MoE.
+"""Torch lowerings of the position and attention ops: rotary, attention, ALiBi, T5 bias, MLA.
 
-They mirror `irgraph.ops.rotary`, `irgraph.ops.attention` and `irgraph.ops.moe`
-(the meaning of each op) and share those modules' constant tables (inverse
-frequencies, ALiBi slopes), so the two can only differ in float rounding.
-Masks are built from tensor shapes, so `torch.export` sees symbolic `seq` and
-`past`. MoE experts run densely (every expert on every token, weighted by the
-router's sparse combine matrix): exact, differentiable through the router
-weights, and free of data-dependent shapes; it costs experts/top_k times the
-routed FLOPs, which suits the small models this path trains.
+They mirror `irgraph.ops.rotary` and `irgraph.ops.attention` (the meaning of
+each op) and share those modules' constant tables (inverse frequencies, ALiBi
+slopes), so the two can only differ in float rounding. Masks are built from
+tensor shapes, so `torch.export` sees symbolic `seq` and `past`. MoE: `moe.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from irgraph.codegen.torch.lowerings import ACTIVATIONS, attention_scale, f32, lowering
+from irgraph.codegen.torch.lowerings import attention_scale, f32, lowering
 from irgraph.ops.attention import alibi_slopes
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
@@ -193,39 +189,3 @@ def _latent_attention(q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, 
     out = sdpa(f32(q).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask=key_mask, causal=causal,
                scale=attention_scale(dq, scale))
     return out.transpose(1, 2), cache
-
-
-# -- mixture of experts -----------------------------------------------------------------------
-
-
-@lowering("moe_router")
-def _moe_router(x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
-    logits = F.linear(f32(x), f32(weight)).float()  # (..., E)
-    scores = torch.softmax(logits, dim=-1) if scoring == "softmax" else torch.sigmoid(logits)
-    choose = scores.detach()  # the choice is discrete; gradients flow through the kept scores
-    if n_group > 1:
-        grouped = choose.reshape(*choose.shape[:-1], n_group, -1)  # (..., G, E/G)
-        keep = torch.topk(grouped.amax(dim=-1), topk_group, dim=-1).indices
-        group_mask = torch.zeros(grouped.shape[:-1], dtype=torch.bool, device=x.device).scatter(-1, keep, True)
-        choose = choose.masked_fill(~group_mask.repeat_interleave(grouped.shape[-1], dim=-1), float("-inf"))
-    indices = torch.topk(choose, top_k, dim=-1).indices
-    weights = torch.gather(scores, -1, indices)
-    if normalize:
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-    return weights * scaling, indices
-
-
-@lowering("moe_experts")
-def _moe_experts(x, weights, indices, w_up, w_down, w_gate, act):
-    shape = x.shape
-    xs = f32(x).reshape(-1, shape[-1])  # (T, H)
-    combine = torch.zeros(xs.shape[0], w_up.shape[0], dtype=weights.dtype, device=x.device)
-    combine = combine.scatter_add(1, indices.reshape(xs.shape[0], -1), weights.reshape(xs.shape[0], -1))  # (T, E)
-    # bmm over the expert axis (einsum and matmul special-case dims of 1, which export would pin).
-    xe = xs.unsqueeze(0).expand(w_up.shape[0], -1, -1)  # (E, T, H)
-    h = torch.bmm(xe, f32(w_up).transpose(1, 2))  # (E, T, F)
-    fn = ACTIVATIONS[act]
-    h = fn(torch.bmm(xe, f32(w_gate).transpose(1, 2))) * h if w_gate is not None else fn(h)
-    y = torch.bmm(h, f32(w_down).transpose(1, 2))  # every expert's output (E, T, H)
-    out = (combine.t().unsqueeze(-1).to(y.dtype) * y).sum(0)  # (T, H)
-    return (out.reshape(shape),)

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-import irgraph.codegen.torch.attention  # noqa: F401  (registers the attention, rotary and MoE lowerings)
+import irgraph.codegen.torch.attention  # noqa: F401  (registers the attention and rotary lowerings)
+import irgraph.codegen.torch.moe  # noqa: F401  (registers the MoE lowerings)
 from irgraph.codegen.torch.lowerings import TORCH_DTYPES, Lowering, get_lowering
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, IRError
