@@ -40,7 +40,7 @@ def test_tiny_zoo_model_matches_interpreter(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(zoo.names()) - set(FAST)) if hasattr(zoo, "names") else [])
+@pytest.mark.parametrize("name", sorted(set(zoo.names()) - set(FAST)))
 def test_every_tiny_zoo_model_matches_interpreter(name, tmp_path):
     _check(name, tmp_path)
 

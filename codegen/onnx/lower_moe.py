@@ -1,11 +1,21 @@
 """MoE router and experts lowered to standard ONNX.
 
 The router uses TopK, whose ties keep the lower index first, as the
-reference's stable argsort does. The experts run densely: every expert sees
-every token as one batched MatMul over the stacked weights, and a dense
-[tokens, experts] routing matrix (zeros where an expert was not chosen)
-combines them. Exact up to float summation order; ORT's fused MoE op is not
-used because its CPU kernel lacks the separate up projection (notes §7.2).
+reference's stable argsort does.
+
+Experts, `ort` flavour in f32: ORT's fused `com.microsoft.MoE`, which runs each
+token through its top-k experts only. Its CPU kernel has no separate up
+projection (notes §7.2), so gated SiLU experts go in as one fc1 with gate and
+up rows interleaved (`swiglu_fusion=1`); ungated relu / silu / tanh-GELU use
+fc1 alone. The op routes by softmax(router_probs) itself, so the IR router's
+weights w (any scoring, grouping or scaling) are handed over as log(w) at the
+chosen experts and -1e9 elsewhere: the op then weights expert k by w_k / Σw,
+and the output is multiplied back by Σw (exact to float rounding).
+
+Otherwise (portable flavour, other activations, f16/bf16, computed weights) the
+experts run densely: every expert sees every token as one batched MatMul over
+the stacked weights, and a dense [tokens, experts] routing matrix (zeros where
+an expert was not chosen) combines them.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import numpy as np
 
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.codegen.onnx.lowerings import activation, lowers
+from irgraph.dtypes import DType
 from irgraph.ir import Node
 
 
@@ -52,8 +63,52 @@ def _stacked_t(e: Emitter, v) -> str:
     return e.weight(v.param, "T", lambda w: np.ascontiguousarray(w.transpose(0, 2, 1)))
 
 
+# IR activation -> ORT MoE activation_type with the same meaning (checked against the reference).
+_ORT_ACTIVATIONS = {"relu": "relu", "silu": "silu", "gelu_tanh": "gelu"}
+_NOT_CHOSEN = -1e9  # router_probs of the experts the IR router did not choose: softmax weight 0
+
+
+def _fused_moe_fits(e: Emitter, node: Node) -> bool:
+    _, _, _, w_up, w_down, w_gate = node.inputs
+    act = node.attrs["act"]
+    weights_are_params = all(v.param for v in (w_up, w_down, w_gate) if v is not None)
+    kind_fits = act == "silu" if w_gate is not None else act in _ORT_ACTIVATIONS
+    return e.flavour == "ort" and e.dtype == DType.f32 and weights_are_params and kind_fits
+
+
+def _fused_experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+    """ORT's MoE op over the IR router's choice (see the module docstring)."""
+    _, _, _, w_up, w_down, w_gate = node.inputs
+    experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
+    k = node.inputs[1].type.shape[-1]
+    tokens = e.op1("Reshape", ins[0], e.ints(-1, hidden))  # (T, H)
+    weights = e.op1("Reshape", ins[1], e.ints(-1, k))  # (T, k)
+    indices = e.op1("Reshape", ins[2], e.ints(-1, k))
+    floor = e.op1("Expand", e.const(_NOT_CHOSEN), e.op1("Concat", e.dim(weights, 0), e.ints(experts), axis=0))
+    probs = e.op1("ScatterElements", floor, indices, e.op1("Log", weights), axis=1)  # (T, E)
+    if w_gate is not None:
+        def interleave() -> np.ndarray:
+            gate, up = (np.asarray(e.graph.weight(v.param), dtype=np.float32) for v in (w_gate, w_up))
+            fc1 = np.empty((gate.shape[0], 2 * gate.shape[1], gate.shape[2]), np.float32)
+            fc1[:, 0::2], fc1[:, 1::2] = gate, up  # rows g0, u0, g1, u1, ...: swiglu_fusion=1
+            return fc1
+
+        fc1 = e.derived(f"{w_up.param}.gate_up_interleaved", interleave)
+        attrs = {"activation_type": "swiglu", "swiglu_fusion": 1, "activation_alpha": 1.0,
+                 "activation_beta": 0.0, "swiglu_limit": float("inf")}
+    else:
+        fc1 = e.weight(w_up.param)
+        attrs = {"activation_type": _ORT_ACTIVATIONS[node.attrs["act"]]}
+    y = e.op1("MoE", tokens, probs, fc1, "", e.weight(w_down.param), domain="com.microsoft", k=k,
+              normalize_routing_weights=0, **attrs)  # Σ_k w_k/Σw · expert_k(x)
+    y = e.op1("Mul", y, e.op1("ReduceSum", weights, e.ints(-1), keepdims=1))
+    return e.op("Reshape", [y, e.op1("Shape", ins[0])], [e.result(node, 0)])
+
+
 @lowers("moe_experts")
 def _experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+    if _fused_moe_fits(e, node):
+        return _fused_experts(e, node, ins)
     x, _, _, w_up, w_down, w_gate = node.inputs
     experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
     tokens = e.op1("Unsqueeze", e.op1("Reshape", ins[0], e.ints(-1, hidden)), e.ints(0))  # (1, T, H)
