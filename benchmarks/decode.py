@@ -127,17 +127,10 @@ def irgraph_tvm(bench: Bench) -> Run:
 
 
 def load_graph(hf_dir: Path):
-    """The checkpoint through `import_hf`, or the benchmark's own LLaMA reader where that is unavailable."""
-    try:
-        from irgraph.model_zoo.hf_import import import_hf
+    """The checkpoint as an irgraph graph (weights memory-mapped)."""
+    from irgraph.model_zoo.hf_import import import_hf
 
-        return import_hf(hf_dir)
-    except ImportError:
-        sys.path.insert(0, str(ROOT))
-        from llama_graph import llama_graph
-
-        print("(irgraph.model_zoo.hf_import unavailable: graph built by benchmarks/llama_graph.py)", flush=True)
-        return llama_graph(hf_dir)
+    return import_hf(hf_dir)
 
 
 def hf_eager(bench: Bench) -> Run:
