@@ -1,10 +1,14 @@
 """Lowerings of the mixture-of-experts router and experts.
 
-The experts run densely: every expert's MLP is evaluated on every token and
-weighted by the token's routing weight for that expert (zero when it was not
-chosen). That is exact, needs no data-dependent shapes (so one kernel set
-serves prefill, decode and every target), and costs experts/top_k times the
-routed FLOPs, which is the price paid on tiny and mid-size MoE models.
+CPU targets run the experts sparsely: each (token, slot) pair reads its
+expert's weights through the router's index (h[t, j] = x[t] · W[idx[t, j]]ᵀ),
+so only the chosen experts are computed and streamed, with no data-dependent
+shapes (one kernel set serves prefill and decode).
+
+GPU targets run them densely, every expert's MLP on every token weighted by
+the token's routing weight for that expert (zero when it was not chosen), as
+the batched reductions dlight can schedule: exact, but experts/top_k times the
+routed FLOPs.
 """
 
 from __future__ import annotations
@@ -62,6 +66,28 @@ def _expert_out(h: te.Tensor, w: te.Tensor) -> te.Tensor:
                       lambda e, t, o: te.sum(h[e, t, r] * as_dtype(w[e, o, r], h.dtype), axis=r), name="expert_out")
 
 
+def _routed_in(x: te.Tensor, idx: te.Tensor, w: te.Tensor) -> te.Tensor:
+    """h[t, j, f] = Σ_i x[t, i] · w[idx[t, j], f, i]: the chosen experts only."""
+    r = te.reduce_axis((0, w.shape[2]), name="i")
+    return te.compute((x.shape[0], idx.shape[1], w.shape[1]),
+                      lambda t, j, f: te.sum(x[t, r] * as_dtype(w[idx[t, j], f, r], x.dtype), axis=r),
+                      name="routed_in")
+
+
+def _routed_out(h: te.Tensor, idx: te.Tensor, w: te.Tensor, weights: te.Tensor) -> te.Tensor:
+    """y[t, o] = Σ_j weights[t, j] · Σ_f h[t, j, f] · w[idx[t, j], o, f]."""
+    j = te.reduce_axis((0, h.shape[1]), name="j")
+    r = te.reduce_axis((0, w.shape[2]), name="f")
+    return te.compute((h.shape[0], w.shape[1]), lambda t, o: te.sum(
+        as_dtype(weights[t, j], h.dtype) * h[t, j, r] * as_dtype(w[idx[t, j], o, r], h.dtype), axis=[j, r]),
+        name="routed_out")
+
+
+def routed_fits(ctx: Context) -> bool:
+    """Whether the experts run sparsely (CPU targets; dlight schedules only the dense form)."""
+    return ctx.target != "cuda"
+
+
 @lowers("moe_experts")
 def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_gate):
     xt = node.inputs[0].type
@@ -73,6 +99,15 @@ def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_
     x2 = ctx.emit(op.reshape(x, [tokens, hidden]))
     w2 = ctx.emit(op.reshape(weights, [tokens, k]))
     i2 = ctx.emit(op.reshape(indices, [tokens, k]))
+    if routed_fits(ctx):
+        up = ctx.bb.emit_te(_routed_in, x2, i2, w_up, primfunc_name_hint="routed_up")  # (T, k, F)
+        if w_gate is not None:
+            gate = ctx.bb.emit_te(_routed_in, x2, i2, w_gate, primfunc_name_hint="routed_gate")
+            h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], gate), up))
+        else:
+            h = ctx.emit(act(ctx, node.attrs["act"], up))
+        y = ctx.bb.emit_te(_routed_out, h, i2, w_down, w2, primfunc_name_hint="routed_down")  # (T, H)
+        return [ctx.emit(op.reshape(y, ctx.shape(xt)))]
     onehot = ctx.emit(op.equal(op.expand_dims(i2, [-1]), array_const(np.arange(experts, dtype=np.int64))))
     dense = ctx.emit(op.sum(op.multiply(op.astype(onehot, "float32"), op.expand_dims(w2, [-1])), axis=[1]))  # (T, E)
     up = ctx.bb.emit_te(_expert_in, x2, w_up, primfunc_name_hint="expert_up")  # (E, T, F)
