@@ -172,6 +172,14 @@ def expect(cond: bool, message: str, expected: Any = None, got: Any = None) -> N
         raise IRError(message, expected=expected, got=got)
 
 
+def given(types: Sequence[TensorType | None], i: int) -> TensorType:
+    """The type of input `i`, which must be present (a required input): `flops` gets None for absent ones."""
+    t = types[i]
+    if t is None:
+        raise IRError(f"input #{i} is absent", expected="a value")
+    return t
+
+
 def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
     """Numpy broadcasting over possibly symbolic dims."""
     rank = max(len(s) for s in shapes)

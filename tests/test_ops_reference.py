@@ -227,3 +227,14 @@ def test_rms_norm(offset):
     want = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (T(w) + offset)
     close(y, want)
     close(y, F.rms_norm(T(X), (16,), T(w) + offset, eps=1e-6))
+
+
+def test_flops_of_absent_required_input_is_a_typed_error():
+    # flops() gets None for absent inputs; a required one missing is an IRError, not an AttributeError.
+    from irgraph.registry import get_op
+    from irgraph.types import parse_type
+
+    out = parse_type("f32[2, 3]")
+    assert get_op("matmul").flops([parse_type("f32[2, 4]"), parse_type("f32[4, 3]")], [out], {}) == 2 * 6 * 4
+    with pytest.raises(IRError, match="input #0 is absent"):
+        get_op("matmul").flops([None, parse_type("f32[4, 3]")], [out], {})

@@ -17,12 +17,14 @@ A query with no visible key outputs zeros rather than NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.ops.tensor import softmax_np
-from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.registry import Attr, OpDef, expect, given, register
 from irgraph.types import Dim, TensorType, add_dims
 
 
@@ -88,9 +90,11 @@ class Attention(OpDef):
                    prefix_len=prefix_len, causal=causal, window=window, scale=scale, softcap=softcap)
         return [np.transpose(out, (0, 2, 1, 3)), k_all, v_all]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         b, sq, hq, dv = outs[0].concrete(env)
-        d = ins[0].concrete(env)[3]
+        d = given(ins, 0).concrete(env)[3]
         total = outs[1].concrete(env)[2]
         return 2 * b * hq * sq * total * (d + dv)
 
@@ -262,10 +266,12 @@ class LatentAttention(OpDef):
                    scale=1.0 / math.sqrt(dq) if scale is None else scale)
         return [np.transpose(out, (0, 2, 1, 3)), cache]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         b, s, h, dv = outs[0].concrete(env)
-        dq = ins[0].concrete(env)[3]
+        dq = given(ins, 0).concrete(env)[3]
         total = outs[1].concrete(env)[1]
-        rank = ins[1].concrete(env)[2]
-        expand = 2 * b * total * rank * ins[3].concrete(env)[0]  # re-expanding K/V from the latent cache
+        rank = given(ins, 1).concrete(env)[2]
+        expand = 2 * b * total * rank * given(ins, 3).concrete(env)[0]  # re-expanding K/V from the latent cache
         return 2 * b * h * s * total * (dq + dv) + expand

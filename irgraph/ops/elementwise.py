@@ -7,7 +7,7 @@ the row gives the numpy meaning; the class factory below registers it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,5 +136,7 @@ class Glu(OpDef):
     def ref(self, gate: np.ndarray, up: np.ndarray, act: str) -> list[np.ndarray]:
         return [ACTIVATIONS[act](_f32(gate)) * _f32(up)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 5 * outs[0].numel(env)

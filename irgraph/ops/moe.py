@@ -10,12 +10,15 @@ in the graph, added to the routed output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.ops.elementwise import ACTIVATIONS, sigmoid
 from irgraph.ops.tensor import softmax_np
-from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.registry import Attr, OpDef, expect, given, register
 from irgraph.types import TensorType
 
 
@@ -63,9 +66,11 @@ class MoeRouter(OpDef):
             weights = weights / weights.sum(-1, keepdims=True)
         return [(weights * np.float32(scaling)).astype(np.float32), indices.astype(np.int64)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         tokens = outs[0].numel(env) // attrs["top_k"]
-        return 2 * tokens * ins[1].numel(env)
+        return 2 * tokens * given(ins, 1).numel(env)
 
 
 @register
@@ -101,9 +106,11 @@ class MoeExperts(OpDef):
             out[tok] += (h @ w_down[e].astype(np.float32).T) * ws[tok, slot][:, None]
         return [out.reshape(shape)]
 
-    def flops(self, ins, outs, env, **attrs):
-        tokens = outs[0].numel(env) // int(ins[0].concrete(env)[-1])
-        k = int(ins[1].concrete(env)[-1])
-        _, f, h = ins[3].concrete(env)
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
+        tokens = outs[0].numel(env) // int(given(ins, 0).concrete(env)[-1])
+        k = int(given(ins, 1).concrete(env)[-1])
+        _, f, h = given(ins, 3).concrete(env)
         mats = 3 if ins[5] is not None else 2
         return 2 * tokens * k * mats * f * h

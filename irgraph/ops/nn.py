@@ -6,11 +6,14 @@ transposes: `linear` weight is `[out_features, in_features]`, y = x·Wᵀ + b.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
-from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.registry import Attr, OpDef, expect, given, register
 from irgraph.types import TensorType
 
 
@@ -34,7 +37,9 @@ class Embedding(OpDef):
             raise IRError("embedding id out of range", expected=f"0..{table.shape[0] - 1}", got=bad)
         return [np.take(table, ids, axis=0).astype(np.float32)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -58,8 +63,10 @@ class Linear(OpDef):
         y = x.astype(np.float32) @ weight.astype(np.float32).T
         return [y if bias is None else y + bias.astype(np.float32)]
 
-    def flops(self, ins, outs, env, **attrs):
-        return 2 * outs[0].numel(env) * int(ins[1].concrete(env)[1])
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
+        return 2 * outs[0].numel(env) * int(given(ins, 1).concrete(env)[1])
 
 
 def _check_norm(op: str, x: TensorType, w: TensorType | None) -> None:
@@ -91,7 +98,9 @@ class LayerNorm(OpDef):
         y = (x - mean) / np.sqrt(var + np.float32(eps)) * (weight.astype(np.float32) + np.float32(weight_offset))
         return [y if bias is None else y + bias.astype(np.float32)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 8 * outs[0].numel(env)
 
 
@@ -112,5 +121,7 @@ class RmsNorm(OpDef):
         rms = np.sqrt(np.square(x).mean(-1, keepdims=True) + np.float32(eps))
         return [x / rms * (weight.astype(np.float32) + np.float32(weight_offset))]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 5 * outs[0].numel(env)

@@ -11,6 +11,7 @@ linear (position interpolation), dynamic NTK, llama3 and YaRN (with mscale).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -125,7 +126,9 @@ class Rotary(OpDef):
         cos, sin = cos_sin(position_ids, x.shape[3], **attrs)
         return [apply_rotary(x.astype(np.float32), cos, sin, attrs["rotary_dim"] or x.shape[3], attrs["interleaved"])]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 3 * outs[0].numel(env)
 
 

@@ -7,12 +7,13 @@ symbolic dims), and one -1 is inferred from the element count.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from irgraph.dtypes import DType
-from irgraph.registry import Attr, OpDef, broadcast_shapes, expect, norm_axis, register
+from irgraph.registry import Attr, OpDef, broadcast_shapes, expect, given, norm_axis, register
 from irgraph.types import Dim, Sym, TensorType, add_dims
 
 BIG = 2**62  # "to the end" for slice
@@ -34,8 +35,10 @@ class Matmul(OpDef):
     def ref(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
         return [np.matmul(a.astype(np.float32), b.astype(np.float32))]
 
-    def flops(self, ins, outs, env, **attrs):
-        return 2 * outs[0].numel(env) * int(ins[0].concrete(env)[-1])
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
+        return 2 * outs[0].numel(env) * int(given(ins, 0).concrete(env)[-1])
 
 
 @register
@@ -64,7 +67,9 @@ class Reshape(OpDef):
         target = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
         return [x.reshape(target)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -114,7 +119,9 @@ class Transpose(OpDef):
     def ref(self, x: np.ndarray, perm: tuple[int, ...]) -> list[np.ndarray]:
         return [np.ascontiguousarray(np.transpose(x, perm))]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -141,7 +148,9 @@ class Concat(OpDef):
     def ref(self, *xs: np.ndarray, axis: int) -> list[np.ndarray]:
         return [np.concatenate(xs, axis=axis)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -162,7 +171,9 @@ class Split(OpDef):
     def ref(self, x: np.ndarray, axis: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
         return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -197,7 +208,9 @@ class Slice(OpDef):
         index[axis] = slice(start, end, step)
         return [x[tuple(index)]]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -219,7 +232,9 @@ class Gather(OpDef):
     def ref(self, data: np.ndarray, indices: np.ndarray, axis: int) -> list[np.ndarray]:
         return [np.take(data, indices, axis=axis)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 0
 
 
@@ -263,7 +278,9 @@ class Softmax(OpDef):
     def ref(self, x: np.ndarray, axis: int) -> list[np.ndarray]:
         return [softmax_np(x.astype(np.float32), axis)]
 
-    def flops(self, ins, outs, env, **attrs):
+    def flops(
+        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+    ) -> int:
         return 5 * outs[0].numel(env)
 
 
