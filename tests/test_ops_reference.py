@@ -238,3 +238,16 @@ def test_flops_of_absent_required_input_is_a_typed_error():
     assert get_op("matmul").flops([parse_type("f32[2, 4]"), parse_type("f32[4, 3]")], [out], {}) == 2 * 6 * 4
     with pytest.raises(IRError, match="input #0 is absent"):
         get_op("matmul").flops([None, parse_type("f32[4, 3]")], [out], {})
+
+
+def test_symbolic_dims_that_size_moe_router_and_latent_attention_are_typed_errors():
+    # These dims are compared or multiplied with ints during inference: a Sym there used to be a TypeError.
+    from irgraph.registry import get_op
+    from irgraph.types import parse_type as t
+
+    with pytest.raises(IRError, match="concrete expert count"):
+        get_op("moe_router").infer(t("f32[batch, 16]"), t("f32[batch, 16]"), top_k=2, scoring="softmax",
+                                   normalize=True, n_group=1, topk_group=1, scaling=1.0)
+    with pytest.raises(IRError, match="concrete heads and head_dim"):
+        get_op("latent_attention").infer(t("f32[1, 2, 4, seq]"), t("f32[1, 2, 8]"), t("f32[1, 2, 1, 8]"),
+                                         t("f32[48, 8]"), None, None, nope_dim=8, v_dim=4, scale=None, causal=True)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from irgraph.dtypes import DType
+from irgraph.errors import IRError
 from irgraph.ops.tensor import softmax_np
 from irgraph.registry import Attr, OpDef, expect, given, register
 from irgraph.types import Dim, TensorType, add_dims
@@ -48,7 +49,11 @@ class Attention(OpDef):
         "softcap": Attr("float", 0.0, doc="cap·tanh(s/cap) on scores (Grok-1); 0 = off"),
     }
 
-    def infer(self, q, k, v, past_key, past_value, key_mask, bias, prefix_len, **attrs):
+    def infer(
+        self, q: TensorType, k: TensorType, v: TensorType, past_key: TensorType | None,
+        past_value: TensorType | None, key_mask: TensorType | None, bias: TensorType | None,
+        prefix_len: TensorType | None, **attrs: Any,
+    ) -> list[TensorType]:
         expect(q.rank == 4 and k.rank == 4 and v.rank == 4, "q, k, v must be [batch, seq, heads, head_dim]",
                got=(q, k, v))
         b, sq, hq, d = q.shape
@@ -62,7 +67,7 @@ class Attention(OpDef):
         dv = v.shape[3]
         total = k.shape[1]
         expect((past_key is None) == (past_value is None), "past_key and past_value come together")
-        if past_key is not None:
+        if past_key is not None and past_value is not None:  # both or neither, checked just above
             expect(past_key.shape[:2] == (b, hkv) and past_key.shape[3] == d, "past_key must be [batch, kv_heads, past, head_dim]",
                    expected=f"[{b}, {hkv}, past, {d}]", got=past_key)
             expect(past_value.shape == (b, hkv, past_key.shape[2], dv), "past_value must match past_key",
@@ -78,10 +83,14 @@ class Attention(OpDef):
         kv_type = TensorType(k.dtype, (b, hkv, total, d))
         return [TensorType(q.dtype, (b, sq, hq, dv)), kv_type, TensorType(v.dtype, (b, hkv, total, dv))]
 
-    def ref(self, q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal, window, scale, softcap):
+    def ref(
+        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, past_key: np.ndarray | None,
+        past_value: np.ndarray | None, key_mask: np.ndarray | None, bias: np.ndarray | None,
+        prefix_len: np.ndarray | None, causal: bool, window: int, scale: float | None, softcap: float,
+    ) -> list[np.ndarray]:
         k_new = np.transpose(k, (0, 2, 1, 3)).astype(np.float32)  # (B, Hkv, Sk, D)
         v_new = np.transpose(v, (0, 2, 1, 3)).astype(np.float32)
-        if past_key is not None:
+        if past_key is not None and past_value is not None:  # both or neither (infer checks)
             k_all = np.concatenate([past_key.astype(np.float32), k_new], axis=2)
             v_all = np.concatenate([past_value.astype(np.float32), v_new], axis=2)
         else:
@@ -118,7 +127,11 @@ def visible(sq: int, total: int, batch: int, key_mask: np.ndarray | None = None,
     return allowed
 
 
-def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window=0, scale=None, softcap=0.0):
+def sdpa(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, key_mask: np.ndarray | None = None,
+    bias: np.ndarray | None = None, prefix_len: np.ndarray | None = None,
+    causal: bool = True, window: int = 0, scale: float | None = None, softcap: float = 0.0,
+) -> np.ndarray:
     """Attention over BNSH tensors; k/v may have fewer heads than q (grouped)."""
     b, hq, sq, d = q.shape
     hkv, total = k.shape[1], k.shape[2]
@@ -200,13 +213,17 @@ class RelativePositionBias(OpDef):
     inputs = ("x", "key_mask", "table")
     attrs = {"bidirectional": Attr("bool"), "max_distance": Attr("int", 128)}
 
-    def infer(self, x, key_mask, table, bidirectional, max_distance):
+    def infer(
+        self, x: TensorType, key_mask: TensorType, table: TensorType, bidirectional: bool, max_distance: int,
+    ) -> list[TensorType]:
         expect(x.rank >= 2 and key_mask.rank == 2, "x must be [batch, seq, ...] and key_mask [batch, past+seq]",
                got=(x, key_mask))
         expect(table.rank == 2, "relative bias table must be [num_buckets, heads]", got=table)
         return [TensorType(DType.f32, (x.shape[0], table.shape[1], x.shape[1], key_mask.shape[1]))]
 
-    def ref(self, x, key_mask, table, bidirectional, max_distance):
+    def ref(
+        self, x: np.ndarray, key_mask: np.ndarray, table: np.ndarray, bidirectional: bool, max_distance: int,
+    ) -> list[np.ndarray]:
         sq, total = x.shape[1], key_mask.shape[1]
         qpos = total - sq + np.arange(sq, dtype=np.int64)
         relative = np.arange(total, dtype=np.int64)[None, :] - qpos[:, None]  # (Sq, T)
@@ -232,9 +249,15 @@ class LatentAttention(OpDef):
     attrs = {"nope_dim": Attr("int"), "v_dim": Attr("int"), "scale": Attr("float", None, optional=True),
              "causal": Attr("bool", True)}
 
-    def infer(self, q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal):
+    def infer(
+        self, q: TensorType, latent: TensorType, k_rope: TensorType, kv_b: TensorType,
+        past_latent: TensorType | None, key_mask: TensorType | None,
+        nope_dim: int, v_dim: int, scale: float | None, causal: bool,
+    ) -> list[TensorType]:
         expect(q.rank == 4, "q must be [batch, seq, heads, nope+rope]", got=q)
         b, s, h, dq = q.shape
+        if not isinstance(h, int) or not isinstance(dq, int):  # they size kv_b and split q into nope/rope
+            raise IRError("latent_attention q must have concrete heads and head_dim", expected="ints", got=q)
         expect(latent.rank == 3 and latent.shape[:2] == (b, s), "latent must be [batch, seq, kv_rank]", got=latent)
         rank = latent.shape[2]
         rope = dq - nope_dim
@@ -251,7 +274,11 @@ class LatentAttention(OpDef):
         _check_mask(key_mask, b, total)
         return [TensorType(q.dtype, (b, s, h, v_dim)), TensorType(latent.dtype, (b, total, rank + rope))]
 
-    def ref(self, q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal):
+    def ref(
+        self, q: np.ndarray, latent: np.ndarray, k_rope: np.ndarray, kv_b: np.ndarray,
+        past_latent: np.ndarray | None, key_mask: np.ndarray | None,
+        nope_dim: int, v_dim: int, scale: float | None, causal: bool,
+    ) -> list[np.ndarray]:
         b, s, h, dq = q.shape
         rank = latent.shape[2]
         new = np.concatenate([latent, k_rope[:, :, 0, :]], axis=-1).astype(np.float32)  # (B, S, R+rope)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from irgraph.dtypes import DType
+from irgraph.errors import IRError
 from irgraph.ops.elementwise import ACTIVATIONS, sigmoid
 from irgraph.ops.tensor import softmax_np
 from irgraph.registry import Attr, OpDef, expect, given, register
@@ -39,17 +40,27 @@ class MoeRouter(OpDef):
         "scaling": Attr("float", 1.0, doc="routed_scaling_factor"),
     }
 
-    def infer(self, x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
+    def infer(
+        self, x: TensorType, weight: TensorType, top_k: int, scoring: str, normalize: bool, n_group: int,
+        topk_group: int,
+        scaling: float,
+    ) -> list[TensorType]:
         expect(weight.rank == 2 and weight.shape[1] == x.shape[-1], "router weight must be [experts, hidden]",
                expected=f"[experts, {x.shape[-1]}]", got=weight)
         experts = weight.shape[0]
+        if not isinstance(experts, int):  # a symbolic count cannot be compared with top_k
+            raise IRError("router weight must have a concrete expert count", expected="an int", got=weight)
         expect(0 < top_k <= experts, "top_k must be in 1..experts", expected=f"1..{experts}", got=top_k)
         expect(experts % n_group == 0 and 0 < topk_group <= n_group, "experts must split into n_group groups",
                expected=f"n_group dividing {experts}", got=(n_group, topk_group))
         shape = (*x.shape[:-1], top_k)
         return [TensorType(DType.f32, shape), TensorType(DType.i64, shape)]
 
-    def ref(self, x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
+    def ref(
+        self, x: np.ndarray, weight: np.ndarray, top_k: int, scoring: str, normalize: bool, n_group: int,
+        topk_group: int,
+        scaling: float,
+    ) -> list[np.ndarray]:
         logits = x.astype(np.float32) @ weight.astype(np.float32).T  # (..., E)
         scores = softmax_np(logits, -1) if scoring == "softmax" else sigmoid(logits)
         choose = scores
@@ -81,7 +92,10 @@ class MoeExperts(OpDef):
     inputs = ("x", "weights", "indices", "w_up", "w_down", "w_gate?")
     attrs = {"act": Attr("str", choices=tuple(ACTIVATIONS))}
 
-    def infer(self, x, weights, indices, w_up, w_down, w_gate, act):
+    def infer(
+        self, x: TensorType, weights: TensorType, indices: TensorType, w_up: TensorType, w_down: TensorType,
+        w_gate: TensorType | None, act: str,
+    ) -> list[TensorType]:
         expect(w_up.rank == 3 and w_up.shape[2] == x.shape[-1], "w_up must be [experts, ffn, hidden]",
                expected=f"[experts, ffn, {x.shape[-1]}]", got=w_up)
         e, f, h = w_up.shape
@@ -92,7 +106,10 @@ class MoeExperts(OpDef):
                "router weights/indices must be [..tokens, k]", expected=f"[{x.shape[:-1]}, k]", got=(weights, indices))
         return [x]
 
-    def ref(self, x, weights, indices, w_up, w_down, w_gate, act):
+    def ref(
+        self, x: np.ndarray, weights: np.ndarray, indices: np.ndarray, w_up: np.ndarray, w_down: np.ndarray,
+        w_gate: np.ndarray | None, act: str,
+    ) -> list[np.ndarray]:
         shape = x.shape
         xs = x.reshape(-1, shape[-1]).astype(np.float32)
         ws = weights.reshape(len(xs), -1)

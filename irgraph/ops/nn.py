@@ -86,12 +86,16 @@ class LayerNorm(OpDef):
     inputs = ("x", "weight", "bias?")
     attrs = {"eps": Attr("float", 1e-5), "weight_offset": Attr("float", 0.0)}
 
-    def infer(self, x, weight, bias, eps, weight_offset):
+    def infer(
+        self, x: TensorType, weight: TensorType, bias: TensorType | None, eps: float, weight_offset: float,
+    ) -> list[TensorType]:
         _check_norm(self.name, x, weight)
         _check_norm(self.name, x, bias)
         return [x]
 
-    def ref(self, x, weight, bias, eps, weight_offset):
+    def ref(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: float, weight_offset: float,
+    ) -> list[np.ndarray]:
         x = x.astype(np.float32)
         mean = x.mean(-1, keepdims=True)
         var = np.square(x - mean).mean(-1, keepdims=True)
@@ -112,11 +116,11 @@ class RmsNorm(OpDef):
     inputs = ("x", "weight")
     attrs = {"eps": Attr("float", 1e-6), "weight_offset": Attr("float", 0.0)}
 
-    def infer(self, x, weight, eps, weight_offset):
+    def infer(self, x: TensorType, weight: TensorType, eps: float, weight_offset: float) -> list[TensorType]:
         _check_norm(self.name, x, weight)
         return [x]
 
-    def ref(self, x, weight, eps, weight_offset):
+    def ref(self, x: np.ndarray, weight: np.ndarray, eps: float, weight_offset: float) -> list[np.ndarray]:
         x = x.astype(np.float32)
         rms = np.sqrt(np.square(x).mean(-1, keepdims=True) + np.float32(eps))
         return [x / rms * (weight.astype(np.float32) + np.float32(weight_offset))]
