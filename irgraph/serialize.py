@@ -21,11 +21,11 @@ GRAPH_FILE = "graph.irg"
 WEIGHTS_FILE = "weights.safetensors"
 
 
-def is_graph_dir(path: str | os.PathLike) -> bool:
+def is_graph_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / GRAPH_FILE).is_file()
 
 
-def save(graph: Graph, path: str | os.PathLike, *, extra_files: Mapping[str, str | os.PathLike] | None = None,
+def save(graph: Graph, path: str | os.PathLike[str], *, extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
          overwrite: bool = True) -> Path:
     """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in."""
     target = Path(path)
@@ -38,7 +38,7 @@ def save(graph: Graph, path: str | os.PathLike, *, extra_files: Mapping[str, str
     return target
 
 
-def load(path: str | os.PathLike) -> Graph:
+def load(path: str | os.PathLike[str]) -> Graph:
     """Read a saved graph folder (weights memory-mapped; absent for structure-only graphs)."""
     folder = Path(path)
     text_file = folder / GRAPH_FILE

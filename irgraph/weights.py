@@ -28,7 +28,7 @@ _TO_NUMPY = {
 _FROM_NUMPY = {np.dtype(v): k for k, v in _TO_NUMPY.items()}
 
 
-def read_header(path: Path) -> tuple[dict, int]:
+def read_header(path: Path) -> tuple[dict[str, Any], int]:
     """(header dict, byte offset where tensor data starts) of a safetensors file."""
     with open(path, "rb") as f:
         raw = f.read(8)
@@ -58,7 +58,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         return WeightStore({k: np.asarray(v) for k, v in arrays.items()})
 
     @staticmethod
-    def open(*paths: str | os.PathLike) -> WeightStore:
+    def open(*paths: str | os.PathLike[str]) -> WeightStore:
         """Map the tensors of one or more (shard) files; names must not repeat across shards."""
         store = WeightStore()
         for p in map(Path, paths):
@@ -128,7 +128,7 @@ def _entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int,
     return dtype, shape, begin, end
 
 
-def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike,
+def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[str],
                      metadata: Mapping[str, str] | None = None, names: Iterable[str] | None = None) -> None:
     """Write arrays (those in `names`, default all) as one safetensors file, streaming tensor by tensor.
 

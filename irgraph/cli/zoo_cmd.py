@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,7 +23,7 @@ def zoo() -> None:
     """The surveyed architectures (the LLM survey's Table 5 and friends)."""
 
 
-def model_row(name: str) -> dict:
+def model_row(name: str) -> dict[str, Any]:
     entry = model_zoo.get(name)
     c = cost(model_zoo.build(name, size="published"))
     return {
