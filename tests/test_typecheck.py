@@ -4,7 +4,7 @@ Installed, `passes/` is `irgraph.passes` (setuptools package-dir), which mypy ca
 see through the editable-install hook; so the check runs on a tree of symlinks with
 the installed layout and reports errors under their real paths.
 
-    .venv/bin/pytest tests/test_typecheck.py        (about 20 s)
+    .venv/bin/pytest tests/test_typecheck.py        (about 20 s on 2 cores)
 """
 
 from __future__ import annotations
@@ -41,13 +41,19 @@ def real_path(line: str) -> str:
     return line
 
 
-def test_mypy_is_clean_on_irgraph_and_passes(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One mypy cache for both tests: paths in it are relative to the tree, so the second run reuses it."""
+    return tmp_path_factory.mktemp("mypy_cache")
+
+
+def test_mypy_is_clean_on_irgraph_and_passes(tmp_path, monkeypatch, cache):
     tree = installed_layout(tmp_path / "tree")
     monkeypatch.chdir(tree)
     files = sorted(str(p.relative_to(tree)) for p in (tree / "irgraph").iterdir()
                    if p.name not in {"__pycache__", *(t.split("/")[1] for t in FOLLOWED.values())})
     stdout, stderr, status = mypy_api.run([
-        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"), *files])
+        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache), *files])
     report = "\n".join(real_path(line) for line in stdout.splitlines())
     assert status == 0, f"mypy found errors (settings: pyproject.toml [tool.mypy]):\n{report}\n{stderr}"
     # Not vacuous: every module of irgraph/ and passes/ was among those checked.
@@ -56,7 +62,7 @@ def test_mypy_is_clean_on_irgraph_and_passes(tmp_path, monkeypatch):
     assert checked >= expected, report
 
 
-def test_mypy_reports_errors_in_passes(tmp_path, monkeypatch):
+def test_mypy_reports_errors_in_passes(tmp_path, monkeypatch, cache):
     """The layout really checks passes/: a type error planted there is reported under its real path."""
     tree = installed_layout(tmp_path / "tree")
     (tree / "irgraph" / "passes").unlink()
@@ -67,7 +73,7 @@ def test_mypy_reports_errors_in_passes(tmp_path, monkeypatch):
     (shadow / "planted.py").write_text('from irgraph.ir import Graph\n\n\ndef f(g: Graph) -> int:\n    return g.name\n')
     monkeypatch.chdir(tree)
     stdout, _, status = mypy_api.run([
-        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache"),
+        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache),
         "irgraph/passes/planted.py"])
     assert status == 1
     assert real_path(stdout.splitlines()[0]).startswith("passes/planted.py:5: error: Incompatible return value")
