@@ -232,7 +232,6 @@ def _operand(line: _Line, scope: dict[str, Value], graph: Graph) -> Value | None
         line.i += 1
         return None
     line.fail("bad operand", expected="%value, @param or _")
-    return None
 
 
 def _node(line: _Line, scope: dict[str, Value], graph: Graph) -> Node:

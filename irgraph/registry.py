@@ -9,7 +9,7 @@ instead of chaining `if op == ...` (STYLE.md lesson 8).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,7 +50,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-_KIND_CHECKS = {
+_KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
     "int": _is_int,
     "float": lambda v: isinstance(v, (int, float, np.floating)) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
