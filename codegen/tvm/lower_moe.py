@@ -1,9 +1,10 @@
 """Lowerings of the mixture-of-experts router and experts.
 
-CPU targets run the experts sparsely: each (token, slot) pair reads its
-expert's weights through the router's index (h[t, j] = x[t] · W[idx[t, j]]ᵀ),
-so only the chosen experts are computed and streamed, with no data-dependent
-shapes (one kernel set serves prefill and decode).
+CPU targets run the experts sparsely in the hand-written kernels of
+`moe_kernels.py`: each (token, slot) pair reads its expert's weights through
+the router's index (h[t, j] = x[t] · W[idx[t, j]]ᵀ), so only the chosen experts
+are computed and streamed, with no data-dependent shapes (one kernel set
+serves prefill and decode).
 
 GPU targets run them densely, every expert's MLP on every token weighted by
 the token's routing weight for that expert (zero when it was not chosen), as
@@ -19,6 +20,7 @@ from tvm import relax, te
 from irgraph.codegen.tvm.linear import as_dtype
 from irgraph.codegen.tvm.lower_basic import act
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
+from irgraph.codegen.tvm.moe_kernels import routed_in_kernel, routed_out_kernel
 from irgraph.ir import Node
 
 op = relax.op
@@ -66,23 +68,6 @@ def _expert_out(h: te.Tensor, w: te.Tensor) -> te.Tensor:
                       lambda e, t, o: te.sum(h[e, t, r] * as_dtype(w[e, o, r], h.dtype), axis=r), name="expert_out")
 
 
-def _routed_in(x: te.Tensor, idx: te.Tensor, w: te.Tensor) -> te.Tensor:
-    """h[t, j, f] = Σ_i x[t, i] · w[idx[t, j], f, i]: the chosen experts only."""
-    r = te.reduce_axis((0, w.shape[2]), name="i")
-    return te.compute((x.shape[0], idx.shape[1], w.shape[1]),
-                      lambda t, j, f: te.sum(x[t, r] * as_dtype(w[idx[t, j], f, r], x.dtype), axis=r),
-                      name="routed_in")
-
-
-def _routed_out(h: te.Tensor, idx: te.Tensor, w: te.Tensor, weights: te.Tensor) -> te.Tensor:
-    """y[t, o] = Σ_j weights[t, j] · Σ_f h[t, j, f] · w[idx[t, j], o, f]."""
-    j = te.reduce_axis((0, h.shape[1]), name="j")
-    r = te.reduce_axis((0, w.shape[2]), name="f")
-    return te.compute((h.shape[0], w.shape[1]), lambda t, o: te.sum(
-        as_dtype(weights[t, j], h.dtype) * h[t, j, r] * as_dtype(w[idx[t, j], o, r], h.dtype), axis=[j, r]),
-        name="routed_out")
-
-
 def routed_fits(ctx: Context) -> bool:
     """Whether the experts run sparsely (CPU targets; dlight schedules only the dense form)."""
     return ctx.target != "cuda"
@@ -100,13 +85,27 @@ def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_
     w2 = ctx.emit(op.reshape(weights, [tokens, k]))
     i2 = ctx.emit(op.reshape(indices, [tokens, k]))
     if routed_fits(ctx):
-        up = ctx.bb.emit_te(_routed_in, x2, i2, w_up, primfunc_name_hint="routed_up")  # (T, k, F)
-        if w_gate is not None:
-            gate = ctx.bb.emit_te(_routed_in, x2, i2, w_gate, primfunc_name_hint="routed_gate")
-            h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], gate), up))
-        else:
-            h = ctx.emit(act(ctx, node.attrs["act"], up))
-        y = ctx.bb.emit_te(_routed_out, h, i2, w_down, w2, primfunc_name_hint="routed_down")  # (T, H)
+        ffn, dtype = int(node.inputs[3].type.shape[1]), x.ty.dtype
+
+        def routed(kernel, key: str, args: list, out: list) -> relax.Var:
+            name = "".join(ch if ch.isalnum() else "_" for ch in key)
+            if name not in ctx.kernels:
+                ctx.kernels[name] = ctx.bb.add_func(kernel().with_attr("global_symbol", name), name)
+            return ctx.emit(relax.call_tir(ctx.kernels[name], args, out_ty=relax.TensorType(out, dtype)))
+
+        def project(w: relax.Expr) -> relax.Var:  # (T, k, F)
+            wd = w.ty.dtype
+            return routed(lambda: routed_in_kernel(experts, ffn, hidden, k, dtype, wd),
+                          f"moe_routed_in_{experts}x{ffn}x{hidden}_k{k}_{dtype}_{wd}", [x2, i2, w], [tokens, k, ffn])
+
+        up = project(w_up)
+        h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], project(w_gate)), up)) if w_gate is not None \
+            else ctx.emit(act(ctx, node.attrs["act"], up))
+        rw = w2 if w2.ty.dtype == "float32" else ctx.emit(op.astype(w2, "float32"))
+        wd = w_down.ty.dtype
+        y = routed(lambda: routed_out_kernel(experts, hidden, ffn, k, dtype, wd),
+                   f"moe_routed_out_{experts}x{hidden}x{ffn}_k{k}_{dtype}_{wd}", [h, i2, w_down, rw],
+                   [tokens, hidden])
         return [ctx.emit(op.reshape(y, ctx.shape(xt)))]
     onehot = ctx.emit(op.equal(op.expand_dims(i2, [-1]), array_const(np.arange(experts, dtype=np.int64))))
     dense = ctx.emit(op.sum(op.multiply(op.astype(onehot, "float32"), op.expand_dims(w2, [-1])), axis=[1]))  # (T, E)
