@@ -6,7 +6,9 @@ their shared KV head in place, masks are built in one TE kernel from the rules
 in the op's docstring, and a query with no visible key gives zeros. Masked
 scores use a large finite negative instead of -inf, so a fully masked row stays
 finite before it is zeroed. On CPUs the two products run in the hand-written
-kernels of `attention_kernels.py`; on GPUs they stay Relax matmuls for dlight.
+kernels of `attention_kernels.py`, with one masked-softmax kernel between them
+(mask, softmax and the no-visible-key zeroing in one pass over the scores); on
+GPUs they stay Relax ops for dlight.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import numpy as np
 from tvm import relax, te, tirx
 
-from irgraph.codegen.tvm.attention_kernels import scores_kernel, weighted_sum_kernel
+from irgraph.codegen.tvm.attention_kernels import scores_kernel, softmax_kernel, weighted_sum_kernel
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, t5_buckets
@@ -146,7 +148,12 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
     if bias is not None:
         scores = ctx.emit(op.add(scores, op.astype(bias, dtype) if bias.ty.dtype != dtype else bias))
     allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window)
-    if allowed is None:
+    if ctx.target != "cuda":
+        if allowed is None:
+            allowed = ctx.emit(op.full([batch, 1, sq, total], relax.const(True, "bool"), "bool"))
+        kernel = _kernel(ctx, f"attention_softmax_{hq}_{dtype}", lambda: softmax_kernel(hq, dtype))
+        probs = ctx.emit(relax.call_tir(kernel, [scores, allowed], out_ty=scores.ty))
+    elif allowed is None:
         probs = ctx.emit(op.nn.softmax(scores, axis=-1))
     else:
         scores = ctx.emit(op.where(allowed, scores, relax.const(_MASKED, dtype)))
