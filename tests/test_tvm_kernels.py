@@ -70,3 +70,20 @@ def test_masked_softmax_kernel(batch, rows, keys):
     ref = np.where(total > 0, e / np.where(total > 0, total, 1), 0.0)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
     assert not got[0, :, 0].any()
+
+
+@pytest.mark.parametrize("nb, mt", [(32, 8), (16, 2)])
+def test_packed_linear_kernel_tails(nb, mt):
+    """Every token count from 1 to 2·mt+3 and a prompt-like 37: full, half and one-row tiles."""
+    from irgraph.codegen.tvm.linear import packed_kernel
+    from irgraph.runtimes.tvm import pack_weight
+
+    n, k = 11 * nb, 200
+    rng = np.random.default_rng(nb)
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    func = build(packed_kernel(n, k, nb, "float32", "float32", mt))
+    packed = pack_weight(w, f"packed{nb}")
+    for m in [*range(1, 2 * mt + 4), 37]:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        np.testing.assert_allclose(run(func, x, packed, out_shape=(m, n)), x @ w.T, rtol=1e-4, atol=1e-4,
+                                   err_msg=f"M={m}")
