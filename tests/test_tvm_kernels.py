@@ -87,3 +87,21 @@ def test_packed_linear_kernel_tails(nb, mt):
         x = rng.standard_normal((m, k), dtype=np.float32)
         np.testing.assert_allclose(run(func, x, packed, out_shape=(m, n)), x @ w.T, rtol=1e-4, atol=1e-4,
                                    err_msg=f"M={m}")
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+@pytest.mark.parametrize("rotary_dim", [12, 4])
+def test_rotary_kernel_matches_reference(interleaved, rotary_dim):
+    """The one-kernel rotary against the op's reference, full and partial (GPT-J style), both pairings."""
+    from irgraph.codegen.tvm.lower_attention import _rotate
+    from irgraph.ops.rotary import apply_rotary
+
+    b, s, h, d = 2, 5, 3, 12
+    rng = np.random.default_rng(rotary_dim)
+    x = rng.standard_normal((b, s, h, d), dtype=np.float32)
+    cos, sin = (rng.standard_normal((b, s, rotary_dim // 2), dtype=np.float32) for _ in range(2))
+    xs = te.placeholder((b, s, h, d), "float32")
+    cs, ss = (te.placeholder((b, s, 1, rotary_dim // 2), "float32") for _ in range(2))
+    func = build(te.create_prim_func([xs, cs, ss, _rotate(xs, cs, ss, rotary_dim, interleaved)]))
+    got = run(func, x, cos[:, :, None], sin[:, :, None], out_shape=x.shape)
+    np.testing.assert_allclose(got, apply_rotary(x, cos, sin, rotary_dim, interleaved), rtol=1e-6, atol=1e-6)
