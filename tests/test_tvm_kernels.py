@@ -105,3 +105,16 @@ def test_rotary_kernel_matches_reference(interleaved, rotary_dim):
     func = build(te.create_prim_func([xs, cs, ss, _rotate(xs, cs, ss, rotary_dim, interleaved)]))
     got = run(func, x, cos[:, :, None], sin[:, :, None], out_shape=x.shape)
     np.testing.assert_allclose(got, apply_rotary(x, cos, sin, rotary_dim, interleaved), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [200, 768, 7])
+def test_rms_norm_kernel_matches_reference(dim):
+    from irgraph.codegen.tvm.norm_kernels import rms_norm_kernel
+    from irgraph.registry import get_op
+
+    rng = np.random.default_rng(dim)
+    x = rng.standard_normal((37, dim), dtype=np.float32) * 3
+    w = rng.standard_normal(dim, dtype=np.float32)
+    got = run(build(rms_norm_kernel(dim, 1e-5)), x, w, out_shape=x.shape)
+    ref = get_op("rms_norm").ref(x, w, eps=1e-5, weight_offset=0.0)[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
