@@ -33,7 +33,9 @@ def test_torch_module_equals_interpreter(name):
     for decode in (False, True):
         expected = irgraph.interpret(graph, IDS, decode=decode, **call_kw(graph))
         got = forward(numpy_runner(module), graph_inputs(graph), IDS, decode=decode, **call_kw(graph))
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=f"{name} decode={decode}")
+        # float32 in another summation order: the absolute tolerance follows the logits' scale
+        atol = 1e-5 * max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=atol, err_msg=f"{name} decode={decode}")
 
 
 @pytest.mark.parametrize("name", names())
