@@ -1,6 +1,6 @@
 """Per-token decode latency of fused vs unfused parallel-block graphs, on each backend, in one run.
 
-    .venv/bin/python -m benchmarks.fusion [--backends tvm,onnx] [--steps 32] [--rounds 5]
+    .venv/bin/python -m benchmarks.fusion [--backends tvm,onnx] [--steps 32] [--rounds 5] [--threads 1]
 
 The model is a 134M-parameter parallel-block decoder in GPT-J's form (one
 shared layer norm feeding attention and MLP; 12 layers, hidden 768, 12 heads,
@@ -10,13 +10,16 @@ alternate fused and unfused so drift on a shared machine hits both alike. Each
 round prefills a 32-token prompt and times `--steps` single-token decode calls
 through the KV cache. Reports the median per-token latency, the ratio
 unfused/fused (> 1: fusion is faster) and the largest logit difference between
-the two compiled graphs. Writes benchmarks/results/fusion.json.
+the two compiled graphs. Both backends get --threads intra-op threads (ORT's
+intra-op pool, TVM's pool; notes/onnxruntime.md §7.17: one thread beats two on
+these 2-vCPU machines). Writes benchmarks/results/fusion.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -114,8 +117,10 @@ def main() -> None:
     ap.add_argument("--backends", default=",".join(COMPILERS))
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads for every backend")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fusion.json")
     args = ap.parse_args()
+    os.environ["IRGRAPH_ORT_THREADS"] = os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read at session open
 
     unfused = model()
     passes = run_pipeline(unfused, "fuse-parallel-attention")
@@ -123,7 +128,7 @@ def main() -> None:
     matmuls = {name: sum(n.op in ("linear", "matmul") for n in g.nodes) for name, g in
                (("unfused", unfused), ("fused", fused))}
     results = {"machine": platform.processor() or platform.machine(), "model": unfused.name,
-               "matmuls": matmuls, "prompt": PROMPT, "steps": args.steps, "rounds": args.rounds, "backends": {}}
+               "matmuls": matmuls, "threads": args.threads, "prompt": PROMPT, "steps": args.steps, "rounds": args.rounds, "backends": {}}
     print(f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; "
           f"decode {args.steps} tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds")
     with tempfile.TemporaryDirectory() as tmp:
