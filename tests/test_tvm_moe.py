@@ -21,8 +21,8 @@ def test_cpu_targets_route_and_cuda_stays_dense():
     graph = moe_graph(True, "silu", top_k=2)
     for target in ("llvm", "aarch64"):
         names = kernel_names(graph, target)
-        routed = {n.split("_")[2] for n in names if n.startswith("moe_routed_")}  # in (up and gate), out
-        assert routed == {"in", "out"} and not any("expert_" in n for n in names), names
+        routed = {n.split("_")[2] for n in names if n.startswith("moe_grouped_")}  # in (up and gate), down
+        assert routed == {"in", "down"} and not any("expert_" in n for n in names), names
     assert {"expert_up", "expert_down"} <= kernel_names(graph, "cuda")
 
 

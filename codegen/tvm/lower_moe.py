@@ -1,10 +1,10 @@
 """Lowerings of the mixture-of-experts router and experts.
 
 CPU targets run the experts sparsely in the hand-written kernels of
-`moe_kernels.py`: each (token, slot) pair reads its expert's weights through
-the router's index (h[t, j] = x[t] · W[idx[t, j]]ᵀ), so only the chosen experts
-are computed and streamed, with no data-dependent shapes (one kernel set
-serves prefill and decode).
+`moe_kernels.py`: the router's (token, slot) pairs are grouped by expert and
+each expert's weights multiply all of its tokens at once, so only the chosen
+experts are computed and streamed, with no data-dependent shapes (one kernel
+set serves prefill and decode).
 
 GPU targets run them densely, every expert's MLP on every token weighted by
 the token's routing weight for that expert (zero when it was not chosen), as
@@ -20,7 +20,7 @@ from tvm import relax, te
 from irgraph.codegen.tvm.linear import as_dtype
 from irgraph.codegen.tvm.lower_basic import act
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
-from irgraph.codegen.tvm.moe_kernels import routed_in_kernel, routed_out_kernel
+from irgraph.codegen.tvm.moe_kernels import grouped_kernel
 from irgraph.ir import Node
 
 op = relax.op
@@ -85,27 +85,23 @@ def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_
     w2 = ctx.emit(op.reshape(weights, [tokens, k]))
     i2 = ctx.emit(op.reshape(indices, [tokens, k]))
     if routed_fits(ctx):
-        ffn, dtype = int(node.inputs[3].type.shape[1]), x.ty.dtype
+        dtype, pairs = x.ty.dtype, tokens * k
 
-        def routed(kernel, key: str, args: list, out: list) -> relax.Var:
-            name = "".join(ch if ch.isalnum() else "_" for ch in key)
-            if name not in ctx.kernels:
-                ctx.kernels[name] = ctx.bb.add_func(kernel().with_attr("global_symbol", name), name)
-            return ctx.emit(relax.call_tir(ctx.kernels[name], args, out_ty=relax.TensorType(out, dtype)))
-
-        def project(w: relax.Expr) -> relax.Var:  # (T, k, F)
+        def project(a: relax.Expr, w: relax.Expr, per_pair: bool) -> relax.Var:  # (T·k, out)
+            e, n, r = (int(d) for d in w.ty.shape)
             wd = w.ty.dtype
-            return routed(lambda: routed_in_kernel(experts, ffn, hidden, k, dtype, wd),
-                          f"moe_routed_in_{experts}x{ffn}x{hidden}_k{k}_{dtype}_{wd}", [x2, i2, w], [tokens, k, ffn])
+            name = f"moe_grouped_{'down' if per_pair else 'in'}_{e}x{n}x{r}_k{k}_{dtype}_{wd}"
+            if name not in ctx.kernels:
+                kernel = grouped_kernel(e, n, r, k, per_pair, dtype, wd).with_attr("global_symbol", name)
+                ctx.kernels[name] = ctx.bb.add_func(kernel, name)
+            return ctx.emit(relax.call_tir(ctx.kernels[name], [i2, a, w], out_ty=relax.TensorType([pairs, n], dtype)))
 
-        up = project(w_up)
-        h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], project(w_gate)), up)) if w_gate is not None \
-            else ctx.emit(act(ctx, node.attrs["act"], up))
-        rw = w2 if w2.ty.dtype == "float32" else ctx.emit(op.astype(w2, "float32"))
-        wd = w_down.ty.dtype
-        y = routed(lambda: routed_out_kernel(experts, hidden, ffn, k, dtype, wd),
-                   f"moe_routed_out_{experts}x{hidden}x{ffn}_k{k}_{dtype}_{wd}", [h, i2, w_down, rw],
-                   [tokens, hidden])
+        up = project(x2, w_up, False)
+        h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], project(x2, w_gate, False)), up)) \
+            if w_gate is not None else ctx.emit(act(ctx, node.attrs["act"], up))
+        z = ctx.emit(op.reshape(project(h, w_down, True), [tokens, k, hidden]))
+        mix = ctx.emit(op.expand_dims(w2 if w2.ty.dtype == dtype else op.astype(w2, dtype), [-1]))  # (T, k, 1)
+        y = ctx.emit(op.sum(op.multiply(z, mix), axis=[1]))
         return [ctx.emit(op.reshape(y, ctx.shape(xt)))]
     onehot = ctx.emit(op.equal(op.expand_dims(i2, [-1]), array_const(np.arange(experts, dtype=np.int64))))
     dense = ctx.emit(op.sum(op.multiply(op.astype(onehot, "float32"), op.expand_dims(w2, [-1])), axis=[1]))  # (T, E)
