@@ -118,3 +118,21 @@ def test_rms_norm_kernel_matches_reference(dim):
     got = run(build(rms_norm_kernel(dim, 1e-5)), x, w, out_shape=x.shape)
     ref = get_op("rms_norm").ref(x, w, eps=1e-5, weight_offset=0.0)[0]
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_pair", [False, True])
+@pytest.mark.parametrize("n, r", [(24, 40), (6, 16), (5, 37)])  # 4-, 2- and 1-row blocks; lane tails
+def test_grouped_moe_kernel_tiles_tails_and_idle_experts(per_pair, n, r):
+    from irgraph.codegen.tvm.moe_kernels import grouped_kernel
+
+    experts, k, tokens = 6, 2, 11
+    # expert 0: 11 pairs (two 4-pair tiles + 3 single pairs), expert 1: 4 (one tile), 2-3: a few, 4-5: none
+    idx = np.array([[0, 1 if t < 4 else 2 + t % 2] for t in range(tokens)], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((tokens * k if per_pair else tokens, r)).astype(np.float32)
+    w = rng.standard_normal((experts, n, r)).astype(np.float32)
+    got = run(build(grouped_kernel(experts, n, r, k, per_pair, "float32", "float32")), idx, a, w,
+              out_shape=(tokens * k, n))
+    pairs = idx.reshape(-1)
+    want = np.stack([a[p if per_pair else p // k] @ w[pairs[p]].T for p in range(tokens * k)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
