@@ -100,3 +100,18 @@ def test_to_networkx_structure():
     for name in ("present.0.key", "present.1.value"):
         (src,) = g.predecessors(("output", name))
         assert ops[src] == "attention"
+
+
+def test_latent_attention_counts_the_absorbed_form():
+    """DeepSeek-v2's attention at 4096 context: q_nope·W_k, scores over [c, k_rope], p·c, then W_v, per head."""
+    from irgraph.model_zoo import build
+
+    graph = build("deepseek-v2", size="published")
+    node = next(n for n in graph.nodes if n.op == "latent_attention")
+    heads, nope, rope, v_dim, rank = 128, 128, 64, 128, 512
+    assert node.attrs["nope_dim"] == nope and node.outputs[0].type.shape[2:] == (heads, v_dim)
+    total = 4096
+    absorbed = 2 * heads * (nope * rank + total * (rank + rope + rank) + rank * v_dim)
+    (row,) = [r for r in per_node(graph, seq=1, past=total - 1) if r[0] is node]
+    assert row[1] == absorbed  # ~1.2 GFLOP per layer; re-expanding K/V would be ~137 GFLOP
+    assert absorbed * 100 < 2 * total * rank * heads * (nope + v_dim)

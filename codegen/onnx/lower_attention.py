@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from irgraph.codegen.onnx.emitter import Emitter
-from irgraph.codegen.onnx.lowerings import lowers, transposed
+from irgraph.codegen.onnx.lowerings import lowers
 from irgraph.dtypes import DType
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes
@@ -302,20 +302,26 @@ def _relative_bias(e: Emitter, node: Node, ins: list[str]) -> list[str]:
 
 @lowers("latent_attention")
 def _latent_attention(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+    """The up-projection absorbed (as in the TVM lowering): multi-query attention over the latent cache.
+
+    Each query head becomes [q_nope·W_k, q_rope], all heads attend to the shared cache rows
+    [c, k_rope] with values c, and W_v maps the result to v_dim; K and V are never re-expanded.
+    The weight slices of kv_b are initializer-only subgraphs that ORT folds at load.
+    """
     q, latent, _, kv_b, past, _ = node.inputs
     a = node.attrs
     heads, dq = q.type.shape[2], q.type.shape[3]
     rank, nope, vd = latent.type.shape[2], a["nope_dim"], a["v_dim"]
-    rope = dq - nope
     new = e.op1("Concat", ins[1], e.op1("Squeeze", ins[2], e.ints(2)), axis=-1)  # (B, S, R+rope)
     cache = e.op("Concat", [ins[4], new], [e.result(node, 1)], axis=1)[0] if past is not None else \
         e.op("Identity", [new], [e.result(node, 1)])[0]
-    c, kr = e.op("Split", [cache, e.ints(rank, rope)], 2, axis=-1)
-    kv = e.op1("Reshape", e.op1("MatMul", c, transposed(e, kv_b)), e.ints(0, 0, heads, nope + vd))  # (B,T,H,nope+v)
-    k_nope, v = e.op("Split", [kv, e.ints(nope, vd)], 2, axis=-1)
-    kr = e.op1("Expand", e.op1("Unsqueeze", kr, e.ints(2)),
-               e.op1("Concat", e.op1("Shape", kr, end=2), e.ints(heads, rope), axis=0))  # (B, T, H, rope)
-    k = e.op1("Concat", k_nope, kr, axis=-1)
-    out = sdpa(e, _bnsh(e, ins[0]), _bnsh(e, k), _bnsh(e, v), hq=heads, hkv=heads, head_dim=dq, v_dim=vd,
-               key_mask=ins[5], causal=a["causal"], scale=a["scale"] if a["scale"] is not None else dq ** -0.5)
+    w_k, w_v = e.op("Split", [e.op1("Reshape", ins[3], e.ints(heads, nope + vd, rank)), e.ints(nope, vd)], 2,
+                    axis=1)  # (H, nope, R), (H, dv, R)
+    q_nope, q_rope = e.op("Split", [_bnsh(e, ins[0]), e.ints(nope, dq - nope)], 2, axis=-1)
+    query = e.op1("Concat", e.op1("MatMul", q_nope, w_k), q_rope, axis=-1)  # (B, H, S, R+rope)
+    keys = e.op1("Unsqueeze", cache, e.ints(1))  # (B, 1, T, R+rope): one KV head for every query head
+    values = e.op1("Slice", keys, e.ints(0), e.ints(rank), e.ints(3))  # (B, 1, T, R)
+    out = sdpa(e, query, keys, values, hq=heads, hkv=1, head_dim=rank + dq - nope, v_dim=rank, key_mask=ins[5],
+               causal=a["causal"], scale=a["scale"] if a["scale"] is not None else dq ** -0.5)  # (B, H, S, R)
+    out = e.op1("MatMul", out, e.op1("Transpose", w_v, perm=[0, 2, 1]))  # (B, H, S, dv)
     return [e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0], cache]

@@ -257,22 +257,28 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
 
 @lowers("latent_attention")
 def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_latent, key_mask):
+    """Latent attention with the up-projection absorbed: multi-query attention over the latent cache.
+
+    kv_b = [W_k; W_v] per head. q_nope·(c·W_kᵀ)ᵀ = (q_nope·W_k)·cᵀ and p·(c·W_vᵀ) = (p·c)·W_vᵀ, so
+    each query head becomes [q_nope·W_k, q_rope] (kv_rank+rope), every head attends to the one
+    shared cache row [c, k_rope] with values c, and W_v maps the result back to v_dim. Keys and
+    values are never re-expanded: a decoded token costs O(total·heads·(kv_rank+rope)) instead of
+    O(total·kv_rank·heads·(nope+v_dim)).
+    """
     a = node.attrs
     nope, dv = a["nope_dim"], a["v_dim"]
     b, s, h, dq = node.inputs[0].type.shape
-    rank = int(node.inputs[1].type.shape[2])
-    rope = int(dq) - nope
+    heads, rank = int(h), int(node.inputs[1].type.shape[2])
     new = ctx.emit(op.concat([latent, op.squeeze(k_rope, [2])], axis=2))  # (B, S, R+rope)
     cache = ctx.emit(op.concat([past_latent, new], axis=1)) if past_latent is not None else new
     total = ctx.dim(node.outputs[1].type.shape[1])
-    batch = ctx.dim(b)
-    c, kr = _slice(ctx, cache, 2, 0, rank), _slice(ctx, cache, 2, rank, rank + rope)
-    kv = ctx.emit(op.reshape(op.matmul(c, op.permute_dims(kv_b)), [batch, total, int(h), nope + dv]))
-    k_nope, v = _slice(ctx, kv, 3, 0, nope), _slice(ctx, kv, 3, nope, nope + dv)
-    kr_all = ctx.emit(op.broadcast_to(op.expand_dims(kr, [2]), [batch, total, int(h), rope]))
-    k = ctx.emit(op.concat([k_nope, kr_all], axis=3))  # (B, T, H, nope+rope)
+    w = ctx.emit(op.reshape(kv_b, [heads, nope + dv, rank]))  # per head: W_k rows, then W_v rows
+    qb = ctx.emit(op.permute_dims(q, [0, 2, 1, 3]))  # (B, H, S, nope+rope)
+    q_abs = ctx.emit(op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope)))  # (B, H, S, R)
+    query = ctx.emit(op.concat([q_abs, _slice(ctx, qb, 3, nope, int(dq))], axis=3))  # (B, H, S, R+rope)
+    keys = ctx.emit(op.expand_dims(cache, [1]))  # (B, 1, T, R+rope): one KV head for every query head
     scale = 1.0 / math.sqrt(int(dq)) if a["scale"] is None else a["scale"]
-    out = sdpa(ctx, ctx.emit(op.permute_dims(q, [0, 2, 1, 3])), ctx.emit(op.permute_dims(k, [0, 2, 1, 3])),
-               ctx.emit(op.permute_dims(v, [0, 2, 1, 3])), [batch, ctx.dim(s), total], key_mask=key_mask,
-               causal=a["causal"], scale=scale)
-    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), cache]
+    out = sdpa(ctx, query, keys, _slice(ctx, keys, 3, 0, rank), [ctx.dim(b), ctx.dim(s), total],
+               key_mask=key_mask, causal=a["causal"], scale=scale)  # (B, H, S, R)
+    w_v = ctx.emit(op.permute_dims(_slice(ctx, w, 1, nope, nope + dv), [0, 2, 1]))  # (H, R, dv)
+    return [ctx.emit(op.permute_dims(op.matmul(out, w_v), [0, 2, 1, 3])), cache]

@@ -240,7 +240,9 @@ class LatentAttention(OpDef):
     shared rotated key part k_rope (rope_dim): `[batch, past, kv_rank+rope_dim]`.
     Keys and values are re-expanded with kv_b ([heads·(nope+v_dim), kv_rank]):
     k = [c·W_kᵀ, k_rope], v = c·W_vᵀ. q is `[batch, seq, heads, nope+rope_dim]`
-    with its rope part already rotated.
+    with its rope part already rotated. That is the definition (and this reference);
+    the ONNX and TVM backends compute the same thing with W_k and W_v absorbed
+    into the query and the output, never expanding the cache, and `flops` counts that.
     """
 
     name = "latent_attention"
@@ -296,9 +298,8 @@ class LatentAttention(OpDef):
     def flops(
         self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
     ) -> int:
+        """The absorbed form the compiled backends run: q_nope·W_k, attention over [c, k_rope] and c, then W_v."""
         b, s, h, dv = outs[0].concrete(env)
-        dq = given(ins, 0).concrete(env)[3]
-        total = outs[1].concrete(env)[1]
-        rank = given(ins, 1).concrete(env)[2]
-        expand = 2 * b * total * rank * given(ins, 3).concrete(env)[0]  # re-expanding K/V from the latent cache
-        return 2 * b * h * s * total * (dq + dv) + expand
+        total, cached = outs[1].concrete(env)[1:]
+        rank, nope = given(ins, 1).concrete(env)[2], attrs["nope_dim"]
+        return 2 * b * h * s * (nope * rank + total * (cached + rank) + rank * dv)
