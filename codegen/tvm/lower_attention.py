@@ -19,6 +19,7 @@ import numpy as np
 from tvm import relax, te, tirx
 
 from irgraph.codegen.tvm.attention_kernels import scores_kernel, softmax_kernel, weighted_sum_kernel
+from irgraph.codegen.tvm.latent_kernels import absorb_kernel, expand_kernel
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, t5_buckets
@@ -263,7 +264,8 @@ def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_la
     each query head becomes [q_nope·W_k, q_rope] (kv_rank+rope), every head attends to the one
     shared cache row [c, k_rope] with values c, and W_v maps the result back to v_dim. Keys and
     values are never re-expanded: a decoded token costs O(total·heads·(kv_rank+rope)) instead of
-    O(total·kv_rank·heads·(nope+v_dim)).
+    O(total·kv_rank·heads·(nope+v_dim)). On CPUs the two kv_b products are the kernels of
+    `latent_kernels.py`, which read kv_b in place.
     """
     a = node.attrs
     nope, dv = a["nope_dim"], a["v_dim"]
@@ -272,13 +274,25 @@ def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_la
     new = ctx.emit(op.concat([latent, op.squeeze(k_rope, [2])], axis=2))  # (B, S, R+rope)
     cache = ctx.emit(op.concat([past_latent, new], axis=1)) if past_latent is not None else new
     total = ctx.dim(node.outputs[1].type.shape[1])
-    w = ctx.emit(op.reshape(kv_b, [heads, nope + dv, rank]))  # per head: W_k rows, then W_v rows
     qb = ctx.emit(op.permute_dims(q, [0, 2, 1, 3]))  # (B, H, S, nope+rope)
-    q_abs = ctx.emit(op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope)))  # (B, H, S, R)
+    batch, seq, dtype, wd = ctx.dim(b), ctx.dim(s), q.ty.dtype, kv_b.ty.dtype
+    if ctx.target == "cuda":  # dlight schedules the batched matmuls
+        w = ctx.emit(op.reshape(kv_b, [heads, nope + dv, rank]))  # per head: W_k rows, then W_v rows
+        q_abs = ctx.emit(op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope)))  # (B, H, S, R)
+    else:
+        kernel = _kernel(ctx, f"latent_absorb_{heads}x{int(dq)}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+                         lambda: absorb_kernel(heads, int(dq), nope, dv, rank, dtype, wd))
+        q_abs = ctx.emit(relax.call_tir(kernel, [qb, kv_b], out_ty=relax.TensorType([batch, heads, seq, rank], dtype)))
     query = ctx.emit(op.concat([q_abs, _slice(ctx, qb, 3, nope, int(dq))], axis=3))  # (B, H, S, R+rope)
     keys = ctx.emit(op.expand_dims(cache, [1]))  # (B, 1, T, R+rope): one KV head for every query head
     scale = 1.0 / math.sqrt(int(dq)) if a["scale"] is None else a["scale"]
-    out = sdpa(ctx, query, keys, _slice(ctx, keys, 3, 0, rank), [ctx.dim(b), ctx.dim(s), total],
+    out = sdpa(ctx, query, keys, _slice(ctx, keys, 3, 0, rank), [batch, seq, total],
                key_mask=key_mask, causal=a["causal"], scale=scale)  # (B, H, S, R)
-    w_v = ctx.emit(op.permute_dims(_slice(ctx, w, 1, nope, nope + dv), [0, 2, 1]))  # (H, R, dv)
-    return [ctx.emit(op.permute_dims(op.matmul(out, w_v), [0, 2, 1, 3])), cache]
+    if ctx.target == "cuda":
+        w_v = ctx.emit(op.permute_dims(_slice(ctx, w, 1, nope, nope + dv), [0, 2, 1]))  # (H, R, dv)
+        out = ctx.emit(op.matmul(out, w_v))
+    else:
+        kernel = _kernel(ctx, f"latent_expand_{heads}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+                         lambda: expand_kernel(heads, nope, dv, rank, dtype, wd))
+        out = ctx.emit(relax.call_tir(kernel, [out, kv_b], out_ty=relax.TensorType([batch, heads, seq, dv], dtype)))
+    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), cache]
