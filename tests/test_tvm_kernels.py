@@ -154,3 +154,17 @@ def test_latent_kernels_read_kv_b_in_place(rank):
     got = run(build(expand_kernel(heads, nope, v_dim, rank, "float32", "float32")), o, kv_b,
               out_shape=(batch, heads, seq, v_dim))
     np.testing.assert_allclose(got, o @ np.swapaxes(w[:, nope:], 1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_tanh_and_erf_match_float64():
+    import math
+
+    from irgraph.codegen.tvm.fast_math import fast_erf, fast_tanh
+
+    n = te.var("n", "int64")
+    x = te.placeholder((n,), "float32")
+    a = np.concatenate([np.linspace(-12, 12, 40001), [0.0, -1e30, 1e30, 1e-8]]).astype(np.float32)
+    for fn, ref in ((fast_tanh, np.tanh), (fast_erf, np.vectorize(math.erf))):
+        func = build(te.create_prim_func([x, te.compute((n,), lambda i: fn(x[i]))]))  # noqa: B023 (built now)
+        got = run(func, a, out_shape=a.shape)
+        np.testing.assert_allclose(got, ref(a.astype(np.float64)), rtol=0, atol=5e-7, err_msg=fn.__name__)

@@ -7,9 +7,11 @@ once, by the verifier, not re-derived here.
 
 from __future__ import annotations
 
+import math
+
 from tvm import relax, te, tirx
 
-from irgraph.codegen.tvm.fast_math import fast_exp
+from irgraph.codegen.tvm.fast_math import fast_erf, fast_exp, fast_tanh
 from irgraph.codegen.tvm.linear import lower_linear
 from irgraph.codegen.tvm.lowering import Context, lowers, tvm_dtype
 from irgraph.codegen.tvm.norm_kernels import rms_norm_kernel
@@ -24,14 +26,15 @@ def act(ctx: Context, name: str, x: relax.Expr) -> relax.Expr:
         return op.nn.relu(x)
     if name == "relu2":
         return op.square(op.nn.relu(x))
-    if name == "gelu":
-        return op.nn.gelu(x)
-    if name == "gelu_tanh":
-        return op.nn.gelu_tanh(x)
+    fast = ctx.target != "cuda" and x.ty.dtype == "float32"
+    if name in ("gelu", "gelu_tanh"):
+        if fast:
+            return ctx.bb.emit_te(_fast_gelu, x, name == "gelu_tanh", primfunc_name_hint=name)
+        return op.nn.gelu(x) if name == "gelu" else op.nn.gelu_tanh(x)
     if name == "fast_gelu":
         return op.multiply(x, op.sigmoid(op.multiply(x, relax.const(1.702, x.ty.dtype))))
     if name == "silu":
-        if ctx.target != "cuda" and x.ty.dtype == "float32":
+        if fast:
             return ctx.bb.emit_te(_fast_silu, x, primfunc_name_hint="silu")
         return op.nn.silu(x)
     if name == "sigmoid":
@@ -43,6 +46,22 @@ def _fast_silu(x: te.Tensor) -> te.Tensor:
     """x · sigmoid(x) with the vectorisable exp (TVM's exp is one scalar libm call per element on CPUs)."""
     one = tirx.const(1.0, "float32")
     return te.compute(x.shape, lambda *i: x[i] / (one + fast_exp(-x[i])), name="silu")
+
+
+def _fast_gelu(x: te.Tensor, approximate: bool) -> te.Tensor:
+    """GELU, 0.5·x·(1 + erf(x/√2)) or its tanh form, with the vectorisable erf / tanh."""
+
+    def c(v: float) -> tirx.PrimExpr:
+        return tirx.const(v, "float32")
+
+    def gelu(v: tirx.PrimExpr) -> tirx.PrimExpr:
+        if approximate:
+            inner = fast_tanh(c(math.sqrt(2 / math.pi)) * (v + c(0.044715) * v * v * v))
+        else:
+            inner = fast_erf(v * c(1 / math.sqrt(2)))
+        return c(0.5) * v * (c(1.0) + inner)
+
+    return te.compute(x.shape, lambda *i: gelu(x[i]), name="gelu")
 
 
 _UNARY = {
