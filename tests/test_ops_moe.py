@@ -76,6 +76,8 @@ def test_router_rejects_bad_groups():
         run_op("moe_router", randn(RNG, 2, 12), randn(RNG, 16, 12), top_k=2, n_group=3)
     with pytest.raises(IRError, match="top_k must be in 1..experts"):
         run_op("moe_router", randn(RNG, 2, 12), randn(RNG, 16, 12), top_k=17)
+    with pytest.raises(IRError, match=r"top_k <= 8"):  # 2 kept groups of 4 experts cannot give 9
+        run_op("moe_router", randn(RNG, 2, 12), randn(RNG, 16, 12), top_k=9, n_group=4, topk_group=2)
 
 
 def torch_experts(x, weights, indices, w_up, w_down, w_gate, act):

@@ -19,10 +19,17 @@ from irgraph.model_zoo import build
 pytestmark = pytest.mark.slow
 
 
-def test_native_runner_matches_interpreter(tmp_path):
-    runner = build_runner(tmp_path / "runtime")
-    graph = build("llama-2", size="tiny", seed=0)
-    artifact = compile_graph(graph, tmp_path / "llama-aarch64", target="tvm-aarch64")
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    return build_runner(tmp_path_factory.mktemp("runtime"))
+
+
+# LLaMA-2: the hand-written linear, attention, rotary and rms_norm kernels; Mixtral: the grouped MoE
+# kernels; DeepSeek-v2: the absorbed latent attention; GPT-NeoX: layer norm and the erf GELU.
+@pytest.mark.parametrize("name", ["llama-2", "mixtral-8x22b", "deepseek-v2", "gpt-neox-20b"])
+def test_native_runner_matches_interpreter(tmp_path, runner, name):
+    graph = build(name, size="tiny", seed=0)
+    artifact = compile_graph(graph, tmp_path / f"{name}-aarch64", target="tvm-aarch64")
     manifest = read_manifest(artifact)
     assert manifest["target"] == "tvm-aarch64" and "aarch64" in manifest["tvm"]["target"]["mtriple"]
     assert (artifact / "model.so").read_bytes()[:4] == b"\x7fELF"

@@ -41,3 +41,21 @@ def test_routed_experts_match_interpreter(gated, act, router, tmp_path):
     for rows in (x, x[:1, :1]):  # prefill and a one-token decode step
         np.testing.assert_allclose(session.run({"x": rows})["y"], run(graph, {"x": rows})["y"],
                                    rtol=1e-5, atol=1e-5, err_msg=str(rows.shape))
+
+
+@pytest.mark.parametrize("groups", [{}, {"n_group": 4, "topk_group": 2}])
+def test_router_ties_go_to_the_lower_expert_as_in_the_reference(tmp_path, groups):
+    """All-equal scores (a zero router): the reference's stable argsort picks experts 0, 1, 2."""
+    from irgraph import GraphBuilder
+
+    b = GraphBuilder("router")
+    x = b.input("x", f"f32[batch, seq, {H}]")
+    w, idx = b.moe_router(x, b.param("router", f"f32[8, {H}]"), top_k=3, scoring="sigmoid", **groups)
+    b.output("w", w)
+    b.output("idx", idx)
+    graph = b.build({"router": np.zeros((8, H), np.float32)})
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, H)).astype(np.float32)}
+    got, want = TVMSession(compile_graph(graph, tmp_path / "router")).run(feeds), run(graph, feeds)
+    np.testing.assert_array_equal(got["idx"], want["idx"])
+    assert want["idx"].reshape(-1, 3).tolist() == [[0, 1, 2]] * 6
+    np.testing.assert_allclose(got["w"], want["w"], rtol=1e-6)

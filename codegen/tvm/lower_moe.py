@@ -40,18 +40,39 @@ def _moe_router(ctx: Context, node: Node, x, weight):
         g = a["n_group"]
         grouped = ctx.emit(op.reshape(scores, [*lead, g, experts // g]))
         best = ctx.emit(op.max(grouped, axis=[-1]))  # (..., G)
-        kept = ctx.emit(op.topk(best, k=a["topk_group"], axis=-1, ret_type="values"))
-        keep = ctx.emit(op.greater_equal(best, op.min(kept, axis=[-1], keepdims=True)))  # (..., G)
+        kept = _topk(ctx, best, a["topk_group"])  # (..., topk_group)
+        keep = ctx.emit(op.max(op.astype(op.equal(op.expand_dims(kept, [-1]), array_const(np.arange(g, dtype=np.int64))),
+                                          "int32"), axis=[-2]))  # (..., G): 1 where the group is kept
         keep = ctx.emit(op.reshape(op.broadcast_to(op.expand_dims(keep, [-1]), [*lead, g, experts // g]),
                                    [*lead, experts]))
-        choose = ctx.emit(op.where(keep, scores, relax.const(-np.inf, "float32")))
-    indices = ctx.emit(op.topk(choose, k=a["top_k"], axis=-1, ret_type="indices", dtype="int64"))
+        choose = ctx.emit(op.where(op.astype(keep, "bool"), scores, relax.const(-np.inf, "float32")))
+    indices = _topk(ctx, choose, a["top_k"])
     weights = ctx.emit(op.gather_elements(scores, indices, axis=-1))
     if a["normalize"]:
         weights = ctx.emit(op.divide(weights, op.sum(weights, axis=[-1], keepdims=True)))
     if a["scaling"] != 1.0:
         weights = ctx.emit(op.multiply(weights, relax.const(a["scaling"], "float32")))
     return [weights, indices]
+
+
+def _topk(ctx: Context, scores: relax.Expr, k: int) -> relax.Var:
+    """Indices (int64) of the k largest along the last axis, largest first, ties to the lower index.
+
+    CPU targets take k argmaxes, each over what the previous ones left (the order of the
+    reference's stable descending argsort): Relax's topk calls the runtime's contrib sort,
+    which the aarch64 edge runtime does not ship. k is a router's top_k or topk_group.
+    """
+    if ctx.target == "cuda":
+        return ctx.emit(op.topk(scores, k=k, axis=-1, ret_type="indices", dtype="int64"))
+    n = int(scores.ty.shape[-1])
+    experts = array_const(np.arange(n, dtype=np.int64))
+    picks = []
+    for j in range(k):
+        if j:
+            taken = ctx.emit(op.equal(op.expand_dims(picks[-1], [-1]), experts))
+            scores = ctx.emit(op.where(taken, relax.const(-np.inf, "float32"), scores))
+        picks.append(ctx.emit(op.argmax(scores, axis=-1)))
+    return ctx.emit(op.stack(picks, axis=-1)) if k > 1 else ctx.emit(op.expand_dims(picks[0], [-1]))
 
 
 def _expert_in(x: te.Tensor, w: te.Tensor) -> te.Tensor:

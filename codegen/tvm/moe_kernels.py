@@ -118,3 +118,4 @@ def grouped_kernel(experts: int, n: int, r: int, k: int, per_pair: bool, dtype: 
                         z[order[start + count // mt * mt + rest], f0 + q] = total[0]
 
     return kernel.with_attr("op_pattern", _OPAQUE)
+

@@ -53,6 +53,9 @@ class MoeRouter(OpDef):
         expect(0 < top_k <= experts, "top_k must be in 1..experts", expected=f"1..{experts}", got=top_k)
         expect(experts % n_group == 0 and 0 < topk_group <= n_group, "experts must split into n_group groups",
                expected=f"n_group dividing {experts}", got=(n_group, topk_group))
+        kept = topk_group * (experts // n_group)  # experts in the kept groups
+        expect(top_k <= kept, "top_k must fit in the experts of the topk_group kept groups",
+               expected=f"top_k <= {kept}", got=top_k)
         shape = (*x.shape[:-1], top_k)
         return [TensorType(DType.f32, shape), TensorType(DType.i64, shape)]
 
