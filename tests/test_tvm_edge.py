@@ -11,10 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import irgraph
 from irgraph import lm
 from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
 from irgraph.codegen.tvm.edge import build_runner, run_native
-from irgraph.model_zoo import build
+from irgraph.errors import RuntimeFailure
+from irgraph.lm import graph_inputs
+from irgraph.model_zoo import build, config, names
+from irgraph.model_zoo.config import Arch
 
 pytestmark = pytest.mark.slow
 
@@ -46,3 +50,23 @@ def test_native_runner_matches_interpreter(tmp_path, runner, name):
     assert tokens == expected
     decoded = lm.interpret(graph, np.array([fed]), decode=True)[0]
     np.testing.assert_allclose(logits, decoded, rtol=1e-4, atol=1e-4)
+
+
+DECODER_ONLY = [n for n in names() if config(n).arch is not Arch.ENCODER_DECODER]
+
+
+@pytest.mark.parametrize("name", DECODER_ONLY)
+def test_every_decoder_only_zoo_model_runs_on_the_board(tmp_path, runner, name):
+    """Prefill + 3 cached steps on the runner vs one full interpreter pass (prefix LMs: the prompt is the prefix)."""
+    graph = build(name, size="tiny", seed=0)
+    prompt = [1, 5, 9, 3]
+    tokens, logits = run_native(runner, compile_graph(graph, tmp_path / name, target="tvm-aarch64"), prompt, 4)
+    extra = {"prefix_len": np.array([len(prompt)])} if "prefix_len" in graph_inputs(graph) else {}
+    reference = irgraph.interpret(graph, np.array([prompt + tokens[:-1]]), **extra)[0]
+    np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_encoder_decoders_are_refused_by_name(tmp_path, runner):
+    artifact = compile_graph(build("t5", size="tiny", seed=0), tmp_path / "t5", target="tvm-aarch64")
+    with pytest.raises(RuntimeFailure, match="encoder_attention_mask.*decoder-only"):
+        run_native(runner, artifact, [1, 2, 3], 2)
