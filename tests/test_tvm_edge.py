@@ -15,10 +15,8 @@ import irgraph
 from irgraph import lm
 from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
 from irgraph.codegen.tvm.edge import build_runner, run_native
-from irgraph.errors import RuntimeFailure
-from irgraph.lm import graph_inputs
-from irgraph.model_zoo import build, config, names
-from irgraph.model_zoo.config import Arch
+from irgraph.lm import graph_inputs, is_encoder_decoder
+from irgraph.model_zoo import build, names
 
 pytestmark = pytest.mark.slow
 
@@ -52,21 +50,20 @@ def test_native_runner_matches_interpreter(tmp_path, runner, name):
     np.testing.assert_allclose(logits, decoded, rtol=1e-4, atol=1e-4)
 
 
-DECODER_ONLY = [n for n in names() if config(n).arch is not Arch.ENCODER_DECODER]
+@pytest.mark.parametrize("name", names())
+def test_every_zoo_model_runs_on_the_board(tmp_path, runner, name):
+    """Prefill + 3 cached steps on the runner vs one full interpreter pass.
 
-
-@pytest.mark.parametrize("name", DECODER_ONLY)
-def test_every_decoder_only_zoo_model_runs_on_the_board(tmp_path, runner, name):
-    """Prefill + 3 cached steps on the runner vs one full interpreter pass (prefix LMs: the prompt is the prefix)."""
+    Prefix LMs take the prompt as the prefix; encoder-decoders take it as the encoder's input and
+    decode from decoder_start_token_id.
+    """
     graph = build(name, size="tiny", seed=0)
     prompt = [1, 5, 9, 3]
     tokens, logits = run_native(runner, compile_graph(graph, tmp_path / name, target="tvm-aarch64"), prompt, 4)
-    extra = {"prefix_len": np.array([len(prompt)])} if "prefix_len" in graph_inputs(graph) else {}
-    reference = irgraph.interpret(graph, np.array([prompt + tokens[:-1]]), **extra)[0]
+    inputs = graph_inputs(graph)
+    if is_encoder_decoder(inputs):
+        fed, extra = [int(graph.meta.get("decoder_start_token_id") or 0)] + tokens[:-1], {"encoder_ids": [prompt]}
+    else:
+        fed, extra = prompt + tokens[:-1], {"prefix_len": np.array([len(prompt)])} if "prefix_len" in inputs else {}
+    reference = irgraph.interpret(graph, np.array([fed]), **extra)[0]
     np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
-
-
-def test_encoder_decoders_are_refused_by_name(tmp_path, runner):
-    artifact = compile_graph(build("t5", size="tiny", seed=0), tmp_path / "t5", target="tvm-aarch64")
-    with pytest.raises(RuntimeFailure, match="encoder_attention_mask.*decoder-only"):
-        run_native(runner, artifact, [1, 2, 3], 2)

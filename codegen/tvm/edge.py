@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from irgraph.errors import RuntimeFailure
+from irgraph.runtimes.artifact import read_manifest
 
 RUNNER_DIR = Path(__file__).parent / "runner"
 SETUP = RUNNER_DIR / "setup.sh"
@@ -38,6 +39,9 @@ def run_native(runner: str | os.PathLike, artifact: str | os.PathLike, prompt: l
                ) -> tuple[list[int], np.ndarray]:
     """(generated tokens, float32 logits [positions fed, vocab]) from the native runner.
 
+    Encoder-decoders: the prompt is the encoder's input; logits are the decoder's positions
+    (decoder_start_token_id, then all but the last generated token).
+
     Uses qemu-aarch64 unless this machine is aarch64 itself.
     """
     command = [str(runner), str(artifact), "--prompt", ",".join(map(str, prompt)), "--steps", str(steps)]
@@ -53,5 +57,6 @@ def run_native(runner: str | os.PathLike, artifact: str | os.PathLike, prompt: l
             raise RuntimeFailure(f"native runner failed: {proc.stderr.strip()[-2000:]}", where=str(artifact))
         tokens = [int(t) for t in proc.stdout.split()]
         logits = np.fromfile(logits_file, dtype=np.float32)
-    positions = len(prompt) + len(tokens) - 1
+    encdec = any(e["name"] == "decoder_input_ids" for e in read_manifest(artifact)["inputs"])
+    positions = len(tokens) if encdec else len(prompt) + len(tokens) - 1  # the decoder's positions fed
     return tokens, logits.reshape(positions, -1)

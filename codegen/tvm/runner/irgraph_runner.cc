@@ -10,6 +10,9 @@
 // (`present.*` fed back as `past_key_values.*`). Prints the generated token ids on one line;
 // --logits writes float32 logits [positions, vocab] for every position fed (prompt + all but
 // the last generated token), so a test can compare them with the reference interpreter.
+// Encoder-decoder artifacts (a `decoder_input_ids` input) take the prompt as the encoder's
+// input, fed with every call, and decode from the manifest's meta.decoder_start_token_id;
+// their logits are the decoder positions'.
 #include <dlpack/dlpack.h>
 #include <tvm/ffi/any.h>
 #include <tvm/ffi/container/array.h>
@@ -28,6 +31,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -175,21 +179,35 @@ int Run(int argc, char** argv) {
       shape.push_back(d == "batch" ? 1 : (std::isdigit(d[0]) ? std::stoll(d) : 0));
     cache[io.name] = Empty(shape, DType(io.dtype));
   }
+  bool encdec = false;
+  for (const IO& io : inputs) encdec = encdec || io.name == "decoder_input_ids";
   std::vector<int64_t> fed, generated;
   std::vector<float> all_logits;
   std::vector<int64_t> ids = prompt;
+  const int64_t prompt_len = static_cast<int64_t>(prompt.size());
+  std::vector<int64_t> enc_pos(prompt_len), enc_mask(prompt_len, 1);
+  for (int64_t i = 0; i < prompt_len; ++i) enc_pos[i] = i;
+  if (encdec) {
+    JObject meta = Obj(Get(manifest, "meta"));
+    auto start = meta.find(ffi::String("decoder_start_token_id"));
+    std::optional<int64_t> id = start == meta.end() ? std::nullopt : (*start).second.try_cast<int64_t>();
+    ids = {id.value_or(0)};
+  }
   for (int step = 0; step < steps; ++step) {
     int64_t past = static_cast<int64_t>(fed.size()), seq = static_cast<int64_t>(ids.size());
     std::vector<int64_t> pos(seq), mask(past + seq, 1);
     for (int64_t i = 0; i < seq; ++i) pos[i] = past + i;
     std::vector<ffi::Any> args;
     for (const IO& io : inputs) {
-      if (io.name == "input_ids") args.push_back(I64({1, seq}, ids));
+      if (io.name == "input_ids") args.push_back(encdec ? I64({1, prompt_len}, prompt) : I64({1, seq}, ids));
+      else if (io.name == "decoder_input_ids") args.push_back(I64({1, seq}, ids));
+      else if (io.name == "encoder_attention_mask") args.push_back(I64({1, prompt_len}, enc_mask));
+      else if (io.name == "encoder_position_ids") args.push_back(I64({1, prompt_len}, enc_pos));
       else if (io.name == "position_ids") args.push_back(I64({1, seq}, pos));
       else if (io.name == "attention_mask") args.push_back(I64({1, past + seq}, mask));
       else if (io.name == "prefix_len") args.push_back(I64({1}, {static_cast<int64_t>(prompt.size())}));
       else if (cache.count(io.name)) args.push_back(cache[io.name]);
-      else Fail("runner cannot feed model input " + io.name + " (decoder-only LMs only)");
+      else Fail("runner cannot feed model input " + io.name);
     }
     for (const ffi::Tensor& w : weights) args.push_back(w);
     std::vector<ffi::AnyView> views(args.begin(), args.end());
