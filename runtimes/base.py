@@ -40,9 +40,10 @@ class Session(ABC):
         return lm.forward(self.run, self.inputs, np.asarray(ids), decode=decode, **kw)
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One cached call: (logits, the next call's cache by past_key_values.* name).
+        """One cached call for generation: (logits, the next call's cache by past_key_values.* name).
 
-        Backends override this to keep the cache in their own tensors between steps.
+        Backends override this to keep the cache in their own tensors between steps, and
+        may return the last position's logits only ([batch, 1, vocab]): generate reads no other.
         """
         out = self.run(feeds)
         return np.asarray(out["logits"]), {n: out[lm.present_name(n)] for n in lm.cache_inputs(self.inputs)}

@@ -78,6 +78,8 @@ class TVMSession(Session):
                                  expected=info["needs"], where=str(self.folder)) from None
         self.vm = relax.VirtualMachine(library, self.device)
         self.function = self.vm[info["function"]]
+        # logits for the last position only, what generate needs (older artifacts lack it)
+        self.function_last = self.vm[info["function_last"]] if info.get("function_last") else self.function
         store = WeightStore.open(self.folder / WEIGHTS) if weights is None else weights
         self.weights = []
         for arg in info["weight_args"]:
@@ -89,8 +91,11 @@ class TVMSession(Session):
                                      got=list(array.shape), where=str(self.folder / WEIGHTS))
             self.weights.append(tvm.runtime.tensor(array, self.device))
 
-    def _call(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Outputs as TVM tensors on the device; feeds may be numpy arrays or TVM tensors."""
+    def _call(self, feeds: Mapping[str, Any], *, last_only: bool = False) -> dict[str, Any]:
+        """Outputs as TVM tensors on the device; feeds may be numpy arrays or TVM tensors.
+
+        `last_only` runs `forward_last` where the artifact has it: logits [batch, 1, vocab].
+        """
         import tvm
 
         missing = [n for n in self.inputs if n not in feeds]
@@ -109,7 +114,7 @@ class TVMSession(Session):
                 value = tvm.runtime.tensor(value, self.device)
             args.append(value)
         try:
-            result = self.function(*args, *self.weights)
+            result = (self.function_last if last_only else self.function)(*args, *self.weights)
         except Exception as e:  # the VM's shape checks: symbolic dims that disagree between inputs
             raise RuntimeFailure(f"the TVM VM rejected the inputs: {str(e).splitlines()[0][:400]}",
                                  where=str(self.folder)) from None
@@ -119,7 +124,11 @@ class TVMSession(Session):
         return {name: value.numpy() for name, value in self._call(feeds).items()}
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One call keeping the cache on the device: (logits as numpy, present.* as TVM tensors by past name)."""
-        out = self._call(feeds)
+        """One call keeping the cache on the device: (logits as numpy, present.* as TVM tensors by past name).
+
+        The logits are the last position's only ([batch, 1, vocab]) where the artifact has
+        `forward_last`: generation samples from nothing else.
+        """
+        out = self._call(feeds, last_only=True)
         cache = {past: out[lm.present_name(past)] for past in lm.cache_inputs(self.inputs)}
         return out["logits"].numpy(), cache

@@ -75,6 +75,8 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-ll
             "library": LIBRARY,
             "weights": WEIGHTS,
             "function": lowering.FUNCTION,
+            "function_last": lowering.FUNCTION_LAST if any(
+                gv.name_hint == lowering.FUNCTION_LAST for gv in mod.get_global_vars()) else None,
             "target": _jsonable(target_json),
             "cuda_arch": spec.cuda_arch,
             "device": spec.device,

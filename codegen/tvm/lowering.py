@@ -28,6 +28,7 @@ from irgraph.ir import Graph, Node, Value
 from irgraph.types import Dim, TensorType
 
 FUNCTION = "forward"
+FUNCTION_LAST = "forward_last"  # logits for the last position only (generation)
 
 _DTYPES = {
     DType.f32: "float32", DType.f16: "float16", DType.bf16: "bfloat16", DType.i64: "int64",
@@ -163,20 +164,38 @@ def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
 
 
 def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRModule, list[WeightArg]]:
-    """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments."""
+    """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments.
+
+    It holds `forward` (the graph) and, when the logits come from one LM-head matmul,
+    `forward_last` (the same inputs and weights, logits for the last position only:
+    see `last_logits.py`); hand-written kernels are shared between the two.
+    """
     import irgraph.codegen.tvm.lower_attention  # noqa: F401  (registers the lowerings)
     import irgraph.codegen.tvm.lower_basic  # noqa: F401
     import irgraph.codegen.tvm.lower_moe  # noqa: F401
+    from irgraph.codegen.tvm.last_logits import last_position_graph
 
     missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
     if missing:
         raise CodegenError(f"no TVM lowering for op {', '.join(missing)}", where=f"target tvm-{target}")
-    dims = {name: tirx.Var(name, "int64") for name in symbols(graph)}
     bb = relax.BlockBuilder()
-    ctx = Context(bb, dims, target)
     weight_args = _weight_layouts(graph, packed)
+    kernels: dict[str, relax.GlobalVar] = {}
+    _emit_function(bb, kernels, graph, target, weight_args, FUNCTION)
+    last = last_position_graph(graph)
+    if last is not None:
+        _emit_function(bb, kernels, last, target, weight_args, FUNCTION_LAST)
+    return bb.finalize(), weight_args
+
+
+def _emit_function(bb: relax.BlockBuilder, kernels: dict[str, relax.GlobalVar], graph: Graph, target: str,
+                   weight_args: list[WeightArg], name: str) -> None:
+    """One Relax function `name`(inputs..., weights...) -> (outputs...) computing `graph`."""
+    dims = {d: tirx.Var(d, "int64") for d in symbols(graph)}
+    ctx = Context(bb, dims, target)
+    ctx.kernels = kernels
     values: dict[Value, relax.Expr] = {}
-    inputs = [relax.Var(name, tensor_type(ctx, v.type, f"input {name}")) for name, v in graph.inputs.items()]
+    inputs = [relax.Var(n, tensor_type(ctx, v.type, f"input {n}")) for n, v in graph.inputs.items()]
     params = []
     for arg in weight_args:
         t = graph.params[arg.name].type
@@ -189,14 +208,13 @@ def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRMod
     for arg, var in zip(weight_args, params):
         if arg.layout == "plain":
             values[graph.params[arg.name]] = var
-    with bb.function(FUNCTION, inputs + params, attrs={"num_input": len(inputs)}):
+    with bb.function(name, inputs + params, attrs={"num_input": len(inputs)}):
         with bb.dataflow():
             for node in graph.nodes:
                 _lower_node(ctx, node, values)
             outs = [values[v] for v in graph.outputs.values()]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
-    return bb.finalize(), weight_args
 
 
 def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> None:
