@@ -120,10 +120,7 @@ def lower_linear(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | N
         dtype, w_dtype = x.ty.dtype, packed.ty.dtype
         mt = 2 if ctx.target == "aarch64" else 8
         key = f"linear_packed_{n}x{k}_{nb}_{dtype}_{w_dtype}"
-        gvar = ctx.kernels.get(key)
-        if gvar is None:
-            kernel = packed_kernel(n, k, nb, dtype, w_dtype, mt).with_attr("global_symbol", key)
-            gvar = ctx.kernels[key] = ctx.bb.add_func(kernel, key)
+        gvar = ctx.kernel(key, lambda: packed_kernel(n, k, nb, dtype, w_dtype, mt))
         lead = [ctx.dim(d) for d in node.inputs[0].type.shape[:-1]]
         rows = sym.Analyzer().simplify(reduce(lambda a, b: a * b, lead, tirx.IntImm("int64", 1)))
         x2 = ctx.emit(relax.op.reshape(x, [rows, k]))  # (tokens, K)

@@ -162,7 +162,7 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
     if ctx.target == "cuda":
         scores = ctx.emit(op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype)))
     else:
-        kernel = _kernel(ctx, f"attention_scores_{hkv}x{int(k.ty.shape[3])}_{dtype}_{scale!r}",
+        kernel = ctx.kernel(f"attention_scores_{hkv}x{int(k.ty.shape[3])}_{dtype}_{scale!r}",
                          lambda: scores_kernel(hkv, int(k.ty.shape[3]), scale, dtype))
         scores = ctx.emit(relax.call_tir(kernel, [q, k], out_ty=relax.TensorType([batch, hkv, rows, total], dtype)))
     if group > 1:
@@ -176,7 +176,7 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
     if ctx.target != "cuda":
         if allowed is None:
             allowed = ctx.emit(op.full([batch, 1, sq, total], relax.const(True, "bool"), "bool"))
-        kernel = _kernel(ctx, f"attention_softmax_{hq}_{dtype}", lambda: softmax_kernel(hq, dtype))
+        kernel = ctx.kernel(f"attention_softmax_{hq}_{dtype}", lambda: softmax_kernel(hq, dtype))
         probs = ctx.emit(relax.call_tir(kernel, [scores, allowed], out_ty=scores.ty))
     elif allowed is None:
         probs = ctx.emit(op.nn.softmax(scores, axis=-1))
@@ -189,18 +189,10 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
     if ctx.target == "cuda":
         out = ctx.emit(op.matmul(probs, v))  # (B, Hkv, group·Sq, Dv)
     else:
-        kernel = _kernel(ctx, f"attention_weighted_sum_{hkv}x{dv}_{dtype}",
+        kernel = ctx.kernel(f"attention_weighted_sum_{hkv}x{dv}_{dtype}",
                          lambda: weighted_sum_kernel(hkv, dv, dtype))
         out = ctx.emit(relax.call_tir(kernel, [probs, v], out_ty=relax.TensorType([batch, hkv, rows, dv], dtype)))
     return out if group == 1 else ctx.emit(op.reshape(out, [batch, hq, sq, dv]))
-
-
-def _kernel(ctx: Context, key: str, make) -> relax.GlobalVar:
-    """One shared GlobalVar per hand-written kernel variant."""
-    name = "".join(ch if ch.isalnum() else "_" for ch in key)
-    if name not in ctx.kernels:
-        ctx.kernels[name] = ctx.bb.add_func(make().with_attr("global_symbol", name), name)
-    return ctx.kernels[name]
 
 
 @lowers("attention")
@@ -280,7 +272,7 @@ def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_la
         w = ctx.emit(op.reshape(kv_b, [heads, nope + dv, rank]))  # per head: W_k rows, then W_v rows
         q_abs = ctx.emit(op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope)))  # (B, H, S, R)
     else:
-        kernel = _kernel(ctx, f"latent_absorb_{heads}x{int(dq)}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+        kernel = ctx.kernel(f"latent_absorb_{heads}x{int(dq)}x{nope}x{dv}x{rank}_{dtype}_{wd}",
                          lambda: absorb_kernel(heads, int(dq), nope, dv, rank, dtype, wd))
         q_abs = ctx.emit(relax.call_tir(kernel, [qb, kv_b], out_ty=relax.TensorType([batch, heads, seq, rank], dtype)))
     query = ctx.emit(op.concat([q_abs, _slice(ctx, qb, 3, nope, int(dq))], axis=3))  # (B, H, S, R+rope)
@@ -292,7 +284,7 @@ def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_la
         w_v = ctx.emit(op.permute_dims(_slice(ctx, w, 1, nope, nope + dv), [0, 2, 1]))  # (H, R, dv)
         out = ctx.emit(op.matmul(out, w_v))
     else:
-        kernel = _kernel(ctx, f"latent_expand_{heads}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+        kernel = ctx.kernel(f"latent_expand_{heads}x{nope}x{dv}x{rank}_{dtype}_{wd}",
                          lambda: expand_kernel(heads, nope, dv, rank, dtype, wd))
         out = ctx.emit(relax.call_tir(kernel, [out, kv_b], out_ty=relax.TensorType([batch, heads, seq, dv], dtype)))
     return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), cache]

@@ -208,12 +208,10 @@ def _rms_norm(ctx: Context, node: Node, x, weight):
     w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
     if ctx.target != "cuda" and x.ty.dtype == "float32" and w.ty.dtype == "float32":
         dim, eps = int(node.inputs[0].type.shape[-1]), node.attrs["eps"]
-        key = "".join(ch if ch.isalnum() else "_" for ch in f"rms_norm_{dim}_{eps!r}")
-        if key not in ctx.kernels:
-            ctx.kernels[key] = ctx.bb.add_func(rms_norm_kernel(dim, eps).with_attr("global_symbol", key), key)
+        kernel = ctx.kernel(f"rms_norm_{dim}_{eps!r}", lambda: rms_norm_kernel(dim, eps))
         shape = ctx.shape(node.inputs[0].type)
         rows = ctx.emit(relax.op.reshape(x, [-1, dim]))  # (tokens, D)
-        y = ctx.emit(relax.call_tir(ctx.kernels[key], [rows, w], out_ty=rows.ty))
+        y = ctx.emit(relax.call_tir(kernel, [rows, w], out_ty=rows.ty))
         return [ctx.emit(op.reshape(y, shape))]
     return [ctx.emit(op.nn.rms_norm(x, w, axes=[-1], epsilon=node.attrs["eps"]))]
 

@@ -65,11 +65,11 @@ def _topk(ctx: Context, scores: relax.Expr, k: int) -> relax.Var:
     if ctx.target == "cuda":
         return ctx.emit(op.topk(scores, k=k, axis=-1, ret_type="indices", dtype="int64"))
     n = int(scores.ty.shape[-1])
-    experts = array_const(np.arange(n, dtype=np.int64))
+    positions = array_const(np.arange(n, dtype=np.int64))
     picks = []
     for j in range(k):
         if j:
-            taken = ctx.emit(op.equal(op.expand_dims(picks[-1], [-1]), experts))
+            taken = ctx.emit(op.equal(op.expand_dims(picks[-1], [-1]), positions))
             scores = ctx.emit(op.where(taken, relax.const(-np.inf, "float32"), scores))
         picks.append(ctx.emit(op.argmax(scores, axis=-1)))
     return ctx.emit(op.stack(picks, axis=-1)) if k > 1 else ctx.emit(op.expand_dims(picks[0], [-1]))
@@ -111,11 +111,9 @@ def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_
         def project(a: relax.Expr, w: relax.Expr, per_pair: bool) -> relax.Var:  # (T·k, out)
             e, n, r = (int(d) for d in w.ty.shape)
             wd = w.ty.dtype
-            name = f"moe_grouped_{'down' if per_pair else 'in'}_{e}x{n}x{r}_k{k}_{dtype}_{wd}"
-            if name not in ctx.kernels:
-                kernel = grouped_kernel(e, n, r, k, per_pair, dtype, wd).with_attr("global_symbol", name)
-                ctx.kernels[name] = ctx.bb.add_func(kernel, name)
-            return ctx.emit(relax.call_tir(ctx.kernels[name], [i2, a, w], out_ty=relax.TensorType([pairs, n], dtype)))
+            kernel = ctx.kernel(f"moe_grouped_{'down' if per_pair else 'in'}_{e}x{n}x{r}_k{k}_{dtype}_{wd}",
+                                lambda: grouped_kernel(e, n, r, k, per_pair, dtype, wd))
+            return ctx.emit(relax.call_tir(kernel, [i2, a, w], out_ty=relax.TensorType([pairs, n], dtype)))
 
         up = project(x2, w_up, False)
         h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], project(x2, w_gate, False)), up)) \

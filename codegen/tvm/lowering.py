@@ -87,6 +87,13 @@ class Context:
         self.weight_args: dict[str, relax.Var] = {}  # graph param -> its packed-layout argument
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
 
+    def kernel(self, key: str, make: Callable[[], tirx.PrimFunc]) -> relax.GlobalVar:
+        """The module's one GlobalVar for a hand-written kernel variant (`make` runs on first use)."""
+        name = "".join(ch if ch.isalnum() else "_" for ch in key)
+        if name not in self.kernels:
+            self.kernels[name] = self.bb.add_func(make().with_attr("global_symbol", name), name)
+        return self.kernels[name]
+
     def dim(self, d: Dim) -> tirx.PrimExpr:
         if isinstance(d, int):
             return tirx.IntImm("int64", d)
