@@ -50,13 +50,27 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
-FULL = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 4,
-        "intermediate_size": 2048, "vocab_size": 32000}
-QUICK = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4,
-         "intermediate_size": 704, "vocab_size": 32000}
+FULL = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 4,
+    "intermediate_size": 2048,
+    "vocab_size": 32000,
+}
+QUICK = {
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "intermediate_size": 704,
+    "vocab_size": 32000,
+}
 
 
-Run = Callable[[], tuple]  # one measurement: (prefill tok/s, decode tok/s[, greedy tokens, decode tok/CPU-s])
+Run = Callable[
+    [], tuple
+]  # one measurement: (prefill tok/s, decode tok/s[, greedy tokens, decode tok/CPU-s])
 
 
 @dataclass
@@ -70,14 +84,22 @@ class Bench:
 
     def session_run(self, session) -> Run:
         """One measurement of an irgraph runtime session through its own generate loop."""
+
         def once() -> tuple[float, float]:
             stamps: list[tuple[float, float]] = []
             start = time.perf_counter()
-            tokens = session.generate([self.prompt], self.new_tokens,
-                                      callback=lambda i, t: stamps.append((time.perf_counter(), time.process_time())))[0]
+            tokens = session.generate(
+                [self.prompt],
+                self.new_tokens,
+                callback=lambda i, t: stamps.append((time.perf_counter(), time.process_time())),
+            )[0]
             steps = len(stamps) - 1
-            return (len(self.prompt) / (stamps[0][0] - start), steps / (stamps[-1][0] - stamps[0][0]), tokens,
-                    steps / (stamps[-1][1] - stamps[0][1]))
+            return (
+                len(self.prompt) / (stamps[0][0] - start),
+                steps / (stamps[-1][0] - stamps[0][0]),
+                tokens,
+                steps / (stamps[-1][1] - stamps[0][1]),
+            )
 
         return once
 
@@ -91,21 +113,39 @@ def make_checkpoint(folder: Path, dims: dict) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    config = LlamaConfig(**dims, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = LlamaConfig(
+        **dims,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     model = LlamaForCausalLM(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    corpus = [f"the quick brown fox {i} jumps over the lazy dog number {i * 7}" for i in range(2000)]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1000, special_tokens=["<pad>", "<s>", "</s>", "<unk>"]))
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(folder)
+    corpus = [
+        f"the quick brown fox {i} jumps over the lazy dog number {i * 7}" for i in range(2000)
+    ]
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(vocab_size=1000, special_tokens=["<pad>", "<s>", "</s>", "<unk>"]),
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    ).save_pretrained(folder)
     return folder
 
 
 # -- systems --------------------------------------------------------------------------------
+
 
 def irgraph_onnx(bench: Bench) -> Run:
     from irgraph.codegen.onnx import compile_graph
@@ -113,7 +153,9 @@ def irgraph_onnx(bench: Bench) -> Run:
 
     art = bench.work / "irgraph-onnx"  # rebuilt every run: the artifact is what this code makes now
     compile_graph(load_graph(bench.hf_dir), art, flavour="ort", dtype="f32", force=True)
-    return bench.session_run(ORTSession(art, threads=bench.threads, providers=["CPUExecutionProvider"]))
+    return bench.session_run(
+        ORTSession(art, threads=bench.threads, providers=["CPUExecutionProvider"])
+    )
 
 
 def irgraph_tvm(bench: Bench) -> Run:
@@ -153,7 +195,12 @@ def hf_eager(bench: Bench) -> Run:
             tokens.append(int(token))
         end, cpu_end = time.perf_counter(), time.process_time()
         steps = bench.new_tokens - 1
-        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled), tokens, steps / (cpu_end - cpu)
+        return (
+            len(bench.prompt) / (prefilled - start),
+            steps / (end - prefilled),
+            tokens,
+            steps / (cpu_end - cpu),
+        )
 
     return once
 
@@ -163,9 +210,26 @@ def genai_fp32(bench: Bench) -> Run:
 
     out = bench.work / "genai-fp32"
     if not (out / "genai_config.json").is_file():
-        subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(bench.hf_dir), "-o",
-                        str(out), "-p", "fp32", "-e", "cpu", "-c", str(bench.work / "genai-cache")],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "onnxruntime_genai.models.builder",
+                "-i",
+                str(bench.hf_dir),
+                "-o",
+                str(out),
+                "-p",
+                "fp32",
+                "-e",
+                "cpu",
+                "-c",
+                str(bench.work / "genai-cache"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     config_path = out / "genai_config.json"
     config = json.loads(config_path.read_text())
     options = config["model"]["decoder"].setdefault("session_options", {})
@@ -177,7 +241,9 @@ def genai_fp32(bench: Bench) -> Run:
 
     def once() -> tuple[float, float]:
         params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(bench.prompt) + bench.new_tokens, min_length=0, do_sample=False)
+        params.set_search_options(
+            max_length=len(bench.prompt) + bench.new_tokens, min_length=0, do_sample=False
+        )
         generator = og.Generator(model, params)
         start = time.perf_counter()
         generator.append_tokens(bench.prompt)
@@ -188,8 +254,13 @@ def genai_fp32(bench: Bench) -> Run:
             generator.generate_next_token()
             steps += 1
         end, cpu_end = time.perf_counter(), time.process_time()
-        tokens = [int(t) for t in generator.get_sequence(0)[len(bench.prompt):]]
-        return len(bench.prompt) / (prefilled - start), steps / (end - prefilled), tokens, steps / (cpu_end - cpu)
+        tokens = [int(t) for t in generator.get_sequence(0)[len(bench.prompt) :]]
+        return (
+            len(bench.prompt) / (prefilled - start),
+            steps / (end - prefilled),
+            tokens,
+            steps / (cpu_end - cpu),
+        )
 
     return once
 
@@ -232,30 +303,40 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
 }
 
 
-def table(results: dict[str, tuple[float, float]], same: dict[str, str], cpu: dict[str, float]) -> str:
+def table(
+    results: dict[str, tuple[float, float]], same: dict[str, str], cpu: dict[str, float]
+) -> str:
     base = results.get("genai-fp32", (0, 0))[1]
     roof = results.get("roofline", (0, 0))[1]
     cpu_base = cpu.get("genai-fp32")
-    lines = [f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"
-             f"{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"]
+    lines = [
+        f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"
+        f"{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"
+    ]
     for name, (prefill, decode) in results.items():
         vs_genai = f"{decode / base:.2f}x" if base else "-"
         vs_roof = f"{decode / roof:.0%}" if roof else "-"
         pre = f"{prefill:.1f}" if prefill == prefill else "-"
         per_cpu = f"{cpu[name]:.1f}" if name in cpu else "-"
         cpu_ratio = f"{cpu[name] / cpu_base:.2f}x" if name in cpu and cpu_base else "-"
-        lines.append(f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}{cpu_ratio:>9}"
-                     f"{same.get(name, '-'):>19}")
+        lines.append(
+            f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}{cpu_ratio:>9}"
+            f"{same.get(name, '-'):>19}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4-layer hidden-256 model, 32 + 32 tokens")
+    parser.add_argument(
+        "--quick", action="store_true", help="4-layer hidden-256 model, 32 + 32 tokens"
+    )
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(SYSTEMS)}")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--work", type=Path, default=ROOT.parent / ".cache" / "benchmarks" / "decode")
+    parser.add_argument(
+        "--work", type=Path, default=ROOT.parent / ".cache" / "benchmarks" / "decode"
+    )
     args = parser.parse_args(argv)
     names = list(SYSTEMS) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in SYSTEMS]
@@ -272,31 +353,63 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
         runs[name] = SYSTEMS[name](bench)
         runs[name]()
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-    for r in range(bench.repeats):  # interleaved rounds, so load from other processes hits every system alike
+    for r in range(
+        bench.repeats
+    ):  # interleaved rounds, so load from other processes hits every system alike
         for name in names:
             samples[name].append(runs[name]())
-            print(f"round {r}: {name}: prefill {samples[name][-1][0]:.1f} tok/s, "
-                  f"decode {samples[name][-1][1]:.1f} tok/s", flush=True)
-    results = {name: (statistics.median(m[0] for m in v), statistics.median(m[1] for m in v))
-               for name, v in samples.items()}
+            print(
+                f"round {r}: {name}: prefill {samples[name][-1][0]:.1f} tok/s, "
+                f"decode {samples[name][-1][1]:.1f} tok/s",
+                flush=True,
+            )
+    results = {
+        name: (statistics.median(m[0] for m in v), statistics.median(m[1] for m in v))
+        for name, v in samples.items()
+    }
     cpu = {name: statistics.median(m[3] for m in v) for name, v in samples.items() if len(v[0]) > 3}
     tokens = {name: v[-1][2] for name, v in samples.items() if len(v[-1]) > 2}
     ref = tokens.get("hf-eager")
-    same = {name: ("yes" if t == ref else f"no ({sum(a == b for a, b in zip(t, ref))}/{len(ref)})")
-            for name, t in tokens.items()} if ref is not None else {}
+    same = (
+        {
+            name: ("yes" if t == ref else f"no ({sum(a == b for a, b in zip(t, ref))}/{len(ref)})")
+            for name, t in tokens.items()
+        }
+        if ref is not None
+        else {}
+    )
     if "roofline" in samples:  # the bound: best bandwidth seen in any round
         results["roofline"] = (float("nan"), max(m[1] for m in samples["roofline"]))
     print()
-    print(f"LLaMA-style {dims}, prompt {length} + {length} new tokens, batch 1, greedy, "
-          f"{args.threads} thread(s), median of {bench.repeats}")
+    print(
+        f"LLaMA-style {dims}, prompt {length} + {length} new tokens, batch 1, greedy, "
+        f"{args.threads} thread(s), median of {bench.repeats}"
+    )
     print(table(results, same, cpu))
     out = ROOT / "results" / ("decode-quick.json" if args.quick else "decode.json")
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"dims": dims, "tokens": length, "threads": args.threads, "repeats": bench.repeats,
-                               "results": {k: {"prefill_tps": v[0], "decode_tps": v[1], "tokens_equal_hf": same.get(k),
-                                               "decode_tokens_per_cpu_second": cpu.get(k)}
-                                           for k, v in results.items()}},
-                              indent=2, default=float) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "dims": dims,
+                "tokens": length,
+                "threads": args.threads,
+                "repeats": bench.repeats,
+                "results": {
+                    k: {
+                        "prefill_tps": v[0],
+                        "decode_tps": v[1],
+                        "tokens_equal_hf": same.get(k),
+                        "decode_tokens_per_cpu_second": cpu.get(k),
+                    }
+                    for k, v in results.items()
+                },
+            },
+            indent=2,
+            default=float,
+        )
+        + "\n"
+    )
     return results
 
 

@@ -94,20 +94,35 @@ def model(d: dict[str, int] = DIMS, seed: int = 0) -> Graph:
     for i in range(d["layers"]):
         p = f"layers.{i}."
         h = b.layer_norm(x, param(p + "ln.weight", hidden, mean=1.0), param(p + "ln.bias", hidden))
-        q, k, v = (b.reshape(b.linear(h, param(p + f"attn.{n}.weight", hidden, hidden)), shape=[0, 0, heads, hd])
-                   for n in "qkv")  # (B, T, nh, hs)
+        q, k, v = (
+            b.reshape(
+                b.linear(h, param(p + f"attn.{n}.weight", hidden, hidden)), shape=[0, 0, heads, hd]
+            )
+            for n in "qkv"
+        )  # (B, T, nh, hs)
         past_k = b.input(f"past_key_values.{i}.key", f"f32[batch, {heads}, past, {hd}]")
         past_v = b.input(f"past_key_values.{i}.value", f"f32[batch, {heads}, past, {hd}]")
         rot = {"rotary_dim": d["rotary_dim"], "interleaved": True}
-        out, pk, pv = b.attention(b.rotary(q, pos, **rot), b.rotary(k, pos, **rot), v, past_k, past_v, mask)
+        out, pk, pv = b.attention(
+            b.rotary(q, pos, **rot), b.rotary(k, pos, **rot), v, past_k, past_v, mask
+        )
         b.output(f"present.{i}.key", pk)
         b.output(f"present.{i}.value", pv)
-        attn = b.linear(b.reshape(out, shape=[0, 0, hidden]), param(p + "attn.o.weight", hidden, hidden))
-        up = b.linear(h, param(p + "mlp.up.weight", d["ffn"], hidden), param(p + "mlp.up.bias", d["ffn"]))
-        mlp = b.linear(b.gelu(up, approximate="tanh"), param(p + "mlp.down.weight", hidden, d["ffn"]),
-                       param(p + "mlp.down.bias", hidden))
+        attn = b.linear(
+            b.reshape(out, shape=[0, 0, hidden]), param(p + "attn.o.weight", hidden, hidden)
+        )
+        up = b.linear(
+            h, param(p + "mlp.up.weight", d["ffn"], hidden), param(p + "mlp.up.bias", d["ffn"])
+        )
+        mlp = b.linear(
+            b.gelu(up, approximate="tanh"),
+            param(p + "mlp.down.weight", hidden, d["ffn"]),
+            param(p + "mlp.down.bias", hidden),
+        )
         x = b.add(b.add(x, attn), mlp)
-    x = b.layer_norm(x, param("final_norm.weight", hidden, mean=1.0), param("final_norm.bias", hidden))
+    x = b.layer_norm(
+        x, param("final_norm.weight", hidden, mean=1.0), param("final_norm.bias", hidden)
+    )
     b.output("logits", b.linear(x, param("lm_head.weight", d["vocab"], hidden)))
     return b.build(weights)
 
@@ -120,17 +135,31 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads for every backend")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fusion.json")
     args = ap.parse_args()
-    os.environ["IRGRAPH_ORT_THREADS"] = os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read at session open
+    os.environ["IRGRAPH_ORT_THREADS"] = os.environ["TVM_NUM_THREADS"] = str(
+        args.threads
+    )  # read at session open
 
     unfused = model()
     passes = run_pipeline(unfused, "fuse-parallel-attention")
     fused = passes.graph
-    matmuls = {name: sum(n.op in ("linear", "matmul") for n in g.nodes) for name, g in
-               (("unfused", unfused), ("fused", fused))}
-    results = {"machine": platform.processor() or platform.machine(), "model": unfused.name,
-               "matmuls": matmuls, "threads": args.threads, "prompt": PROMPT, "steps": args.steps, "rounds": args.rounds, "backends": {}}
-    print(f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; "
-          f"decode {args.steps} tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds")
+    matmuls = {
+        name: sum(n.op in ("linear", "matmul") for n in g.nodes)
+        for name, g in (("unfused", unfused), ("fused", fused))
+    }
+    results = {
+        "machine": platform.processor() or platform.machine(),
+        "model": unfused.name,
+        "matmuls": matmuls,
+        "threads": args.threads,
+        "prompt": PROMPT,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "backends": {},
+    }
+    print(
+        f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; "
+        f"decode {args.steps} tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             sessions = {}
@@ -145,15 +174,20 @@ def main() -> None:
             decode_latencies(sessions["unfused"], 2, 0)  # warm up both
             decode_latencies(sessions["fused"], 2, 0)
             for r in range(args.rounds):
-                for name in (("unfused", "fused") if r % 2 == 0 else ("fused", "unfused")):
+                for name in ("unfused", "fused") if r % 2 == 0 else ("fused", "unfused"):
                     times, last[name] = decode_latencies(sessions[name], args.steps, r)
                     per_token[name].extend(times)
             med = {n: statistics.median(v) * 1e3 for n, v in per_token.items()}
             diff = float(np.abs(last["fused"] - last["unfused"]).max())
-            results["backends"][backend] = {"median_ms_per_token": med, "ratio_unfused_over_fused":
-                                            med["unfused"] / med["fused"], "max_logit_diff": diff}
-            print(f"  {backend}: unfused {med['unfused']:.2f} ms/token, fused {med['fused']:.2f} ms/token, "
-                  f"ratio {med['unfused'] / med['fused']:.3f}, max logit diff {diff:.2e}")
+            results["backends"][backend] = {
+                "median_ms_per_token": med,
+                "ratio_unfused_over_fused": med["unfused"] / med["fused"],
+                "max_logit_diff": diff,
+            }
+            print(
+                f"  {backend}: unfused {med['unfused']:.2f} ms/token, fused {med['fused']:.2f} ms/token, "
+                f"ratio {med['unfused'] / med['fused']:.3f}, max logit diff {diff:.2e}"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -48,11 +48,19 @@ def layer() -> irgraph.Graph:
     past = b.input("past_latent", f"f32[batch, past, {RANK + ROPE}]")
     mask = b.input("key_mask", "i64[batch, past+seq]")
     kv_b = b.param("kv_b", f"f32[{HEADS * (NOPE + V_DIM)}, {RANK}]")
-    out, present = b.latent_attention(q, latent, k_rope, kv_b, past, mask, nope_dim=NOPE, v_dim=V_DIM)
+    out, present = b.latent_attention(
+        q, latent, k_rope, kv_b, past, mask, nope_dim=NOPE, v_dim=V_DIM
+    )
     b.output("out", out)
     b.output("present_latent", present)
     rng = np.random.default_rng(0)
-    return b.build({"kv_b": (RANK ** -0.5 * rng.standard_normal((HEADS * (NOPE + V_DIM), RANK))).astype(np.float32)})
+    return b.build(
+        {
+            "kv_b": (RANK**-0.5 * rng.standard_normal((HEADS * (NOPE + V_DIM), RANK))).astype(
+                np.float32
+            )
+        }
+    )
 
 
 def feeds(context: int) -> dict[str, np.ndarray]:
@@ -61,8 +69,13 @@ def feeds(context: int) -> dict[str, np.ndarray]:
     def f32(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape).astype(np.float32)
 
-    return {"q": f32(1, 1, HEADS, NOPE + ROPE), "latent": f32(1, 1, RANK), "k_rope": f32(1, 1, 1, ROPE),
-            "past_latent": f32(1, context, RANK + ROPE), "key_mask": np.ones((1, context + 1), dtype=np.int64)}
+    return {
+        "q": f32(1, 1, HEADS, NOPE + ROPE),
+        "latent": f32(1, 1, RANK),
+        "k_rope": f32(1, 1, 1, ROPE),
+        "past_latent": f32(1, context, RANK + ROPE),
+        "key_mask": np.ones((1, context + 1), dtype=np.int64),
+    }
 
 
 def expanded_flops(context: int) -> int:
@@ -76,7 +89,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--contexts", default="512,2048,4096")
     ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latent_attention.json")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "latent_attention.json"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     graph = layer()
@@ -85,8 +100,12 @@ def main() -> None:
         module = numpy_runner(to_torch(graph))
         systems: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
             "torch-eager (expanded)": module,
-            "irgraph-onnx (absorbed)": ORTSession(compile_onnx(graph, Path(tmp) / "onnx"), threads=1).run,
-            "irgraph-tvm (absorbed)": TVMSession(compile_tvm(graph, Path(tmp) / "tvm"), threads=1).run,
+            "irgraph-onnx (absorbed)": ORTSession(
+                compile_onnx(graph, Path(tmp) / "onnx"), threads=1
+            ).run,
+            "irgraph-tvm (absorbed)": TVMSession(
+                compile_tvm(graph, Path(tmp) / "tvm"), threads=1
+            ).run,
         }
         print(f"{'context':>7} {'system':<24} {'ms':>8} {'x eager':>8} {'GFLOP':>7}")
         for context in map(int, args.contexts.split(",")):
@@ -95,7 +114,9 @@ def main() -> None:
             for name, run in systems.items():
                 err = float(np.abs(run(x)["out"] - want).max())
                 if err > 1e-3:
-                    raise SystemExit(f"{name} differs from the interpreter by {err:.2e} at context {context}")
+                    raise SystemExit(
+                        f"{name} differs from the interpreter by {err:.2e} at context {context}"
+                    )
             times: dict[str, list[float]] = {name: [] for name in systems}
             for r in range(args.repeats + 2):
                 for name, run in systems.items():
@@ -108,9 +129,19 @@ def main() -> None:
             absorbed = graph_flops(graph, 1, context)
             for name, ms in med.items():
                 flops = expanded_flops(context) if "expanded" in name else absorbed
-                rows.append({"context": context, "system": name, "ms": ms, "speedup_vs_eager": eager / ms,
-                             "gflop": flops / 1e9})
-                print(f"{context:>7} {name:<24} {ms:>8.3f} {eager / ms:>7.2f}x {flops / 1e9:>7.3f}", flush=True)
+                rows.append(
+                    {
+                        "context": context,
+                        "system": name,
+                        "ms": ms,
+                        "speedup_vs_eager": eager / ms,
+                        "gflop": flops / 1e9,
+                    }
+                )
+                print(
+                    f"{context:>7} {name:<24} {ms:>8.3f} {eager / ms:>7.2f}x {flops / 1e9:>7.3f}",
+                    flush=True,
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 

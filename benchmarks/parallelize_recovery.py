@@ -39,7 +39,15 @@ VARIANTS = {
     "parallel": "parallelize-blocks",
     "parallel-shared": "parallelize-blocks(share_norm=true)",
 }
-RECIPE_FLAGS = ("batch_size", "seq_len", "heldout_fraction", "eval_tokens", "seed", "weight_decay", "grad_clip")
+RECIPE_FLAGS = (
+    "batch_size",
+    "seq_len",
+    "heldout_fraction",
+    "eval_tokens",
+    "seed",
+    "weight_decay",
+    "grad_clip",
+)
 
 
 def link_reference_corpus(folder: Path) -> Path:
@@ -54,10 +62,24 @@ def link_reference_corpus(folder: Path) -> Path:
     return folder
 
 
-def fine_tune(source: Path, out: Path, corpus: list[str], recipe: dict, steps: int, lr: float, warmup: int) -> dict:
+def fine_tune(
+    source: Path, out: Path, corpus: list[str], recipe: dict, steps: int, lr: float, warmup: int
+) -> dict:
     """Run `irgraph train` on `source`; returns its train.json."""
-    cmd = [str(Path(sys.executable).parent / "irgraph"), "train", str(source), "--steps", str(steps), "-o", str(out),
-           "--fresh", "--lr", str(lr), "--warmup", str(warmup)]
+    cmd = [
+        str(Path(sys.executable).parent / "irgraph"),
+        "train",
+        str(source),
+        "--steps",
+        str(steps),
+        "-o",
+        str(out),
+        "--fresh",
+        "--lr",
+        str(lr),
+        "--warmup",
+        str(warmup),
+    ]
     for c in corpus:
         cmd += ["--corpus", c]
     for key in RECIPE_FLAGS:
@@ -73,14 +95,22 @@ def fine_tune(source: Path, out: Path, corpus: list[str], recipe: dict, steps: i
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", type=Path, nargs="?", help="trained model folder (default: the reference model)")
+    ap.add_argument(
+        "model", type=Path, nargs="?", help="trained model folder (default: the reference model)"
+    )
     ap.add_argument("--corpus", action="append", help="default: the reference model's corpus")
     ap.add_argument("--steps", type=int, default=200, help="fine-tune steps per variant")
-    ap.add_argument("--lr-scale", type=float, default=0.3, help="fine-tune peak lr as a share of the recipe's")
+    ap.add_argument(
+        "--lr-scale", type=float, default=0.3, help="fine-tune peak lr as a share of the recipe's"
+    )
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--batch-size", type=int, help="fine-tune batch (default: the recipe's)")
-    ap.add_argument("--eval-tokens", type=int, help="held-out tokens per evaluation (default: the recipe's)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "parallelize_recovery.json")
+    ap.add_argument(
+        "--eval-tokens", type=int, help="held-out tokens per evaluation (default: the recipe's)"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "parallelize_recovery.json"
+    )
     args = ap.parse_args()
 
     if args.model is None:
@@ -89,7 +119,9 @@ def main() -> None:
         args.model = reference_model(log=lambda msg: print(msg, flush=True))
     summary = json.loads((args.model / "train.json").read_text())
     recipe = dict(summary["recipe"])
-    recipe.update({k: v for k, v in (("batch_size", args.batch_size), ("eval_tokens", args.eval_tokens)) if v})
+    recipe.update(
+        {k: v for k, v in (("batch_size", args.batch_size), ("eval_tokens", args.eval_tokens)) if v}
+    )
     lr = recipe["lr"] * args.lr_scale
     graph = load(args.model)
     rows = []
@@ -97,26 +129,48 @@ def main() -> None:
         corpus = args.corpus or [str(link_reference_corpus(Path(tmp) / "corpus"))]
         for name, pipeline in VARIANTS.items():
             src = Path(tmp) / name
-            converted = run_pipeline(graph, pipeline, allow_arch_change=True).graph if pipeline else graph
+            converted = (
+                run_pipeline(graph, pipeline, allow_arch_change=True).graph if pipeline else graph
+            )
             tokenizer = args.model / "tokenizer.json"
-            save(converted, src, extra_files={"tokenizer.json": tokenizer} if tokenizer.is_file() else None)
+            save(
+                converted,
+                src,
+                extra_files={"tokenizer.json": tokenizer} if tokenizer.is_file() else None,
+            )
             t0 = time.perf_counter()
-            result = fine_tune(src, Path(tmp) / f"{name}-ft", corpus, recipe, args.steps, lr, args.warmup)
+            result = fine_tune(
+                src, Path(tmp) / f"{name}-ft", corpus, recipe, args.steps, lr, args.warmup
+            )
             first, last = result["evals"][0], result["evals"][-1]
-            rows.append({"variant": name, "pipeline": pipeline or "(none)",
-                         "loss_converted": first["loss"], "bpb_converted": first["bits_per_byte"],
-                         "loss_finetuned": last["loss"], "bpb_finetuned": last["bits_per_byte"],
-                         "finetune_steps": args.steps, "finetune_lr": lr,
-                         "seconds": round(time.perf_counter() - t0, 1)})
+            rows.append(
+                {
+                    "variant": name,
+                    "pipeline": pipeline or "(none)",
+                    "loss_converted": first["loss"],
+                    "bpb_converted": first["bits_per_byte"],
+                    "loss_finetuned": last["loss"],
+                    "bpb_finetuned": last["bits_per_byte"],
+                    "finetune_steps": args.steps,
+                    "finetune_lr": lr,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+            )
     base = rows[0]
-    print(f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of {recipe['batch_size']} x "
-          f"{recipe['seq_len']} tokens at lr {lr:.2e}; held-out {recipe['eval_tokens']} tokens")
+    print(
+        f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of {recipe['batch_size']} x "
+        f"{recipe['seq_len']} tokens at lr {lr:.2e}; held-out {recipe['eval_tokens']} tokens"
+    )
     print(f"{'variant':<16} {'bpb converted':>14} {'bpb fine-tuned':>15} {'vs sequential ft':>17}")
     for r in rows:
-        print(f"{r['variant']:<16} {r['bpb_converted']:>14.4f} {r['bpb_finetuned']:>15.4f} "
-              f"{r['bpb_finetuned'] - base['bpb_finetuned']:>+17.4f}")
+        print(
+            f"{r['variant']:<16} {r['bpb_converted']:>14.4f} {r['bpb_finetuned']:>15.4f} "
+            f"{r['bpb_finetuned'] - base['bpb_finetuned']:>+17.4f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": str(args.model), "recipe": recipe, "rows": rows}, indent=2))
+    args.out.write_text(
+        json.dumps({"model": str(args.model), "recipe": recipe, "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,13 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-SHAPES = [(768, 768), (768, 256), (768, 2048), (2048, 768), (768, 32000)]  # (K, N): q/o, k/v, up, down, head
+SHAPES = [
+    (768, 768),
+    (768, 256),
+    (768, 2048),
+    (2048, 768),
+    (768, 32000),
+]  # (K, N): q/o, k/v, up, down, head
 
 
 def tvm_linear(k: int, n: int, w: np.ndarray):
@@ -41,7 +47,9 @@ def tvm_linear(k: int, n: int, w: np.ndarray):
 
     nb = 32 if n % 32 == 0 else 16
     kernel = packed_kernel(n, k, nb, "float32", "float32").with_attr("global_symbol", "linear")
-    func = tvm.compile(tvm.IRModule({"linear": kernel}), target=Target.from_device(tvm.cpu()))["linear"]
+    func = tvm.compile(tvm.IRModule({"linear": kernel}), target=Target.from_device(tvm.cpu()))[
+        "linear"
+    ]
     dev = tvm.cpu()
     packed = tvm.runtime.tensor(pack_weight(w, f"packed{nb}"), dev)
     return (lambda x, y: func(x, packed, y)), dev
@@ -53,10 +61,12 @@ def ort_matmul(k: int, n: int, w: np.ndarray):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "wt"], ["y"])], "linear",
+        [helper.make_node("MatMul", ["x", "wt"], ["y"])],
+        "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])],
-        [numpy_helper.from_array(np.ascontiguousarray(w.T), "wt")])
+        [numpy_helper.from_array(np.ascontiguousarray(w.T), "wt")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -98,15 +108,25 @@ def main(argv: list[str] | None = None) -> None:
             err = float(np.abs(yt.numpy() - ref).max() / np.abs(ref).max())
             if err > 1e-4:
                 raise SystemExit(f"tvm kernel wrong at M={m} K={k} N={n}: rel err {err:.2e}")
-            fns = {"tvm": partial(call, xt, yt), "numpy": partial(np.matmul, x, w.T), "ort": partial(ort_run, x)}
+            fns = {
+                "tvm": partial(call, xt, yt),
+                "numpy": partial(np.matmul, x, w.T),
+                "ort": partial(ort_run, x),
+            }
             samples: dict[str, list[float]] = {name: [] for name in fns}
             for _ in range(args.repeats):
                 for name, fn in fns.items():
                     samples[name].append(best_of(fn))
-            gflops = {name: 2 * m * k * n / statistics.median(v) / 1e9 for name, v in samples.items()}
-            print(f"M={m:4d} K={k:5d} N={n:6d}  tvm {gflops['tvm']:6.1f}  numpy {gflops['numpy']:6.1f}  "
-                  f"ort {gflops['ort']:6.1f} GFLOP/s   tvm/numpy {gflops['tvm'] / gflops['numpy']:.2f}  "
-                  f"tvm/ort {gflops['tvm'] / gflops['ort']:.2f}", flush=True)
+            gflops = {
+                name: 2 * m * k * n / statistics.median(v) / 1e9 for name, v in samples.items()
+            }
+            print(
+                f"M={m:4d} K={k:5d} N={n:6d}  tvm {gflops['tvm']:6.1f}  numpy {gflops['numpy']:6.1f}  "
+                f"ort {gflops['ort']:6.1f} GFLOP/s   tvm/numpy {gflops['tvm'] / gflops['numpy']:.2f}  "
+                f"tvm/ort {gflops['tvm'] / gflops['ort']:.2f}",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,9 @@
 """irgraph: a compiler for large-language-model graphs.
 
-    import irgraph
-    g = irgraph.load("tiny-llama/")          # a saved graph folder
-    print(g)                                  # the text form
-    logits = irgraph.interpret(g, [[1, 2, 3]])
+import irgraph
+g = irgraph.load("tiny-llama/")          # a saved graph folder
+print(g)                                  # the text form
+logits = irgraph.interpret(g, [[1, 2, 3]])
 """
 
 from irgraph.builder import GraphBuilder
@@ -26,7 +26,23 @@ from irgraph.types import Sym, TensorType, parse_type
 __version__ = "0.1.0"
 
 __all__ = [
-    "CodegenError", "ConfigError", "DType", "Graph", "GraphBuilder", "IRError", "IrgraphError", "Node",
-    "PassError", "RuntimeFailure", "Sym", "TensorType", "Value", "interpret", "load", "parse", "parse_type", "run",
+    "CodegenError",
+    "ConfigError",
+    "DType",
+    "Graph",
+    "GraphBuilder",
+    "IRError",
+    "IrgraphError",
+    "Node",
+    "PassError",
+    "RuntimeFailure",
+    "Sym",
+    "TensorType",
+    "Value",
+    "interpret",
+    "load",
+    "parse",
+    "parse_type",
+    "run",
     "save",
 ]

@@ -104,7 +104,9 @@ def to_networkx(graph: Graph) -> nx.MultiDiGraph[tuple[str, Any]]:
         source[v] = ("param", name)
     for i, node in enumerate(graph.nodes):
         key = ("node", i)
-        g.add_node(key, op=node.op, attrs=dict(node.attrs), types=[str(v.type) for v in node.outputs])
+        g.add_node(
+            key, op=node.op, attrs=dict(node.attrs), types=[str(v.type) for v in node.outputs]
+        )
         for slot, arg in enumerate(node.inputs):
             if arg is not None:
                 g.add_edge(source[arg], key, slot=slot)

@@ -17,7 +17,9 @@ from irgraph.errors import ConfigError
 
 
 @contextmanager
-def atomic_folder(path: str | os.PathLike[str], *, overwrite: bool, hint: str = "") -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike[str], *, overwrite: bool, hint: str = ""
+) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces `path`."""
     target = Path(path)
     if target.exists() and not overwrite:

@@ -46,15 +46,21 @@ class GraphBuilder:
     def op(self, op: str, *inputs: Value | None, hint: str | None = None, **attrs: Any) -> Any:
         """Append `op(inputs) {attrs}`; returns its one result, or a tuple of results."""
         opdef = get_op(op)
-        while inputs and inputs[-1] is None:  # absent trailing optionals: `linear(%x, @w)`, not `(%x, @w, _)`
+        while (
+            inputs and inputs[-1] is None
+        ):  # absent trailing optionals: `linear(%x, @w)`, not `(%x, @w, _)`
             inputs = inputs[:-1]
         try:
             checked = opdef.check_attrs(attrs)
             types = infer_node(opdef, inputs, checked)
         except IRError as e:
-            raise IRError(e.message, expected=e.expected, got=e.got, where=f"{op}({hint or ''})") from None
-        outs = tuple(Value(t, hint=hint if len(types) == 1 or not hint else f"{hint}_{name}")
-                     for t, name in zip(types, _result_names(opdef.outputs, len(types))))
+            raise IRError(
+                e.message, expected=e.expected, got=e.got, where=f"{op}({hint or ''})"
+            ) from None
+        outs = tuple(
+            Value(t, hint=hint if len(types) == 1 or not hint else f"{hint}_{name}")
+            for t, name in zip(types, _result_names(opdef.outputs, len(types)))
+        )
         self.graph.nodes.append(Node(op, tuple(inputs), outs, checked))
         return outs[0] if len(outs) == 1 and not opdef.outputs[0].startswith("*") else outs
 

@@ -47,7 +47,9 @@ class DType(enum.Enum):
         try:
             return DType(text)
         except ValueError:
-            raise IRError(f"unknown dtype {text!r}", expected=" | ".join(d.value for d in DType)) from None
+            raise IRError(
+                f"unknown dtype {text!r}", expected=" | ".join(d.value for d in DType)
+            ) from None
 
     @staticmethod
     def from_numpy(dtype: np.dtype) -> DType:
@@ -58,11 +60,24 @@ class DType(enum.Enum):
 
 
 _BITS = {
-    DType.f32: 32, DType.f16: 16, DType.bf16: 16, DType.i64: 64, DType.i32: 32,
-    DType.i8: 8, DType.u8: 8, DType.i4: 4, DType.bool: 8,
+    DType.f32: 32,
+    DType.f16: 16,
+    DType.bf16: 16,
+    DType.i64: 64,
+    DType.i32: 32,
+    DType.i8: 8,
+    DType.u8: 8,
+    DType.i4: 4,
+    DType.bool: 8,
 }
 _NUMPY = {
-    DType.f32: np.float32, DType.f16: np.float16, DType.bf16: ml_dtypes.bfloat16,
-    DType.i64: np.int64, DType.i32: np.int32, DType.i8: np.int8, DType.u8: np.uint8,
-    DType.i4: np.int8, DType.bool: np.bool_,
+    DType.f32: np.float32,
+    DType.f16: np.float16,
+    DType.bf16: ml_dtypes.bfloat16,
+    DType.i64: np.int64,
+    DType.i32: np.int32,
+    DType.i8: np.int8,
+    DType.u8: np.uint8,
+    DType.i4: np.int8,
+    DType.bool: np.bool_,
 }

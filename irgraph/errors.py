@@ -22,7 +22,9 @@ class IrgraphError(Exception):
 
     def _format(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
-        parts = [f"{k} {v}" for k, v in (("expected", self.expected), ("got", self.got)) if v is not None]
+        parts = [
+            f"{k} {v}" for k, v in (("expected", self.expected), ("got", self.got)) if v is not None
+        ]
         if parts:
             text += f" ({', '.join(parts)})"
         return text

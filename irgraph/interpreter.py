@@ -25,16 +25,25 @@ def bind_dims(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
     for name, v in graph.inputs.items():
         arr = feeds[name]
         if arr.ndim != v.type.rank:
-            raise IRError(f"input {name!r} has the wrong rank", expected=str(v.type), got=list(arr.shape))
+            raise IRError(
+                f"input {name!r} has the wrong rank", expected=str(v.type), got=list(arr.shape)
+            )
         for d, n in zip(v.type.shape, arr.shape):
             if isinstance(d, int):
                 if d != n:
-                    raise IRError(f"input {name!r} has the wrong shape", expected=str(v.type), got=list(arr.shape))
+                    raise IRError(
+                        f"input {name!r} has the wrong shape",
+                        expected=str(v.type),
+                        got=list(arr.shape),
+                    )
             elif len(d.terms) == 1 and d.terms[0][1] == 1 and d.const == 0:
                 sym = d.terms[0][0]
                 if env.setdefault(sym, n) != n:
-                    raise IRError(f"input {name!r}: dim {sym} is {n} here but {env[sym]} elsewhere",
-                                  expected=str(v.type), got=list(arr.shape))
+                    raise IRError(
+                        f"input {name!r}: dim {sym} is {n} here but {env[sym]} elsewhere",
+                        expected=str(v.type),
+                        got=list(arr.shape),
+                    )
             else:
                 pending.append((name, d, n))
     for name, d, n in pending:
@@ -71,8 +80,12 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             res = _as_type(np.asarray(res), out.type)
             expected = out.type.concrete(env) if out.type.symbols <= set(env) else None
             if expected is not None and res.shape != expected:
-                raise IRError(f"reference of {node.op} returned the wrong shape", expected=expected, got=res.shape,
-                              where=f"node {node.op} -> {out!r}")
+                raise IRError(
+                    f"reference of {node.op} returned the wrong shape",
+                    expected=expected,
+                    got=res.shape,
+                    where=f"node {node.op} -> {out!r}",
+                )
             values[out] = res
     return {name: values[v] for name, v in graph.outputs.items()}
 

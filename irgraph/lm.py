@@ -32,7 +32,7 @@ Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 def present_name(past_name: str) -> str:
     """past_key_values.3.key -> present.3.key"""
-    return PRESENT_PREFIX + past_name[len(PAST_PREFIX):]
+    return PRESENT_PREFIX + past_name[len(PAST_PREFIX) :]
 
 
 def cache_inputs(inputs: Mapping[str, TensorType]) -> dict[str, TensorType]:
@@ -43,7 +43,9 @@ def empty_cache(inputs: Mapping[str, TensorType], batch: int) -> dict[str, np.nd
     """Zero-length caches for every past input: the `past` dim is 0, others concrete."""
     cache = {}
     for name, t in cache_inputs(inputs).items():
-        shape = [batch if str(d) == "batch" else (0 if not isinstance(d, int) else d) for d in t.shape]
+        shape = [
+            batch if str(d) == "batch" else (0 if not isinstance(d, int) else d) for d in t.shape
+        ]
         cache[name] = np.zeros(shape, dtype=t.dtype.numpy)
     return cache
 
@@ -52,9 +54,17 @@ def is_encoder_decoder(inputs: Mapping[str, TensorType]) -> bool:
     return "decoder_input_ids" in inputs
 
 
-def make_feeds(inputs: Mapping[str, TensorType], ids: np.ndarray, cache: Mapping[str, np.ndarray], *,
-               past_len: int, mask: np.ndarray | None = None, encoder_ids: np.ndarray | None = None,
-               encoder_mask: np.ndarray | None = None, prefix_len: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def make_feeds(
+    inputs: Mapping[str, TensorType],
+    ids: np.ndarray,
+    cache: Mapping[str, np.ndarray],
+    *,
+    past_len: int,
+    mask: np.ndarray | None = None,
+    encoder_ids: np.ndarray | None = None,
+    encoder_mask: np.ndarray | None = None,
+    prefix_len: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Feeds for one call: `ids` are the new tokens [batch, seq] after `past_len` cached ones.
 
     `mask` covers past+new tokens (default all ones); positions count real
@@ -71,16 +81,24 @@ def make_feeds(inputs: Mapping[str, TensorType], ids: np.ndarray, cache: Mapping
     optional = {
         "position_ids": positions.astype(np.int64),
         "attention_mask": mask.astype(np.int64),
-        "prefix_len": None if prefix_len is None else np.asarray(prefix_len, dtype=np.int64).reshape(batch),
+        "prefix_len": None
+        if prefix_len is None
+        else np.asarray(prefix_len, dtype=np.int64).reshape(batch),
     }
     if is_encoder_decoder(inputs):
         if encoder_ids is None:
             raise IRError("an encoder-decoder model needs encoder input ids")
         enc = np.asarray(encoder_ids, dtype=np.int64)
         optional["input_ids"] = enc
-        enc_mask = np.ones(enc.shape, dtype=np.int64) if encoder_mask is None else np.asarray(encoder_mask, np.int64)
+        enc_mask = (
+            np.ones(enc.shape, dtype=np.int64)
+            if encoder_mask is None
+            else np.asarray(encoder_mask, np.int64)
+        )
         optional["encoder_attention_mask"] = enc_mask
-        optional["encoder_position_ids"] = (np.cumsum(enc_mask, axis=1) - 1).clip(min=0).astype(np.int64)
+        optional["encoder_position_ids"] = (
+            (np.cumsum(enc_mask, axis=1) - 1).clip(min=0).astype(np.int64)
+        )
     for name, value in optional.items():
         if name in inputs:
             if value is None:
@@ -92,8 +110,14 @@ def make_feeds(inputs: Mapping[str, TensorType], ids: np.ndarray, cache: Mapping
     return feeds
 
 
-def forward(run: Runner, inputs: Mapping[str, TensorType], ids: np.ndarray, *, decode: bool = False,
-            **kw: np.ndarray | None) -> np.ndarray:
+def forward(
+    run: Runner,
+    inputs: Mapping[str, TensorType],
+    ids: np.ndarray,
+    *,
+    decode: bool = False,
+    **kw: np.ndarray | None,
+) -> np.ndarray:
     """Logits [batch, seq, vocab] for `ids`, in one call or one token at a time through the cache.
 
     Decoding feeds a prefix-LM's prefix in one call (it is bidirectional) and
@@ -115,7 +139,11 @@ def forward(run: Runner, inputs: Mapping[str, TensorType], ids: np.ndarray, *, d
     bounds = [0, *range(first, ids.shape[1] + 1)]
     for lo, hi in zip(bounds, bounds[1:]):
         step_mask = None if mask is None else np.asarray(mask)[:, :hi]
-        out = run(make_feeds(inputs, ids[:, lo:hi], cache, past_len=lo, prefix_len=prefix, mask=step_mask, **kw))
+        out = run(
+            make_feeds(
+                inputs, ids[:, lo:hi], cache, past_len=lo, prefix_len=prefix, mask=step_mask, **kw
+            )
+        )
         rows.append(np.asarray(out["logits"]))
         cache = {name: np.asarray(out[present_name(name)]) for name in cache}
     return np.concatenate(rows, axis=1)
@@ -125,7 +153,9 @@ def graph_inputs(graph: Graph) -> dict[str, TensorType]:
     return {n: v.type for n, v in graph.inputs.items()}
 
 
-def interpret(graph: Graph, ids: np.ndarray, *, decode: bool = False, **kw: np.ndarray | None) -> np.ndarray:
+def interpret(
+    graph: Graph, ids: np.ndarray, *, decode: bool = False, **kw: np.ndarray | None
+) -> np.ndarray:
     """Logits of `graph` in the reference interpreter (see `forward`)."""
     from irgraph.interpreter import run
 

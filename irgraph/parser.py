@@ -50,8 +50,12 @@ class _Line:
         if col is None:
             col = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
         got = self.tokens[self.i][1] if self.i < len(self.tokens) else "end of line"
-        raise IRError(message, expected=expected, got=repr(got) if expected else None,
-                      where=f"line {self.lineno}, col {col + 1}: {self.text.strip()}")
+        raise IRError(
+            message,
+            expected=expected,
+            got=repr(got) if expected else None,
+            where=f"line {self.lineno}, col {col + 1}: {self.text.strip()}",
+        )
 
     def peek(self) -> tuple[str, str]:
         return self.tokens[self.i][:2] if self.i < len(self.tokens) else ("end", "")
@@ -144,7 +148,11 @@ def _sym(name: str, coef: int) -> Dim:
 def parse(text: str) -> Graph:
     """Read a graph from its text form; raises IRError naming the line on any problem."""
     lines = text.splitlines()
-    body = [(n + 1, line) for n, line in enumerate(lines) if line.strip() and not line.strip().startswith("#")]
+    body = [
+        (n + 1, line)
+        for n, line in enumerate(lines)
+        if line.strip() and not line.strip().startswith("#")
+    ]
     if not body:
         raise IRError("empty graph text", expected='graph "NAME" {')
     lineno, first = body[0]
@@ -195,8 +203,11 @@ def parse(text: str) -> Graph:
             line.fail("syntax error", expected="meta, input, param, output, a node or }")
     if not closed:
         last, text = body[-1]
-        raise IRError("graph text ends without its closing brace", expected="}",
-                      where=f"line {last}: {text.strip()}")
+        raise IRError(
+            "graph text ends without its closing brace",
+            expected="}",
+            where=f"line {last}: {text.strip()}",
+        )
     return graph
 
 
@@ -270,12 +281,19 @@ def _node(line: _Line, scope: dict[str, Value], graph: Graph) -> Node:
         checked = opdef.check_attrs(attrs)
         types = infer_node(opdef, inputs, checked)
     except IRError as e:
-        raise IRError(e.message, expected=e.expected, got=e.got,
-                      where=f"line {line.lineno}: {line.text.strip()}") from None
+        raise IRError(
+            e.message,
+            expected=e.expected,
+            got=e.got,
+            where=f"line {line.lineno}: {line.text.strip()}",
+        ) from None
     if len(types) != len(outs) or any(t != ty for t, (_, ty) in zip(types, outs)):
-        raise IRError(f"declared result types of {op} differ from the inferred ones",
-                      expected=", ".join(map(str, types)), got=", ".join(str(t) for _, t in outs),
-                      where=f"line {line.lineno}: {line.text.strip()}")
+        raise IRError(
+            f"declared result types of {op} differ from the inferred ones",
+            expected=", ".join(map(str, types)),
+            got=", ".join(str(t) for _, t in outs),
+            where=f"line {line.lineno}: {line.text.strip()}",
+        )
     values = []
     for name, ty in outs:
         if name in scope:

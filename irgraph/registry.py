@@ -42,7 +42,11 @@ class Attr:
         elif self.kind in ("ints", "floats"):
             value = tuple(float(v) if self.kind == "floats" else int(v) for v in value)
         if self.choices and value not in self.choices:
-            raise IRError(f"attribute {key!r} of {op}", expected=" | ".join(map(str, self.choices)), got=repr(value))
+            raise IRError(
+                f"attribute {key!r} of {op}",
+                expected=" | ".join(map(str, self.choices)),
+                got=repr(value),
+            )
         return value
 
 
@@ -56,8 +60,10 @@ _KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
     "ints": lambda v: isinstance(v, (list, tuple)) and all(_is_int(x) for x in v),
-    "floats": lambda v: isinstance(v, (list, tuple))
-    and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+    "floats": lambda v: (
+        isinstance(v, (list, tuple))
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    ),
 }
 
 
@@ -87,7 +93,11 @@ class OpDef(ABC):
         """Reference outputs in numpy (float math in fp32 or wider)."""
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         """Default: one FLOP per output element (elementwise ops)."""
         return sum(t.numel(env) for t in outs)
@@ -101,8 +111,11 @@ class OpDef(ABC):
 
     def non_default(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         """The attributes that differ from their defaults (what the text form prints)."""
-        return {k: v for k, v in attrs.items()
-                if self.attrs[k].default is REQUIRED or not _same(v, self.attrs[k].default)}
+        return {
+            k: v
+            for k, v in attrs.items()
+            if self.attrs[k].default is REQUIRED or not _same(v, self.attrs[k].default)
+        }
 
     # -- helpers shared by the schema checks -------------------------------------------------
 
@@ -113,10 +126,16 @@ class OpDef(ABC):
     def check_arity(self, n: int) -> None:
         required = sum(1 for i in self.inputs if not i.endswith("?") and not i.startswith("*"))
         if n < required or (not self.variadic and n > len(self.inputs)):
-            expected = f"{required}" if required == len(self.inputs) else f"{required}..{len(self.inputs)}"
+            expected = (
+                f"{required}" if required == len(self.inputs) else f"{required}..{len(self.inputs)}"
+            )
             if self.variadic:
                 expected = f"at least {required}"
-            raise IRError(f"{self.name} takes inputs ({', '.join(self.inputs)})", expected=f"{expected} inputs", got=n)
+            raise IRError(
+                f"{self.name} takes inputs ({', '.join(self.inputs)})",
+                expected=f"{expected} inputs",
+                got=n,
+            )
 
     def check_attrs(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(attrs) - set(self.attrs))
@@ -139,8 +158,11 @@ class OpDef(ABC):
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True
-    return type(a) is type(b) and a == b if not isinstance(b, (int, float)) or isinstance(b, bool) \
+    return (
+        type(a) is type(b) and a == b
+        if not isinstance(b, (int, float)) or isinstance(b, bool)
         else (not isinstance(a, bool) and a == b)
+    )
 
 
 OPS: dict[str, OpDef] = {}
@@ -160,7 +182,9 @@ def get_op(name: str) -> OpDef:
     try:
         return OPS[name]
     except KeyError:
-        raise IRError(f"unknown op {name!r}", expected="a registered op (irgraph.registry.OPS)") from None
+        raise IRError(
+            f"unknown op {name!r}", expected="a registered op (irgraph.registry.OPS)"
+        ) from None
 
 
 # -- shape helpers used by op declarations --------------------------------------------------
@@ -187,7 +211,12 @@ def broadcast_shapes(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
     result: list[Dim] = []
     for dims in zip(*padded):
         non_one = {d for d in dims if d != 1}
-        expect(len(non_one) <= 1, "shapes do not broadcast", expected="equal dims or 1", got=" vs ".join(map(_fmt, shapes)))
+        expect(
+            len(non_one) <= 1,
+            "shapes do not broadcast",
+            expected="equal dims or 1",
+            got=" vs ".join(map(_fmt, shapes)),
+        )
         result.append(non_one.pop() if non_one else 1)
     return tuple(result)
 

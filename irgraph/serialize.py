@@ -25,8 +25,13 @@ def is_graph_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / GRAPH_FILE).is_file()
 
 
-def save(graph: Graph, path: str | os.PathLike[str], *, extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
-         overwrite: bool = True) -> Path:
+def save(
+    graph: Graph,
+    path: str | os.PathLike[str],
+    *,
+    extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    overwrite: bool = True,
+) -> Path:
     """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in."""
     target = Path(path)
     with atomic_folder(target, overwrite=overwrite) as tmp:
@@ -47,7 +52,9 @@ def load(path: str | os.PathLike[str]) -> Graph:
     try:
         graph = parse(text_file.read_text())
     except IRError as e:
-        raise IRError(e.message, expected=e.expected, got=e.got, where=f"{text_file}: {e.where}") from None
+        raise IRError(
+            e.message, expected=e.expected, got=e.got, where=f"{text_file}: {e.where}"
+        ) from None
     weights_file = folder / WEIGHTS_FILE
     if weights_file.is_file():
         graph.weights = WeightStore.open(weights_file)
@@ -56,6 +63,10 @@ def load(path: str | os.PathLike[str]) -> Graph:
                 raise ConfigError(f"weight {name!r} missing", where=str(weights_file))
             shape, _ = graph.weights.shape_dtype(name)
             if tuple(shape) != v.type.shape and v.type.dtype.bits >= 8:
-                raise ConfigError(f"weight {name!r} has the wrong shape", expected=v.type.shape, got=shape,
-                                  where=str(weights_file))
+                raise ConfigError(
+                    f"weight {name!r} has the wrong shape",
+                    expected=v.type.shape,
+                    got=shape,
+                    where=str(weights_file),
+                )
     return graph

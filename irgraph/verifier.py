@@ -15,7 +15,9 @@ from irgraph.registry import OpDef, get_op
 from irgraph.types import TensorType
 
 
-def infer_node(opdef: OpDef, inputs: Sequence[Value | None], attrs: Mapping[str, Any]) -> list[TensorType]:
+def infer_node(
+    opdef: OpDef, inputs: Sequence[Value | None], attrs: Mapping[str, Any]
+) -> list[TensorType]:
     """Output types of `opdef` applied to `inputs` (attrs already checked)."""
     opdef.check_arity(len(inputs))
     for name, v in zip(opdef.inputs, inputs):
@@ -29,7 +31,9 @@ def verify(graph: Graph) -> None:
     defined: set[Value] = set(graph.inputs.values()) | set(graph.params.values())
     for name, v in graph.params.items():
         if v.param != name:
-            raise IRError(f"param @{name} is registered under another name", expected=name, got=v.param)
+            raise IRError(
+                f"param @{name} is registered under another name", expected=name, got=v.param
+            )
     for node in graph.nodes:
         _verify_node(graph, node, defined)
     for name, v in graph.outputs.items():
@@ -43,8 +47,12 @@ def verify(graph: Graph) -> None:
 
 def _verify_node(graph: Graph, node: Node, defined: set[Value]) -> None:
     def fail(message: str, expected: Any = None, got: Any = None) -> NoReturn:
-        raise IRError(f"{message}\n{context(graph, node)}", expected=expected, got=got,
-                      where=f"node {node.op} #{graph.nodes.index(node)}")
+        raise IRError(
+            f"{message}\n{context(graph, node)}",
+            expected=expected,
+            got=got,
+            where=f"node {node.op} #{graph.nodes.index(node)}",
+        )
 
     try:
         opdef = get_op(node.op)

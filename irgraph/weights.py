@@ -22,8 +22,16 @@ import numpy as np
 from irgraph.errors import ConfigError
 
 _TO_NUMPY = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 _FROM_NUMPY = {np.dtype(v): k for k, v in _TO_NUMPY.items()}
 
@@ -36,13 +44,17 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
             raise ConfigError("not a safetensors file (shorter than 8 bytes)", where=str(path))
         (n,) = struct.unpack("<Q", raw)
         if n > 100_000_000:
-            raise ConfigError("not a safetensors file (implausible header length)", got=n, where=str(path))
+            raise ConfigError(
+                "not a safetensors file (implausible header length)", got=n, where=str(path)
+            )
         try:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"safetensors header is not JSON: {e}", where=str(path)) from None
     if not isinstance(header, dict):
-        raise ConfigError("safetensors header is not a JSON object", got=type(header).__name__, where=str(path))
+        raise ConfigError(
+            "safetensors header is not a JSON object", got=type(header).__name__, where=str(path)
+        )
     return header, 8 + n
 
 
@@ -74,11 +86,19 @@ class WeightStore(Mapping[str, np.ndarray]):
                 # numpy's mmap error, far from the file that caused it.
                 nbytes = int(np.prod(shape)) * np.dtype(_TO_NUMPY[dtype]).itemsize
                 if end - begin != nbytes:
-                    raise ConfigError(f"tensor {name!r}: data_offsets span {end - begin} bytes",
-                                      expected=f"{nbytes} for {dtype}{list(shape)}", got=[begin, end], where=str(p))
+                    raise ConfigError(
+                        f"tensor {name!r}: data_offsets span {end - begin} bytes",
+                        expected=f"{nbytes} for {dtype}{list(shape)}",
+                        got=[begin, end],
+                        where=str(p),
+                    )
                 if start + end > size:
-                    raise ConfigError(f"tensor {name!r} lies beyond the end of the file", expected=f"<= {size}",
-                                      got=start + end, where=str(p))
+                    raise ConfigError(
+                        f"tensor {name!r} lies beyond the end of the file",
+                        expected=f"<= {size}",
+                        got=start + end,
+                        where=str(p),
+                    )
                 store._lazy[name] = (p, dtype, shape, start + begin)
         return store
 
@@ -114,22 +134,39 @@ class WeightStore(Mapping[str, np.ndarray]):
 def _entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:
     """(dtype, shape, begin, end) of one header entry; ConfigError naming the file if malformed."""
     try:
-        dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        dtype, shape, (begin, end) = (
+            info["dtype"],
+            tuple(int(d) for d in info["shape"]),
+            info["data_offsets"],
+        )
         begin, end = int(begin), int(end)
     except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"tensor {name!r} has a malformed entry",
-                          expected='{"dtype", "shape", "data_offsets": [begin, end]}', got=info,
-                          where=str(path)) from None
+        raise ConfigError(
+            f"tensor {name!r} has a malformed entry",
+            expected='{"dtype", "shape", "data_offsets": [begin, end]}',
+            got=info,
+            where=str(path),
+        ) from None
     if dtype not in _TO_NUMPY:
-        raise ConfigError(f"tensor {name!r} has unsupported dtype", expected=sorted(_TO_NUMPY), got=dtype,
-                          where=str(path))
+        raise ConfigError(
+            f"tensor {name!r} has unsupported dtype",
+            expected=sorted(_TO_NUMPY),
+            got=dtype,
+            where=str(path),
+        )
     if begin < 0 or end < begin or min(shape, default=0) < 0:
-        raise ConfigError(f"tensor {name!r} has negative data_offsets or shape", got=info, where=str(path))
+        raise ConfigError(
+            f"tensor {name!r} has negative data_offsets or shape", got=info, where=str(path)
+        )
     return dtype, shape, begin, end
 
 
-def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[str],
-                     metadata: Mapping[str, str] | None = None, names: Iterable[str] | None = None) -> None:
+def save_safetensors(
+    arrays: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+    names: Iterable[str] | None = None,
+) -> None:
     """Write arrays (those in `names`, default all) as one safetensors file, streaming tensor by tensor.
 
     A WeightStore's shapes and dtypes come from `shape_dtype` and each tensor is
@@ -140,13 +177,20 @@ def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[s
     header: dict[str, Any] = {}
     offset = 0
     for name in names:
-        shape, dtype = arrays.shape_dtype(name) if isinstance(arrays, WeightStore) else \
-            (arrays[name].shape, arrays[name].dtype)
+        shape, dtype = (
+            arrays.shape_dtype(name)
+            if isinstance(arrays, WeightStore)
+            else (arrays[name].shape, arrays[name].dtype)
+        )
         dtype = np.dtype(dtype)
         if dtype not in _FROM_NUMPY:
             raise ConfigError(f"cannot store {name!r} as safetensors", got=str(dtype))
         nbytes = int(np.prod(shape)) * dtype.itemsize
-        header[name] = {"dtype": _FROM_NUMPY[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": _FROM_NUMPY[dtype],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     if metadata:
         header["__metadata__"] = dict(metadata)
@@ -157,7 +201,14 @@ def save_safetensors(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[s
         f.write(blob)
         for name in names:
             a = np.asarray(arrays[name])
-            if a.shape != tuple(header[name]["shape"]) or _FROM_NUMPY.get(a.dtype) != header[name]["dtype"]:
-                raise ConfigError(f"tensor {name!r} differs from its declared shape/dtype",
-                                  expected=header[name], got=(a.shape, str(a.dtype)), where=str(path))
+            if (
+                a.shape != tuple(header[name]["shape"])
+                or _FROM_NUMPY.get(a.dtype) != header[name]["dtype"]
+            ):
+                raise ConfigError(
+                    f"tensor {name!r} differs from its declared shape/dtype",
+                    expected=header[name],
+                    got=(a.shape, str(a.dtype)),
+                    where=str(path),
+                )
             np.ascontiguousarray(a).tofile(f)  # little-endian hosts only (x86-64, aarch64)

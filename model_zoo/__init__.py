@@ -39,4 +39,15 @@ def build(name: str, size: Size = "tiny", seed: int = 0, weights: bool = True) -
     return build_graph(cfg, weights="random" if weights and size == "tiny" else None, seed=seed)
 
 
-__all__ = ["ModelConfig", "SIZES", "Size", "ZooEntry", "build", "build_graph", "config", "get", "names", "tiny_config"]
+__all__ = [
+    "ModelConfig",
+    "SIZES",
+    "Size",
+    "ZooEntry",
+    "build",
+    "build_graph",
+    "config",
+    "get",
+    "names",
+    "tiny_config",
+]

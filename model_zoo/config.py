@@ -46,7 +46,9 @@ class Position(enum.Enum):
 
 class Block(enum.Enum):
     SEQUENTIAL = "sequential"  # x + attn(...), then + mlp(...)
-    PARALLEL = "parallel"  # x + attn(LN(x)) + mlp(LN(x)), one shared norm (PaLM, GPT-J, CodeGen, Falcon)
+    PARALLEL = (
+        "parallel"  # x + attn(LN(x)) + mlp(LN(x)), one shared norm (PaLM, GPT-J, CodeGen, Falcon)
+    )
     PARALLEL_TWO_NORMS = "parallel_two_norms"  # x + attn(LN1(x)) + mlp(LN2(x)) (GPT-NeoX)
 
 
@@ -102,7 +104,9 @@ class MoeConfig:
     topk_group: int = 1
     scaling: float = 1.0  # routed_scaling_factor
     residual_dense: bool = False  # Arctic: a dense MLP in parallel with the MoE MLP, both added
-    gated: bool | None = None  # experts gated? None = as the dense MLP (gated_mlp); GLaM: dense GeGLU, plain experts
+    gated: bool | None = (
+        None  # experts gated? None = as the dense MLP (gated_mlp); GLaM: dense GeGLU, plain experts
+    )
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ class ModelConfig:
     encoder_hidden: int = 0
     encoder_heads: int = 0
     encoder_ffn: int = 0
-    cross_attention_layers: int = 0  # only the top N decoder layers cross-attend (CodeT5+: 1); 0 = all
+    cross_attention_layers: int = (
+        0  # only the top N decoder layers cross-attend (CodeT5+: 1); 0 = all
+    )
     norm: Norm = Norm.LAYER
     norm_placement: NormPlacement = NormPlacement.PRE
     norm_eps: float = 1e-5
@@ -164,8 +170,12 @@ class ModelConfig:
     sliding_window: int = 0
     embedding_scale: float = 1.0  # multiply token embeddings (Gemma/Grok-style); 1 = none
     logit_scale: float = 1.0  # multiply the final logits (e.g. Grok-1 output multiplier); 1 = none
-    deepnorm_alpha: float = 0.0  # DEEPNORM placement: residual multiplier α; 0 = computed (2N)^(1/4)
-    query_layer: bool = False  # PanGu-α: a final attention layer queried by a learned position embedding
+    deepnorm_alpha: float = (
+        0.0  # DEEPNORM placement: residual multiplier α; 0 = computed (2N)^(1/4)
+    )
+    query_layer: bool = (
+        False  # PanGu-α: a final attention layer queried by a learned position embedding
+    )
     moe: MoeConfig | None = None
     mla: MlaConfig | None = None
     decoder_start_token_id: int = 0
@@ -193,32 +203,83 @@ class ModelConfig:
 
         for key in ("vocab_size", "hidden", "layers", "heads", "ffn"):
             need(getattr(self, key) > 0, key, "must be positive", getattr(self, key))
-        need(self.heads % self.n_kv_heads == 0, "kv_heads", f"must divide heads ({self.heads})", self.kv_heads)
-        need(self.head_dim > 0 or self.hidden % self.heads == 0, "head_dim",
-             f"hidden ({self.hidden}) is not a multiple of heads; set head_dim", self.heads)
-        need((self.position is Position.ROTARY) == (self.rotary is not None) or self.mla is not None, "rotary",
-             "rotary settings go with position=rotary (and only then)", self.rotary)
-        need(self.arch is Arch.ENCODER_DECODER or self.encoder_layers == 0, "encoder_layers",
-             "only encoder-decoder models have encoder layers", self.encoder_layers)
-        need(self.arch is not Arch.ENCODER_DECODER or self.encoder_layers > 0, "encoder_layers",
-             "an encoder-decoder model needs encoder layers", self.encoder_layers)
+        need(
+            self.heads % self.n_kv_heads == 0,
+            "kv_heads",
+            f"must divide heads ({self.heads})",
+            self.kv_heads,
+        )
+        need(
+            self.head_dim > 0 or self.hidden % self.heads == 0,
+            "head_dim",
+            f"hidden ({self.hidden}) is not a multiple of heads; set head_dim",
+            self.heads,
+        )
+        need(
+            (self.position is Position.ROTARY) == (self.rotary is not None) or self.mla is not None,
+            "rotary",
+            "rotary settings go with position=rotary (and only then)",
+            self.rotary,
+        )
+        need(
+            self.arch is Arch.ENCODER_DECODER or self.encoder_layers == 0,
+            "encoder_layers",
+            "only encoder-decoder models have encoder layers",
+            self.encoder_layers,
+        )
+        need(
+            self.arch is not Arch.ENCODER_DECODER or self.encoder_layers > 0,
+            "encoder_layers",
+            "an encoder-decoder model needs encoder layers",
+            self.encoder_layers,
+        )
         for key in ("encoder_hidden", "encoder_heads", "encoder_ffn", "cross_attention_layers"):
-            need(getattr(self, key) == 0 or self.arch is Arch.ENCODER_DECODER, key,
-                 "only encoder-decoder models set it", getattr(self, key))
+            need(
+                getattr(self, key) == 0 or self.arch is Arch.ENCODER_DECODER,
+                key,
+                "only encoder-decoder models set it",
+                getattr(self, key),
+            )
         if self.encoder_heads:  # the encoder's head_dim is then encoder_hidden // encoder_heads
             enc_hidden = self.encoder_hidden or self.hidden
-            need(enc_hidden % self.encoder_heads == 0, "encoder_heads", f"must divide encoder_hidden ({enc_hidden})",
-                 self.encoder_heads)
-        need(0 <= self.cross_attention_layers <= self.layers, "cross_attention_layers",
-             f"must be in 0..layers ({self.layers})", self.cross_attention_layers)
-        need(self.norm_placement is not NormPlacement.DEEPNORM or self.block is Block.SEQUENTIAL,
-             "norm_placement", "DeepNorm applies to sequential blocks", self.block)
+            need(
+                enc_hidden % self.encoder_heads == 0,
+                "encoder_heads",
+                f"must divide encoder_hidden ({enc_hidden})",
+                self.encoder_heads,
+            )
+        need(
+            0 <= self.cross_attention_layers <= self.layers,
+            "cross_attention_layers",
+            f"must be in 0..layers ({self.layers})",
+            self.cross_attention_layers,
+        )
+        need(
+            self.norm_placement is not NormPlacement.DEEPNORM or self.block is Block.SEQUENTIAL,
+            "norm_placement",
+            "DeepNorm applies to sequential blocks",
+            self.block,
+        )
         if self.moe is not None:
-            need(0 < self.moe.top_k <= self.moe.num_experts, "moe.top_k", "must be in 1..num_experts", self.moe.top_k)
-            need(self.moe.scoring in ("softmax", "sigmoid"), "moe.scoring", "softmax | sigmoid", self.moe.scoring)
+            need(
+                0 < self.moe.top_k <= self.moe.num_experts,
+                "moe.top_k",
+                "must be in 1..num_experts",
+                self.moe.top_k,
+            )
+            need(
+                self.moe.scoring in ("softmax", "sigmoid"),
+                "moe.scoring",
+                "softmax | sigmoid",
+                self.moe.scoring,
+            )
         if self.mla is not None:
-            need(self.position is Position.ROTARY, "position", "MLA carries its own rotary part: position=rotary",
-                 self.position)
+            need(
+                self.position is Position.ROTARY,
+                "position",
+                "MLA carries its own rotary part: position=rotary",
+                self.position,
+            )
         return self
 
     @staticmethod
@@ -230,7 +291,9 @@ class ModelConfig:
         return _to_plain(self)
 
 
-_ENUMS = {e.__name__: e for e in (Arch, Norm, NormPlacement, Position, Block, Activation, RopeScaling)}
+_ENUMS = {
+    e.__name__: e for e in (Arch, Norm, NormPlacement, Position, Block, Activation, RopeScaling)
+}
 _NESTED = {"rotary": RotaryConfig, "moe": MoeConfig, "mla": MlaConfig}
 
 
@@ -238,7 +301,9 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)}", expected=", ".join(fields), where=where)
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)}", expected=", ".join(fields), where=where
+        )
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         ftype = fields[key].type
@@ -250,8 +315,12 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
                 try:
                     value = enum_cls(value)
                 except ValueError:
-                    raise ConfigError(f"bad value for {key}", expected=" | ".join(e.value for e in enum_cls),
-                                      got=value, where=where) from None
+                    raise ConfigError(
+                        f"bad value for {key}",
+                        expected=" | ".join(e.value for e in enum_cls),
+                        got=value,
+                        where=where,
+                    ) from None
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -292,9 +361,17 @@ class ZooEntry:
     published_params: int  # the paper's total parameter count
     survey_params: int  # the survey's figure
     survey: Survey  # Table 5 row (empty Survey() for models outside Table 5)
-    claims: tuple[str, ...]  # what the survey says about the model: "parallel attention", "ALiBi", ...
-    sources: dict[str, str]  # field name (or "all") -> citation: paper section/table or released config
+    claims: tuple[
+        str, ...
+    ]  # what the survey says about the model: "parallel attention", "ALiBi", ...
+    sources: dict[
+        str, str
+    ]  # field name (or "all") -> citation: paper section/table or released config
     notes: tuple[str, ...] = ()  # disagreements with the survey, closed details and the choice made
-    params_note: str = ""  # why computed params miss published_params (at most 5 entries may need one)
+    params_note: str = (
+        ""  # why computed params miss published_params (at most 5 entries may need one)
+    )
     aliases: tuple[str, ...] = ()
-    tiny_overrides: dict[str, Any] = field(default_factory=dict)  # fields the tiny twin sets explicitly
+    tiny_overrides: dict[str, Any] = field(
+        default_factory=dict
+    )  # fields the tiny twin sets explicitly

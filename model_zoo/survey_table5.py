@@ -74,7 +74,9 @@ ROWS = _rows()
 def survey(model: str) -> Survey:
     """The Survey record of the row whose first cell is `model`, e.g. "T5 (11B)"."""
     if model not in ROWS:
-        raise ConfigError("no such Table 5 row", expected=", ".join(ROWS), got=model, where="survey_table5")
+        raise ConfigError(
+            "no such Table 5 row", expected=", ".join(ROWS), got=model, where="survey_table5"
+        )
     first, *cells = ROWS[model]
     # the size is in parentheses ("T5 (11B)"), or part of the name ("GPT-NeoX-20B"), or absent ("PaLM-2")
     size = re.search(r"\((.+)\)|-(\d+(?:\.\d+)?[MBT])$", first)

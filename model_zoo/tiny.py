@@ -36,9 +36,16 @@ def _moe(moe: MoeConfig | None) -> MoeConfig | None:
     if moe is None:
         return None
     return dataclasses.replace(
-        moe, num_experts=4, top_k=min(moe.top_k, 2), expert_ffn=32, first_dense=min(moe.first_dense, 1),
-        every=min(moe.every, LAYERS), shared_experts=min(moe.shared_experts, 1),
-        n_group=2 if moe.n_group > 1 else 1, topk_group=1)
+        moe,
+        num_experts=4,
+        top_k=min(moe.top_k, 2),
+        expert_ffn=32,
+        first_dense=min(moe.first_dense, 1),
+        every=min(moe.every, LAYERS),
+        shared_experts=min(moe.shared_experts, 1),
+        n_group=2 if moe.n_group > 1 else 1,
+        topk_group=1,
+    )
 
 
 def _mla(mla: MlaConfig | None) -> MlaConfig | None:
@@ -51,13 +58,28 @@ def tiny_config(config: ModelConfig, overrides: dict[str, Any] | None = None) ->
     """The tiny twin of a published config."""
     enc_narrow = bool(config.encoder_hidden and config.encoder_hidden != config.hidden)
     changes: dict[str, Any] = dict(
-        name=f"{config.name}-tiny", vocab_size=VOCAB, hidden=HIDDEN, heads=HEADS, head_dim=HEAD_DIM,
-        kv_heads=_kv_heads(config), ffn=FFN, layers=LAYERS, max_position=MAX_POSITION,
+        name=f"{config.name}-tiny",
+        vocab_size=VOCAB,
+        hidden=HIDDEN,
+        heads=HEADS,
+        head_dim=HEAD_DIM,
+        kv_heads=_kv_heads(config),
+        ffn=FFN,
+        layers=LAYERS,
+        max_position=MAX_POSITION,
         encoder_layers=LAYERS if config.encoder_layers else 0,
-        encoder_hidden=32 if enc_narrow else 0, encoder_heads=2 if enc_narrow else 0,
-        encoder_ffn=64 if enc_narrow else 0, cross_attention_layers=min(config.cross_attention_layers, 1),
-        sliding_window=4 if config.sliding_window else 0, rotary=_rotary(config.rotary), moe=_moe(config.moe),
-        mla=_mla(config.mla), bos_token_id=1, eos_token_id=2, pad_token_id=0, decoder_start_token_id=0,
+        encoder_hidden=32 if enc_narrow else 0,
+        encoder_heads=2 if enc_narrow else 0,
+        encoder_ffn=64 if enc_narrow else 0,
+        cross_attention_layers=min(config.cross_attention_layers, 1),
+        sliding_window=4 if config.sliding_window else 0,
+        rotary=_rotary(config.rotary),
+        moe=_moe(config.moe),
+        mla=_mla(config.mla),
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        decoder_start_token_id=0,
     )
     changes.update(overrides or {})
     return dataclasses.replace(config, **changes).validate()

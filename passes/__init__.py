@@ -46,8 +46,12 @@ def rules() -> dict[str, list[Rule]]:
         table[rule.name] = [rule]
     table["canonicalize"] = list(canonicalize.RULES)
     parallel = fuse_parallel_attention.FuseParallelAttention().rules()
-    for named in (*parallel, fuse_qkv.FuseQkvRule(), fuse_gate_up.FuseGateUpRule(),
-                  parallelize_blocks.ParallelizeRule()):
+    for named in (
+        *parallel,
+        fuse_qkv.FuseQkvRule(),
+        fuse_gate_up.FuseGateUpRule(),
+        parallelize_blocks.ParallelizeRule(),
+    ):
         table[named.name] = [named]
     table["fuse-parallel-attention"] = parallel
     return table
@@ -61,7 +65,25 @@ def find_rules(name: str) -> list[Rule]:
 
 
 __all__ = [
-    "APPROXIMATE", "ARCH_CHANGE", "EXACT", "PASSES", "Explanation", "Pass", "PassError", "PassResult",
-    "PipelineResult", "Rule", "apply_rules", "check_equivalent", "compare", "explain", "find_rules", "get_pass",
-    "make_pass", "parse_pipeline", "register_pass", "rules", "run_pipeline",
+    "APPROXIMATE",
+    "ARCH_CHANGE",
+    "EXACT",
+    "PASSES",
+    "Explanation",
+    "Pass",
+    "PassError",
+    "PassResult",
+    "PipelineResult",
+    "Rule",
+    "apply_rules",
+    "check_equivalent",
+    "compare",
+    "explain",
+    "find_rules",
+    "get_pass",
+    "make_pass",
+    "parse_pipeline",
+    "register_pass",
+    "rules",
+    "run_pipeline",
 ]

@@ -17,7 +17,11 @@ X = var("x")
 
 
 def _same_type(m: Candidate) -> str | None:
-    return None if m.root.outputs[0].type == m.x.type else f"it changes the type ({m.x.type} -> {m.root.outputs[0].type})"
+    return (
+        None
+        if m.root.outputs[0].type == m.x.type
+        else f"it changes the type ({m.x.type} -> {m.root.outputs[0].type})"
+    )
 
 
 def _identity(rw: Rewriter, m: Candidate) -> Value:
@@ -55,28 +59,54 @@ def _one_input(m: Candidate) -> str | None:
 
 
 def _one_piece(m: Candidate) -> str | None:
-    return None if len(m.root.outputs) == 1 and _same_type(m) is None else "it splits into several pieces"
+    return (
+        None
+        if len(m.root.outputs) == 1 and _same_type(m) is None
+        else "it splits into several pieces"
+    )
 
 
 def _attr_is(key: str, value: object) -> Callable[[Candidate], str | None]:
     def check(m: Candidate) -> str | None:
-        return None if m.root.attrs[key] == value else f"{key} is {m.root.attrs[key]!r}, not {value!r}"
+        return (
+            None if m.root.attrs[key] == value else f"{key} is {m.root.attrs[key]!r}, not {value!r}"
+        )
+
     return check
 
 
 RULES: tuple[TreeRule, ...] = (
-    TreeRule("reshape-noop", op("reshape", X), check=_same_type, rewrite=_identity),  # reshape(x) -> x, same shape
-    TreeRule("reshape-reshape", op("reshape", op("reshape", X, bind="inner")), check=_reshape_reshape_check,
-             rewrite=_reshape_reshape),  # reshape(reshape(x)) -> reshape(x)
-    TreeRule("transpose-noop", op("transpose", X), check=_identity_perm, rewrite=_identity),  # x.T(0,1,..) -> x
-    TreeRule("transpose-transpose", op("transpose", op("transpose", X, bind="inner")),
-             rewrite=_transpose_transpose),  # transpose(transpose(x)) -> transpose(x, composed) or x
-    TreeRule("cast-noop", op("cast", X), check=_same_type, rewrite=_identity),  # cast(x: f32, f32) -> x
-    TreeRule("scale-one", op("scale", X), check=_attr_is("factor", 1.0), rewrite=_identity),  # x * 1 -> x
+    TreeRule(
+        "reshape-noop", op("reshape", X), check=_same_type, rewrite=_identity
+    ),  # reshape(x) -> x, same shape
+    TreeRule(
+        "reshape-reshape",
+        op("reshape", op("reshape", X, bind="inner")),
+        check=_reshape_reshape_check,
+        rewrite=_reshape_reshape,
+    ),  # reshape(reshape(x)) -> reshape(x)
+    TreeRule(
+        "transpose-noop", op("transpose", X), check=_identity_perm, rewrite=_identity
+    ),  # x.T(0,1,..) -> x
+    TreeRule(
+        "transpose-transpose",
+        op("transpose", op("transpose", X, bind="inner")),
+        rewrite=_transpose_transpose,
+    ),  # transpose(transpose(x)) -> transpose(x, composed) or x
+    TreeRule(
+        "cast-noop", op("cast", X), check=_same_type, rewrite=_identity
+    ),  # cast(x: f32, f32) -> x
+    TreeRule(
+        "scale-one", op("scale", X), check=_attr_is("factor", 1.0), rewrite=_identity
+    ),  # x * 1 -> x
     TreeRule("neg-neg", op("neg", op("neg", X)), rewrite=_identity),  # -(-x) -> x
     TreeRule("concat-one", op("concat", X), check=_one_input, rewrite=_identity),  # concat(x) -> x
-    TreeRule("split-one", op("split", X), check=_one_piece, rewrite=_identity),  # split(x, [n]) -> x
-    TreeRule("slice-noop", op("slice", X), check=_same_type, rewrite=_identity),  # x[0:n] of an n-dim -> x
+    TreeRule(
+        "split-one", op("split", X), check=_one_piece, rewrite=_identity
+    ),  # split(x, [n]) -> x
+    TreeRule(
+        "slice-noop", op("slice", X), check=_same_type, rewrite=_identity
+    ),  # x[0:n] of an n-dim -> x
 )
 
 

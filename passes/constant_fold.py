@@ -37,19 +37,32 @@ class ConstantFold(Pass):
         values: dict[Value, np.ndarray] = {}
         for node in graph.nodes:
             inputs = tuple(subst.get(v, v) if v is not None else None for v in node.inputs)
-            foldable = any(v is not None for v in inputs) and all(v is None or v.param for v in inputs)
-            if foldable and all(o.type.numel() <= self.max_elements for o in node.outputs
-                                if not o.type.symbols):
+            foldable = any(v is not None for v in inputs) and all(
+                v is None or v.param for v in inputs
+            )
+            if foldable and all(
+                o.type.numel() <= self.max_elements for o in node.outputs if not o.type.symbols
+            ):
                 opdef = get_op(node.op)
-                args = [None if v is None else values[v] if v in values else np.asarray(graph.weight(v.param or ""))
-                        for v in inputs]  # `foldable`: every present input is folded or a parameter
+                args = [
+                    None
+                    if v is None
+                    else values[v]
+                    if v in values
+                    else np.asarray(graph.weight(v.param or ""))
+                    for v in inputs
+                ]  # `foldable`: every present input is folded or a parameter
                 results = opdef.ref(*opdef.pad(args), **node.attrs)
                 for out, res in zip(node.outputs, results):
                     first = next(v.param for v in inputs if v is not None and v.param)
-                    name = fresh_param_name(graph, f"{first.removesuffix('.folded')}.folded", params)
+                    name = fresh_param_name(
+                        graph, f"{first.removesuffix('.folded')}.folded", params
+                    )
                     p = Value(out.type, hint=out.hint, param=name)
                     params[name] = p
-                    arrays[name] = np.ascontiguousarray(np.asarray(res).astype(out.type.dtype.numpy))
+                    arrays[name] = np.ascontiguousarray(
+                        np.asarray(res).astype(out.type.dtype.numpy)
+                    )
                     values[p] = arrays[name]
                     subst[out] = p
                 continue
@@ -59,5 +72,8 @@ class ConstantFold(Pass):
             return PassResult(graph, False)
         outputs = {name: subst.get(v, v) for name, v in graph.outputs.items()}
         folded = len(graph.nodes) - len(nodes)
-        return PassResult(rebuild(graph, nodes, outputs=outputs, new_params=params, new_weights=arrays), True,
-                          f"folded {folded} nodes")
+        return PassResult(
+            rebuild(graph, nodes, outputs=outputs, new_params=params, new_weights=arrays),
+            True,
+            f"folded {folded} nodes",
+        )

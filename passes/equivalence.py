@@ -39,14 +39,21 @@ def _index_bound(graph: Graph, v: Value) -> int | None:
     for node in graph.nodes:
         if node.op == "embedding" and node.inputs[0] is v and node.inputs[1] is not None:
             bounds.append(node.inputs[1].type.shape[0])
-        elif node.op == "gather" and len(node.inputs) > 1 and node.inputs[1] is v and node.inputs[0] is not None:
+        elif (
+            node.op == "gather"
+            and len(node.inputs) > 1
+            and node.inputs[1] is v
+            and node.inputs[0] is not None
+        ):
             axis = node.attrs.get("axis", 0) % max(1, node.inputs[0].type.rank)
             bounds.append(node.inputs[0].type.shape[axis])
     ints = [b for b in bounds if isinstance(b, int)]
     return min(ints) if ints else None
 
 
-def random_feeds(graph: Graph, dims: Mapping[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def random_feeds(
+    graph: Graph, dims: Mapping[str, int], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """One random feed per graph input, with symbolic dims bound from `dims`."""
     feeds: dict[str, np.ndarray] = {}
     for name, v in graph.inputs.items():
@@ -79,14 +86,18 @@ def _concrete(t: TensorType, dims: Mapping[str, int]) -> list[int]:
 def compare(before: Graph, after: Graph, *, seed: int = 0) -> Comparison:
     """Run both graphs on the same random inputs (CASES) and return the largest relative error."""
     if before.weights is None or after.weights is None:
-        raise PassError("cannot check equivalence of a structure-only graph (it has no weights)",
-                        where=f"graph {before.name!r}")
+        raise PassError(
+            "cannot check equivalence of a structure-only graph (it has no weights)",
+            where=f"graph {before.name!r}",
+        )
     in_b = {n: v.type for n, v in before.inputs.items()}
     in_a = {n: v.type for n, v in after.inputs.items()}
     if in_b != in_a or list(before.outputs) != list(after.outputs):
-        raise PassError("the pass changed the graph's interface (inputs or outputs)",
-                        expected=f"{sorted(in_b)} -> {list(before.outputs)}",
-                        got=f"{sorted(in_a)} -> {list(after.outputs)}")
+        raise PassError(
+            "the pass changed the graph's interface (inputs or outputs)",
+            expected=f"{sorted(in_b)} -> {list(before.outputs)}",
+            got=f"{sorted(in_a)} -> {list(after.outputs)}",
+        )
     worst, where = 0.0, "no difference"
     for case, dims in CASES.items():
         feeds = random_feeds(before, dims, np.random.default_rng(seed))
@@ -95,7 +106,9 @@ def compare(before: Graph, after: Graph, *, seed: int = 0) -> Comparison:
         for name, r in ref.items():
             g = got[name]
             if r.shape != g.shape:
-                return Comparison(float("inf"), f"output {name!r} ({case}) changed shape {r.shape} -> {g.shape}")
+                return Comparison(
+                    float("inf"), f"output {name!r} ({case}) changed shape {r.shape} -> {g.shape}"
+                )
             r64, g64 = r.astype(np.float64), g.astype(np.float64)
             scale = max(1.0, float(np.max(np.abs(r64)))) if r.size else 1.0
             diff = np.abs(g64 - r64)
@@ -107,10 +120,15 @@ def compare(before: Graph, after: Graph, *, seed: int = 0) -> Comparison:
     return Comparison(worst, where)
 
 
-def check_equivalent(before: Graph, after: Graph, *, tolerance: float = 1e-5, seed: int = 0) -> float:
+def check_equivalent(
+    before: Graph, after: Graph, *, tolerance: float = 1e-5, seed: int = 0
+) -> float:
     """The max error of `after` against `before`; PassError when above `tolerance`."""
     cmp = compare(before, after, seed=seed)
     if not cmp.max_error <= tolerance:
-        raise PassError(f"graphs differ: {cmp.worst}", expected=f"max error <= {tolerance:g}",
-                        got=f"{cmp.max_error:.3g}")
+        raise PassError(
+            f"graphs differ: {cmp.worst}",
+            expected=f"max error <= {tolerance:g}",
+            got=f"{cmp.max_error:.3g}",
+        )
     return cmp.max_error

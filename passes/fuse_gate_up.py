@@ -40,7 +40,10 @@ class FuseGateUpRule(Rule):
             if node.op == "mul" and (gate is None or up is None):
                 continue  # most products are not MLP gates; only report glu nodes
             if gate is None or up is None:
-                yield Miss(where, f"the {'gate' if gate is None else 'up'} input comes from {why_g or why_u}")
+                yield Miss(
+                    where,
+                    f"the {'gate' if gate is None else 'up'} input comes from {why_g or why_u}",
+                )
             elif gate is up:
                 yield Miss(where, "gate and up already come from one linear")
             elif gate.inputs[0] is not up.inputs[0]:

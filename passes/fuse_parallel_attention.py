@@ -55,14 +55,23 @@ class ParallelInputProjection(Rule):
                 fused = tuple(lin for lin in linears if roles[lin] in ("attn", "mlp"))
                 yield Candidate(where, fused, {"x": h, "linears": fused})
             elif attn:
-                yield Miss(where, "only attention projections read this norm: the MLP has its own norm "
-                                  "(a sequential or two-norm block); fuse-qkv merges q/k/v")
+                yield Miss(
+                    where,
+                    "only attention projections read this norm: the MLP has its own norm "
+                    "(a sequential or two-norm block); fuse-qkv merges q/k/v",
+                )
             elif mlp:
-                yield Miss(where, "only MLP projections read this norm: the attention has its own norm "
-                                  "(a sequential or two-norm block); fuse-gate-up merges a gated MLP's gate/up")
+                yield Miss(
+                    where,
+                    "only MLP projections read this norm: the attention has its own norm "
+                    "(a sequential or two-norm block); fuse-gate-up merges a gated MLP's gate/up",
+                )
             else:
-                yield Miss(where, "the linears reading this norm feed neither attention nor an MLP "
-                                  "(e.g. the final norm before the LM head)")
+                yield Miss(
+                    where,
+                    "the linears reading this norm feed neither attention nor an MLP "
+                    "(e.g. the final norm before the LM head)",
+                )
 
     def check(self, index: GraphIndex, cand: Candidate) -> str | None:
         return group_problem(index, cand.linears)
@@ -79,7 +88,13 @@ def _sum_tree(index: GraphIndex, root: Node) -> tuple[list[Node], list[Value]]:
     while stack:
         v = stack.pop()
         node = index.producer.get(v) if v is not None else None
-        if v is not None and node is not None and node.op == "add" and index.single_use(v) and v.type == t:
+        if (
+            v is not None
+            and node is not None
+            and node.op == "add"
+            and index.single_use(v)
+            and v.type == t
+        ):
             adds.append(node)
             stack.extend(reversed(node.inputs))
         elif v is not None:
@@ -89,15 +104,20 @@ def _sum_tree(index: GraphIndex, root: Node) -> tuple[list[Node], list[Value]]:
 
 class ParallelOutputProjection(Rule):
     name = "parallel-output-projection"
-    summary = "residual sum of attention-out and MLP-down linears -> one linear over the concatenation"
+    summary = (
+        "residual sum of attention-out and MLP-down linears -> one linear over the concatenation"
+    )
 
     def candidates(self, index: GraphIndex) -> Iterator[Candidate | Miss]:
         for node in index.graph.nodes:
             if node.op != "add":
                 continue
             out = node.outputs[0]
-            if index.single_use(out) and index.users_of(out)[0].op == "add" and \
-                    index.users_of(out)[0].outputs[0].type == out.type:
+            if (
+                index.single_use(out)
+                and index.users_of(out)[0].op == "add"
+                and index.users_of(out)[0].outputs[0].type == out.type
+            ):
                 continue  # an inner add: its sum tree is rooted further down
             adds, leaves = _sum_tree(index, node)
             projections = []
@@ -109,10 +129,16 @@ class ParallelOutputProjection(Rule):
                 continue
             where = index.describe(node)
             if len(projections) < 2:
-                yield Miss(where, "only one projection is summed here (a sequential block, or already merged)")
+                yield Miss(
+                    where,
+                    "only one projection is summed here (a sequential block, or already merged)",
+                )
                 continue
-            yield Candidate(where, (*adds, *projections),
-                            {"root": node, "leaves": tuple(leaves), "linears": tuple(projections)})
+            yield Candidate(
+                where,
+                (*adds, *projections),
+                {"root": node, "leaves": tuple(leaves), "linears": tuple(projections)},
+            )
 
     def check(self, index: GraphIndex, cand: Candidate) -> str | None:
         linears = cand.linears
@@ -125,20 +151,32 @@ class ParallelOutputProjection(Rule):
         for a in linears:
             for b in linears:
                 if a is not b and index.depends_on(a.inputs[0], b.outputs[0]):
-                    return (f"the input of {index.describe(a)} depends on {index.describe(b)} "
-                            "(a sequential block)")
+                    return (
+                        f"the input of {index.describe(a)} depends on {index.describe(b)} "
+                        "(a sequential block)"
+                    )
         return None
 
     def rewrite(self, rw: Rewriter, cand: Candidate) -> None:
         linears: tuple[Node, ...] = cand.linears
         ws = [lin.arg(1) for lin in linears]
-        prefix = common_prefix(w.param or "" for w in ws)  # the pattern matched parameter weights only
+        prefix = common_prefix(
+            w.param or "" for w in ws
+        )  # the pattern matched parameter weights only
         wt = ws[0].type
         ins = [eval_dim(w.type.shape[1], {}) for w in ws]
-        weight = rw.param(f"{prefix}out_proj.weight", TensorType(wt.dtype, (wt.shape[0], sum(ins))),
-                          np.concatenate([rw.weight(w) for w in ws], axis=1) if rw.has_weights else None)
-        args = [rw.emit("concat", *(lin.inputs[0] for lin in linears), axis=-1, hint="branches"), weight]
-        biases = [lin.inputs[2] for lin in linears if len(lin.inputs) > 2 and lin.inputs[2] is not None]
+        weight = rw.param(
+            f"{prefix}out_proj.weight",
+            TensorType(wt.dtype, (wt.shape[0], sum(ins))),
+            np.concatenate([rw.weight(w) for w in ws], axis=1) if rw.has_weights else None,
+        )
+        args = [
+            rw.emit("concat", *(lin.inputs[0] for lin in linears), axis=-1, hint="branches"),
+            weight,
+        ]
+        biases = [
+            lin.inputs[2] for lin in linears if len(lin.inputs) > 2 and lin.inputs[2] is not None
+        ]
         if biases:
             total = None
             if rw.has_weights:  # y = Σ (x_i W_iᵀ + b_i) = concat(x_i) [W_i]ᵀ + Σ b_i
@@ -150,8 +188,10 @@ class ParallelOutputProjection(Rule):
             if any(v is lin.outputs[0] for lin in linears):
                 continue
             acc = v if acc is None else rw.emit("add", acc, v, hint=cand.root.outputs[0].hint)
-        rw.replace(cand.root.outputs[0],
-                   merged if acc is None else rw.emit("add", acc, merged, hint=cand.root.outputs[0].hint))
+        rw.replace(
+            cand.root.outputs[0],
+            merged if acc is None else rw.emit("add", acc, merged, hint=cand.root.outputs[0].hint),
+        )
 
 
 @register_pass
@@ -159,13 +199,16 @@ class ParallelOutputProjection(Rule):
 class FuseParallelAttention(Pass):
     name = "fuse-parallel-attention"
     kind = EXACT
-    summary = "PaLM-style fused input projection and merged residual projections for parallel blocks"
+    summary = (
+        "PaLM-style fused input projection and merged residual projections for parallel blocks"
+    )
     merge_inputs: bool = True
     merge_outputs: bool = True
 
     def rules(self) -> list[Rule]:
-        return ([ParallelInputProjection()] if self.merge_inputs else []) + \
-            ([ParallelOutputProjection()] if self.merge_outputs else [])
+        return ([ParallelInputProjection()] if self.merge_inputs else []) + (
+            [ParallelOutputProjection()] if self.merge_outputs else []
+        )
 
     def apply(self, graph: Graph) -> PassResult:
         out, fired = apply_rules(graph, self.rules())

@@ -47,7 +47,9 @@ class FuseQkvRule(Rule):
                 groups.setdefault(id(lin.inputs[0]), []).append(lin)
             best = max(groups.values(), key=len, default=[])
             if len(best) >= 2:
-                yield Candidate(where, tuple(best), {"x": best[0].inputs[0], "linears": tuple(best)})
+                yield Candidate(
+                    where, tuple(best), {"x": best[0].inputs[0], "linears": tuple(best)}
+                )
             elif missing:
                 yield Miss(where, "not every projection is a linear: " + "; ".join(missing))
             elif len(linears) == 1:

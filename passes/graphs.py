@@ -34,7 +34,9 @@ class GraphIndex:
     def single_use(self, v: Value) -> bool:
         """True when exactly one node reads `v` (once) and it is not a graph output."""
         users = self.users_of(v)
-        return len(users) == 1 and v not in self.outputs and sum(i is v for i in users[0].inputs) == 1
+        return (
+            len(users) == 1 and v not in self.outputs and sum(i is v for i in users[0].inputs) == 1
+        )
 
     def depends_on(self, v: Value, target: Value) -> bool:
         """Whether computing `v` needs `target` (a backward search over producers)."""
@@ -54,7 +56,9 @@ class GraphIndex:
     def describe(self, node: Node) -> str:
         """'node linear #12 (-> %q)': how errors and explanations name a node."""
         hint = node.outputs[0].hint if node.outputs else None
-        return f"node {node.op} #{self.position.get(node, '?')}" + (f" (-> %{hint})" if hint else "")
+        return f"node {node.op} #{self.position.get(node, '?')}" + (
+            f" (-> %{hint})" if hint else ""
+        )
 
 
 def topo_sort(nodes: list[Node], defined: Iterable[Value]) -> list[Node]:
@@ -65,7 +69,11 @@ def topo_sort(nodes: list[Node], defined: Iterable[Value]) -> list[Node]:
     readers: dict[int, list[int]] = {}
     ready: list[int] = []
     for i, node in enumerate(nodes):
-        deps = {producer[v] for v in node.inputs if v is not None and v not in available and v in producer}
+        deps = {
+            producer[v]
+            for v in node.inputs
+            if v is not None and v not in available and v in producer
+        }
         waiting[i] = len(deps)
         for d in deps:
             readers.setdefault(d, []).append(i)
@@ -97,9 +105,15 @@ def live_nodes(graph: Graph) -> list[Node]:
     return keep
 
 
-def rebuild(graph: Graph, nodes: list[Node], *, outputs: Mapping[str, Value] | None = None,
-            new_params: Mapping[str, Value] | None = None,
-            new_weights: Mapping[str, np.ndarray] | None = None, prune: bool = True) -> Graph:
+def rebuild(
+    graph: Graph,
+    nodes: list[Node],
+    *,
+    outputs: Mapping[str, Value] | None = None,
+    new_params: Mapping[str, Value] | None = None,
+    new_weights: Mapping[str, np.ndarray] | None = None,
+    prune: bool = True,
+) -> Graph:
     """A new graph with `nodes` (sorted), extra params, and unused params (and their weights) dropped.
 
     The weight store is rebuilt only when params change; kept arrays are not copied
@@ -107,18 +121,26 @@ def rebuild(graph: Graph, nodes: list[Node], *, outputs: Mapping[str, Value] | N
     """
     params = dict(graph.params)
     params.update(new_params or {})
-    result = Graph(name=graph.name, inputs=dict(graph.inputs), params=params,
-                   nodes=topo_sort(nodes, list(graph.inputs.values()) + list(params.values())),
-                   outputs=dict(outputs if outputs is not None else graph.outputs), meta=dict(graph.meta),
-                   weights=graph.weights)
+    result = Graph(
+        name=graph.name,
+        inputs=dict(graph.inputs),
+        params=params,
+        nodes=topo_sort(nodes, list(graph.inputs.values()) + list(params.values())),
+        outputs=dict(outputs if outputs is not None else graph.outputs),
+        meta=dict(graph.meta),
+        weights=graph.weights,
+    )
     if prune:
         result.nodes = live_nodes(result)
-        used = {v for n in result.nodes for v in n.inputs if v is not None} | set(result.outputs.values())
+        used = {v for n in result.nodes for v in n.inputs if v is not None} | set(
+            result.outputs.values()
+        )
         result.params = {name: v for name, v in params.items() if v in used}
     if graph.weights is not None and (set(result.params) != set(graph.params) or new_weights):
         added = dict(new_weights or {})
-        result.weights = WeightStore({name: added[name] if name in added else graph.weights[name]
-                                      for name in result.params})
+        result.weights = WeightStore(
+            {name: added[name] if name in added else graph.weights[name] for name in result.params}
+        )
     return result
 
 

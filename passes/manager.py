@@ -61,8 +61,11 @@ class Pass(ABC):
 
     def __str__(self) -> str:
         """The pipeline text of this pass: `name` or `name(key=value, ...)` for non-default options."""
-        changed = [f"{f.name}={_format_value(getattr(self, f.name))}" for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != f.default]
+        changed = [
+            f"{f.name}={_format_value(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        ]
         return f"{self.name}({', '.join(changed)})" if changed else self.name
 
 
@@ -72,7 +75,9 @@ PASSES: dict[str, type[Pass]] = {}
 def register_pass(cls: type[Pass]) -> type[Pass]:
     """Class decorator: make `cls` available to pipelines under `cls.name`."""
     if cls.kind not in KINDS:
-        raise PassError(f"pass {cls.name!r} declares an unknown kind", expected=" | ".join(KINDS), got=cls.kind)
+        raise PassError(
+            f"pass {cls.name!r} declares an unknown kind", expected=" | ".join(KINDS), got=cls.kind
+        )
     if cls.name in PASSES and PASSES[cls.name] is not cls:
         raise PassError(f"pass {cls.name!r} registered twice")
     PASSES[cls.name] = cls
@@ -87,7 +92,9 @@ def get_pass(name: str) -> type[Pass]:
     except KeyError:
         close = difflib.get_close_matches(name, PASSES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise PassError(f"unknown pass {name!r}{hint}", expected="one of " + ", ".join(sorted(PASSES))) from None
+        raise PassError(
+            f"unknown pass {name!r}{hint}", expected="one of " + ", ".join(sorted(PASSES))
+        ) from None
 
 
 def option_specs(cls: type[Pass]) -> list[tuple[str, Any, Any]]:
@@ -109,15 +116,20 @@ def make_pass(name: str, options: dict[str, Any] | None = None, *, from_text: bo
     values = {}
     for key, raw in (options or {}).items():
         if key not in specs:
-            raise PassError(f"unknown option {key!r} for pass {name}",
-                            expected=", ".join(f"{n}: {type_name(t)}" for n, t in specs.items()) or "no options")
+            raise PassError(
+                f"unknown option {key!r} for pass {name}",
+                expected=", ".join(f"{n}: {type_name(t)}" for n, t in specs.items())
+                or "no options",
+            )
         values[key] = _coerce(name, key, specs[key], raw, from_text)
     return cls(**values)
 
 
 def _coerce(pass_name: str, key: str, t: Any, raw: Any, from_text: bool) -> Any:
     def bad() -> PassError:
-        return PassError(f"option {key!r} of pass {pass_name}", expected=type_name(t), got=repr(raw))
+        return PassError(
+            f"option {key!r} of pass {pass_name}", expected=type_name(t), got=repr(raw)
+        )
 
     if typing.get_origin(t) is Literal:
         choices = typing.get_args(t)
@@ -165,7 +177,9 @@ def _format_value(v: Any) -> str:
 
 # -- pipelines ---------------------------------------------------------------------------------
 
-PipelineSpec = str | Pass | tuple[str, dict[str, Any]] | Sequence["str | Pass | tuple[str, dict[str, Any]]"]
+PipelineSpec = (
+    str | Pass | tuple[str, dict[str, Any]] | Sequence["str | Pass | tuple[str, dict[str, Any]]"]
+)
 
 
 def parse_pipeline(spec: PipelineSpec) -> list[Pass]:
@@ -174,7 +188,12 @@ def parse_pipeline(spec: PipelineSpec) -> list[Pass]:
         return [spec]
     if isinstance(spec, str):
         return _parse_text(spec)
-    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+    if (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], str)
+        and isinstance(spec[1], dict)
+    ):
         return [make_pass(spec[0], spec[1])]
     if isinstance(spec, (list, tuple)):
         result: list[Pass] = []
@@ -183,7 +202,10 @@ def parse_pipeline(spec: PipelineSpec) -> list[Pass]:
                 raise PassError("pipeline lists do not nest", got=repr(item))
             result.extend(parse_pipeline(item))
         return result
-    raise PassError("a pipeline is a string, a Pass, a (name, options) pair or a list of them", got=type(spec).__name__)
+    raise PassError(
+        "a pipeline is a string, a Pass, a (name, options) pair or a list of them",
+        got=type(spec).__name__,
+    )
 
 
 def _parse_text(text: str) -> list[Pass]:
@@ -192,8 +214,10 @@ def _parse_text(text: str) -> list[Pass]:
     i, n = 0, len(text)
 
     def fail(message: str, expected: str) -> PassError:
-        shown = text[i:i + 20] if i < n else "end of text"
-        return PassError(f"{message} at column {i + 1} of pipeline {text!r}", expected=expected, got=repr(shown))
+        shown = text[i : i + 20] if i < n else "end of text"
+        return PassError(
+            f"{message} at column {i + 1} of pipeline {text!r}", expected=expected, got=repr(shown)
+        )
 
     def skip_space() -> None:
         nonlocal i
@@ -301,19 +325,31 @@ class PipelineResult:
 
     def table(self) -> str:
         """A per-pass timing table, one line per pass."""
-        lines = [f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  note"]
+        lines = [
+            f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  note"
+        ]
         for r in self.records:
             err = "" if r.max_error is None else f"{r.max_error:.2e}"
             nodes = f"{r.nodes_before}->{r.nodes_after}"
-            lines.append(f"{r.text:<40} {r.kind:<12} {r.seconds * 1e3:>9.2f} {r.verify_seconds * 1e3:>9.2f} "
-                         f"{nodes:>13} {err:>9}  {r.note if r.modified else 'unchanged'}")
+            lines.append(
+                f"{r.text:<40} {r.kind:<12} {r.seconds * 1e3:>9.2f} {r.verify_seconds * 1e3:>9.2f} "
+                f"{nodes:>13} {err:>9}  {r.note if r.modified else 'unchanged'}"
+            )
         return "\n".join(lines)
 
 
-def run_pipeline(graph: Graph, pipeline: PipelineSpec, *, verify: bool = True, check: bool = False,
-                 tolerance: float = 1e-5, seed: int = 0, allow_arch_change: bool = False,
-                 print_after: Iterable[str] = (), on_print: Callable[[Pass, Graph], None] | None = None,
-                 ) -> PipelineResult:
+def run_pipeline(
+    graph: Graph,
+    pipeline: PipelineSpec,
+    *,
+    verify: bool = True,
+    check: bool = False,
+    tolerance: float = 1e-5,
+    seed: int = 0,
+    allow_arch_change: bool = False,
+    print_after: Iterable[str] = (),
+    on_print: Callable[[Pass, Graph], None] | None = None,
+) -> PipelineResult:
     """Run `pipeline` on `graph`; see the module docstring.
 
     check: run before/after every exact pass in the interpreter (random inputs,
@@ -327,12 +363,17 @@ def run_pipeline(graph: Graph, pipeline: PipelineSpec, *, verify: bool = True, c
     wanted = set(print_after)
     unknown = wanted - {p.name for p in passes} - {"all"}
     if unknown:
-        raise PassError(f"--print-after names passes not in the pipeline: {', '.join(sorted(unknown))}",
-                        expected=", ".join(p.name for p in passes) or "a non-empty pipeline")
+        raise PassError(
+            f"--print-after names passes not in the pipeline: {', '.join(sorted(unknown))}",
+            expected=", ".join(p.name for p in passes) or "a non-empty pipeline",
+        )
     for p in passes:
         if p.kind == ARCH_CHANGE and not allow_arch_change:
-            raise PassError(f"pass {p.name} changes the architecture (the model needs fine-tuning after it)",
-                            expected="allow_arch_change=True (--allow-arch-change)", where=f"pass {p}")
+            raise PassError(
+                f"pass {p.name} changes the architecture (the model needs fine-tuning after it)",
+                expected="allow_arch_change=True (--allow-arch-change)",
+                where=f"pass {p}",
+            )
     result = PipelineResult(graph)
     for p in passes:
         ran = ", ".join(r.text for r in result.records) or "none"
@@ -357,11 +398,27 @@ def run_pipeline(graph: Graph, pipeline: PipelineSpec, *, verify: bool = True, c
             cmp = compare(before, out.graph, seed=seed)
             max_error = cmp.max_error
             if p.kind == EXACT and not cmp.max_error <= tolerance:
-                raise PassError(f"changed the outputs: {cmp.worst}", expected=f"max error <= {tolerance:g}",
-                                got=f"{cmp.max_error:.3g}", where=where)
+                raise PassError(
+                    f"changed the outputs: {cmp.worst}",
+                    expected=f"max error <= {tolerance:g}",
+                    got=f"{cmp.max_error:.3g}",
+                    where=where,
+                )
         t3 = time.perf_counter()
-        result.records.append(PassRecord(str(p), p.kind, out.modified, t1 - t0, t2 - t1, len(before.nodes),
-                                         len(out.graph.nodes), out.note, max_error, t3 - t2))
+        result.records.append(
+            PassRecord(
+                str(p),
+                p.kind,
+                out.modified,
+                t1 - t0,
+                t2 - t1,
+                len(before.nodes),
+                len(out.graph.nodes),
+                out.note,
+                max_error,
+                t3 - t2,
+            )
+        )
         result.graph = out.graph
         if on_print is not None and ("all" in wanted or p.name in wanted):
             on_print(p, out.graph)

@@ -42,16 +42,27 @@ class MergeLora(Pass):
         if path.is_dir():
             path = path / "model.safetensors"
         if not self.adapters or not path.is_file():
-            raise PassError("merge-lora needs adapters=FILE (a safetensors file with lora.*.lora_A/B tensors)",
-                            got=repr(self.adapters), where="option adapters")
+            raise PassError(
+                "merge-lora needs adapters=FILE (a safetensors file with lora.*.lora_A/B tensors)",
+                got=repr(self.adapters),
+                where="option adapters",
+            )
         store = WeightStore.open(path)
-        names = sorted({k[len(PREFIX):-len(A)] for k in store if k.startswith(PREFIX) and k.endswith(A)})
+        names = sorted(
+            {k[len(PREFIX) : -len(A)] for k in store if k.startswith(PREFIX) and k.endswith(A)}
+        )
         if not names:
-            raise PassError("no LoRA adapters in the file", expected=f"{PREFIX}<weight>{A} tensors", where=str(path))
+            raise PassError(
+                "no LoRA adapters in the file",
+                expected=f"{PREFIX}<weight>{A} tensors",
+                where=str(path),
+            )
         adapters = {}
         for name in names:
             if f"{PREFIX}{name}{B}" not in store:
                 raise PassError(f"adapter {name!r} has lora_A but no lora_B", where=str(path))
             a = np.asarray(store[f"{PREFIX}{name}{A}"], np.float32)
-            adapters[name] = LoraWeights(a, np.asarray(store[f"{PREFIX}{name}{B}"], np.float32), self.alpha / a.shape[0])
+            adapters[name] = LoraWeights(
+                a, np.asarray(store[f"{PREFIX}{name}{B}"], np.float32), self.alpha / a.shape[0]
+            )
         return PassResult(merge_lora(graph, adapters), True, f"merged {len(adapters)} adapters")

@@ -59,24 +59,35 @@ class ParallelizeRule(Rule):
             branches = [(v, _attention_behind(index, v)) for v in add.inputs if v is not None]
             attn = [(v, a) for v, a in branches if a is not None]
             if len(attn) != 1 or len(branches) != 2:
-                yield Miss(where, "the residual branch before this norm is not attention "
-                                  "(e.g. the MLP before the next block or the final norm)")
+                yield Miss(
+                    where,
+                    "the residual branch before this norm is not attention "
+                    "(e.g. the MLP before the next block or the final norm)",
+                )
                 continue
             o, attention = attn[0]
             x = next(v for v, _ in branches if v is not o)
             q_lin, _ = source_linear(index, attention.inputs[0])
             n1 = index.producer.get(q_lin.arg(0)) if q_lin is not None else None
             if n1 is None or n1.op not in NORMS or n1.inputs[0] is not x:
-                yield Miss(where, "the attention does not read a norm of the block input (not a pre-norm block)")
+                yield Miss(
+                    where,
+                    "the attention does not read a norm of the block input (not a pre-norm block)",
+                )
                 continue
             others = [u for u in index.users_of(mid) if u is not n2]
             if len(others) != 1 or others[0].op != "add" or mid in index.outputs:
-                yield Miss(where, "x + attention is read by more than the MLP norm and the next residual add")
+                yield Miss(
+                    where,
+                    "x + attention is read by more than the MLP norm and the next residual add",
+                )
                 continue
             yield Candidate(where, (n2,), {"n1": n1, "n2": n2, "x": x})
 
     def check(self, index: GraphIndex, cand: Candidate) -> str | None:
-        if self.share_norm and (cand.n1.op != cand.n2.op or dict(cand.n1.attrs) != dict(cand.n2.attrs)):
+        if self.share_norm and (
+            cand.n1.op != cand.n2.op or dict(cand.n1.attrs) != dict(cand.n2.attrs)
+        ):
             return "share_norm needs the two norms to be the same op with the same attributes"
         return None
 
@@ -85,7 +96,10 @@ class ParallelizeRule(Rule):
         if self.share_norm:
             rw.replace(n2.outputs[0], n1.outputs[0])
             return
-        rw.replace(n2.outputs[0], rw.emit(n2.op, cand.x, *n2.inputs[1:], hint=n2.outputs[0].hint, **n2.attrs))
+        rw.replace(
+            n2.outputs[0],
+            rw.emit(n2.op, cand.x, *n2.inputs[1:], hint=n2.outputs[0].hint, **n2.attrs),
+        )
 
 
 @register_pass

@@ -23,7 +23,9 @@ from irgraph.types import TensorType, eval_dim
 # Ops that only move or rotate data: a projection's role shows through them.
 TRANSPARENT = frozenset({"reshape", "transpose", "split", "slice", "rotary", "cast", "scale"})
 # Ops an MLP input projection feeds (activations, the gate, a gating product).
-MLP_OPS = frozenset({"glu", "gelu", "silu", "relu", "relu2", "fast_gelu", "sigmoid", "tanh", "erf", "mul"})
+MLP_OPS = frozenset(
+    {"glu", "gelu", "silu", "relu", "relu2", "fast_gelu", "sigmoid", "tanh", "erf", "mul"}
+)
 ATTENTION = "attention"
 QKV_SLOTS = ("q", "k", "v")
 
@@ -91,7 +93,9 @@ def group_problem(index: GraphIndex, linears: Sequence[Node]) -> str | None:
     dtypes = {n.inputs[1].type.dtype for n in linears if n.inputs[1] is not None}
     if len(dtypes) > 1:
         return f"the weights differ in dtype ({', '.join(sorted(map(str, dtypes)))})"
-    bias_dtypes = {n.inputs[2].type.dtype for n in linears if len(n.inputs) > 2 and n.inputs[2] is not None}
+    bias_dtypes = {
+        n.inputs[2].type.dtype for n in linears if len(n.inputs) > 2 and n.inputs[2] is not None
+    }
     if len(bias_dtypes) > 1:
         return "the biases differ in dtype"
     return None
@@ -106,20 +110,29 @@ def fuse_linears(rw: Rewriter, x: Value, linears: Sequence[Node], tag: str) -> N
     ws = [n.arg(1) for n in linears]
     names = [w.param for w in ws]
     if not all(names):  # group_problem admits only parameter weights
-        raise PassError(f"{tag}: can only fuse linears whose weights are parameters", where=f"fuse {tag}")
+        raise PassError(
+            f"{tag}: can only fuse linears whose weights are parameters", where=f"fuse {tag}"
+        )
     prefix = common_prefix(name for name in names if name)
     sizes = [eval_dim(w.type.shape[0], {}) for w in ws]
     wt = ws[0].type
-    weight = rw.param(f"{prefix}{tag}.weight", TensorType(wt.dtype, (sum(sizes), wt.shape[1])),
-                      np.concatenate([rw.weight(w) for w in ws], axis=0) if rw.has_weights else None)
+    weight = rw.param(
+        f"{prefix}{tag}.weight",
+        TensorType(wt.dtype, (sum(sizes), wt.shape[1])),
+        np.concatenate([rw.weight(w) for w in ws], axis=0) if rw.has_weights else None,
+    )
     inputs = [x, weight]
     biases = [_bias(n) for n in linears]
     if any(b is not None for b in biases):
         bdtype = next(b for b in biases if b is not None).type.dtype
         arr = None
         if rw.has_weights:  # a linear without a bias gets zeros: adding 0 is exact
-            arr = np.concatenate([rw.weight(b) if b is not None else np.zeros(s, bdtype.numpy)
-                                  for b, s in zip(biases, sizes)])
+            arr = np.concatenate(
+                [
+                    rw.weight(b) if b is not None else np.zeros(s, bdtype.numpy)
+                    for b, s in zip(biases, sizes)
+                ]
+            )
         inputs.append(rw.param(f"{prefix}{tag}.bias", TensorType(bdtype, (sum(sizes),)), arr))
     y = rw.emit("linear", *inputs, hint=tag)
     parts = rw.emit("split", y, axis=-1, sizes=sizes)

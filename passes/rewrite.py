@@ -118,7 +118,9 @@ class Rewriter:
             checked = opdef.check_attrs(attrs)
             types = infer_node(opdef, inputs, checked)
         except IrgraphError as e:
-            raise PassError(f"rewrite built an ill-typed {op}: {e.message}", expected=e.expected, got=e.got) from None
+            raise PassError(
+                f"rewrite built an ill-typed {op}: {e.message}", expected=e.expected, got=e.got
+            ) from None
         outs = tuple(Value(t, hint=hint) for t in types)
         self.inserted.setdefault(self._anchor, []).append(Node(op, tuple(inputs), outs, checked))
         return outs[0] if len(outs) == 1 and not opdef.outputs[0].startswith("*") else outs
@@ -142,7 +144,9 @@ class Rewriter:
     def replace(self, old: Value, new: Value) -> None:
         """Every use of `old` (including graph outputs) reads `new` instead."""
         if old.type != new.type:
-            raise PassError("a rewrite replaced a value by one of another type", expected=old.type, got=new.type)
+            raise PassError(
+                "a rewrite replaced a value by one of another type", expected=old.type, got=new.type
+            )
         if old is not new:
             self.subst[old] = new
 
@@ -171,8 +175,13 @@ class Rewriter:
             same = all(a is b for a, b in zip(inputs, node.inputs))
             rewired.append(node if same else Node(node.op, inputs, node.outputs, node.attrs))
         outputs = {name: self.resolve(v) for name, v in self.graph.outputs.items()}
-        return rebuild(self.graph, rewired, outputs=outputs, new_params=self.new_params,
-                       new_weights=self.new_weights)
+        return rebuild(
+            self.graph,
+            rewired,
+            outputs=outputs,
+            new_params=self.new_params,
+            new_weights=self.new_weights,
+        )
 
 
 def apply_rules(graph: Graph, rules: Sequence[Rule], *, max_sweeps: int = 16) -> tuple[Graph, int]:
@@ -243,8 +252,13 @@ def op(name: str, *inputs: Pat | Var, bind: str | None = None) -> Pat:
     return Pat(name, tuple(inputs), bind)
 
 
-def match(pattern: Pat | Var, value: Value | None, index: GraphIndex, binds: dict[str, Any],
-          nodes: list[Node]) -> str | None:
+def match(
+    pattern: Pat | Var,
+    value: Value | None,
+    index: GraphIndex,
+    binds: dict[str, Any],
+    nodes: list[Node],
+) -> str | None:
     """Bind `pattern` against `value`; None on success, else why it does not match."""
     if isinstance(pattern, Var):
         if pattern.name in binds and binds[pattern.name] is not value:
@@ -258,7 +272,9 @@ def match(pattern: Pat | Var, value: Value | None, index: GraphIndex, binds: dic
     return match_node(pattern, node, index, binds, nodes)
 
 
-def match_node(pattern: Pat, node: Node, index: GraphIndex, binds: dict[str, Any], nodes: list[Node]) -> str | None:
+def match_node(
+    pattern: Pat, node: Node, index: GraphIndex, binds: dict[str, Any], nodes: list[Node]
+) -> str | None:
     if node.op != pattern.op:
         return f"expected {pattern.op}, found {node.op}"
     if len(node.inputs) < len(pattern.inputs):
@@ -276,8 +292,15 @@ def match_node(pattern: Pat, node: Node, index: GraphIndex, binds: dict[str, Any
 class TreeRule(Rule):
     """A rule rooted at one node: pattern tree, check(match) -> reason | None, rewrite -> new value."""
 
-    def __init__(self, name: str, pattern: Pat, *, check: Callable[[Candidate], str | None] | None = None,
-                 rewrite: Callable[[Rewriter, Candidate], Value], summary: str = ""):
+    def __init__(
+        self,
+        name: str,
+        pattern: Pat,
+        *,
+        check: Callable[[Candidate], str | None] | None = None,
+        rewrite: Callable[[Rewriter, Candidate], Value],
+        summary: str = "",
+    ):
         self.name = name
         self.summary = summary
         self.pattern = pattern

@@ -1,7 +1,7 @@
 """Runtimes: one API over saved graphs and compiled artifacts (imported as `irgraph.runtimes`).
 
-    session = irgraph.runtimes.open("out/llama-onnx")   # or a saved graph folder
-    logits = session.forward([[1, 2, 3]])
+session = irgraph.runtimes.open("out/llama-onnx")   # or a saved graph folder
+logits = session.forward([[1, 2, 3]])
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def open(path: str | os.PathLike) -> Session:  # noqa: A001  (irgraph.runtimes.o
         from irgraph.runtimes.interpreter import InterpreterSession
 
         return InterpreterSession.open(folder)
-    raise RuntimeFailure("not a saved graph or compiled artifact (no graph.irg or manifest.json)",
-                         where=str(folder))
+    raise RuntimeFailure(
+        "not a saved graph or compiled artifact (no graph.irg or manifest.json)", where=str(folder)
+    )
 
 
 def _target(manifest: Path) -> str | None:

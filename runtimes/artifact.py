@@ -52,7 +52,11 @@ def tool_version(package: str) -> str | None:
 
 
 def io_entry(name: str, t: Any) -> dict[str, Any]:
-    return {"name": name, "dtype": str(t.dtype), "shape": [d if isinstance(d, int) else str(d) for d in t.shape]}
+    return {
+        "name": name,
+        "dtype": str(t.dtype),
+        "shape": [d if isinstance(d, int) else str(d) for d in t.shape],
+    }
 
 
 def describe(graph: Graph) -> dict[str, Any]:
@@ -62,22 +66,44 @@ def describe(graph: Graph) -> dict[str, Any]:
         "model": graph.name,
         "inputs": [io_entry(n, v.type) for n, v in graph.inputs.items()],
         "outputs": [io_entry(n, v.type) for n, v in graph.outputs.items()],
-        "kv_cache": {"layout": "bnsh", "past": past, "present": [lm.present_name(n) for n in past],
-                     "past_template": "past_key_values.%d.{key,value,latent}", "present_template": "present.%d.*"},
+        "kv_cache": {
+            "layout": "bnsh",
+            "past": past,
+            "present": [lm.present_name(n) for n in past],
+            "past_template": "past_key_values.%d.{key,value,latent}",
+            "present_template": "present.%d.*",
+        },
         "quantization": None,
         "meta": graph.meta,
     }
 
 
-def write_artifact(out: str | os.PathLike, graph: Graph, target: str, emit: Callable[[Path], Mapping[str, Any]], *,
-                   tools: Mapping[str, str | None], requires: Mapping[str, str], force: bool = False) -> Path:
+def write_artifact(
+    out: str | os.PathLike,
+    graph: Graph,
+    target: str,
+    emit: Callable[[Path], Mapping[str, Any]],
+    *,
+    tools: Mapping[str, str | None],
+    requires: Mapping[str, str],
+    force: bool = False,
+) -> Path:
     """Write an artifact folder for `graph` atomically; see the module docstring."""
     target_dir = Path(out)
-    with atomic_folder(target_dir, overwrite=force, hint=" (pass --force / force=True to replace it)") as tmp:
+    with atomic_folder(
+        target_dir, overwrite=force, hint=" (pass --force / force=True to replace it)"
+    ) as tmp:
         (tmp / GRAPH).write_text(str(graph))
         entries = dict(emit(tmp))
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "target": target, **describe(graph),
-                    **entries, "tools": {"irgraph": tool_version("irgraph"), **tools}, "requires": dict(requires)}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "target": target,
+            **describe(graph),
+            **entries,
+            "tools": {"irgraph": tool_version("irgraph"), **tools},
+            "requires": dict(requires),
+        }
         manifest["files"] = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return target_dir
@@ -101,26 +127,47 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise RuntimeFailure(f"manifest is not JSON: {e}", where=str(path)) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
-            or manifest.get("format_version") != FORMAT_VERSION:
-        got = f"{manifest.get('format')} v{manifest.get('format_version')}" if isinstance(manifest, dict) else "?"
-        raise RuntimeFailure("unsupported artifact format", expected=f"{FORMAT} v{FORMAT_VERSION}", got=got,
-                             where=str(path))
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or manifest.get("format_version") != FORMAT_VERSION
+    ):
+        got = (
+            f"{manifest.get('format')} v{manifest.get('format_version')}"
+            if isinstance(manifest, dict)
+            else "?"
+        )
+        raise RuntimeFailure(
+            "unsupported artifact format",
+            expected=f"{FORMAT} v{FORMAT_VERSION}",
+            got=got,
+            where=str(path),
+        )
     for package, minimum in (manifest.get("requires") or {}).items():
         installed = tool_version(package)
         if installed is None or _version_tuple(installed) < _version_tuple(minimum):
-            raise RuntimeFailure(f"this artifact needs {package} >= {minimum}", expected=minimum,
-                                 got=installed or "not installed", where=str(path))
+            raise RuntimeFailure(
+                f"this artifact needs {package} >= {minimum}",
+                expected=minimum,
+                got=installed or "not installed",
+                where=str(path),
+            )
     if verify:
         files = manifest.get("files") or {}
         present = {p.name for p in folder.iterdir() if p.is_file()} - {MANIFEST}
         for name in sorted(present - set(files)):
-            raise RuntimeFailure(f"file {name} is not listed in the manifest", where=str(folder / name))
+            raise RuntimeFailure(
+                f"file {name} is not listed in the manifest", where=str(folder / name)
+            )
         for name, digest in files.items():
             file = folder / name
             if not file.is_file():
                 raise RuntimeFailure(f"file {name} is missing", where=str(file))
             if sha256(file) != digest:
-                raise RuntimeFailure(f"file {name} does not match its sha256 in the manifest (tampered or corrupt)",
-                                     expected=digest[:16], got=sha256(file)[:16], where=str(file))
+                raise RuntimeFailure(
+                    f"file {name} does not match its sha256 in the manifest (tampered or corrupt)",
+                    expected=digest[:16],
+                    got=sha256(file)[:16],
+                    where=str(file),
+                )
     return manifest

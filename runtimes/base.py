@@ -1,8 +1,8 @@
 """The session API every runtime implements: `run(feeds)` plus shared LM driving.
 
-    session.forward(ids, decode=True)                 # logits [batch, seq, vocab]
-    session.generate([[1, 2, 3], [4, 5]], 16, temperature=0.8, top_k=40, seed=0, stop_ids=[2])
-    for tokens in session.stream(prompts, 16): ...    # one [batch] array per step
+session.forward(ids, decode=True)                 # logits [batch, seq, vocab]
+session.generate([[1, 2, 3], [4, 5]], 16, temperature=0.8, top_k=40, seed=0, stop_ids=[2])
+for tokens in session.stream(prompts, 16): ...    # one [batch] array per step
 """
 
 from __future__ import annotations
@@ -46,20 +46,49 @@ class Session(ABC):
         may return the last position's logits only ([batch, 1, vocab]): generate reads no other.
         """
         out = self.run(feeds)
-        return np.asarray(out["logits"]), {n: out[lm.present_name(n)] for n in lm.cache_inputs(self.inputs)}
+        return np.asarray(out["logits"]), {
+            n: out[lm.present_name(n)] for n in lm.cache_inputs(self.inputs)
+        }
 
-    def stream(self, prompts: Any, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
-               top_p: float = 1.0, seed: int | None = None, stop_ids: Sequence[int] = (),
-               pad_id: int | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self,
+        prompts: Any,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_ids: Sequence[int] = (),
+        pad_id: int | None = None,
+    ) -> Iterator[np.ndarray]:
         """Yield each step's new tokens ([batch] int64, -1 for rows that have stopped)."""
         sampling = _generate.Sampling(temperature, top_k, top_p, seed)
-        return _generate.stream(self, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids, pad_id=pad_id)
+        return _generate.stream(
+            self, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids, pad_id=pad_id
+        )
 
-    def generate(self, prompts: Any, max_new_tokens: int, *, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None, stop_ids: Sequence[int] = (),
-                 pad_id: int | None = None,
-                 callback: Callable[[int, np.ndarray], None] | None = None) -> list[list[int]]:
+    def generate(
+        self,
+        prompts: Any,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_ids: Sequence[int] = (),
+        pad_id: int | None = None,
+        callback: Callable[[int, np.ndarray], None] | None = None,
+    ) -> list[list[int]]:
         """New tokens per prompt: greedy by default, else temperature / top-k / top-p sampling with `seed`."""
         sampling = _generate.Sampling(temperature, top_k, top_p, seed)
-        return _generate.generate(self, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids,
-                                  pad_id=pad_id, callback=callback)
+        return _generate.generate(
+            self,
+            prompts,
+            max_new_tokens,
+            sampling=sampling,
+            stop_ids=stop_ids,
+            pad_id=pad_id,
+            callback=callback,
+        )

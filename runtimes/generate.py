@@ -33,8 +33,11 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError("bad sampling options", expected="temperature >= 0, top_k >= 0, 0 < top_p <= 1",
-                              got=f"temperature={self.temperature}, top_k={self.top_k}, top_p={self.top_p}")
+            raise ConfigError(
+                "bad sampling options",
+                expected="temperature >= 0, top_k >= 0, 0 < top_p <= 1",
+                got=f"temperature={self.temperature}, top_k={self.top_k}, top_p={self.top_p}",
+            )
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Next token per row of logits [batch, vocab]."""
@@ -49,7 +52,9 @@ class Sampling:
             probs /= probs.sum()
             if self.top_p < 1:
                 order = np.argsort(-probs, kind="stable")
-                keep = np.cumsum(probs[order]) - probs[order] < self.top_p  # the smallest prefix reaching top_p
+                keep = (
+                    np.cumsum(probs[order]) - probs[order] < self.top_p
+                )  # the smallest prefix reaching top_p
                 mask = np.zeros_like(probs, dtype=bool)
                 mask[order[keep]] = True
                 probs = np.where(mask, probs, 0)
@@ -69,7 +74,10 @@ class _Lane:
 
 
 def _prompts(prompts: Any) -> list[list[int]]:
-    rows = [list(map(int, p)) for p in (prompts.tolist() if isinstance(prompts, np.ndarray) else prompts)]
+    rows = [
+        list(map(int, p))
+        for p in (prompts.tolist() if isinstance(prompts, np.ndarray) else prompts)
+    ]
     if rows and not isinstance(rows[0], list):
         rows = [rows]  # type: ignore[list-item]
     if not rows or any(len(r) == 0 for r in rows):
@@ -77,8 +85,15 @@ def _prompts(prompts: Any) -> list[list[int]]:
     return rows
 
 
-def stream(session: Any, prompts: Any, max_new_tokens: int, *, sampling: Sampling = Sampling(),
-           stop_ids: Sequence[int] = (), pad_id: int | None = None) -> Iterator[np.ndarray]:
+def stream(
+    session: Any,
+    prompts: Any,
+    max_new_tokens: int,
+    *,
+    sampling: Sampling = Sampling(),
+    stop_ids: Sequence[int] = (),
+    pad_id: int | None = None,
+) -> Iterator[np.ndarray]:
     """Yield the new token of every row per step ([batch] int64; -1 once a row has stopped)."""
     rows = _prompts(prompts)
     inputs = session.inputs
@@ -87,7 +102,9 @@ def stream(session: Any, prompts: Any, max_new_tokens: int, *, sampling: Samplin
     if encdec or getattr(session, "left_padding", True) or len({len(r) for r in rows}) == 1:
         groups = [list(range(len(rows)))]
     else:
-        groups = [[i for i, r in enumerate(rows) if len(r) == n] for n in sorted({len(r) for r in rows})]
+        groups = [
+            [i for i, r in enumerate(rows) if len(r) == n] for n in sorted({len(r) for r in rows})
+        ]
     lanes = [_start(session, [rows[i] for i in g], g, pad, encdec) for g in groups]
     rng = np.random.default_rng(sampling.seed)
     stops = set(int(s) for s in stop_ids)
@@ -95,7 +112,9 @@ def stream(session: Any, prompts: Any, max_new_tokens: int, *, sampling: Samplin
     for _ in range(max_new_tokens):
         logits = np.empty((len(rows), 0), dtype=np.float32)
         for lane in lanes:
-            feeds = lm.make_feeds(inputs, lane.ids, lane.cache, past_len=lane.past, mask=lane.mask, **lane.extra)
+            feeds = lm.make_feeds(
+                inputs, lane.ids, lane.cache, past_len=lane.past, mask=lane.mask, **lane.extra
+            )
             out, lane.cache = session.step(feeds)
             lane.past = lane.mask.shape[1]
             if logits.shape[1] == 0:
@@ -110,36 +129,59 @@ def stream(session: Any, prompts: Any, max_new_tokens: int, *, sampling: Samplin
         for lane in lanes:
             new = np.where(tokens[lane.rows] < 0, pad, tokens[lane.rows])[:, None]
             lane.ids = new
-            lane.mask = np.concatenate([lane.mask, np.ones((len(lane.rows), 1), dtype=np.int64)], axis=1)
+            lane.mask = np.concatenate(
+                [lane.mask, np.ones((len(lane.rows), 1), dtype=np.int64)], axis=1
+            )
 
 
-def _start(session: Any, prompts: list[list[int]], rows: list[int], pad: int, encdec: bool) -> _Lane:
+def _start(
+    session: Any, prompts: list[list[int]], rows: list[int], pad: int, encdec: bool
+) -> _Lane:
     inputs = session.inputs
     width = max(len(p) for p in prompts)
     padded = np.full((len(prompts), width), pad, dtype=np.int64)
     mask = np.zeros((len(prompts), width), dtype=np.int64)
     for i, p in enumerate(prompts):
         if encdec:  # the encoder takes right padding under its own mask
-            padded[i, :len(p)], mask[i, :len(p)] = p, 1
+            padded[i, : len(p)], mask[i, : len(p)] = p, 1
         else:
-            padded[i, width - len(p):], mask[i, width - len(p):] = p, 1
+            padded[i, width - len(p) :], mask[i, width - len(p) :] = p, 1
     cache = lm.empty_cache(inputs, len(prompts))
     if encdec:
         start = int(session.meta.get("decoder_start_token_id") or 0)
         ids = np.full((len(prompts), 1), start, dtype=np.int64)
-        return _Lane(rows, ids, np.ones((len(prompts), 1), dtype=np.int64), cache,
-                     extra={"encoder_ids": padded, "encoder_mask": mask})
-    extra = {"prefix_len": np.full((len(prompts),), width, dtype=np.int64)} if "prefix_len" in inputs else {}
+        return _Lane(
+            rows,
+            ids,
+            np.ones((len(prompts), 1), dtype=np.int64),
+            cache,
+            extra={"encoder_ids": padded, "encoder_mask": mask},
+        )
+    extra = (
+        {"prefix_len": np.full((len(prompts),), width, dtype=np.int64)}
+        if "prefix_len" in inputs
+        else {}
+    )
     return _Lane(rows, padded, mask, cache, extra=extra)
 
 
-def generate(session: Any, prompts: Any, max_new_tokens: int, *, sampling: Sampling = Sampling(),
-             stop_ids: Sequence[int] = (), pad_id: int | None = None,
-             callback: Callable[[int, np.ndarray], None] | None = None) -> list[list[int]]:
+def generate(
+    session: Any,
+    prompts: Any,
+    max_new_tokens: int,
+    *,
+    sampling: Sampling = Sampling(),
+    stop_ids: Sequence[int] = (),
+    pad_id: int | None = None,
+    callback: Callable[[int, np.ndarray], None] | None = None,
+) -> list[list[int]]:
     """The generated tokens of every row (a stop id is included; nothing after it)."""
     result: list[list[int]] = [[] for _ in _prompts(prompts)]
-    for step, tokens in enumerate(stream(session, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids,
-                                         pad_id=pad_id)):
+    for step, tokens in enumerate(
+        stream(
+            session, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids, pad_id=pad_id
+        )
+    ):
         if callback is not None:
             callback(step, tokens)
         for row, t in enumerate(tokens):

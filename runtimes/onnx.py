@@ -46,31 +46,52 @@ def session_options(threads: int | None = None) -> Any:
 class ORTSession(Session):
     """An ONNX artifact loaded into onnxruntime."""
 
-    def __init__(self, folder: str | os.PathLike, *, verify: bool = True, threads: int | None = None,
-                 providers: list[str] | None = None):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        verify: bool = True,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ):
         import onnxruntime as ort
 
         self.folder = Path(folder)
         self.manifest = manifest = read_manifest(self.folder, verify=verify)
         if manifest.get("target") != "onnx":
-            raise RuntimeFailure("not an ONNX artifact", expected="onnx", got=manifest.get("target"),
-                                 where=str(self.folder))
+            raise RuntimeFailure(
+                "not an ONNX artifact",
+                expected="onnx",
+                got=manifest.get("target"),
+                where=str(self.folder),
+            )
         self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
         self.output_names = [e["name"] for e in manifest["outputs"]]
         self.meta = dict(manifest.get("meta") or {})
         self.left_padding = bool(manifest.get("left_padding", True))
-        self.share_buffer = bool(manifest.get("onnx", {}).get("share_buffer")) and "attention_mask" in self.inputs
+        self.share_buffer = (
+            bool(manifest.get("onnx", {}).get("share_buffer")) and "attention_mask" in self.inputs
+        )
         available = ort.get_available_providers()
         if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            providers = [
+                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
+            ]
 
         def load(file: str) -> Any:
             try:
-                return ort.InferenceSession(str(self.folder / file), sess_options=session_options(threads),
-                                            providers=providers)
-            except Exception as e:  # ORT's load errors are long; keep the first line and name the file
-                raise RuntimeFailure(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
-                                     where=str(self.folder / file)) from None
+                return ort.InferenceSession(
+                    str(self.folder / file),
+                    sess_options=session_options(threads),
+                    providers=providers,
+                )
+            except (
+                Exception
+            ) as e:  # ORT's load errors are long; keep the first line and name the file
+                raise RuntimeFailure(
+                    f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
+                    where=str(self.folder / file),
+                ) from None
 
         self.session = load(manifest["onnx"]["model"])
         encoder = manifest["onnx"].get("encoder")
@@ -86,14 +107,23 @@ class ORTSession(Session):
         missing = [n for n in self.inputs if n not in feeds]
         unknown = [n for n in feeds if n not in self.inputs]
         if missing or unknown:
-            raise RuntimeFailure("feeds do not match the model inputs", expected=", ".join(self.inputs),
-                                 got=", ".join(feeds), where=str(self.folder))
+            raise RuntimeFailure(
+                "feeds do not match the model inputs",
+                expected=", ".join(self.inputs),
+                got=", ".join(feeds),
+                where=str(self.folder),
+            )
         if not self.left_padding and "attention_mask" in feeds:
             mask = np.asarray(feeds["attention_mask"])
-            if (np.diff(mask.astype(np.int8), axis=1) > 0).any():  # a 0 before a 1: left or inner padding
-                raise RuntimeFailure("this artifact's GroupQueryAttention takes right padding only (generate "
-                                     "steps prompts of different lengths separately)",
-                                     expected="attention_mask rows of 1s then 0s", where=str(self.folder))
+            if (
+                np.diff(mask.astype(np.int8), axis=1) > 0
+            ).any():  # a 0 before a 1: left or inner padding
+                raise RuntimeFailure(
+                    "this artifact's GroupQueryAttention takes right padding only (generate "
+                    "steps prompts of different lengths separately)",
+                    expected="attention_mask rows of 1s then 0s",
+                    where=str(self.folder),
+                )
 
     def _decoder_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, Any]:
         """Encoder-decoder artifacts: the decoder's feeds, the encoder run once per distinct prompt."""
@@ -102,7 +132,9 @@ class ORTSession(Session):
         names, outputs = self._encoder_io
         key = tuple((n, np.asarray(feeds[n]).shape, np.asarray(feeds[n]).tobytes()) for n in names)
         if self._encoded is None or self._encoded[0] != key:
-            results = self.encoder.run(list(outputs), {n: self._feed(n, np.asarray(feeds[n])) for n in names})
+            results = self.encoder.run(
+                list(outputs), {n: self._feed(n, np.asarray(feeds[n])) for n in names}
+            )
             self._encoded = (key, dict(zip(outputs, results)))
         return {**{n: v for n, v in feeds.items() if n in self._ort_inputs}, **self._encoded[1]}
 
@@ -138,13 +170,16 @@ class ORTSession(Session):
         if self.share_buffer:
             return self._shared_step(feeds)
         feeds = self._decoder_feeds(feeds)
-        values = {n: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
-                  for n, v in feeds.items()}
+        values = {
+            n: v
+            if isinstance(v, ort.OrtValue)
+            else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
+            for n, v in feeds.items()
+        }
         results = self.session.run_with_ort_values(self.output_names, values)
         out = dict(zip(self.output_names, results))
         cache = {past: out[present] for past, present in self._presents.items()}
         return _to_f32(out["logits"].numpy()), cache
-
 
     def _shared_step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
@@ -176,14 +211,22 @@ class _SharedKV:
         self.binding: Any = None
 
     @staticmethod
-    def grow(old: Any, feeds: Mapping[str, Any], presents: Mapping[str, str], past: int, total: int,
-             dtype: Any) -> _SharedKV:
+    def grow(
+        old: Any,
+        feeds: Mapping[str, Any],
+        presents: Mapping[str, str],
+        past: int,
+        total: int,
+        dtype: Any,
+    ) -> _SharedKV:
         import onnxruntime as ort
 
         capacity = max(256, 1 << (total - 1).bit_length())
         buffers = {}
         for name in presents:
-            current = old.buffers[name].numpy() if isinstance(old, _SharedKV) else np.asarray(feeds[name])
+            current = (
+                old.buffers[name].numpy() if isinstance(old, _SharedKV) else np.asarray(feeds[name])
+            )
             b, n, _, h = current.shape
             array = np.zeros((b, n, capacity, h), dtype=dtype)
             array[:, :, :past] = current[:, :, :past]

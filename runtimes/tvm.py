@@ -31,7 +31,9 @@ def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
         return np.ascontiguousarray(array)
     nb = int(layout.removeprefix("packed"))
     n, k = array.shape
-    return np.ascontiguousarray(np.asarray(array).reshape(n // nb, nb, k).transpose(0, 2, 1))  # (N/nb, K, nb)
+    return np.ascontiguousarray(
+        np.asarray(array).reshape(n // nb, nb, k).transpose(0, 2, 1)
+    )  # (N/nb, K, nb)
 
 
 def _type(entry: Mapping[str, Any]) -> TensorType:
@@ -41,8 +43,14 @@ def _type(entry: Mapping[str, Any]) -> TensorType:
 class TVMSession(Session):
     """A compiled TVM artifact loaded into the Relax VM on the CPU or a CUDA GPU."""
 
-    def __init__(self, folder: str | os.PathLike, *, verify: bool = True,
-                 weights: Mapping[str, np.ndarray] | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        verify: bool = True,
+        weights: Mapping[str, np.ndarray] | None = None,
+        threads: int | None = None,
+    ):
         """Load the artifact at `folder`; `weights` (name -> array, e.g. another checkpoint of the same
         architecture) replaces the artifact's own weights: the library takes them as arguments.
 
@@ -58,8 +66,10 @@ class TVMSession(Session):
         self.manifest = manifest = read_manifest(self.folder, verify=verify)
         info = manifest["tvm"]
         if manifest["target"] == "tvm-aarch64":
-            raise RuntimeFailure("tvm-aarch64 artifacts run on the board with codegen/tvm/runner",
-                                 where=str(self.folder))
+            raise RuntimeFailure(
+                "tvm-aarch64 artifacts run on the board with codegen/tvm/runner",
+                where=str(self.folder),
+            )
         self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
         self.output_names = [e["name"] for e in manifest["outputs"]]
         self.meta = dict(manifest.get("meta") or {})
@@ -68,27 +78,40 @@ class TVMSession(Session):
 
             self.device = tvm.cuda(0)
             if not self.device.exist:
-                raise RuntimeFailure("this artifact needs a CUDA GPU", expected=info["needs"], where=str(self.folder))
+                raise RuntimeFailure(
+                    "this artifact needs a CUDA GPU", expected=info["needs"], where=str(self.folder)
+                )
         else:
             self.device = tvm.cpu()
         try:
             library = tvm.runtime.load_module(str(self.folder / info["library"]))
         except Exception as e:  # TVM's loader errors name no file
-            raise RuntimeFailure(f"cannot load the library: {str(e).splitlines()[0]}",
-                                 expected=info["needs"], where=str(self.folder)) from None
+            raise RuntimeFailure(
+                f"cannot load the library: {str(e).splitlines()[0]}",
+                expected=info["needs"],
+                where=str(self.folder),
+            ) from None
         self.vm = relax.VirtualMachine(library, self.device)
         self.function = self.vm[info["function"]]
         # logits for the last position only, what generate needs (older artifacts lack it)
-        self.function_last = self.vm[info["function_last"]] if info.get("function_last") else self.function
+        self.function_last = (
+            self.vm[info["function_last"]] if info.get("function_last") else self.function
+        )
         store = WeightStore.open(self.folder / WEIGHTS) if weights is None else weights
         self.weights = []
         for arg in info["weight_args"]:
             if arg["name"] not in store:
-                raise RuntimeFailure(f"weight {arg['name']!r} missing", where=str(self.folder / WEIGHTS))
+                raise RuntimeFailure(
+                    f"weight {arg['name']!r} missing", where=str(self.folder / WEIGHTS)
+                )
             array = pack_weight(np.asarray(store[arg["name"]]), arg["layout"])
             if list(array.shape) != list(arg["shape"]):
-                raise RuntimeFailure(f"weight {arg['name']!r} has the wrong shape", expected=arg["shape"],
-                                     got=list(array.shape), where=str(self.folder / WEIGHTS))
+                raise RuntimeFailure(
+                    f"weight {arg['name']!r} has the wrong shape",
+                    expected=arg["shape"],
+                    got=list(array.shape),
+                    where=str(self.folder / WEIGHTS),
+                )
             self.weights.append(tvm.runtime.tensor(array, self.device))
 
     def _call(self, feeds: Mapping[str, Any], *, last_only: bool = False) -> dict[str, Any]:
@@ -101,23 +124,35 @@ class TVMSession(Session):
         missing = [n for n in self.inputs if n not in feeds]
         unknown = [n for n in feeds if n not in self.inputs]
         if missing or unknown:
-            raise RuntimeFailure("feeds do not match the model inputs", expected=", ".join(self.inputs),
-                                 got=", ".join(feeds), where=str(self.folder))
+            raise RuntimeFailure(
+                "feeds do not match the model inputs",
+                expected=", ".join(self.inputs),
+                got=", ".join(feeds),
+                where=str(self.folder),
+            )
         args = []
         for name, t in self.inputs.items():
             value = feeds[name]
             if not isinstance(value, tvm.runtime.Tensor):
                 value = np.ascontiguousarray(np.asarray(value), dtype=t.dtype.numpy)
-                if value.ndim != t.rank or any(isinstance(d, int) and d != n for d, n in zip(t.shape, value.shape)):
-                    raise RuntimeFailure(f"input {name!r} has the wrong shape", expected=str(t),
-                                         got=list(value.shape), where=str(self.folder))
+                if value.ndim != t.rank or any(
+                    isinstance(d, int) and d != n for d, n in zip(t.shape, value.shape)
+                ):
+                    raise RuntimeFailure(
+                        f"input {name!r} has the wrong shape",
+                        expected=str(t),
+                        got=list(value.shape),
+                        where=str(self.folder),
+                    )
                 value = tvm.runtime.tensor(value, self.device)
             args.append(value)
         try:
             result = (self.function_last if last_only else self.function)(*args, *self.weights)
         except Exception as e:  # the VM's shape checks: symbolic dims that disagree between inputs
-            raise RuntimeFailure(f"the TVM VM rejected the inputs: {str(e).splitlines()[0][:400]}",
-                                 where=str(self.folder)) from None
+            raise RuntimeFailure(
+                f"the TVM VM rejected the inputs: {str(e).splitlines()[0][:400]}",
+                where=str(self.folder),
+            ) from None
         return {name: result[i] for i, name in enumerate(self.output_names)}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

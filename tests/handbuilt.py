@@ -27,9 +27,18 @@ def tiny_llama(seed: int = 0, layers: int = LAYERS):
         pk = b.input(f"past_key_values.{i}.key", f"f32[batch, {KV_HEADS}, past, {HEAD_DIM}]")
         pv = b.input(f"past_key_values.{i}.value", f"f32[batch, {KV_HEADS}, past, {HEAD_DIM}]")
         h = b.rms_norm(x, param(p + "attn_norm.weight", (HIDDEN,), 0.1, 1.0), eps=1e-5)
-        q = b.reshape(b.linear(h, param(p + "q.weight", (HEADS * HEAD_DIM, HIDDEN))), shape=[0, 0, HEADS, HEAD_DIM])
-        k = b.reshape(b.linear(h, param(p + "k.weight", (KV_HEADS * HEAD_DIM, HIDDEN))), shape=[0, 0, KV_HEADS, HEAD_DIM])
-        v = b.reshape(b.linear(h, param(p + "v.weight", (KV_HEADS * HEAD_DIM, HIDDEN))), shape=[0, 0, KV_HEADS, HEAD_DIM])
+        q = b.reshape(
+            b.linear(h, param(p + "q.weight", (HEADS * HEAD_DIM, HIDDEN))),
+            shape=[0, 0, HEADS, HEAD_DIM],
+        )
+        k = b.reshape(
+            b.linear(h, param(p + "k.weight", (KV_HEADS * HEAD_DIM, HIDDEN))),
+            shape=[0, 0, KV_HEADS, HEAD_DIM],
+        )
+        v = b.reshape(
+            b.linear(h, param(p + "v.weight", (KV_HEADS * HEAD_DIM, HIDDEN))),
+            shape=[0, 0, KV_HEADS, HEAD_DIM],
+        )
         q, k = b.rotary(q, pos, hint="q"), b.rotary(k, pos, hint="k")
         attn, present_k, present_v = b.attention(q, k, v, pk, pv, mask, hint="attn")
         b.output(f"present.{i}.key", present_k)
@@ -39,7 +48,11 @@ def tiny_llama(seed: int = 0, layers: int = LAYERS):
         h = b.rms_norm(x, param(p + "mlp_norm.weight", (HIDDEN,), 0.1, 1.0), eps=1e-5)
         gate = b.linear(h, param(p + "gate.weight", (FFN, HIDDEN)))
         up = b.linear(h, param(p + "up.weight", (FFN, HIDDEN)))
-        x = b.add(x, b.linear(b.glu(gate, up, act="silu"), param(p + "down.weight", (HIDDEN, FFN))), hint="x")
+        x = b.add(
+            x,
+            b.linear(b.glu(gate, up, act="silu"), param(p + "down.weight", (HIDDEN, FFN))),
+            hint="x",
+        )
     x = b.rms_norm(x, param("norm.weight", (HIDDEN,), 0.1, 1.0), eps=1e-5)
     b.output("logits", b.linear(x, param("lm_head.weight", (VOCAB, HIDDEN)), hint="logits"))
     return b.build(weights)

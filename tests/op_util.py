@@ -40,7 +40,9 @@ def run_op(op: str, *arrays: np.ndarray | None, **attrs) -> list[np.ndarray]:
 def close(got: np.ndarray, expected, **kw) -> None:
     """assert_allclose at the fp32 tolerance of the acceptance criteria (<= 1e-5)."""
     if isinstance(expected, torch.Tensor):
-        expected = expected.detach().float().numpy() if expected.is_floating_point() else expected.numpy()
+        expected = (
+            expected.detach().float().numpy() if expected.is_floating_point() else expected.numpy()
+        )
     np.testing.assert_allclose(np.asarray(got), expected, **{**TOL, **kw})
 
 

@@ -14,8 +14,16 @@ from irgraph import GraphBuilder
 VOCAB, HIDDEN, HEADS, HEAD_DIM, FFN = 50, 32, 4, 8, 64
 
 
-def parallel_lm(*, shared_norm: bool = True, fused_qkv: bool = False, gated: bool = True, bias: bool = False,
-                kv_heads: int = 1, layers: int = 2, seed: int = 0):
+def parallel_lm(
+    *,
+    shared_norm: bool = True,
+    fused_qkv: bool = False,
+    gated: bool = True,
+    bias: bool = False,
+    kv_heads: int = 1,
+    layers: int = 2,
+    seed: int = 0,
+):
     rng = np.random.default_rng(seed)
     b = GraphBuilder("parallel-lm", meta={"vocab_size": VOCAB})
     ids = b.input("input_ids", "i64[batch, seq]")
@@ -32,7 +40,9 @@ def parallel_lm(*, shared_norm: bool = True, fused_qkv: bool = False, gated: boo
         return b.linear(h, param(name + ".weight", (out, inp)), bias_p, hint=hint)
 
     def norm(h, name: str):
-        return b.layer_norm(h, param(name + ".weight", (HIDDEN,), 0.1, 1.0), param(name + ".bias", (HIDDEN,), 0.1))
+        return b.layer_norm(
+            h, param(name + ".weight", (HIDDEN,), 0.1, 1.0), param(name + ".bias", (HIDDEN,), 0.1)
+        )
 
     q_out, kv_out = HEADS * HEAD_DIM, kv_heads * HEAD_DIM
     x = b.embedding(ids, param("embed.weight", (VOCAB, HIDDEN), 1.0), hint="x")
@@ -55,10 +65,15 @@ def parallel_lm(*, shared_norm: bool = True, fused_qkv: bool = False, gated: boo
         attn, present_k, present_v = b.attention(q, k, v, pk, pv, mask, hint="attn")
         b.output(f"present.{i}.key", present_k)
         b.output(f"present.{i}.value", present_v)
-        o = linear(b.reshape(attn, shape=[0, 0, q_out]), p + "attn.o", HIDDEN, q_out, hint="attn_out")
+        o = linear(
+            b.reshape(attn, shape=[0, 0, q_out]), p + "attn.o", HIDDEN, q_out, hint="attn_out"
+        )
         if gated:
-            act = b.glu(linear(h_mlp, p + "mlp.gate", FFN, hint="gate"), linear(h_mlp, p + "mlp.up", FFN, hint="up"),
-                        act="silu")
+            act = b.glu(
+                linear(h_mlp, p + "mlp.gate", FFN, hint="gate"),
+                linear(h_mlp, p + "mlp.up", FFN, hint="up"),
+                act="silu",
+            )
         else:
             act = b.gelu(linear(h_mlp, p + "mlp.up", FFN, hint="up"))
         d = linear(act, p + "mlp.down", HIDDEN, FFN, hint="mlp_out")

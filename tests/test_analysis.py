@@ -17,7 +17,13 @@ LAYER_PARAMS = 32 + 32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 32 + 3 * 48 * 32  # 
 PARAMS = 64 * 32 + 2 * LAYER_PARAMS + 32 + 64 * 32  # = 19616
 # FLOPs per token that do not depend on the context: per layer 2 rms_norms (5/elem), the linears (2·in·out),
 # rotary (3/elem of q and k), 2 residual adds, glu (5/elem); then the final norm and lm_head.
-LAYER_FLOPS = 2 * 5 * 32 + 2 * (32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 3 * 48 * 32) + 3 * (32 + 16) + 2 * 32 + 5 * 48
+LAYER_FLOPS = (
+    2 * 5 * 32
+    + 2 * (32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 3 * 48 * 32)
+    + 3 * (32 + 16)
+    + 2 * 32
+    + 5 * 48
+)
 FIXED_FLOPS = 2 * LAYER_FLOPS + 5 * 32 + 2 * 64 * 32  # = 36512
 # Attention: QKᵀ and PV over every key, 2·heads·(d + dv) per (query, key) pair, both layers.
 ATTN_PER_KEY = 2 * (2 * 4 * (8 + 8))  # = 256
@@ -49,8 +55,10 @@ def test_per_node_rows():
     graph = tiny_llama()
     rows = per_node(graph, seq=3)
     assert len(rows) == len(graph.nodes) == 41
-    by_line = {(n.op, n.inputs[1].param if len(n.inputs) > 1 and n.inputs[1] is not None else None): (f, p)
-               for n, f, p in rows}
+    by_line = {
+        (n.op, n.inputs[1].param if len(n.inputs) > 1 and n.inputs[1] is not None else None): (f, p)
+        for n, f, p in rows
+    }
     assert by_line[("linear", "layers.0.q.weight")] == (2 * 3 * 32 * 32, 32 * 32)
     assert by_line[("linear", "lm_head.weight")] == (2 * 3 * 64 * 32, 64 * 32)
     assert by_line[("embedding", "embed.weight")] == (0, 64 * 32)
@@ -65,8 +73,15 @@ def test_moe_active_params():
     x = b.input("x", f"f32[batch, seq, {hidden}]")
     w, idx = b.moe_router(x, b.param("router", f"f32[{experts}, {hidden}]"), top_k=top_k)
     stacked = f"f32[{experts}, {ffn}, {hidden}]"
-    y = b.moe_experts(x, w, idx, b.param("up", stacked), b.param("down", f"f32[{experts}, {hidden}, {ffn}]"),
-                      b.param("gate", stacked), act="silu")
+    y = b.moe_experts(
+        x,
+        w,
+        idx,
+        b.param("up", stacked),
+        b.param("down", f"f32[{experts}, {hidden}, {ffn}]"),
+        b.param("gate", stacked),
+        act="silu",
+    )
     b.output("y", y)
     c = cost(b.build(), context=10)
     expert_params = 3 * experts * ffn * hidden

@@ -67,13 +67,17 @@ def test_run_json_one_row_per_position(saved):
     logits = run_json(saved)
     assert logits.shape == (len(IDS), VOCAB)
     expected = irgraph.interpret(tiny_llama(), [IDS])[0]
-    np.testing.assert_array_equal(logits, expected.astype(np.float64))  # full precision, not rounded
+    np.testing.assert_array_equal(
+        logits, expected.astype(np.float64)
+    )  # full precision, not rounded
 
 
 def test_run_decode_matches_full(saved):
     full, decoded = run_json(saved), run_json(saved, "--decode")
     np.testing.assert_allclose(decoded, full, rtol=1e-5, atol=1e-5)
-    assert not np.array_equal(decoded[1:], np.repeat(decoded[:1], len(IDS) - 1, 0))  # rows really differ
+    assert not np.array_equal(
+        decoded[1:], np.repeat(decoded[:1], len(IDS) - 1, 0)
+    )  # rows really differ
 
 
 def test_interpreter_decode_matches_full_with_padding():
@@ -81,7 +85,9 @@ def test_interpreter_decode_matches_full_with_padding():
     assert LAYERS == 2 and HIDDEN == 32
     ids = np.array([[7, 8, 9, 10, 11], [1, 2, 3, 4, 5]])
     full = irgraph.interpret(graph, ids)
-    np.testing.assert_allclose(irgraph.interpret(graph, ids, decode=True), full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        irgraph.interpret(graph, ids, decode=True), full, rtol=1e-5, atol=1e-5
+    )
     # A left-padded row gives the logits it would have alone.
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     padded = irgraph.interpret(graph, ids, mask=mask)
@@ -98,12 +104,15 @@ def test_run_text_output(saved):
     assert [int(line.split()[3]) for line in lines] == list(expected.argmax(-1))
 
 
-@pytest.mark.parametrize("ids,message", [
-    ("1,x,3", "expected comma-separated integers, got '1,x,3'"),
-    (",", "expected at least one token id"),
-    ("1,64", "token id 64 is out of range"),
-    ("-1", "token id -1 is out of range"),
-])
+@pytest.mark.parametrize(
+    "ids,message",
+    [
+        ("1,x,3", "expected comma-separated integers, got '1,x,3'"),
+        (",", "expected at least one token id"),
+        ("1,64", "token id 64 is out of range"),
+        ("-1", "token id -1 is out of range"),
+    ],
+)
 def test_bad_ids_give_a_clean_error(saved, ids, message):
     result = CliRunner().invoke(main, ["run", str(saved), "--ids", ids])
     assert result.exit_code == 2, result.output

@@ -27,7 +27,9 @@ TOLERANCE = 1e-4
 def _inputs(model, seed: int = 3, length: int = 5) -> tuple[np.ndarray, np.ndarray | None]:
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, VOCAB, size=(2, length))
-    encoder = rng.integers(0, VOCAB, size=(2, length + 2)) if model.config.is_encoder_decoder else None
+    encoder = (
+        rng.integers(0, VOCAB, size=(2, length + 2)) if model.config.is_encoder_decoder else None
+    )
     return ids, encoder
 
 
@@ -56,10 +58,15 @@ def test_fp32_prefill_and_cached_decode_match_transformers(case, tmp_path):
     assert {v.type.dtype for v in graph.params.values()} == {DType.f32}
     for decode in (False, True):
         diff = _compare(graph, model, decode)
-        assert diff <= TOLERANCE, f"{case} {'decode' if decode else 'prefill'}: max |diff| {diff:.2e}"
+        assert diff <= TOLERANCE, (
+            f"{case} {'decode' if decode else 'prefill'}: max |diff| {diff:.2e}"
+        )
 
 
-REDUCED = [(case, "bfloat16") for case in sorted(CASES)] + [("llama", "float16"), ("t5-v1_1", "float16")]
+REDUCED = [(case, "bfloat16") for case in sorted(CASES)] + [
+    ("llama", "float16"),
+    ("t5-v1_1", "float16"),
+]
 
 
 @pytest.mark.parametrize("case, dtype", REDUCED)
@@ -69,11 +76,15 @@ def test_16_bit_checkpoint_matches_transformers_on_rounded_weights(case, dtype, 
     model = make_model(case)
     half = getattr(torch, dtype)
     copy.deepcopy(model).to(half).save_pretrained(tmp_path / case)
-    with torch.no_grad():  # the reference: fp32 compute on exactly the stored 16-bit values (buffers untouched)
+    with (
+        torch.no_grad()
+    ):  # the reference: fp32 compute on exactly the stored 16-bit values (buffers untouched)
         for p in model.parameters():
             p.copy_(p.to(half).float())
     graph = import_hf(tmp_path / case)
-    assert {v.type.dtype for v in graph.params.values()} == {DType.bf16 if dtype == "bfloat16" else DType.f16}
+    assert {v.type.dtype for v in graph.params.values()} == {
+        DType.bf16 if dtype == "bfloat16" else DType.f16
+    }
     diff = _compare(graph, model, decode=False)
     assert diff <= TOLERANCE, f"{case} {dtype}: max |diff| {diff:.2e}"
 
@@ -86,7 +97,9 @@ def test_long_sequences_match_transformers(case, tmp_path):
     graph = import_hf(save_model(model, tmp_path / case))
     for decode in (False, True):
         diff = _compare(graph, model, decode, length=40)
-        assert diff <= TOLERANCE, f"{case} {'decode' if decode else 'prefill'}: max |diff| {diff:.2e}"
+        assert diff <= TOLERANCE, (
+            f"{case} {'decode' if decode else 'prefill'}: max |diff| {diff:.2e}"
+        )
 
 
 def test_sharded_checkpoint_imports_like_a_single_file(tmp_path):
@@ -110,7 +123,9 @@ def test_cli_import_and_run_show_transformers_numbers(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["import-hf", str(tmp_path / "hf"), "-o", str(tmp_path / "graph")])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(main, ["run", str(tmp_path / "graph"), "--ids", "5,6,7,8", "--decode", "--json"])
+    result = runner.invoke(
+        main, ["run", str(tmp_path / "graph"), "--ids", "5,6,7,8", "--decode", "--json"]
+    )
     assert result.exit_code == 0, result.output
     ours = np.asarray(json.loads(result.output)["logits"])
     ref = hf_logits(model, np.asarray([[5, 6, 7, 8]]), decode=True)[0]

@@ -15,10 +15,18 @@ from irgraph.interpreter import bind_dims
 from tests.handbuilt import FFN, HEAD_DIM, HEADS, HIDDEN, KV_HEADS, LAYERS, VOCAB, tiny_llama
 
 HF_NAMES = {  # handbuilt name -> LlamaForCausalLM name
-    "embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-    "lm_head.weight": "lm_head.weight", "attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm",
-    "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
-    "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
+    "embed.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "lm_head.weight": "lm_head.weight",
+    "attn_norm": "input_layernorm",
+    "mlp_norm": "post_attention_layernorm",
+    "q": "self_attn.q_proj",
+    "k": "self_attn.k_proj",
+    "v": "self_attn.v_proj",
+    "o": "self_attn.o_proj",
+    "gate": "mlp.gate_proj",
+    "up": "mlp.up_proj",
+    "down": "mlp.down_proj",
 }
 
 
@@ -33,10 +41,19 @@ def hf_name(name: str) -> str:
 def models():
     graph = tiny_llama(seed=3)
     config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM, rms_norm_eps=1e-5,
-        max_position_embeddings=128, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        tie_word_embeddings=False, attn_implementation="eager")
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=FFN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        head_dim=HEAD_DIM,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=128,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
     hf = transformers.LlamaForCausalLM(config).eval()
     state = {hf_name(n): torch.from_numpy(np.array(graph.weight(n))) for n in graph.params}
     missing, unexpected = hf.load_state_dict(state, strict=False)
@@ -50,7 +67,9 @@ def test_logits_match_transformers_llama(models):
     with torch.no_grad():
         want = hf(torch.from_numpy(ids)).logits.numpy()
     np.testing.assert_allclose(irgraph.interpret(graph, ids), want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(irgraph.interpret(graph, ids, decode=True), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        irgraph.interpret(graph, ids, decode=True), want, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_left_padding_matches_transformers(models):
@@ -59,8 +78,11 @@ def test_left_padding_matches_transformers(models):
     mask = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
     positions = np.clip(mask.cumsum(1) - 1, 0, None)
     with torch.no_grad():
-        want = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                  position_ids=torch.from_numpy(positions)).logits.numpy()
+        want = hf(
+            torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            position_ids=torch.from_numpy(positions),
+        ).logits.numpy()
     got = irgraph.interpret(graph, ids, mask=mask)
     np.testing.assert_allclose(got[mask == 1], want[mask == 1], rtol=1e-5, atol=1e-5)
 
@@ -68,28 +90,47 @@ def test_left_padding_matches_transformers(models):
 def test_cache_outputs_match_transformers(models):
     graph, hf = models
     ids = np.array([[3, 1, 4, 1, 5]])
-    feeds = irgraph.lm.make_feeds(irgraph.lm.graph_inputs(graph), ids,
-                                  irgraph.lm.empty_cache(irgraph.lm.graph_inputs(graph), 1), past_len=0)
+    feeds = irgraph.lm.make_feeds(
+        irgraph.lm.graph_inputs(graph),
+        ids,
+        irgraph.lm.empty_cache(irgraph.lm.graph_inputs(graph), 1),
+        past_len=0,
+    )
     out = irgraph.run(graph, feeds)
     with torch.no_grad():
         cache = hf(torch.from_numpy(ids), use_cache=True).past_key_values
     for i in range(LAYERS):
         layer = cache.layers[i]
-        np.testing.assert_allclose(out[f"present.{i}.key"], layer.keys.numpy(), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(out[f"present.{i}.value"], layer.values.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            out[f"present.{i}.key"], layer.keys.numpy(), rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            out[f"present.{i}.value"], layer.values.numpy(), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_bind_dims():
     graph = tiny_llama()
-    feeds = irgraph.lm.make_feeds(irgraph.lm.graph_inputs(graph), np.ones((2, 3), np.int64),
-                                  {f"past_key_values.{i}.{kv}": np.zeros((2, 2, 4, 8), np.float32)
-                                   for i in range(2) for kv in ("key", "value")}, past_len=4)
+    feeds = irgraph.lm.make_feeds(
+        irgraph.lm.graph_inputs(graph),
+        np.ones((2, 3), np.int64),
+        {
+            f"past_key_values.{i}.{kv}": np.zeros((2, 2, 4, 8), np.float32)
+            for i in range(2)
+            for kv in ("key", "value")
+        },
+        past_len=4,
+    )
     assert bind_dims(graph, feeds) == {"batch": 2, "seq": 3, "past": 4}
     feeds["attention_mask"] = np.ones((2, 6), np.int64)  # past+seq must be 7
-    with pytest.raises(IRError, match=r"input 'attention_mask': dim past\+seq should be 7 \(got 6\)"):
+    with pytest.raises(
+        IRError, match=r"input 'attention_mask': dim past\+seq should be 7 \(got 6\)"
+    ):
         irgraph.run(graph, feeds)
     feeds["attention_mask"] = np.ones((3, 7), np.int64)
-    with pytest.raises(IRError, match="input 'attention_mask': dim batch is 3 here but 2 elsewhere"):
+    with pytest.raises(
+        IRError, match="input 'attention_mask': dim batch is 3 here but 2 elsewhere"
+    ):
         irgraph.run(graph, feeds)
 
 
@@ -107,7 +148,9 @@ def test_feed_errors():
         irgraph.run(g, {})
     with pytest.raises(IRError, match="unknown inputs: z"):
         irgraph.run(g, {"x": np.zeros((1, 4), np.float32), "z": np.zeros(1)})
-    with pytest.raises(IRError, match=r"input 'x' has the wrong shape \(expected f32\[batch, 4\], got \[2, 5\]\)"):
+    with pytest.raises(
+        IRError, match=r"input 'x' has the wrong shape \(expected f32\[batch, 4\], got \[2, 5\]\)"
+    ):
         irgraph.run(g, {"x": np.zeros((2, 5), np.float32)})
     with pytest.raises(IRError, match="input 'x' has the wrong rank"):
         irgraph.run(g, {"x": np.zeros(4, np.float32)})
@@ -131,8 +174,10 @@ def prefix_lm(seed: int = 0):
     prefix = b.input("prefix_len", "i64[batch]")
     pk = b.input("past_key_values.0.key", "f32[batch, 2, past, 4]")
     pv = b.input("past_key_values.0.value", "f32[batch, 2, past, 4]")
-    weights = {"embed": rng.standard_normal((16, 8)).astype(np.float32),
-               "head": rng.standard_normal((16, 8)).astype(np.float32)}
+    weights = {
+        "embed": rng.standard_normal((16, 8)).astype(np.float32),
+        "head": rng.standard_normal((16, 8)).astype(np.float32),
+    }
     x = b.embedding(ids, b.param("embed", "f32[16, 8]"))
     heads = b.reshape(x, shape=[0, 0, 2, 4])
     out, k, v = b.attention(heads, heads, heads, pk, pv, mask, None, prefix)
@@ -151,7 +196,9 @@ def test_prefix_lm_decode_runs_the_prefix_in_one_call():
         decoded = irgraph.interpret(graph, ids, decode=True, prefix_len=np.array([prefix]))
         np.testing.assert_allclose(decoded, full, rtol=1e-5, atol=1e-5)
     default = irgraph.interpret(graph, ids, decode=True)  # default prefix: all of the ids
-    np.testing.assert_allclose(default, irgraph.interpret(graph, ids, prefix_len=np.array([6])), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        default, irgraph.interpret(graph, ids, prefix_len=np.array([6])), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_decode_with_padding_mask():

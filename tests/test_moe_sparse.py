@@ -19,7 +19,10 @@ def problem(tokens: int, gated: bool, seed: int = 0):
     logits = rng.standard_normal((tokens, E))
     idx = np.argsort(-logits, axis=-1)[:, :K].astype(np.int64)
     w = rng.uniform(0.1, 1.0, (tokens, K)).astype(np.float32)
-    mats = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((E, FF, H), (E, H, FF), (E, FF, H))]
+    mats = [
+        rng.standard_normal(s).astype(np.float32) * 0.3
+        for s in ((E, FF, H), (E, H, FF), (E, FF, H))
+    ]
     return x, w, idx, mats[0], mats[1], mats[2] if gated else None
 
 
@@ -41,7 +44,10 @@ def test_sparse_gradients_match_dense(gated):
     x, w, idx, up, down, gate = problem(29, gated, seed=1)
     grads = []
     for run in (sparse_experts, dense_experts):
-        leaves = [torch.tensor(a, requires_grad=True) for a in (x, w, up, down) + ((gate,) if gated else ())]
+        leaves = [
+            torch.tensor(a, requires_grad=True)
+            for a in (x, w, up, down) + ((gate,) if gated else ())
+        ]
         xs, ws, u, d, *g = leaves
         out = run(xs, ws, torch.from_numpy(idx), u, d, g[0] if g else None, TORCH_ACTS["silu"])
         (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
@@ -56,8 +62,15 @@ def test_sparse_only_touches_routed_experts():
     x, w, idx, up, down, gate = problem(4, True)
     idx[:] = np.array([0, 3])  # every token -> experts 0 and 3
     u = torch.tensor(up, requires_grad=True)
-    sparse_experts(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(idx), u, torch.from_numpy(down),
-                   torch.from_numpy(gate), TORCH_ACTS["silu"]).sum().backward()
+    sparse_experts(
+        torch.from_numpy(x),
+        torch.from_numpy(w),
+        torch.from_numpy(idx),
+        u,
+        torch.from_numpy(down),
+        torch.from_numpy(gate),
+        TORCH_ACTS["silu"],
+    ).sum().backward()
     touched = np.abs(u.grad.numpy()).reshape(E, -1).max(axis=1) > 0
     assert touched.tolist() == [e in (0, 3) for e in range(E)]
 
@@ -69,7 +82,9 @@ def test_bf16_autocast_runs_close_to_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = sparse_experts(*t, TORCH_ACTS["silu"])
     assert got.dtype == torch.bfloat16
-    np.testing.assert_allclose(got.float().numpy(), want.numpy(), atol=0.05 * want.abs().max().item())
+    np.testing.assert_allclose(
+        got.float().numpy(), want.numpy(), atol=0.05 * want.abs().max().item()
+    )
 
 
 def test_export_traces_the_dense_form():

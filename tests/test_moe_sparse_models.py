@@ -37,7 +37,9 @@ def _grads(graph) -> dict[str, np.ndarray]:
     logits = module(**feeds)["logits"]
     probe = torch.linspace(-1, 1, logits.numel(), dtype=logits.dtype).reshape(logits.shape)
     (logits * probe).sum().backward()
-    return {name: p.grad.numpy().copy() for name, p in module.named_parameters() if p.grad is not None}
+    return {
+        name: p.grad.numpy().copy() for name, p in module.named_parameters() if p.grad is not None
+    }
 
 
 def test_twin_gradients_match_dense(twin, monkeypatch):
@@ -47,11 +49,14 @@ def test_twin_gradients_match_dense(twin, monkeypatch):
         def run(*args):
             calls[form] += 1
             return fn(*args)
+
         return run
 
     monkeypatch.setattr(moe, "sparse_experts", counted("sparse", moe.sparse_experts))
     sparse = _grads(twin)
-    monkeypatch.setattr(moe, "sparse_experts", counted("dense", moe.dense_experts))  # eager path now runs dense
+    monkeypatch.setattr(
+        moe, "sparse_experts", counted("dense", moe.dense_experts)
+    )  # eager path now runs dense
     dense = _grads(twin)
     assert calls["sparse"] == calls["dense"] > 0
     assert sparse.keys() == dense.keys()
@@ -60,4 +65,6 @@ def test_twin_gradients_match_dense(twin, monkeypatch):
     for name in sparse:
         # float32 sums in a different order: the tolerance scales with the gradient's size (embed grads reach ~60)
         scale = float(np.abs(dense[name]).max())
-        np.testing.assert_allclose(sparse[name], dense[name], atol=2e-6 * scale + 1e-7, rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            sparse[name], dense[name], atol=2e-6 * scale + 1e-7, rtol=1e-5, err_msg=name
+        )

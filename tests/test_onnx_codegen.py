@@ -22,7 +22,11 @@ IDS = np.array([[1, 5, 9, 3, 7, 11], [2, 4, 6, 8, 10, 12]])
 
 
 def _session(graph, tmp_path, flavour, dtype="f32"):
-    return ORTSession(compile_graph(graph, tmp_path / f"{graph.name}-{flavour}-{dtype}", flavour=flavour, dtype=dtype))
+    return ORTSession(
+        compile_graph(
+            graph, tmp_path / f"{graph.name}-{flavour}-{dtype}", flavour=flavour, dtype=dtype
+        )
+    )
 
 
 def test_every_registered_op_has_a_lowering():
@@ -31,23 +35,34 @@ def test_every_registered_op_has_a_lowering():
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("make", [tiny_llama, variant_decoder, kitchen_sink], ids=["llama", "variants", "sink"])
+@pytest.mark.parametrize(
+    "make", [tiny_llama, variant_decoder, kitchen_sink], ids=["llama", "variants", "sink"]
+)
 def test_decoders_match_interpreter(make, flavour, tmp_path):
     graph = make()
     session = _session(graph, tmp_path, flavour)
     for decode in (False, True):
         ref = lm.interpret(graph, IDS, decode=decode)
-        np.testing.assert_allclose(session.forward(IDS, decode=decode), ref, rtol=1e-4, atol=1e-4,
-                                   err_msg=f"decode={decode}")
+        np.testing.assert_allclose(
+            session.forward(IDS, decode=decode),
+            ref,
+            rtol=1e-4,
+            atol=1e-4,
+            err_msg=f"decode={decode}",
+        )
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_padding_and_prefix_masks(flavour, tmp_path):
-    graph = kitchen_sink()  # ALiBi, T5 bias, MLA and prefix-LM layers: all decomposed, so left padding works
+    graph = (
+        kitchen_sink()
+    )  # ALiBi, T5 bias, MLA and prefix-LM layers: all decomposed, so left padding works
     session = _session(graph, tmp_path, flavour)
     mask = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
     kw = {"mask": mask, "prefix_len": np.array([3, 4])}
-    np.testing.assert_allclose(session.forward(IDS, **kw), lm.interpret(graph, IDS, **kw), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        session.forward(IDS, **kw), lm.interpret(graph, IDS, **kw), rtol=1e-4, atol=1e-4
+    )
     assert session.left_padding
 
 
@@ -75,8 +90,12 @@ def test_primitive_ops(flavour, tmp_path):
 def test_float16(tmp_path):
     graph = tiny_llama()
     session = _session(graph, tmp_path, "ort", "f16")
-    assert onnx.load(str(session.folder / "model.onnx"), load_external_data=False).graph.input[3].type \
-        .tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert (
+        onnx.load(str(session.folder / "model.onnx"), load_external_data=False)
+        .graph.input[3]
+        .type.tensor_type.elem_type
+        == onnx.TensorProto.FLOAT16
+    )
     ref = lm.interpret(graph, IDS, decode=True)
     np.testing.assert_allclose(session.forward(IDS, decode=True), ref, atol=3e-2)
 
@@ -84,9 +103,13 @@ def test_float16(tmp_path):
 def test_weights_are_external_and_checker_passes(tmp_path):
     art = compile_graph(tiny_llama(), tmp_path / "a")
     model = onnx.load(str(art / "model.onnx"), load_external_data=False)
-    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    external = [
+        t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+    ]
     assert "embed.weight" in external and "lm_head.weight.T" in external
-    assert "layers.0.q.weight+layers.0.k.weight+layers.0.v.weight.T" in external  # q/k/v as one MatMul
+    assert (
+        "layers.0.q.weight+layers.0.k.weight+layers.0.v.weight.T" in external
+    )  # q/k/v as one MatMul
     assert "layers.0.gate.weight.T" in external  # gate/up stay apart: wider than MAX_FUSED_WIDTH
     onnx.checker.check_model(str(art / "model.onnx"), full_check=False)
 
@@ -117,5 +140,7 @@ def test_bfloat16_compiles_but_cpu_onnxruntime_refuses_it_by_file(tmp_path):
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("a CUDA provider may run bf16")
-    with pytest.raises(RuntimeFailure, match=r"model\.onnx: onnxruntime cannot load the model.*MatMul"):
+    with pytest.raises(
+        RuntimeFailure, match=r"model\.onnx: onnxruntime cannot load the model.*MatMul"
+    ):
         ORTSession(art)

@@ -25,11 +25,17 @@ def _hf_greedy(model, prompt: list[int], encoder_decoder: bool, start: int) -> l
     ids = torch.tensor([prompt])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=NEW, do_sample=False, num_beams=1)
-    return out[0, 1:].tolist() if encoder_decoder else out[0, len(prompt):].tolist()
+    return out[0, 1:].tolist() if encoder_decoder else out[0, len(prompt) :].tolist()
 
 
-@pytest.mark.parametrize("case", ["llama", "mixtral", "deepseek_v2", "t5"] + [
-    pytest.param(c, marks=pytest.mark.slow) for c in ("mistral", "gpt_neox", "bloom", "falcon-40b", "nemotron")])
+@pytest.mark.parametrize(
+    "case",
+    ["llama", "mixtral", "deepseek_v2", "t5"]
+    + [
+        pytest.param(c, marks=pytest.mark.slow)
+        for c in ("mistral", "gpt_neox", "bloom", "falcon-40b", "nemotron")
+    ],
+)
 def test_imported_model_generates_transformers_greedy_tokens(case, tmp_path):
     model = make_model(case)
     folder = save_model(model, tmp_path / "hf")
@@ -43,6 +49,7 @@ def test_imported_model_generates_transformers_greedy_tokens(case, tmp_path):
 
 def test_genai_runs_an_imported_llama_like_irgraph(tmp_path):
     import onnxruntime_genai as og
+
     folder = save_model(make_model("llama"), tmp_path / "hf")
     art = compile_graph(hf_import.import_hf(folder), tmp_path / "onnx")
     config = json.loads((art / "genai_config.json").read_text())

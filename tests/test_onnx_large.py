@@ -63,8 +63,12 @@ print(json.dumps(result))
 
 def _child(folder: Path, mode: str) -> dict:
     root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", CHILD, str(folder), mode, root], capture_output=True, text=True,
-                         env={"OMP_NUM_THREADS": "1", "IRGRAPH_ORT_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(folder), mode, root],
+        capture_output=True,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", "IRGRAPH_ORT_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -74,15 +78,27 @@ def test_sharded_checkpoint_over_2gb_compiles_and_runs(tmp_path):
     rng = np.random.default_rng(0)
     shapes = {"embed": (VOCAB, HIDDEN), "head": (VOCAB, HIDDEN), "norm": (HIDDEN,)}
     for i in range(2):
-        shapes.update({f"l{i}.norm": (HIDDEN,), f"l{i}.q": (HEADS * HEAD_DIM, HIDDEN),
-                       f"l{i}.k": (KV_HEADS * HEAD_DIM, HIDDEN), f"l{i}.v": (KV_HEADS * HEAD_DIM, HIDDEN),
-                       f"l{i}.o": (HIDDEN, HEADS * HEAD_DIM), f"l{i}.gate": (FFN, HIDDEN), f"l{i}.up": (FFN, HIDDEN),
-                       f"l{i}.down": (HIDDEN, FFN)})
+        shapes.update(
+            {
+                f"l{i}.norm": (HIDDEN,),
+                f"l{i}.q": (HEADS * HEAD_DIM, HIDDEN),
+                f"l{i}.k": (KV_HEADS * HEAD_DIM, HIDDEN),
+                f"l{i}.v": (KV_HEADS * HEAD_DIM, HIDDEN),
+                f"l{i}.o": (HIDDEN, HEADS * HEAD_DIM),
+                f"l{i}.gate": (FFN, HIDDEN),
+                f"l{i}.up": (FFN, HIDDEN),
+                f"l{i}.down": (HIDDEN, FFN),
+            }
+        )
     shards = [["embed"], ["head"], [n for n in shapes if n not in ("embed", "head")]]
     total = 0
     for k, names in enumerate(shards):  # one shard in memory at a time
-        arrays = {n: (rng.standard_normal(shapes[n], dtype=np.float32) * 0.02 + (1 if "norm" in n else 0))
-                  .astype(np.float32) for n in names}
+        arrays = {
+            n: (
+                rng.standard_normal(shapes[n], dtype=np.float32) * 0.02 + (1 if "norm" in n else 0)
+            ).astype(np.float32)
+            for n in names
+        }
         total += sum(a.nbytes for a in arrays.values())
         save_safetensors(arrays, tmp_path / f"shard-{k}.safetensors")
         del arrays
@@ -91,7 +107,9 @@ def test_sharded_checkpoint_over_2gb_compiles_and_runs(tmp_path):
     built = _child(tmp_path, "compile")
     art = tmp_path / "art"
     assert (art / "model.onnx").stat().st_size < 10 << 20  # the protobuf holds no weights
-    assert (art / "model.onnx.data").stat().st_size >= total  # every weight once (head transposed, q/k/v fused)
+    assert (
+        art / "model.onnx.data"
+    ).stat().st_size >= total  # every weight once (head transposed, q/k/v fused)
     assert built["peak_rss"] < 1.6 * total, built  # mapped weights + one tensor being converted
     ran = _child(tmp_path, "run")
     assert len(ran["tokens"]) == 3

@@ -18,8 +18,9 @@ def moe_graph(gated: bool, act: str, seed: int = 0, hidden: int = H, ffn: int = 
     b = GraphBuilder(f"moe-{act}-{'gated' if gated else 'plain'}")
     x = b.input("x", f"f32[batch, seq, {hidden}]")
     weights = {"router": rng.standard_normal((E, hidden)).astype(np.float32)}
-    for name, shape in (("up", (E, ffn, hidden)), ("down", (E, hidden, ffn))) + \
-            ((("gate", (E, ffn, hidden)),) if gated else ()):
+    for name, shape in (("up", (E, ffn, hidden)), ("down", (E, hidden, ffn))) + (
+        (("gate", (E, ffn, hidden)),) if gated else ()
+    ):
         weights[name] = (0.3 * rng.standard_normal(shape)).astype(np.float32)
     w, idx = b.moe_router(x, b.param("router", f"f32[{E}, {hidden}]"), **router)
     experts = [b.param(n, f"f32[{', '.join(map(str, weights[n].shape))}]") for n in ("up", "down")]
@@ -30,8 +31,19 @@ def moe_graph(gated: bool, act: str, seed: int = 0, hidden: int = H, ffn: int = 
 
 CASES = [  # (gated, act, router attrs, fused in the ort flavour)
     (True, "silu", {"top_k": 2}, True),  # Mixtral
-    (True, "silu", {"top_k": 3, "scoring": "softmax", "normalize": False, "scaling": 16.0, "n_group": 4,
-                    "topk_group": 2}, True),  # DeepSeek-v2 style: grouped, unnormalised, scaled
+    (
+        True,
+        "silu",
+        {
+            "top_k": 3,
+            "scoring": "softmax",
+            "normalize": False,
+            "scaling": 16.0,
+            "n_group": 4,
+            "topk_group": 2,
+        },
+        True,
+    ),  # DeepSeek-v2 style: grouped, unnormalised, scaled
     (False, "relu", {"top_k": 2, "scoring": "sigmoid", "normalize": False}, True),
     (False, "silu", {"top_k": 1}, True),
     (False, "gelu_tanh", {"top_k": 2}, True),
@@ -52,12 +64,19 @@ def test_moe_matches_interpreter(gated, act, router, fused, tmp_path):
         assert ("com.microsoft:MoE" in ops) == (fused and flavour == "ort"), ops
         for rows in (x, x[:1, :1]):  # prefill and a one-token decode step
             got = session.run({"x": rows})["y"]
-            np.testing.assert_allclose(got, run(graph, {"x": rows})["y"], rtol=1e-5, atol=1e-5,
-                                       err_msg=f"{flavour} {rows.shape}")
+            np.testing.assert_allclose(
+                got,
+                run(graph, {"x": rows})["y"],
+                rtol=1e-5,
+                atol=1e-5,
+                err_msg=f"{flavour} {rows.shape}",
+            )
         assert np.abs(want).max() > 0.1
 
 
 def test_f16_keeps_the_dense_form(tmp_path):
     """ORT's CPU MoE kernel is fp32 only (notes §7.9)."""
-    session = ORTSession(compile_graph(moe_graph(True, "silu", top_k=2), tmp_path / "f16", dtype="f16"))
+    session = ORTSession(
+        compile_graph(moe_graph(True, "silu", top_k=2), tmp_path / "f16", dtype="f16")
+    )
     assert "com.microsoft:MoE" not in session.manifest["onnx"]["ops"]

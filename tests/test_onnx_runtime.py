@@ -37,7 +37,12 @@ def test_manifest_describes_the_artifact(artifacts):
     assert manifest["format"] == "irgraph-artifact" and manifest["target"] == "onnx"
     assert manifest["inputs"][0] == {"name": "input_ids", "dtype": "i64", "shape": ["batch", "seq"]}
     assert manifest["kv_cache"]["past"][:2] == ["past_key_values.0.key", "past_key_values.0.value"]
-    assert set(manifest["files"]) == {"graph.irg", "model.onnx", "model.onnx.data", "genai_config.json"}
+    assert set(manifest["files"]) == {
+        "graph.irg",
+        "model.onnx",
+        "model.onnx.data",
+        "genai_config.json",
+    }
     assert manifest["tools"]["onnxruntime"] and manifest["requires"]["onnxruntime"]
     assert manifest["left_padding"] is False  # GroupQueryAttention
     assert (artifacts["ort"] / "graph.irg").read_text().startswith("graph")
@@ -58,8 +63,10 @@ def test_tampered_file_is_refused_by_name(artifacts, tmp_path, victim):
 def test_manifest_version_and_tool_checks(artifacts, tmp_path):
     import shutil
 
-    for key, value, message in (("format_version", 99, "unsupported artifact format"),
-                                ("requires", {"onnxruntime": "99.0"}, "needs onnxruntime >= 99.0")):
+    for key, value, message in (
+        ("format_version", 99, "unsupported artifact format"),
+        ("requires", {"onnxruntime": "99.0"}, "needs onnxruntime >= 99.0"),
+    ):
         copy = shutil.copytree(artifacts["ort"], tmp_path / key)
         manifest = json.loads((copy / "manifest.json").read_text())
         manifest[key] = value
@@ -78,15 +85,19 @@ def test_existing_output_needs_force(llama, artifacts):
 def test_generate_matches_interpreter(llama, artifacts, flavour):
     session, ref = ORTSession(artifacts[flavour]), InterpreterSession(llama)
     greedy = ref.generate(PROMPTS, 6)
-    for prompt, tokens in zip(PROMPTS, greedy):  # the padded batch equals each prompt alone, recomputed
+    for prompt, tokens in zip(
+        PROMPTS, greedy
+    ):  # the padded batch equals each prompt alone, recomputed
         seq = list(prompt)
         for _ in range(6):
             seq.append(int(np.argmax(lm.interpret(llama, [seq])[0, -1])))
-        assert seq[len(prompt):] == tokens
+        assert seq[len(prompt) :] == tokens
     assert session.generate(PROMPTS, 6) == greedy
     sampled = dict(temperature=0.9, top_k=5, top_p=0.9, seed=3)
     assert session.generate(PROMPTS, 6, **sampled) == ref.generate(PROMPTS, 6, **sampled)
-    assert session.generate(PROMPTS, 6, **sampled) != session.generate(PROMPTS, 6, **{**sampled, "seed": 4})
+    assert session.generate(PROMPTS, 6, **sampled) != session.generate(
+        PROMPTS, 6, **{**sampled, "seed": 4}
+    )
 
 
 def test_stop_ids_and_streaming(artifacts):
@@ -95,7 +106,7 @@ def test_stop_ids_and_streaming(artifacts):
     stop = full[0][2]
     stopped = session.generate(PROMPTS, 6, stop_ids=[stop])
     for row, out in zip(full, stopped):
-        assert out == (row[:row.index(stop) + 1] if stop in row else row)
+        assert out == (row[: row.index(stop) + 1] if stop in row else row)
     steps = []
     session.generate(PROMPTS, 4, callback=lambda i, t: steps.append((i, t.tolist())))
     assert [i for i, _ in steps] == [0, 1, 2, 3]
@@ -106,6 +117,7 @@ def test_stop_ids_and_streaming(artifacts):
 @pytest.mark.parametrize("flavour", ["ort", "portable"])
 def test_onnxruntime_genai_greedy_equals_ours(artifacts, flavour):
     import onnxruntime_genai as og
+
     art = artifacts[flavour]
     config = json.loads((art / "genai_config.json").read_text())
     assert config["search"]["past_present_share_buffer"] is (flavour == "ort")
@@ -132,29 +144,46 @@ def test_cli_compile_run_generate(llama, tmp_path):
     assert result.exit_code == 0, result.output
     again = runner.invoke(main, ["compile", str(graph_dir), "-o", str(art)])
     assert again.exit_code != 0 and "exists" in again.output
-    assert runner.invoke(main, ["compile", str(graph_dir), "-o", str(art), "--force", "--flavour", "portable"]) \
-        .exit_code == 0
-    ran = [runner.invoke(main, ["run", str(p), "--ids", "1,2,3", "--decode", "--json"]) for p in (graph_dir, art)]
+    assert (
+        runner.invoke(
+            main, ["compile", str(graph_dir), "-o", str(art), "--force", "--flavour", "portable"]
+        ).exit_code
+        == 0
+    )
+    ran = [
+        runner.invoke(main, ["run", str(p), "--ids", "1,2,3", "--decode", "--json"])
+        for p in (graph_dir, art)
+    ]
     logits = [np.asarray(json.loads(r.output)["logits"]) for r in ran]
     np.testing.assert_allclose(logits[1], logits[0], atol=1e-4)
-    gen = runner.invoke(main, ["generate", str(art), "--prompt-ids", "1,5,9,3,7", "-n", "6", "--ids-only"])
+    gen = runner.invoke(
+        main, ["generate", str(art), "--prompt-ids", "1,5,9,3,7", "-n", "6", "--ids-only"]
+    )
     assert gen.exit_code == 0, gen.output
-    assert gen.output.split() == [str(t) for t in InterpreterSession(llama).generate([PROMPTS[0]], 6)[0]]
+    assert gen.output.split() == [
+        str(t) for t in InterpreterSession(llama).generate([PROMPTS[0]], 6)[0]
+    ]
 
 
 def test_shared_kv_buffer_grows_past_its_capacity(llama, artifacts):
     session = ORTSession(artifacts["ort"])
     assert session.share_buffer and not ORTSession(artifacts["portable"]).share_buffer
-    prompt = [[int(t) for t in np.random.default_rng(1).integers(1, 64, 250)]]  # 250 + 10 crosses 256
+    prompt = [
+        [int(t) for t in np.random.default_rng(1).integers(1, 64, 250)]
+    ]  # 250 + 10 crosses 256
     assert session.generate(prompt, 10) == InterpreterSession(llama).generate(prompt, 10)
 
 
 def test_cli_compiles_a_zoo_name_with_passes_and_check(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["compile", "llama-2", "-o", str(tmp_path / "a"), "--passes", "dce", "--check"])
+    result = runner.invoke(
+        main, ["compile", "llama-2", "-o", str(tmp_path / "a"), "--passes", "dce", "--check"]
+    )
     assert result.exit_code == 0, result.output
     assert "check decode: max |logits - interpreter|" in result.output
-    assert runner.invoke(main, ["compile", "no-such-model", "-o", str(tmp_path / "b")]).exit_code != 0
+    assert (
+        runner.invoke(main, ["compile", "no-such-model", "-o", str(tmp_path / "b")]).exit_code != 0
+    )
 
 
 def test_left_padding_is_refused_where_gqa_cannot_take_it(artifacts):

@@ -15,7 +15,17 @@ from irgraph import lm
 from irgraph.codegen.onnx import compile_graph
 from irgraph.runtimes.onnx import ORTSession
 
-FAST = ["llama-2", "palm", "bloom", "t5", "glm-130b", "mixtral-8x22b", "deepseek-v2", "grok-1", "nemotron-4"]
+FAST = [
+    "llama-2",
+    "palm",
+    "bloom",
+    "t5",
+    "glm-130b",
+    "mixtral-8x22b",
+    "deepseek-v2",
+    "grok-1",
+    "nemotron-4",
+]
 
 
 def _check(name: str, tmp_path) -> None:
@@ -30,8 +40,13 @@ def _check(name: str, tmp_path) -> None:
         session = ORTSession(compile_graph(graph, tmp_path / f"{name}-{flavour}", flavour=flavour))
         for decode in (False, True):
             ref = lm.interpret(graph, ids, decode=decode, **kw)
-            np.testing.assert_allclose(session.forward(ids, decode=decode, **kw), ref, rtol=1e-4, atol=1e-4,
-                                       err_msg=f"{name} {flavour} decode={decode}")
+            np.testing.assert_allclose(
+                session.forward(ids, decode=decode, **kw),
+                ref,
+                rtol=1e-4,
+                atol=1e-4,
+                err_msg=f"{name} {flavour} decode={decode}",
+            )
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -53,7 +68,9 @@ def test_encoder_decoder_is_two_models_and_encodes_once(tmp_path, monkeypatch):
     encoder = session.manifest["onnx"]["encoder"]
     assert encoder["model"] == "encoder.onnx" and encoder["outputs"]
     assert {"encoder.onnx", "model.onnx"} <= set(session.manifest["files"])
-    assert "input_ids" not in {i.name for i in session.session.get_inputs()}  # the decoder never sees the prompt
+    assert "input_ids" not in {
+        i.name for i in session.session.get_inputs()
+    }  # the decoder never sees the prompt
     calls = []
     run = session.encoder.run
     monkeypatch.setattr(session.encoder, "run", lambda *a: calls.append(1) or run(*a))
@@ -66,7 +83,9 @@ def test_llama_attention_is_one_packed_rotary_gqa_node(tmp_path):
     import onnx
 
     graph = zoo.build("llama-2", size="tiny", seed=0)  # head_dim 16: GQA's rotary applies
-    model = onnx.load(str(compile_graph(graph, tmp_path / "l") / "model.onnx"), load_external_data=False)
+    model = onnx.load(
+        str(compile_graph(graph, tmp_path / "l") / "model.onnx"), load_external_data=False
+    )
     gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
     assert gqa and all(n.input[1] == "" and n.input[2] == "" for n in gqa)  # packed q/k/v
     assert all(any(a.name == "do_rotary" and a.i == 1 for a in n.attribute) for n in gqa)

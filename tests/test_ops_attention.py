@@ -28,7 +28,9 @@ def qkv(b=2, s=5, hq=4, hkv=4, d=8, dv=None):
     return randn(RNG, b, s, hq, d), randn(RNG, b, s, hkv, d), randn(RNG, b, s, hkv, dv or d)
 
 
-def hand_mask(sq, total, batch=1, *, causal=True, window=0, prefix_len=None, key_mask=None) -> torch.Tensor:
+def hand_mask(
+    sq, total, batch=1, *, causal=True, window=0, prefix_len=None, key_mask=None
+) -> torch.Tensor:
     """Boolean [batch, 1, sq, total], written out loop by loop: query i sits at past+i."""
     past = total - sq
     allowed = torch.ones(batch, 1, sq, total, dtype=torch.bool)
@@ -63,8 +65,13 @@ def torch_attention(q, k, v, allowed=None, scale=None, softcap=0.0, bias=None):
 
 
 def sdpa(q, k, v, **kw):
-    out = F.scaled_dot_product_attention(T(q).transpose(1, 2), T(k).transpose(1, 2), T(v).transpose(1, 2),
-                                         enable_gqa=q.shape[2] != k.shape[2], **kw)
+    out = F.scaled_dot_product_attention(
+        T(q).transpose(1, 2),
+        T(k).transpose(1, 2),
+        T(v).transpose(1, 2),
+        enable_gqa=q.shape[2] != k.shape[2],
+        **kw,
+    )
     return out.transpose(1, 2)
 
 
@@ -123,7 +130,9 @@ def test_prefix_lm():
     close(out, torch_attention(q, k, v, hand_mask(6, 6, 2, prefix_len=prefix)))
     # Row 1 (prefix 0) is plain causal; row 0 sees all of its first 3 tokens.
     close(out[1], sdpa(q[1:], k[1:], v[1:], is_causal=True)[0])
-    assert np.abs(out[0, :2] - sdpa(q[:1], k[:1], v[:1], is_causal=True)[0, :2].numpy()).max() > 1e-3
+    assert (
+        np.abs(out[0, :2] - sdpa(q[:1], k[:1], v[:1], is_causal=True)[0, :2].numpy()).max() > 1e-3
+    )
 
 
 def test_padding_key_mask_and_fully_masked_rows():
@@ -141,7 +150,9 @@ def test_bias_input():
     bias = randn(RNG, 2, 4, 5, 5)
     (out, _, _) = run_op("attention", q, k, v, None, None, None, bias)
     close(out, torch_attention(q, k, v, hand_mask(5, 5), bias=bias))
-    causal = torch.zeros(5, 5).masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    causal = torch.zeros(5, 5).masked_fill(
+        ~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf")
+    )
     close(out, sdpa(q, k, v, attn_mask=T(bias) + causal))
 
 
@@ -154,31 +165,53 @@ def test_causal_with_past_is_bottom_right_aligned():
     close(pk, k_all)
     close(pv, v_all)
     lower_right = torch.ones(3, 7, dtype=torch.bool).tril(diagonal=4)
-    want = F.scaled_dot_product_attention(T(q).transpose(1, 2), k_all, v_all, attn_mask=lower_right, enable_gqa=True)
+    want = F.scaled_dot_product_attention(
+        T(q).transpose(1, 2), k_all, v_all, attn_mask=lower_right, enable_gqa=True
+    )
     close(out, want.transpose(1, 2))
 
 
-@pytest.mark.parametrize("attrs,extra", [
-    ({}, {}),
-    ({"window": 4}, {}),
-    ({"softcap": 3.0, "scale": 0.2}, {}),
-    ({}, {"key_mask": True}),
-    ({}, {"prefix": True}),
-], ids=["causal", "window", "softcap", "padding", "prefix"])
+@pytest.mark.parametrize(
+    "attrs,extra",
+    [
+        ({}, {}),
+        ({"window": 4}, {}),
+        ({"softcap": 3.0, "scale": 0.2}, {}),
+        ({}, {"key_mask": True}),
+        ({}, {"prefix": True}),
+    ],
+    ids=["causal", "window", "softcap", "padding", "prefix"],
+)
 def test_decode_equals_full(attrs, extra):
     """Token-by-token through the cache gives the same rows as one full call."""
     s, hkv = 7, 2
     q, k, v = qkv(s=s, hkv=hkv)
-    mask = np.array([[1] * s, [0, 0] + [1] * (s - 2)], dtype=np.int64) if extra.get("key_mask") else None
+    mask = (
+        np.array([[1] * s, [0, 0] + [1] * (s - 2)], dtype=np.int64)
+        if extra.get("key_mask")
+        else None
+    )
     prefix = np.array([4, 2], dtype=np.int64) if extra.get("prefix") else None
     (full, _, _) = run_op("attention", q, k, v, None, None, mask, None, prefix, **attrs)
     past_k = np.zeros((2, hkv, 0, 8), np.float32)
     past_v = np.zeros((2, hkv, 0, 8), np.float32)
     for t in range(s):
-        step_mask = None if mask is None else mask[:, :t + 1]
-        out, past_k, past_v = run_op("attention", q[:, t:t + 1], k[:, t:t + 1], v[:, t:t + 1], past_k, past_v,
-                                     step_mask, None, prefix, **attrs)
-        if prefix is None:  # a prefix-LM decodes only past its prefix; earlier rows differ by design
+        step_mask = None if mask is None else mask[:, : t + 1]
+        out, past_k, past_v = run_op(
+            "attention",
+            q[:, t : t + 1],
+            k[:, t : t + 1],
+            v[:, t : t + 1],
+            past_k,
+            past_v,
+            step_mask,
+            None,
+            prefix,
+            **attrs,
+        )
+        if (
+            prefix is None
+        ):  # a prefix-LM decodes only past its prefix; earlier rows differ by design
             close(out[:, 0], full[:, t])
         else:
             rows = [b for b in range(2) if t >= prefix[b]]
@@ -189,7 +222,9 @@ def test_decode_equals_full(attrs, extra):
 def hf_mask(mask_function, batch: int, sq: int, total: int) -> torch.Tensor:
     """Evaluate one of transformers' mask functions (the code its models run) with queries at past+i."""
     fn = masking_utils.add_offsets_to_mask_function(mask_function, total - sq, 0)
-    b, q, kv = torch.meshgrid(torch.arange(batch), torch.arange(sq), torch.arange(total), indexing="ij")
+    b, q, kv = torch.meshgrid(
+        torch.arange(batch), torch.arange(sq), torch.arange(total), indexing="ij"
+    )
     return fn(b, 0, q, kv)[:, None]  # (B, 1, Sq, T)
 
 
@@ -199,8 +234,11 @@ def test_masks_agree_with_transformers_mask_functions(window, past):
     sq, total, hkv = 3, 3 + past, 2
     key_mask = np.ones((2, total), np.int64)
     key_mask[1, :2] = 0  # left padding in row 1
-    causal = masking_utils.sliding_window_causal_mask_function(window) if window else \
-        masking_utils.causal_mask_function
+    causal = (
+        masking_utils.sliding_window_causal_mask_function(window)
+        if window
+        else masking_utils.causal_mask_function
+    )
     fn = masking_utils.and_masks(causal, masking_utils.padding_mask_function(T(key_mask).bool()))
     allowed = hf_mask(fn, 2, sq, total)
     assert torch.equal(allowed, hand_mask(sq, total, 2, window=window, key_mask=key_mask))
@@ -250,11 +288,19 @@ def test_t5_buckets_match_transformers(bidirectional, num_buckets, max_distance)
     total = past + sq
     table = randn(RNG, num_buckets, heads)
     x, mask = np.zeros((2, sq, 1), np.float32), np.ones((2, total), np.int64)
-    (bias,) = run_op("relative_position_bias", x, mask, table, bidirectional=bidirectional, max_distance=max_distance)
+    (bias,) = run_op(
+        "relative_position_bias",
+        x,
+        mask,
+        table,
+        bidirectional=bidirectional,
+        max_distance=max_distance,
+    )
     # HF T5: relative = memory_position - context_position, queries at past+i.
     relative = torch.arange(total)[None, :] - (past + torch.arange(sq))[:, None]
-    buckets = T5Attention._relative_position_bucket(relative, bidirectional=bidirectional, num_buckets=num_buckets,
-                                                    max_distance=max_distance)
+    buckets = T5Attention._relative_position_bucket(
+        relative, bidirectional=bidirectional, num_buckets=num_buckets, max_distance=max_distance
+    )
     want = T(table)[buckets].permute(2, 0, 1)[None].expand(2, -1, -1, -1)
     close(bias, want, rtol=0, atol=0)
 
@@ -270,7 +316,9 @@ def torch_mla(q, latent, k_rope, kv_b, heads, nope, v_dim, scale, past_latent=No
         c = torch.cat([T(past_latent)[..., :rank], c], dim=1)
         kr = torch.cat([T(past_latent)[..., rank:], kr], dim=1)
     b, total = c.shape[:2]
-    kv = F.linear(c, T(kv_b)).view(b, total, heads, nope + v_dim).transpose(1, 2)  # (B, H, T, nope+v)
+    kv = (
+        F.linear(c, T(kv_b)).view(b, total, heads, nope + v_dim).transpose(1, 2)
+    )  # (B, H, T, nope+v)
     k_nope, value = kv.split([nope, v_dim], dim=-1)
     k_pe = kr[:, None].expand(b, heads, total, kr.shape[-1])
     key = torch.cat([k_nope, k_pe], dim=-1)
@@ -288,11 +336,15 @@ def test_latent_attention_matches_deepseek_mla():
     q = randn(RNG, b, s, h, nope + rope)
     latent, k_rope = randn(RNG, b, s, rank), randn(RNG, b, s, 1, rope)
     kv_b = randn(RNG, h * (nope + v_dim), rank, scale=0.3)
-    out, cache = run_op("latent_attention", q, latent, k_rope, kv_b, nope_dim=nope, v_dim=v_dim, scale=0.3)
+    out, cache = run_op(
+        "latent_attention", q, latent, k_rope, kv_b, nope_dim=nope, v_dim=v_dim, scale=0.3
+    )
     close(out, torch_mla(q, latent, k_rope, kv_b, h, nope, v_dim, 0.3))
     close(cache, np.concatenate([latent, k_rope[:, :, 0]], -1), rtol=0, atol=0)
     # Default scale is 1/sqrt(nope+rope), DeepSeek's q_head_dim**-0.5.
-    (out_default, _) = run_op("latent_attention", q, latent, k_rope, kv_b, nope_dim=nope, v_dim=v_dim)
+    (out_default, _) = run_op(
+        "latent_attention", q, latent, k_rope, kv_b, nope_dim=nope, v_dim=v_dim
+    )
     close(out_default, torch_mla(q, latent, k_rope, kv_b, h, nope, v_dim, (nope + rope) ** -0.5))
 
 
@@ -305,13 +357,34 @@ def test_latent_attention_decode_equals_full():
     (full, _) = run_op("latent_attention", q, latent, k_rope, kv_b, **attrs)
     cache = np.zeros((b, 0, rank + rope), np.float32)
     for t in range(s):
-        out, cache = run_op("latent_attention", q[:, t:t + 1], latent[:, t:t + 1], k_rope[:, t:t + 1], kv_b, cache,
-                            **attrs)
+        out, cache = run_op(
+            "latent_attention",
+            q[:, t : t + 1],
+            latent[:, t : t + 1],
+            k_rope[:, t : t + 1],
+            kv_b,
+            cache,
+            **attrs,
+        )
         close(out[:, 0], full[:, t])
     past = cache[:, :4]
-    (tail, _) = run_op("latent_attention", q[:, 4:], latent[:, 4:], k_rope[:, 4:], kv_b, past, **attrs)
-    close(tail, torch_mla(q[:, 4:], latent[:, 4:], k_rope[:, 4:], kv_b, h, nope, v_dim, (nope + rope) ** -0.5,
-                          past_latent=past))
+    (tail, _) = run_op(
+        "latent_attention", q[:, 4:], latent[:, 4:], k_rope[:, 4:], kv_b, past, **attrs
+    )
+    close(
+        tail,
+        torch_mla(
+            q[:, 4:],
+            latent[:, 4:],
+            k_rope[:, 4:],
+            kv_b,
+            h,
+            nope,
+            v_dim,
+            (nope + rope) ** -0.5,
+            past_latent=past,
+        ),
+    )
 
 
 def test_latent_attention_with_padding():
@@ -320,7 +393,9 @@ def test_latent_attention_with_padding():
     latent, k_rope = randn(RNG, b, s, rank), randn(RNG, b, s, 1, rope)
     kv_b = randn(RNG, h * (nope + v_dim), rank, scale=0.3)
     mask = np.array([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=np.int64)
-    out, _ = run_op("latent_attention", q, latent, k_rope, kv_b, None, mask, nope_dim=nope, v_dim=v_dim)
+    out, _ = run_op(
+        "latent_attention", q, latent, k_rope, kv_b, None, mask, nope_dim=nope, v_dim=v_dim
+    )
     want = torch_mla(q, latent, k_rope, kv_b, h, nope, v_dim, (nope + rope) ** -0.5, key_mask=mask)
     close(out[mask == 1], want[T(mask) == 1])
     close(out[0, 0], np.zeros((h, v_dim)), atol=0)

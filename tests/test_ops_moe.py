@@ -19,13 +19,17 @@ RNG = np.random.default_rng(5)
 T = torch.from_numpy
 
 
-def torch_router(x, weight, top_k, scoring="softmax", normalize=True, n_group=1, topk_group=1, scaling=1.0):
+def torch_router(
+    x, weight, top_k, scoring="softmax", normalize=True, n_group=1, topk_group=1, scaling=1.0
+):
     logits = T(x).reshape(-1, x.shape[-1]) @ T(weight).T  # (tokens, E)
     scores = logits.softmax(-1) if scoring == "softmax" else logits.sigmoid()
     weights, indices = [], []
     for row in scores:
         candidates = row
-        if n_group > 1:  # DeepSeek-V2 group_limited_greedy: best experts inside the best groups only
+        if (
+            n_group > 1
+        ):  # DeepSeek-V2 group_limited_greedy: best experts inside the best groups only
             groups = row.view(n_group, -1)
             best_groups = groups.max(-1).values.topk(topk_group).indices
             keep = torch.zeros(n_group, dtype=torch.bool)
@@ -77,7 +81,9 @@ def test_router_rejects_bad_groups():
     with pytest.raises(IRError, match="top_k must be in 1..experts"):
         run_op("moe_router", randn(RNG, 2, 12), randn(RNG, 16, 12), top_k=17)
     with pytest.raises(IRError, match=r"top_k <= 8"):  # 2 kept groups of 4 experts cannot give 9
-        run_op("moe_router", randn(RNG, 2, 12), randn(RNG, 16, 12), top_k=9, n_group=4, topk_group=2)
+        run_op(
+            "moe_router", randn(RNG, 2, 12), randn(RNG, 16, 12), top_k=9, n_group=4, topk_group=2
+        )
 
 
 def torch_experts(x, weights, indices, w_up, w_down, w_gate, act):
@@ -93,12 +99,17 @@ def torch_experts(x, weights, indices, w_up, w_down, w_gate, act):
     return out.reshape(x.shape)
 
 
-@pytest.mark.parametrize("gated,act,fn", [(True, "silu", F.silu), (False, "gelu", F.gelu), (False, "relu", F.relu)])
+@pytest.mark.parametrize(
+    "gated,act,fn", [(True, "silu", F.silu), (False, "gelu", F.gelu), (False, "relu", F.relu)]
+)
 def test_experts(gated, act, fn):
     experts, ffn, hidden = 6, 10, 12
     x, router = randn(RNG, 2, 5, hidden), randn(RNG, experts, hidden)
     weights, indices = run_op("moe_router", x, router, top_k=2)
-    w_up, w_down = randn(RNG, experts, ffn, hidden, scale=0.3), randn(RNG, experts, hidden, ffn, scale=0.3)
+    w_up, w_down = (
+        randn(RNG, experts, ffn, hidden, scale=0.3),
+        randn(RNG, experts, hidden, ffn, scale=0.3),
+    )
     w_gate = randn(RNG, experts, ffn, hidden, scale=0.3) if gated else None
     (y,) = run_op("moe_experts", x, weights, indices, w_up, w_down, w_gate, act=act)
     close(y, torch_experts(x, weights, indices, w_up, w_down, w_gate, fn))

@@ -68,8 +68,12 @@ def test_scale():
 
 
 BINARY = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
-    "maximum": torch.maximum, "minimum": torch.minimum,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
 }
 
 
@@ -87,8 +91,12 @@ def test_pow():
 
 
 GLU = {  # act(gate) * up: GLU, GEGLU, SwiGLU, ReGLU, ...
-    "sigmoid": torch.sigmoid, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
-    "silu": F.silu, "relu": F.relu, "relu2": lambda t: F.relu(t) ** 2,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "silu": F.silu,
+    "relu": F.relu,
+    "relu2": lambda t: F.relu(t) ** 2,
     "fast_gelu": lambda t: t * torch.sigmoid(1.702 * t),
 }
 
@@ -156,8 +164,16 @@ def test_where():
     close(y, torch.where(T(cond), T(X), T(other)))
 
 
-@pytest.mark.parametrize("dtype,torch_dtype", [("f16", torch.float16), ("bf16", torch.bfloat16),
-                                               ("i64", torch.int64), ("i32", torch.int32), ("bool", torch.bool)])
+@pytest.mark.parametrize(
+    "dtype,torch_dtype",
+    [
+        ("f16", torch.float16),
+        ("bf16", torch.bfloat16),
+        ("i64", torch.int64),
+        ("i32", torch.int32),
+        ("bool", torch.bool),
+    ],
+)
 def test_cast(dtype, torch_dtype):
     (y,) = run_op("cast", X, dtype=dtype)
     want = T(X).to(torch_dtype)
@@ -170,8 +186,14 @@ def test_softmax(axis):
     close(y, torch.softmax(T(X), dim=axis))
 
 
-@pytest.mark.parametrize("op,fn", [("reduce_sum", torch.sum), ("reduce_mean", torch.mean),
-                                   ("reduce_max", lambda t, dim, keepdim: torch.amax(t, dim, keepdim))])
+@pytest.mark.parametrize(
+    "op,fn",
+    [
+        ("reduce_sum", torch.sum),
+        ("reduce_mean", torch.mean),
+        ("reduce_max", lambda t, dim, keepdim: torch.amax(t, dim, keepdim)),
+    ],
+)
 @pytest.mark.parametrize("keepdims", [True, False])
 def test_reductions(op, fn, keepdims):
     (y,) = run_op(op, X, axes=[0, 2], keepdims=keepdims)
@@ -235,7 +257,10 @@ def test_flops_of_absent_required_input_is_a_typed_error():
     from irgraph.types import parse_type
 
     out = parse_type("f32[2, 3]")
-    assert get_op("matmul").flops([parse_type("f32[2, 4]"), parse_type("f32[4, 3]")], [out], {}) == 2 * 6 * 4
+    assert (
+        get_op("matmul").flops([parse_type("f32[2, 4]"), parse_type("f32[4, 3]")], [out], {})
+        == 2 * 6 * 4
+    )
     with pytest.raises(IRError, match="input #0 is absent"):
         get_op("matmul").flops([None, parse_type("f32[4, 3]")], [out], {})
 
@@ -246,8 +271,26 @@ def test_symbolic_dims_that_size_moe_router_and_latent_attention_are_typed_error
     from irgraph.types import parse_type as t
 
     with pytest.raises(IRError, match="concrete expert count"):
-        get_op("moe_router").infer(t("f32[batch, 16]"), t("f32[batch, 16]"), top_k=2, scoring="softmax",
-                                   normalize=True, n_group=1, topk_group=1, scaling=1.0)
+        get_op("moe_router").infer(
+            t("f32[batch, 16]"),
+            t("f32[batch, 16]"),
+            top_k=2,
+            scoring="softmax",
+            normalize=True,
+            n_group=1,
+            topk_group=1,
+            scaling=1.0,
+        )
     with pytest.raises(IRError, match="concrete heads and head_dim"):
-        get_op("latent_attention").infer(t("f32[1, 2, 4, seq]"), t("f32[1, 2, 8]"), t("f32[1, 2, 1, 8]"),
-                                         t("f32[48, 8]"), None, None, nope_dim=8, v_dim=4, scale=None, causal=True)
+        get_op("latent_attention").infer(
+            t("f32[1, 2, 4, seq]"),
+            t("f32[1, 2, 8]"),
+            t("f32[1, 2, 1, 8]"),
+            t("f32[48, 8]"),
+            None,
+            None,
+            nope_dim=8,
+            v_dim=4,
+            scale=None,
+            causal=True,
+        )

@@ -19,13 +19,19 @@ def graph(body: str, with_weights: bool = True) -> irgraph.Graph:
     g = irgraph.parse(HEADER + body + "}\n")
     if with_weights:
         rng = np.random.default_rng(0)
-        g.weights = WeightStore.from_arrays({"w": rng.standard_normal((4, 4)).astype(np.float32),
-                                             "s": rng.standard_normal(4).astype(np.float32)})
+        g.weights = WeightStore.from_arrays(
+            {
+                "w": rng.standard_normal((4, 4)).astype(np.float32),
+                "s": rng.standard_normal(4).astype(np.float32),
+            }
+        )
     return g
 
 
 def body_lines(g: irgraph.Graph) -> list[str]:
-    return [line.strip() for line in str(g).splitlines() if line.startswith("  %") or "output" in line]
+    return [
+        line.strip() for line in str(g).splitlines() if line.startswith("  %") or "output" in line
+    ]
 
 
 def run(g: irgraph.Graph, pipeline: str) -> irgraph.Graph:
@@ -78,7 +84,9 @@ def test_constant_fold_precomputes_weight_only_nodes():
 """)
     out = run(g, "constant-fold")
     assert body_lines(out) == ["%y: f32[batch, seq, 4] = linear(%x, @w_1.folded)", "output y = %y"]
-    np.testing.assert_array_equal(out.weight("w_1.folded"), np.asarray(g.weight("w")).T * g.weight("s"))
+    np.testing.assert_array_equal(
+        out.weight("w_1.folded"), np.asarray(g.weight("w")).T * g.weight("s")
+    )
     assert list(out.params) == ["w_1.folded"]
 
 
@@ -107,9 +115,11 @@ def test_canonicalize_table():
   output y = %y2
 """)
     out = run(g, "canonicalize")
-    assert body_lines(out) == ["%y: f32[batch, seq, 4] = linear(%x, @w)",
-                               "%h: f32[batch, seq, 2] = slice(%y) {axis=2, start=0, end=2}",
-                               "output y = %h"]
+    assert body_lines(out) == [
+        "%y: f32[batch, seq, 4] = linear(%x, @w)",
+        "%h: f32[batch, seq, 2] = slice(%y) {axis=2, start=0, end=2}",
+        "output y = %h",
+    ]
 
 
 def test_canonicalize_keeps_reshape_chain_when_a_zero_copies_a_changed_dim():
@@ -119,13 +129,19 @@ def test_canonicalize_keeps_reshape_chain_when_a_zero_copies_a_changed_dim():
 """)
     assert not run_pipeline(g, "canonicalize").modified
     first, second = explain(find_rules("reshape-reshape")[0], g)
-    assert str(first) == ("reshape-reshape @ node reshape #0 (-> %r1): no: input 0 of reshape: "
-                          "expected the result of reshape, found a graph input")
-    assert str(second) == ("reshape-reshape @ node reshape #1 (-> %r2): no: the outer reshape copies dim 2 (0), "
-                           "which the inner reshape changed")
+    assert str(first) == (
+        "reshape-reshape @ node reshape #0 (-> %r1): no: input 0 of reshape: "
+        "expected the result of reshape, found a graph input"
+    )
+    assert str(second) == (
+        "reshape-reshape @ node reshape #1 (-> %r2): no: the outer reshape copies dim 2 (0), "
+        "which the inner reshape changed"
+    )
     g2 = graph("""  %r1: f32[batch, seq, 1, 4] = reshape(%x) {shape=[0, 0, 1, 4]}
   %r2: f32[batch, seq, 2, 2] = reshape(%r1) {shape=[0, 0, 2, 2]}
   output y = %r2
 """)
     assert body_lines(run(g2, "canonicalize")) == [
-        "%r2: f32[batch, seq, 2, 2] = reshape(%x) {shape=[0, 0, 2, 2]}", "output y = %r2"]
+        "%r2: f32[batch, seq, 2, 2] = reshape(%x) {shape=[0, 0, 2, 2]}",
+        "output y = %r2",
+    ]

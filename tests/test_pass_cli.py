@@ -28,8 +28,13 @@ def test_explain_reports_each_candidate(tmp_path):
     irgraph.save(tiny_llama(), tmp_path / "llama")
     r = invoke("explain", "fuse-parallel-attention", str(tmp_path / "llama"), "--only-misses")
     assert r.exit_code == 0, r.output
-    assert "parallel-input-projection @ node rms_norm #1: no: only attention projections read this norm" in r.output
-    assert r.output.splitlines()[-1] == "# fuse-parallel-attention: fires at 0 of 9 candidate places"
+    assert (
+        "parallel-input-projection @ node rms_norm #1: no: only attention projections read this norm"
+        in r.output
+    )
+    assert (
+        r.output.splitlines()[-1] == "# fuse-parallel-attention: fires at 0 of 9 candidate places"
+    )
     r = invoke("explain", "fuse-qvk", str(tmp_path / "llama"))
     assert r.exit_code == 1 and "Error: unknown rule 'fuse-qvk'" in r.output
 
@@ -38,14 +43,28 @@ def test_opt_applies_a_checked_pipeline_and_saves(tmp_path):
     src, dst = tmp_path / "palm", tmp_path / "palm-fused"
     g = parallel_lm()
     irgraph.save(g, src)
-    r = invoke("opt", str(src), "--passes", "fuse-parallel-attention,dce", "--check",
-               "--print-after", "fuse-parallel-attention", "-o", str(dst))
+    r = invoke(
+        "opt",
+        str(src),
+        "--passes",
+        "fuse-parallel-attention,dce",
+        "--check",
+        "--print-after",
+        "fuse-parallel-attention",
+        "-o",
+        str(dst),
+    )
     assert r.exit_code == 0, r.output
-    assert "// IR after fuse-parallel-attention" in r.output and "= linear(%0, @layers.0.in_proj.weight)" in r.output
+    assert (
+        "// IR after fuse-parallel-attention" in r.output
+        and "= linear(%0, @layers.0.in_proj.weight)" in r.output
+    )
     out = irgraph.load(dst)
     assert sum(n.op == "linear" for n in out.nodes) == 5
     ids = [[1, 2, 3]]
-    np.testing.assert_allclose(irgraph.interpret(out, ids, decode=True), irgraph.interpret(g, ids), atol=1e-5)
+    np.testing.assert_allclose(
+        irgraph.interpret(out, ids, decode=True), irgraph.interpret(g, ids), atol=1e-5
+    )
 
 
 def test_opt_errors_are_one_line(tmp_path):
@@ -53,14 +72,26 @@ def test_opt_errors_are_one_line(tmp_path):
     cases = {
         ("--passes", "parallelize-blocks"): "changes the architecture",
         ("--passes", "dce(x=1)"): "unknown option 'x' for pass dce",
-        ("--passes", "cse", "--print-after", "dce"): "--print-after names passes not in the pipeline: dce",
+        (
+            "--passes",
+            "cse",
+            "--print-after",
+            "dce",
+        ): "--print-after names passes not in the pipeline: dce",
     }
     for args, message in cases.items():
         r = invoke("opt", str(tmp_path / "llama"), *args, "-o", str(tmp_path / "out"))
         assert r.exit_code == 1 and message in r.output, r.output
         assert not (tmp_path / "out").exists()
-    r = invoke("opt", str(tmp_path / "llama"), "--passes", "parallelize-blocks", "--allow-arch-change",
-               "-o", str(tmp_path / "out"))
+    r = invoke(
+        "opt",
+        str(tmp_path / "llama"),
+        "--passes",
+        "parallelize-blocks",
+        "--allow-arch-change",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert r.exit_code == 0, r.output
 
 
@@ -68,14 +99,37 @@ def test_compile_runs_the_pipeline_before_codegen(tmp_path):
     g = parallel_lm()
     irgraph.save(g, tmp_path / "palm")
     art = tmp_path / "palm-onnx"
-    r = invoke("compile", str(tmp_path / "palm"), "--target", "onnx", "-o", str(art),
-               "--passes", "fuse-parallel-attention", "--check", "--timing")
+    r = invoke(
+        "compile",
+        str(tmp_path / "palm"),
+        "--target",
+        "onnx",
+        "-o",
+        str(art),
+        "--passes",
+        "fuse-parallel-attention",
+        "--check",
+        "--timing",
+    )
     assert r.exit_code == 0, r.output
     assert "fuse-parallel-attention" in r.output and "exact" in r.output  # the timing table
     assert "= linear(%0, @layers.0.in_proj.weight)" in (art / "graph.irg").read_text()
     ids = [[2, 7, 1]]
-    np.testing.assert_allclose(irgraph.runtimes.open(art).forward(ids, decode=True), irgraph.interpret(g, ids),
-                               atol=1e-4)
-    r = invoke("compile", str(tmp_path / "palm"), "--target", "onnx", "-o", str(tmp_path / "x"),
-               "--passes", "parallelize-blocks")
-    assert r.exit_code == 1 and "changes the architecture" in r.output and not (tmp_path / "x").exists()
+    np.testing.assert_allclose(
+        irgraph.runtimes.open(art).forward(ids, decode=True), irgraph.interpret(g, ids), atol=1e-4
+    )
+    r = invoke(
+        "compile",
+        str(tmp_path / "palm"),
+        "--target",
+        "onnx",
+        "-o",
+        str(tmp_path / "x"),
+        "--passes",
+        "parallelize-blocks",
+    )
+    assert (
+        r.exit_code == 1
+        and "changes the architecture" in r.output
+        and not (tmp_path / "x").exists()
+    )

@@ -20,7 +20,9 @@ def linears_by_layer(g: irgraph.Graph) -> Counter:
     for n in g.nodes:
         if n.op in ("linear", "matmul"):
             name = n.inputs[1].param or "?"
-            count[".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0]] += 1
+            count[
+                ".".join(name.split(".")[:2]) if name.startswith("layers.") else name.split(".")[0]
+            ] += 1
     return count
 
 
@@ -33,12 +35,16 @@ def fused(g: irgraph.Graph, pipeline: str) -> irgraph.Graph:
     assert check_equivalent(g, out) <= 1e-5
     # cached decode token by token equals the unfused graph's prefill
     ids = [[3, 1, 4, 1, 5]]
-    np.testing.assert_allclose(irgraph.interpret(out, ids, decode=True), irgraph.interpret(g, ids), atol=1e-5)
+    np.testing.assert_allclose(
+        irgraph.interpret(out, ids, decode=True), irgraph.interpret(g, ids), atol=1e-5
+    )
     return out
 
 
 def test_palm_block_fuses_inputs_and_outputs():
-    g = parallel_lm(shared_norm=True, gated=True)  # q, k, v (multi-query), gate, up over one layer_norm
+    g = parallel_lm(
+        shared_norm=True, gated=True
+    )  # q, k, v (multi-query), gate, up over one layer_norm
     assert linears_by_layer(g) == {"layers.0": 7, "layers.1": 7, "lm_head": 1}
     out = fused(g, "fuse-parallel-attention")
     assert linears_by_layer(out) == {"layers.0": 2, "layers.1": 2, "lm_head": 1}
@@ -57,18 +63,30 @@ def test_palm_block_fuses_inputs_and_outputs():
         "%branches: f32[batch, seq, 96] = concat(%3, %4) {axis=-1}",
         "%x_1: f32[batch, seq, 32] = add(%x, %out_proj)",  # the two residual adds became one
     ]
-    np.testing.assert_array_equal(out.weight("layers.0.in_proj.weight")[32:40], g.weight("layers.0.attn.k.weight"))
-    np.testing.assert_array_equal(out.weight("layers.0.out_proj.weight")[:, 32:], g.weight("layers.0.mlp.down.weight"))
-    assert "layers.0.attn.q.weight" not in out.weights and "layers.0.attn.q.weight" not in out.params
+    np.testing.assert_array_equal(
+        out.weight("layers.0.in_proj.weight")[32:40], g.weight("layers.0.attn.k.weight")
+    )
+    np.testing.assert_array_equal(
+        out.weight("layers.0.out_proj.weight")[:, 32:], g.weight("layers.0.mlp.down.weight")
+    )
+    assert (
+        "layers.0.attn.q.weight" not in out.weights and "layers.0.attn.q.weight" not in out.params
+    )
 
 
 def test_codegen_style_block_with_biases_and_fused_qkv():
-    g = parallel_lm(shared_norm=True, fused_qkv=True, gated=False, bias=True)  # qkv, up, all with biases
+    g = parallel_lm(
+        shared_norm=True, fused_qkv=True, gated=False, bias=True
+    )  # qkv, up, all with biases
     out = fused(g, "fuse-parallel-attention")
     assert linears_by_layer(out) == {"layers.0": 2, "layers.1": 2, "lm_head": 1}
     bias = out.weight("layers.0.out_proj.bias")
-    np.testing.assert_allclose(bias, g.weight("layers.0.attn.o.bias") + g.weight("layers.0.mlp.down.bias"), rtol=1e-6)
-    np.testing.assert_array_equal(out.weight("layers.0.in_proj.bias")[48:], g.weight("layers.0.mlp.up.bias"))
+    np.testing.assert_allclose(
+        bias, g.weight("layers.0.attn.o.bias") + g.weight("layers.0.mlp.down.bias"), rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        out.weight("layers.0.in_proj.bias")[48:], g.weight("layers.0.mlp.up.bias")
+    )
 
 
 def test_gpt_neox_merges_no_differently_normalised_inputs():
@@ -106,7 +124,9 @@ def test_llama_fuse_qkv_and_gate_up():
     ]
     again = run_pipeline(out, "fuse-qkv,fuse-gate-up")
     assert not again.modified
-    assert [e.reason for e in explain(find_rules("fuse-qkv")[0], out)] == ["q, k and v already come from one linear"] * 2
+    assert [e.reason for e in explain(find_rules("fuse-qkv")[0], out)] == [
+        "q, k and v already come from one linear"
+    ] * 2
 
 
 GATE_UP = """graph "mlp" {
@@ -128,8 +148,9 @@ GATE_UP = """graph "mlp" {
 def test_fuse_gate_up_spelled_out_gate_with_one_bias():
     g = irgraph.parse(GATE_UP)
     rng = np.random.default_rng(1)
-    g.weights = WeightStore.from_arrays({n: rng.standard_normal(v.type.shape).astype(np.float32)
-                                         for n, v in g.params.items()})
+    g.weights = WeightStore.from_arrays(
+        {n: rng.standard_normal(v.type.shape).astype(np.float32) for n, v in g.params.items()}
+    )
     out = run_pipeline(g, "fuse-gate-up", check=True).graph
     body = [ln.strip() for ln in str(out).splitlines()[1:-1]]
     assert body == [
@@ -144,7 +165,9 @@ def test_fuse_gate_up_spelled_out_gate_with_one_bias():
         "%y: f32[batch, seq, 4] = linear(%m, @down.weight)",
         "output y = %y",
     ]
-    np.testing.assert_array_equal(out.weight("gate_up.bias")[6:], np.zeros(6, np.float32))  # up had no bias
+    np.testing.assert_array_equal(
+        out.weight("gate_up.bias")[6:], np.zeros(6, np.float32)
+    )  # up had no bias
     assert irgraph.parse(str(out)) is not None  # the result round-trips through text
 
 
@@ -152,15 +175,22 @@ def test_structure_only_and_quantized_graphs():
     g = parallel_lm(shared_norm=True)
     g.weights = None
     out = run_pipeline(g, "fuse-parallel-attention").graph
-    assert out.weights is None and out.params["layers.1.in_proj.weight"].type == irgraph.parse_type("f32[176, 32]")
+    assert out.weights is None and out.params["layers.1.in_proj.weight"].type == irgraph.parse_type(
+        "f32[176, 32]"
+    )
     quantized = irgraph.parse(GATE_UP.replace("@up.weight: f32[6, 4]", "@up.weight: i8[6, 4]"))
     assert not run_pipeline(quantized, "fuse-gate-up").modified
     (e,) = explain(find_rules("fuse-gate-up")[0], quantized)
     assert e.reason == "the weight @up.weight is quantized (i8); fuse before quantizing"
 
 
-@pytest.mark.parametrize("pipeline", ["fuse-qkv,fuse-gate-up,fuse-parallel-attention",
-                                      "fuse-parallel-attention,fuse-qkv,fuse-gate-up"])
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        "fuse-qkv,fuse-gate-up,fuse-parallel-attention",
+        "fuse-parallel-attention,fuse-qkv,fuse-gate-up",
+    ],
+)
 def test_fusions_compose_in_any_order(pipeline):
     g = parallel_lm(shared_norm=True)
     out = fused(g, pipeline + ",canonicalize,cse,dce")

@@ -14,8 +14,9 @@ from tests.pass_models import parallel_lm
 IDS = [[3, 1, 4, 1, 5, 9]]
 
 
-def compiled_matches(graph: irgraph.Graph, pipeline: str, folder, backend: str = "tvm", tol: float = 1e-4,
-                     **options) -> None:
+def compiled_matches(
+    graph: irgraph.Graph, pipeline: str, folder, backend: str = "tvm", tol: float = 1e-4, **options
+) -> None:
     """Compile `graph` after `pipeline` for `backend`; its prefill and decode match the unfused interpreter."""
     fused = run_pipeline(graph, pipeline, check=True).graph
     if backend == "tvm":
@@ -30,22 +31,44 @@ def compiled_matches(graph: irgraph.Graph, pipeline: str, folder, backend: str =
 
 
 def test_tvm_runs_the_fused_parallel_block(tmp_path):
-    compiled_matches(parallel_lm(bias=True), "fuse-parallel-attention", tmp_path / "palm", target="tvm-llvm")
+    compiled_matches(
+        parallel_lm(bias=True), "fuse-parallel-attention", tmp_path / "palm", target="tvm-llvm"
+    )
 
 
 @pytest.mark.parametrize("flavour", ["ort", "portable"])
 def test_onnx_runs_fused_graphs(tmp_path, flavour):
-    compiled_matches(parallel_lm(bias=True), "fuse-parallel-attention", tmp_path / "palm", "onnx", flavour=flavour)
-    compiled_matches(parallel_lm(shared_norm=False, fused_qkv=True, gated=False), "fuse-parallel-attention",
-                     tmp_path / "neox", "onnx", flavour=flavour)
-    compiled_matches(tiny_llama(), "fuse-qkv,fuse-gate-up", tmp_path / "llama", "onnx", flavour=flavour)
+    compiled_matches(
+        parallel_lm(bias=True),
+        "fuse-parallel-attention",
+        tmp_path / "palm",
+        "onnx",
+        flavour=flavour,
+    )
+    compiled_matches(
+        parallel_lm(shared_norm=False, fused_qkv=True, gated=False),
+        "fuse-parallel-attention",
+        tmp_path / "neox",
+        "onnx",
+        flavour=flavour,
+    )
+    compiled_matches(
+        tiny_llama(), "fuse-qkv,fuse-gate-up", tmp_path / "llama", "onnx", flavour=flavour
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, graph, pipeline", [
-    ("neox", lambda: parallel_lm(shared_norm=False, fused_qkv=True, gated=False, bias=True), "fuse-parallel-attention"),
-    ("llama", tiny_llama, "fuse-qkv,fuse-gate-up"),
-])
+@pytest.mark.parametrize(
+    "name, graph, pipeline",
+    [
+        (
+            "neox",
+            lambda: parallel_lm(shared_norm=False, fused_qkv=True, gated=False, bias=True),
+            "fuse-parallel-attention",
+        ),
+        ("llama", tiny_llama, "fuse-qkv,fuse-gate-up"),
+    ],
+)
 def test_tvm_runs_other_fusions(tmp_path, name, graph, pipeline):
     compiled_matches(graph(), pipeline, tmp_path / name, target="tvm-llvm")
 

@@ -25,33 +25,53 @@ from tests.handbuilt import tiny_llama
 
 
 def test_pipeline_text_parses_to_typed_passes():
-    passes = parse_pipeline(' cse , fuse-parallel-attention( merge_outputs = false ),constant-fold(max_elements=0x10),dce')
+    passes = parse_pipeline(
+        " cse , fuse-parallel-attention( merge_outputs = false ),constant-fold(max_elements=0x10),dce"
+    )
     assert [p.name for p in passes] == ["cse", "fuse-parallel-attention", "constant-fold", "dce"]
     assert passes[1] == FuseParallelAttention(merge_inputs=True, merge_outputs=False)
     assert passes[2].max_elements == 16
-    assert [str(p) for p in passes] == ["cse", "fuse-parallel-attention(merge_outputs=false)",
-                                        "constant-fold(max_elements=16)", "dce"]
+    assert [str(p) for p in passes] == [
+        "cse",
+        "fuse-parallel-attention(merge_outputs=false)",
+        "constant-fold(max_elements=16)",
+        "dce",
+    ]
     # the printed form parses back to the same passes
     assert parse_pipeline(",".join(map(str, passes))) == passes
     assert parse_pipeline("") == []
 
 
 def test_pipeline_lists_mix_names_pairs_and_objects():
-    passes = parse_pipeline(["cse", ("constant-fold", {"max_elements": 5}), DeadCodeElimination(), "dce,cse"])
+    passes = parse_pipeline(
+        ["cse", ("constant-fold", {"max_elements": 5}), DeadCodeElimination(), "dce,cse"]
+    )
     assert [str(p) for p in passes] == ["cse", "constant-fold(max_elements=5)", "dce", "dce", "cse"]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("cse,fuse-qvk", "unknown pass 'fuse-qvk'; did you mean 'fuse-qkv'?"),
-    ("dce(level=2)", "unknown option 'level' for pass dce (expected no options)"),
-    ("constant-fold(max_elements=big)", "option 'max_elements' of pass constant-fold (expected int, got 'big')"),
-    ("fuse-parallel-attention(merge_inputs=maybe)", "option 'merge_inputs' of pass fuse-parallel-attention"),
-    ("cse,,dce", "expected a pass name at column 5"),
-    ("constant-fold(max_elements=1", "unclosed option list of pass constant-fold"),
-    ("constant-fold(max_elements)", "option 'max_elements' of pass constant-fold needs a value"),
-    ("constant-fold(max_elements=1, max_elements=2)", "given twice"),
-    ("cse dce", "expected ',' between passes"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("cse,fuse-qvk", "unknown pass 'fuse-qvk'; did you mean 'fuse-qkv'?"),
+        ("dce(level=2)", "unknown option 'level' for pass dce (expected no options)"),
+        (
+            "constant-fold(max_elements=big)",
+            "option 'max_elements' of pass constant-fold (expected int, got 'big')",
+        ),
+        (
+            "fuse-parallel-attention(merge_inputs=maybe)",
+            "option 'merge_inputs' of pass fuse-parallel-attention",
+        ),
+        ("cse,,dce", "expected a pass name at column 5"),
+        ("constant-fold(max_elements=1", "unclosed option list of pass constant-fold"),
+        (
+            "constant-fold(max_elements)",
+            "option 'max_elements' of pass constant-fold needs a value",
+        ),
+        ("constant-fold(max_elements=1, max_elements=2)", "given twice"),
+        ("cse dce", "expected ',' between passes"),
+    ],
+)
 def test_bad_pipelines_name_what_is_wrong(spec, message):
     with pytest.raises(PassError) as e:
         parse_pipeline(spec)
@@ -74,10 +94,14 @@ def test_every_pass_declares_a_kind_and_summary():
 
 def test_arch_change_needs_permission_before_anything_runs():
     g = tiny_llama()
-    with pytest.raises(PassError, match="pass parallelize-blocks changes the architecture.*allow_arch_change=True"):
+    with pytest.raises(
+        PassError, match="pass parallelize-blocks changes the architecture.*allow_arch_change=True"
+    ):
         run_pipeline(g, "dce,parallelize-blocks")
     result = run_pipeline(g, "parallelize-blocks", allow_arch_change=True, check=True)
-    assert result.records[0].modified and result.records[0].max_error > 1e-3  # measured, not bounded
+    assert (
+        result.records[0].modified and result.records[0].max_error > 1e-3
+    )  # measured, not bounded
 
 
 @dataclass(frozen=True)
@@ -87,8 +111,18 @@ class DropLastNode(Pass):
     name = "drop-last-node"
 
     def apply(self, graph: Graph) -> PassResult:
-        return PassResult(Graph(graph.name, dict(graph.inputs), dict(graph.params), graph.nodes[:-1],
-                                dict(graph.outputs), dict(graph.meta), graph.weights), True)
+        return PassResult(
+            Graph(
+                graph.name,
+                dict(graph.inputs),
+                dict(graph.params),
+                graph.nodes[:-1],
+                dict(graph.outputs),
+                dict(graph.meta),
+                graph.weights,
+            ),
+            True,
+        )
 
 
 @dataclass(frozen=True)
@@ -99,9 +133,21 @@ class PerturbWeights(Pass):
     factor: float = 1.001
 
     def apply(self, graph: Graph) -> PassResult:
-        store = WeightStore({n: np.asarray(graph.weight(n)) * np.float32(self.factor) for n in graph.params})
-        return PassResult(Graph(graph.name, dict(graph.inputs), dict(graph.params), list(graph.nodes),
-                                dict(graph.outputs), dict(graph.meta), store), True)
+        store = WeightStore(
+            {n: np.asarray(graph.weight(n)) * np.float32(self.factor) for n in graph.params}
+        )
+        return PassResult(
+            Graph(
+                graph.name,
+                dict(graph.inputs),
+                dict(graph.params),
+                list(graph.nodes),
+                dict(graph.outputs),
+                dict(graph.meta),
+                store,
+            ),
+            True,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +167,9 @@ def test_invalid_graph_names_the_pass_and_those_before():
 
 
 def test_crashing_pass_is_named():
-    with pytest.raises(PassError, match=r"pass crash \(after: none\): crashed with ZeroDivisionError"):
+    with pytest.raises(
+        PassError, match=r"pass crash \(after: none\): crashed with ZeroDivisionError"
+    ):
         run_pipeline(tiny_llama(), [Crash()])
 
 
@@ -141,15 +189,24 @@ def test_check_refuses_structure_only_graphs():
     g.weights = None
     with pytest.raises(PassError, match="structure-only"):
         run_pipeline(g, "fuse-qkv", check=True)
-    assert run_pipeline(g, "fuse-qkv").modified  # without --check structure-only graphs transform fine
+    assert run_pipeline(
+        g, "fuse-qkv"
+    ).modified  # without --check structure-only graphs transform fine
 
 
 def test_records_timing_and_print_after():
     printed: list[tuple[str, int]] = []
-    result = run_pipeline(tiny_llama(), "fuse-qkv,cse,fuse-gate-up", print_after=["fuse-qkv", "fuse-gate-up"],
-                          on_print=lambda p, g: printed.append((p.name, len(g.nodes))))
-    assert [(r.text, r.modified) for r in result.records] == [("fuse-qkv", True), ("cse", False),
-                                                               ("fuse-gate-up", True)]
+    result = run_pipeline(
+        tiny_llama(),
+        "fuse-qkv,cse,fuse-gate-up",
+        print_after=["fuse-qkv", "fuse-gate-up"],
+        on_print=lambda p, g: printed.append((p.name, len(g.nodes))),
+    )
+    assert [(r.text, r.modified) for r in result.records] == [
+        ("fuse-qkv", True),
+        ("cse", False),
+        ("fuse-gate-up", True),
+    ]
     assert all(r.seconds >= 0 and r.verify_seconds >= 0 for r in result.records)
     assert [name for name, _ in printed] == ["fuse-qkv", "fuse-gate-up"]
     table = result.table().splitlines()

@@ -17,7 +17,9 @@ from tests.handbuilt import tiny_llama
 def test_merge_lora_pass_matches_the_training_path(tmp_path):
     g = tiny_llama()
     targets = ["layers.0.q.weight", "layers.1.down.weight"]
-    adapters = LoraAdapters({n: tuple(g.params[n].type.shape) for n in targets}, rank=2, alpha=8.0, seed=0)
+    adapters = LoraAdapters(
+        {n: tuple(g.params[n].type.shape) for n in targets}, rank=2, alpha=8.0, seed=0
+    )
     with torch.no_grad():
         for n in targets:
             adapters.pair(n)[1].normal_(0, 0.5)  # B starts at zero; give it something to merge
@@ -26,18 +28,24 @@ def test_merge_lora_pass_matches_the_training_path(tmp_path):
     tensors["embed.weight"] = np.asarray(g.weight("embed.weight"))  # other tensors are ignored
     save_safetensors(tensors, tmp_path / "model.safetensors")
 
-    result = run_pipeline(g, f"merge-lora(adapters=\"{tmp_path}\", alpha=8.0)", check=True)
+    result = run_pipeline(g, f'merge-lora(adapters="{tmp_path}", alpha=8.0)', check=True)
     out = result.graph
     expected = merge_lora(g, adapters.weights())
     for n in g.params:
         np.testing.assert_allclose(out.weight(n), expected.weight(n), rtol=1e-6)
     a, b = (t.detach().numpy() for t in adapters.pair("layers.0.q.weight"))
-    np.testing.assert_allclose(out.weight("layers.0.q.weight"), g.weight("layers.0.q.weight") + 4.0 * b @ a,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out.weight("layers.0.q.weight"),
+        g.weight("layers.0.q.weight") + 4.0 * b @ a,
+        rtol=1e-5,
+        atol=1e-6,
+    )
     rec = result.records[0]
     assert rec.kind == "approximate" and rec.max_error > 1e-3  # the adapters' effect, measured
     ids = [[1, 2, 3]]
-    np.testing.assert_allclose(irgraph.interpret(out, ids), irgraph.interpret(expected, ids), atol=1e-5)
+    np.testing.assert_allclose(
+        irgraph.interpret(out, ids), irgraph.interpret(expected, ids), atol=1e-5
+    )
 
 
 def test_merge_lora_needs_an_adapter_file(tmp_path):

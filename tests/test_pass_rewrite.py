@@ -43,16 +43,24 @@ def test_apply_rules_reaches_a_fixpoint_without_conflicts():
     out, fired = apply_rules(g, [NEG_NEG])
     assert fired == 2
     assert [ln.strip() for ln in str(out).splitlines() if ": f32" in ln and " = " in ln] == [
-        "%e: f32[2, 3] = linear(%x, @w)", "%f: f32[2, 3] = neg(%e)"]
+        "%e: f32[2, 3] = linear(%x, @w)",
+        "%f: f32[2, 3] = neg(%e)",
+    ]
 
 
 def test_check_blocks_the_rewrite_and_says_why():
-    rule = TreeRule("neg-neg-of-input", op("neg", op("neg", var("x"))),
-                    check=lambda m: None if m.x.hint == "x" else f"%{m.x.hint} is not the graph input",
-                    rewrite=lambda rw, m: m.x)
+    rule = TreeRule(
+        "neg-neg-of-input",
+        op("neg", op("neg", var("x"))),
+        check=lambda m: None if m.x.hint == "x" else f"%{m.x.hint} is not the graph input",
+        rewrite=lambda rw, m: m.x,
+    )
     g = irgraph.parse(TEXT)
     assert [e.reason for e in explain(rule, g) if e.fired or "not the graph input" in e.reason] == [
-        "", "%a is not the graph input", "%b is not the graph input"]
+        "",
+        "%a is not the graph input",
+        "%b is not the graph input",
+    ]
     out, fired = apply_rules(g, [rule])
     # the first rewrite makes %d = neg(neg(%x)), which the next sweep rewrites too
     assert fired == 2 and [n.op for n in out.nodes] == ["linear", "neg"]
@@ -63,7 +71,9 @@ def test_rewriter_rejects_ill_typed_replacements_and_nodes():
     rw = Rewriter(g).at(g.nodes[4])
     with pytest.raises(PassError, match="replaced a value by one of another type"):
         rw.replace(g.nodes[4].outputs[0], g.params["w"])
-    with pytest.raises(PassError, match="rewrite built an ill-typed matmul: matmul inner dims differ"):
+    with pytest.raises(
+        PassError, match="rewrite built an ill-typed matmul: matmul inner dims differ"
+    ):
         rw.emit("matmul", g.inputs["x"], g.inputs["x"])
 
 
@@ -91,5 +101,7 @@ def test_name_helpers():
     g = irgraph.parse(TEXT)
     assert fresh_param_name(g, "w") == "w_1" and fresh_param_name(g, "v.weight") == "v.weight"
     index = GraphIndex(g)
-    assert index.depends_on(g.outputs["y"], g.inputs["x"]) and not index.depends_on(g.inputs["x"], g.outputs["y"])
+    assert index.depends_on(g.outputs["y"], g.inputs["x"]) and not index.depends_on(
+        g.inputs["x"], g.outputs["y"]
+    )
     assert isinstance(Candidate("here", ()), Candidate)

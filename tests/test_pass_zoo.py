@@ -49,11 +49,17 @@ def test_shared_norm_parallel_blocks_fuse_to_two_matmuls(name):
 def test_gpt_neox_merges_only_the_residual_projections():
     g = zoo("gpt-neox-20b")
     norms = {n.outputs[0] for n in g.nodes if n.op in ("layer_norm", "rms_norm")}
-    reading_norms = sorted(n.inputs[1].param for n in g.nodes if n.op == "linear" and n.inputs[0] in norms)
+    reading_norms = sorted(
+        n.inputs[1].param for n in g.nodes if n.op == "linear" and n.inputs[0] in norms
+    )
     out = fused(g, "fuse-parallel-attention")
     norms_after = {n.outputs[0] for n in out.nodes if n.op in ("layer_norm", "rms_norm")}
-    assert sorted(n.inputs[1].param for n in out.nodes
-                  if n.op == "linear" and n.inputs[0] in norms_after) == reading_norms  # untouched
+    assert (
+        sorted(
+            n.inputs[1].param for n in out.nodes if n.op == "linear" and n.inputs[0] in norms_after
+        )
+        == reading_norms
+    )  # untouched
     assert not any("in_proj" in p for p in out.params)
     assert matmuls_per_layer(out) == {layer: n - 1 for layer, n in matmuls_per_layer(g).items()}
 
@@ -62,19 +68,24 @@ def test_llama_2_fuse_qkv_and_gate_up():
     g = zoo("llama-2")
     before = matmuls_per_layer(g)
     out = fused(g, "fuse-qkv,fuse-gate-up")
-    assert matmuls_per_layer(out) == {layer: n - 3 for layer, n in before.items()}  # q,k,v -> 1; gate,up -> 1
+    assert matmuls_per_layer(out) == {
+        layer: n - 3 for layer, n in before.items()
+    }  # q,k,v -> 1; gate,up -> 1
     assert not run_pipeline(g, "fuse-parallel-attention").modified  # sequential blocks
 
 
-@pytest.mark.parametrize("case, pipeline, expected", [
-    ("falcon-7b", "fuse-parallel-attention", 2),  # one shared norm, multi-query
-    ("gptj", "fuse-parallel-attention", 2),
-    ("codegen", "fuse-parallel-attention", 2),
-    # falcon-40b (new_decoder_architecture) normalises attention and MLP inputs separately:
-    # q/k/v fuse among themselves, the MLP input stays, the output projections merge
-    ("falcon-40b", "fuse-parallel-attention", 5),
-    ("falcon-40b", "fuse-qkv,fuse-parallel-attention", 3),
-])
+@pytest.mark.parametrize(
+    "case, pipeline, expected",
+    [
+        ("falcon-7b", "fuse-parallel-attention", 2),  # one shared norm, multi-query
+        ("gptj", "fuse-parallel-attention", 2),
+        ("codegen", "fuse-parallel-attention", 2),
+        # falcon-40b (new_decoder_architecture) normalises attention and MLP inputs separately:
+        # q/k/v fuse among themselves, the MLP input stays, the output projections merge
+        ("falcon-40b", "fuse-parallel-attention", 5),
+        ("falcon-40b", "fuse-qkv,fuse-parallel-attention", 3),
+    ],
+)
 def test_imported_checkpoints(tmp_path, case, pipeline, expected):
     from irgraph.model_zoo.hf_import import import_hf
     from tests.hf_tiny import make_model, save_model
@@ -84,12 +95,16 @@ def test_imported_checkpoints(tmp_path, case, pipeline, expected):
     assert set(matmuls_per_layer(out).values()) == {expected}
 
 
-CLEANUP_AND_FUSION = "canonicalize,cse,fuse-qkv,fuse-gate-up,fuse-parallel-attention,constant-fold,dce"
+CLEANUP_AND_FUSION = (
+    "canonicalize,cse,fuse-qkv,fuse-gate-up,fuse-parallel-attention,constant-fold,dce"
+)
 
 
 @pytest.mark.parametrize("name", zoo_pkg.names())
 def test_every_zoo_model_survives_the_exact_pipeline(name):
     g = zoo(name)
-    result = run_pipeline(g, CLEANUP_AND_FUSION, check=True)  # every exact pass checked: prefill and decode
+    result = run_pipeline(
+        g, CLEANUP_AND_FUSION, check=True
+    )  # every exact pass checked: prefill and decode
     linears = [sum(n.op == "linear" for n in x.nodes) for x in (g, result.graph)]
     assert linears[1] <= linears[0]

@@ -30,7 +30,9 @@ def test_round_trip_text_weights_and_logits(tmp_path):
     assert str(loaded) == str(graph)
     for name in graph.params:
         w = loaded.weight(name)
-        assert isinstance(w, np.memmap) and w.mode == "r"  # mapped from the file, not read into memory
+        assert (
+            isinstance(w, np.memmap) and w.mode == "r"
+        )  # mapped from the file, not read into memory
         np.testing.assert_array_equal(w, graph.weight(name))
     ids = [[3, 1, 4, 1, 5]]
     np.testing.assert_array_equal(irgraph.interpret(loaded, ids), irgraph.interpret(graph, ids))
@@ -40,8 +42,10 @@ def test_graph_save_method_and_overwrite(tmp_path):
     graph = tiny_llama(seed=1)
     graph.save(str(tmp_path / "g"))
     irgraph.save(tiny_llama(seed=2), tmp_path / "g")  # overwriting replaces the whole folder
-    np.testing.assert_array_equal(irgraph.load(tmp_path / "g").weight("embed.weight"),
-                                  tiny_llama(seed=2).weight("embed.weight"))
+    np.testing.assert_array_equal(
+        irgraph.load(tmp_path / "g").weight("embed.weight"),
+        tiny_llama(seed=2).weight("embed.weight"),
+    )
     with pytest.raises(ConfigError, match="output folder exists"):
         irgraph.save(graph, tmp_path / "g", overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # no temp or .old folders left
@@ -75,7 +79,11 @@ def test_failed_save_creates_nothing(tmp_path):
     with pytest.raises(ConfigError):
         irgraph.save(unstorable_graph(), tmp_path / "new")
     with pytest.raises(FileNotFoundError):
-        irgraph.save(tiny_llama(), tmp_path / "new2", extra_files={"tokenizer.json": tmp_path / "missing.json"})
+        irgraph.save(
+            tiny_llama(),
+            tmp_path / "new2",
+            extra_files={"tokenizer.json": tmp_path / "missing.json"},
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -94,7 +102,9 @@ def test_bf16_weights_round_trip_bit_exact(tmp_path):
     theirs = safetensors.torch.load_file(tmp_path / "g" / WEIGHTS_FILE)["w"]
     np.testing.assert_array_equal(theirs.float().numpy(), w.astype(np.float32))
     xs = rng.standard_normal((3, 4)).astype(np.float32)
-    np.testing.assert_allclose(irgraph.run(loaded, {"x": xs})["y"], xs @ w.astype(np.float32).T, rtol=1e-6)
+    np.testing.assert_allclose(
+        irgraph.run(loaded, {"x": xs})["y"], xs @ w.astype(np.float32).T, rtol=1e-6
+    )
 
 
 def test_files_from_the_safetensors_library_load(tmp_path):
@@ -106,12 +116,18 @@ def test_files_from_the_safetensors_library_load(tmp_path):
         np.testing.assert_array_equal(store[k], v)
     torch_file = tmp_path / "t.safetensors"
     safetensors.torch.save_file({"h": torch.arange(5, dtype=torch.bfloat16) / 3}, torch_file)
-    np.testing.assert_array_equal(WeightStore.open(torch_file)["h"].astype(np.float32),
-                                  (torch.arange(5, dtype=torch.bfloat16) / 3).float().numpy())
+    np.testing.assert_array_equal(
+        WeightStore.open(torch_file)["h"].astype(np.float32),
+        (torch.arange(5, dtype=torch.bfloat16) / 3).float().numpy(),
+    )
 
 
 def test_our_files_load_in_the_safetensors_library(tmp_path):
-    arrays = {"x": np.ones((3, 5), np.float16), "y": np.zeros((0, 2), np.float32), "z": np.array(7, np.int32)}
+    arrays = {
+        "x": np.ones((3, 5), np.float16),
+        "y": np.zeros((0, 2), np.float32),
+        "z": np.array(7, np.int32),
+    }
     save_safetensors(arrays, tmp_path / "w.safetensors", metadata={"who": "irgraph"})
     theirs = safetensors.numpy.load_file(tmp_path / "w.safetensors")
     for k, v in arrays.items():
@@ -124,20 +140,43 @@ def header_file(path, header: dict, data: bytes = b"") -> None:
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
 
 
-@pytest.mark.parametrize("corrupt,message", [
-    (lambda p: p.write_bytes(b"\x01\x02"), "shorter than 8 bytes"),
-    (lambda p: p.write_bytes(struct.pack("<Q", 2**40) + b"{}"), "implausible header length"),
-    (lambda p: p.write_bytes(struct.pack("<Q", 5) + b"{nope"), "header is not JSON"),
-    (lambda p: header_file(p, {"embed.weight": {"dtype": "C64", "shape": [64, 32], "data_offsets": [0, 8]}}),
-     "unsupported dtype"),
-    (lambda p: header_file(p, {"embed.weight": {"dtype": "F32", "shape": [64, 32], "data_offsets": [0, 8192]}},
-                           b"\0" * 100), "beyond the end of the file"),
-    (lambda p: header_file(p, {"embed.weight": {"dtype": "F32", "shape": [64, 32], "data_offsets": [0, 100]}},
-                           b"\0" * 8192), "data_offsets"),
-    (lambda p: header_file(p, {"embed.weight": {"dtype": "F32", "shape": [64, 32]}}, b"\0" * 8192),
-     "malformed entry"),
-    (lambda p: header_file(p, ["not", "a", "dict"]), "header is not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "corrupt,message",
+    [
+        (lambda p: p.write_bytes(b"\x01\x02"), "shorter than 8 bytes"),
+        (lambda p: p.write_bytes(struct.pack("<Q", 2**40) + b"{}"), "implausible header length"),
+        (lambda p: p.write_bytes(struct.pack("<Q", 5) + b"{nope"), "header is not JSON"),
+        (
+            lambda p: header_file(
+                p, {"embed.weight": {"dtype": "C64", "shape": [64, 32], "data_offsets": [0, 8]}}
+            ),
+            "unsupported dtype",
+        ),
+        (
+            lambda p: header_file(
+                p,
+                {"embed.weight": {"dtype": "F32", "shape": [64, 32], "data_offsets": [0, 8192]}},
+                b"\0" * 100,
+            ),
+            "beyond the end of the file",
+        ),
+        (
+            lambda p: header_file(
+                p,
+                {"embed.weight": {"dtype": "F32", "shape": [64, 32], "data_offsets": [0, 100]}},
+                b"\0" * 8192,
+            ),
+            "data_offsets",
+        ),
+        (
+            lambda p: header_file(
+                p, {"embed.weight": {"dtype": "F32", "shape": [64, 32]}}, b"\0" * 8192
+            ),
+            "malformed entry",
+        ),
+        (lambda p: header_file(p, ["not", "a", "dict"]), "header is not a JSON object"),
+    ],
+)
 def test_corrupt_weights_raise_config_error_naming_the_file(tmp_path, corrupt, message):
     irgraph.save(tiny_llama(), tmp_path / "g")
     weights = tmp_path / "g" / WEIGHTS_FILE
@@ -158,7 +197,10 @@ def test_weights_that_do_not_match_the_graph(tmp_path):
     assert str(weights) in str(err.value)
     arrays["norm.weight"] = np.ones(31, np.float32)
     save_safetensors(arrays, weights)
-    with pytest.raises(ConfigError, match=r"weight 'norm.weight' has the wrong shape \(expected \(32,\), got \(31,\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"weight 'norm.weight' has the wrong shape \(expected \(32,\), got \(31,\)",
+    ):
         irgraph.load(tmp_path / "g")
 
 
@@ -166,6 +208,8 @@ def test_bad_folders(tmp_path):
     with pytest.raises(ConfigError, match="no graph.irg") as err:
         irgraph.load(tmp_path)
     assert str(tmp_path) in str(err.value)
-    (tmp_path / GRAPH_FILE).write_text('graph "x" {\n  input %x: f32[2]\n  %y: f32[3] = neg(%x)\n}\n')
+    (tmp_path / GRAPH_FILE).write_text(
+        'graph "x" {\n  input %x: f32[2]\n  %y: f32[3] = neg(%x)\n}\n'
+    )
     with pytest.raises(IRError, match="graph.irg: line 3") as err:
         irgraph.load(tmp_path)

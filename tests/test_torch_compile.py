@@ -46,10 +46,20 @@ def test_export_kitchen_sink_decodes_like_eager():
     rng = np.random.default_rng(1)
 
     def feeds(batch, seq, past):
-        cache = {n: rng.standard_normal(t.concrete({"batch": batch, "past": past})).astype(np.float32)
-                 for n, t in inputs.items() if n.startswith("past_key_values.")}
-        return torch_feeds(make_feeds(inputs, rng.integers(0, 40, (batch, seq)), cache, past_len=past,
-                                      prefix_len=np.full((batch,), 2)))
+        cache = {
+            n: rng.standard_normal(t.concrete({"batch": batch, "past": past})).astype(np.float32)
+            for n, t in inputs.items()
+            if n.startswith("past_key_values.")
+        }
+        return torch_feeds(
+            make_feeds(
+                inputs,
+                rng.integers(0, 40, (batch, seq)),
+                cache,
+                past_len=past,
+                prefix_len=np.full((batch,), 2),
+            )
+        )
 
     program = export(module, feeds(2, 3, 4)).module()
     for shape in [(3, 5, 7), (1, 1, 6)]:

@@ -23,14 +23,32 @@ def rand(shape, positive=False):
 
 # (op, [(input type, array)], attrs)
 CASES = [
-    *[(op, [(F, rand((2, 3, 8), positive=op in ("log", "sqrt", "rsqrt")))], {})
-      for op in ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sin", "cos", "erf", "sigmoid", "relu", "relu2",
-                 "silu", "fast_gelu")],
+    *[
+        (op, [(F, rand((2, 3, 8), positive=op in ("log", "sqrt", "rsqrt")))], {})
+        for op in (
+            "neg",
+            "exp",
+            "log",
+            "sqrt",
+            "rsqrt",
+            "tanh",
+            "sin",
+            "cos",
+            "erf",
+            "sigmoid",
+            "relu",
+            "relu2",
+            "silu",
+            "fast_gelu",
+        )
+    ],
     ("gelu", [(F, rand((2, 3, 8)))], {"approximate": "none"}),
     ("gelu", [(F, rand((2, 3, 8)))], {"approximate": "tanh"}),
     ("scale", [(F, rand((2, 3, 8)))], {"factor": 0.37}),
-    *[(op, [(F, rand((2, 3, 8), positive=op == "pow")), ("f32[8]", rand((8,)))], {})
-      for op in ("add", "sub", "mul", "div", "pow", "maximum", "minimum")],
+    *[
+        (op, [(F, rand((2, 3, 8), positive=op == "pow")), ("f32[8]", rand((8,)))], {})
+        for op in ("add", "sub", "mul", "div", "pow", "maximum", "minimum")
+    ],
     *[("glu", [(F, rand((2, 3, 8))), (F, rand((2, 3, 8)))], {"act": act}) for act in ACTIVATIONS],
     ("matmul", [(F, rand((2, 3, 8))), ("f32[8, 5]", rand((8, 5)))], {}),
     ("reshape", [(F, rand((2, 3, 8)))], {"shape": [0, 0, 2, 4]}),
@@ -41,28 +59,74 @@ CASES = [
     ("slice", [(F, rand((2, 3, 8)))], {"axis": 2, "start": 1, "end": 7, "step": 2}),
     ("slice", [(F, rand((2, 3, 8)))], {"axis": 1, "start": -2}),
     ("gather", [(F, rand((2, 3, 8))), ("i64[4]", np.array([2, 0, 1, 2]))], {"axis": 1}),
-    ("gather", [("f32[5, 4]", rand((5, 4))), ("i64[2, 3]", np.array([[0, 4, 1], [3, 3, 2]]))], {"axis": 0}),
-    ("where", [("bool[2, 3, 8]", rand((2, 3, 8)) > 0), (F, rand((2, 3, 8))), ("f32[8]", rand((8,)))], {}),
+    (
+        "gather",
+        [("f32[5, 4]", rand((5, 4))), ("i64[2, 3]", np.array([[0, 4, 1], [3, 3, 2]]))],
+        {"axis": 0},
+    ),
+    (
+        "where",
+        [("bool[2, 3, 8]", rand((2, 3, 8)) > 0), (F, rand((2, 3, 8))), ("f32[8]", rand((8,)))],
+        {},
+    ),
     ("cast", [(F, 5 * rand((2, 3, 8)))], {"dtype": "i64"}),
     ("cast", [(F, rand((2, 3, 8)))], {"dtype": "bf16"}),
     ("softmax", [(F, rand((2, 3, 8)))], {"axis": 1}),
-    *[(op, [(F, rand((2, 3, 8)))], {"axes": [0, 2], "keepdims": keep})
-      for op in ("reduce_sum", "reduce_mean", "reduce_max") for keep in (True, False)],
-    ("embedding", [("i64[2, 3]", np.array([[0, 4, 1], [3, 3, 2]])), ("f32[5, 8]", rand((5, 8)))], {}),
+    *[
+        (op, [(F, rand((2, 3, 8)))], {"axes": [0, 2], "keepdims": keep})
+        for op in ("reduce_sum", "reduce_mean", "reduce_max")
+        for keep in (True, False)
+    ],
+    (
+        "embedding",
+        [("i64[2, 3]", np.array([[0, 4, 1], [3, 3, 2]])), ("f32[5, 8]", rand((5, 8)))],
+        {},
+    ),
     ("linear", [(F, rand((2, 3, 8))), ("f32[6, 8]", rand((6, 8))), ("f32[6]", rand((6,)))], {}),
-    ("linear", [(F, rand((2, 3, 8))), ("i8[6, 8]", RNG.integers(-8, 8, (6, 8)).astype(np.int8))], {}),
-    ("layer_norm", [(F, rand((2, 3, 8))), ("f32[8]", rand((8,))), ("f32[8]", rand((8,)))], {"eps": 1e-3}),
+    (
+        "linear",
+        [(F, rand((2, 3, 8))), ("i8[6, 8]", RNG.integers(-8, 8, (6, 8)).astype(np.int8))],
+        {},
+    ),
+    (
+        "layer_norm",
+        [(F, rand((2, 3, 8))), ("f32[8]", rand((8,))), ("f32[8]", rand((8,)))],
+        {"eps": 1e-3},
+    ),
     ("rms_norm", [(F, rand((2, 3, 8))), ("f32[8]", rand((8,)))], {"weight_offset": 1.0}),
-    *[("rotary", [("f32[2, 3, 2, 8]", rand((2, 3, 2, 8))), ("i64[2, 3]", np.array([[0, 1, 2], [5, 9, 30]]))], attrs)
-      for attrs in ({}, {"interleaved": True, "rotary_dim": 4}, {"scaling": "linear", "factor": 2.0},
-                    {"scaling": "dynamic_ntk", "factor": 2.0, "original_max_position": 8},
-                    {"scaling": "llama3", "factor": 8.0, "original_max_position": 16},
-                    {"scaling": "yarn", "factor": 4.0, "original_max_position": 8, "attention_factor": 0.9})],
+    *[
+        (
+            "rotary",
+            [
+                ("f32[2, 3, 2, 8]", rand((2, 3, 2, 8))),
+                ("i64[2, 3]", np.array([[0, 1, 2], [5, 9, 30]])),
+            ],
+            attrs,
+        )
+        for attrs in (
+            {},
+            {"interleaved": True, "rotary_dim": 4},
+            {"scaling": "linear", "factor": 2.0},
+            {"scaling": "dynamic_ntk", "factor": 2.0, "original_max_position": 8},
+            {"scaling": "llama3", "factor": 8.0, "original_max_position": 16},
+            {"scaling": "yarn", "factor": 4.0, "original_max_position": 8, "attention_factor": 0.9},
+        )
+    ],
     ("alibi", [("i64[2, 5]", np.array([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]]))], {"num_heads": 6}),
-    ("relative_position_bias", [(F, rand((2, 3, 8))), ("i64[2, 5]", np.ones((2, 5), np.int64)),
-                                ("f32[32, 4]", rand((32, 4)))], {"bidirectional": True, "max_distance": 16}),
-    ("moe_router", [(F, rand((2, 3, 8))), ("f32[6, 8]", rand((6, 8)))],
-     {"top_k": 2, "n_group": 3, "topk_group": 2, "normalize": False}),
+    (
+        "relative_position_bias",
+        [
+            (F, rand((2, 3, 8))),
+            ("i64[2, 5]", np.ones((2, 5), np.int64)),
+            ("f32[32, 4]", rand((32, 4))),
+        ],
+        {"bidirectional": True, "max_distance": 16},
+    ),
+    (
+        "moe_router",
+        [(F, rand((2, 3, 8))), ("f32[6, 8]", rand((6, 8)))],
+        {"top_k": 2, "n_group": 3, "topk_group": 2, "normalize": False},
+    ),
 ]
 
 

@@ -32,10 +32,14 @@ def test_torch_module_equals_interpreter(name):
     module = to_torch(graph)
     for decode in (False, True):
         expected = irgraph.interpret(graph, IDS, decode=decode, **call_kw(graph))
-        got = forward(numpy_runner(module), graph_inputs(graph), IDS, decode=decode, **call_kw(graph))
+        got = forward(
+            numpy_runner(module), graph_inputs(graph), IDS, decode=decode, **call_kw(graph)
+        )
         # float32 in another summation order: the absolute tolerance follows the logits' scale
         atol = 1e-5 * max(1.0, float(np.abs(expected).max()))
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=atol, err_msg=f"{name} decode={decode}")
+        np.testing.assert_allclose(
+            got, expected, rtol=1e-5, atol=atol, err_msg=f"{name} decode={decode}"
+        )
 
 
 @pytest.mark.parametrize("name", names())
@@ -45,8 +49,14 @@ def test_gradients_reach_every_parameter(name):
     vocab = int(graph.outputs["logits"].type.shape[-1])
     windows = np.random.default_rng(0).integers(0, vocab, (4, 17))
     feeds, targets, weights = lm_batch(graph_inputs(graph), windows, graph.meta)
-    lm_loss(module(**torch_feeds(feeds))["logits"], torch.from_numpy(targets), torch.from_numpy(weights)).backward()
-    missing = [n for n, p in module.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    lm_loss(
+        module(**torch_feeds(feeds))["logits"], torch.from_numpy(targets), torch.from_numpy(weights)
+    ).backward()
+    missing = [
+        n
+        for n, p in module.named_parameters()
+        if p.grad is None or not bool(p.grad.abs().sum() > 0)
+    ]
     assert missing == [], f"{name}: no gradient for {missing}"
 
 

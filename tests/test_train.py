@@ -55,7 +55,9 @@ def test_resume_continues_identically(corpus, tmp_path):
     assert resumed.resumed_from == 4
     assert [s.loss for s in resumed.history] == [s.loss for s in straight.history[4:]]
     for name in straight.graph.params:
-        np.testing.assert_array_equal(resumed.graph.weight(name), straight.graph.weight(name), err_msg=name)
+        np.testing.assert_array_equal(
+            resumed.graph.weight(name), straight.graph.weight(name), err_msg=name
+        )
 
 
 def test_checkpoints_are_safetensors_and_json(corpus, tmp_path):
@@ -63,7 +65,11 @@ def test_checkpoints_are_safetensors_and_json(corpus, tmp_path):
     Trainer(byte_llama(), corpus, config, tmp_path).run()
     ckpts = sorted((tmp_path / "checkpoints").iterdir())
     assert [p.name for p in ckpts] == ["step-0000002", "step-0000004"]
-    assert sorted(f.name for f in ckpts[-1].iterdir()) == ["model.safetensors", "optimizer.safetensors", "state.json"]
+    assert sorted(f.name for f in ckpts[-1].iterdir()) == [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    ]
     state = json.loads((ckpts[-1] / "state.json").read_text())
     assert state["step"] == 4 and state["recipe_hash"] == config.recipe_hash()
     with safe_open(ckpts[-1] / "optimizer.safetensors", "pt") as f:
@@ -80,7 +86,7 @@ def test_heldout_files_are_never_trained_on(tmp_path):
     assert corpus.train_files + corpus.heldout_files == 40 and corpus.heldout_files >= 2
     held = bytes(corpus.heldout.astype(np.uint8)).decode()
     train = bytes(corpus.train.astype(np.uint8)).decode()
-    held_ids = {held[i + 5:i + 7] for i in range(0, len(held), 160)}
+    held_ids = {held[i + 5 : i + 7] for i in range(0, len(held), 160)}
     assert all(f"file {n} " not in train for n in held_ids)
 
 
@@ -98,14 +104,31 @@ def test_grad_accumulation_matches_one_big_batch(corpus, tmp_path):
     one = Trainer(byte_llama(), corpus, small(steps=3), tmp_path / "a").run()
     acc = Trainer(byte_llama(), corpus, small(steps=3, grad_accum=2), tmp_path / "b").run()
     for name in one.graph.params:
-        np.testing.assert_allclose(acc.graph.weight(name), one.graph.weight(name), atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(
+            acc.graph.weight(name), one.graph.weight(name), atol=2e-5, err_msg=name
+        )
 
 
 def test_cli_train_leaves_a_runnable_graph(tmp_path):
     byte_llama().save(tmp_path / "src")
     out = tmp_path / "out"
-    args = ["train", str(tmp_path / "src"), "--corpus", str(STDLIB_JSON), "--steps", "6", "-o", str(out),
-            "--batch-size", "4", "--seq-len", "32", "--eval-tokens", "512", "--no-bf16"]
+    args = [
+        "train",
+        str(tmp_path / "src"),
+        "--corpus",
+        str(STDLIB_JSON),
+        "--steps",
+        "6",
+        "-o",
+        str(out),
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--eval-tokens",
+        "512",
+        "--no-bf16",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "held-out loss" in result.output
@@ -117,8 +140,19 @@ def test_cli_train_leaves_a_runnable_graph(tmp_path):
     assert logits.shape == (1, 2, 256) and np.isfinite(logits).all()
     again = CliRunner().invoke(main, args)  # finished run: resumes at the last step, trains nothing
     assert again.exit_code == 0 and "resumed from step 6" in again.output
-    bad = CliRunner().invoke(main, ["train", str(tmp_path / "nope"), "--corpus", str(STDLIB_JSON), "--steps", "1",
-                                    "-o", str(out)])
+    bad = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(tmp_path / "nope"),
+            "--corpus",
+            str(STDLIB_JSON),
+            "--steps",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
     assert bad.exit_code != 0
 
 
@@ -137,14 +171,36 @@ def test_tokenizer_json_corpus_and_bits_per_byte(tmp_path):
 
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tok.train([str(p) for p in sorted(STDLIB_JSON.glob("*.py"))],
-              trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train(
+        [str(p) for p in sorted(STDLIB_JSON.glob("*.py"))],
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["[UNK]"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     tok.save(str(tmp_path / "tokenizer.json"))
     byte_llama(vocab=400).save(tmp_path / "src")
     (tmp_path / "src" / "tokenizer.json").write_bytes((tmp_path / "tokenizer.json").read_bytes())
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["train", str(tmp_path / "src"), "--corpus", str(STDLIB_JSON), "--steps", "2",
-                                       "-o", str(out), "--batch-size", "2", "--seq-len", "16", "--no-bf16"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(tmp_path / "src"),
+            "--corpus",
+            str(STDLIB_JSON),
+            "--steps",
+            "2",
+            "-o",
+            str(out),
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--no-bf16",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "tokens: tokenizer.json" in result.output and (out / "tokenizer.json").is_file()
     evals = json.loads((out / "train.json").read_text())["evals"]
@@ -152,12 +208,35 @@ def test_tokenizer_json_corpus_and_bits_per_byte(tmp_path):
     assert 1.5 < bytes_per_token < 6  # BPE tokens span several bytes
 
 
-@pytest.mark.parametrize("name", ["llama-2", "t5", "glm-130b", "deepseek-v2"])  # decoder, enc-dec, prefix-LM, MLA+MoE
+@pytest.mark.parametrize(
+    "name", ["llama-2", "t5", "glm-130b", "deepseek-v2"]
+)  # decoder, enc-dec, prefix-LM, MLA+MoE
 def test_cli_trains_zoo_tiny_twins(name, tmp_path):
     out = tmp_path / name
-    result = CliRunner().invoke(main, ["train", name, "--corpus", str(STDLIB_JSON), "--steps", "12", "-o", str(out),
-                                       "--batch-size", "4", "--seq-len", "32", "--eval-tokens", "512", "--no-bf16",
-                                       "--lr", "1e-2", "--warmup", "2"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            name,
+            "--corpus",
+            str(STDLIB_JSON),
+            "--steps",
+            "12",
+            "-o",
+            str(out),
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "32",
+            "--eval-tokens",
+            "512",
+            "--no-bf16",
+            "--lr",
+            "1e-2",
+            "--warmup",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     evals = json.loads((out / "train.json").read_text())["evals"]
     assert evals[-1]["loss"] < evals[0]["loss"]

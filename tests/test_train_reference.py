@@ -19,7 +19,9 @@ def test_recipe_states_a_small_llama_and_at_least_20m_tokens():
     t = r["train"]
     assert t["steps"] * t["batch_size"] * t["seq_len"] >= 20_000_000
     assert r["corpus"]["files"] > 500  # the whole standard library, tests included
-    assert recipe_hash(r) == recipe_hash(recipe()) and recipe_hash(recipe(steps=3)) != recipe_hash(r)
+    assert recipe_hash(r) == recipe_hash(recipe()) and recipe_hash(recipe(steps=3)) != recipe_hash(
+        r
+    )
     assert cache_dir(r).name == recipe_hash(r)
 
 

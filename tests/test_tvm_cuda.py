@@ -20,19 +20,27 @@ from irgraph.errors import CodegenError
 from tests.handbuilt import tiny_llama
 from tests.test_tvm_ops import attention_lm
 
-needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"),
-                                reason="nvcc not installed")
+needs_nvcc = pytest.mark.skipif(
+    shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"),
+    reason="nvcc not installed",
+)
 
 
 def _check(graph, tmp_path, arch):
-    artifact = compile_graph(graph, tmp_path / f"{graph.name}-{arch}", target="tvm-cuda", cuda_arch=arch)
+    artifact = compile_graph(
+        graph, tmp_path / f"{graph.name}-{arch}", target="tvm-cuda", cuda_arch=arch
+    )
     manifest = read_manifest(artifact)
     info = manifest["tvm"]
-    assert manifest["target"] == "tvm-cuda" and info["cuda_arch"] == arch and info["device"] == "cuda"
+    assert (
+        manifest["target"] == "tvm-cuda" and info["cuda_arch"] == arch and info["device"] == "cuda"
+    )
     assert info["target"]["kind"] == "cuda" and info["target"]["arch"] == arch
     assert info["cuda_kernels"]["kernels"] >= 10 and info["cuda_kernels"]["cubin_bytes"] > 0
     assert "GPU" in info["needs"] and arch in info["needs"]
-    assert all(a["layout"] == "plain" for a in info["weight_args"])  # GPU kernels read checkpoint layout
+    assert all(
+        a["layout"] == "plain" for a in info["weight_args"]
+    )  # GPU kernels read checkpoint layout
 
 
 @needs_nvcc
@@ -45,8 +53,16 @@ def test_zoo_cuda_kernels_compile_with_nvcc(tmp_path, name, arch):
 
 @needs_nvcc
 @pytest.mark.slow
-@pytest.mark.parametrize("name, arch", [("llama-2", "sm_90"), ("mixtral-8x22b", "sm_80"), ("mixtral-8x22b", "sm_90"),
-                                        ("deepseek-v2", "sm_80"), ("deepseek-v2", "sm_90")])
+@pytest.mark.parametrize(
+    "name, arch",
+    [
+        ("llama-2", "sm_90"),
+        ("mixtral-8x22b", "sm_80"),
+        ("mixtral-8x22b", "sm_90"),
+        ("deepseek-v2", "sm_80"),
+        ("deepseek-v2", "sm_90"),
+    ],
+)
 def test_more_zoo_cuda_kernels_compile_with_nvcc(tmp_path, name, arch):
     import irgraph.model_zoo as zoo
 

@@ -59,11 +59,19 @@ def test_every_zoo_model_runs_on_the_board(tmp_path, runner, name):
     """
     graph = build(name, size="tiny", seed=0)
     prompt = [1, 5, 9, 3]
-    tokens, logits = run_native(runner, compile_graph(graph, tmp_path / name, target="tvm-aarch64"), prompt, 4)
+    tokens, logits = run_native(
+        runner, compile_graph(graph, tmp_path / name, target="tvm-aarch64"), prompt, 4
+    )
     inputs = graph_inputs(graph)
     if is_encoder_decoder(inputs):
-        fed, extra = [int(graph.meta.get("decoder_start_token_id") or 0)] + tokens[:-1], {"encoder_ids": [prompt]}
+        fed, extra = (
+            [int(graph.meta.get("decoder_start_token_id") or 0)] + tokens[:-1],
+            {"encoder_ids": [prompt]},
+        )
     else:
-        fed, extra = prompt + tokens[:-1], {"prefix_len": np.array([len(prompt)])} if "prefix_len" in inputs else {}
+        fed, extra = (
+            prompt + tokens[:-1],
+            {"prefix_len": np.array([len(prompt)])} if "prefix_len" in inputs else {},
+        )
     reference = irgraph.interpret(graph, np.array([fed]), **extra)[0]
     np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)

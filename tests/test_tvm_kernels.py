@@ -22,7 +22,9 @@ HOST = Target.from_device(tvm.cpu())
 
 
 def build(func):
-    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST)["main"]
+    return tvm.compile(
+        tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=HOST
+    )["main"]
 
 
 def run(func, *arrays, out_shape, out_dtype="float32"):
@@ -49,8 +51,12 @@ def test_scores_kernel_tails(batch, rows, keys):
     rng = np.random.default_rng(rows + keys)
     q = rng.standard_normal((batch, heads, rows, dim), dtype=np.float32)
     k = rng.standard_normal((batch, heads, keys, dim), dtype=np.float32)
-    got = run(build(attention_kernels.scores_kernel(heads, dim, scale, "float32")), q, k,
-              out_shape=(batch, heads, rows, keys))
+    got = run(
+        build(attention_kernels.scores_kernel(heads, dim, scale, "float32")),
+        q,
+        k,
+        out_shape=(batch, heads, rows, keys),
+    )
     np.testing.assert_allclose(got, scale * q @ k.transpose(0, 1, 3, 2), rtol=1e-5, atol=1e-5)
 
 
@@ -62,7 +68,9 @@ def test_masked_softmax_kernel(batch, rows, keys):
     allowed = rng.random((batch, 1, rows, keys)) < 0.7
     allowed[0, 0, 0, :] = False  # a query that sees no key: zeros, as in the op's reference
     allowed[-1, 0, -1, :] = True  # and one that sees every key
-    got = run(build(attention_kernels.softmax_kernel(heads, "float32")), s, allowed, out_shape=s.shape)
+    got = run(
+        build(attention_kernels.softmax_kernel(heads, "float32")), s, allowed, out_shape=s.shape
+    )
     masked = np.where(allowed, s, -np.inf)
     top = masked.max(-1, keepdims=True)
     e = np.where(allowed, np.exp(s - np.where(np.isfinite(top), top, 0)), 0.0)
@@ -85,8 +93,9 @@ def test_packed_linear_kernel_tails(nb, mt):
     packed = pack_weight(w, f"packed{nb}")
     for m in [*range(1, 2 * mt + 4), 37]:
         x = rng.standard_normal((m, k), dtype=np.float32)
-        np.testing.assert_allclose(run(func, x, packed, out_shape=(m, n)), x @ w.T, rtol=1e-4, atol=1e-4,
-                                   err_msg=f"M={m}")
+        np.testing.assert_allclose(
+            run(func, x, packed, out_shape=(m, n)), x @ w.T, rtol=1e-4, atol=1e-4, err_msg=f"M={m}"
+        )
 
 
 @pytest.mark.parametrize("interleaved", [False, True])
@@ -104,7 +113,9 @@ def test_rotary_kernel_matches_reference(interleaved, rotary_dim):
     cs, ss = (te.placeholder((b, s, 1, rotary_dim // 2), "float32") for _ in range(2))
     func = build(te.create_prim_func([xs, cs, ss, _rotate(xs, cs, ss, rotary_dim, interleaved)]))
     got = run(func, x, cos[:, :, None], sin[:, :, None], out_shape=x.shape)
-    np.testing.assert_allclose(got, apply_rotary(x, cos, sin, rotary_dim, interleaved), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        got, apply_rotary(x, cos, sin, rotary_dim, interleaved), rtol=1e-6, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("dim", [200, 768, 7])
@@ -121,7 +132,9 @@ def test_rms_norm_kernel_matches_reference(dim):
 
 
 @pytest.mark.parametrize("per_pair", [False, True])
-@pytest.mark.parametrize("n, r", [(24, 40), (6, 16), (5, 37)])  # 4-, 2- and 1-row blocks; lane tails
+@pytest.mark.parametrize(
+    "n, r", [(24, 40), (6, 16), (5, 37)]
+)  # 4-, 2- and 1-row blocks; lane tails
 def test_grouped_moe_kernel_tiles_tails_and_idle_experts(per_pair, n, r):
     from irgraph.codegen.tvm.moe_kernels import grouped_kernel
 
@@ -131,8 +144,13 @@ def test_grouped_moe_kernel_tiles_tails_and_idle_experts(per_pair, n, r):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((tokens * k if per_pair else tokens, r)).astype(np.float32)
     w = rng.standard_normal((experts, n, r)).astype(np.float32)
-    got = run(build(grouped_kernel(experts, n, r, k, per_pair, "float32", "float32")), idx, a, w,
-              out_shape=(tokens * k, n))
+    got = run(
+        build(grouped_kernel(experts, n, r, k, per_pair, "float32", "float32")),
+        idx,
+        a,
+        w,
+        out_shape=(tokens * k, n),
+    )
     pairs = idx.reshape(-1)
     want = np.stack([a[p if per_pair else p // k] @ w[pairs[p]].T for p in range(tokens * k)])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -148,11 +166,19 @@ def test_latent_kernels_read_kv_b_in_place(rank):
     o = rng.standard_normal((batch, heads, seq, rank)).astype(np.float32)
     kv_b = rng.standard_normal((heads * (nope + v_dim), rank)).astype(np.float32)
     w = kv_b.reshape(heads, nope + v_dim, rank)
-    got = run(build(absorb_kernel(heads, nope + rope, nope, v_dim, rank, "float32", "float32")), q, kv_b,
-              out_shape=(batch, heads, seq, rank))
+    got = run(
+        build(absorb_kernel(heads, nope + rope, nope, v_dim, rank, "float32", "float32")),
+        q,
+        kv_b,
+        out_shape=(batch, heads, seq, rank),
+    )
     np.testing.assert_allclose(got, q[..., :nope] @ w[:, :nope], rtol=1e-5, atol=1e-5)
-    got = run(build(expand_kernel(heads, nope, v_dim, rank, "float32", "float32")), o, kv_b,
-              out_shape=(batch, heads, seq, v_dim))
+    got = run(
+        build(expand_kernel(heads, nope, v_dim, rank, "float32", "float32")),
+        o,
+        kv_b,
+        out_shape=(batch, heads, seq, v_dim),
+    )
     np.testing.assert_allclose(got, o @ np.swapaxes(w[:, nope:], 1, 2), rtol=1e-5, atol=1e-5)
 
 
@@ -167,4 +193,6 @@ def test_fast_tanh_and_erf_match_float64():
     for fn, ref in ((fast_tanh, np.tanh), (fast_erf, np.vectorize(math.erf))):
         func = build(te.create_prim_func([x, te.compute((n,), lambda i: fn(x[i]))]))  # noqa: B023 (built now)
         got = run(func, a, out_shape=a.shape)
-        np.testing.assert_allclose(got, ref(a.astype(np.float64)), rtol=0, atol=5e-7, err_msg=fn.__name__)
+        np.testing.assert_allclose(
+            got, ref(a.astype(np.float64)), rtol=0, atol=5e-7, err_msg=fn.__name__
+        )

@@ -22,22 +22,33 @@ def test_the_variant_slices_only_the_lm_head_input():
     graph = build("llama-2", size="tiny", seed=0)
     last = last_position_graph(graph)
     assert last is not None and last.outputs["logits"].type.shape[1:] == (1, 256)
-    assert [n.op for n in last.nodes].count("slice") == [n.op for n in graph.nodes].count("slice") + 1
+    assert [n.op for n in last.nodes].count("slice") == [n.op for n in graph.nodes].count(
+        "slice"
+    ) + 1
     assert set(last.params) == set(graph.params)  # the same weight arguments, in the same order
     full = irgraph.interpret(graph, PROMPT)
     np.testing.assert_allclose(irgraph.interpret(last, PROMPT), full[:, -1:], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["llama-2", "deepseek-v2", "glm-130b"])  # GQA, latent attention, prefix LM
+@pytest.mark.parametrize(
+    "name", ["llama-2", "deepseek-v2", "glm-130b"]
+)  # GQA, latent attention, prefix LM
 def test_step_returns_the_last_position_and_generation_is_unchanged(tmp_path, name):
     graph = build(name, size="tiny", seed=0)
     artifact = compile_graph(graph, tmp_path / name)
-    assert json.loads((artifact / "manifest.json").read_text())["tvm"]["function_last"] == "forward_last"
+    assert (
+        json.loads((artifact / "manifest.json").read_text())["tvm"]["function_last"]
+        == "forward_last"
+    )
     session = irgraph.runtimes.open(artifact)
-    feeds = lm.make_feeds(session.inputs, np.array(PROMPT), lm.empty_cache(session.inputs, 1), past_len=0)
+    feeds = lm.make_feeds(
+        session.inputs, np.array(PROMPT), lm.empty_cache(session.inputs, 1), past_len=0
+    )
     logits, _ = session.step(feeds)
     assert logits.shape == (1, 1, 256)
-    np.testing.assert_allclose(logits, irgraph.interpret(graph, PROMPT)[:, -1:], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        logits, irgraph.interpret(graph, PROMPT)[:, -1:], rtol=1e-4, atol=1e-4
+    )
     reference = generate(InterpreterSession(graph), PROMPT, 8, sampling=Sampling())
     assert session.generate(PROMPT, 8) == reference
 

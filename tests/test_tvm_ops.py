@@ -31,15 +31,35 @@ def primitive_graph():
     x = b.input("x", f"f32[batch, seq, {D}]")
     y = b.input("y", f"f32[batch, seq, {D}]")  # positive: log, sqrt, rsqrt, pow
     idx = b.input("idx", "i64[batch, seq]")
-    gidx = b.input("gidx", "i64[batch, seq]")  # may be negative: gather counts from the end, as np.take
-    w = {"w": rng.standard_normal((12, D)).astype(np.float32), "bias": rng.standard_normal(12).astype(np.float32),
-         "g": (1 + 0.1 * rng.standard_normal(D)).astype(np.float32),
-         "beta": rng.standard_normal(D).astype(np.float32), "table": rng.standard_normal((10, D)).astype(np.float32),
-         "m": rng.standard_normal((D, 5)).astype(np.float32), "w2": rng.standard_normal((7, D)).astype(np.float32),
-         "w32": rng.standard_normal((64, D)).astype(np.float32), "w48": rng.standard_normal((48, D)).astype(np.float32)}
+    gidx = b.input(
+        "gidx", "i64[batch, seq]"
+    )  # may be negative: gather counts from the end, as np.take
+    w = {
+        "w": rng.standard_normal((12, D)).astype(np.float32),
+        "bias": rng.standard_normal(12).astype(np.float32),
+        "g": (1 + 0.1 * rng.standard_normal(D)).astype(np.float32),
+        "beta": rng.standard_normal(D).astype(np.float32),
+        "table": rng.standard_normal((10, D)).astype(np.float32),
+        "m": rng.standard_normal((D, 5)).astype(np.float32),
+        "w2": rng.standard_normal((7, D)).astype(np.float32),
+        "w32": rng.standard_normal((64, D)).astype(np.float32),
+        "w48": rng.standard_normal((48, D)).astype(np.float32),
+    }
     p = {k: b.param(k, f"f32[{', '.join(map(str, v.shape))}]") for k, v in w.items()}
     outs = {}
-    for op in ("neg", "exp", "tanh", "sin", "cos", "erf", "sigmoid", "relu", "relu2", "silu", "fast_gelu"):
+    for op in (
+        "neg",
+        "exp",
+        "tanh",
+        "sin",
+        "cos",
+        "erf",
+        "sigmoid",
+        "relu",
+        "relu2",
+        "silu",
+        "fast_gelu",
+    ):
         outs[op] = b.op(op, x)
     for op in ("log", "sqrt", "rsqrt"):
         outs[op] = b.op(op, y)
@@ -104,59 +124,135 @@ def attention_lm(seed: int = 0):
     q = heads_of(b.linear(h, param("l0.q", (heads * (nope + rope), hidden))), heads, nope + rope)
     q_nope, q_rope = b.split(q, axis=3, sizes=[nope, rope])
     q = b.concat(q_nope, b.rotary(q_rope, pos, interleaved=True), axis=3)
-    latent, k_rope = b.split(b.linear(h, param("l0.kv_a", (rank + rope, hidden))), axis=2, sizes=[rank, rope])
+    latent, k_rope = b.split(
+        b.linear(h, param("l0.kv_a", (rank + rope, hidden))), axis=2, sizes=[rank, rope]
+    )
     latent = b.rms_norm(latent, param("l0.kv_norm", (rank,), 0.1, 1.0))
     k_rope = b.rotary(b.reshape(k_rope, shape=[0, 0, 1, rope]), pos, interleaved=True)
     past = b.input("past_key_values.0.latent", f"f32[batch, past, {rank + rope}]")
-    out, present = b.latent_attention(q, latent, k_rope, param("l0.kv_b", (heads * (nope + vdim), rank)), past, mask,
-                                      nope_dim=nope, v_dim=vdim)
+    out, present = b.latent_attention(
+        q,
+        latent,
+        k_rope,
+        param("l0.kv_b", (heads * (nope + vdim), rank)),
+        past,
+        mask,
+        nope_dim=nope,
+        v_dim=vdim,
+    )
     b.output("present.0.latent", present)
-    x = b.add(x, b.linear(b.reshape(out, shape=[0, 0, heads * vdim]), param("l0.o", (hidden, heads * vdim))))
+    x = b.add(
+        x,
+        b.linear(b.reshape(out, shape=[0, 0, heads * vdim]), param("l0.o", (hidden, heads * vdim))),
+    )
     h = norm(x, "l0.n2")
-    w, idx = b.moe_router(h, param("l0.router", (experts, hidden)), top_k=2, scoring="sigmoid", n_group=2,
-                          topk_group=1, scaling=1.5)
-    x = b.add(x, b.moe_experts(h, w, idx, param("l0.up", (experts, ffn, hidden)),
-                               param("l0.down", (experts, hidden, ffn)), param("l0.gate", (experts, ffn, hidden)),
-                               act="silu"))
+    w, idx = b.moe_router(
+        h,
+        param("l0.router", (experts, hidden)),
+        top_k=2,
+        scoring="sigmoid",
+        n_group=2,
+        topk_group=1,
+        scaling=1.5,
+    )
+    x = b.add(
+        x,
+        b.moe_experts(
+            h,
+            w,
+            idx,
+            param("l0.up", (experts, ffn, hidden)),
+            param("l0.down", (experts, hidden, ffn)),
+            param("l0.gate", (experts, ffn, hidden)),
+            act="silu",
+        ),
+    )
     # layer 1: ALiBi, softcap, window, prefix-LM, layer_norm with bias, yarn partial rotary, biased linears
     h = b.layer_norm(x, param("l1.ln_w", (hidden,), 0.1, 1.0), param("l1.ln_b", (hidden,), 0.1))
-    qkv = b.linear(h, param("l1.qkv", (3 * heads * hd, hidden)), param("l1.qkv_b", (3 * heads * hd,)))
+    qkv = b.linear(
+        h, param("l1.qkv", (3 * heads * hd, hidden)), param("l1.qkv_b", (3 * heads * hd,))
+    )
     q, k, v = (heads_of(t, heads, hd) for t in b.split(qkv, axis=2, sizes=[heads * hd] * 3))
-    rot = dict(rotary_dim=2, scaling="yarn", factor=4.0, original_max_position=8, mscale=0.7, mscale_all_dim=1.0)
+    rot = dict(
+        rotary_dim=2,
+        scaling="yarn",
+        factor=4.0,
+        original_max_position=8,
+        mscale=0.7,
+        mscale_all_dim=1.0,
+    )
     q, k = b.rotary(q, pos, **rot), b.rotary(k, pos, **rot)
     pk = b.input("past_key_values.1.key", f"f32[batch, {heads}, past, {hd}]")
     pv = b.input("past_key_values.1.value", f"f32[batch, {heads}, past, {hd}]")
-    out, k1, v1 = b.attention(q, k, v, pk, pv, mask, b.alibi(mask, num_heads=heads), prefix, window=3, softcap=2.0)
+    out, k1, v1 = b.attention(
+        q, k, v, pk, pv, mask, b.alibi(mask, num_heads=heads), prefix, window=3, softcap=2.0
+    )
     b.output("present.1.key", k1)
     b.output("present.1.value", v1)
-    x = b.add(x, b.linear(b.reshape(out, shape=[0, 0, heads * hd]), param("l1.o", (hidden, heads * hd))))
+    x = b.add(
+        x, b.linear(b.reshape(out, shape=[0, 0, heads * hd]), param("l1.o", (hidden, heads * hd)))
+    )
     # layer 2: T5 relative bias, GQA, dynamic-NTK rotary, softmax router with ungated experts
     h = norm(x, "l2.n1")
-    q = b.rotary(heads_of(b.linear(h, param("l2.q", (heads * hd, hidden))), heads, hd), pos,
-                 scaling="dynamic_ntk", factor=2.0, original_max_position=2)
-    k = b.rotary(heads_of(b.linear(h, param("l2.k", (2 * hd, hidden))), 2, hd), pos,
-                 scaling="dynamic_ntk", factor=2.0, original_max_position=2)
+    q = b.rotary(
+        heads_of(b.linear(h, param("l2.q", (heads * hd, hidden))), heads, hd),
+        pos,
+        scaling="dynamic_ntk",
+        factor=2.0,
+        original_max_position=2,
+    )
+    k = b.rotary(
+        heads_of(b.linear(h, param("l2.k", (2 * hd, hidden))), 2, hd),
+        pos,
+        scaling="dynamic_ntk",
+        factor=2.0,
+        original_max_position=2,
+    )
     v = heads_of(b.linear(h, param("l2.v", (2 * hd, hidden))), 2, hd)
-    bias = b.relative_position_bias(h, mask, param("l2.rel", (8, heads)), bidirectional=False, max_distance=6)
+    bias = b.relative_position_bias(
+        h, mask, param("l2.rel", (8, heads)), bidirectional=False, max_distance=6
+    )
     pk = b.input("past_key_values.2.key", f"f32[batch, 2, past, {hd}]")
     pv = b.input("past_key_values.2.value", f"f32[batch, 2, past, {hd}]")
     out, k2, v2 = b.attention(q, k, v, pk, pv, mask, bias, scale=1.0)
     b.output("present.2.key", k2)
     b.output("present.2.value", v2)
-    x = b.add(x, b.linear(b.reshape(out, shape=[0, 0, heads * hd]), param("l2.o", (hidden, heads * hd))))
+    x = b.add(
+        x, b.linear(b.reshape(out, shape=[0, 0, heads * hd]), param("l2.o", (hidden, heads * hd)))
+    )
     h = norm(x, "l2.n2")
     w, idx = b.moe_router(h, param("l2.router", (experts, hidden)), top_k=2)
-    x = b.add(x, b.moe_experts(h, w, idx, param("l2.up", (experts, ffn, hidden)),
-                               param("l2.down", (experts, hidden, ffn)), act="gelu"))
+    x = b.add(
+        x,
+        b.moe_experts(
+            h,
+            w,
+            idx,
+            param("l2.up", (experts, ffn, hidden)),
+            param("l2.down", (experts, hidden, ffn)),
+            act="gelu",
+        ),
+    )
     # layer 3: llama3 and linear rotary, bidirectional attention over the new tokens only (no cache)
     h = norm(x, "l3.n1")
-    q = b.rotary(heads_of(b.linear(h, param("l3.q", (heads * hd, hidden))), heads, hd), pos, scaling="llama3",
-                 factor=8.0, original_max_position=4)
-    k = b.rotary(heads_of(b.linear(h, param("l3.k", (heads * hd, hidden))), heads, hd), pos, scaling="linear",
-                 factor=2.0)
+    q = b.rotary(
+        heads_of(b.linear(h, param("l3.q", (heads * hd, hidden))), heads, hd),
+        pos,
+        scaling="llama3",
+        factor=8.0,
+        original_max_position=4,
+    )
+    k = b.rotary(
+        heads_of(b.linear(h, param("l3.k", (heads * hd, hidden))), heads, hd),
+        pos,
+        scaling="linear",
+        factor=2.0,
+    )
     v = heads_of(b.linear(h, param("l3.v", (heads * hd, hidden))), heads, hd)
     out, _, _ = b.attention(q, k, v, causal=False)
-    x = b.add(x, b.linear(b.reshape(out, shape=[0, 0, heads * hd]), param("l3.o", (hidden, heads * hd))))
+    x = b.add(
+        x, b.linear(b.reshape(out, shape=[0, 0, heads * hd]), param("l3.o", (hidden, heads * hd)))
+    )
     x = norm(x, "final")
     b.output("logits", b.linear(x, b.graph.params["embed"]))  # tied: one weight, plain and packed
     return b.build(weights)
@@ -165,14 +261,18 @@ def attention_lm(seed: int = 0):
 @pytest.fixture(scope="module")
 def primitives(tmp_path_factory):
     g = primitive_graph()
-    return g, TVMSession(compile_graph(g, tmp_path_factory.mktemp("tvm") / "prims", target="tvm-llvm"))
+    return g, TVMSession(
+        compile_graph(g, tmp_path_factory.mktemp("tvm") / "prims", target="tvm-llvm")
+    )
 
 
 @pytest.fixture(scope="module")
 def llama_artifact(tmp_path_factory):
     from tests.handbuilt import tiny_llama
 
-    return compile_graph(tiny_llama(seed=0), tmp_path_factory.mktemp("tvm") / "llama", target="tvm-llvm")
+    return compile_graph(
+        tiny_llama(seed=0), tmp_path_factory.mktemp("tvm") / "llama", target="tvm-llvm"
+    )
 
 
 def test_every_registry_op_has_a_lowering():
@@ -184,9 +284,12 @@ def test_primitives_match_interpreter(primitives):
     g, session = primitives
     rng = np.random.default_rng(3)
     for batch, seq in ((2, 3), (1, 1)):
-        feeds = {"x": rng.standard_normal((batch, seq, D)).astype(np.float32),
-                 "y": (0.5 + rng.random((batch, seq, D))).astype(np.float32),
-                 "idx": rng.integers(0, 10, (batch, seq)), "gidx": rng.integers(-10, 10, (batch, seq))}
+        feeds = {
+            "x": rng.standard_normal((batch, seq, D)).astype(np.float32),
+            "y": (0.5 + rng.random((batch, seq, D))).astype(np.float32),
+            "idx": rng.integers(0, 10, (batch, seq)),
+            "gidx": rng.integers(-10, 10, (batch, seq)),
+        }
         ref = interpret_run(g, feeds)
         got = session.run(feeds)
         assert set(got) == set(ref)
@@ -232,8 +335,12 @@ def test_one_build_serves_another_checkpoint(llama_artifact):
     other = tiny_llama(seed=1)
     session = TVMSession(artifact, weights={name: other.weight(name) for name in other.params})
     ids = np.array([[4, 8, 15, 16, 23]])
-    np.testing.assert_allclose(session.forward(ids, decode=True), lm.interpret(other, ids, decode=True),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        session.forward(ids, decode=True),
+        lm.interpret(other, ids, decode=True),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     assert not np.allclose(TVMSession(artifact).forward(ids), session.forward(ids), atol=1e-2)
 
 
@@ -244,8 +351,16 @@ def test_narrow_weights_under_fp32_activations(storage, tmp_path):
 
     np_type = {"f16": np.float16, "bf16": ml_dtypes.bfloat16}[storage]
     rng = np.random.default_rng(5)
-    shapes = {"w": (32, D), "w_odd": (6, D), "bias": (32,), "g": (D,), "m": (D, 3), "up": (2, 4, D), "down": (2, D, 4),
-              "router": (2, D)}
+    shapes = {
+        "w": (32, D),
+        "w_odd": (6, D),
+        "bias": (32,),
+        "g": (D,),
+        "m": (D, 3),
+        "up": (2, 4, D),
+        "down": (2, D, 4),
+        "router": (2, D),
+    }
     weights = {k: rng.standard_normal(s).astype(np_type) for k, s in shapes.items()}
     b = GraphBuilder("narrow")
     x = b.input("x", f"f32[batch, seq, {D}]")
@@ -278,11 +393,15 @@ def test_step_keeps_the_cache_on_the_device(llama_artifact):
     cache = lm.empty_cache(session.inputs, 1)
     rows = []
     for t in range(ids.shape[1]):
-        logits, cache = session.step(lm.make_feeds(session.inputs, ids[:, t:t + 1], cache, past_len=t))
+        logits, cache = session.step(
+            lm.make_feeds(session.inputs, ids[:, t : t + 1], cache, past_len=t)
+        )
         rows.append(logits)
     assert all(isinstance(v, tvm.runtime.Tensor) for v in cache.values())
     assert cache["past_key_values.0.key"].shape == (1, 2, 5, 8)
-    np.testing.assert_allclose(np.concatenate(rows, axis=1), lm.interpret(g, ids, decode=True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.concatenate(rows, axis=1), lm.interpret(g, ids, decode=True), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_tampered_artifact_is_refused(llama_artifact, tmp_path):
@@ -292,8 +411,15 @@ def test_tampered_artifact_is_refused(llama_artifact, tmp_path):
 
     artifact = Path(shutil.copytree(llama_artifact, tmp_path / "llama"))
     manifest = TVMSession(artifact).manifest
-    assert manifest["tools"]["apache-tvm"].startswith("0.27") and manifest["tvm"]["function"] == "forward"
-    assert [e["name"] for e in manifest["inputs"]][:3] == ["input_ids", "position_ids", "attention_mask"]
+    assert (
+        manifest["tools"]["apache-tvm"].startswith("0.27")
+        and manifest["tvm"]["function"] == "forward"
+    )
+    assert [e["name"] for e in manifest["inputs"]][:3] == [
+        "input_ids",
+        "position_ids",
+        "attention_mask",
+    ]
     weights = artifact / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
@@ -306,7 +432,9 @@ def test_bad_feeds_name_the_input(llama_artifact):
     from irgraph.errors import RuntimeFailure
 
     session = TVMSession(llama_artifact)
-    feeds = lm.make_feeds(session.inputs, np.array([[1, 2]]), lm.empty_cache(session.inputs, 1), past_len=0)
+    feeds = lm.make_feeds(
+        session.inputs, np.array([[1, 2]]), lm.empty_cache(session.inputs, 1), past_len=0
+    )
     with pytest.raises(RuntimeFailure, match="past_key_values.0.key"):
         session.run({**feeds, "past_key_values.0.key": np.zeros((1, 3, 0, 8), np.float32)})
     with pytest.raises(RuntimeFailure, match="TVM VM rejected"):  # past lengths that disagree

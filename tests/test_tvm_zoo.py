@@ -28,7 +28,9 @@ def _check(name: str, tmp_path) -> None:
     for decode in (False, True):
         ref = lm.interpret(graph, ids, decode=decode, **kw)
         got = session.forward(ids, decode=decode, **kw)
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=f"{name} decode={decode}")
+        np.testing.assert_allclose(
+            got, ref, rtol=1e-4, atol=1e-4, err_msg=f"{name} decode={decode}"
+        )
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -37,6 +39,8 @@ def test_tiny_zoo_model_matches_interpreter(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in (zoo.names() if hasattr(zoo, "names") else []) if n not in FAST])
+@pytest.mark.parametrize(
+    "name", [n for n in (zoo.names() if hasattr(zoo, "names") else []) if n not in FAST]
+)
 def test_every_tiny_zoo_model_matches_interpreter(name, tmp_path):
     _check(name, tmp_path)

@@ -13,11 +13,20 @@ from pathlib import Path
 
 import pytest
 
-mypy_api = pytest.importorskip("mypy.api", reason="mypy is in the dev extra: pip install -e '.[dev]'")
+mypy_api = pytest.importorskip(
+    "mypy.api", reason="mypy is in the dev extra: pip install -e '.[dev]'"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = {"irgraph": "irgraph", "passes": "irgraph/passes"}  # folder -> where it sits in the installed layout
-FOLLOWED = {"codegen": "irgraph/codegen", "runtimes": "irgraph/runtimes", "model_zoo": "irgraph/model_zoo"}
+CHECKED = {
+    "irgraph": "irgraph",
+    "passes": "irgraph/passes",
+}  # folder -> where it sits in the installed layout
+FOLLOWED = {
+    "codegen": "irgraph/codegen",
+    "runtimes": "irgraph/runtimes",
+    "model_zoo": "irgraph/model_zoo",
+}
 
 
 def installed_layout(dest: Path) -> Path:
@@ -37,7 +46,7 @@ def real_path(line: str) -> str:
     """An error line with its installed-layout path turned back into the checkout's."""
     for folder, target in sorted(CHECKED.items(), key=lambda kv: -len(kv[1])):
         if line.startswith(target + "/"):
-            return folder + line[len(target):]
+            return folder + line[len(target) :]
     return line
 
 
@@ -50,12 +59,18 @@ def cache(tmp_path_factory) -> Path:
 def test_mypy_is_clean_on_irgraph_and_passes(tmp_path, monkeypatch, cache):
     tree = installed_layout(tmp_path / "tree")
     monkeypatch.chdir(tree)
-    files = sorted(str(p.relative_to(tree)) for p in (tree / "irgraph").iterdir()
-                   if p.name not in {"__pycache__", *(t.split("/")[1] for t in FOLLOWED.values())})
-    stdout, stderr, status = mypy_api.run([
-        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache), *files])
+    files = sorted(
+        str(p.relative_to(tree))
+        for p in (tree / "irgraph").iterdir()
+        if p.name not in {"__pycache__", *(t.split("/")[1] for t in FOLLOWED.values())}
+    )
+    stdout, stderr, status = mypy_api.run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache), *files]
+    )
     report = "\n".join(real_path(line) for line in stdout.splitlines())
-    assert status == 0, f"mypy found errors (settings: pyproject.toml [tool.mypy]):\n{report}\n{stderr}"
+    assert status == 0, (
+        f"mypy found errors (settings: pyproject.toml [tool.mypy]):\n{report}\n{stderr}"
+    )
     # Not vacuous: every module of irgraph/ and passes/ was among those checked.
     expected = sum(1 for folder in CHECKED for _ in (ROOT / folder).rglob("*.py"))
     checked = int(report.rsplit("no issues found in ", 1)[1].split()[0])
@@ -70,10 +85,20 @@ def test_mypy_reports_errors_in_passes(tmp_path, monkeypatch, cache):
     shadow.mkdir()
     for entry in (ROOT / "passes").glob("*.py"):
         (shadow / entry.name).symlink_to(entry)
-    (shadow / "planted.py").write_text('from irgraph.ir import Graph\n\n\ndef f(g: Graph) -> int:\n    return g.name\n')
+    (shadow / "planted.py").write_text(
+        "from irgraph.ir import Graph\n\n\ndef f(g: Graph) -> int:\n    return g.name\n"
+    )
     monkeypatch.chdir(tree)
-    stdout, _, status = mypy_api.run([
-        "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache),
-        "irgraph/passes/planted.py"])
+    stdout, _, status = mypy_api.run(
+        [
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(cache),
+            "irgraph/passes/planted.py",
+        ]
+    )
     assert status == 1
-    assert real_path(stdout.splitlines()[0]).startswith("passes/planted.py:5: error: Incompatible return value")
+    assert real_path(stdout.splitlines()[0]).startswith(
+        "passes/planted.py:5: error: Incompatible return value"
+    )

@@ -46,7 +46,9 @@ def test_wrong_result_type_names_node_op_expected_got_and_context():
     text = str(err)
     assert err.where == "node silu #1"
     assert "result 0 of silu has the wrong type" in text
-    assert err.expected == parse_type("f32[batch, seq, 4]") and err.got == parse_type("f32[batch, seq, 5]")
+    assert err.expected == parse_type("f32[batch, seq, 4]") and err.got == parse_type(
+        "f32[batch, seq, 5]"
+    )
     assert "expected f32[batch, seq, 4], got f32[batch, seq, 5]" in text
     # The context: the offending line marked with '>', its neighbours around it.
     assert "> " + "  %y: f32[batch, seq, 5] = silu(%h)" in text
@@ -141,7 +143,9 @@ def test_output_not_produced_and_missing_weights():
 def test_builder_reports_the_op_at_the_call():
     b = GraphBuilder("g")
     x = b.input("x", "f32[batch, 8]")
-    with pytest.raises(IRError, match=r"^add\(res\): shapes do not broadcast .*expected equal dims or 1"):
+    with pytest.raises(
+        IRError, match=r"^add\(res\): shapes do not broadcast .*expected equal dims or 1"
+    ):
         b.add(x, b.param("p", "f32[3]"), hint="res")
     with pytest.raises(IRError, match="takes inputs"):
         b.add(x)

@@ -17,11 +17,13 @@ from irgraph.cli import main
 from irgraph.errors import ConfigError
 from irgraph.model_zoo.config import Arch
 
-NAMES = ("t5 gpt-3 mt5 pangu-alpha cpm-2 codex ernie-3.0 jurassic-1 hyperclova yuan-1.0 gopher "
-         "ernie-3.0-titan gpt-neox-20b opt bloom galactica glam lamda mt-nlg alphacode chinchilla palm "
-         "alexatm sparrow u-palm ul2 glm-130b codegen llama pangu-sigma bloomberggpt xuanyuan-2.0 codet5plus "
-         "starcoder llama-2 palm-2 llama-3.1 nemotron-4 deepseek deepseek-v2 mixtral-8x22b snowflake-arctic "
-         "grok-1").split()
+NAMES = (
+    "t5 gpt-3 mt5 pangu-alpha cpm-2 codex ernie-3.0 jurassic-1 hyperclova yuan-1.0 gopher "
+    "ernie-3.0-titan gpt-neox-20b opt bloom galactica glam lamda mt-nlg alphacode chinchilla palm "
+    "alexatm sparrow u-palm ul2 glm-130b codegen llama pangu-sigma bloomberggpt xuanyuan-2.0 codet5plus "
+    "starcoder llama-2 palm-2 llama-3.1 nemotron-4 deepseek deepseek-v2 mixtral-8x22b snowflake-arctic "
+    "grok-1"
+).split()
 IDS = np.array([[5, 17, 99, 200, 3, 42, 7, 8, 250, 1]])
 
 
@@ -54,12 +56,27 @@ def test_tiny_twin_decodes_like_full_recompute(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_twin_keeps_the_structure(name):
     published, tiny = model_zoo.config(name, "published"), model_zoo.config(name, "tiny")
-    for axis in ("arch", "norm", "norm_placement", "position", "activation", "gated_mlp", "block", "qkv_bias",
-                 "tied_embeddings", "query_layer", "embedding_norm"):
+    for axis in (
+        "arch",
+        "norm",
+        "norm_placement",
+        "position",
+        "activation",
+        "gated_mlp",
+        "block",
+        "qkv_bias",
+        "tied_embeddings",
+        "query_layer",
+        "embedding_norm",
+    ):
         assert getattr(tiny, axis) == getattr(published, axis), axis
-    assert (tiny.moe is None) == (published.moe is None) and (tiny.mla is None) == (published.mla is None)
+    assert (tiny.moe is None) == (published.moe is None) and (tiny.mla is None) == (
+        published.mla is None
+    )
     assert (published.n_kv_heads == 1) == (tiny.n_kv_heads == 1)  # multi-query stays multi-query
-    assert (published.n_kv_heads < published.heads) == (tiny.n_kv_heads < tiny.heads)  # grouped stays grouped
+    assert (published.n_kv_heads < published.heads) == (
+        tiny.n_kv_heads < tiny.heads
+    )  # grouped stays grouped
     assert tiny.vocab_size >= 256
     graph = model_zoo.build(name)
     ops = {node.op for node in graph.nodes}
@@ -98,8 +115,16 @@ def test_cli_zoo_list_json():
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == model_zoo.names()
-    keys = {"name", "published_params", "survey_params", "params", "active_params", "flops_per_token",
-            "kv_bytes_per_token", "params_note"}
+    keys = {
+        "name",
+        "published_params",
+        "survey_params",
+        "params",
+        "active_params",
+        "flops_per_token",
+        "kv_bytes_per_token",
+        "params_note",
+    }
     assert all(keys <= set(r) for r in rows)
     dsv2 = next(r for r in rows if r["name"] == "deepseek-v2")
     assert dsv2["kv_bytes_per_token"] == 60 * (512 + 64) * 2
@@ -114,11 +139,15 @@ def test_cli_zoo_build_and_run(tmp_path):
     assert again.exit_code != 0 and "--force" in again.output
     run = runner.invoke(main, ["run", str(out), "--ids", "1,2,3", "--json"])
     logits = np.asarray(json.loads(run.output)["logits"])
-    np.testing.assert_allclose(logits, irgraph.interpret(model_zoo.build("palm"), [[1, 2, 3]])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        logits, irgraph.interpret(model_zoo.build("palm"), [[1, 2, 3]])[0], atol=1e-6
+    )
 
 
 def test_cli_zoo_build_published_is_structure_only(tmp_path):
-    result = CliRunner().invoke(main, ["zoo", "build", "llama-3.1", "--size", "published", "-o", str(tmp_path / "l")])
+    result = CliRunner().invoke(
+        main, ["zoo", "build", "llama-3.1", "--size", "published", "-o", str(tmp_path / "l")]
+    )
     assert result.exit_code == 0 and "structure only" in result.output
     graph = irgraph.load(tmp_path / "l")
     assert graph.weights is None and cost(graph).params > 4e11

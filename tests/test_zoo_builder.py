@@ -35,11 +35,34 @@ from irgraph.model_zoo.config import (
 )
 from irgraph.weights import WeightStore
 
-ARCTIC = ModelConfig(name="arctic-like", vocab_size=256, hidden=32, layers=2, heads=4, kv_heads=2, ffn=48,
-                     norm=Norm.RMS, position=Position.ROTARY, rotary=RotaryConfig(), activation=Activation.SILU,
-                     gated_mlp=True, moe=MoeConfig(num_experts=4, top_k=2, expert_ffn=16, residual_dense=True))
-PANGU = ModelConfig(name="pangu-like", vocab_size=256, hidden=32, layers=2, heads=4, ffn=64, query_layer=True,
-                    tied_embeddings=True, qkv_bias=True, out_bias=True, mlp_bias=True)
+ARCTIC = ModelConfig(
+    name="arctic-like",
+    vocab_size=256,
+    hidden=32,
+    layers=2,
+    heads=4,
+    kv_heads=2,
+    ffn=48,
+    norm=Norm.RMS,
+    position=Position.ROTARY,
+    rotary=RotaryConfig(),
+    activation=Activation.SILU,
+    gated_mlp=True,
+    moe=MoeConfig(num_experts=4, top_k=2, expert_ffn=16, residual_dense=True),
+)
+PANGU = ModelConfig(
+    name="pangu-like",
+    vocab_size=256,
+    hidden=32,
+    layers=2,
+    heads=4,
+    ffn=64,
+    query_layer=True,
+    tied_embeddings=True,
+    qkv_bias=True,
+    out_bias=True,
+    mlp_bias=True,
+)
 
 
 def _user_of(graph: Graph, param: str) -> Node:
@@ -85,9 +108,15 @@ def test_arctic_moe_branch_is_independent_of_attention():
 
     def logits(*zero: str) -> np.ndarray:
         arrays = {k: np.zeros_like(g.weight(k)) if k in zero else g.weight(k) for k in g.params}
-        return irgraph.interpret(dataclasses.replace(g, weights=WeightStore.from_arrays(arrays)), ids)
+        return irgraph.interpret(
+            dataclasses.replace(g, weights=WeightStore.from_arrays(arrays)), ids
+        )
 
-    moe, attn, dense = "layers.0.moe.experts.down", "layers.0.attn.o.weight", "layers.0.mlp.down.weight"
+    moe, attn, dense = (
+        "layers.0.moe.experts.down",
+        "layers.0.attn.o.weight",
+        "layers.0.mlp.down.weight",
+    )
     with_attention = logits() - logits(moe)
     without_attention = logits(attn, dense) - logits(attn, dense, moe)
     assert np.abs(with_attention).max() > 1e-2  # the MoE branch contributes
@@ -142,7 +171,9 @@ def test_mla_norms_keep_rmsnorm_default_eps(tmp_path, monkeypatch):
     monkeypatch.setitem(hf_tiny.CASES, "mla-eps", (cls, dict(kwargs, rms_norm_eps=0.25)))
     model = hf_tiny.make_model("mla-eps")
     graph = import_hf(hf_tiny.save_model(model, tmp_path / "mla"))
-    eps = {n.attrs["eps"] for n in graph.nodes if n.op == "rms_norm" and "_a_norm" in n.inputs[1].param}
+    eps = {
+        n.attrs["eps"] for n in graph.nodes if n.op == "rms_norm" and "_a_norm" in n.inputs[1].param
+    }
     assert eps == {1e-6}
     ids = np.random.default_rng(0).integers(0, hf_tiny.VOCAB, size=(1, 6))
     ours, ref = irgraph.interpret(graph, ids), hf_tiny.hf_logits(model, ids, decode=False)
@@ -151,24 +182,51 @@ def test_mla_norms_keep_rmsnorm_default_eps(tmp_path, monkeypatch):
 
 def _random_config(rng: np.random.Generator, k: int) -> ModelConfig:
     """A seeded draw over every ModelConfig axis (tiny dims); rejected combinations are allowed."""
+
     def pick(options):
         return options[rng.integers(len(options))]
 
-    mla = pick([None, None, MlaConfig(kv_rank=16, q_rank=pick([0, 24]), nope_dim=8, rope_dim=4, v_dim=8)])
+    mla = pick(
+        [None, None, MlaConfig(kv_rank=16, q_rank=pick([0, 24]), nope_dim=8, rope_dim=4, v_dim=8)]
+    )
     position = Position.ROTARY if mla else pick(list(Position))
     rotary = None
     if position is Position.ROTARY:
         scaling = pick(list(RopeScaling))
         # Dynamic NTK rescales with the current length, so its cache differs from a recompute once the
         # length passes the original context: keep that context above the test length.
-        original = {RopeScaling.NONE: 0, RopeScaling.LINEAR: 0, RopeScaling.DYNAMIC_NTK: 16}.get(scaling, 4)
+        original = {RopeScaling.NONE: 0, RopeScaling.LINEAR: 0, RopeScaling.DYNAMIC_NTK: 16}.get(
+            scaling, 4
+        )
         yarn = scaling is RopeScaling.YARN
-        rotary = RotaryConfig(fraction=pick([1.0, 0.5]), interleaved=bool(rng.integers(2)), scaling=scaling,
-                              factor=1.0 if scaling is RopeScaling.NONE else 4.0, original_max_position=original,
-                              mscale=0.707 if yarn else 1.0, mscale_all_dim=0.707 if yarn else 0.0)
-    moe = pick([None, MoeConfig(4, 2, 16, every=2), MoeConfig(4, 1, 16, residual_dense=True),
-                MoeConfig(4, 2, 16, first_dense=1, shared_experts=1, scoring="sigmoid", normalize=False, n_group=2,
-                          scaling=1.5), MoeConfig(4, 2, 16, gated=False)])
+        rotary = RotaryConfig(
+            fraction=pick([1.0, 0.5]),
+            interleaved=bool(rng.integers(2)),
+            scaling=scaling,
+            factor=1.0 if scaling is RopeScaling.NONE else 4.0,
+            original_max_position=original,
+            mscale=0.707 if yarn else 1.0,
+            mscale_all_dim=0.707 if yarn else 0.0,
+        )
+    moe = pick(
+        [
+            None,
+            MoeConfig(4, 2, 16, every=2),
+            MoeConfig(4, 1, 16, residual_dense=True),
+            MoeConfig(
+                4,
+                2,
+                16,
+                first_dense=1,
+                shared_experts=1,
+                scoring="sigmoid",
+                normalize=False,
+                n_group=2,
+                scaling=1.5,
+            ),
+            MoeConfig(4, 2, 16, gated=False),
+        ]
+    )
     arch = pick(list(Arch))
     block = pick(list(Block))
     placement = pick(list(NormPlacement)) if block is Block.SEQUENTIAL else NormPlacement.PRE
@@ -176,14 +234,41 @@ def _random_config(rng: np.random.Generator, k: int) -> ModelConfig:
         moe = None  # Arctic's layout is sequential pre-norm (refusal tested below)
     flag = lambda p=0.5: bool(rng.random() < p)  # noqa: E731
     return ModelConfig(
-        name=f"draw{k}", vocab_size=256, hidden=32, layers=2, heads=4, ffn=48, kv_heads=pick([0, 1, 2]), arch=arch,
-        encoder_layers=2 if arch is Arch.ENCODER_DECODER else 0, norm=pick(list(Norm)), norm_placement=placement,
-        norm_weight_offset=pick([0.0, 1.0]), final_norm=flag(0.8), embedding_norm=flag(0.2), position=position,
-        max_position=64, rotary=rotary, activation=pick(list(Activation)), gated_mlp=flag(),
-        block=block, qkv_bias=flag(),
-        out_bias=flag(), mlp_bias=flag(), norm_bias=flag(), lm_head_bias=flag(0.3), tied_embeddings=flag(),
-        attn_scale=pick([None, 1.0]), attn_softcap=pick([0.0, 30.0]), sliding_window=pick([0, 0, 3]),
-        embedding_scale=pick([1.0, 2.0]), logit_scale=pick([1.0, 0.5]), query_layer=flag(0.2), moe=moe, mla=mla)
+        name=f"draw{k}",
+        vocab_size=256,
+        hidden=32,
+        layers=2,
+        heads=4,
+        ffn=48,
+        kv_heads=pick([0, 1, 2]),
+        arch=arch,
+        encoder_layers=2 if arch is Arch.ENCODER_DECODER else 0,
+        norm=pick(list(Norm)),
+        norm_placement=placement,
+        norm_weight_offset=pick([0.0, 1.0]),
+        final_norm=flag(0.8),
+        embedding_norm=flag(0.2),
+        position=position,
+        max_position=64,
+        rotary=rotary,
+        activation=pick(list(Activation)),
+        gated_mlp=flag(),
+        block=block,
+        qkv_bias=flag(),
+        out_bias=flag(),
+        mlp_bias=flag(),
+        norm_bias=flag(),
+        lm_head_bias=flag(0.3),
+        tied_embeddings=flag(),
+        attn_scale=pick([None, 1.0]),
+        attn_softcap=pick([0.0, 30.0]),
+        sliding_window=pick([0, 0, 3]),
+        embedding_scale=pick([1.0, 2.0]),
+        logit_scale=pick([1.0, 0.5]),
+        query_layer=flag(0.2),
+        moe=moe,
+        mla=mla,
+    )
 
 
 def test_random_configs_build_verify_and_decode_like_full_recompute():
@@ -205,20 +290,38 @@ def test_random_configs_build_verify_and_decode_like_full_recompute():
             kw["prefix_len"] = np.array([3])
         full = irgraph.interpret(graph, ids, **kw)
         assert np.isfinite(full).all() and full.std() > 1e-3, cfg
-        np.testing.assert_allclose(irgraph.interpret(graph, ids, decode=True, **kw), full, atol=1e-5, err_msg=str(cfg))
+        np.testing.assert_allclose(
+            irgraph.interpret(graph, ids, decode=True, **kw), full, atol=1e-5, err_msg=str(cfg)
+        )
         built += 1
     assert built >= 60
 
 
-@pytest.mark.parametrize("changes, key", [
-    (dict(arch=Arch.ENCODER_DECODER, encoder_layers=1, mla=MlaConfig(16, 0, 8, 4, 8)), "mla"),
-    (dict(arch=Arch.ENCODER_DECODER, encoder_layers=1, query_layer=True), "query_layer"),
-    (dict(arch=Arch.PREFIX_LM, mla=MlaConfig(16, 0, 8, 4, 8)), "arch"),
-    (dict(block=Block.PARALLEL, norm_placement=NormPlacement.POST), "norm_placement"),
-    (dict(moe=MoeConfig(4, 2, 16, residual_dense=True), norm_placement=NormPlacement.SANDWICH), "moe"),
-])
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        (dict(arch=Arch.ENCODER_DECODER, encoder_layers=1, mla=MlaConfig(16, 0, 8, 4, 8)), "mla"),
+        (dict(arch=Arch.ENCODER_DECODER, encoder_layers=1, query_layer=True), "query_layer"),
+        (dict(arch=Arch.PREFIX_LM, mla=MlaConfig(16, 0, 8, 4, 8)), "arch"),
+        (dict(block=Block.PARALLEL, norm_placement=NormPlacement.POST), "norm_placement"),
+        (
+            dict(
+                moe=MoeConfig(4, 2, 16, residual_dense=True), norm_placement=NormPlacement.SANDWICH
+            ),
+            "moe",
+        ),
+    ],
+)
 def test_combinations_a_sub_builder_cannot_honour_are_refused(changes, key):
-    base = ModelConfig(name="base", vocab_size=256, hidden=32, layers=2, heads=4, ffn=48,
-                       position=Position.ROTARY, rotary=RotaryConfig())
+    base = ModelConfig(
+        name="base",
+        vocab_size=256,
+        hidden=32,
+        layers=2,
+        heads=4,
+        ffn=48,
+        position=Position.ROTARY,
+        rotary=RotaryConfig(),
+    )
     with pytest.raises(ConfigError, match=f"base: {key}"):
         build_graph(base.replace(**changes), weights=None)

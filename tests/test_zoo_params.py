@@ -118,7 +118,10 @@ def test_every_table5_row_is_one_entry():
 def test_survey_record_is_verbatim():
     assert ENTRIES["glam"].survey.hidden == "32768"  # the FFN width, kept as the survey prints it
     assert ENTRIES["sparrow"].survey.layers == "16*"
-    assert ENTRIES["deepseek-v2"].survey.size == "67B†" and ENTRIES["deepseek-v2"].survey_params == 67 * 10**9
+    assert (
+        ENTRIES["deepseek-v2"].survey.size == "67B†"
+        and ENTRIES["deepseek-v2"].survey_params == 67 * 10**9
+    )
     assert ENTRIES["palm-2"].survey.objective == "MoD" and ENTRIES["palm-2"].survey_params == 0
 
 
@@ -131,11 +134,20 @@ def test_entry_is_complete(name):
     if "all" not in e.sources:
         missing = [k for k in DIMENSIONS if k not in e.sources]
         assert not missing, f"{name}: no source for {missing}"
-    for key, set_ in (("kv_heads", e.config.kv_heads), ("head_dim", e.config.head_dim), ("moe", e.config.moe),
-                      ("mla", e.config.mla), ("encoder_layers", e.config.encoder_layers)):
-        assert not set_ or key in e.sources or "all" in e.sources, f"{name}: {key} is set but not cited"
+    for key, set_ in (
+        ("kv_heads", e.config.kv_heads),
+        ("head_dim", e.config.head_dim),
+        ("moe", e.config.moe),
+        ("mla", e.config.mla),
+        ("encoder_layers", e.config.encoder_layers),
+    ):
+        assert not set_ or key in e.sources or "all" in e.sources, (
+            f"{name}: {key} is set but not cited"
+        )
     fields = set(ModelConfig.__dataclass_fields__) | {"all", "published_params"}
-    assert set(e.sources) <= fields, f"{name}: sources name unknown fields {set(e.sources) - fields}"
+    assert set(e.sources) <= fields, (
+        f"{name}: sources name unknown fields {set(e.sources) - fields}"
+    )
 
 
 @pytest.mark.parametrize("name", ISSUE_NAMES)
@@ -157,7 +169,13 @@ def test_disagreements_with_the_survey_are_noted():
     assert ENTRIES["sparrow"].config.layers == 80 and noted("sparrow", "80", "16")
     assert noted("deepseek-v2", "67B", "236B", "21B", "93.3%")
     palm = ENTRIES["palm"].config
-    assert (palm.layers, palm.heads, palm.hidden, palm.kv_heads, palm.ffn) == (118, 48, 18432, 1, 4 * 18432)
+    assert (palm.layers, palm.heads, palm.hidden, palm.kv_heads, palm.ffn) == (
+        118,
+        48,
+        18432,
+        1,
+        4 * 18432,
+    )
     assert ENTRIES["u-palm"].config.replace(name="palm", arch=palm.arch) == palm
     assert noted("palm-2", "Closed") and noted("codex", "GPT-3") and noted("mt5", "ReLU")
 
@@ -167,16 +185,24 @@ def test_params_within_10_percent_of_the_papers():
     for name in ISSUE_NAMES:
         e, c = ENTRIES[name], _cost(name)
         ratio = c.params / e.published_params
-        rows.append(f"{name:18s} {e.published_params:>17,} {e.survey_params:>17,} {c.params:>17,} "
-                    f"{c.active_params:>17,} {ratio:6.3f}{'  *' if e.params_note else ''}")
+        rows.append(
+            f"{name:18s} {e.published_params:>17,} {e.survey_params:>17,} {c.params:>17,} "
+            f"{c.active_params:>17,} {ratio:6.3f}{'  *' if e.params_note else ''}"
+        )
         if abs(ratio - 1) > TOLERANCE:
             misses.append(name)
     header = f"{'name':18s} {'published':>17} {'survey':>17} {'computed':>17} {'active':>17} {'ratio':>6}"
-    print("\n".join(["", header, *rows, "* params_note: the paper does not publish the missing dims"]))
+    print(
+        "\n".join(["", header, *rows, "* params_note: the paper does not publish the missing dims"])
+    )
     noted = {n for n, e in ENTRIES.items() if e.params_note}
     assert len(noted) <= MAX_EXCEPTIONS
-    assert set(misses) <= noted, f"off by more than 10% without a params_note: {sorted(set(misses) - noted)}"
-    assert noted <= set(misses), f"params_note on an entry that is within 10%: {sorted(noted - set(misses))}"
+    assert set(misses) <= noted, (
+        f"off by more than 10% without a params_note: {sorted(set(misses) - noted)}"
+    )
+    assert noted <= set(misses), (
+        f"params_note on an entry that is within 10%: {sorted(noted - set(misses))}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_ACTIVE))
@@ -193,6 +219,8 @@ def test_dense_models_are_fully_active():
 
 
 ENCODER_DECODERS = [n for n in ISSUE_NAMES if ENTRIES[n].config.arch is Arch.ENCODER_DECODER]
+
+
 @pytest.mark.parametrize("name", ENCODER_DECODERS)
 def test_decoder_cross_attends_where_the_paper_says(name):
     cfg = ENTRIES[name].config
@@ -200,8 +228,10 @@ def test_decoder_cross_attends_where_the_paper_says(name):
     crossing = [i for i in range(cfg.layers) if f"layers.{i}.cross_attn.q.weight" in params]
     expected = cfg.cross_attention_layers or cfg.layers
     assert crossing == list(range(cfg.layers - expected, cfg.layers))
-    assert (f"encoder.layers.{cfg.encoder_layers - 1}.attn.q.weight" in params
-            and f"encoder.layers.{cfg.encoder_layers}.attn.q.weight" not in params)
+    assert (
+        f"encoder.layers.{cfg.encoder_layers - 1}.attn.q.weight" in params
+        and f"encoder.layers.{cfg.encoder_layers}.attn.q.weight" not in params
+    )
 
 
 def test_deepseek_kv_cache_mla_vs_gqa():

@@ -49,15 +49,28 @@ def _value_info(e: Emitter, name: str, t: Any) -> Any:
     return helper.make_tensor_value_info(name, e.onnx_type(t.dtype), shape)
 
 
-def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=None, data_name: str = DATA_FILE,
-                progress: Progress | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def build_model(
+    graph: Graph,
+    flavour: str = "ort",
+    dtype: str = "f32",
+    *,
+    data=None,
+    data_name: str = DATA_FILE,
+    progress: Progress | None = None,
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external weights."""
     if flavour not in FLAVOURS:
-        raise ConfigError(f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour)
+        raise ConfigError(
+            f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour
+        )
     if dtype not in DTYPES:
-        raise ConfigError(f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype)
+        raise ConfigError(
+            f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype
+        )
     if graph.weights is None:
-        raise CodegenError("graph has no weights (structure only); an ONNX artifact needs them", where=graph.name)
+        raise CodegenError(
+            "graph has no weights (structure only); an ONNX artifact needs them", where=graph.name
+        )
     for node in graph.nodes:
         lowering_for(node.op)  # fail before writing anything, naming the op
     e = Emitter(graph, flavour, DType(dtype), data, data_name)
@@ -66,13 +79,16 @@ def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=
             progress(i, len(graph.nodes))
         if id(node) in e.skip:
             continue
-        node = dataclasses.replace(node, inputs=tuple(get_op(node.op).pad(node.inputs)))  # absent -> None
+        node = dataclasses.replace(
+            node, inputs=tuple(get_op(node.op).pad(node.inputs))
+        )  # absent -> None
         ins = [e.name(v) for v in node.inputs]
         try:
             outs = LOWERINGS[node.op](e, node, ins)
         except CodegenError as err:
-            raise CodegenError(err.message, expected=err.expected, got=err.got, where=f"node {i} ({node.op})") \
-                from None
+            raise CodegenError(
+                err.message, expected=err.expected, got=err.got, where=f"node {i} ({node.op})"
+            ) from None
         for v, name in zip(node.outputs, outs):
             e.bind(v, name)
     if progress is not None:
@@ -91,15 +107,21 @@ def build_model(graph: Graph, flavour: str = "ort", dtype: str = "f32", *, data=
     opsets = [helper.make_opsetid("", OPSET)]
     if flavour == "ort":
         opsets.append(helper.make_opsetid("com.microsoft", 1))
-    model = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="irgraph",
-                              producer_version=tool_version("irgraph") or "0")
+    model = helper.make_model(
+        onnx_graph,
+        opset_imports=opsets,
+        producer_name="irgraph",
+        producer_version=tool_version("irgraph") or "0",
+    )
     model.ir_version = 10
     gqa = sum(n.op_type == "GroupQueryAttention" for n in nodes)
     attention = sum(n.op in ("attention", "latent_attention") for n in graph.nodes)
-    facts = {"ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in nodes}),
-             "gqa": gqa > 0,
-             # past and present may be one buffer (GQA reads lengths from the mask): genai's and our fast path
-             "share_buffer": gqa > 0 and gqa == attention and "attention_mask" in graph.inputs}
+    facts = {
+        "ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in nodes}),
+        "gqa": gqa > 0,
+        # past and present may be one buffer (GQA reads lengths from the mask): genai's and our fast path
+        "share_buffer": gqa > 0 and gqa == attention and "attention_mask" in graph.inputs,
+    }
     return model, facts
 
 
@@ -113,9 +135,16 @@ def _live(nodes: list, outputs: set[str]) -> list:
     return live[::-1]
 
 
-def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort", dtype: str = "f32",
-                  force: bool = False, progress: Progress | None = None,
-                  extra_files: dict[str, Path] | None = None) -> Path:
+def compile_graph(
+    graph: Graph,
+    out: str | os.PathLike,
+    *,
+    flavour: str = "ort",
+    dtype: str = "f32",
+    force: bool = False,
+    progress: Progress | None = None,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
     """Compile `graph` into the ONNX artifact folder `out` (see the module docstring); returns its path.
 
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
@@ -124,7 +153,9 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort",
     def write(tmp: Path, part: Graph, model_file: str) -> dict[str, Any]:
         data_file = model_file + ".data"
         with open(tmp / data_file, "wb") as data:
-            model, facts = build_model(part, flavour, dtype, data=data, data_name=data_file, progress=progress)
+            model, facts = build_model(
+                part, flavour, dtype, data=data, data_name=data_file, progress=progress
+            )
         onnx.save_model(model, tmp / model_file)
         del model
         onnx.checker.check_model(str(tmp / model_file))
@@ -135,15 +166,29 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort",
     def emit(tmp: Path) -> dict[str, Any]:
         parts = split_encoder(graph)
         encoder = None
-        if parts is not None:  # encoder-decoder: the encoder runs once per prompt, the decoder per step
+        if (
+            parts is not None
+        ):  # encoder-decoder: the encoder runs once per prompt, the decoder per step
             write(tmp, parts[0], ENCODER_FILE)
-            encoder = {"model": ENCODER_FILE, "inputs": list(parts[0].inputs), "outputs": list(parts[0].outputs)}
+            encoder = {
+                "model": ENCODER_FILE,
+                "inputs": list(parts[0].inputs),
+                "outputs": list(parts[0].outputs),
+            }
         facts = write(tmp, parts[1] if parts is not None else graph, MODEL_FILE)
-        entry: dict[str, Any] = {"onnx": {"model": MODEL_FILE, "encoder": encoder, "flavour": flavour, "dtype": dtype,
-                                          "opset": OPSET, "ops": facts["ops"],
-                                          "external_data": (tmp / DATA_FILE).exists(),
-                                          "share_buffer": facts["share_buffer"]},
-                                 "left_padding": not facts["gqa"]}
+        entry: dict[str, Any] = {
+            "onnx": {
+                "model": MODEL_FILE,
+                "encoder": encoder,
+                "flavour": flavour,
+                "dtype": dtype,
+                "opset": OPSET,
+                "ops": facts["ops"],
+                "external_data": (tmp / DATA_FILE).exists(),
+                "share_buffer": facts["share_buffer"],
+            },
+            "left_padding": not facts["gqa"],
+        }
         for name, path in (extra_files or {}).items():
             shutil.copyfile(path, tmp / name)
         config = genai_config(graph, share_buffer=facts["share_buffer"], model_file=MODEL_FILE)
@@ -155,13 +200,23 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, flavour: str = "ort",
     import onnxruntime
 
     if flavour not in FLAVOURS:
-        raise ConfigError(f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour)
+        raise ConfigError(
+            f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour
+        )
     if dtype not in DTYPES:
-        raise ConfigError(f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype)
+        raise ConfigError(
+            f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype
+        )
     ort_version = onnxruntime.__version__
-    return write_artifact(out, graph, TARGET, emit, force=force,
-                          tools={"onnx": onnx.__version__, "onnxruntime": ort_version},
-                          requires={"onnxruntime": ".".join(ort_version.split(".")[:2])})
+    return write_artifact(
+        out,
+        graph,
+        TARGET,
+        emit,
+        force=force,
+        tools={"onnx": onnx.__version__, "onnxruntime": ort_version},
+        requires={"onnxruntime": ".".join(ort_version.split(".")[:2])},
+    )
 
 
 __all__ = ["DTYPES", "FLAVOURS", "MODEL_FILE", "ONNX_DTYPES", "build_model", "compile_graph"]

@@ -20,19 +20,34 @@ from irgraph.dtypes import DType
 from irgraph.ir import Graph, Node, Value
 
 DATA_FILE = "model.onnx.data"
-_ALIGN, _PAGE = 64, 4096  # tensors of a page or more start on a page (as onnx's own external-data writer)
+_ALIGN, _PAGE = (
+    64,
+    4096,
+)  # tensors of a page or more start on a page (as onnx's own external-data writer)
 
 ONNX_DTYPES = {
-    DType.f32: TensorProto.FLOAT, DType.f16: TensorProto.FLOAT16, DType.bf16: TensorProto.BFLOAT16,
-    DType.i64: TensorProto.INT64, DType.i32: TensorProto.INT32, DType.i8: TensorProto.INT8,
-    DType.u8: TensorProto.UINT8, DType.bool: TensorProto.BOOL,
+    DType.f32: TensorProto.FLOAT,
+    DType.f16: TensorProto.FLOAT16,
+    DType.bf16: TensorProto.BFLOAT16,
+    DType.i64: TensorProto.INT64,
+    DType.i32: TensorProto.INT32,
+    DType.i8: TensorProto.INT8,
+    DType.u8: TensorProto.UINT8,
+    DType.bool: TensorProto.BOOL,
 }
 
 
 class Emitter:
     """Builds one ONNX graph from one IR graph for a flavour ("ort" | "portable") and compute dtype."""
 
-    def __init__(self, graph: Graph, flavour: str, dtype: DType, data: BinaryIO | None, data_name: str = DATA_FILE):
+    def __init__(
+        self,
+        graph: Graph,
+        flavour: str,
+        dtype: DType,
+        data: BinaryIO | None,
+        data_name: str = DATA_FILE,
+    ):
         self.graph, self.flavour, self.dtype = graph, flavour, dtype
         self.nodes: list[Any] = []
         self.initializers: list[TensorProto] = []
@@ -41,9 +56,13 @@ class Emitter:
         self._names: dict[int, str] = {}  # id(Value) -> ONNX name (Values compare by identity)
         self._consts: dict[tuple, str] = {}
         self._weights: dict[tuple[str, str], Callable[[], np.ndarray]] = {}
-        self.memo: dict[Any, Any] = {}  # lowerings share sub-results (cos/sin tables, masks) through this
+        self.memo: dict[
+            Any, Any
+        ] = {}  # lowerings share sub-results (cos/sin tables, masks) through this
         self.skip: set[int] = set()  # ids of IR nodes already emitted by a fused lowering
-        self.flat: dict[str, str] = {}  # [B, S, H, D] name -> the [B, S, H·D] tensor it is a view of
+        self.flat: dict[
+            str, str
+        ] = {}  # [B, S, H, D] name -> the [B, S, H·D] tensor it is a view of
         self.uses: dict[int, list[Node]] = {}
         for node in graph.nodes:
             for v in node.inputs:
@@ -89,13 +108,32 @@ class Emitter:
 
     # -- nodes -----------------------------------------------------------------------------
 
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int | Sequence[str] = 1, *, domain: str = "",
-           **attrs: Any) -> list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        outputs: int | Sequence[str] = 1,
+        *,
+        domain: str = "",
+        **attrs: Any,
+    ) -> list[str]:
         """Append one ONNX node; returns its output names (fresh ones when `outputs` is a count)."""
-        outs = [self.fresh(op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) else list(outputs)
+        outs = (
+            [self.fresh(op_type.lower()) for _ in range(outputs)]
+            if isinstance(outputs, int)
+            else list(outputs)
+        )
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=self.fresh(op_type),
-                                           domain=domain or None, **attrs))
+        self.nodes.append(
+            helper.make_node(
+                op_type,
+                list(inputs),
+                outs,
+                name=self.fresh(op_type),
+                domain=domain or None,
+                **attrs,
+            )
+        )
         return outs
 
     def op1(self, op_type: str, *inputs: str, domain: str = "", **attrs: Any) -> str:
@@ -106,8 +144,12 @@ class Emitter:
     def const(self, value: Any, dtype: Any = None) -> str:
         """A small constant initializer (deduplicated). Python floats take the compute dtype."""
         if dtype is None:
-            dtype = self.np_float if isinstance(value, float) or (
-                isinstance(value, np.ndarray) and value.dtype.kind == "f") else np.int64
+            dtype = (
+                self.np_float
+                if isinstance(value, float)
+                or (isinstance(value, np.ndarray) and value.dtype.kind == "f")
+                else np.int64
+            )
         array = np.asarray(value, dtype=dtype)
         key = (array.dtype.str, array.shape, array.tobytes())
         if key not in self._consts:
@@ -119,7 +161,9 @@ class Emitter:
     def ints(self, *values: int) -> str:
         return self.const(np.asarray(values, dtype=np.int64))
 
-    def weight(self, param: str, variant: str = "", fn: Callable[[np.ndarray], np.ndarray] | None = None) -> str:
+    def weight(
+        self, param: str, variant: str = "", fn: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> str:
         """The initializer for parameter `param`, optionally transformed (`variant` names the transform).
 
         Only registered here; `initializer_protos` makes (and writes) the ones the final graph uses.
@@ -127,9 +171,15 @@ class Emitter:
         name = param if not variant else f"{param}.{variant}"
 
         def make() -> np.ndarray:
-            array = np.asarray(self.graph.weight(param))  # memory-mapped: one tensor in memory at a time
+            array = np.asarray(
+                self.graph.weight(param)
+            )  # memory-mapped: one tensor in memory at a time
             is_float = array.dtype.kind == "f" or array.dtype.name == "bfloat16"
-            return fn(array.astype(np.float32, copy=False) if is_float else array) if fn is not None else array
+            return (
+                fn(array.astype(np.float32, copy=False) if is_float else array)
+                if fn is not None
+                else array
+            )
 
         return self.derived(name, make)
 
@@ -164,7 +214,11 @@ class Emitter:
         self._offset += pad
         tensor = TensorProto(name=name, data_type=_elem_type(array), dims=list(array.shape))
         tensor.data_location = TensorProto.EXTERNAL
-        for k, v in (("location", self._data_name), ("offset", str(self._offset)), ("length", str(array.nbytes))):
+        for k, v in (
+            ("location", self._data_name),
+            ("offset", str(self._offset)),
+            ("length", str(array.nbytes)),
+        ):
             entry = tensor.external_data.add()
             entry.key, entry.value = k, v
         self._data.write(memoryview(array.reshape(-1).view(np.uint8)))
@@ -193,4 +247,3 @@ def _tensor(array: np.ndarray, name: str) -> TensorProto:
         tensor.raw_data = array.view(np.uint16).tobytes()
         return tensor
     return numpy_helper.from_array(array, name)
-

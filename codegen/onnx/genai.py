@@ -23,7 +23,10 @@ def genai_config(graph: Graph, *, share_buffer: bool, model_file: str) -> dict[s
     other = set(graph.inputs) - set(past)
     if "input_ids" not in other or not other <= _DECODER_INPUTS or not past:
         return None
-    if any(not (n.endswith(".key") or n.endswith(".value")) for n in past) or "logits" not in graph.outputs:
+    if (
+        any(not (n.endswith(".key") or n.endswith(".value")) for n in past)
+        or "logits" not in graph.outputs
+    ):
         return None
     layers = len(past) // 2
     key = graph.inputs[past[0]].type
@@ -39,27 +42,47 @@ def genai_config(graph: Graph, *, share_buffer: bool, model_file: str) -> dict[s
         value = graph.meta.get(name)
         return int(value) if isinstance(value, int) and 0 <= value < vocab else fallback
 
-    context = int(graph.meta.get("max_position_embeddings") or graph.meta.get("context_length") or DEFAULT_CONTEXT)
-    inputs = {"input_ids": "input_ids", "past_key_names": "past_key_values.%d.key",
-              "past_value_names": "past_key_values.%d.value"}
+    context = int(
+        graph.meta.get("max_position_embeddings")
+        or graph.meta.get("context_length")
+        or DEFAULT_CONTEXT
+    )
+    inputs = {
+        "input_ids": "input_ids",
+        "past_key_names": "past_key_values.%d.key",
+        "past_value_names": "past_key_values.%d.value",
+    }
     for name in ("attention_mask", "position_ids"):
         if name in graph.inputs:
             inputs[name] = name
     return {
         "model": {
             "type": "llama",  # a registered generic decoder type (notes §4.2)
-            "vocab_size": vocab, "context_length": context,
-            "bos_token_id": token("bos_token_id", 0), "eos_token_id": token("eos_token_id", vocab - 1),
+            "vocab_size": vocab,
+            "context_length": context,
+            "bos_token_id": token("bos_token_id", 0),
+            "eos_token_id": token("eos_token_id", vocab - 1),
             "pad_token_id": token("pad_token_id", 0),
             "decoder": {
-                "filename": model_file, "head_size": key.shape[3], "hidden_size": hidden,
-                "num_attention_heads": heads, "num_key_value_heads": key.shape[1], "num_hidden_layers": layers,
+                "filename": model_file,
+                "head_size": key.shape[3],
+                "hidden_size": hidden,
+                "num_attention_heads": heads,
+                "num_key_value_heads": key.shape[1],
+                "num_hidden_layers": layers,
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
                 "inputs": inputs,
-                "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
-                            "present_value_names": "present.%d.value"},
+                "outputs": {
+                    "logits": "logits",
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value",
+                },
             },
         },
-        "search": {"max_length": context, "do_sample": False, "num_beams": 1,
-                   "past_present_share_buffer": share_buffer},
+        "search": {
+            "max_length": context,
+            "do_sample": False,
+            "num_beams": 1,
+            "past_present_share_buffer": share_buffer,
+        },
     }

@@ -36,21 +36,30 @@ def _bnsh(e: Emitter, x: str) -> str:
     return e.op1("Transpose", x, perm=[0, 2, 1, 3])  # (B, S, H, D) -> (B, H, S, D)
 
 
-def visible_mask(e: Emitter, q_len: str, total: str, key_mask: str, prefix: str, causal: bool,
-                 window: int) -> str | None:
+def visible_mask(
+    e: Emitter, q_len: str, total: str, key_mask: str, prefix: str, causal: bool, window: int
+) -> str | None:
     """Bool mask broadcastable to [B, 1, S, T] (None: everything visible). q_len/total: int64 scalars."""
     qpos = kpos = None
     if causal or window:
         past = e.op1("Sub", total, q_len)
-        qpos = e.op1("Unsqueeze", e.op1("Range", past, total, e.const(1, np.int64)), e.ints(1))  # (S, 1)
-        kpos = e.op1("Unsqueeze", e.op1("Range", e.const(0, np.int64), total, e.const(1, np.int64)),
-                     e.ints(0))  # (1, T)
+        qpos = e.op1(
+            "Unsqueeze", e.op1("Range", past, total, e.const(1, np.int64)), e.ints(1)
+        )  # (S, 1)
+        kpos = e.op1(
+            "Unsqueeze",
+            e.op1("Range", e.const(0, np.int64), total, e.const(1, np.int64)),
+            e.ints(0),
+        )  # (1, T)
     allowed = None
     if causal:
         allowed = e.op1("LessOrEqual", kpos, qpos)  # (S, T)
         if prefix:
-            pre = e.op1("Less", e.op1("Unsqueeze", kpos, e.ints(0)),
-                        e.op1("Unsqueeze", e.op1("Cast", prefix, to=7), e.ints(1, 2)))  # (B, 1, T)
+            pre = e.op1(
+                "Less",
+                e.op1("Unsqueeze", kpos, e.ints(0)),
+                e.op1("Unsqueeze", e.op1("Cast", prefix, to=7), e.ints(1, 2)),
+            )  # (B, 1, T)
             allowed = e.op1("Or", e.op1("Unsqueeze", allowed, e.ints(0)), pre)  # (B, S, T)
             allowed = e.op1("Unsqueeze", allowed, e.ints(1))  # (B, 1, S, T)
     if window:
@@ -62,27 +71,56 @@ def visible_mask(e: Emitter, q_len: str, total: str, key_mask: str, prefix: str,
     return allowed
 
 
-def sdpa(e: Emitter, q: str, k: str, v: str, *, hq: int, hkv: int, head_dim: int, v_dim: int, key_mask: str = "",
-         bias: str = "", prefix: str = "", causal: bool = True, window: int = 0, scale: float | None = None,
-         softcap: float = 0.0) -> str:
+def sdpa(
+    e: Emitter,
+    q: str,
+    k: str,
+    v: str,
+    *,
+    hq: int,
+    hkv: int,
+    head_dim: int,
+    v_dim: int,
+    key_mask: str = "",
+    bias: str = "",
+    prefix: str = "",
+    causal: bool = True,
+    window: int = 0,
+    scale: float | None = None,
+    softcap: float = 0.0,
+) -> str:
     """Attention over BNSH q [B,Hq,S,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,S,Dv]."""
     group = hq // hkv
     scale = 1.0 / np.sqrt(head_dim) if scale is None else scale
     qg = e.op1("Reshape", q, e.ints(0, hkv, -1, head_dim)) if group > 1 else q  # (B, Hkv, G·S, D)
-    scores = e.op1("Mul", e.op1("MatMul", qg, e.op1("Transpose", k, perm=[0, 1, 3, 2])), e.const(float(scale)))
+    scores = e.op1(
+        "Mul", e.op1("MatMul", qg, e.op1("Transpose", k, perm=[0, 1, 3, 2])), e.const(float(scale))
+    )
     if group > 1:
         scores = e.op1("Reshape", scores, e.ints(0, hq, -1, 0))  # (B, Hq, S, T)
     if softcap:
-        scores = e.op1("Mul", e.op1("Tanh", e.op1("Div", scores, e.const(float(softcap)))), e.const(float(softcap)))
+        scores = e.op1(
+            "Mul",
+            e.op1("Tanh", e.op1("Div", scores, e.const(float(softcap)))),
+            e.const(float(softcap)),
+        )
     if bias:
         scores = e.op1("Add", scores, bias)
-    allowed = visible_mask(e, e.scalar_dim(q, 2), e.scalar_dim(k, 2), key_mask, prefix, causal, window)
+    allowed = visible_mask(
+        e, e.scalar_dim(q, 2), e.scalar_dim(k, 2), key_mask, prefix, causal, window
+    )
     if allowed is not None:
         scores = e.op1("Where", allowed, scores, e.const(-np.inf, e.np_float))
     any_visible = None
     if key_mask:  # a fully masked row (padding) must give zeros, not NaN
-        seen = e.op1("ReduceMax", e.op1("Cast", e.op1("Expand", allowed, e.op1("Shape", scores)),
-                                        to=e.onnx_type(DType.f32)), e.ints(-1), keepdims=1)
+        seen = e.op1(
+            "ReduceMax",
+            e.op1(
+                "Cast", e.op1("Expand", allowed, e.op1("Shape", scores)), to=e.onnx_type(DType.f32)
+            ),
+            e.ints(-1),
+            keepdims=1,
+        )
         any_visible = e.op1("Cast", seen, to=e.onnx_type(DType.f32))
         scores = e.op1("Where", e.op1("Cast", seen, to=9), scores, e.const(0.0))
     probs = e.op1("Softmax", scores, axis=-1)
@@ -96,9 +134,16 @@ def sdpa(e: Emitter, q: str, k: str, v: str, *, hq: int, hkv: int, head_dim: int
 
 def _gqa_fits(e: Emitter, node: Node) -> bool:
     q, k, v, pk, _, _, bias, prefix = node.inputs
-    return (e.flavour == "ort" and pk is not None and node.attrs["causal"] and bias is None and prefix is None
-            and e.dtype in (DType.f32, DType.f16) and v.type.shape[3] == q.type.shape[3]
-            and q.type.shape[3] % 8 == 0)  # the CPU kernel wants head_size % 8 == 0
+    return (
+        e.flavour == "ort"
+        and pk is not None
+        and node.attrs["causal"]
+        and bias is None
+        and prefix is None
+        and e.dtype in (DType.f32, DType.f16)
+        and v.type.shape[3] == q.type.shape[3]
+        and q.type.shape[3] % 8 == 0
+    )  # the CPU kernel wants head_size % 8 == 0
 
 
 def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
@@ -109,15 +154,20 @@ def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     if key_mask:  # per-row valid length - 1 and the padded total, as onnxruntime-genai feeds them
         seqlens, total = e.memo.get(("gqa_lengths", key_mask), (None, None))
         if seqlens is None:
-            ones = e.op1("Sub", e.op1("ReduceSum", key_mask, e.ints(1), keepdims=0), e.const(1, np.int64))
+            ones = e.op1(
+                "Sub", e.op1("ReduceSum", key_mask, e.ints(1), keepdims=0), e.const(1, np.int64)
+            )
             seqlens = e.op1("Cast", ones, to=6)
             total = e.op1("Cast", e.scalar_dim(key_mask, 1), to=6)
             e.memo[("gqa_lengths", key_mask)] = (seqlens, total)
     else:
         total64 = e.op1("Add", e.scalar_dim(ins[3], 2), e.scalar_dim(ins[0], 1))
         total = e.op1("Cast", total64, to=6)
-        seqlens = e.op1("Cast", e.op1("Expand", e.op1("Sub", total64, e.const(1, np.int64)), e.dim(ins[0], 0)),
-                        to=6)
+        seqlens = e.op1(
+            "Cast",
+            e.op1("Expand", e.op1("Sub", total64, e.const(1, np.int64)), e.dim(ins[0], 0)),
+            to=6,
+        )
     flat = [e.flatten(x) for x in ins[:3]]  # (B, S, H·D)
     rotary: list[str] = []
     pair = _rotary_pair(e, q, k)
@@ -129,11 +179,18 @@ def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         flat = [packed, "", ""]
     window = node.attrs["window"]
     out, present_k, present_v = e.op(
-        "GroupQueryAttention", [*flat, ins[3], ins[4], seqlens, total, *rotary],
-        [e.fresh("gqa"), e.result(node, 1), e.result(node, 2)], domain="com.microsoft",
-        num_heads=hq, kv_num_heads=hkv, scale=node.attrs["scale"], softcap=node.attrs["softcap"] or None,
-        local_window_size=window if window else None, do_rotary=1 if rotary else None,
-        rotary_interleaved=int(pair[0].attrs["interleaved"]) if rotary else None)
+        "GroupQueryAttention",
+        [*flat, ins[3], ins[4], seqlens, total, *rotary],
+        [e.fresh("gqa"), e.result(node, 1), e.result(node, 2)],
+        domain="com.microsoft",
+        num_heads=hq,
+        kv_num_heads=hkv,
+        scale=node.attrs["scale"],
+        softcap=node.attrs["softcap"] or None,
+        local_window_size=window if window else None,
+        do_rotary=1 if rotary else None,
+        rotary_interleaved=int(pair[0].attrs["interleaved"]) if rotary else None,
+    )
     out4 = e.op("Reshape", [out, e.ints(0, 0, hq, d)], [e.result(node, 0)])[0]
     e.flat[out4] = out
     return [out4, present_k, present_v]
@@ -145,8 +202,14 @@ def _gqa_tables(e: Emitter, cos: str, total: str) -> list[str]:
     if key not in e.memo:
         cos2, sin2, pos = e.memo[("rotary_rows", cos)]
         rows = e.dim(cos2, 0)
-        extra = e.op1("Sub", e.op1("Max", rows, e.op1("Unsqueeze", e.op1("Cast", total, to=7), e.ints(0))), rows)
-        pads = e.op1("Concat", e.ints(0, 0), extra, e.ints(0), axis=0)  # [begin rows, begin cols, end rows, end cols]
+        extra = e.op1(
+            "Sub",
+            e.op1("Max", rows, e.op1("Unsqueeze", e.op1("Cast", total, to=7), e.ints(0))),
+            rows,
+        )
+        pads = e.op1(
+            "Concat", e.ints(0, 0), extra, e.ints(0), axis=0
+        )  # [begin rows, begin cols, end rows, end cols]
         e.memo[key] = [e.op1("Pad", cos2, pads), e.op1("Pad", sin2, pads), pos]
     return e.memo[key]
 
@@ -164,7 +227,9 @@ def _rotary_pair(e: Emitter, q, k) -> tuple[Node, Node] | None:
     if rq.inputs[1] is not rk.inputs[1] or dict(rq.attrs) != dict(rk.attrs):
         return None
     head_dim = q.type.shape[3]
-    if (rq.attrs["rotary_dim"] or head_dim) != head_dim or head_dim % 16:  # the kernel's rotary: head_size % 16
+    if (
+        rq.attrs["rotary_dim"] or head_dim
+    ) != head_dim or head_dim % 16:  # the kernel's rotary: head_size % 16
         return None
     return rq, rk
 
@@ -177,25 +242,73 @@ def _attention(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     a = node.attrs
     hq, d, hkv, dv = q.type.shape[2], q.type.shape[3], k.type.shape[2], v.type.shape[3]
     kt, vt = _bnsh(e, ins[1]), _bnsh(e, ins[2])
-    present_k = e.op("Concat", [ins[3], kt], [e.result(node, 1)], axis=2)[0] if pk is not None else \
-        e.op("Identity", [kt], [e.result(node, 1)])[0]
-    present_v = e.op("Concat", [ins[4], vt], [e.result(node, 2)], axis=2)[0] if pv is not None else \
-        e.op("Identity", [vt], [e.result(node, 2)])[0]
+    present_k = (
+        e.op("Concat", [ins[3], kt], [e.result(node, 1)], axis=2)[0]
+        if pk is not None
+        else e.op("Identity", [kt], [e.result(node, 1)])[0]
+    )
+    present_v = (
+        e.op("Concat", [ins[4], vt], [e.result(node, 2)], axis=2)[0]
+        if pv is not None
+        else e.op("Identity", [vt], [e.result(node, 2)])[0]
+    )
     qt = _bnsh(e, ins[0])
-    if e.flavour == "portable" and km is None and prefix is None and not a["window"] and hq % hkv == 0 and dv == d:
-        out = e.op("Attention", [qt, present_k, present_v, ins[6]], 1, is_causal=int(a["causal"]),
-                   scale=a["scale"], softcap=a["softcap"] or None)[0]
+    if (
+        e.flavour == "portable"
+        and km is None
+        and prefix is None
+        and not a["window"]
+        and hq % hkv == 0
+        and dv == d
+    ):
+        out = e.op(
+            "Attention",
+            [qt, present_k, present_v, ins[6]],
+            1,
+            is_causal=int(a["causal"]),
+            scale=a["scale"],
+            softcap=a["softcap"] or None,
+        )[0]
     else:
-        out = sdpa(e, qt, present_k, present_v, hq=hq, hkv=hkv, head_dim=d, v_dim=dv, key_mask=ins[5],
-                   bias=ins[6], prefix=ins[7], causal=a["causal"], window=a["window"], scale=a["scale"],
-                   softcap=a["softcap"])
-    return [e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0], present_k, present_v]
+        out = sdpa(
+            e,
+            qt,
+            present_k,
+            present_v,
+            hq=hq,
+            hkv=hkv,
+            head_dim=d,
+            v_dim=dv,
+            key_mask=ins[5],
+            bias=ins[6],
+            prefix=ins[7],
+            causal=a["causal"],
+            window=a["window"],
+            scale=a["scale"],
+            softcap=a["softcap"],
+        )
+    return [
+        e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0],
+        present_k,
+        present_v,
+    ]
 
 
 # -- rotary ---------------------------------------------------------------------------------
 
-_ROTARY_TABLE_ATTRS = ("base", "scaling", "factor", "original_max_position", "low_freq_factor", "high_freq_factor",
-                       "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor")
+_ROTARY_TABLE_ATTRS = (
+    "base",
+    "scaling",
+    "factor",
+    "original_max_position",
+    "low_freq_factor",
+    "high_freq_factor",
+    "beta_fast",
+    "beta_slow",
+    "mscale",
+    "mscale_all_dim",
+    "attention_factor",
+)
 
 
 def cos_sin(e: Emitter, pos: str, rd: int, attrs: dict) -> tuple[str, str]:
@@ -203,14 +316,25 @@ def cos_sin(e: Emitter, pos: str, rd: int, attrs: dict) -> tuple[str, str]:
     key = ("cos_sin", pos, rd, tuple(attrs[k] for k in _ROTARY_TABLE_ATTRS))
     if key in e.memo:
         return e.memo[key]
-    a = {k: attrs[k] for k in _ROTARY_TABLE_ATTRS if k not in ("mscale", "mscale_all_dim", "attention_factor")}
+    a = {
+        k: attrs[k]
+        for k in _ROTARY_TABLE_ATTRS
+        if k not in ("mscale", "mscale_all_dim", "attention_factor")
+    }
     inv = e.const(inv_frequencies(rd, **a).astype(F32), F32)
     positions = e.op1("Cast", pos, to=1)
     if attrs["scaling"] == "dynamic_ntk":  # the base grows with the longest position in the batch
         inv = _dynamic_ntk(e, pos, inv, rd, attrs)
-    angles = e.op1("Mul", e.op1("Unsqueeze", positions, e.ints(-1)), inv)  # (B, S, rd/2), fp32 as the reference
-    scale = rotary_attention_factor(attrs["scaling"], attrs["factor"], attrs["mscale"], attrs["mscale_all_dim"],
-                                    attrs["attention_factor"])
+    angles = e.op1(
+        "Mul", e.op1("Unsqueeze", positions, e.ints(-1)), inv
+    )  # (B, S, rd/2), fp32 as the reference
+    scale = rotary_attention_factor(
+        attrs["scaling"],
+        attrs["factor"],
+        attrs["mscale"],
+        attrs["mscale_all_dim"],
+        attrs["attention_factor"],
+    )
     result = []
     for fn in ("Cos", "Sin"):
         t = e.op1(fn, angles)
@@ -223,12 +347,18 @@ def cos_sin(e: Emitter, pos: str, rd: int, attrs: dict) -> tuple[str, str]:
 
 def _dynamic_ntk(e: Emitter, pos: str, inv_static: str, rd: int, attrs: dict) -> str:
     orig, factor, base = attrs["original_max_position"], attrs["factor"], attrs["base"]
-    longest = e.op1("Cast", e.op1("Add", e.op1("ReduceMax", pos, keepdims=0), e.const(1, np.int64)), to=1)
-    grown = e.op1("Sub", e.op1("Mul", longest, e.const(factor / orig, F32)), e.const(factor - 1, F32))
+    longest = e.op1(
+        "Cast", e.op1("Add", e.op1("ReduceMax", pos, keepdims=0), e.const(1, np.int64)), to=1
+    )
+    grown = e.op1(
+        "Sub", e.op1("Mul", longest, e.const(factor / orig, F32)), e.const(factor - 1, F32)
+    )
     scaled_base = e.op1("Mul", e.op1("Pow", grown, e.const(rd / (rd - 2), F32)), e.const(base, F32))
     exps = e.const((np.arange(0, rd, 2, dtype=np.float64) / rd).astype(F32), F32)
     inv_dynamic = e.op1("Reciprocal", e.op1("Pow", scaled_base, exps))
-    return e.op1("Where", e.op1("Greater", longest, e.const(float(orig), F32)), inv_dynamic, inv_static)
+    return e.op1(
+        "Where", e.op1("Greater", longest, e.const(float(orig), F32)), inv_dynamic, inv_static
+    )
 
 
 @lowers("rotary")
@@ -240,8 +370,15 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     cos, sin = cos_sin(e, ins[1], rd, a)
     flat = e.flatten(ins[0])  # (B, S, H·D)
     if e.flavour == "portable":  # RotaryEmbedding-23 takes per-token cos/sin [B, S, rd/2] directly
-        out = e.op1("RotaryEmbedding", flat, cos, sin, num_heads=heads, rotary_embedding_dim=rd,
-                    interleaved=int(a["interleaved"]))
+        out = e.op1(
+            "RotaryEmbedding",
+            flat,
+            cos,
+            sin,
+            num_heads=heads,
+            rotary_embedding_dim=rd,
+            interleaved=int(a["interleaved"]),
+        )
     else:  # the contrib op gathers rows of a table: make the table the per-token rows, positions 0..B·S-1
         key = ("rotary_rows", cos)
         if key not in e.memo:
@@ -249,8 +386,17 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
             rows = e.op1("Range", e.const(0, np.int64), e.scalar_dim(cos2, 0), e.const(1, np.int64))
             e.memo[key] = (cos2, sin2, e.op1("Reshape", rows, e.op1("Shape", ins[1])))
         cos2, sin2, pos = e.memo[key]
-        out = e.op1("RotaryEmbedding", flat, pos, cos2, sin2, domain="com.microsoft", num_heads=heads,
-                    rotary_embedding_dim=rd, interleaved=int(a["interleaved"]))
+        out = e.op1(
+            "RotaryEmbedding",
+            flat,
+            pos,
+            cos2,
+            sin2,
+            domain="com.microsoft",
+            num_heads=heads,
+            rotary_embedding_dim=rd,
+            interleaved=int(a["interleaved"]),
+        )
     out4 = e.op("Reshape", [out, e.ints(0, 0, heads, head_dim)], [e.result(node, 0)])
     e.flat[out4[0]] = out
     return out4
@@ -258,10 +404,13 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
 
 # -- position biases ------------------------------------------------------------------------
 
+
 @lowers("alibi")
 def _alibi(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     mask = e.op1("Cast", ins[0], to=1)
-    positions = e.op1("Mul", e.op1("Sub", e.op1("CumSum", mask, e.const(1, np.int64)), e.const(1.0, F32)), mask)
+    positions = e.op1(
+        "Mul", e.op1("Sub", e.op1("CumSum", mask, e.const(1, np.int64)), e.const(1.0, F32)), mask
+    )
     slopes = e.const(alibi_slopes(node.attrs["num_heads"]).reshape(1, -1, 1, 1), F32)
     bias = e.op1("Mul", e.op1("Unsqueeze", positions, e.ints(1, 2)), slopes)  # (B, H, 1, T)
     return e.op("Cast", [bias], [e.result(node, 0)], to=e.onnx_type(DType.f32))
@@ -275,30 +424,47 @@ def _relative_bias(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     one, zero = e.const(1, np.int64), e.const(0, np.int64)
     qpos = e.op1("Range", e.op1("Sub", total, sq), total, one)
     kpos = e.op1("Range", zero, total, one)
-    relative = e.op1("Sub", e.op1("Unsqueeze", kpos, e.ints(0)), e.op1("Unsqueeze", qpos, e.ints(1)))  # (S, T)
+    relative = e.op1(
+        "Sub", e.op1("Unsqueeze", kpos, e.ints(0)), e.op1("Unsqueeze", qpos, e.ints(1))
+    )  # (S, T)
     buckets = e.const(0, np.int64)
     n = num_buckets
     if a["bidirectional"]:
         n //= 2
-        buckets = e.op1("Mul", e.op1("Cast", e.op1("Greater", relative, zero), to=7), e.const(n, np.int64))
+        buckets = e.op1(
+            "Mul", e.op1("Cast", e.op1("Greater", relative, zero), to=7), e.const(n, np.int64)
+        )
         relative = e.op1("Abs", relative)
     else:
         relative = e.op1("Neg", e.op1("Min", relative, zero))
     exact = n // 2
     ratio = e.op1("Div", e.op1("Cast", relative, to=1), e.const(float(exact), F32))
-    scaled = e.op1("Mul", e.op1("Div", e.op1("Log", ratio), e.const(float(np.log(a["max_distance"] / exact)), F32)),
-                   e.const(float(n - exact), F32))
-    large = e.op1("Min", e.op1("Add", e.op1("Cast", scaled, to=7), e.const(exact, np.int64)),
-                  e.const(n - 1, np.int64))
+    scaled = e.op1(
+        "Mul",
+        e.op1("Div", e.op1("Log", ratio), e.const(float(np.log(a["max_distance"] / exact)), F32)),
+        e.const(float(n - exact), F32),
+    )
+    large = e.op1(
+        "Min",
+        e.op1("Add", e.op1("Cast", scaled, to=7), e.const(exact, np.int64)),
+        e.const(n - 1, np.int64),
+    )
     small = e.op1("Less", relative, e.const(exact, np.int64))
     buckets = e.op1("Add", buckets, e.op1("Where", small, relative, large))
     bias = e.op1("Transpose", e.op1("Gather", ins[2], buckets, axis=0), perm=[2, 0, 1])  # (H, S, T)
-    shape = e.op1("Concat", e.dim(ins[0], 0), e.ints(heads), e.op1("Unsqueeze", sq, e.ints(0)),
-                  e.op1("Unsqueeze", total, e.ints(0)), axis=0)
+    shape = e.op1(
+        "Concat",
+        e.dim(ins[0], 0),
+        e.ints(heads),
+        e.op1("Unsqueeze", sq, e.ints(0)),
+        e.op1("Unsqueeze", total, e.ints(0)),
+        axis=0,
+    )
     return e.op("Expand", [e.op1("Unsqueeze", bias, e.ints(0)), shape], [e.result(node, 0)])
 
 
 # -- DeepSeek-v2 latent attention -----------------------------------------------------------
+
 
 @lowers("latent_attention")
 def _latent_attention(e: Emitter, node: Node, ins: list[str]) -> list[str]:
@@ -313,15 +479,35 @@ def _latent_attention(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     heads, dq = q.type.shape[2], q.type.shape[3]
     rank, nope, vd = latent.type.shape[2], a["nope_dim"], a["v_dim"]
     new = e.op1("Concat", ins[1], e.op1("Squeeze", ins[2], e.ints(2)), axis=-1)  # (B, S, R+rope)
-    cache = e.op("Concat", [ins[4], new], [e.result(node, 1)], axis=1)[0] if past is not None else \
-        e.op("Identity", [new], [e.result(node, 1)])[0]
-    w_k, w_v = e.op("Split", [e.op1("Reshape", ins[3], e.ints(heads, nope + vd, rank)), e.ints(nope, vd)], 2,
-                    axis=1)  # (H, nope, R), (H, dv, R)
+    cache = (
+        e.op("Concat", [ins[4], new], [e.result(node, 1)], axis=1)[0]
+        if past is not None
+        else e.op("Identity", [new], [e.result(node, 1)])[0]
+    )
+    w_k, w_v = e.op(
+        "Split",
+        [e.op1("Reshape", ins[3], e.ints(heads, nope + vd, rank)), e.ints(nope, vd)],
+        2,
+        axis=1,
+    )  # (H, nope, R), (H, dv, R)
     q_nope, q_rope = e.op("Split", [_bnsh(e, ins[0]), e.ints(nope, dq - nope)], 2, axis=-1)
     query = e.op1("Concat", e.op1("MatMul", q_nope, w_k), q_rope, axis=-1)  # (B, H, S, R+rope)
-    keys = e.op1("Unsqueeze", cache, e.ints(1))  # (B, 1, T, R+rope): one KV head for every query head
+    keys = e.op1(
+        "Unsqueeze", cache, e.ints(1)
+    )  # (B, 1, T, R+rope): one KV head for every query head
     values = e.op1("Slice", keys, e.ints(0), e.ints(rank), e.ints(3))  # (B, 1, T, R)
-    out = sdpa(e, query, keys, values, hq=heads, hkv=1, head_dim=rank + dq - nope, v_dim=rank, key_mask=ins[5],
-               causal=a["causal"], scale=a["scale"] if a["scale"] is not None else dq ** -0.5)  # (B, H, S, R)
+    out = sdpa(
+        e,
+        query,
+        keys,
+        values,
+        hq=heads,
+        hkv=1,
+        head_dim=rank + dq - nope,
+        v_dim=rank,
+        key_mask=ins[5],
+        causal=a["causal"],
+        scale=a["scale"] if a["scale"] is not None else dq**-0.5,
+    )  # (B, H, S, R)
     out = e.op1("MatMul", out, e.op1("Transpose", w_v, perm=[0, 2, 1]))  # (B, H, S, dv)
     return [e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0], cache]

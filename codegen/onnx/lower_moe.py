@@ -32,28 +32,51 @@ from irgraph.ir import Node
 def _router(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     a = node.attrs
     experts = node.inputs[1].type.shape[0]
-    logits = e.op1("MatMul", ins[0], e.op1("Transpose", ins[1], perm=[1, 0]) if node.inputs[1].param is None
-                   else e.weight(node.inputs[1].param, "T", lambda w: w.T))
-    scores = e.op1("Softmax", logits, axis=-1) if a["scoring"] == "softmax" else e.op1("Sigmoid", logits)
+    logits = e.op1(
+        "MatMul",
+        ins[0],
+        e.op1("Transpose", ins[1], perm=[1, 0])
+        if node.inputs[1].param is None
+        else e.weight(node.inputs[1].param, "T", lambda w: w.T),
+    )
+    scores = (
+        e.op1("Softmax", logits, axis=-1) if a["scoring"] == "softmax" else e.op1("Sigmoid", logits)
+    )
     choose = scores
     if a["n_group"] > 1:  # keep the best topk_group groups (by their best expert), mask the rest
-        grouped = e.op1("Reshape", scores, e.op1("Concat", e.op1("Shape", scores, end=-1),
-                                                 e.ints(a["n_group"], experts // a["n_group"]), axis=0))
+        grouped = e.op1(
+            "Reshape",
+            scores,
+            e.op1(
+                "Concat",
+                e.op1("Shape", scores, end=-1),
+                e.ints(a["n_group"], experts // a["n_group"]),
+                axis=0,
+            ),
+        )
         group_score = e.op1("ReduceMax", grouped, e.ints(-1), keepdims=0)  # (..., G)
         _, keep = e.op("TopK", [group_score, e.ints(a["topk_group"])], 2, axis=-1)
         zeros = e.op1("Expand", e.const(0.0), e.op1("Shape", group_score))
         ones = e.op1("Expand", e.const(1.0), e.op1("Shape", keep))
         group_mask = e.op1("ScatterElements", zeros, keep, ones, axis=-1)  # (..., G) 1 = kept
-        expert_mask = e.op1("Reshape", e.op1("Expand", e.op1("Unsqueeze", group_mask, e.ints(-1)),
-                                             e.op1("Shape", grouped)), e.op1("Shape", scores))
-        choose = e.op1("Where", e.op1("Cast", expert_mask, to=9), scores, e.const(-np.inf, e.np_float))
+        expert_mask = e.op1(
+            "Reshape",
+            e.op1("Expand", e.op1("Unsqueeze", group_mask, e.ints(-1)), e.op1("Shape", grouped)),
+            e.op1("Shape", scores),
+        )
+        choose = e.op1(
+            "Where", e.op1("Cast", expert_mask, to=9), scores, e.const(-np.inf, e.np_float)
+        )
     _, indices = e.op("TopK", [choose, e.ints(a["top_k"])], 2, axis=-1)
     weights = e.op1("GatherElements", scores, indices, axis=-1)
     if a["normalize"]:
         weights = e.op1("Div", weights, e.op1("ReduceSum", weights, e.ints(-1), keepdims=1))
     if a["scaling"] != 1.0:
         weights = e.op1("Mul", weights, e.const(float(a["scaling"])))
-    return [e.op("Identity", [weights], [e.result(node, 0)])[0], e.op("Identity", [indices], [e.result(node, 1)])[0]]
+    return [
+        e.op("Identity", [weights], [e.result(node, 0)])[0],
+        e.op("Identity", [indices], [e.result(node, 1)])[0],
+    ]
 
 
 def _stacked_t(e: Emitter, v) -> str:
@@ -84,23 +107,43 @@ def _fused_experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
     tokens = e.op1("Reshape", ins[0], e.ints(-1, hidden))  # (T, H)
     weights = e.op1("Reshape", ins[1], e.ints(-1, k))  # (T, k)
     indices = e.op1("Reshape", ins[2], e.ints(-1, k))
-    floor = e.op1("Expand", e.const(_NOT_CHOSEN), e.op1("Concat", e.dim(weights, 0), e.ints(experts), axis=0))
+    floor = e.op1(
+        "Expand", e.const(_NOT_CHOSEN), e.op1("Concat", e.dim(weights, 0), e.ints(experts), axis=0)
+    )
     probs = e.op1("ScatterElements", floor, indices, e.op1("Log", weights), axis=1)  # (T, E)
     if w_gate is not None:
+
         def interleave() -> np.ndarray:
-            gate, up = (np.asarray(e.graph.weight(v.param), dtype=np.float32) for v in (w_gate, w_up))
+            gate, up = (
+                np.asarray(e.graph.weight(v.param), dtype=np.float32) for v in (w_gate, w_up)
+            )
             fc1 = np.empty((gate.shape[0], 2 * gate.shape[1], gate.shape[2]), np.float32)
             fc1[:, 0::2], fc1[:, 1::2] = gate, up  # rows g0, u0, g1, u1, ...: swiglu_fusion=1
             return fc1
 
         fc1 = e.derived(f"{w_up.param}.gate_up_interleaved", interleave)
-        attrs = {"activation_type": "swiglu", "swiglu_fusion": 1, "activation_alpha": 1.0,
-                 "activation_beta": 0.0, "swiglu_limit": float("inf")}
+        attrs = {
+            "activation_type": "swiglu",
+            "swiglu_fusion": 1,
+            "activation_alpha": 1.0,
+            "activation_beta": 0.0,
+            "swiglu_limit": float("inf"),
+        }
     else:
         fc1 = e.weight(w_up.param)
         attrs = {"activation_type": _ORT_ACTIVATIONS[node.attrs["act"]]}
-    y = e.op1("MoE", tokens, probs, fc1, "", e.weight(w_down.param), domain="com.microsoft", k=k,
-              normalize_routing_weights=0, **attrs)  # Σ_k w_k/Σw · expert_k(x)
+    y = e.op1(
+        "MoE",
+        tokens,
+        probs,
+        fc1,
+        "",
+        e.weight(w_down.param),
+        domain="com.microsoft",
+        k=k,
+        normalize_routing_weights=0,
+        **attrs,
+    )  # Σ_k w_k/Σw · expert_k(x)
     y = e.op1("Mul", y, e.op1("ReduceSum", weights, e.ints(-1), keepdims=1))
     return e.op("Reshape", [y, e.op1("Shape", ins[0])], [e.result(node, 0)])
 
@@ -111,19 +154,30 @@ def _experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
         return _fused_experts(e, node, ins)
     x, _, _, w_up, w_down, w_gate = node.inputs
     experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
-    tokens = e.op1("Unsqueeze", e.op1("Reshape", ins[0], e.ints(-1, hidden)), e.ints(0))  # (1, T, H)
+    tokens = e.op1(
+        "Unsqueeze", e.op1("Reshape", ins[0], e.ints(-1, hidden)), e.ints(0)
+    )  # (1, T, H)
     up = e.op1("MatMul", tokens, _stacked_t(e, w_up))  # (E, T, F)
     if w_gate is not None:
-        h = e.op1("Mul", activation(e, node.attrs["act"], e.op1("MatMul", tokens, _stacked_t(e, w_gate))), up)
+        h = e.op1(
+            "Mul",
+            activation(e, node.attrs["act"], e.op1("MatMul", tokens, _stacked_t(e, w_gate))),
+            up,
+        )
     else:
         h = activation(e, node.attrs["act"], up)
     y = e.op1("MatMul", h, _stacked_t(e, w_down))  # (E, T, H)
     k = node.inputs[1].type.shape[-1]
     weights = e.op1("Reshape", ins[1], e.ints(-1, k))
     indices = e.op1("Reshape", ins[2], e.ints(-1, k))
-    zeros = e.op1("Expand", e.const(0.0), e.op1("Concat", e.dim(weights, 0), e.ints(experts), axis=0))
+    zeros = e.op1(
+        "Expand", e.const(0.0), e.op1("Concat", e.dim(weights, 0), e.ints(experts), axis=0)
+    )
     routing = e.op1("ScatterElements", zeros, indices, weights, axis=1)  # (T, E)
-    combined = e.op1("ReduceSum", e.op1("Mul", y, e.op1("Unsqueeze", e.op1("Transpose", routing, perm=[1, 0]),
-                                                        e.ints(-1))), e.ints(0), keepdims=0)  # (T, H)
+    combined = e.op1(
+        "ReduceSum",
+        e.op1("Mul", y, e.op1("Unsqueeze", e.op1("Transpose", routing, perm=[1, 0]), e.ints(-1))),
+        e.ints(0),
+        keepdims=0,
+    )  # (T, H)
     return e.op("Reshape", [combined, e.op1("Shape", ins[0])], [e.result(node, 0)])
-

@@ -36,11 +36,15 @@ def lowering_for(op: str, target: str = "onnx") -> Lowering:
     try:
         return LOWERINGS[op]
     except KeyError:
-        raise CodegenError(f"no {target} lowering for op {op!r}", expected=", ".join(sorted(LOWERINGS)),
-                           where=target) from None
+        raise CodegenError(
+            f"no {target} lowering for op {op!r}",
+            expected=", ".join(sorted(LOWERINGS)),
+            where=target,
+        ) from None
 
 
 # -- activations (shared by glu, moe_experts and the unary ops) -----------------------------
+
 
 def activation(e: Emitter, act: str, x: str) -> str:
     if act == "relu":
@@ -66,11 +70,26 @@ def activation(e: Emitter, act: str, x: str) -> str:
 
 
 _UNARY = {  # IR op -> ONNX op (one node)
-    "neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "tanh": "Tanh", "sin": "Sin", "cos": "Cos",
-    "erf": "Erf", "sigmoid": "Sigmoid", "relu": "Relu",
+    "neg": "Neg",
+    "exp": "Exp",
+    "log": "Log",
+    "sqrt": "Sqrt",
+    "tanh": "Tanh",
+    "sin": "Sin",
+    "cos": "Cos",
+    "erf": "Erf",
+    "sigmoid": "Sigmoid",
+    "relu": "Relu",
 }
-_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "maximum": "Max",
-           "minimum": "Min"}
+_BINARY = {
+    "add": "Add",
+    "sub": "Sub",
+    "mul": "Mul",
+    "div": "Div",
+    "pow": "Pow",
+    "maximum": "Max",
+    "minimum": "Min",
+}
 
 
 @lowers(*_UNARY)
@@ -122,8 +141,13 @@ def _skip_norm(e: Emitter, node: Node, ins: list[str]) -> bool:
     gamma = norm_weight(e, norm.inputs[1], norm.attrs["weight_offset"])
     total = e.output_of.get(id(y)) or e.fresh("residual")
     out = e.result(norm, 0)
-    e.op("SkipSimplifiedLayerNormalization", [ins[0], ins[1], gamma], [out, "", "", total],
-         domain="com.microsoft", epsilon=norm.attrs["eps"])
+    e.op(
+        "SkipSimplifiedLayerNormalization",
+        [ins[0], ins[1], gamma],
+        [out, "", "", total],
+        domain="com.microsoft",
+        epsilon=norm.attrs["eps"],
+    )
     e.bind(y, total)
     e.bind(norm.outputs[0], out)
     e.skip.add(id(norm))
@@ -136,6 +160,7 @@ def _glu(e, node, ins):
 
 
 # -- tensor ops -----------------------------------------------------------------------------
+
 
 @lowers("matmul")
 def _matmul(e, node, ins):
@@ -173,8 +198,11 @@ def _split(e, node, ins):
 @lowers("slice")
 def _slice(e, node, ins):
     a = node.attrs
-    return e.op("Slice", [ins[0], e.ints(a["start"]), e.ints(a["end"]), e.ints(a["axis"]), e.ints(a["step"])],
-                [e.result(node, 0)])
+    return e.op(
+        "Slice",
+        [ins[0], e.ints(a["start"]), e.ints(a["end"]), e.ints(a["axis"]), e.ints(a["step"])],
+        [e.result(node, 0)],
+    )
 
 
 @lowers("gather")
@@ -199,17 +227,26 @@ def _softmax(e, node, ins):
 
 @lowers("reduce_sum", "reduce_mean", "reduce_max")
 def _reduce(e, node, ins):
-    onnx_op = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax"}[node.op]
-    return e.op(onnx_op, [ins[0], e.ints(*node.attrs["axes"])], [e.result(node, 0)],
-                keepdims=int(node.attrs["keepdims"]))
+    onnx_op = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax"}[
+        node.op
+    ]
+    return e.op(
+        onnx_op,
+        [ins[0], e.ints(*node.attrs["axes"])],
+        [e.result(node, 0)],
+        keepdims=int(node.attrs["keepdims"]),
+    )
 
 
 # -- nn ops ---------------------------------------------------------------------------------
 
+
 @lowers("embedding")
 def _embedding(e, node, ins):
     table = node.inputs[1]
-    out = e.op("Gather", [ins[1], ins[0]], [e.result(node, 0)] if table.type.dtype.is_float else 1, axis=0)
+    out = e.op(
+        "Gather", [ins[1], ins[0]], [e.result(node, 0)] if table.type.dtype.is_float else 1, axis=0
+    )
     if not table.type.dtype.is_float:
         out = e.op("Cast", out, [e.result(node, 0)], to=e.onnx_type(DType.f32))
     return out
@@ -236,10 +273,19 @@ def _siblings(e: Emitter, node: Node) -> list[Node]:
     group: list[Node] = []
     for n in e.uses.get(id(x), []):
         ins = list(n.inputs) + [None] * (3 - len(n.inputs))
-        if n.op != "linear" or ins[0] is not x or ins[1].param is None or id(n) in e.skip or n in group:
+        if (
+            n.op != "linear"
+            or ins[0] is not x
+            or ins[1].param is None
+            or id(n) in e.skip
+            or n in group
+        ):
             continue
-        if ins[1].type.dtype != weight.type.dtype or (ins[2] is None) != (bias is None) or \
-                (ins[2] is not None and ins[2].param is None):
+        if (
+            ins[1].type.dtype != weight.type.dtype
+            or (ins[2] is None) != (bias is None)
+            or (ins[2] is not None and ins[2].param is None)
+        ):
             continue
         group.append(n)
     if sum(n.inputs[1].type.shape[0] for n in group) > MAX_FUSED_WIDTH * weight.type.shape[1]:
@@ -252,13 +298,25 @@ def _fused_linear(e: Emitter, node: Node, ins: list[str], group: list[Node]) -> 
     params = [n.inputs[1].param for n in group]
     sizes = [n.inputs[1].type.shape[0] for n in group]
     graph = e.graph
-    w = e.derived("+".join(params) + ".T",
-                  lambda: np.concatenate([np.asarray(graph.weight(p)).astype(np.float32).T for p in params], axis=1))
+    w = e.derived(
+        "+".join(params) + ".T",
+        lambda: np.concatenate(
+            [np.asarray(graph.weight(p)).astype(np.float32).T for p in params], axis=1
+        ),
+    )
     y = e.op1("MatMul", ins[0], w)
     if node.inputs[2] is not None:
         biases = [n.inputs[2].param for n in group]
-        y = e.op1("Add", y, e.derived("+".join(biases), lambda: np.concatenate(
-            [np.asarray(graph.weight(p)).astype(np.float32) for p in biases])))
+        y = e.op1(
+            "Add",
+            y,
+            e.derived(
+                "+".join(biases),
+                lambda: np.concatenate(
+                    [np.asarray(graph.weight(p)).astype(np.float32) for p in biases]
+                ),
+            ),
+        )
     outs = e.op("Split", [y, e.ints(*sizes)], [e.result(n, 0) for n in group], axis=-1)
     e.memo[("packed", tuple(outs))] = y  # GQA can take q/k/v packed, skipping the Split
     mine = None
@@ -294,7 +352,9 @@ def norm_weight(e: Emitter, weight, offset: float) -> str:
 @lowers("layer_norm")
 def _layer_norm(e, node, ins):
     a = node.attrs
-    inputs = [ins[0], norm_weight(e, node.inputs[1], a["weight_offset"])] + ([ins[2]] if ins[2] else [])
+    inputs = [ins[0], norm_weight(e, node.inputs[1], a["weight_offset"])] + (
+        [ins[2]] if ins[2] else []
+    )
     return e.op("LayerNormalization", inputs, [e.result(node, 0)], axis=-1, epsilon=a["eps"])
 
 

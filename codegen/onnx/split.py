@@ -44,12 +44,28 @@ def split_encoder(graph: Graph) -> tuple[Graph, Graph] | None:
         return {n: v for n, v in graph.inputs.items() if id(v) in ids}
 
     def params(nodes: list) -> dict[str, Value]:
-        return {v.param: v for n in nodes for v in n.inputs if v is not None and v.param is not None}
+        return {
+            v.param: v for n in nodes for v in n.inputs if v is not None and v.param is not None
+        }
 
-    encoder = Graph(f"{graph.name}.encoder", used_inputs(enc_nodes), params(enc_nodes), enc_nodes,
-                    {names[vid]: v for vid, v in crossing.items()}, dict(graph.meta), graph.weights)
+    encoder = Graph(
+        f"{graph.name}.encoder",
+        used_inputs(enc_nodes),
+        params(enc_nodes),
+        enc_nodes,
+        {names[vid]: v for vid, v in crossing.items()},
+        dict(graph.meta),
+        graph.weights,
+    )
     dec_inputs = used_inputs(dec_nodes)
     dec_inputs.update({names[vid]: v for vid, v in crossing.items()})
-    decoder = Graph(graph.name, dec_inputs, params(dec_nodes), dec_nodes, dict(graph.outputs), dict(graph.meta),
-                    graph.weights)
+    decoder = Graph(
+        graph.name,
+        dec_inputs,
+        params(dec_nodes),
+        dec_nodes,
+        dict(graph.outputs),
+        dict(graph.meta),
+        graph.weights,
+    )
     return encoder, decoder

@@ -10,13 +10,22 @@ op that has none fails with a CodegenError naming the op and target "torch".
 
 from irgraph.codegen.torch.lowerings import LOWERINGS, get_lowering, lowering
 from irgraph.codegen.torch.module import (
-           GraphModule,
-           numpy_runner,
-           to_numpy,
-           to_torch,
-           torch_feeds,
-           with_weights,
+    GraphModule,
+    numpy_runner,
+    to_numpy,
+    to_torch,
+    torch_feeds,
+    with_weights,
 )
 
-__all__ = ["LOWERINGS", "GraphModule", "get_lowering", "lowering", "numpy_runner", "to_numpy", "to_torch",
-           "torch_feeds", "with_weights"]
+__all__ = [
+    "LOWERINGS",
+    "GraphModule",
+    "get_lowering",
+    "lowering",
+    "numpy_runner",
+    "to_numpy",
+    "to_torch",
+    "torch_feeds",
+    "with_weights",
+]

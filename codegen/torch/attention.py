@@ -24,13 +24,40 @@ from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 
 @lowering("rotary")
-def _rotary(x, position_ids, rotary_dim, interleaved, base, scaling, factor, original_max_position,
-            low_freq_factor, high_freq_factor, beta_fast, beta_slow, mscale, mscale_all_dim, attention_factor):
+def _rotary(
+    x,
+    position_ids,
+    rotary_dim,
+    interleaved,
+    base,
+    scaling,
+    factor,
+    original_max_position,
+    low_freq_factor,
+    high_freq_factor,
+    beta_fast,
+    beta_slow,
+    mscale,
+    mscale_all_dim,
+    attention_factor,
+):
     rd = rotary_dim or x.shape[3]
     # Dynamic NTK rescales with the longest position in the batch: a data-dependent constant.
-    longest = int(position_ids.max()) + 1 if scaling == "dynamic_ntk" and position_ids.numel() else 0
-    inv = inv_frequencies(rd, base, scaling, factor, original_max_position, low_freq_factor, high_freq_factor,
-                          beta_fast, beta_slow, longest)
+    longest = (
+        int(position_ids.max()) + 1 if scaling == "dynamic_ntk" and position_ids.numel() else 0
+    )
+    inv = inv_frequencies(
+        rd,
+        base,
+        scaling,
+        factor,
+        original_max_position,
+        low_freq_factor,
+        high_freq_factor,
+        beta_fast,
+        beta_slow,
+        longest,
+    )
     inv_t = torch.from_numpy(inv.astype(np.float32)).to(x.device)
     angles = position_ids.float()[..., None] * inv_t  # (B, S, rd/2), fp32 as the reference
     gain = rotary_attention_factor(scaling, factor, mscale, mscale_all_dim, attention_factor)
@@ -39,7 +66,9 @@ def _rotary(x, position_ids, rotary_dim, interleaved, base, scaling, factor, ori
     x = f32(x)
     rot = x if rd == x.shape[3] else x[..., :rd]
     # unbind/stack rather than slices: their backward writes each half once instead of zero-filling.
-    pairs = rot.unflatten(-1, (rd // 2, 2) if interleaved else (2, rd // 2))  # pairs (2i, 2i+1) or (i, i+rd/2)
+    pairs = rot.unflatten(
+        -1, (rd // 2, 2) if interleaved else (2, rd // 2)
+    )  # pairs (2i, 2i+1) or (i, i+rd/2)
     x1, x2 = pairs.unbind(-1 if interleaved else -2)
     out = torch.stack([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1 if interleaved else -2).flatten(-2)
     return (out if rd == x.shape[3] else torch.cat([out, x[..., rd:]], dim=-1),)
@@ -63,7 +92,6 @@ def unpadded_self_attention() -> Iterator[None]:
         yield
     finally:
         _UNPADDED = old
-
 
 
 def visible(sq, total, key_mask, prefix_len, causal, window, device) -> torch.Tensor:
@@ -93,7 +121,18 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(a, b)
 
 
-def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window=0, scale=None, softcap=0.0):
+def sdpa(
+    q,
+    k,
+    v,
+    key_mask=None,
+    bias=None,
+    prefix_len=None,
+    causal=True,
+    window=0,
+    scale=None,
+    softcap=0.0,
+):
     """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads; fully masked rows give 0."""
     hq, sq, d = q.shape[1], q.shape[2], q.shape[3]
     hkv, total = k.shape[1], k.shape[2]
@@ -105,7 +144,15 @@ def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window
     tracing = torch.compiler.is_compiling()
     # A data-dependent check of the mask would break a traced graph: when tracing, only the promise counts.
     unpadded = key_mask is None or _UNPADDED or (not tracing and bool(key_mask.all()))
-    if unpadded and causal and bias is None and not softcap and not window and prefix_len is None and sq == total:
+    if (
+        unpadded
+        and causal
+        and bias is None
+        and not softcap
+        and not window
+        and prefix_len is None
+        and sq == total
+    ):
         # Plain causal self-attention (training, prefill): the kernel skips the masked blocks.
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     allowed = visible(sq, total, key_mask, prefix_len, causal, window, q.device)
@@ -128,13 +175,26 @@ def sdpa(q, k, v, key_mask=None, bias=None, prefix_len=None, causal=True, window
 
 
 @lowering("attention")
-def _attention(q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal, window, scale, softcap):
+def _attention(
+    q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal, window, scale, softcap
+):
     k_all = f32(k).transpose(1, 2)  # (B, Hkv, S, D)
     v_all = f32(v).transpose(1, 2)
     if past_key is not None:
         k_all = torch.cat([past_key.to(k_all.dtype), k_all], dim=2)  # present = concat(past, new)
         v_all = torch.cat([past_value.to(v_all.dtype), v_all], dim=2)
-    out = sdpa(f32(q).transpose(1, 2), k_all, v_all, key_mask, bias, prefix_len, causal, window, scale, softcap)
+    out = sdpa(
+        f32(q).transpose(1, 2),
+        k_all,
+        v_all,
+        key_mask,
+        bias,
+        prefix_len,
+        causal,
+        window,
+        scale,
+        softcap,
+    )
     return out.transpose(1, 2), k_all, v_all
 
 
@@ -146,7 +206,9 @@ def _alibi(key_mask, num_heads):
     return (slopes[None, :, None, None] * positions[:, None, None, :],)
 
 
-def t5_buckets(relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int) -> torch.Tensor:
+def t5_buckets(
+    relative: torch.Tensor, bidirectional: bool, num_buckets: int, max_distance: int
+) -> torch.Tensor:
     buckets = torch.zeros_like(relative)
     if bidirectional:
         num_buckets //= 2
@@ -155,8 +217,14 @@ def t5_buckets(relative: torch.Tensor, bidirectional: bool, num_buckets: int, ma
     else:
         relative = -torch.clamp(relative, max=0)
     max_exact = num_buckets // 2
-    large = max_exact + (torch.log(relative.float() / max_exact) / math.log(max_distance / max_exact)
-                         * (num_buckets - max_exact)).long()
+    large = (
+        max_exact
+        + (
+            torch.log(relative.float() / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).long()
+    )
     large = torch.clamp(large, max=num_buckets - 1)
     return buckets + torch.where(relative < max_exact, relative, large)
 
@@ -172,7 +240,9 @@ def _relative_position_bias(x, key_mask, table, bidirectional, max_distance):
 
 
 @lowering("latent_attention")
-def _latent_attention(q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal):
+def _latent_attention(
+    q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal
+):
     b, h, dq = q.shape[0], q.shape[2], q.shape[3]
     rank = latent.shape[2]
     new = torch.cat([f32(latent), f32(k_rope)[:, :, 0, :]], dim=-1)  # (B, S, R+rope)
@@ -180,12 +250,23 @@ def _latent_attention(q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, 
     kr = cache[..., rank:]
     # Expand from the whole cache row with zero weights on its rope part: a linear on the sliced
     # latent (a strided view) would make torch.export pin `past+seq != 1`.
-    w = torch.cat([f32(kv_b), kv_b.new_zeros(kv_b.shape[0], cache.shape[-1] - rank, dtype=torch.float32)], dim=1)
+    w = torch.cat(
+        [f32(kv_b), kv_b.new_zeros(kv_b.shape[0], cache.shape[-1] - rank, dtype=torch.float32)],
+        dim=1,
+    )
     w = w.reshape(h, nope_dim + v_dim, -1)  # per head: nope rows, then value rows
     t = cache.shape[1]
     k_nope = F.linear(cache, w[:, :nope_dim].reshape(h * nope_dim, -1)).reshape(b, t, h, nope_dim)
-    v = F.linear(cache, w[:, nope_dim:].reshape(h * v_dim, -1)).reshape(b, t, h, v_dim)  # (B, T, H, v)
+    v = F.linear(cache, w[:, nope_dim:].reshape(h * v_dim, -1)).reshape(
+        b, t, h, v_dim
+    )  # (B, T, H, v)
     k = torch.cat([k_nope, kr[:, :, None, :].expand(-1, -1, h, -1).to(k_nope.dtype)], dim=-1)
-    out = sdpa(f32(q).transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask=key_mask, causal=causal,
-               scale=attention_scale(dq, scale))
+    out = sdpa(
+        f32(q).transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        key_mask=key_mask,
+        causal=causal,
+        scale=attention_scale(dq, scale),
+    )
     return out.transpose(1, 2), cache

@@ -31,8 +31,11 @@ def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
     folder = Path(root)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
-                  and (p / "state.json").is_file())
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.startswith(PREFIX) and (p / "state.json").is_file()
+    )
 
 
 def latest(root: str | os.PathLike) -> Path | None:
@@ -40,22 +43,36 @@ def latest(root: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def save(root: str | os.PathLike, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         names: dict[int, str], state: dict[str, Any], keep: int = 2) -> Path:
+def save(
+    root: str | os.PathLike,
+    step: int,
+    module: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    names: dict[int, str],
+    state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
     """Write checkpoint `step` under `root`; `names` maps id(parameter) -> its state_dict name."""
     folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt.", dir=folder))
     try:
-        save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, tmp / "model.safetensors")
+        save_file(
+            {k: v.detach().contiguous() for k, v in module.state_dict().items()},
+            tmp / "model.safetensors",
+        )
         moments = {}
         for group in optimizer.param_groups:
             for p in group["params"]:
                 for key, value in optimizer.state.get(p, {}).items():
                     if key in _MOMENTS:
-                        moments[f"{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+                        moments[f"{names[id(p)]}.{key}"] = (
+                            torch.as_tensor(value).detach().clone().contiguous()
+                        )
         save_file(moments, tmp / "optimizer.safetensors")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2, sort_keys=True))
+        (tmp / "state.json").write_text(
+            json.dumps({"step": step, **state}, indent=2, sort_keys=True)
+        )
         target = folder / f"{PREFIX}{step:07d}"
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
@@ -67,8 +84,9 @@ def save(root: str | os.PathLike, step: int, module: torch.nn.Module, optimizer:
     return target
 
 
-def load(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         names: dict[int, str]) -> dict[str, Any]:
+def load(
+    path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, names: dict[int, str]
+) -> dict[str, Any]:
     """Restore module and optimizer from checkpoint folder `path`; returns its state.json."""
     try:
         state = json.loads((path / "state.json").read_text())
@@ -78,8 +96,12 @@ def load(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
         raise ConfigError(f"unreadable checkpoint: {e}", where=str(path)) from None
     missing, unexpected = module.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise ConfigError("checkpoint does not fit the model", expected=missing[:5] or None,
-                          got=unexpected[:5] or None, where=str(path / "model.safetensors"))
+        raise ConfigError(
+            "checkpoint does not fit the model",
+            expected=missing[:5] or None,
+            got=unexpected[:5] or None,
+            where=str(path / "model.safetensors"),
+        )
     for group in optimizer.param_groups:
         for p in group["params"]:
             name = names[id(p)]

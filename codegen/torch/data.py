@@ -56,7 +56,9 @@ class JsonTokenizer:
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, data: bytes) -> list[int]:
-        return self._tok.encode(data.decode("utf-8", errors="replace"), add_special_tokens=False).ids
+        return self._tok.encode(
+            data.decode("utf-8", errors="replace"), add_special_tokens=False
+        ).ids
 
 
 def text_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -70,7 +72,9 @@ def text_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
         else:
             raise ConfigError("corpus path does not exist", where=str(p))
     if not found:
-        raise ConfigError("the corpus has no text files", got=[str(p) for p in paths], where="--corpus")
+        raise ConfigError(
+            "the corpus has no text files", got=[str(p) for p in paths], where="--corpus"
+        )
     return sorted(set(found))
 
 
@@ -110,8 +114,15 @@ class Corpus:
         return self.heldout_bytes / max(len(self.heldout), 1)
 
 
-def load_corpus(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer, *, heldout_fraction: float = 0.05,
-                seed: int = 0, vocab_size: int | None = None, base: str | os.PathLike | None = None) -> Corpus:
+def load_corpus(
+    paths: Sequence[str | os.PathLike],
+    tokenizer: Tokenizer,
+    *,
+    heldout_fraction: float = 0.05,
+    seed: int = 0,
+    vocab_size: int | None = None,
+    base: str | os.PathLike | None = None,
+) -> Corpus:
     """Read and tokenise the text files under `paths`; split off held-out files.
 
     The split hashes each file's path relative to `base` (default: the folder
@@ -136,13 +147,23 @@ def load_corpus(paths: Sequence[str | os.PathLike], tokenizer: Tokenizer, *, hel
         cut = len(stream) - max(1, int(len(stream) * heldout_fraction))
         train, held = [stream[:cut]], [stream[cut:]]
         held_bytes = int(round(len(held[0]) * _bytes_per_token(files, stream)))
-    corpus = Corpus(np.concatenate(train), np.concatenate(held), len(files) - n_held, n_held, held_bytes,
-                    tokenizer.name)
+    corpus = Corpus(
+        np.concatenate(train),
+        np.concatenate(held),
+        len(files) - n_held,
+        n_held,
+        held_bytes,
+        tokenizer.name,
+    )
     limit = vocab_size if vocab_size is not None else tokenizer.vocab_size
     top = int(max(corpus.train.max(initial=0), corpus.heldout.max(initial=0)))
     if top >= limit:
-        raise ConfigError("the tokenizer produces ids outside the model's vocabulary", expected=f"< {limit}",
-                          got=top, where="--corpus")
+        raise ConfigError(
+            "the tokenizer produces ids outside the model's vocabulary",
+            expected=f"< {limit}",
+            got=top,
+            where="--corpus",
+        )
     return corpus
 
 
@@ -153,19 +174,29 @@ def _bytes_per_token(files: Iterable[Path], stream: np.ndarray) -> float:
 def batch_windows(tokens: np.ndarray, step: int, batch: int, seq_len: int, seed: int) -> np.ndarray:
     """The global batch of step `step`: [batch, seq_len + 1] windows at seeded random offsets."""
     if len(tokens) < seq_len + 2:
-        raise ConfigError("the training text is shorter than one window", expected=f">= {seq_len + 2} tokens",
-                          got=len(tokens), where="--seq-len")
+        raise ConfigError(
+            "the training text is shorter than one window",
+            expected=f">= {seq_len + 2} tokens",
+            got=len(tokens),
+            where="--seq-len",
+        )
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch)
-    return np.stack([tokens[s:s + seq_len + 1] for s in starts]).astype(np.int64)
+    return np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
     """Non-overlapping held-out windows [n, seq_len + 1], evenly spread, about `max_tokens` in all."""
     n_all = (len(tokens) - 1) // seq_len
     if n_all < 1:
-        raise ConfigError("the held-out text is shorter than one window", expected=f">= {seq_len + 1} tokens",
-                          got=len(tokens), where="--seq-len")
+        raise ConfigError(
+            "the held-out text is shorter than one window",
+            expected=f">= {seq_len + 1} tokens",
+            got=len(tokens),
+            where="--seq-len",
+        )
     n = max(1, min(n_all, math.ceil(max_tokens / seq_len)))
     picks = np.linspace(0, n_all - 1, n).round().astype(np.int64)
-    return np.stack([tokens[i * seq_len:i * seq_len + seq_len + 1] for i in picks]).astype(np.int64)
+    return np.stack([tokens[i * seq_len : i * seq_len + seq_len + 1] for i in picks]).astype(
+        np.int64
+    )

@@ -52,15 +52,20 @@ def choose_targets(graph: Graph, patterns: Sequence[str] = ()) -> list[str]:
         return names
     for pat in patterns:
         if not fnmatch.filter(names, pat):
-            raise ConfigError(f"LoRA target {pat!r} matches no linear weight", expected=", ".join(names[:8]) + " ...",
-                              where="--lora-targets")
+            raise ConfigError(
+                f"LoRA target {pat!r} matches no linear weight",
+                expected=", ".join(names[:8]) + " ...",
+                where="--lora-targets",
+            )
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
 
 class LoraAdapters(nn.Module):
     """A and B for each target weight, in a module tree keyed by the weight's dotted name."""
 
-    def __init__(self, shapes: Mapping[str, tuple[int, int]], rank: int, alpha: float, seed: int = 0):
+    def __init__(
+        self, shapes: Mapping[str, tuple[int, int]], rank: int, alpha: float, seed: int = 0
+    ):
         super().__init__()
         if rank < 1:
             raise ConfigError("LoRA rank must be at least 1", got=rank, where="--lora")
@@ -72,7 +77,10 @@ class LoraAdapters(nn.Module):
             for part in name.split("."):
                 owner = owner._modules.get(part) or _child(owner, part)
             bound = 1 / math.sqrt(in_f)  # kaiming-uniform(a=√5) as nn.Linear and PEFT initialise A
-            owner.register_parameter("lora_A", nn.Parameter(torch.empty(rank, in_f).uniform_(-bound, bound, generator=gen)))
+            owner.register_parameter(
+                "lora_A",
+                nn.Parameter(torch.empty(rank, in_f).uniform_(-bound, bound, generator=gen)),
+            )
             owner.register_parameter("lora_B", nn.Parameter(torch.zeros(out_f, rank)))
 
     def pair(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,8 +97,11 @@ class LoraAdapters(nn.Module):
         return weight + self.scale * (b @ a)
 
     def weights(self) -> dict[str, LoraWeights]:
-        return {n: LoraWeights(a.detach().cpu().numpy(), b.detach().cpu().numpy(), self.scale)
-                for n in self.names for a, b in [self.pair(n)]}
+        return {
+            n: LoraWeights(a.detach().cpu().numpy(), b.detach().cpu().numpy(), self.scale)
+            for n in self.names
+            for a, b in [self.pair(n)]
+        }
 
 
 def _child(owner: nn.Module, part: str) -> nn.Module:
@@ -99,13 +110,23 @@ def _child(owner: nn.Module, part: str) -> nn.Module:
     return child
 
 
-def attach(module: GraphModule, graph: Graph, rank: int, alpha: float = 16.0, targets: Sequence[str] = (),
-           seed: int = 0) -> LoraAdapters:
+def attach(
+    module: GraphModule,
+    graph: Graph,
+    rank: int,
+    alpha: float = 16.0,
+    targets: Sequence[str] = (),
+    seed: int = 0,
+) -> LoraAdapters:
     """Freeze `module`'s weights and add trainable adapters on the chosen linear weights."""
     if any(name == ROOT or name.startswith(ROOT + ".") for name in graph.params):
-        raise ConfigError(f"the graph has a weight under {ROOT!r}, where LoRA adapters live", where="--lora")
+        raise ConfigError(
+            f"the graph has a weight under {ROOT!r}, where LoRA adapters live", where="--lora"
+        )
     names = choose_targets(graph, targets)
-    adapters = LoraAdapters({n: tuple(graph.params[n].type.shape) for n in names}, rank, alpha, seed)
+    adapters = LoraAdapters(
+        {n: tuple(graph.params[n].type.shape) for n in names}, rank, alpha, seed
+    )
     for p in module.parameters():
         p.requires_grad_(False)
     module.add_module(ROOT, adapters)
@@ -123,12 +144,28 @@ def merge_lora(graph: Graph, adapters: Mapping[str, LoraWeights]) -> Graph:
             raise ConfigError(f"LoRA adapter for unknown weight {name!r}", where="merge_lora")
         w = graph.params[name]
         if not w.type.dtype.is_float:
-            raise ConfigError(f"LoRA adapter on non-float weight {name!r}", got=str(w.type.dtype), where="merge_lora")
+            raise ConfigError(
+                f"LoRA adapter on non-float weight {name!r}",
+                got=str(w.type.dtype),
+                where="merge_lora",
+            )
         out_f, in_f = w.type.shape
         if ad.a.shape[1:] != (in_f,) or ad.b.shape != (out_f, ad.a.shape[0]):
-            raise ConfigError(f"LoRA adapter shapes do not fit {name!r} [{out_f}, {in_f}]",
-                              got=f"A {list(ad.a.shape)}, B {list(ad.b.shape)}", where="merge_lora")
-        merged = np.asarray(arrays[name], np.float32) + np.float32(ad.scale) * (ad.b.astype(np.float32) @ ad.a.astype(np.float32))
+            raise ConfigError(
+                f"LoRA adapter shapes do not fit {name!r} [{out_f}, {in_f}]",
+                got=f"A {list(ad.a.shape)}, B {list(ad.b.shape)}",
+                where="merge_lora",
+            )
+        merged = np.asarray(arrays[name], np.float32) + np.float32(ad.scale) * (
+            ad.b.astype(np.float32) @ ad.a.astype(np.float32)
+        )
         arrays[name] = merged.astype(w.type.dtype.numpy)
-    return Graph(name=graph.name, inputs=dict(graph.inputs), params=dict(graph.params), nodes=list(graph.nodes),
-                 outputs=dict(graph.outputs), meta=dict(graph.meta), weights=WeightStore.from_arrays(arrays))
+    return Graph(
+        name=graph.name,
+        inputs=dict(graph.inputs),
+        params=dict(graph.params),
+        nodes=list(graph.nodes),
+        outputs=dict(graph.outputs),
+        meta=dict(graph.meta),
+        weights=WeightStore.from_arrays(arrays),
+    )

@@ -22,8 +22,14 @@ Lowering = Callable[..., tuple[torch.Tensor, ...]]
 LOWERINGS: dict[str, Lowering] = {}
 
 TORCH_DTYPES = {
-    DType.f32: torch.float32, DType.f16: torch.float16, DType.bf16: torch.bfloat16, DType.i64: torch.int64,
-    DType.i32: torch.int32, DType.i8: torch.int8, DType.u8: torch.uint8, DType.bool: torch.bool,
+    DType.f32: torch.float32,
+    DType.f16: torch.float16,
+    DType.bf16: torch.bfloat16,
+    DType.i64: torch.int64,
+    DType.i32: torch.int32,
+    DType.i8: torch.int8,
+    DType.u8: torch.uint8,
+    DType.bool: torch.bool,
 }
 
 
@@ -44,8 +50,12 @@ def get_lowering(op: str) -> Lowering:
     try:
         return LOWERINGS[op]
     except KeyError:
-        raise CodegenError(f"no lowering for op {op!r}", expected="an op with a torch lowering",
-                           got=op, where="target torch") from None
+        raise CodegenError(
+            f"no lowering for op {op!r}",
+            expected="an op with a torch lowering",
+            got=op,
+            where="target torch",
+        ) from None
 
 
 def f32(x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +66,7 @@ def f32(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- elementwise --------------------------------------------------------------------------
+
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
@@ -72,14 +83,29 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "neg": torch.neg, "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt,
-    "tanh": torch.tanh, "sin": torch.sin, "cos": torch.cos, "erf": torch.erf, "sigmoid": torch.sigmoid,
-    "relu": ACTIVATIONS["relu"], "relu2": ACTIVATIONS["relu2"], "silu": F.silu,
+    "neg": torch.neg,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "rsqrt": torch.rsqrt,
+    "tanh": torch.tanh,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "erf": torch.erf,
+    "sigmoid": torch.sigmoid,
+    "relu": ACTIVATIONS["relu"],
+    "relu2": ACTIVATIONS["relu2"],
+    "silu": F.silu,
     "fast_gelu": ACTIVATIONS["fast_gelu"],
 }
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "pow": torch.pow,
-    "maximum": torch.maximum, "minimum": torch.minimum,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+    "pow": torch.pow,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
 }
 
 
@@ -114,6 +140,7 @@ def _glu(gate, up, act):
 
 # -- tensor -------------------------------------------------------------------------------
 
+
 @lowering("matmul")
 def _matmul(a, b):
     return (torch.matmul(f32(a), f32(b)),)
@@ -144,8 +171,10 @@ def _split(x, axis, sizes):
     if torch.compiler.is_exporting():
         # Gathered copies, not strided views: reshaping a view makes torch.export pin `seq != 1`.
         bounds = [0, *itertools.accumulate(sizes)]
-        return tuple(torch.index_select(x, axis, torch.arange(a, b, device=x.device))
-                     for a, b in zip(bounds, bounds[1:]))
+        return tuple(
+            torch.index_select(x, axis, torch.arange(a, b, device=x.device))
+            for a, b in zip(bounds, bounds[1:])
+        )
     return tuple(torch.split(x, list(sizes), dim=axis))
 
 
@@ -160,7 +189,7 @@ def _slice(x, axis, start, end, step):
 def _gather(data, indices, axis):
     axis = axis % data.dim()
     flat = torch.index_select(data, axis, indices.reshape(-1))
-    return (flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]),)
+    return (flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]),)
 
 
 @lowering("where")
@@ -193,6 +222,7 @@ lowering("reduce_max")(_reduce(torch.amax))
 
 # -- nn -------------------------------------------------------------------------------------
 
+
 @lowering("embedding")
 def _embedding(ids, table):
     return (F.embedding(ids, table.float()),)
@@ -208,7 +238,9 @@ def _linear(x, weight, bias):
 @lowering("layer_norm")
 def _layer_norm(x, weight, bias, eps, weight_offset):
     w = weight.float() + weight_offset if weight_offset else weight.float()
-    return (F.layer_norm(x.float(), (x.shape[-1],), w, None if bias is None else bias.float(), eps),)
+    return (
+        F.layer_norm(x.float(), (x.shape[-1],), w, None if bias is None else bias.float(), eps),
+    )
 
 
 @lowering("rms_norm")
@@ -221,4 +253,12 @@ def attention_scale(head_dim: int, scale: float | None) -> float:
     return 1.0 / math.sqrt(head_dim) if scale is None else scale
 
 
-__all__ = ["ACTIVATIONS", "LOWERINGS", "TORCH_DTYPES", "attention_scale", "f32", "get_lowering", "lowering"]
+__all__ = [
+    "ACTIVATIONS",
+    "LOWERINGS",
+    "TORCH_DTYPES",
+    "attention_scale",
+    "f32",
+    "get_lowering",
+    "lowering",
+]

@@ -55,10 +55,14 @@ class GraphModule(nn.Module):
     def __init__(self, graph: Graph, *, dropout: float = 0.0):
         super().__init__()
         if graph.weights is None:
-            raise CodegenError(f"graph {graph.name!r} has no weights (structure only)", where="target torch")
+            raise CodegenError(
+                f"graph {graph.name!r} has no weights (structure only)", where="target torch"
+            )
         self.graph_name = graph.name
         self.dropout = dropout
-        self.weight_hook: WeightHook | None = None  # e.g. LoRA: maps (name, weight) -> effective weight
+        self.weight_hook: WeightHook | None = (
+            None  # e.g. LoRA: maps (name, weight) -> effective weight
+        )
         slots: dict[Value, int] = {}  # Values hash by identity: one slot per SSA value
 
         def slot(v: Value) -> int:
@@ -73,12 +77,24 @@ class GraphModule(nn.Module):
         self.steps: list[_Step] = []
         for node in graph.nodes:
             residual = _DROPOUT_OPS.get(node.op)
-            drop = residual is not None and (not residual or any(u.op == "add" for u in users.get(node.outputs[0], [])))
-            self.steps.append(_Step(
-                fn=get_lowering(node.op), op=node.op,
-                inputs=tuple(None if v is None else slots[v] for v in get_op(node.op).pad(node.inputs)),
-                outputs=tuple(slot(v) for v in node.outputs), attrs=dict(node.attrs),
-                dtypes=tuple(TORCH_DTYPES.get(v.type.dtype, torch.float32) for v in node.outputs), dropout=drop))
+            drop = residual is not None and (
+                not residual or any(u.op == "add" for u in users.get(node.outputs[0], []))
+            )
+            self.steps.append(
+                _Step(
+                    fn=get_lowering(node.op),
+                    op=node.op,
+                    inputs=tuple(
+                        None if v is None else slots[v] for v in get_op(node.op).pad(node.inputs)
+                    ),
+                    outputs=tuple(slot(v) for v in node.outputs),
+                    attrs=dict(node.attrs),
+                    dtypes=tuple(
+                        TORCH_DTYPES.get(v.type.dtype, torch.float32) for v in node.outputs
+                    ),
+                    dropout=drop,
+                )
+            )
         self.output_slots = [(name, slots[v]) for name, v in graph.outputs.items()]
         self.n_slots = len(slots)
 
@@ -89,8 +105,10 @@ class GraphModule(nn.Module):
             child = owner._modules.get(part)
             if child is None:
                 if hasattr(owner, part):
-                    raise CodegenError(f"weight name {name!r} clashes with another weight or attribute {part!r}",
-                                       where="target torch")
+                    raise CodegenError(
+                        f"weight name {name!r} clashes with another weight or attribute {part!r}",
+                        where="target torch",
+                    )
                 child = nn.Module()
                 owner.add_module(part, child)
             owner = child
@@ -101,7 +119,9 @@ class GraphModule(nn.Module):
             else:  # stored integer weights (quantized) are not trained
                 owner.register_buffer(leaf, tensor)
         except KeyError as e:
-            raise CodegenError(f"weight name {name!r} cannot be a torch parameter: {e}", where="target torch") from None
+            raise CodegenError(
+                f"weight name {name!r} cannot be a torch parameter: {e}", where="target torch"
+            ) from None
 
     def weight(self, name: str) -> torch.Tensor:
         """The tensor of IR weight `name` (a parameter, or a buffer for integer weights)."""
@@ -116,8 +136,11 @@ class GraphModule(nn.Module):
         missing = [name for name, _ in self.input_slots if name not in inputs]
         unknown = sorted(set(inputs) - {name for name, _ in self.input_slots})
         if missing or unknown:
-            raise IRError(f"graph {self.graph_name!r} inputs do not match", expected=[n for n, _ in self.input_slots],
-                          got=sorted(inputs))
+            raise IRError(
+                f"graph {self.graph_name!r} inputs do not match",
+                expected=[n for n, _ in self.input_slots],
+                got=sorted(inputs),
+            )
         for name, i in self.input_slots:
             env[i] = inputs[name]
         hook = self.weight_hook
@@ -128,7 +151,9 @@ class GraphModule(nn.Module):
         for step in self.steps:
             results = step.fn(*(None if i is None else env[i] for i in step.inputs), **step.attrs)
             for i, res, dtype in zip(step.outputs, results, step.dtypes):
-                if res.dtype != dtype and not (autocast and res.is_floating_point() and dtype.is_floating_point):
+                if res.dtype != dtype and not (
+                    autocast and res.is_floating_point() and dtype.is_floating_point
+                ):
                     res = res.to(dtype)
                 if step.dropout and self.training and self.dropout > 0:
                     res = nn.functional.dropout(res, self.dropout, training=True)
@@ -166,21 +191,38 @@ def with_weights(graph: Graph, weights: nn.Module | Mapping[str, torch.Tensor]) 
     arrays = {}
     for name, v in graph.params.items():
         if name not in state:
-            raise CodegenError(f"weight {name!r} missing from the torch state", where="target torch")
+            raise CodegenError(
+                f"weight {name!r} missing from the torch state", where="target torch"
+            )
         t = state[name]
         if tuple(t.shape) != tuple(graph.weight(name).shape):
-            raise CodegenError(f"weight {name!r} has the wrong shape", expected=tuple(graph.weight(name).shape),
-                               got=tuple(t.shape), where="target torch")
+            raise CodegenError(
+                f"weight {name!r} has the wrong shape",
+                expected=tuple(graph.weight(name).shape),
+                got=tuple(t.shape),
+                where="target torch",
+            )
         arrays[name] = to_numpy(t, v.type.dtype)
-    return Graph(name=graph.name, inputs=dict(graph.inputs), params=dict(graph.params), nodes=list(graph.nodes),
-                 outputs=dict(graph.outputs), meta=dict(graph.meta), weights=WeightStore.from_arrays(arrays))
+    return Graph(
+        name=graph.name,
+        inputs=dict(graph.inputs),
+        params=dict(graph.params),
+        nodes=list(graph.nodes),
+        outputs=dict(graph.outputs),
+        meta=dict(graph.meta),
+        weights=WeightStore.from_arrays(arrays),
+    )
 
 
-def torch_feeds(feeds: Mapping[str, np.ndarray], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def torch_feeds(
+    feeds: Mapping[str, np.ndarray], device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(np.ascontiguousarray(a)).to(device) for name, a in feeds.items()}
 
 
-def numpy_runner(module: GraphModule) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+def numpy_runner(
+    module: GraphModule,
+) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
     """`run(feeds) -> outputs` over numpy arrays, for `irgraph.lm.forward` (prefill or cached decode)."""
 
     def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -218,8 +260,16 @@ def export(module: GraphModule, feeds: Mapping[str, torch.Tensor]) -> torch.expo
     """
     flat = Positional(module)
     args = tuple(feeds[name] for name in flat.input_names)
-    dynamic = tuple({axis: torch.export.Dim.AUTO for axis, d in enumerate(module.input_types[name].shape)
-                     if not isinstance(d, int)} for name in flat.input_names)
+    dynamic = tuple(
+        {
+            axis: torch.export.Dim.AUTO
+            for axis, d in enumerate(module.input_types[name].shape)
+            if not isinstance(d, int)
+        }
+        for name in flat.input_names
+    )
     # Size-oblivious reasoning keeps 0 and 1 in range: decode (seq 1) and prefill (past 0) share one program.
     with torch.fx.experimental._config.patch(backed_size_oblivious=True):
-        return torch.export.export(flat, args, dynamic_shapes=(dynamic,), strict=False)  # one *tensors argument
+        return torch.export.export(
+            flat, args, dynamic_shapes=(dynamic,), strict=False
+        )  # one *tensors argument

@@ -31,8 +31,12 @@ def _moe_router(x, weight, top_k, scoring, normalize, n_group, topk_group, scali
     if n_group > 1:
         grouped = choose.reshape(*choose.shape[:-1], n_group, -1)  # (..., G, E/G)
         keep = torch.topk(grouped.amax(dim=-1), topk_group, dim=-1).indices
-        group_mask = torch.zeros(grouped.shape[:-1], dtype=torch.bool, device=x.device).scatter(-1, keep, True)
-        choose = choose.masked_fill(~group_mask.repeat_interleave(grouped.shape[-1], dim=-1), float("-inf"))
+        group_mask = torch.zeros(grouped.shape[:-1], dtype=torch.bool, device=x.device).scatter(
+            -1, keep, True
+        )
+        choose = choose.masked_fill(
+            ~group_mask.repeat_interleave(grouped.shape[-1], dim=-1), float("-inf")
+        )
     indices = torch.topk(choose, top_k, dim=-1).indices
     weights = torch.gather(scores, -1, indices)
     if normalize:
@@ -40,7 +44,9 @@ def _moe_router(x, weight, top_k, scoring, normalize, n_group, topk_group, scali
     return weights * scaling, indices
 
 
-def expert_mlp(x: Tensor, w_up: Tensor, w_down: Tensor, w_gate: Tensor | None, fn: Callable[[Tensor], Tensor]) -> Tensor:
+def expert_mlp(
+    x: Tensor, w_up: Tensor, w_down: Tensor, w_gate: Tensor | None, fn: Callable[[Tensor], Tensor]
+) -> Tensor:
     """One expert (or a batch of experts, with a leading expert axis on x and the weights)."""
     h = x @ w_up.transpose(-1, -2)
     h = fn(x @ w_gate.transpose(-1, -2)) * h if w_gate is not None else fn(h)
@@ -48,8 +54,15 @@ def expert_mlp(x: Tensor, w_up: Tensor, w_down: Tensor, w_gate: Tensor | None, f
 
 
 @torch.compiler.disable  # per-expert token counts are data: run eagerly inside a compiled model
-def sparse_experts(xs: Tensor, weights: Tensor, indices: Tensor, w_up: Tensor, w_down: Tensor,
-                   w_gate: Tensor | None, fn: Callable[[Tensor], Tensor]) -> Tensor:
+def sparse_experts(
+    xs: Tensor,
+    weights: Tensor,
+    indices: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+    w_gate: Tensor | None,
+    fn: Callable[[Tensor], Tensor],
+) -> Tensor:
     """Σ_k weights[t, k] · expert_{indices[t, k]}(xs[t]) for xs (T, H), weights/indices (T, K)."""
     k = indices.shape[1]
     flat = indices.reshape(-1)  # (T*K,) expert of each (token, slot)
@@ -57,10 +70,19 @@ def sparse_experts(xs: Tensor, weights: Tensor, indices: Tensor, w_up: Tensor, w
     token = order // k  # (T*K,) token of each sorted pair
     counts = torch.bincount(flat, minlength=w_up.shape[0]).tolist()
     parts = []
-    for e, rows in enumerate(torch.split(xs[token], counts)):  # rows: (n_e, H), the tokens routed to e
+    for e, rows in enumerate(
+        torch.split(xs[token], counts)
+    ):  # rows: (n_e, H), the tokens routed to e
         if rows.shape[0]:
-            parts.append(expert_mlp(rows, f32(w_up[e]), f32(w_down[e]),
-                                    f32(w_gate[e]) if w_gate is not None else None, fn))
+            parts.append(
+                expert_mlp(
+                    rows,
+                    f32(w_up[e]),
+                    f32(w_down[e]),
+                    f32(w_gate[e]) if w_gate is not None else None,
+                    fn,
+                )
+            )
     if not parts:  # no tokens
         return torch.zeros_like(xs)
     y = torch.cat(parts)  # (T*K, H), in the dtype autocast chose for the matmuls
@@ -68,8 +90,15 @@ def sparse_experts(xs: Tensor, weights: Tensor, indices: Tensor, w_up: Tensor, w
     return y.new_zeros(xs.shape).index_add(0, token, y)
 
 
-def dense_experts(xs: Tensor, weights: Tensor, indices: Tensor, w_up: Tensor, w_down: Tensor,
-                  w_gate: Tensor | None, fn: Callable[[Tensor], Tensor]) -> Tensor:
+def dense_experts(
+    xs: Tensor,
+    weights: Tensor,
+    indices: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+    w_gate: Tensor | None,
+    fn: Callable[[Tensor], Tensor],
+) -> Tensor:
     """The same sum with every expert run on every token: no data-dependent shapes (for export)."""
     combine = torch.zeros(xs.shape[0], w_up.shape[0], dtype=weights.dtype, device=xs.device)
     combine = combine.scatter_add(1, indices, weights)  # (T, E)

@@ -21,8 +21,9 @@ from irgraph.lm import empty_cache, is_encoder_decoder, make_feeds
 from irgraph.types import TensorType
 
 
-def lm_batch(inputs: Mapping[str, TensorType], windows: np.ndarray,
-             meta: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def lm_batch(
+    inputs: Mapping[str, TensorType], windows: np.ndarray, meta: Mapping[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """(feeds, targets [B, T], weights [B, T] of 0/1) for windows [B, S+1] of token ids."""
     batch, width = windows.shape
     cache = empty_cache(inputs, batch)
@@ -39,7 +40,9 @@ def lm_batch(inputs: Mapping[str, TensorType], windows: np.ndarray,
     if "prefix_len" in inputs:
         n = ids.shape[1] // 2
         prefix = np.full((batch,), n, dtype=np.int64)
-        weights[:, :max(n - 1, 0)] = 0  # position t < n-1 sees token t+1 through the bidirectional prefix
+        weights[:, : max(n - 1, 0)] = (
+            0  # position t < n-1 sees token t+1 through the bidirectional prefix
+        )
     return make_feeds(inputs, ids, cache, past_len=0, prefix_len=prefix), target, weights
 
 

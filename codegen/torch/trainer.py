@@ -69,7 +69,9 @@ class TrainConfig:
     lora_rank: int = 0  # 0: train every weight
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = ()  # globs over linear weight names; empty: all but the LM head
-    compile: bool = False  # torch.compile the training forward (fuses the elementwise ops: ~2x on CPU)
+    compile: bool = (
+        False  # torch.compile the training forward (fuses the elementwise ops: ~2x on CPU)
+    )
 
     def validate(self) -> TrainConfig:
         def need(ok: bool, key: str, message: str) -> None:
@@ -88,21 +90,30 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> TrainConfig:
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(data) - fields)
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)}", expected=", ".join(sorted(fields)),
-                              where="train config")
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)}",
+                expected=", ".join(sorted(fields)),
+                where="train config",
+            )
         data = {k: tuple(v) if k == "lora_targets" else v for k, v in data.items()}
         return TrainConfig(**data).validate()
 
     def recipe_hash(self) -> str:
         """Hash of what determines the trained weights (not how often to evaluate or checkpoint)."""
-        recipe = {k: v for k, v in self.to_dict().items() if k not in ("eval_every", "checkpoint_every", "eval_tokens")}
+        recipe = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in ("eval_every", "checkpoint_every", "eval_tokens")
+        }
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -176,34 +187,59 @@ def _world() -> _World:
     return _World(dist.get_rank() if size > 1 else 0, size, device)
 
 
-def _optimizer(module: torch.nn.Module, config: TrainConfig) -> tuple[torch.optim.AdamW, dict[int, str]]:
+def _optimizer(
+    module: torch.nn.Module, config: TrainConfig
+) -> tuple[torch.optim.AdamW, dict[int, str]]:
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     decay = [p for n, p in named if p.dim() >= 2]  # matrices and embeddings; not norms, biases
     rest = [p for n, p in named if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}],
-                            lr=config.lr, betas=(config.beta1, config.beta2))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+    )
     return opt, {id(p): n for n, p in named}
 
 
 class Trainer:
     """One training run of `graph` on `corpus` into `out_dir` (see module docstring)."""
 
-    def __init__(self, graph: Graph, corpus: Corpus, config: TrainConfig, out_dir: str | os.PathLike):
+    def __init__(
+        self, graph: Graph, corpus: Corpus, config: TrainConfig, out_dir: str | os.PathLike
+    ):
         self.graph, self.corpus, self.config = graph, corpus, config.validate()
         self.out = Path(out_dir)
         self.world = _world()
         per_step = self.world.size * config.grad_accum
         if config.batch_size % per_step:
-            raise ConfigError("batch size must split evenly over processes × accumulation steps",
-                              expected=f"a multiple of {per_step}", got=config.batch_size, where="--batch-size")
+            raise ConfigError(
+                "batch size must split evenly over processes × accumulation steps",
+                expected=f"a multiple of {per_step}",
+                got=config.batch_size,
+                where="--batch-size",
+            )
         if config.bf16 and not bf16_supported():
-            raise ConfigError("bf16 autocast needs a CPU with avx512_bf16/amx or a GPU", where="--bf16")
+            raise ConfigError(
+                "bf16 autocast needs a CPU with avx512_bf16/amx or a GPU", where="--bf16"
+            )
         self.inputs = graph_inputs(graph)
         torch.manual_seed(config.seed)
         self.module: GraphModule = to_torch(graph, dropout=config.dropout).to(self.world.device)
-        self.adapters = (lora.attach(self.module, graph, config.lora_rank, config.lora_alpha, config.lora_targets,
-                                     config.seed).to(self.world.device) if config.lora_rank else None)
+        self.adapters = (
+            lora.attach(
+                self.module,
+                graph,
+                config.lora_rank,
+                config.lora_alpha,
+                config.lora_targets,
+                config.seed,
+            ).to(self.world.device)
+            if config.lora_rank
+            else None
+        )
         self.optimizer, self.names = _optimizer(self.module, config)
         self.model: torch.nn.Module = self.module
         if self.world.size > 1:
@@ -224,17 +260,25 @@ class Trainer:
         stack.enter_context(unpadded_self_attention())
         return stack
 
-    def _tensors(self, windows: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def _tensors(
+        self, windows: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         feeds, targets, weights = lm_batch(self.inputs, windows, self.graph.meta)
         dev = self.world.device
-        return torch_feeds(feeds, dev), torch.from_numpy(targets).to(dev), torch.from_numpy(weights).to(dev)
+        return (
+            torch_feeds(feeds, dev),
+            torch.from_numpy(targets).to(dev),
+            torch.from_numpy(weights).to(dev),
+        )
 
     def evaluate(self, step: int) -> EvalInfo:
         """Held-out loss over the fixed evaluation windows (shared out over processes)."""
         self.module.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.world.device)
         with torch.no_grad(), self._batch_context():
-            for windows in np.array_split(self.heldout[self.world.rank::self.world.size], max(1, len(self.heldout) // 16)):
+            for windows in np.array_split(
+                self.heldout[self.world.rank :: self.world.size], max(1, len(self.heldout) // 16)
+            ):
                 if len(windows) == 0:
                     continue
                 feeds, targets, weights = self._tensors(windows)
@@ -249,8 +293,12 @@ class Trainer:
         return EvalInfo(step, loss, math.exp(min(loss, 700.0)), bpb)
 
     def _state(self, step: int, evals: list[EvalInfo]) -> dict[str, Any]:
-        return {"recipe": self.config.to_dict(), "recipe_hash": self.config.recipe_hash(),
-                "evals": [dataclasses.asdict(e) for e in evals], "world_size": self.world.size}
+        return {
+            "recipe": self.config.to_dict(),
+            "recipe_hash": self.config.recipe_hash(),
+            "evals": [dataclasses.asdict(e) for e in evals],
+            "world_size": self.world.size,
+        }
 
     def _resume(self) -> tuple[int, list[EvalInfo]]:
         found = checkpoint.latest(self.out / CHECKPOINTS)
@@ -258,12 +306,21 @@ class Trainer:
             return 0, []
         state = checkpoint.load(found, self.module, self.optimizer, self.names)
         if state.get("recipe_hash") != self.config.recipe_hash():
-            raise ConfigError("the checkpoint was trained with a different recipe; use a new output folder",
-                              expected=self.config.recipe_hash(), got=state.get("recipe_hash"), where=str(found))
+            raise ConfigError(
+                "the checkpoint was trained with a different recipe; use a new output folder",
+                expected=self.config.recipe_hash(),
+                got=state.get("recipe_hash"),
+                where=str(found),
+            )
         return int(state["step"]), [EvalInfo(**e) for e in state.get("evals", [])]
 
-    def run(self, *, resume: bool = True, on_step: Callable[[StepInfo], None] | None = None,
-            on_eval: Callable[[EvalInfo], None] | None = None) -> TrainResult:
+    def run(
+        self,
+        *,
+        resume: bool = True,
+        on_step: Callable[[StepInfo], None] | None = None,
+        on_eval: Callable[[EvalInfo], None] | None = None,
+    ) -> TrainResult:
         cfg, world = self.config, self.world
         start, evals = self._resume() if resume else (0, [])
         if start == 0:
@@ -281,16 +338,19 @@ class Trainer:
             loss_sum = 0.0
             for m in range(cfg.grad_accum):
                 first = (m * world.size + world.rank) * micro
-                torch.manual_seed(hash((cfg.seed, step, m, world.rank)) % 2**63)  # dropout masks by (step, micro, rank)
-                feeds, targets, weights = self._tensors(windows[first:first + micro])
+                torch.manual_seed(
+                    hash((cfg.seed, step, m, world.rank)) % 2**63
+                )  # dropout masks by (step, micro, rank)
+                feeds, targets, weights = self._tensors(windows[first : first + micro])
                 sync = m == cfg.grad_accum - 1 or world.size == 1
-                with (nullcontext() if sync else self.model.no_sync()), self._batch_context():
+                with nullcontext() if sync else self.model.no_sync(), self._batch_context():
                     loss = lm_loss(self.model(**feeds)["logits"], targets, weights) / cfg.grad_accum
                 loss.backward()
                 loss_sum += float(loss.detach())
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                               cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip
+                )
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if world.size > 1:
@@ -298,8 +358,14 @@ class Trainer:
                 dist.all_reduce(reduced)
                 loss_sum = float(reduced) / world.size
             tokens += cfg.batch_size * cfg.seq_len
-            info = StepInfo(step + 1, cfg.steps, loss_sum, lr_at(cfg, step), tokens,
-                            tokens / max(time.perf_counter() - t0, 1e-9))
+            info = StepInfo(
+                step + 1,
+                cfg.steps,
+                loss_sum,
+                lr_at(cfg, step),
+                tokens,
+                tokens / max(time.perf_counter() - t0, 1e-9),
+            )
             result.history.append(info)
             if on_step:
                 on_step(info)
@@ -308,9 +374,17 @@ class Trainer:
                 evals.append(self.evaluate(step + 1))
                 if on_eval:
                     on_eval(evals[-1])
-            if world.main and (last or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)):
-                checkpoint.save(self.out / CHECKPOINTS, step + 1, self.module, self.optimizer, self.names,
-                                self._state(step + 1, evals))
+            if world.main and (
+                last or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)
+            ):
+                checkpoint.save(
+                    self.out / CHECKPOINTS,
+                    step + 1,
+                    self.module,
+                    self.optimizer,
+                    self.names,
+                    self._state(step + 1, evals),
+                )
         result.evals, result.seconds = evals, time.perf_counter() - t0
         result.graph = self.trained_graph()
         return result
@@ -318,12 +392,20 @@ class Trainer:
     def trained_graph(self) -> Graph:
         """The graph with the module's weights, LoRA adapters merged in."""
         trained = with_weights(self.graph, self.module)
-        return lora.merge_lora(trained, self.adapters.weights()) if self.adapters is not None else trained
+        return (
+            lora.merge_lora(trained, self.adapters.weights())
+            if self.adapters is not None
+            else trained
+        )
 
 
-def save_trained(out_dir: str | os.PathLike, result: TrainResult, config: TrainConfig,
-                 extra: dict[str, Any] | None = None,
-                 extra_files: dict[str, str | os.PathLike] | None = None) -> Path:
+def save_trained(
+    out_dir: str | os.PathLike,
+    result: TrainResult,
+    config: TrainConfig,
+    extra: dict[str, Any] | None = None,
+    extra_files: dict[str, str | os.PathLike] | None = None,
+) -> Path:
     """Make `out_dir` a saved graph (graph.irg, weights.safetensors, train.json) next to its checkpoints.
 
     Each file is written in a temporary folder and renamed into place, so the
@@ -332,9 +414,14 @@ def save_trained(out_dir: str | os.PathLike, result: TrainResult, config: TrainC
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     staged = save(result.graph, out / ".staged-graph", extra_files=extra_files)
-    summary = {"recipe": config.to_dict(), "recipe_hash": config.recipe_hash(), "resumed_from": result.resumed_from,
-               "seconds": round(result.seconds, 2), "evals": [dataclasses.asdict(e) for e in result.evals],
-               **(extra or {})}
+    summary = {
+        "recipe": config.to_dict(),
+        "recipe_hash": config.recipe_hash(),
+        "resumed_from": result.resumed_from,
+        "seconds": round(result.seconds, 2),
+        "evals": [dataclasses.asdict(e) for e in result.evals],
+        **(extra or {}),
+    }
     (staged / "train.json").write_text(json.dumps(summary, indent=2))
     for f in sorted(staged.iterdir()):
         os.replace(f, out / f.name)

@@ -17,4 +17,12 @@ from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
 from irgraph.codegen.tvm.lowering import FUNCTION, LOWERINGS, WeightArg, build_module
 from irgraph.codegen.tvm.targets import TARGETS
 
-__all__ = ["FUNCTION", "LOWERINGS", "TARGETS", "WeightArg", "build_module", "compile_graph", "read_manifest"]
+__all__ = [
+    "FUNCTION",
+    "LOWERINGS",
+    "TARGETS",
+    "WeightArg",
+    "build_module",
+    "compile_graph",
+    "read_manifest",
+]

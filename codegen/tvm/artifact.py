@@ -36,17 +36,28 @@ LIBRARY, WEIGHTS = "model.so", "weights.safetensors"
 
 _NEEDS = {
     "tvm-llvm": "x86_64 Linux with the host CPU's instruction set ({mcpu}); Python with apache-tvm {tvm}",
-    "tvm-cuda": ("an NVIDIA GPU of compute capability {arch} or newer with its CUDA driver; Python with "
-                 "apache-tvm {tvm} built with CUDA and nvcc on PATH (the library carries CUDA source, "
-                 "compiled when it is loaded; set TVM_CUDA_COMPILE_MODE=nvcc)"),
-    "tvm-aarch64": ("64-bit Arm Linux (aarch64, NEON) with libtvm_runtime.so/libtvm_ffi.so from the "
-                    "manylinux aarch64 apache-tvm {tvm} / apache-tvm-ffi wheels; codegen/tvm/runner runs it "
-                    "without Python"),
+    "tvm-cuda": (
+        "an NVIDIA GPU of compute capability {arch} or newer with its CUDA driver; Python with "
+        "apache-tvm {tvm} built with CUDA and nvcc on PATH (the library carries CUDA source, "
+        "compiled when it is loaded; set TVM_CUDA_COMPILE_MODE=nvcc)"
+    ),
+    "tvm-aarch64": (
+        "64-bit Arm Linux (aarch64, NEON) with libtvm_runtime.so/libtvm_ffi.so from the "
+        "manylinux aarch64 apache-tvm {tvm} / apache-tvm-ffi wheels; codegen/tvm/runner runs it "
+        "without Python"
+    ),
 }
 
 
-def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-llvm", cuda_arch: str = "sm_80",
-                  force: bool = True, extra_files: Mapping[str, Path] | None = None) -> Path:
+def compile_graph(
+    graph: Graph,
+    out: str | os.PathLike,
+    *,
+    target: str = "tvm-llvm",
+    cuda_arch: str = "sm_80",
+    force: bool = True,
+    extra_files: Mapping[str, Path] | None = None,
+) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
     `force=False` refuses to replace an existing folder (the CLI's default);
@@ -57,42 +68,63 @@ def compile_graph(graph: Graph, out: str | os.PathLike, *, target: str = "tvm-ll
 
     spec = targets.resolve(target, cuda_arch)
     if graph.weights is None:
-        raise ConfigError("graph has no weights (structure only); a TVM artifact needs them", where=graph.name)
+        raise ConfigError(
+            "graph has no weights (structure only); a TVM artifact needs them", where=graph.name
+        )
     started = time.perf_counter()
-    mod, weight_args = lowering.build_module(graph, spec.name.removeprefix("tvm-"), packed=spec.packed)
+    mod, weight_args = lowering.build_module(
+        graph, spec.name.removeprefix("tvm-"), packed=spec.packed
+    )
     ex = targets.compile_module(mod, spec)
     cuda_check = targets.check_cuda_kernels(ex, spec.cuda_arch) if spec.cuda_arch else None
 
     def emit(tmp: Path) -> dict[str, Any]:
         targets.export(ex, spec, tmp / LIBRARY)
-        save_safetensors({name: np.asarray(graph.weight(name)) for name in graph.params}, tmp / WEIGHTS)
+        save_safetensors(
+            {name: np.asarray(graph.weight(name)) for name in graph.params}, tmp / WEIGHTS
+        )
         for name, path in (extra_files or {}).items():
             shutil.copyfile(path, tmp / name)
         target_json = spec.target.export()
-        needs = _NEEDS[spec.name].format(mcpu=target_json.get("mcpu", "generic"), tvm=tvm.__version__,
-                                         arch=spec.cuda_arch)
-        return {"tvm": {
-            "library": LIBRARY,
-            "weights": WEIGHTS,
-            "function": lowering.FUNCTION,
-            "function_last": lowering.FUNCTION_LAST if any(
-                gv.name_hint == lowering.FUNCTION_LAST for gv in mod.get_global_vars()) else None,
-            "target": _jsonable(target_json),
-            "cuda_arch": spec.cuda_arch,
-            "device": spec.device,
-            "num_inputs": len(graph.inputs),
-            "weight_args": [
-                {"name": a.name, "layout": a.layout, "dtype": str(graph.params[a.name].type.dtype),
-                 "shape": list(lowering.packed_shape(graph.params[a.name].type, a.layout))}
-                for a in weight_args],
-            "cuda_kernels": cuda_check,
-            "needs": needs,
-            "build_seconds": round(time.perf_counter() - started, 2),
-        }}
+        needs = _NEEDS[spec.name].format(
+            mcpu=target_json.get("mcpu", "generic"), tvm=tvm.__version__, arch=spec.cuda_arch
+        )
+        return {
+            "tvm": {
+                "library": LIBRARY,
+                "weights": WEIGHTS,
+                "function": lowering.FUNCTION,
+                "function_last": lowering.FUNCTION_LAST
+                if any(gv.name_hint == lowering.FUNCTION_LAST for gv in mod.get_global_vars())
+                else None,
+                "target": _jsonable(target_json),
+                "cuda_arch": spec.cuda_arch,
+                "device": spec.device,
+                "num_inputs": len(graph.inputs),
+                "weight_args": [
+                    {
+                        "name": a.name,
+                        "layout": a.layout,
+                        "dtype": str(graph.params[a.name].type.dtype),
+                        "shape": list(lowering.packed_shape(graph.params[a.name].type, a.layout)),
+                    }
+                    for a in weight_args
+                ],
+                "cuda_kernels": cuda_check,
+                "needs": needs,
+                "build_seconds": round(time.perf_counter() - started, 2),
+            }
+        }
 
-    return shared.write_artifact(out, graph, spec.name, emit, force=force,
-                                 tools={"apache-tvm": tvm.__version__, "apache-tvm-ffi": tvm_ffi.__version__},
-                                 requires={"apache-tvm": tvm.__version__})
+    return shared.write_artifact(
+        out,
+        graph,
+        spec.name,
+        emit,
+        force=force,
+        tools={"apache-tvm": tvm.__version__, "apache-tvm-ffi": tvm_ffi.__version__},
+        requires={"apache-tvm": tvm.__version__},
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -115,10 +147,20 @@ def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str
     manifest = shared.read_manifest(folder, verify=verify)
     where = str(Path(folder) / shared.MANIFEST)
     if manifest.get("target") not in targets.TARGETS or "tvm" not in manifest:
-        raise RuntimeFailure("not a TVM artifact", expected=" | ".join(targets.TARGETS), got=manifest.get("target"),
-                             where=where)
+        raise RuntimeFailure(
+            "not a TVM artifact",
+            expected=" | ".join(targets.TARGETS),
+            got=manifest.get("target"),
+            where=where,
+        )
     built = manifest.get("tools", {}).get("apache-tvm") or ""
-    if built.split(".")[:2] != tvm.__version__.split(".")[:2]:  # the VM bytecode format is per release
-        raise RuntimeFailure("artifact was built with another TVM release", expected=tvm.__version__, got=built,
-                             where=where)
+    if (
+        built.split(".")[:2] != tvm.__version__.split(".")[:2]
+    ):  # the VM bytecode format is per release
+        raise RuntimeFailure(
+            "artifact was built with another TVM release",
+            expected=tvm.__version__,
+            got=built,
+            where=where,
+        )
     return manifest

@@ -48,8 +48,11 @@ def scores_kernel(heads: int, dim: int, scale: float, dtype: str, mt: int = 8) -
             acc = T.decl_buffer((mt, lanes), dtype, scope="local")
             for jo in range((t + lanes - 1) // lanes):
                 for jj, d in T.grid(lanes, dim):
-                    kt[d, jj] = T.if_then_else(jo * lanes + jj < t, k[bh // heads, bh % heads, jo * lanes + jj, d],
-                                               T.cast(zero, dtype))
+                    kt[d, jj] = T.if_then_else(
+                        jo * lanes + jj < t,
+                        k[bh // heads, bh % heads, jo * lanes + jj, d],
+                        T.cast(zero, dtype),
+                    )
                 for io in range((r + mt - 1) // mt):
                     rows = T.min(mt, r - io * mt)
                     for i in T.unroll(mt):
@@ -59,22 +62,30 @@ def scores_kernel(heads: int, dim: int, scale: float, dtype: str, mt: int = 8) -
                         for d in range(dim):
                             for i in T.unroll(mt):
                                 for jj in T.vectorized(lanes):
-                                    acc[i, jj] = acc[i, jj] + q[bh // heads, bh % heads, io * mt + i, d] * kt[d, jj]
+                                    acc[i, jj] = (
+                                        acc[i, jj]
+                                        + q[bh // heads, bh % heads, io * mt + i, d] * kt[d, jj]
+                                    )
                     else:
                         for i in range(rows):
                             for d in range(dim):
                                 for jj in T.vectorized(lanes):
-                                    acc[i, jj] = acc[i, jj] + q[bh // heads, bh % heads, io * mt + i, d] * kt[d, jj]
+                                    acc[i, jj] = (
+                                        acc[i, jj]
+                                        + q[bh // heads, bh % heads, io * mt + i, d] * kt[d, jj]
+                                    )
                     if jo * lanes + lanes <= t:
                         for i in range(rows):
                             for jj in T.vectorized(lanes):
-                                s[bh // heads, bh % heads, io * mt + i, jo * lanes + jj] = acc[i, jj] * T.cast(
-                                    scale, dtype)
+                                s[bh // heads, bh % heads, io * mt + i, jo * lanes + jj] = acc[
+                                    i, jj
+                                ] * T.cast(scale, dtype)
                     else:
                         for i in range(rows):
                             for jj in range(t - jo * lanes):
-                                s[bh // heads, bh % heads, io * mt + i, jo * lanes + jj] = acc[i, jj] * T.cast(
-                                    scale, dtype)
+                                s[bh // heads, bh % heads, io * mt + i, jo * lanes + jj] = acc[
+                                    i, jj
+                                ] * T.cast(scale, dtype)
 
     return kernel.with_attr("op_pattern", _OPAQUE)
 
@@ -97,7 +108,10 @@ def weighted_sum_kernel(heads: int, dim: int, dtype: str) -> tirx.PrimFunc:
                     acc[dd] = T.cast(zero, dtype)
                 for j in range(t):
                     for dd in T.vectorized(dim):
-                        acc[dd] = acc[dd] + p[bh // heads, bh % heads, i, j] * v[bh // heads, bh % heads, j, dd]
+                        acc[dd] = (
+                            acc[dd]
+                            + p[bh // heads, bh % heads, i, j] * v[bh // heads, bh % heads, j, dd]
+                        )
                 for dd in T.vectorized(dim):
                     o[bh // heads, bh % heads, i, dd] = acc[dd]
 
@@ -131,12 +145,21 @@ def softmax_kernel(heads: int, dtype: str) -> tirx.PrimFunc:
                 part[jj] = T.float32(low)
             for jo in range(t // lanes):
                 for jj in T.vectorized(lanes):
-                    part[jj] = T.max(part[jj], T.Select(
-                        allowed[bi, 0, i, jo * lanes + jj], T.cast(s[bi, h, i, jo * lanes + jj], "float32"),
-                        T.float32(low)))
+                    part[jj] = T.max(
+                        part[jj],
+                        T.Select(
+                            allowed[bi, 0, i, jo * lanes + jj],
+                            T.cast(s[bi, h, i, jo * lanes + jj], "float32"),
+                            T.float32(low),
+                        ),
+                    )
             for j in range(t - t % lanes, t):
-                part[0] = T.max(part[0], T.Select(allowed[bi, 0, i, j], T.cast(s[bi, h, i, j], "float32"),
-                                                  T.float32(low)))
+                part[0] = T.max(
+                    part[0],
+                    T.Select(
+                        allowed[bi, 0, i, j], T.cast(s[bi, h, i, j], "float32"), T.float32(low)
+                    ),
+                )
             red[0] = T.float32(low)
             for jj in range(lanes):
                 red[0] = T.max(red[0], part[jj])
@@ -144,14 +167,24 @@ def softmax_kernel(heads: int, dtype: str) -> tirx.PrimFunc:
                 part[jj] = T.float32(0)
             for jo in range(t // lanes):
                 for jj in T.vectorized(lanes):
-                    p[bi, h, i, jo * lanes + jj] = T.cast(T.Select(
-                        allowed[bi, 0, i, jo * lanes + jj],
-                        fast_exp(T.cast(s[bi, h, i, jo * lanes + jj], "float32") - red[0]), T.float32(0)), dtype)
+                    p[bi, h, i, jo * lanes + jj] = T.cast(
+                        T.Select(
+                            allowed[bi, 0, i, jo * lanes + jj],
+                            fast_exp(T.cast(s[bi, h, i, jo * lanes + jj], "float32") - red[0]),
+                            T.float32(0),
+                        ),
+                        dtype,
+                    )
                     part[jj] = part[jj] + T.cast(p[bi, h, i, jo * lanes + jj], "float32")
             for j in range(t - t % lanes, t):
-                p[bi, h, i, j] = T.cast(T.Select(allowed[bi, 0, i, j],
-                                                 fast_exp(T.cast(s[bi, h, i, j], "float32") - red[0]),
-                                                 T.float32(0)), dtype)
+                p[bi, h, i, j] = T.cast(
+                    T.Select(
+                        allowed[bi, 0, i, j],
+                        fast_exp(T.cast(s[bi, h, i, j], "float32") - red[0]),
+                        T.float32(0),
+                    ),
+                    dtype,
+                )
                 part[0] = part[0] + T.cast(p[bi, h, i, j], "float32")
             red[0] = T.float32(0)
             for jj in range(lanes):
@@ -159,8 +192,9 @@ def softmax_kernel(heads: int, dtype: str) -> tirx.PrimFunc:
             red[0] = T.Select(red[0] > T.float32(0), T.float32(1) / red[0], T.float32(0))
             for jo in range(t // lanes):
                 for jj in T.vectorized(lanes):
-                    p[bi, h, i, jo * lanes + jj] = T.cast(T.cast(p[bi, h, i, jo * lanes + jj], "float32") * red[0],
-                                                          dtype)
+                    p[bi, h, i, jo * lanes + jj] = T.cast(
+                        T.cast(p[bi, h, i, jo * lanes + jj], "float32") * red[0], dtype
+                    )
             for j in range(t - t % lanes, t):
                 p[bi, h, i, j] = T.cast(T.cast(p[bi, h, i, j], "float32") * red[0], dtype)
 

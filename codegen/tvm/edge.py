@@ -31,12 +31,18 @@ def build_runner(out: str | os.PathLike | None = None) -> Path:
     args = ["bash", str(SETUP)] + ([str(out)] if out is not None else [])
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeFailure(f"runner setup failed: {proc.stderr.strip()[-2000:]}", where=str(SETUP))
+        raise RuntimeFailure(
+            f"runner setup failed: {proc.stderr.strip()[-2000:]}", where=str(SETUP)
+        )
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def run_native(runner: str | os.PathLike, artifact: str | os.PathLike, prompt: list[int], steps: int,
-               ) -> tuple[list[int], np.ndarray]:
+def run_native(
+    runner: str | os.PathLike,
+    artifact: str | os.PathLike,
+    prompt: list[int],
+    steps: int,
+) -> tuple[list[int], np.ndarray]:
     """(generated tokens, float32 logits [positions fed, vocab]) from the native runner.
 
     Encoder-decoders: the prompt is the encoder's input; logits are the decoder's positions
@@ -44,7 +50,14 @@ def run_native(runner: str | os.PathLike, artifact: str | os.PathLike, prompt: l
 
     Uses qemu-aarch64 unless this machine is aarch64 itself.
     """
-    command = [str(runner), str(artifact), "--prompt", ",".join(map(str, prompt)), "--steps", str(steps)]
+    command = [
+        str(runner),
+        str(artifact),
+        "--prompt",
+        ",".join(map(str, prompt)),
+        "--steps",
+        str(steps),
+    ]
     if platform.machine() not in ("aarch64", "arm64"):
         qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
         if qemu is None:
@@ -52,11 +65,17 @@ def run_native(runner: str | os.PathLike, artifact: str | os.PathLike, prompt: l
         command = [qemu, "-L", os.environ.get("IRGRAPH_QEMU_SYSROOT", QEMU_SYSROOT)] + command
     with tempfile.TemporaryDirectory() as tmp:
         logits_file = Path(tmp) / "logits.f32"
-        proc = subprocess.run(command + ["--logits", str(logits_file)], capture_output=True, text=True)
+        proc = subprocess.run(
+            command + ["--logits", str(logits_file)], capture_output=True, text=True
+        )
         if proc.returncode != 0:
-            raise RuntimeFailure(f"native runner failed: {proc.stderr.strip()[-2000:]}", where=str(artifact))
+            raise RuntimeFailure(
+                f"native runner failed: {proc.stderr.strip()[-2000:]}", where=str(artifact)
+            )
         tokens = [int(t) for t in proc.stdout.split()]
         logits = np.fromfile(logits_file, dtype=np.float32)
     encdec = any(e["name"] == "decoder_input_ids" for e in read_manifest(artifact)["inputs"])
-    positions = len(tokens) if encdec else len(prompt) + len(tokens) - 1  # the decoder's positions fed
+    positions = (
+        len(tokens) if encdec else len(prompt) + len(tokens) - 1
+    )  # the decoder's positions fed
     return tokens, logits.reshape(positions, -1)

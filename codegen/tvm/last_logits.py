@@ -29,5 +29,8 @@ def last_position_graph(graph: Graph) -> Graph | None:
     last = rw.emit("slice", head.inputs[0], axis=1, start=-1, hint="last_hidden")
     logits = rw.emit(head.op, last, *head.inputs[1:], hint=LOGITS, **head.attrs)
     added = [n for nodes in rw.inserted.values() for n in nodes]
-    return rebuild(graph, [n for n in graph.nodes if n is not head] + added,
-                   outputs={**graph.outputs, LOGITS: logits})
+    return rebuild(
+        graph,
+        [n for n in graph.nodes if n is not head] + added,
+        outputs={**graph.outputs, LOGITS: logits},
+    )

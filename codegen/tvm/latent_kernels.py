@@ -22,7 +22,9 @@ _OPAQUE = 8  # relax OpPatternKind.kOpaque: FuseOps leaves the kernel as written
 LANES = 16
 
 
-def absorb_kernel(heads: int, dq: int, nope: int, v_dim: int, rank: int, dtype: str, w_dtype: str) -> tirx.PrimFunc:
+def absorb_kernel(
+    heads: int, dq: int, nope: int, v_dim: int, rank: int, dtype: str, w_dtype: str
+) -> tirx.PrimFunc:
     """q_abs [B, H, S, rank] from q [B, H, S, dq] (its first nope entries) and kv_b [H·(nope+v_dim), rank]."""
     stride, body, zero = nope + v_dim, rank - rank % LANES, 0.0
 
@@ -41,21 +43,25 @@ def absorb_kernel(heads: int, dq: int, nope: int, v_dim: int, rank: int, dtype: 
                     acc[lane] = T.cast(zero, dtype)
                 for n in range(nope):
                     for lane in T.vectorized(LANES):
-                        acc[lane] = acc[lane] + q[p // (heads * s), p // s % heads, p % s, n] * T.cast(
-                            w[p // s % heads * stride + n, c * LANES + lane], dtype)
+                        acc[lane] = acc[lane] + q[
+                            p // (heads * s), p // s % heads, p % s, n
+                        ] * T.cast(w[p // s % heads * stride + n, c * LANES + lane], dtype)
                 for lane in T.vectorized(LANES):
                     y[p // (heads * s), p // s % heads, p % s, c * LANES + lane] = acc[lane]
             for c in range(rank - body):
                 total[0] = T.cast(zero, dtype)
                 for n in range(nope):
                     total[0] = total[0] + q[p // (heads * s), p // s % heads, p % s, n] * T.cast(
-                        w[p // s % heads * stride + n, body + c], dtype)
+                        w[p // s % heads * stride + n, body + c], dtype
+                    )
                 y[p // (heads * s), p // s % heads, p % s, body + c] = total[0]
 
     return kernel.with_attr("op_pattern", _OPAQUE)
 
 
-def expand_kernel(heads: int, nope: int, v_dim: int, rank: int, dtype: str, w_dtype: str) -> tirx.PrimFunc:
+def expand_kernel(
+    heads: int, nope: int, v_dim: int, rank: int, dtype: str, w_dtype: str
+) -> tirx.PrimFunc:
     """out [B, H, S, v_dim] from o [B, H, S, rank] and kv_b's W_v rows."""
     stride, body, zero = nope + v_dim, rank - rank % LANES, 0.0
 
@@ -74,14 +80,16 @@ def expand_kernel(heads: int, nope: int, v_dim: int, rank: int, dtype: str, w_dt
                     acc[lane] = T.cast(zero, dtype)
                 for c in range(body // LANES):
                     for lane in T.vectorized(LANES):
-                        acc[lane] = acc[lane] + o[p // (heads * s), p // s % heads, p % s, c * LANES + lane] * T.cast(
-                            w[p // s % heads * stride + nope + d, c * LANES + lane], dtype)
+                        acc[lane] = acc[lane] + o[
+                            p // (heads * s), p // s % heads, p % s, c * LANES + lane
+                        ] * T.cast(w[p // s % heads * stride + nope + d, c * LANES + lane], dtype)
                 total[0] = T.cast(zero, dtype)
                 for lane in range(LANES):
                     total[0] = total[0] + acc[lane]
                 for c in range(rank - body):
-                    total[0] = total[0] + o[p // (heads * s), p // s % heads, p % s, body + c] * T.cast(
-                        w[p // s % heads * stride + nope + d, body + c], dtype)
+                    total[0] = total[0] + o[
+                        p // (heads * s), p // s % heads, p % s, body + c
+                    ] * T.cast(w[p // s % heads * stride + nope + d, body + c], dtype)
                 y[p // (heads * s), p // s % heads, p % s, d] = total[0]
 
     return kernel.with_attr("op_pattern", _OPAQUE)

@@ -42,7 +42,9 @@ from irgraph.ir import Node
 _OPAQUE = 8  # relax OpPatternKind.kOpaque: keep FuseOps from merging (and re-scheduling) the kernel
 
 
-def packed_kernel(n: int, k: int, nb: int, dtype: str, w_dtype: str | None = None, mt: int = 8) -> tirx.PrimFunc:
+def packed_kernel(
+    n: int, k: int, nb: int, dtype: str, w_dtype: str | None = None, mt: int = 8
+) -> tirx.PrimFunc:
     """y[m, n] = Σ_k x[m, k] · Wp[n // nb, k, n % nb], as in the module docstring.
 
     A weight stored in another dtype (fp16/bf16/int8 under fp32 activations) is
@@ -80,7 +82,9 @@ def packed_kernel(n: int, k: int, nb: int, dtype: str, w_dtype: str | None = Non
                 for kk in range(k):
                     for i in T.unroll(half):
                         for j in T.vectorized(nb):
-                            acc[i, j] = acc[i, j] + x[m - m % mt + i, kk] * T.cast(w[no, kk, j], dtype)
+                            acc[i, j] = acc[i, j] + x[m - m % mt + i, kk] * T.cast(
+                                w[no, kk, j], dtype
+                            )
                 for i in T.unroll(half):
                     for j in T.vectorized(nb):
                         y[m - m % mt + i, no * nb + j] = acc[i, j]
@@ -103,12 +107,16 @@ def as_dtype(value: tirx.PrimExpr, dtype: str) -> tirx.PrimExpr:
 def _plain(x: te.Tensor, w: te.Tensor) -> te.Tensor:
     """x [.., K] · w [N, K]ᵀ with the reduction axis innermost in both operands (dlight's GEMV/Matmul input)."""
     r = te.reduce_axis((0, w.shape[1]), name="k")
-    return te.compute((*x.shape[:-1], w.shape[0]),
-                      lambda *i: te.sum(x[(*i[:-1], r)] * as_dtype(w[i[-1], r], x.dtype), axis=r), name="linear")
+    return te.compute(
+        (*x.shape[:-1], w.shape[0]),
+        lambda *i: te.sum(x[(*i[:-1], r)] * as_dtype(w[i[-1], r], x.dtype), axis=r),
+        name="linear",
+    )
 
 
-def lower_linear(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | None,
-                 bias: relax.Expr | None) -> relax.Expr:
+def lower_linear(
+    ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | None, bias: relax.Expr | None
+) -> relax.Expr:
     out_type = node.outputs[0].type
     param = node.inputs[1].param
     packed = ctx.weight_args.get(param) if param is not None else None

@@ -38,20 +38,37 @@ def _slice(ctx: Context, x: relax.Expr, axis: int, begin, end, step: int = 1) ->
 
 def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
     """Inverse frequencies [rd/2] f32; dynamic NTK rescales the base from max(position_ids) at run time."""
-    common = dict(rotary_dim=rd, base=a["base"], scaling=a["scaling"], factor=a["factor"],
-                  original_max_position=a["original_max_position"], low_freq_factor=a["low_freq_factor"],
-                  high_freq_factor=a["high_freq_factor"], beta_fast=a["beta_fast"], beta_slow=a["beta_slow"])
+    common = dict(
+        rotary_dim=rd,
+        base=a["base"],
+        scaling=a["scaling"],
+        factor=a["factor"],
+        original_max_position=a["original_max_position"],
+        low_freq_factor=a["low_freq_factor"],
+        high_freq_factor=a["high_freq_factor"],
+        beta_fast=a["beta_fast"],
+        beta_slow=a["beta_slow"],
+    )
     if a["scaling"] != "dynamic_ntk":
         return array_const(inv_frequencies(**common).astype(np.float32))
     # Same float64 formula as inv_frequencies, evaluated in the graph.
     f64 = "float64"
     base, factor, orig = a["base"], a["factor"], a["original_max_position"]
     longest = ctx.emit(op.add(op.astype(op.max(pos), f64), relax.const(1.0, f64)))
-    grown = op.multiply(relax.const(base, f64), op.power(
-        op.subtract(op.multiply(relax.const(factor / orig, f64), longest), relax.const(factor - 1, f64)),
-        relax.const(rd / (rd - 2), f64)))
-    eff_base = ctx.emit(op.where(op.greater(longest, relax.const(float(orig), f64)), grown,
-                                 relax.const(float(base), f64)))
+    grown = op.multiply(
+        relax.const(base, f64),
+        op.power(
+            op.subtract(
+                op.multiply(relax.const(factor / orig, f64), longest), relax.const(factor - 1, f64)
+            ),
+            relax.const(rd / (rd - 2), f64),
+        ),
+    )
+    eff_base = ctx.emit(
+        op.where(
+            op.greater(longest, relax.const(float(orig), f64)), grown, relax.const(float(base), f64)
+        )
+    )
     exps = array_const(np.arange(0, rd, 2, dtype=np.float64) / rd)
     inv = op.divide(relax.const(1.0, f64), op.power(eff_base, exps))
     return ctx.emit(op.astype(inv, "float32"))
@@ -63,16 +80,21 @@ def _rotary(ctx: Context, node: Node, x, pos):
     b, s, h, d = node.inputs[0].type.shape
     rd = a["rotary_dim"] or int(d)
     inv = _inv_freq(ctx, pos, rd, a)
-    angles = ctx.emit(op.multiply(op.expand_dims(op.astype(pos, "float32"), [-1]), inv))  # (B, S, rd/2)
-    factor = rotary_attention_factor(a["scaling"], a["factor"], a["mscale"], a["mscale_all_dim"],
-                                     a["attention_factor"])
+    angles = ctx.emit(
+        op.multiply(op.expand_dims(op.astype(pos, "float32"), [-1]), inv)
+    )  # (B, S, rd/2)
+    factor = rotary_attention_factor(
+        a["scaling"], a["factor"], a["mscale"], a["mscale_all_dim"], a["attention_factor"]
+    )
     f = array_const(np.float32(factor))
     cos = ctx.emit(op.expand_dims(op.multiply(op.cos(angles), f), [2]))  # (B, S, 1, rd/2)
     sin = ctx.emit(op.expand_dims(op.multiply(op.sin(angles), f), [2]))
     if x.ty.dtype != "float32":
         cos, sin = ctx.emit(op.astype(cos, x.ty.dtype)), ctx.emit(op.astype(sin, x.ty.dtype))
     if ctx.target != "cuda":
-        return [ctx.bb.emit_te(_rotate, x, cos, sin, rd, a["interleaved"], primfunc_name_hint="rotary")]
+        return [
+            ctx.bb.emit_te(_rotate, x, cos, sin, rd, a["interleaved"], primfunc_name_hint="rotary")
+        ]
     rot = x if rd == int(d) else _slice(ctx, x, 3, 0, rd)
     if a["interleaved"]:
         x1, x2 = _slice(ctx, rot, 3, 0, rd, 2), _slice(ctx, rot, 3, 1, rd, 2)
@@ -81,7 +103,9 @@ def _rotary(ctx: Context, node: Node, x, pos):
     o1 = ctx.emit(op.subtract(op.multiply(x1, cos), op.multiply(x2, sin)))
     o2 = ctx.emit(op.add(op.multiply(x2, cos), op.multiply(x1, sin)))
     if a["interleaved"]:
-        out = ctx.emit(op.reshape(op.stack([o1, o2], axis=4), ctx.shape(node.inputs[0].type)[:3] + [rd]))
+        out = ctx.emit(
+            op.reshape(op.stack([o1, o2], axis=4), ctx.shape(node.inputs[0].type)[:3] + [rd])
+        )
     else:
         out = ctx.emit(op.concat([o1, o2], axis=3))
     if rd < int(d):
@@ -99,7 +123,10 @@ def _rotate(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, rd: int, interleaved: 
 
     def rule(b, s, h, d):
         if interleaved:
-            i, first = tirx.min(d // 2, half - 1), d % 2 == 0  # min: d >= rd reads no cos/sin it keeps
+            i, first = (
+                tirx.min(d // 2, half - 1),
+                d % 2 == 0,
+            )  # min: d >= rd reads no cos/sin it keeps
             x1, x2 = x[b, s, h, d - d % 2], x[b, s, h, d - d % 2 + 1]
         else:
             i, first = d % half, d < half
@@ -114,7 +141,9 @@ def _rotate(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, rd: int, interleaved: 
 # -- attention ---------------------------------------------------------------------------------
 
 
-def _visible(ctx: Context, shape: list, key_mask, prefix_len, causal: bool, window: int) -> relax.Expr | None:
+def _visible(
+    ctx: Context, shape: list, key_mask, prefix_len, causal: bool, window: int
+) -> relax.Expr | None:
     """Boolean [batch, 1, seq, total] of the keys each query may see; None when all are visible."""
     if not (causal or window or key_mask is not None):
         return None
@@ -144,8 +173,21 @@ def _visible(ctx: Context, shape: list, key_mask, prefix_len, causal: bool, wind
     return ctx.bb.emit_te(compute, *given, primfunc_name_hint="attention_mask")
 
 
-def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix_len=None, causal=True,
-         window=0, scale: float, softcap: float = 0.0) -> relax.Var:
+def sdpa(
+    ctx: Context,
+    q,
+    k,
+    v,
+    shape: list,
+    *,
+    key_mask=None,
+    bias=None,
+    prefix_len=None,
+    causal=True,
+    window=0,
+    scale: float,
+    softcap: float = 0.0,
+) -> relax.Var:
     """Attention over BNSH q [B,Hq,Sq,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,Sq,Dv].
 
     Grouped-query attention never copies K/V per query head: query head h uses KV head
@@ -160,18 +202,28 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
     if group > 1:
         q = ctx.emit(op.reshape(q, [batch, hkv, rows, int(q.ty.shape[3])]))  # (B, Hkv, group·Sq, D)
     if ctx.target == "cuda":
-        scores = ctx.emit(op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype)))
+        scores = ctx.emit(
+            op.multiply(op.matmul(q, op.permute_dims(k, [0, 1, 3, 2])), relax.const(scale, dtype))
+        )
     else:
-        kernel = ctx.kernel(f"attention_scores_{hkv}x{int(k.ty.shape[3])}_{dtype}_{scale!r}",
-                         lambda: scores_kernel(hkv, int(k.ty.shape[3]), scale, dtype))
-        scores = ctx.emit(relax.call_tir(kernel, [q, k], out_ty=relax.TensorType([batch, hkv, rows, total], dtype)))
+        kernel = ctx.kernel(
+            f"attention_scores_{hkv}x{int(k.ty.shape[3])}_{dtype}_{scale!r}",
+            lambda: scores_kernel(hkv, int(k.ty.shape[3]), scale, dtype),
+        )
+        scores = ctx.emit(
+            relax.call_tir(
+                kernel, [q, k], out_ty=relax.TensorType([batch, hkv, rows, total], dtype)
+            )
+        )
     if group > 1:
         scores = ctx.emit(op.reshape(scores, [batch, hq, sq, total]))  # (B, Hq, Sq, T)
     if softcap:
         cap = relax.const(softcap, dtype)
         scores = ctx.emit(op.multiply(cap, op.tanh(op.divide(scores, cap))))
     if bias is not None:
-        scores = ctx.emit(op.add(scores, op.astype(bias, dtype) if bias.ty.dtype != dtype else bias))
+        scores = ctx.emit(
+            op.add(scores, op.astype(bias, dtype) if bias.ty.dtype != dtype else bias)
+        )
     allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window)
     if ctx.target != "cuda":
         if allowed is None:
@@ -182,16 +234,24 @@ def sdpa(ctx: Context, q, k, v, shape: list, *, key_mask=None, bias=None, prefix
         probs = ctx.emit(op.nn.softmax(scores, axis=-1))
     else:
         scores = ctx.emit(op.where(allowed, scores, relax.const(_MASKED, dtype)))
-        any_visible = ctx.emit(op.astype(op.max(op.astype(allowed, "int32"), axis=[-1], keepdims=True), dtype))
+        any_visible = ctx.emit(
+            op.astype(op.max(op.astype(allowed, "int32"), axis=[-1], keepdims=True), dtype)
+        )
         probs = ctx.emit(op.multiply(op.nn.softmax(scores, axis=-1), any_visible))
     if group > 1:
         probs = ctx.emit(op.reshape(probs, [batch, hkv, rows, total]))
     if ctx.target == "cuda":
         out = ctx.emit(op.matmul(probs, v))  # (B, Hkv, group·Sq, Dv)
     else:
-        kernel = ctx.kernel(f"attention_weighted_sum_{hkv}x{dv}_{dtype}",
-                         lambda: weighted_sum_kernel(hkv, dv, dtype))
-        out = ctx.emit(relax.call_tir(kernel, [probs, v], out_ty=relax.TensorType([batch, hkv, rows, dv], dtype)))
+        kernel = ctx.kernel(
+            f"attention_weighted_sum_{hkv}x{dv}_{dtype}",
+            lambda: weighted_sum_kernel(hkv, dv, dtype),
+        )
+        out = ctx.emit(
+            relax.call_tir(
+                kernel, [probs, v], out_ty=relax.TensorType([batch, hkv, rows, dv], dtype)
+            )
+        )
     return out if group == 1 else ctx.emit(op.reshape(out, [batch, hq, sq, dv]))
 
 
@@ -209,9 +269,20 @@ def _attention(ctx: Context, node: Node, q, k, v, past_key, past_value, key_mask
     d = int(qt.shape[3])
     shape = [ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1]), ctx.dim(node.outputs[1].type.shape[2])]
     scale = 1.0 / math.sqrt(d) if a["scale"] is None else a["scale"]
-    out = sdpa(ctx, ctx.emit(op.permute_dims(q, [0, 2, 1, 3])), k_all, v_all, shape, key_mask=key_mask,
-               bias=bias, prefix_len=prefix_len, causal=a["causal"], window=a["window"], scale=scale,
-               softcap=a["softcap"])
+    out = sdpa(
+        ctx,
+        ctx.emit(op.permute_dims(q, [0, 2, 1, 3])),
+        k_all,
+        v_all,
+        shape,
+        key_mask=key_mask,
+        bias=bias,
+        prefix_len=prefix_len,
+        causal=a["causal"],
+        window=a["window"],
+        scale=scale,
+        softcap=a["softcap"],
+    )
     return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), k_all, v_all]
 
 
@@ -219,7 +290,9 @@ def _attention(ctx: Context, node: Node, q, k, v, past_key, past_value, key_mask
 def _alibi(ctx: Context, node: Node, key_mask):
     h = node.attrs["num_heads"]
     mask = ctx.emit(op.astype(key_mask, "float32"))
-    positions = ctx.emit(op.multiply(op.subtract(op.cumsum(mask, axis=1), relax.const(1.0)), mask))  # (B, T)
+    positions = ctx.emit(
+        op.multiply(op.subtract(op.cumsum(mask, axis=1), relax.const(1.0)), mask)
+    )  # (B, T)
     slopes = array_const(alibi_slopes(h).reshape(1, h, 1, 1))
     return [ctx.emit(op.multiply(slopes, op.expand_dims(positions, [1, 2])))]  # (B, H, 1, T)
 
@@ -230,7 +303,9 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
     a = node.attrs
     buckets, heads = (int(d) for d in node.inputs[2].type.shape)
     far = a["max_distance"]
-    with np.errstate(invalid="ignore"):  # log(0) at distance 0 is masked out by the reference itself
+    with np.errstate(
+        invalid="ignore"
+    ):  # log(0) at distance 0 is masked out by the reference itself
         lut = t5_buckets(np.arange(-far, far + 1, dtype=np.int64), a["bidirectional"], buckets, far)
     batch, sq, total = (ctx.dim(node.outputs[0].type.shape[i]) for i in (0, 2, 3))
 
@@ -242,7 +317,9 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
         return te.compute((sq, total), bucket, name="bucket")
 
     index = ctx.bb.emit_te(compute, array_const(lut), primfunc_name_hint="t5_buckets")  # (Sq, T)
-    bias = ctx.emit(op.permute_dims(op.take(table, index, axis=0, mode="wrap"), [2, 0, 1]))  # (H, Sq, T)
+    bias = ctx.emit(
+        op.permute_dims(op.take(table, index, axis=0, mode="wrap"), [2, 0, 1])
+    )  # (H, Sq, T)
     if bias.ty.dtype != "float32":
         bias = ctx.emit(op.astype(bias, "float32"))
     return [ctx.emit(op.broadcast_to(op.expand_dims(bias, [0]), [batch, heads, sq, total]))]
@@ -269,22 +346,50 @@ def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_la
     qb = ctx.emit(op.permute_dims(q, [0, 2, 1, 3]))  # (B, H, S, nope+rope)
     batch, seq, dtype, wd = ctx.dim(b), ctx.dim(s), q.ty.dtype, kv_b.ty.dtype
     if ctx.target == "cuda":  # dlight schedules the batched matmuls
-        w = ctx.emit(op.reshape(kv_b, [heads, nope + dv, rank]))  # per head: W_k rows, then W_v rows
-        q_abs = ctx.emit(op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope)))  # (B, H, S, R)
+        w = ctx.emit(
+            op.reshape(kv_b, [heads, nope + dv, rank])
+        )  # per head: W_k rows, then W_v rows
+        q_abs = ctx.emit(
+            op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope))
+        )  # (B, H, S, R)
     else:
-        kernel = ctx.kernel(f"latent_absorb_{heads}x{int(dq)}x{nope}x{dv}x{rank}_{dtype}_{wd}",
-                         lambda: absorb_kernel(heads, int(dq), nope, dv, rank, dtype, wd))
-        q_abs = ctx.emit(relax.call_tir(kernel, [qb, kv_b], out_ty=relax.TensorType([batch, heads, seq, rank], dtype)))
-    query = ctx.emit(op.concat([q_abs, _slice(ctx, qb, 3, nope, int(dq))], axis=3))  # (B, H, S, R+rope)
-    keys = ctx.emit(op.expand_dims(cache, [1]))  # (B, 1, T, R+rope): one KV head for every query head
+        kernel = ctx.kernel(
+            f"latent_absorb_{heads}x{int(dq)}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+            lambda: absorb_kernel(heads, int(dq), nope, dv, rank, dtype, wd),
+        )
+        q_abs = ctx.emit(
+            relax.call_tir(
+                kernel, [qb, kv_b], out_ty=relax.TensorType([batch, heads, seq, rank], dtype)
+            )
+        )
+    query = ctx.emit(
+        op.concat([q_abs, _slice(ctx, qb, 3, nope, int(dq))], axis=3)
+    )  # (B, H, S, R+rope)
+    keys = ctx.emit(
+        op.expand_dims(cache, [1])
+    )  # (B, 1, T, R+rope): one KV head for every query head
     scale = 1.0 / math.sqrt(int(dq)) if a["scale"] is None else a["scale"]
-    out = sdpa(ctx, query, keys, _slice(ctx, keys, 3, 0, rank), [batch, seq, total],
-               key_mask=key_mask, causal=a["causal"], scale=scale)  # (B, H, S, R)
+    out = sdpa(
+        ctx,
+        query,
+        keys,
+        _slice(ctx, keys, 3, 0, rank),
+        [batch, seq, total],
+        key_mask=key_mask,
+        causal=a["causal"],
+        scale=scale,
+    )  # (B, H, S, R)
     if ctx.target == "cuda":
         w_v = ctx.emit(op.permute_dims(_slice(ctx, w, 1, nope, nope + dv), [0, 2, 1]))  # (H, R, dv)
         out = ctx.emit(op.matmul(out, w_v))
     else:
-        kernel = ctx.kernel(f"latent_expand_{heads}x{nope}x{dv}x{rank}_{dtype}_{wd}",
-                         lambda: expand_kernel(heads, nope, dv, rank, dtype, wd))
-        out = ctx.emit(relax.call_tir(kernel, [out, kv_b], out_ty=relax.TensorType([batch, heads, seq, dv], dtype)))
+        kernel = ctx.kernel(
+            f"latent_expand_{heads}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+            lambda: expand_kernel(heads, nope, dv, rank, dtype, wd),
+        )
+        out = ctx.emit(
+            relax.call_tir(
+                kernel, [out, kv_b], out_ty=relax.TensorType([batch, heads, seq, dv], dtype)
+            )
+        )
     return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), cache]

@@ -65,13 +65,25 @@ def _fast_gelu(x: te.Tensor, approximate: bool) -> te.Tensor:
 
 
 _UNARY = {
-    "neg": op.negative, "exp": op.exp, "log": op.log, "sqrt": op.sqrt, "rsqrt": op.rsqrt, "tanh": op.tanh,
-    "sin": op.sin, "cos": op.cos, "erf": op.erf,
+    "neg": op.negative,
+    "exp": op.exp,
+    "log": op.log,
+    "sqrt": op.sqrt,
+    "rsqrt": op.rsqrt,
+    "tanh": op.tanh,
+    "sin": op.sin,
+    "cos": op.cos,
+    "erf": op.erf,
 }
 _ACTS = ("sigmoid", "relu", "relu2", "silu", "fast_gelu")
 _BINARY = {
-    "add": op.add, "sub": op.subtract, "mul": op.multiply, "div": op.divide, "pow": op.power,
-    "maximum": op.maximum, "minimum": op.minimum,
+    "add": op.add,
+    "sub": op.subtract,
+    "mul": op.multiply,
+    "div": op.divide,
+    "pow": op.power,
+    "maximum": op.maximum,
+    "minimum": op.minimum,
 }
 
 
@@ -180,12 +192,18 @@ _REDUCE = {"reduce_sum": op.sum, "reduce_mean": op.mean, "reduce_max": op.max}
 
 @lowers(*_REDUCE)
 def _reduce(ctx: Context, node: Node, x):
-    return [ctx.emit(_REDUCE[node.op](x, axis=list(node.attrs["axes"]), keepdims=node.attrs["keepdims"]))]
+    return [
+        ctx.emit(
+            _REDUCE[node.op](x, axis=list(node.attrs["axes"]), keepdims=node.attrs["keepdims"])
+        )
+    ]
 
 
 @lowers("embedding")
 def _embedding(ctx: Context, node: Node, ids, table):
-    y = ctx.emit(op.take(table, ids, axis=0, mode="wrap"))  # np.take for -n..n-1; never out of bounds
+    y = ctx.emit(
+        op.take(table, ids, axis=0, mode="wrap")
+    )  # np.take for -n..n-1; never out of bounds
     want = tvm_dtype(node.outputs[0].type.dtype)
     return [y if y.ty.dtype == want else ctx.emit(op.astype(y, want))]
 

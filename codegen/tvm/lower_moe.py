@@ -34,18 +34,33 @@ def _moe_router(ctx: Context, node: Node, x, weight):
     logits = ctx.emit(op.matmul(x, op.permute_dims(weight)))  # (..., E)
     if logits.ty.dtype != "float32":
         logits = ctx.emit(op.astype(logits, "float32"))
-    scores = ctx.emit(op.nn.softmax(logits, axis=-1) if a["scoring"] == "softmax" else op.sigmoid(logits))
+    scores = ctx.emit(
+        op.nn.softmax(logits, axis=-1) if a["scoring"] == "softmax" else op.sigmoid(logits)
+    )
     choose = scores
     if a["n_group"] > 1:  # keep the experts of the topk_group groups with the best single expert
         g = a["n_group"]
         grouped = ctx.emit(op.reshape(scores, [*lead, g, experts // g]))
         best = ctx.emit(op.max(grouped, axis=[-1]))  # (..., G)
         kept = _topk(ctx, best, a["topk_group"])  # (..., topk_group)
-        keep = ctx.emit(op.max(op.astype(op.equal(op.expand_dims(kept, [-1]), array_const(np.arange(g, dtype=np.int64))),
-                                          "int32"), axis=[-2]))  # (..., G): 1 where the group is kept
-        keep = ctx.emit(op.reshape(op.broadcast_to(op.expand_dims(keep, [-1]), [*lead, g, experts // g]),
-                                   [*lead, experts]))
-        choose = ctx.emit(op.where(op.astype(keep, "bool"), scores, relax.const(-np.inf, "float32")))
+        keep = ctx.emit(
+            op.max(
+                op.astype(
+                    op.equal(op.expand_dims(kept, [-1]), array_const(np.arange(g, dtype=np.int64))),
+                    "int32",
+                ),
+                axis=[-2],
+            )
+        )  # (..., G): 1 where the group is kept
+        keep = ctx.emit(
+            op.reshape(
+                op.broadcast_to(op.expand_dims(keep, [-1]), [*lead, g, experts // g]),
+                [*lead, experts],
+            )
+        )
+        choose = ctx.emit(
+            op.where(op.astype(keep, "bool"), scores, relax.const(-np.inf, "float32"))
+        )
     indices = _topk(ctx, choose, a["top_k"])
     weights = ctx.emit(op.gather_elements(scores, indices, axis=-1))
     if a["normalize"]:
@@ -78,15 +93,21 @@ def _topk(ctx: Context, scores: relax.Expr, k: int) -> relax.Var:
 def _expert_in(x: te.Tensor, w: te.Tensor) -> te.Tensor:
     """h[e, t, f] = Σ_i x[t, i] · w[e, f, i] (reduction innermost in both operands)."""
     r = te.reduce_axis((0, w.shape[2]), name="i")
-    return te.compute((w.shape[0], x.shape[0], w.shape[1]),
-                      lambda e, t, f: te.sum(x[t, r] * as_dtype(w[e, f, r], x.dtype), axis=r), name="expert_in")
+    return te.compute(
+        (w.shape[0], x.shape[0], w.shape[1]),
+        lambda e, t, f: te.sum(x[t, r] * as_dtype(w[e, f, r], x.dtype), axis=r),
+        name="expert_in",
+    )
 
 
 def _expert_out(h: te.Tensor, w: te.Tensor) -> te.Tensor:
     """y[e, t, o] = Σ_f h[e, t, f] · w[e, o, f]."""
     r = te.reduce_axis((0, w.shape[2]), name="f")
-    return te.compute((w.shape[0], h.shape[1], w.shape[1]),
-                      lambda e, t, o: te.sum(h[e, t, r] * as_dtype(w[e, o, r], h.dtype), axis=r), name="expert_out")
+    return te.compute(
+        (w.shape[0], h.shape[1], w.shape[1]),
+        lambda e, t, o: te.sum(h[e, t, r] * as_dtype(w[e, o, r], h.dtype), axis=r),
+        name="expert_out",
+    )
 
 
 def routed_fits(ctx: Context) -> bool:
@@ -111,19 +132,32 @@ def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_
         def project(a: relax.Expr, w: relax.Expr, per_pair: bool) -> relax.Var:  # (T·k, out)
             e, n, r = (int(d) for d in w.ty.shape)
             wd = w.ty.dtype
-            kernel = ctx.kernel(f"moe_grouped_{'down' if per_pair else 'in'}_{e}x{n}x{r}_k{k}_{dtype}_{wd}",
-                                lambda: grouped_kernel(e, n, r, k, per_pair, dtype, wd))
-            return ctx.emit(relax.call_tir(kernel, [i2, a, w], out_ty=relax.TensorType([pairs, n], dtype)))
+            kernel = ctx.kernel(
+                f"moe_grouped_{'down' if per_pair else 'in'}_{e}x{n}x{r}_k{k}_{dtype}_{wd}",
+                lambda: grouped_kernel(e, n, r, k, per_pair, dtype, wd),
+            )
+            return ctx.emit(
+                relax.call_tir(kernel, [i2, a, w], out_ty=relax.TensorType([pairs, n], dtype))
+            )
 
         up = project(x2, w_up, False)
-        h = ctx.emit(op.multiply(act(ctx, node.attrs["act"], project(x2, w_gate, False)), up)) \
-            if w_gate is not None else ctx.emit(act(ctx, node.attrs["act"], up))
+        h = (
+            ctx.emit(op.multiply(act(ctx, node.attrs["act"], project(x2, w_gate, False)), up))
+            if w_gate is not None
+            else ctx.emit(act(ctx, node.attrs["act"], up))
+        )
         z = ctx.emit(op.reshape(project(h, w_down, True), [tokens, k, hidden]))
-        mix = ctx.emit(op.expand_dims(w2 if w2.ty.dtype == dtype else op.astype(w2, dtype), [-1]))  # (T, k, 1)
+        mix = ctx.emit(
+            op.expand_dims(w2 if w2.ty.dtype == dtype else op.astype(w2, dtype), [-1])
+        )  # (T, k, 1)
         y = ctx.emit(op.sum(op.multiply(z, mix), axis=[1]))
         return [ctx.emit(op.reshape(y, ctx.shape(xt)))]
-    onehot = ctx.emit(op.equal(op.expand_dims(i2, [-1]), array_const(np.arange(experts, dtype=np.int64))))
-    dense = ctx.emit(op.sum(op.multiply(op.astype(onehot, "float32"), op.expand_dims(w2, [-1])), axis=[1]))  # (T, E)
+    onehot = ctx.emit(
+        op.equal(op.expand_dims(i2, [-1]), array_const(np.arange(experts, dtype=np.int64)))
+    )
+    dense = ctx.emit(
+        op.sum(op.multiply(op.astype(onehot, "float32"), op.expand_dims(w2, [-1])), axis=[1])
+    )  # (T, E)
     up = ctx.bb.emit_te(_expert_in, x2, w_up, primfunc_name_hint="expert_up")  # (E, T, F)
     if w_gate is not None:
         gate = ctx.bb.emit_te(_expert_in, x2, w_gate, primfunc_name_hint="expert_gate")

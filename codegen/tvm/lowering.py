@@ -31,8 +31,14 @@ FUNCTION = "forward"
 FUNCTION_LAST = "forward_last"  # logits for the last position only (generation)
 
 _DTYPES = {
-    DType.f32: "float32", DType.f16: "float16", DType.bf16: "bfloat16", DType.i64: "int64",
-    DType.i32: "int32", DType.i8: "int8", DType.u8: "uint8", DType.bool: "bool",
+    DType.f32: "float32",
+    DType.f16: "float16",
+    DType.bf16: "bfloat16",
+    DType.i64: "int64",
+    DType.i32: "int32",
+    DType.i8: "int8",
+    DType.u8: "uint8",
+    DType.bool: "bool",
 }
 
 Lowering = Callable[..., Sequence[relax.Expr]]
@@ -56,8 +62,9 @@ def tvm_dtype(dtype: DType, where: str = "") -> str:
     try:
         return _DTYPES[dtype]
     except KeyError:
-        raise CodegenError(f"dtype {dtype} has no TVM lowering", expected=", ".join(map(str, _DTYPES)),
-                           where=where) from None
+        raise CodegenError(
+            f"dtype {dtype} has no TVM lowering", expected=", ".join(map(str, _DTYPES)), where=where
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,10 @@ class Context:
         expr: tirx.PrimExpr = tirx.IntImm("int64", d.const)
         for name, coef in d.terms:
             if name not in self.dims:
-                raise CodegenError(f"symbolic dim {name!r} is not bound by any graph input",
-                                   expected=", ".join(self.dims) or "no symbols")
+                raise CodegenError(
+                    f"symbolic dim {name!r} is not bound by any graph input",
+                    expected=", ".join(self.dims) or "no symbols",
+                )
             expr = expr + self.dims[name] * coef
         return sym.Analyzer().simplify(expr)
 
@@ -170,7 +179,9 @@ def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
     return (int(n) // nb, int(k), nb)
 
 
-def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRModule, list[WeightArg]]:
+def build_module(
+    graph: Graph, target: str, packed: int = 32
+) -> tuple[tvm.IRModule, list[WeightArg]]:
     """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments.
 
     It holds `forward` (the graph) and, when the logits come from one LM-head matmul,
@@ -184,7 +195,9 @@ def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRMod
 
     missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
     if missing:
-        raise CodegenError(f"no TVM lowering for op {', '.join(missing)}", where=f"target tvm-{target}")
+        raise CodegenError(
+            f"no TVM lowering for op {', '.join(missing)}", where=f"target tvm-{target}"
+        )
     bb = relax.BlockBuilder()
     weight_args = _weight_layouts(graph, packed)
     kernels: dict[str, relax.GlobalVar] = {}
@@ -195,8 +208,14 @@ def build_module(graph: Graph, target: str, packed: int = 32) -> tuple[tvm.IRMod
     return bb.finalize(), weight_args
 
 
-def _emit_function(bb: relax.BlockBuilder, kernels: dict[str, relax.GlobalVar], graph: Graph, target: str,
-                   weight_args: list[WeightArg], name: str) -> None:
+def _emit_function(
+    bb: relax.BlockBuilder,
+    kernels: dict[str, relax.GlobalVar],
+    graph: Graph,
+    target: str,
+    weight_args: list[WeightArg],
+    name: str,
+) -> None:
     """One Relax function `name`(inputs..., weights...) -> (outputs...) computing `graph`."""
     dims = {d: tirx.Var(d, "int64") for d in symbols(graph)}
     ctx = Context(bb, dims, target)
@@ -207,7 +226,11 @@ def _emit_function(bb: relax.BlockBuilder, kernels: dict[str, relax.GlobalVar], 
     for arg in weight_args:
         t = graph.params[arg.name].type
         shape = packed_shape(t, arg.layout)
-        params.append(relax.Var(arg.arg_name, relax.TensorType(shape, tvm_dtype(t.dtype, f"weight {arg.name}"))))
+        params.append(
+            relax.Var(
+                arg.arg_name, relax.TensorType(shape, tvm_dtype(t.dtype, f"weight {arg.name}"))
+            )
+        )
         if arg.layout != "plain":
             ctx.weight_args[arg.name] = params[-1]
     for v, var in zip(graph.inputs.values(), inputs):
@@ -235,7 +258,9 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
         elif v.param is not None and node.op == "linear" and i == 1:
             args.append(None)  # packed weight only: the linear lowering reads ctx.weight_args
         else:
-            raise CodegenError("input value has no lowering yet (graph not in topological order?)", where=where)
+            raise CodegenError(
+                "input value has no lowering yet (graph not in topological order?)", where=where
+            )
     args = args + [None] * (max(0, _arity(node) - len(args)))
     args = _weights_in_compute_dtype(ctx, node, args)
     try:
@@ -243,15 +268,22 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
     except CodegenError:
         raise
     except Exception as e:  # TVM raises its own error types; name the node that failed
-        raise CodegenError(f"TVM lowering failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
-                           where=where) from e
+        raise CodegenError(
+            f"TVM lowering failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}", where=where
+        ) from e
     for out, res in zip(node.outputs, results):
         values[out] = res
 
 
 # Inputs that keep their storage dtype: the lowering converts them itself (inside the kernel for linear).
-_OWN_DTYPE = {("linear", 1), ("linear", 2), ("embedding", 1), ("moe_experts", 3), ("moe_experts", 4),
-              ("moe_experts", 5)}
+_OWN_DTYPE = {
+    ("linear", 1),
+    ("linear", 2),
+    ("embedding", 1),
+    ("moe_experts", 3),
+    ("moe_experts", 4),
+    ("moe_experts", 5),
+}
 
 
 def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
@@ -260,14 +292,23 @@ def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
     The reference computes every op in fp32 from whatever the weights are stored in; Relax ops
     want one dtype, so such a weight is cast where it is used (TVM fuses the cast into the op).
     """
-    first = next((v for v in node.inputs if v is not None and v.param is None and v.type.dtype.is_float), None)
+    first = next(
+        (v for v in node.inputs if v is not None and v.param is None and v.type.dtype.is_float),
+        None,
+    )
     if first is None:
         return args
     want = tvm_dtype(first.type.dtype)
     out = list(args)
     for i, (v, arg) in enumerate(zip(node.inputs, args)):
-        if (v is not None and arg is not None and v.param is not None and (node.op, i) not in _OWN_DTYPE
-                and v.type.dtype.is_float and v.type.dtype != first.type.dtype):
+        if (
+            v is not None
+            and arg is not None
+            and v.param is not None
+            and (node.op, i) not in _OWN_DTYPE
+            and v.type.dtype.is_float
+            and v.type.dtype != first.type.dtype
+        ):
             out[i] = ctx.emit(relax.op.astype(arg, want))
     return out
 

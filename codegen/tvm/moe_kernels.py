@@ -32,8 +32,9 @@ def _rows(n: int) -> int:
     return 4 if n % 4 == 0 else 2 if n % 2 == 0 else 1
 
 
-def grouped_kernel(experts: int, n: int, r: int, k: int, per_pair: bool, dtype: str, w_dtype: str,
-                   mt: int = 4) -> tirx.PrimFunc:
+def grouped_kernel(
+    experts: int, n: int, r: int, k: int, per_pair: bool, dtype: str, w_dtype: str, mt: int = 4
+) -> tirx.PrimFunc:
     """z [T·k, N] = a[row(p)] · W[idx(p)]ᵀ for every pair p, as in the module docstring.
 
     a is x [T, R] (row(p) = p // k: the up and gate projections) or, with
@@ -46,7 +47,9 @@ def grouped_kernel(experts: int, n: int, r: int, k: int, per_pair: bool, dtype: 
     lanes, rows, zero = LANES, _rows(n), 0.0
     blocks, body = n // rows, r - r % LANES
     div = 1 if per_pair else k
-    span = next(s for s in (8, 4, 2, 1) if blocks % s == 0)  # row blocks per task: longer weight streams
+    span = next(
+        s for s in (8, 4, 2, 1) if blocks % s == 0
+    )  # row blocks per task: longer weight streams
 
     @T.prim_func(private=True)
     def kernel(idx_handle: T.handle, a_handle: T.handle, w_handle: T.handle, z_handle: T.handle):
@@ -87,8 +90,9 @@ def grouped_kernel(experts: int, n: int, r: int, k: int, per_pair: bool, dtype: 
                         for i in T.unroll(mt):
                             for q in T.unroll(rows):
                                 for lane in T.vectorized(lanes):
-                                    acc[i, q, lane] = acc[i, q, lane] + a[src[i], io * lanes + lane] * T.cast(
-                                        w[e, f0 + q, io * lanes + lane], dtype)
+                                    acc[i, q, lane] = acc[i, q, lane] + a[
+                                        src[i], io * lanes + lane
+                                    ] * T.cast(w[e, f0 + q, io * lanes + lane], dtype)
                     for i in range(mt):
                         for q in range(rows):
                             total[0] = T.cast(zero, dtype)
@@ -96,7 +100,8 @@ def grouped_kernel(experts: int, n: int, r: int, k: int, per_pair: bool, dtype: 
                                 total[0] = total[0] + acc[i, q, lane]
                             for j in range(r - body):
                                 total[0] = total[0] + a[src[i], body + j] * T.cast(
-                                    w[e, f0 + q, body + j], dtype)
+                                    w[e, f0 + q, body + j], dtype
+                                )
                             z[order[start + tile * mt + i], f0 + q] = total[0]
                 for rest in range(count % mt):
                     src[0] = order[start + count // mt * mt + rest] // div
@@ -106,16 +111,17 @@ def grouped_kernel(experts: int, n: int, r: int, k: int, per_pair: bool, dtype: 
                     for io in range(body // lanes):
                         for q in T.unroll(rows):
                             for lane in T.vectorized(lanes):
-                                acc[0, q, lane] = acc[0, q, lane] + a[src[0], io * lanes + lane] * T.cast(
-                                    w[e, f0 + q, io * lanes + lane], dtype)
+                                acc[0, q, lane] = acc[0, q, lane] + a[
+                                    src[0], io * lanes + lane
+                                ] * T.cast(w[e, f0 + q, io * lanes + lane], dtype)
                     for q in range(rows):
                         total[0] = T.cast(zero, dtype)
                         for lane in range(lanes):
                             total[0] = total[0] + acc[0, q, lane]
                         for j in range(r - body):
                             total[0] = total[0] + a[src[0], body + j] * T.cast(
-                                w[e, f0 + q, body + j], dtype)
+                                w[e, f0 + q, body + j], dtype
+                            )
                         z[order[start + count // mt * mt + rest], f0 + q] = total[0]
 
     return kernel.with_attr("op_pattern", _OPAQUE)
-

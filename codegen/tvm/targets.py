@@ -55,8 +55,12 @@ def resolve(name: str, cuda_arch: str = "sm_80") -> TargetSpec:
         return TargetSpec(name, target, 32, "cpu")
     if name == "tvm-cuda":
         if cuda_arch not in CUDA_ARCHS:
-            raise CodegenError("unsupported --cuda-arch", expected=" | ".join(CUDA_ARCHS), got=cuda_arch,
-                               where="target tvm-cuda")
+            raise CodegenError(
+                "unsupported --cuda-arch",
+                expected=" | ".join(CUDA_ARCHS),
+                got=cuda_arch,
+                where="target tvm-cuda",
+            )
         target = Target({"kind": "cuda", "arch": cuda_arch}, host={"kind": "llvm"})
         return TargetSpec(name, target, 0, "cuda", cuda_arch)
     raise CodegenError("unknown TVM target", expected=" | ".join(TARGETS), got=name)
@@ -85,12 +89,24 @@ def _cuda_pipeline(target: Target) -> tvm.transform.Pass:
         with target:
             return tvm.transform.Sequential(
                 P.library_dispatch_passes(target)
-                + [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                   relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR(),
-                   no_tensorize,
-                   dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
-                                           dl.gpu.GeneralReduction(), dl.gpu.Fallback())]
-                + dataflow_lower_passes(target) + P.finalize_passes(target))(mod)
+                + [
+                    relax.transform.LegalizeOps(),
+                    relax.transform.AnnotateTIROpPattern(),
+                    relax.transform.FoldConstant(),
+                    relax.transform.FuseOps(),
+                    relax.transform.FuseTIR(),
+                    no_tensorize,
+                    dl.ApplyDefaultSchedule(
+                        dl.gpu.Matmul(),
+                        dl.gpu.GEMV(),
+                        dl.gpu.Reduction(),
+                        dl.gpu.GeneralReduction(),
+                        dl.gpu.Fallback(),
+                    ),
+                ]
+                + dataflow_lower_passes(target)
+                + P.finalize_passes(target)
+            )(mod)
 
     return pipeline
 
@@ -101,11 +117,16 @@ def compile_module(mod: tvm.IRModule, spec: TargetSpec) -> relax.VMExecutable:
         return tvm.compile(mod, target=spec.target)
     with spec.target:
         lowered = _cuda_pipeline(spec.target)(mod)
-        host_kernels = [gv.name_hint for gv, f in lowered.functions_items()
-                        if isinstance(f, tvm.tirx.PrimFunc) and not _runs_on_gpu(f)]
+        host_kernels = [
+            gv.name_hint
+            for gv, f in lowered.functions_items()
+            if isinstance(f, tvm.tirx.PrimFunc) and not _runs_on_gpu(f)
+        ]
         if host_kernels:
-            raise CodegenError(f"kernels left unscheduled would run on the host: {', '.join(host_kernels)}",
-                               where=f"target tvm-cuda ({spec.cuda_arch})")
+            raise CodegenError(
+                f"kernels left unscheduled would run on the host: {', '.join(host_kernels)}",
+                where=f"target tvm-cuda ({spec.cuda_arch})",
+            )
         return tvm.compile(lowered, target=spec.target, relax_pipeline=None)
 
 
@@ -129,7 +150,9 @@ def cuda_sources(ex: relax.VMExecutable) -> str:
     return "\n".join(sources)
 
 
-def check_cuda_kernels(ex: relax.VMExecutable, arch: str, nvcc: str | None = None) -> dict[str, int]:
+def check_cuda_kernels(
+    ex: relax.VMExecutable, arch: str, nvcc: str | None = None
+) -> dict[str, int]:
     """Compile the executable's CUDA source with nvcc for `arch`; returns {kernels, cubin_bytes}.
 
     Raises CodegenError when there is no CUDA module (kernels fell back to the host),
@@ -138,20 +161,37 @@ def check_cuda_kernels(ex: relax.VMExecutable, arch: str, nvcc: str | None = Non
     source = cuda_sources(ex)
     kernels = source.count('extern "C" __global__')
     if not kernels:
-        raise CodegenError("the CUDA build holds no GPU kernel (unscheduled kernels fall back to the host)",
-                           where="target tvm-cuda")
+        raise CodegenError(
+            "the CUDA build holds no GPU kernel (unscheduled kernels fall back to the host)",
+            where="target tvm-cuda",
+        )
     nvcc = nvcc or shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
     if not Path(nvcc).exists() and not shutil.which(nvcc):
-        raise CodegenError("nvcc not found; set PATH to include the CUDA toolkit", where="target tvm-cuda")
+        raise CodegenError(
+            "nvcc not found; set PATH to include the CUDA toolkit", where="target tvm-cuda"
+        )
     cc = arch.removeprefix("sm_")
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "kernels.cu", Path(tmp) / "kernels.cubin"
         src.write_text(source)
-        proc = subprocess.run([nvcc, "--cubin", "-O3", f"-gencode=arch=compute_{cc},code=sm_{cc}",
-                               "-o", str(out), str(src)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                nvcc,
+                "--cubin",
+                "-O3",
+                f"-gencode=arch=compute_{cc},code=sm_{cc}",
+                "-o",
+                str(out),
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            raise CodegenError(f"nvcc rejected the generated CUDA code: {proc.stderr.strip()[-2000:]}",
-                               where=f"target tvm-cuda ({arch})")
+            raise CodegenError(
+                f"nvcc rejected the generated CUDA code: {proc.stderr.strip()[-2000:]}",
+                where=f"target tvm-cuda ({arch})",
+            )
         return {"kernels": kernels, "cubin_bytes": out.stat().st_size}
 
 
@@ -162,7 +202,9 @@ def aarch64_compiler() -> tuple[str, list[str]]:
         raise CodegenError(
             f"no aarch64 cross compiler: set ${CXX_ENV} or install one "
             "(apt-get install -y gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user; "
-            "see codegen/tvm/runner/setup.sh)", where="target tvm-aarch64")
+            "see codegen/tvm/runner/setup.sh)",
+            where="target tvm-aarch64",
+        )
     sysroot = os.environ.get(SYSROOT_ENV)
     return cxx, [f"--sysroot={sysroot}"] if sysroot else []
 

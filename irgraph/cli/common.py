@@ -21,13 +21,17 @@ def parse_ids(text: str, option: str, vocab: int | None = None) -> list[int]:
     try:
         ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+        raise click.BadParameter(
+            f"expected comma-separated integers, got {text!r}", param_hint=option
+        ) from None
     if not ids:
         raise click.BadParameter("expected at least one token id", param_hint=option)
     for i in ids:
         if i < 0 or (vocab is not None and i >= vocab):
             limit = f"0..{vocab - 1}" if vocab is not None else "a non-negative id"
-            raise click.BadParameter(f"token id {i} is out of range (expected {limit})", param_hint=option)
+            raise click.BadParameter(
+                f"token id {i} is out of range (expected {limit})", param_hint=option
+            )
     return ids
 
 

@@ -33,10 +33,14 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
             from irgraph.model_zoo.hf_import import import_hf
 
             return import_hf(path), extra
-        raise ConfigError("folder is neither a saved graph (graph.irg) nor an HF checkpoint (config.json)",
-                          where=str(path))
+        raise ConfigError(
+            "folder is neither a saved graph (graph.irg) nor an HF checkpoint (config.json)",
+            where=str(path),
+        )
     if path.exists():
-        raise ConfigError("SOURCE must be a folder or a zoo model name", got="a file", where=str(path))
+        raise ConfigError(
+            "SOURCE must be a folder or a zoo model name", got="a file", where=str(path)
+        )
     from irgraph import model_zoo
 
     return model_zoo.build(source, size=size, seed=seed), {}
@@ -45,22 +49,62 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
 @click.command("compile")
 @click.argument("source")
 @click.option("--target", type=click.Choice(TARGETS), default="onnx", show_default=True)
-@click.option("--flavour", type=click.Choice(["ort", "portable"]), default="ort", show_default=True,
-              help="onnx: ONNX Runtime contrib ops (ort) or standard ONNX only (portable).")
-@click.option("--dtype", type=click.Choice(["f32", "f16", "bf16"]), default="f32", show_default=True,
-              help="onnx: compute precision of weights and activations.")
-@click.option("--size", type=click.Choice(SIZES), default="tiny", show_default=True,
-              help="Zoo models: size to build.")
+@click.option(
+    "--flavour",
+    type=click.Choice(["ort", "portable"]),
+    default="ort",
+    show_default=True,
+    help="onnx: ONNX Runtime contrib ops (ort) or standard ONNX only (portable).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["f32", "f16", "bf16"]),
+    default="f32",
+    show_default=True,
+    help="onnx: compute precision of weights and activations.",
+)
+@click.option(
+    "--size",
+    type=click.Choice(SIZES),
+    default="tiny",
+    show_default=True,
+    help="Zoo models: size to build.",
+)
 @click.option("--seed", default=0, show_default=True, help="Zoo models: weight seed.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Artifact folder.")
-@click.option("--cuda-arch", type=click.Choice(["sm_80", "sm_86", "sm_89", "sm_90"]), default="sm_80",
-              show_default=True, help="tvm-cuda: GPU architecture the kernels are built and nvcc-checked for.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Artifact folder.",
+)
+@click.option(
+    "--cuda-arch",
+    type=click.Choice(["sm_80", "sm_86", "sm_89", "sm_90"]),
+    default="sm_80",
+    show_default=True,
+    help="tvm-cuda: GPU architecture the kernels are built and nvcc-checked for.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @pipeline_options
 @clean_errors
-def compile_(source: str, target: str, flavour: str, dtype: str, size: Size, seed: int, cuda_arch: str, out: str,
-             force: bool, passes: str, print_after: tuple[str, ...], check: bool, allow_arch_change: bool,
-             timing: bool) -> None:
+def compile_(
+    source: str,
+    target: str,
+    flavour: str,
+    dtype: str,
+    size: Size,
+    seed: int,
+    cuda_arch: str,
+    out: str,
+    force: bool,
+    passes: str,
+    print_after: tuple[str, ...],
+    check: bool,
+    allow_arch_change: bool,
+    timing: bool,
+) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
     from tqdm import tqdm
 
@@ -71,17 +115,29 @@ def compile_(source: str, target: str, flavour: str, dtype: str, size: Size, see
     if target == "onnx":
         from irgraph.codegen.onnx import compile_graph
 
-        with tqdm(total=len(graph.nodes), desc=f"lowering {graph.name}", unit="node", leave=False) as bar:
+        with tqdm(
+            total=len(graph.nodes), desc=f"lowering {graph.name}", unit="node", leave=False
+        ) as bar:
+
             def progress(i: int, total: int) -> None:
                 bar.update(i - bar.n)
 
-            result = compile_graph(graph, out, flavour=flavour, dtype=dtype, force=force, progress=progress,
-                                   extra_files=extra)
+            result = compile_graph(
+                graph,
+                out,
+                flavour=flavour,
+                dtype=dtype,
+                force=force,
+                progress=progress,
+                extra_files=extra,
+            )
     else:
         from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
 
         with tqdm(total=1, desc=f"building {graph.name} for {target}", leave=False) as bar:
-            result = compile_tvm(graph, out, target=target, cuda_arch=cuda_arch, force=force, extra_files=extra)
+            result = compile_tvm(
+                graph, out, target=target, cuda_arch=cuda_arch, force=force, extra_files=extra
+            )
             bar.update(1)
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
@@ -101,9 +157,17 @@ def _check_artifact(graph: Graph, folder: Path, tolerance: float) -> None:
     ids = np.random.default_rng(0).integers(0, vocab, (1, 6))
     kw = {"encoder_ids": ids} if lm.is_encoder_decoder(session.inputs) else {}
     for decode in (False, True):
-        err = float(np.abs(session.forward(ids, decode=decode, **kw) - lm.interpret(graph, ids, decode=decode, **kw))
-                    .max())
-        click.echo(f"check {'decode' if decode else 'prefill'}: max |logits - interpreter| = {err:.2e}")
+        err = float(
+            np.abs(
+                session.forward(ids, decode=decode, **kw)
+                - lm.interpret(graph, ids, decode=decode, **kw)
+            ).max()
+        )
+        click.echo(
+            f"check {'decode' if decode else 'prefill'}: max |logits - interpreter| = {err:.2e}"
+        )
         if not err <= tolerance:
-            raise click.ClickException(f"compiled logits differ from the interpreter by {err:.2e} "
-                                       f"(tolerance {tolerance:g})")
+            raise click.ClickException(
+                f"compiled logits differ from the interpreter by {err:.2e} "
+                f"(tolerance {tolerance:g})"
+            )

@@ -11,7 +11,9 @@ from irgraph.serialize import load
 @click.command()
 @click.argument("rule")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--only-misses", is_flag=True, help="Show only the places where the rule does not fire.")
+@click.option(
+    "--only-misses", is_flag=True, help="Show only the places where the rule does not fire."
+)
 @clean_errors
 def explain(rule: str, path: str, only_misses: bool) -> None:
     """Explain rewrite RULE (or every rule of a rule-based pass) on the graph at PATH."""

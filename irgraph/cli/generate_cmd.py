@@ -29,8 +29,10 @@ class _Codec:
             return self.tokenizer.encode(text).ids
         ids = list(text.encode("utf-8"))
         if self.vocab is not None and any(i >= self.vocab for i in ids):
-            raise click.BadParameter(f"the model's vocabulary ({self.vocab}) is smaller than a byte; use --prompt-ids",
-                                     param_hint="--prompt")
+            raise click.BadParameter(
+                f"the model's vocabulary ({self.vocab}) is smaller than a byte; use --prompt-ids",
+                param_hint="--prompt",
+            )
         return ids
 
     def decode(self, ids: list[int]) -> str:
@@ -42,38 +44,69 @@ class _Codec:
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--prompt", "prompts", multiple=True, help="Prompt text (repeat for a batch).")
-@click.option("--prompt-ids", "prompt_ids", multiple=True, help="Comma-separated prompt token ids (repeatable).")
+@click.option(
+    "--prompt-ids",
+    "prompt_ids",
+    multiple=True,
+    help="Comma-separated prompt token ids (repeatable).",
+)
 @click.option("-n", "--max-new-tokens", default=32, show_default=True)
 @click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--top-k", default=0, show_default=True)
 @click.option("--top-p", default=1.0, show_default=True)
 @click.option("--seed", type=int, help="Sampling seed.")
-@click.option("--stop-ids", help="Comma-separated ids that end a row (default: the model's eos_token_id).")
+@click.option(
+    "--stop-ids", help="Comma-separated ids that end a row (default: the model's eos_token_id)."
+)
 @click.option("--ids-only", is_flag=True, help="Print token ids, not text.")
 @clean_errors
-def generate(path: str, prompts: tuple[str, ...], prompt_ids: tuple[str, ...], max_new_tokens: int,
-             temperature: float, top_k: int, top_p: float, seed: int | None, stop_ids: str | None,
-             ids_only: bool) -> None:
+def generate(
+    path: str,
+    prompts: tuple[str, ...],
+    prompt_ids: tuple[str, ...],
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None,
+    stop_ids: str | None,
+    ids_only: bool,
+) -> None:
     """Generate tokens from the model at PATH (artifact or saved graph), streaming them as they come."""
     if bool(prompts) == bool(prompt_ids):
         raise click.UsageError("give --prompt or --prompt-ids (not both)")
     session = irgraph.runtimes.open(path)
     vocab = session.meta.get("vocab_size")
     codec = _Codec(Path(path), vocab)
-    rows = [codec.encode(p) for p in prompts] if prompts else [parse_ids(p, "--prompt-ids", vocab) for p in prompt_ids]
+    rows = (
+        [codec.encode(p) for p in prompts]
+        if prompts
+        else [parse_ids(p, "--prompt-ids", vocab) for p in prompt_ids]
+    )
     eos = session.meta.get("eos_token_id")
-    stops = parse_ids(stop_ids, "--stop-ids") if stop_ids else ([int(eos)] if isinstance(eos, int) else [])
+    stops = (
+        parse_ids(stop_ids, "--stop-ids")
+        if stop_ids
+        else ([int(eos)] if isinstance(eos, int) else [])
+    )
     generated: list[list[int]] = [[] for _ in rows]
     text = ids_only or len(rows) > 1
     shown = ""
-    for tokens in session.stream(rows, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                 stop_ids=stops):
+    for tokens in session.stream(
+        rows,
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        stop_ids=stops,
+    ):
         for r, t in enumerate(np.asarray(tokens).tolist()):
             if t >= 0:
                 generated[r].append(t)
         if not text and tokens[0] >= 0:  # one prompt: stream its text as it grows
             full = codec.decode(generated[0])
-            click.echo(full[len(shown):], nl=False)
+            click.echo(full[len(shown) :], nl=False)
             shown = full
     if not text:
         click.echo()

@@ -9,8 +9,14 @@ from irgraph.cli.common import clean_errors
 
 @click.command("import-hf")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
-              help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json).",
+)
 @click.option("--no-overwrite", is_flag=True, help="Fail if the output folder exists.")
 @clean_errors
 def import_hf(hf_dir: str, out: str, no_overwrite: bool) -> None:
@@ -22,4 +28,6 @@ def import_hf(hf_dir: str, out: str, no_overwrite: bool) -> None:
     graph = load(target)
     params = sum(int(v.type.numel({})) for v in graph.params.values())
     dtypes = sorted({str(v.type.dtype) for v in graph.params.values()})
-    click.echo(f"imported {graph.meta.get('model')} ({params:,} parameters, {'/'.join(dtypes)}) -> {target}")
+    click.echo(
+        f"imported {graph.meta.get('model')} ({params:,} parameters, {'/'.join(dtypes)}) -> {target}"
+    )

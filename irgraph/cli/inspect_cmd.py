@@ -14,7 +14,9 @@ from irgraph.serialize import load
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--context", default=4096, show_default=True, help="Context length for FLOPs per token.")
+@click.option(
+    "--context", default=4096, show_default=True, help="Context length for FLOPs per token."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print statistics as JSON (no IR text).")
 @click.option("--no-text", is_flag=True, help="Statistics only.")
 @clean_errors
@@ -22,8 +24,13 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     """Show the graph at PATH (a saved graph folder): IR text, stats and cost."""
     graph = load(path)
     c = cost(graph, context=context)
-    stats = {"name": graph.name, "nodes": len(graph.nodes), "inputs": list(graph.inputs),
-             "outputs": list(graph.outputs), **dataclasses.asdict(c)}
+    stats = {
+        "name": graph.name,
+        "nodes": len(graph.nodes),
+        "inputs": list(graph.inputs),
+        "outputs": list(graph.outputs),
+        **dataclasses.asdict(c),
+    }
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
@@ -33,11 +40,13 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
 
 
 def format_cost(name: str, nodes: int, c: Cost) -> str:
-    return "\n".join([
-        f"# {name}: {nodes} nodes",
-        f"#   params            {c.params:,} ({c.active_params:,} active per token)",
-        f"#   weights           {c.weight_bytes / 2**20:,.1f} MiB",
-        f"#   FLOPs/token       {c.prefill_flops_per_token:,.0f} prefill, {c.decode_flops_per_token:,.0f} decode"
-        f" (context {c.context})",
-        f"#   KV cache/token    {c.kv_bytes_per_token:,} bytes (16-bit)",
-    ])
+    return "\n".join(
+        [
+            f"# {name}: {nodes} nodes",
+            f"#   params            {c.params:,} ({c.active_params:,} active per token)",
+            f"#   weights           {c.weight_bytes / 2**20:,.1f} MiB",
+            f"#   FLOPs/token       {c.prefill_flops_per_token:,.0f} prefill, {c.decode_flops_per_token:,.0f} decode"
+            f" (context {c.context})",
+            f"#   KV cache/token    {c.kv_bytes_per_token:,} bytes (16-bit)",
+        ]
+    )

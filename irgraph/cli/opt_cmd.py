@@ -11,12 +11,24 @@ from irgraph.serialize import load, save
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Folder for the transformed graph (written atomically).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the transformed graph (written atomically).",
+)
 @pipeline_options
 @clean_errors
-def opt(path: str, output: str, passes: str, print_after: tuple[str, ...], check: bool,
-        allow_arch_change: bool, timing: bool) -> None:
+def opt(
+    path: str,
+    output: str,
+    passes: str,
+    print_after: tuple[str, ...],
+    check: bool,
+    allow_arch_change: bool,
+    timing: bool,
+) -> None:
     """Run a pass pipeline on the saved graph at PATH and save the result to -o."""
     if not passes:
         raise click.BadParameter("needs a pipeline", param_hint="--passes")

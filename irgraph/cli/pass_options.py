@@ -1,9 +1,9 @@
 """The pass-pipeline options shared by `irgraph opt` and `irgraph compile`.
 
-    @click.command()
-    @pipeline_options
-    def compile(path, ..., passes, print_after, check, allow_arch_change, timing): ...
-        graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
+@click.command()
+@pipeline_options
+def compile(path, ..., passes, print_after, check, allow_arch_change, timing): ...
+    graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
 """
 
 from __future__ import annotations
@@ -19,14 +19,28 @@ from irgraph.ir import Graph
 def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --passes, --print-after, --check, --allow-arch-change and --timing to a click command."""
     options = [
-        click.option("--passes", default="", help='Pass pipeline, e.g. "cse,fuse-parallel-attention,dce" '
-                                                  "(see `irgraph passes list`)."),
-        click.option("--print-after", multiple=True, metavar="PASS",
-                     help="Print the IR after this pass (repeatable; 'all' for every pass)."),
-        click.option("--check", is_flag=True,
-                     help="Check every exact pass against the interpreter on random inputs (prefill and decode)."),
-        click.option("--allow-arch-change", is_flag=True,
-                     help="Allow passes that change the architecture (the model then needs fine-tuning)."),
+        click.option(
+            "--passes",
+            default="",
+            help='Pass pipeline, e.g. "cse,fuse-parallel-attention,dce" '
+            "(see `irgraph passes list`).",
+        ),
+        click.option(
+            "--print-after",
+            multiple=True,
+            metavar="PASS",
+            help="Print the IR after this pass (repeatable; 'all' for every pass).",
+        ),
+        click.option(
+            "--check",
+            is_flag=True,
+            help="Check every exact pass against the interpreter on random inputs (prefill and decode).",
+        ),
+        click.option(
+            "--allow-arch-change",
+            is_flag=True,
+            help="Allow passes that change the architecture (the model then needs fine-tuning).",
+        ),
         click.option("--timing", is_flag=True, help="Print per-pass timing to stderr."),
     ]
     for option in reversed(options):
@@ -34,8 +48,14 @@ def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def apply_pipeline(graph: Graph, passes: str, print_after: tuple[str, ...], check: bool,
-                   allow_arch_change: bool, timing: bool) -> Graph:
+def apply_pipeline(
+    graph: Graph,
+    passes: str,
+    print_after: tuple[str, ...],
+    check: bool,
+    allow_arch_change: bool,
+    timing: bool,
+) -> Graph:
     """Run the pipeline from the CLI options; the IR after --print-after passes goes to stdout."""
     if not passes:
         if print_after or check or allow_arch_change:
@@ -47,8 +67,14 @@ def apply_pipeline(graph: Graph, passes: str, print_after: tuple[str, ...], chec
         click.echo(f"// IR after {p}")
         click.echo(str(g), nl=False)
 
-    result = run_pipeline(graph, passes, check=check, allow_arch_change=allow_arch_change,
-                          print_after=print_after, on_print=show)
+    result = run_pipeline(
+        graph,
+        passes,
+        check=check,
+        allow_arch_change=allow_arch_change,
+        print_after=print_after,
+        on_print=show,
+    )
     if timing or check:
         click.echo(result.table(), err=True)
     return result.graph

@@ -23,5 +23,11 @@ def list_passes() -> None:
         cls = PASSES[name]
         click.echo(f"{name:<26} {cls.kind:<12} {cls.summary}")
         for opt, t, default in option_specs(cls):
-            shown = str(default).lower() if isinstance(default, bool) else repr(default) if default == "" else default
+            shown = (
+                str(default).lower()
+                if isinstance(default, bool)
+                else repr(default)
+                if default == ""
+                else default
+            )
             click.echo(f"{'':<26}   {opt}: {type_name(t)} = {shown}")

@@ -13,13 +13,33 @@ from irgraph.cli.common import clean_errors, parse_ids
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--ids", required=True, help="Comma-separated token ids (the encoder input for encoder-decoders).")
+@click.option(
+    "--ids",
+    required=True,
+    help="Comma-separated token ids (the encoder input for encoder-decoders).",
+)
 @click.option("--decode", is_flag=True, help="Feed the tokens one at a time through the KV cache.")
-@click.option("--decoder-ids", help="Encoder-decoder models: decoder input ids (default: the decoder start token).")
-@click.option("--prefix-len", type=int, help="Prefix-LM models: bidirectional prefix length (default: all of --ids).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"logits": [[...], ...]}, one row per position.')
+@click.option(
+    "--decoder-ids",
+    help="Encoder-decoder models: decoder input ids (default: the decoder start token).",
+)
+@click.option(
+    "--prefix-len",
+    type=int,
+    help="Prefix-LM models: bidirectional prefix length (default: all of --ids).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"logits": [[...], ...]}, one row per position.'
+)
 @clean_errors
-def run(path: str, ids: str, decode: bool, decoder_ids: str | None, prefix_len: int | None, as_json: bool) -> None:
+def run(
+    path: str,
+    ids: str,
+    decode: bool,
+    decoder_ids: str | None,
+    prefix_len: int | None,
+    as_json: bool,
+) -> None:
     """Run the model at PATH (saved graph or compiled artifact) on token ids and print logits."""
     session = irgraph.runtimes.open(path)
     vocab = session.meta.get("vocab_size")
@@ -31,15 +51,21 @@ def run(path: str, ids: str, decode: bool, decoder_ids: str | None, prefix_len: 
         kw["encoder_ids"] = tokens
         tokens = np.asarray([dec], dtype=np.int64)
     elif decoder_ids:
-        raise click.BadParameter("only encoder-decoder models take decoder ids", param_hint="--decoder-ids")
+        raise click.BadParameter(
+            "only encoder-decoder models take decoder ids", param_hint="--decoder-ids"
+        )
     if "prefix_len" in session.inputs:
         kw["prefix_len"] = np.asarray([tokens.shape[1] if prefix_len is None else prefix_len])
     elif prefix_len is not None:
-        raise click.BadParameter("only prefix-LM models take a prefix length", param_hint="--prefix-len")
+        raise click.BadParameter(
+            "only prefix-LM models take a prefix length", param_hint="--prefix-len"
+        )
     logits = session.forward(tokens, decode=decode, **kw)[0]
     if as_json:
         click.echo(json.dumps({"logits": [[float(x) for x in row] for row in logits]}))
         return
     for i, row in enumerate(logits):
         top = np.argsort(-row)[:5]
-        click.echo(f"position {i}: argmax {int(top[0])}  top5 {', '.join(f'{t}:{row[t]:.4f}' for t in top)}")
+        click.echo(
+            f"position {i}: argmax {int(top[0])}  top5 {', '.join(f'{t}:{row[t]:.4f}' for t in top)}"
+        )

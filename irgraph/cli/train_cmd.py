@@ -26,45 +26,118 @@ from irgraph.types import eval_dim
 def vocab_size(graph: Graph) -> int:
     logits = graph.outputs.get("logits")
     if logits is None:
-        raise ConfigError(f"graph {graph.name!r} has no 'logits' output to train", expected="a language model")
+        raise ConfigError(
+            f"graph {graph.name!r} has no 'logits' output to train", expected="a language model"
+        )
     return eval_dim(logits.type.shape[-1], {})
 
 
 @click.command()
 @click.argument("source")
-@click.option("--corpus", "corpus", multiple=True, required=True, type=click.Path(exists=True),
-              help="Text file or folder (all text files below it); repeatable.")
+@click.option(
+    "--corpus",
+    "corpus",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True),
+    help="Text file or folder (all text files below it); repeatable.",
+)
 @click.option("--steps", type=int, required=True, help="Optimizer steps.")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder: the trained graph, train.json and checkpoints/.")
-@click.option("--size", type=click.Choice(SIZES), default="tiny", show_default=True,
-              help="Zoo models: tiny twin or published size.")
-@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
-              help="tokenizer.json (default: SOURCE/tokenizer.json if present, else bytes).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Global batch in sequences.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: the trained graph, train.json and checkpoints/.",
+)
+@click.option(
+    "--size",
+    type=click.Choice(SIZES),
+    default="tiny",
+    show_default=True,
+    help="Zoo models: tiny twin or published size.",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, dir_okay=False),
+    help="tokenizer.json (default: SOURCE/tokenizer.json if present, else bytes).",
+)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="Global batch in sequences."
+)
 @click.option("--seq-len", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
-@click.option("--min-lr-ratio", type=float, default=0.1, show_default=True, help="Cosine floor as a share of --lr.")
+@click.option(
+    "--min-lr-ratio",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Cosine floor as a share of --lr.",
+)
 @click.option("--warmup", type=int, default=10, show_default=True, help="Linear warmup steps.")
 @click.option("--weight-decay", type=float, default=0.1, show_default=True)
-@click.option("--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0 = off).")
-@click.option("--dropout", type=float, default=0.0, show_default=True, help="Embedding and residual dropout.")
-@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast [default: on where the CPU supports it].")
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")
+@click.option(
+    "--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0 = off)."
+)
+@click.option(
+    "--dropout", type=float, default=0.0, show_default=True, help="Embedding and residual dropout."
+)
+@click.option(
+    "--bf16/--no-bf16", default=None, help="bf16 autocast [default: on where the CPU supports it]."
+)
+@click.option(
+    "--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--heldout-fraction", type=float, default=0.05, show_default=True, help="Share of files held out.")
-@click.option("--eval-every", type=int, default=0, help="Held-out evaluation every N steps (0: start and end).")
+@click.option(
+    "--heldout-fraction",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Share of files held out.",
+)
+@click.option(
+    "--eval-every",
+    type=int,
+    default=0,
+    help="Held-out evaluation every N steps (0: start and end).",
+)
 @click.option("--eval-tokens", type=int, default=32768, show_default=True)
-@click.option("--checkpoint-every", type=int, default=0, help="Checkpoint every N steps (0: the end only).")
-@click.option("--lora", "lora_rank", type=int, default=0, help="Train rank-R LoRA adapters, base frozen.")
+@click.option(
+    "--checkpoint-every", type=int, default=0, help="Checkpoint every N steps (0: the end only)."
+)
+@click.option(
+    "--lora", "lora_rank", type=int, default=0, help="Train rank-R LoRA adapters, base frozen."
+)
 @click.option("--lora-alpha", type=float, default=16.0, show_default=True)
-@click.option("--lora-targets", multiple=True, help="Glob over linear weight names (default: all but the LM head).")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the training forward (faster long runs).")
+@click.option(
+    "--lora-targets",
+    multiple=True,
+    help="Glob over linear weight names (default: all but the LM head).",
+)
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="torch.compile the training forward (faster long runs).",
+)
 @click.option("--fresh", is_flag=True, help="Ignore checkpoints in the output folder.")
 @clean_errors
-def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: Size, tokenizer: str | None,
-          bf16: bool | None, lora_rank: int, lora_targets: tuple[str, ...], compile_: bool, fresh: bool,
-          **recipe: float) -> None:
+def train(
+    source: str,
+    corpus: tuple[str, ...],
+    steps: int,
+    out_dir: str,
+    size: Size,
+    tokenizer: str | None,
+    bf16: bool | None,
+    lora_rank: int,
+    lora_targets: tuple[str, ...],
+    compile_: bool,
+    fresh: bool,
+    **recipe: float,
+) -> None:
     """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
     from tqdm import tqdm
 
@@ -83,13 +156,29 @@ def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: 
     graph, extra = load_source(source, size, seed)
     tok_file = tokenizer or extra.get(TOKENIZER)
     tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
-    config = TrainConfig.from_dict({**recipe, "steps": steps, "bf16": bf16_supported() if bf16 is None else bf16,
-                                    "lora_rank": lora_rank, "lora_targets": list(lora_targets), "compile": compile_})
-    data = load_corpus(corpus, tok, heldout_fraction=config.heldout_fraction, seed=seed, vocab_size=vocab_size(graph))
+    config = TrainConfig.from_dict(
+        {
+            **recipe,
+            "steps": steps,
+            "bf16": bf16_supported() if bf16 is None else bf16,
+            "lora_rank": lora_rank,
+            "lora_targets": list(lora_targets),
+            "compile": compile_,
+        }
+    )
+    data = load_corpus(
+        corpus,
+        tok,
+        heldout_fraction=config.heldout_fraction,
+        seed=seed,
+        vocab_size=vocab_size(graph),
+    )
     if main:
-        click.echo(f"{graph.name}: {len(data.train):,} training tokens ({data.train_files} files), "
-                   f"{len(data.heldout):,} held out ({data.heldout_files} files), tokens: {data.tokenizer}, "
-                   f"bf16 {'on' if config.bf16 else 'off'}")
+        click.echo(
+            f"{graph.name}: {len(data.train):,} training tokens ({data.train_files} files), "
+            f"{len(data.heldout):,} held out ({data.heldout_files} files), tokens: {data.tokenizer}, "
+            f"bf16 {'on' if config.bf16 else 'off'}"
+        )
     trainer = Trainer(graph, data, config, out_dir)
     bar = tqdm(total=steps, disable=not main, unit="step", dynamic_ncols=True)
 
@@ -99,14 +188,21 @@ def train(source: str, corpus: tuple[str, ...], steps: int, out_dir: str, size: 
 
     def on_eval(e: EvalInfo) -> None:
         if main:
-            tqdm.write(f"step {e.step}: held-out loss {e.loss:.4f}, perplexity {e.perplexity:.2f}, "
-                       f"{e.bits_per_byte:.3f} bits/byte")
+            tqdm.write(
+                f"step {e.step}: held-out loss {e.loss:.4f}, perplexity {e.perplexity:.2f}, "
+                f"{e.bits_per_byte:.3f} bits/byte"
+            )
 
     result = trainer.run(resume=not fresh, on_step=on_step, on_eval=on_eval)
     bar.close()
     if result.resumed_from and main:
         click.echo(f"resumed from step {result.resumed_from}")
     if main:
-        save_trained(out_dir, result, config, {"source": source, "tokenizer": data.tokenizer},
-                     extra_files={TOKENIZER: tok_file} if tok_file else None)
+        save_trained(
+            out_dir,
+            result,
+            config,
+            {"source": source, "tokenizer": data.tokenizer},
+            extra_files={TOKENIZER: tok_file} if tok_file else None,
+        )
         click.echo(f"saved the trained graph to {out_dir}")

@@ -15,7 +15,9 @@ from irgraph.cli.inspect_cmd import format_cost
 from irgraph.model_zoo import Size
 from irgraph.serialize import save
 
-SIZE = click.option("--size", type=click.Choice(model_zoo.SIZES), help="Published dims or the tiny twin.")
+SIZE = click.option(
+    "--size", type=click.Choice(model_zoo.SIZES), help="Published dims or the tiny twin."
+)
 
 
 @click.group()
@@ -51,11 +53,15 @@ def list_(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'GFLOP/tok':>10} {'KV B/tok':>10}")
+    click.echo(
+        f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'GFLOP/tok':>10} {'KV B/tok':>10}"
+    )
     for r in rows:
-        click.echo(f"{r['name']:18} {r['published_params'] / 1e9:9.1f}B {r['params'] / 1e9:9.1f}B "
-                   f"{r['active_params'] / 1e9:8.1f}B {r['flops_per_token'] / 1e9:10.1f} "
-                   f"{r['kv_bytes_per_token']:>10,}")
+        click.echo(
+            f"{r['name']:18} {r['published_params'] / 1e9:9.1f}B {r['params'] / 1e9:9.1f}B "
+            f"{r['active_params'] / 1e9:8.1f}B {r['flops_per_token'] / 1e9:10.1f} "
+            f"{r['kv_bytes_per_token']:>10,}"
+        )
 
 
 @zoo.command()
@@ -86,7 +92,9 @@ def show(name: str, size: Size | None, no_text: bool) -> None:
 @zoo.command()
 @click.argument("name")
 @SIZE
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Graph folder to write.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(file_okay=False), help="Graph folder to write."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @clean_errors

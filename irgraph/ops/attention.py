@@ -31,8 +31,12 @@ from irgraph.types import Dim, TensorType, add_dims
 
 def _check_mask(key_mask: TensorType | None, batch: Dim, total: Dim) -> None:
     if key_mask is not None:
-        expect(key_mask.shape == (batch, total), "key_mask must be [batch, past+seq]",
-               expected=(batch, total), got=key_mask.shape)
+        expect(
+            key_mask.shape == (batch, total),
+            "key_mask must be [batch, past+seq]",
+            expected=(batch, total),
+            got=key_mask.shape,
+        )
 
 
 @register
@@ -50,43 +54,95 @@ class Attention(OpDef):
     }
 
     def infer(
-        self, q: TensorType, k: TensorType, v: TensorType, past_key: TensorType | None,
-        past_value: TensorType | None, key_mask: TensorType | None, bias: TensorType | None,
-        prefix_len: TensorType | None, **attrs: Any,
+        self,
+        q: TensorType,
+        k: TensorType,
+        v: TensorType,
+        past_key: TensorType | None,
+        past_value: TensorType | None,
+        key_mask: TensorType | None,
+        bias: TensorType | None,
+        prefix_len: TensorType | None,
+        **attrs: Any,
     ) -> list[TensorType]:
-        expect(q.rank == 4 and k.rank == 4 and v.rank == 4, "q, k, v must be [batch, seq, heads, head_dim]",
-               got=(q, k, v))
+        expect(
+            q.rank == 4 and k.rank == 4 and v.rank == 4,
+            "q, k, v must be [batch, seq, heads, head_dim]",
+            got=(q, k, v),
+        )
         b, sq, hq, d = q.shape
-        expect(k.shape[0] == b and v.shape[0] == b, "q, k, v differ in batch", expected=b, got=(k.shape[0], v.shape[0]))
-        expect(k.shape[1] == v.shape[1] and k.shape[2] == v.shape[2], "k and v differ in seq or heads",
-               expected=k.shape[:3], got=v.shape[:3])
+        expect(
+            k.shape[0] == b and v.shape[0] == b,
+            "q, k, v differ in batch",
+            expected=b,
+            got=(k.shape[0], v.shape[0]),
+        )
+        expect(
+            k.shape[1] == v.shape[1] and k.shape[2] == v.shape[2],
+            "k and v differ in seq or heads",
+            expected=k.shape[:3],
+            got=v.shape[:3],
+        )
         expect(k.shape[3] == d, "k head_dim differs from q", expected=d, got=k.shape[3])
         hkv = k.shape[2]
-        expect(isinstance(hq, int) and isinstance(hkv, int) and hq % hkv == 0,
-               "query heads must be a multiple of KV heads", expected=f"a divisor of {hq}", got=hkv)
+        expect(
+            isinstance(hq, int) and isinstance(hkv, int) and hq % hkv == 0,
+            "query heads must be a multiple of KV heads",
+            expected=f"a divisor of {hq}",
+            got=hkv,
+        )
         dv = v.shape[3]
         total = k.shape[1]
         expect((past_key is None) == (past_value is None), "past_key and past_value come together")
         if past_key is not None and past_value is not None:  # both or neither, checked just above
-            expect(past_key.shape[:2] == (b, hkv) and past_key.shape[3] == d, "past_key must be [batch, kv_heads, past, head_dim]",
-                   expected=f"[{b}, {hkv}, past, {d}]", got=past_key)
-            expect(past_value.shape == (b, hkv, past_key.shape[2], dv), "past_value must match past_key",
-                   expected=f"[{b}, {hkv}, {past_key.shape[2]}, {dv}]", got=past_value)
+            expect(
+                past_key.shape[:2] == (b, hkv) and past_key.shape[3] == d,
+                "past_key must be [batch, kv_heads, past, head_dim]",
+                expected=f"[{b}, {hkv}, past, {d}]",
+                got=past_key,
+            )
+            expect(
+                past_value.shape == (b, hkv, past_key.shape[2], dv),
+                "past_value must match past_key",
+                expected=f"[{b}, {hkv}, {past_key.shape[2]}, {dv}]",
+                got=past_value,
+            )
             total = add_dims(past_key.shape[2], k.shape[1])
         _check_mask(key_mask, b, total)
         if bias is not None:
-            expect(bias.rank == 4 and bias.shape[3] == total, "bias must be [batch|1, heads|1, seq|1, past+seq]",
-                   expected=f"[.., .., .., {total}]", got=bias)
+            expect(
+                bias.rank == 4 and bias.shape[3] == total,
+                "bias must be [batch|1, heads|1, seq|1, past+seq]",
+                expected=f"[.., .., .., {total}]",
+                got=bias,
+            )
         if prefix_len is not None:
-            expect(prefix_len.shape == (b,) and prefix_len.dtype in (DType.i64, DType.i32),
-                   "prefix_len must be integer [batch]", got=prefix_len)
+            expect(
+                prefix_len.shape == (b,) and prefix_len.dtype in (DType.i64, DType.i32),
+                "prefix_len must be integer [batch]",
+                got=prefix_len,
+            )
         kv_type = TensorType(k.dtype, (b, hkv, total, d))
-        return [TensorType(q.dtype, (b, sq, hq, dv)), kv_type, TensorType(v.dtype, (b, hkv, total, dv))]
+        return [
+            TensorType(q.dtype, (b, sq, hq, dv)),
+            kv_type,
+            TensorType(v.dtype, (b, hkv, total, dv)),
+        ]
 
     def ref(
-        self, q: np.ndarray, k: np.ndarray, v: np.ndarray, past_key: np.ndarray | None,
-        past_value: np.ndarray | None, key_mask: np.ndarray | None, bias: np.ndarray | None,
-        prefix_len: np.ndarray | None, causal: bool, window: int, scale: float | None, softcap: float,
+        self,
+        q: np.ndarray,
+        k: np.ndarray,
+        v: np.ndarray,
+        past_key: np.ndarray | None,
+        past_value: np.ndarray | None,
+        key_mask: np.ndarray | None,
+        bias: np.ndarray | None,
+        prefix_len: np.ndarray | None,
+        causal: bool,
+        window: int,
+        scale: float | None,
+        softcap: float,
     ) -> list[np.ndarray]:
         k_new = np.transpose(k, (0, 2, 1, 3)).astype(np.float32)  # (B, Hkv, Sk, D)
         v_new = np.transpose(v, (0, 2, 1, 3)).astype(np.float32)
@@ -95,12 +151,26 @@ class Attention(OpDef):
             v_all = np.concatenate([past_value.astype(np.float32), v_new], axis=2)
         else:
             k_all, v_all = k_new, v_new
-        out = sdpa(np.transpose(q, (0, 2, 1, 3)).astype(np.float32), k_all, v_all, key_mask=key_mask, bias=bias,
-                   prefix_len=prefix_len, causal=causal, window=window, scale=scale, softcap=softcap)
+        out = sdpa(
+            np.transpose(q, (0, 2, 1, 3)).astype(np.float32),
+            k_all,
+            v_all,
+            key_mask=key_mask,
+            bias=bias,
+            prefix_len=prefix_len,
+            causal=causal,
+            window=window,
+            scale=scale,
+            softcap=softcap,
+        )
         return [np.transpose(out, (0, 2, 1, 3)), k_all, v_all]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         b, sq, hq, dv = outs[0].concrete(env)
         d = given(ins, 0).concrete(env)[3]
@@ -108,8 +178,15 @@ class Attention(OpDef):
         return 2 * b * hq * sq * total * (d + dv)
 
 
-def visible(sq: int, total: int, batch: int, key_mask: np.ndarray | None = None, prefix_len: np.ndarray | None = None,
-            causal: bool = True, window: int = 0) -> np.ndarray:
+def visible(
+    sq: int,
+    total: int,
+    batch: int,
+    key_mask: np.ndarray | None = None,
+    prefix_len: np.ndarray | None = None,
+    causal: bool = True,
+    window: int = 0,
+) -> np.ndarray:
     """Boolean [batch, 1, sq, total]: which key each query may attend to."""
     past = total - sq
     qpos = past + np.arange(sq)[:, None]
@@ -128,9 +205,16 @@ def visible(sq: int, total: int, batch: int, key_mask: np.ndarray | None = None,
 
 
 def sdpa(
-    q: np.ndarray, k: np.ndarray, v: np.ndarray, key_mask: np.ndarray | None = None,
-    bias: np.ndarray | None = None, prefix_len: np.ndarray | None = None,
-    causal: bool = True, window: int = 0, scale: float | None = None, softcap: float = 0.0,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    key_mask: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    prefix_len: np.ndarray | None = None,
+    causal: bool = True,
+    window: int = 0,
+    scale: float | None = None,
+    softcap: float = 0.0,
 ) -> np.ndarray:
     """Attention over BNSH tensors; k/v may have fewer heads than q (grouped)."""
     b, hq, sq, d = q.shape
@@ -184,7 +268,9 @@ class Alibi(OpDef):
         return [alibi_slopes(num_heads)[None, :, None, None] * positions[:, None, None, :]]
 
 
-def t5_buckets(relative: np.ndarray, bidirectional: bool, num_buckets: int, max_distance: int) -> np.ndarray:
+def t5_buckets(
+    relative: np.ndarray, bidirectional: bool, num_buckets: int, max_distance: int
+) -> np.ndarray:
     """T5's relative-position bucket of key_pos - query_pos (exact for small, log-spaced beyond)."""
     buckets = np.zeros_like(relative)
     if bidirectional:
@@ -195,8 +281,11 @@ def t5_buckets(relative: np.ndarray, bidirectional: bool, num_buckets: int, max_
         relative = -np.minimum(relative, 0)
     max_exact = num_buckets // 2
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) for small distances, masked below
-        large = max_exact + (np.log(relative.astype(np.float32) / max_exact) / math.log(max_distance / max_exact)
-                             * (num_buckets - max_exact)).astype(np.int64)
+        large = max_exact + (
+            np.log(relative.astype(np.float32) / max_exact)
+            / math.log(max_distance / max_exact)
+            * (num_buckets - max_exact)
+        ).astype(np.int64)
     large = np.minimum(large, num_buckets - 1)
     return buckets + np.where(relative < max_exact, relative, large)
 
@@ -214,15 +303,28 @@ class RelativePositionBias(OpDef):
     attrs = {"bidirectional": Attr("bool"), "max_distance": Attr("int", 128)}
 
     def infer(
-        self, x: TensorType, key_mask: TensorType, table: TensorType, bidirectional: bool, max_distance: int,
+        self,
+        x: TensorType,
+        key_mask: TensorType,
+        table: TensorType,
+        bidirectional: bool,
+        max_distance: int,
     ) -> list[TensorType]:
-        expect(x.rank >= 2 and key_mask.rank == 2, "x must be [batch, seq, ...] and key_mask [batch, past+seq]",
-               got=(x, key_mask))
+        expect(
+            x.rank >= 2 and key_mask.rank == 2,
+            "x must be [batch, seq, ...] and key_mask [batch, past+seq]",
+            got=(x, key_mask),
+        )
         expect(table.rank == 2, "relative bias table must be [num_buckets, heads]", got=table)
         return [TensorType(DType.f32, (x.shape[0], table.shape[1], x.shape[1], key_mask.shape[1]))]
 
     def ref(
-        self, x: np.ndarray, key_mask: np.ndarray, table: np.ndarray, bidirectional: bool, max_distance: int,
+        self,
+        x: np.ndarray,
+        key_mask: np.ndarray,
+        table: np.ndarray,
+        bidirectional: bool,
+        max_distance: int,
     ) -> list[np.ndarray]:
         sq, total = x.shape[1], key_mask.shape[1]
         qpos = total - sq + np.arange(sq, dtype=np.int64)
@@ -248,55 +350,121 @@ class LatentAttention(OpDef):
     name = "latent_attention"
     inputs = ("q", "latent", "k_rope", "kv_b", "past_latent?", "key_mask?")
     outputs = ("out", "present_latent")
-    attrs = {"nope_dim": Attr("int"), "v_dim": Attr("int"), "scale": Attr("float", None, optional=True),
-             "causal": Attr("bool", True)}
+    attrs = {
+        "nope_dim": Attr("int"),
+        "v_dim": Attr("int"),
+        "scale": Attr("float", None, optional=True),
+        "causal": Attr("bool", True),
+    }
 
     def infer(
-        self, q: TensorType, latent: TensorType, k_rope: TensorType, kv_b: TensorType,
-        past_latent: TensorType | None, key_mask: TensorType | None,
-        nope_dim: int, v_dim: int, scale: float | None, causal: bool,
+        self,
+        q: TensorType,
+        latent: TensorType,
+        k_rope: TensorType,
+        kv_b: TensorType,
+        past_latent: TensorType | None,
+        key_mask: TensorType | None,
+        nope_dim: int,
+        v_dim: int,
+        scale: float | None,
+        causal: bool,
     ) -> list[TensorType]:
         expect(q.rank == 4, "q must be [batch, seq, heads, nope+rope]", got=q)
         b, s, h, dq = q.shape
-        if not isinstance(h, int) or not isinstance(dq, int):  # they size kv_b and split q into nope/rope
-            raise IRError("latent_attention q must have concrete heads and head_dim", expected="ints", got=q)
-        expect(latent.rank == 3 and latent.shape[:2] == (b, s), "latent must be [batch, seq, kv_rank]", got=latent)
+        if not isinstance(h, int) or not isinstance(
+            dq, int
+        ):  # they size kv_b and split q into nope/rope
+            raise IRError(
+                "latent_attention q must have concrete heads and head_dim", expected="ints", got=q
+            )
+        expect(
+            latent.rank == 3 and latent.shape[:2] == (b, s),
+            "latent must be [batch, seq, kv_rank]",
+            got=latent,
+        )
         rank = latent.shape[2]
         rope = dq - nope_dim
-        expect(k_rope.shape == (b, s, 1, rope), "k_rope must be [batch, seq, 1, rope_dim]",
-               expected=f"[{b}, {s}, 1, {rope}]", got=k_rope.shape)
-        expect(kv_b.shape == (h * (nope_dim + v_dim), rank), "kv_b must be [heads*(nope+v_dim), kv_rank]",
-               expected=(h * (nope_dim + v_dim), rank), got=kv_b.shape)
+        expect(
+            k_rope.shape == (b, s, 1, rope),
+            "k_rope must be [batch, seq, 1, rope_dim]",
+            expected=f"[{b}, {s}, 1, {rope}]",
+            got=k_rope.shape,
+        )
+        expect(
+            kv_b.shape == (h * (nope_dim + v_dim), rank),
+            "kv_b must be [heads*(nope+v_dim), kv_rank]",
+            expected=(h * (nope_dim + v_dim), rank),
+            got=kv_b.shape,
+        )
         total = s
         if past_latent is not None:
-            expect(past_latent.rank == 3 and past_latent.shape[0] == b and past_latent.shape[2] == rank + rope,
-                   "past_latent must be [batch, past, kv_rank+rope_dim]", expected=f"[{b}, past, {rank + rope}]",
-                   got=past_latent)
+            expect(
+                past_latent.rank == 3
+                and past_latent.shape[0] == b
+                and past_latent.shape[2] == rank + rope,
+                "past_latent must be [batch, past, kv_rank+rope_dim]",
+                expected=f"[{b}, past, {rank + rope}]",
+                got=past_latent,
+            )
             total = add_dims(past_latent.shape[1], s)
         _check_mask(key_mask, b, total)
-        return [TensorType(q.dtype, (b, s, h, v_dim)), TensorType(latent.dtype, (b, total, rank + rope))]
+        return [
+            TensorType(q.dtype, (b, s, h, v_dim)),
+            TensorType(latent.dtype, (b, total, rank + rope)),
+        ]
 
     def ref(
-        self, q: np.ndarray, latent: np.ndarray, k_rope: np.ndarray, kv_b: np.ndarray,
-        past_latent: np.ndarray | None, key_mask: np.ndarray | None,
-        nope_dim: int, v_dim: int, scale: float | None, causal: bool,
+        self,
+        q: np.ndarray,
+        latent: np.ndarray,
+        k_rope: np.ndarray,
+        kv_b: np.ndarray,
+        past_latent: np.ndarray | None,
+        key_mask: np.ndarray | None,
+        nope_dim: int,
+        v_dim: int,
+        scale: float | None,
+        causal: bool,
     ) -> list[np.ndarray]:
         b, s, h, dq = q.shape
         rank = latent.shape[2]
-        new = np.concatenate([latent, k_rope[:, :, 0, :]], axis=-1).astype(np.float32)  # (B, S, R+rope)
-        cache = new if past_latent is None else np.concatenate([past_latent.astype(np.float32), new], axis=1)
+        new = np.concatenate([latent, k_rope[:, :, 0, :]], axis=-1).astype(
+            np.float32
+        )  # (B, S, R+rope)
+        cache = (
+            new
+            if past_latent is None
+            else np.concatenate([past_latent.astype(np.float32), new], axis=1)
+        )
         c, kr = cache[..., :rank], cache[..., rank:]
-        kv = (c @ kv_b.astype(np.float32).T).reshape(b, -1, h, nope_dim + v_dim)  # (B, T, H, nope+v)
-        k = np.concatenate([kv[..., :nope_dim], np.broadcast_to(kr[:, :, None, :], (*kr.shape[:2], h, kr.shape[-1]))],
-                           axis=-1)
+        kv = (c @ kv_b.astype(np.float32).T).reshape(
+            b, -1, h, nope_dim + v_dim
+        )  # (B, T, H, nope+v)
+        k = np.concatenate(
+            [
+                kv[..., :nope_dim],
+                np.broadcast_to(kr[:, :, None, :], (*kr.shape[:2], h, kr.shape[-1])),
+            ],
+            axis=-1,
+        )
         v = kv[..., nope_dim:]
-        out = sdpa(np.transpose(q, (0, 2, 1, 3)).astype(np.float32), np.transpose(k, (0, 2, 1, 3)),
-                   np.transpose(v, (0, 2, 1, 3)), key_mask=key_mask, causal=causal,
-                   scale=1.0 / math.sqrt(dq) if scale is None else scale)
+        out = sdpa(
+            np.transpose(q, (0, 2, 1, 3)).astype(np.float32),
+            np.transpose(k, (0, 2, 1, 3)),
+            np.transpose(v, (0, 2, 1, 3)),
+            key_mask=key_mask,
+            causal=causal,
+            scale=1.0 / math.sqrt(dq) if scale is None else scale,
+        )
         return [np.transpose(out, (0, 2, 1, 3)), cache]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         """The absorbed form the compiled backends run: q_nope·W_k, attention over [c, k_rope] and c, then W_v."""
         b, s, h, dv = outs[0].concrete(env)

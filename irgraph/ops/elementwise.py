@@ -50,7 +50,9 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _unary(op_name: str, fn: Callable[..., np.ndarray], doc: str, attrs: dict[str, Attr] | None = None) -> None:
+def _unary(
+    op_name: str, fn: Callable[..., np.ndarray], doc: str, attrs: dict[str, Attr] | None = None
+) -> None:
     class Unary(OpDef):
         name = op_name
         inputs = ("x",)
@@ -85,10 +87,18 @@ UNARY: list[tuple[str, Callable[[np.ndarray], np.ndarray], str]] = [
 ]
 for _name, _fn, _doc in UNARY:
     _unary(_name, _fn, _doc)
-_unary("gelu", gelu, "GELU, exact (erf) or tanh-approximated",
-       {"approximate": Attr("str", "none", choices=("none", "tanh"))})
-_unary("scale", lambda x, factor: x * np.float32(factor), "x·factor (DeepNorm residual α, embedding scale)",
-       {"factor": Attr("float")})
+_unary(
+    "gelu",
+    gelu,
+    "GELU, exact (erf) or tanh-approximated",
+    {"approximate": Attr("str", "none", choices=("none", "tanh"))},
+)
+_unary(
+    "scale",
+    lambda x, factor: x * np.float32(factor),
+    "x·factor (DeepNorm residual α, embedding scale)",
+    {"factor": Attr("float")},
+)
 
 
 def _binary(op_name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], doc: str) -> None:
@@ -98,7 +108,12 @@ def _binary(op_name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], do
         __doc__ = doc
 
         def infer(self, a: TensorType, b: TensorType) -> list[TensorType]:
-            expect(a.dtype == b.dtype, f"{op_name} operands differ in dtype", expected=a.dtype, got=b.dtype)
+            expect(
+                a.dtype == b.dtype,
+                f"{op_name} operands differ in dtype",
+                expected=a.dtype,
+                got=b.dtype,
+            )
             return [TensorType(a.dtype, broadcast_shapes(a.shape, b.shape))]
 
         def ref(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -137,6 +152,10 @@ class Glu(OpDef):
         return [ACTIVATIONS[act](_f32(gate)) * _f32(up)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 5 * outs[0].numel(env)

@@ -33,34 +33,66 @@ class MoeRouter(OpDef):
     attrs = {
         "top_k": Attr("int"),
         "scoring": Attr("str", "softmax", choices=("softmax", "sigmoid")),
-        "normalize": Attr("bool", True, doc="renormalise the kept k weights to sum to 1 (Mixtral's "
-                                             "norm_topk_prob); off keeps the raw probabilities (Switch, DeepSeek-v2)"),
+        "normalize": Attr(
+            "bool",
+            True,
+            doc="renormalise the kept k weights to sum to 1 (Mixtral's "
+            "norm_topk_prob); off keeps the raw probabilities (Switch, DeepSeek-v2)",
+        ),
         "n_group": Attr("int", 1),
         "topk_group": Attr("int", 1),
         "scaling": Attr("float", 1.0, doc="routed_scaling_factor"),
     }
 
     def infer(
-        self, x: TensorType, weight: TensorType, top_k: int, scoring: str, normalize: bool, n_group: int,
+        self,
+        x: TensorType,
+        weight: TensorType,
+        top_k: int,
+        scoring: str,
+        normalize: bool,
+        n_group: int,
         topk_group: int,
         scaling: float,
     ) -> list[TensorType]:
-        expect(weight.rank == 2 and weight.shape[1] == x.shape[-1], "router weight must be [experts, hidden]",
-               expected=f"[experts, {x.shape[-1]}]", got=weight)
+        expect(
+            weight.rank == 2 and weight.shape[1] == x.shape[-1],
+            "router weight must be [experts, hidden]",
+            expected=f"[experts, {x.shape[-1]}]",
+            got=weight,
+        )
         experts = weight.shape[0]
         if not isinstance(experts, int):  # a symbolic count cannot be compared with top_k
-            raise IRError("router weight must have a concrete expert count", expected="an int", got=weight)
-        expect(0 < top_k <= experts, "top_k must be in 1..experts", expected=f"1..{experts}", got=top_k)
-        expect(experts % n_group == 0 and 0 < topk_group <= n_group, "experts must split into n_group groups",
-               expected=f"n_group dividing {experts}", got=(n_group, topk_group))
+            raise IRError(
+                "router weight must have a concrete expert count", expected="an int", got=weight
+            )
+        expect(
+            0 < top_k <= experts, "top_k must be in 1..experts", expected=f"1..{experts}", got=top_k
+        )
+        expect(
+            experts % n_group == 0 and 0 < topk_group <= n_group,
+            "experts must split into n_group groups",
+            expected=f"n_group dividing {experts}",
+            got=(n_group, topk_group),
+        )
         kept = topk_group * (experts // n_group)  # experts in the kept groups
-        expect(top_k <= kept, "top_k must fit in the experts of the topk_group kept groups",
-               expected=f"top_k <= {kept}", got=top_k)
+        expect(
+            top_k <= kept,
+            "top_k must fit in the experts of the topk_group kept groups",
+            expected=f"top_k <= {kept}",
+            got=top_k,
+        )
         shape = (*x.shape[:-1], top_k)
         return [TensorType(DType.f32, shape), TensorType(DType.i64, shape)]
 
     def ref(
-        self, x: np.ndarray, weight: np.ndarray, top_k: int, scoring: str, normalize: bool, n_group: int,
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        top_k: int,
+        scoring: str,
+        normalize: bool,
+        n_group: int,
         topk_group: int,
         scaling: float,
     ) -> list[np.ndarray]:
@@ -81,7 +113,11 @@ class MoeRouter(OpDef):
         return [(weights * np.float32(scaling)).astype(np.float32), indices.astype(np.int64)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         tokens = outs[0].numel(env) // attrs["top_k"]
         return 2 * tokens * given(ins, 1).numel(env)
@@ -96,22 +132,52 @@ class MoeExperts(OpDef):
     attrs = {"act": Attr("str", choices=tuple(ACTIVATIONS))}
 
     def infer(
-        self, x: TensorType, weights: TensorType, indices: TensorType, w_up: TensorType, w_down: TensorType,
-        w_gate: TensorType | None, act: str,
+        self,
+        x: TensorType,
+        weights: TensorType,
+        indices: TensorType,
+        w_up: TensorType,
+        w_down: TensorType,
+        w_gate: TensorType | None,
+        act: str,
     ) -> list[TensorType]:
-        expect(w_up.rank == 3 and w_up.shape[2] == x.shape[-1], "w_up must be [experts, ffn, hidden]",
-               expected=f"[experts, ffn, {x.shape[-1]}]", got=w_up)
+        expect(
+            w_up.rank == 3 and w_up.shape[2] == x.shape[-1],
+            "w_up must be [experts, ffn, hidden]",
+            expected=f"[experts, ffn, {x.shape[-1]}]",
+            got=w_up,
+        )
         e, f, h = w_up.shape
-        expect(w_down.shape == (e, h, f), "w_down must be [experts, hidden, ffn]", expected=(e, h, f), got=w_down.shape)
+        expect(
+            w_down.shape == (e, h, f),
+            "w_down must be [experts, hidden, ffn]",
+            expected=(e, h, f),
+            got=w_down.shape,
+        )
         if w_gate is not None:
-            expect(w_gate.shape == w_up.shape, "w_gate must match w_up", expected=w_up.shape, got=w_gate.shape)
-        expect(weights.shape == indices.shape and weights.shape[:-1] == x.shape[:-1],
-               "router weights/indices must be [..tokens, k]", expected=f"[{x.shape[:-1]}, k]", got=(weights, indices))
+            expect(
+                w_gate.shape == w_up.shape,
+                "w_gate must match w_up",
+                expected=w_up.shape,
+                got=w_gate.shape,
+            )
+        expect(
+            weights.shape == indices.shape and weights.shape[:-1] == x.shape[:-1],
+            "router weights/indices must be [..tokens, k]",
+            expected=f"[{x.shape[:-1]}, k]",
+            got=(weights, indices),
+        )
         return [x]
 
     def ref(
-        self, x: np.ndarray, weights: np.ndarray, indices: np.ndarray, w_up: np.ndarray, w_down: np.ndarray,
-        w_gate: np.ndarray | None, act: str,
+        self,
+        x: np.ndarray,
+        weights: np.ndarray,
+        indices: np.ndarray,
+        w_up: np.ndarray,
+        w_down: np.ndarray,
+        w_gate: np.ndarray | None,
+        act: str,
     ) -> list[np.ndarray]:
         shape = x.shape
         xs = x.reshape(-1, shape[-1]).astype(np.float32)
@@ -127,7 +193,11 @@ class MoeExperts(OpDef):
         return [out.reshape(shape)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         tokens = outs[0].numel(env) // int(given(ins, 0).concrete(env)[-1])
         k = int(given(ins, 1).concrete(env)[-1])

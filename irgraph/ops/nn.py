@@ -38,7 +38,11 @@ class Embedding(OpDef):
         return [np.take(table, ids, axis=0).astype(np.float32)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
 
@@ -52,11 +56,19 @@ class Linear(OpDef):
 
     def infer(self, x: TensorType, weight: TensorType, bias: TensorType | None) -> list[TensorType]:
         expect(weight.rank == 2, "linear weight must be [out, in]", got=weight)
-        expect(x.shape[-1] == weight.shape[1], "linear input features differ from weight [out, in]",
-               expected=weight.shape[1], got=x.shape[-1])
+        expect(
+            x.shape[-1] == weight.shape[1],
+            "linear input features differ from weight [out, in]",
+            expected=weight.shape[1],
+            got=x.shape[-1],
+        )
         if bias is not None:
-            expect(bias.shape == (weight.shape[0],), "linear bias must be [out]", expected=(weight.shape[0],),
-                   got=bias.shape)
+            expect(
+                bias.shape == (weight.shape[0],),
+                "linear bias must be [out]",
+                expected=(weight.shape[0],),
+                got=bias.shape,
+            )
         return [TensorType(x.dtype, (*x.shape[:-1], weight.shape[0]))]
 
     def ref(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> list[np.ndarray]:
@@ -64,15 +76,23 @@ class Linear(OpDef):
         return [y if bias is None else y + bias.astype(np.float32)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 2 * outs[0].numel(env) * int(given(ins, 1).concrete(env)[1])
 
 
 def _check_norm(op: str, x: TensorType, w: TensorType | None) -> None:
     if w is not None:
-        expect(w.shape == (x.shape[-1],), f"{op} weight must match the last dim", expected=(x.shape[-1],),
-               got=w.shape)
+        expect(
+            w.shape == (x.shape[-1],),
+            f"{op} weight must match the last dim",
+            expected=(x.shape[-1],),
+            got=w.shape,
+        )
 
 
 @register
@@ -87,23 +107,41 @@ class LayerNorm(OpDef):
     attrs = {"eps": Attr("float", 1e-5), "weight_offset": Attr("float", 0.0)}
 
     def infer(
-        self, x: TensorType, weight: TensorType, bias: TensorType | None, eps: float, weight_offset: float,
+        self,
+        x: TensorType,
+        weight: TensorType,
+        bias: TensorType | None,
+        eps: float,
+        weight_offset: float,
     ) -> list[TensorType]:
         _check_norm(self.name, x, weight)
         _check_norm(self.name, x, bias)
         return [x]
 
     def ref(
-        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, eps: float, weight_offset: float,
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        eps: float,
+        weight_offset: float,
     ) -> list[np.ndarray]:
         x = x.astype(np.float32)
         mean = x.mean(-1, keepdims=True)
         var = np.square(x - mean).mean(-1, keepdims=True)
-        y = (x - mean) / np.sqrt(var + np.float32(eps)) * (weight.astype(np.float32) + np.float32(weight_offset))
+        y = (
+            (x - mean)
+            / np.sqrt(var + np.float32(eps))
+            * (weight.astype(np.float32) + np.float32(weight_offset))
+        )
         return [y if bias is None else y + bias.astype(np.float32)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 8 * outs[0].numel(env)
 
@@ -116,16 +154,24 @@ class RmsNorm(OpDef):
     inputs = ("x", "weight")
     attrs = {"eps": Attr("float", 1e-6), "weight_offset": Attr("float", 0.0)}
 
-    def infer(self, x: TensorType, weight: TensorType, eps: float, weight_offset: float) -> list[TensorType]:
+    def infer(
+        self, x: TensorType, weight: TensorType, eps: float, weight_offset: float
+    ) -> list[TensorType]:
         _check_norm(self.name, x, weight)
         return [x]
 
-    def ref(self, x: np.ndarray, weight: np.ndarray, eps: float, weight_offset: float) -> list[np.ndarray]:
+    def ref(
+        self, x: np.ndarray, weight: np.ndarray, eps: float, weight_offset: float
+    ) -> list[np.ndarray]:
         x = x.astype(np.float32)
         rms = np.sqrt(np.square(x).mean(-1, keepdims=True) + np.float32(eps))
         return [x / rms * (weight.astype(np.float32) + np.float32(weight_offset))]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 5 * outs[0].numel(env)

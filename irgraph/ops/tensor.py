@@ -27,8 +27,18 @@ class Matmul(OpDef):
     inputs = ("a", "b")
 
     def infer(self, a: TensorType, b: TensorType) -> list[TensorType]:
-        expect(a.rank >= 2 and b.rank >= 2, "matmul needs rank >= 2", expected=">= 2", got=(a.rank, b.rank))
-        expect(a.shape[-1] == b.shape[-2], "matmul inner dims differ", expected=a.shape[-1], got=b.shape[-2])
+        expect(
+            a.rank >= 2 and b.rank >= 2,
+            "matmul needs rank >= 2",
+            expected=">= 2",
+            got=(a.rank, b.rank),
+        )
+        expect(
+            a.shape[-1] == b.shape[-2],
+            "matmul inner dims differ",
+            expected=a.shape[-1],
+            got=b.shape[-2],
+        )
         batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
         return [TensorType(a.dtype, (*batch, a.shape[-2], b.shape[-1]))]
 
@@ -36,7 +46,11 @@ class Matmul(OpDef):
         return [np.matmul(a.astype(np.float32), b.astype(np.float32))]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 2 * outs[0].numel(env) * int(given(ins, 0).concrete(env)[-1])
 
@@ -51,7 +65,12 @@ class Reshape(OpDef):
         out: list[Dim] = []
         for i, d in enumerate(shape):
             if d == 0:
-                expect(i < x.rank, "reshape 0 refers past the input rank", expected=f"< {x.rank}", got=i)
+                expect(
+                    i < x.rank,
+                    "reshape 0 refers past the input rank",
+                    expected=f"< {x.rank}",
+                    got=i,
+                )
                 out.append(x.shape[i])
             else:
                 out.append(d)
@@ -59,8 +78,12 @@ class Reshape(OpDef):
             known = [d for d in out if d != -1]
             expect(out.count(-1) == 1, "reshape allows one -1", got=list(shape))
             out[out.index(-1)] = _divide(x.shape, known)
-        expect(_same_numel(x.shape, out), "reshape changes the element count",
-               expected=_fmt(x.shape), got=_fmt(out))
+        expect(
+            _same_numel(x.shape, out),
+            "reshape changes the element count",
+            expected=_fmt(x.shape),
+            got=_fmt(out),
+        )
         return [x.with_shape(tuple(out))]
 
     def ref(self, x: np.ndarray, shape: tuple[int, ...]) -> list[np.ndarray]:
@@ -68,7 +91,11 @@ class Reshape(OpDef):
         return [x.reshape(target)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
 
@@ -97,8 +124,12 @@ def _divide(total: Any, known: list[Dim]) -> Dim:
     nt, st = _split_numel(total)
     nk, sk = _split_numel(known)
     rest = [s for s in st if str(s) not in {str(k) for k in sk}]
-    expect(len(rest) <= 1 and nk != 0 and nt % nk == 0, "cannot infer the -1 of reshape",
-           expected="a whole number of elements", got=f"{_fmt(total)} / {_fmt(known)}")
+    expect(
+        len(rest) <= 1 and nk != 0 and nt % nk == 0,
+        "cannot infer the -1 of reshape",
+        expected="a whole number of elements",
+        got=f"{_fmt(total)} / {_fmt(known)}",
+    )
     if rest:
         expect(nt // nk == 1, "cannot infer a -1 that multiplies a symbolic dim", got=_fmt(total))
         return rest[0]
@@ -112,15 +143,23 @@ class Transpose(OpDef):
     attrs = {"perm": Attr("ints")}
 
     def infer(self, x: TensorType, perm: tuple[int, ...]) -> list[TensorType]:
-        expect(sorted(perm) == list(range(x.rank)), "transpose perm is not a permutation of the axes",
-               expected=list(range(x.rank)), got=list(perm))
+        expect(
+            sorted(perm) == list(range(x.rank)),
+            "transpose perm is not a permutation of the axes",
+            expected=list(range(x.rank)),
+            got=list(perm),
+        )
         return [x.with_shape(tuple(x.shape[p] for p in perm))]
 
     def ref(self, x: np.ndarray, perm: tuple[int, ...]) -> list[np.ndarray]:
         return [np.ascontiguousarray(np.transpose(x, perm))]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
 
@@ -136,8 +175,12 @@ class Concat(OpDef):
         ax = norm_axis(axis, first.rank)
         total: Dim = 0
         for x in xs:
-            expect(x.dtype == first.dtype and x.rank == first.rank, "concat operands differ",
-                   expected=first, got=x)
+            expect(
+                x.dtype == first.dtype and x.rank == first.rank,
+                "concat operands differ",
+                expected=first,
+                got=x,
+            )
             for i, (d0, d) in enumerate(zip(first.shape, x.shape)):
                 expect(i == ax or d0 == d, f"concat operands differ in dim {i}", expected=d0, got=d)
             total = add_dims(total, x.shape[ax])
@@ -149,7 +192,11 @@ class Concat(OpDef):
         return [np.concatenate(xs, axis=axis)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
 
@@ -165,14 +212,25 @@ class Split(OpDef):
 
     def infer(self, x: TensorType, axis: int, sizes: tuple[int, ...]) -> list[TensorType]:
         ax = norm_axis(axis, x.rank)
-        expect(x.shape[ax] == sum(sizes), "split sizes do not add up to the dim", expected=x.shape[ax], got=sum(sizes))
-        return [x.with_shape(tuple(s if i == ax else d for i, d in enumerate(x.shape))) for s in sizes]
+        expect(
+            x.shape[ax] == sum(sizes),
+            "split sizes do not add up to the dim",
+            expected=x.shape[ax],
+            got=sum(sizes),
+        )
+        return [
+            x.with_shape(tuple(s if i == ax else d for i, d in enumerate(x.shape))) for s in sizes
+        ]
 
     def ref(self, x: np.ndarray, axis: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
         return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
 
@@ -183,7 +241,12 @@ class Slice(OpDef):
 
     name = "slice"
     inputs = ("x",)
-    attrs = {"axis": Attr("int"), "start": Attr("int"), "end": Attr("int", BIG), "step": Attr("int", 1)}
+    attrs = {
+        "axis": Attr("int"),
+        "start": Attr("int"),
+        "end": Attr("int", BIG),
+        "step": Attr("int", 1),
+    }
 
     def infer(self, x: TensorType, axis: int, start: int, end: int, step: int) -> list[TensorType]:
         ax = norm_axis(axis, x.rank)
@@ -198,7 +261,11 @@ class Slice(OpDef):
             n = -start  # the last -start elements; the verifier trusts the dim is long enough
         else:
             n = -1
-            expect(False, "slice of a symbolic dim must be [0:] or [-k:]", got=f"{d}[{start}:{end}:{step}]")
+            expect(
+                False,
+                "slice of a symbolic dim must be [0:] or [-k:]",
+                got=f"{d}[{start}:{end}:{step}]",
+            )
         shape = list(x.shape)
         shape[ax] = n
         return [x.with_shape(tuple(shape))]
@@ -209,11 +276,13 @@ class Slice(OpDef):
         return [x[tuple(index)]]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
-
-
 
 
 @register
@@ -226,14 +295,22 @@ class Gather(OpDef):
 
     def infer(self, data: TensorType, indices: TensorType, axis: int) -> list[TensorType]:
         ax = norm_axis(axis, data.rank)
-        expect(indices.dtype in (DType.i64, DType.i32), "gather indices must be integers", got=indices.dtype)
-        return [data.with_shape((*data.shape[:ax], *indices.shape, *data.shape[ax + 1:]))]
+        expect(
+            indices.dtype in (DType.i64, DType.i32),
+            "gather indices must be integers",
+            got=indices.dtype,
+        )
+        return [data.with_shape((*data.shape[:ax], *indices.shape, *data.shape[ax + 1 :]))]
 
     def ref(self, data: np.ndarray, indices: np.ndarray, axis: int) -> list[np.ndarray]:
         return [np.take(data, indices, axis=axis)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 0
 
@@ -279,7 +356,11 @@ class Softmax(OpDef):
         return [softmax_np(x.astype(np.float32), axis)]
 
     def flops(
-        self, ins: Sequence[TensorType | None], outs: Sequence[TensorType], env: Mapping[str, int], **attrs: Any
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
     ) -> int:
         return 5 * outs[0].numel(env)
 
@@ -298,11 +379,19 @@ def _reduce(op_name: str, fn: Any) -> None:
 
         def infer(self, x: TensorType, axes: tuple[int, ...], keepdims: bool) -> list[TensorType]:
             axs = {norm_axis(a, x.rank) for a in axes}
-            shape = [1 if i in axs else d for i, d in enumerate(x.shape) if keepdims or i not in axs]
+            shape = [
+                1 if i in axs else d for i, d in enumerate(x.shape) if keepdims or i not in axs
+            ]
             return [x.with_shape(tuple(shape))]
 
         def ref(self, x: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> list[np.ndarray]:
-            return [fn(x.astype(np.float32) if x.dtype.kind == "f" else x, axis=tuple(axes), keepdims=keepdims)]
+            return [
+                fn(
+                    x.astype(np.float32) if x.dtype.kind == "f" else x,
+                    axis=tuple(axes),
+                    keepdims=keepdims,
+                )
+            ]
 
     Reduce.__name__ = Reduce.__qualname__ = op_name
     register(Reduce)

@@ -21,9 +21,15 @@ from irgraph.model_zoo.config import Arch, Block, ModelConfig, NormPlacement
 
 
 def graph_meta(config: ModelConfig) -> dict:
-    meta = {"model": config.name, "arch": config.arch.value, "vocab_size": config.vocab_size,
-            "bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
-            "pad_token_id": config.pad_token_id, "max_position": config.max_position}
+    meta = {
+        "model": config.name,
+        "arch": config.arch.value,
+        "vocab_size": config.vocab_size,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.eos_token_id,
+        "pad_token_id": config.pad_token_id,
+        "max_position": config.max_position,
+    }
     if config.arch is Arch.ENCODER_DECODER:
         meta["decoder_start_token_id"] = config.decoder_start_token_id
     return meta
@@ -34,26 +40,52 @@ def check_buildable(config: ModelConfig) -> None:
     enc_dec, mla = config.arch is Arch.ENCODER_DECODER, config.mla is not None
     rules = (  # (unsupported?, field, why)
         (enc_dec and mla, "mla", "latent attention is built for decoder-only stacks"),
-        (enc_dec and config.query_layer, "query_layer", "the query layer tops a decoder-only stack"),
+        (
+            enc_dec and config.query_layer,
+            "query_layer",
+            "the query layer tops a decoder-only stack",
+        ),
         (enc_dec and config.embedding_norm, "embedding_norm", "built for decoder-only stacks"),
-        (mla and config.arch is Arch.PREFIX_LM, "arch", "latent attention has no bidirectional prefix"),
+        (
+            mla and config.arch is Arch.PREFIX_LM,
+            "arch",
+            "latent attention has no bidirectional prefix",
+        ),
         (mla and config.sliding_window > 0, "sliding_window", "latent attention has no window"),
         (mla and config.attn_softcap > 0, "attn_softcap", "latent attention has no softcap"),
-        (config.block is not Block.SEQUENTIAL and config.norm_placement is not NormPlacement.PRE, "norm_placement",
-         f"{config.block.value} blocks are pre-norm"),
-        (config.moe is not None and config.moe.residual_dense and (
-            config.block is not Block.SEQUENTIAL or config.norm_placement is not NormPlacement.PRE), "moe",
-         "moe.residual_dense (Arctic) is defined for sequential pre-norm blocks"),
+        (
+            config.block is not Block.SEQUENTIAL and config.norm_placement is not NormPlacement.PRE,
+            "norm_placement",
+            f"{config.block.value} blocks are pre-norm",
+        ),
+        (
+            config.moe is not None
+            and config.moe.residual_dense
+            and (
+                config.block is not Block.SEQUENTIAL
+                or config.norm_placement is not NormPlacement.PRE
+            ),
+            "moe",
+            "moe.residual_dense (Arctic) is defined for sequential pre-norm blocks",
+        ),
     )
     for unsupported, key, why in rules:
         if unsupported:
-            raise ConfigError(f"unsupported combination: {why}", got=getattr(config, key), where=f"{config.name}: {key}")
+            raise ConfigError(
+                f"unsupported combination: {why}",
+                got=getattr(config, key),
+                where=f"{config.name}: {key}",
+            )
 
 
-def build_graph(config: ModelConfig, *, weights: Literal["random"] | None = "random", seed: int = 0) -> Graph:
+def build_graph(
+    config: ModelConfig, *, weights: Literal["random"] | None = "random", seed: int = 0
+) -> Graph:
     """The graph of `config`; weights seeded-random, or None for a structure-only graph."""
     if weights not in ("random", None):
-        raise ConfigError("unknown weights mode", expected="'random' | None", got=weights, where=config.name)
+        raise ConfigError(
+            "unknown weights mode", expected="'random' | None", got=weights, where=config.name
+        )
     config.validate()
     check_buildable(config)
     ctx = BuildContext(config, graph_meta(config))

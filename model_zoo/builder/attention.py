@@ -32,29 +32,56 @@ class AttnInputs:
 
 def rotary_attrs(rotary: RotaryConfig, head_dim: int) -> dict:
     rotary_dim = 0 if rotary.fraction >= 1 else int(head_dim * rotary.fraction) // 2 * 2
-    return dict(rotary_dim=rotary_dim, interleaved=rotary.interleaved, base=rotary.base,
-                scaling=rotary.scaling.value, factor=rotary.factor,
-                original_max_position=rotary.original_max_position, low_freq_factor=rotary.low_freq_factor,
-                high_freq_factor=rotary.high_freq_factor, beta_fast=rotary.beta_fast, beta_slow=rotary.beta_slow,
-                mscale=rotary.mscale, mscale_all_dim=rotary.mscale_all_dim)
+    return dict(
+        rotary_dim=rotary_dim,
+        interleaved=rotary.interleaved,
+        base=rotary.base,
+        scaling=rotary.scaling.value,
+        factor=rotary.factor,
+        original_max_position=rotary.original_max_position,
+        low_freq_factor=rotary.low_freq_factor,
+        high_freq_factor=rotary.high_freq_factor,
+        beta_fast=rotary.beta_fast,
+        beta_slow=rotary.beta_slow,
+        mscale=rotary.mscale,
+        mscale_all_dim=rotary.mscale_all_dim,
+    )
 
 
 def _cache(ctx: BuildContext, layer: int, kv_heads: int, head_dim: int) -> tuple[Value, Value]:
     shape = f"f32[batch, {kv_heads}, past, {head_dim}]"
-    return (ctx.b.input(f"past_key_values.{layer}.key", shape),
-            ctx.b.input(f"past_key_values.{layer}.value", shape))
+    return (
+        ctx.b.input(f"past_key_values.{layer}.key", shape),
+        ctx.b.input(f"past_key_values.{layer}.value", shape),
+    )
 
 
-def self_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: AttnInputs, *,
-                   hidden: int | None = None, heads: int | None = None, kv_heads: int | None = None,
-                   head_dim: int | None = None, query_source: Value | None = None) -> Value:
+def self_attention(
+    ctx: BuildContext,
+    h: Value,
+    prefix: str,
+    layer: int,
+    io: AttnInputs,
+    *,
+    hidden: int | None = None,
+    heads: int | None = None,
+    kv_heads: int | None = None,
+    head_dim: int | None = None,
+    query_source: Value | None = None,
+) -> Value:
     """Multi-head self-attention of h; `query_source` replaces h as the query input (PanGu-α)."""
     cfg, b = ctx.cfg, ctx.b
     hidden = hidden or cfg.hidden
     nh = heads or cfg.heads
     kv = kv_heads or cfg.n_kv_heads
     hd = head_dim or cfg.dim_per_head
-    q = ctx.linear(query_source if query_source is not None else h, f"{prefix}.q", nh * hd, hidden, cfg.qkv_bias)
+    q = ctx.linear(
+        query_source if query_source is not None else h,
+        f"{prefix}.q",
+        nh * hd,
+        hidden,
+        cfg.qkv_bias,
+    )
     k = ctx.linear(h, f"{prefix}.k", kv * hd, hidden, cfg.qkv_bias)
     v = ctx.linear(h, f"{prefix}.v", kv * hd, hidden, cfg.qkv_bias)
     q = b.reshape(q, shape=[0, 0, nh, hd], hint="q")  # (B, S, nh, hd)
@@ -66,8 +93,20 @@ def self_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: Att
         k = b.rotary(k, io.positions, hint="k_rot", **attrs)
     past_k, past_v = _cache(ctx, layer, kv, hd) if io.cached else (None, None)
     out, present_k, present_v = b.attention(
-        q, k, v, past_k, past_v, io.key_mask, io.bias, io.prefix_len, causal=io.causal,
-        window=cfg.sliding_window, scale=cfg.attn_scale, softcap=cfg.attn_softcap, hint="attn")
+        q,
+        k,
+        v,
+        past_k,
+        past_v,
+        io.key_mask,
+        io.bias,
+        io.prefix_len,
+        causal=io.causal,
+        window=cfg.sliding_window,
+        scale=cfg.attn_scale,
+        softcap=cfg.attn_softcap,
+        hint="attn",
+    )
     if io.cached:
         b.output(f"present.{layer}.key", present_k)
         b.output(f"present.{layer}.value", present_v)
@@ -95,30 +134,66 @@ def latent_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: A
     kv = ctx.linear(h, f"{prefix}.kv_a", mla.kv_rank + mla.rope_dim, cfg.hidden, cfg.qkv_bias)
     latent, k_rope = b.split(kv, axis=2, sizes=[mla.kv_rank, mla.rope_dim])
     latent = ctx.norm(latent, f"{prefix}.kv_a_norm", mla.kv_rank, Norm.RMS, eps)
-    k_rope = b.reshape(k_rope, shape=[0, 0, 1, mla.rope_dim])  # (B, S, 1, rope): one key part for all heads
+    k_rope = b.reshape(
+        k_rope, shape=[0, 0, 1, mla.rope_dim]
+    )  # (B, S, 1, rope): one key part for all heads
     k_rope = b.rotary(k_rope, io.positions, **attrs)
-    kv_b = ctx.param(f"{prefix}.kv_b.weight", (nh * (mla.nope_dim + mla.v_dim), mla.kv_rank),
-                     1 / math.sqrt(mla.kv_rank))
-    past = ctx.b.input(f"past_key_values.{layer}.latent", f"f32[batch, past, {mla.kv_rank + mla.rope_dim}]")
+    kv_b = ctx.param(
+        f"{prefix}.kv_b.weight",
+        (nh * (mla.nope_dim + mla.v_dim), mla.kv_rank),
+        1 / math.sqrt(mla.kv_rank),
+    )
+    past = ctx.b.input(
+        f"past_key_values.{layer}.latent", f"f32[batch, past, {mla.kv_rank + mla.rope_dim}]"
+    )
     scale = cfg.attn_scale or 1 / math.sqrt(dq)
     if rotary.scaling is RopeScaling.YARN and rotary.mscale_all_dim:
         # DeepSeek-v2 raises the softmax temperature with YaRN: scale · mscale(factor, mscale_all_dim)².
         scale *= yarn_mscale(rotary.factor, rotary.mscale_all_dim) ** 2
-    out, present = b.latent_attention(q, latent, k_rope, kv_b, past, io.key_mask, nope_dim=mla.nope_dim,
-                                      v_dim=mla.v_dim, scale=scale, causal=io.causal, hint="attn")
+    out, present = b.latent_attention(
+        q,
+        latent,
+        k_rope,
+        kv_b,
+        past,
+        io.key_mask,
+        nope_dim=mla.nope_dim,
+        v_dim=mla.v_dim,
+        scale=scale,
+        causal=io.causal,
+        hint="attn",
+    )
     b.output(f"present.{layer}.latent", present)
     out = b.reshape(out, shape=[0, 0, nh * mla.v_dim])  # (B, S, nh·v_dim)
     return ctx.linear(out, f"{prefix}.o", cfg.hidden, nh * mla.v_dim, cfg.out_bias, hint="attn_out")
 
 
-def cross_attention(ctx: BuildContext, h: Value, memory: Value, memory_mask: Value, prefix: str) -> Value:
+def cross_attention(
+    ctx: BuildContext, h: Value, memory: Value, memory_mask: Value, prefix: str
+) -> Value:
     """Decoder queries over the encoder output (no cache: K/V are recomputed from `memory`)."""
     cfg, b = ctx.cfg, ctx.b
     nh, kv, hd = cfg.heads, cfg.n_kv_heads, cfg.dim_per_head
-    q = b.reshape(ctx.linear(h, f"{prefix}.q", nh * hd, cfg.hidden, cfg.qkv_bias), shape=[0, 0, nh, hd])
-    k = b.reshape(ctx.linear(memory, f"{prefix}.k", kv * hd, cfg.hidden, cfg.qkv_bias), shape=[0, 0, kv, hd])
-    v = b.reshape(ctx.linear(memory, f"{prefix}.v", kv * hd, cfg.hidden, cfg.qkv_bias), shape=[0, 0, kv, hd])
-    out, _, _ = b.attention(q, k, v, None, None, memory_mask, causal=False, scale=cfg.attn_scale,
-                            softcap=cfg.attn_softcap, hint="cross")
+    q = b.reshape(
+        ctx.linear(h, f"{prefix}.q", nh * hd, cfg.hidden, cfg.qkv_bias), shape=[0, 0, nh, hd]
+    )
+    k = b.reshape(
+        ctx.linear(memory, f"{prefix}.k", kv * hd, cfg.hidden, cfg.qkv_bias), shape=[0, 0, kv, hd]
+    )
+    v = b.reshape(
+        ctx.linear(memory, f"{prefix}.v", kv * hd, cfg.hidden, cfg.qkv_bias), shape=[0, 0, kv, hd]
+    )
+    out, _, _ = b.attention(
+        q,
+        k,
+        v,
+        None,
+        None,
+        memory_mask,
+        causal=False,
+        scale=cfg.attn_scale,
+        softcap=cfg.attn_softcap,
+        hint="cross",
+    )
     out = b.reshape(out, shape=[0, 0, nh * hd])  # (B, S, nh·hd)
     return ctx.linear(out, f"{prefix}.o", cfg.hidden, nh * hd, cfg.out_bias, hint="cross_out")

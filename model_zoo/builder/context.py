@@ -39,13 +39,21 @@ class BuildContext:
         self.inits[name] = Init(tuple(int(d) for d in shape), std, mean)
         return self.b.param(name, f"f32[{', '.join(map(str, shape))}]")
 
-    def linear(self, x: Value, name: str, out: int, inp: int, bias: bool, hint: str | None = None) -> Value:
+    def linear(
+        self, x: Value, name: str, out: int, inp: int, bias: bool, hint: str | None = None
+    ) -> Value:
         w = self.param(f"{name}.weight", (out, inp), 1 / math.sqrt(inp))
         b = self.param(f"{name}.bias", (out,), 0.02) if bias else None
         return self.b.linear(x, w, b, hint=hint)
 
-    def norm(self, x: Value, name: str, width: int | None = None, kind: Norm | None = None,
-             eps: float | None = None) -> Value:
+    def norm(
+        self,
+        x: Value,
+        name: str,
+        width: int | None = None,
+        kind: Norm | None = None,
+        eps: float | None = None,
+    ) -> Value:
         """The config's norm (rms or layer, eps, weight offset, bias) over the last dim."""
         cfg = self.cfg
         width = width or cfg.hidden
@@ -71,5 +79,7 @@ class BuildContext:
             arrays = {}
             for name, init in self.inits.items():
                 rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-                arrays[name] = (init.mean + init.std * rng.standard_normal(init.shape)).astype(np.float32)
+                arrays[name] = (init.mean + init.std * rng.standard_normal(init.shape)).astype(
+                    np.float32
+                )
         return self.b.build(arrays)

@@ -9,8 +9,16 @@ from irgraph.model_zoo.builder.context import BuildContext
 from irgraph.model_zoo.config import MoeConfig
 
 
-def dense_mlp(ctx: BuildContext, h: Value, prefix: str, *, width: int | None = None, hidden: int | None = None,
-              gated: bool | None = None, bias: bool | None = None) -> Value:
+def dense_mlp(
+    ctx: BuildContext,
+    h: Value,
+    prefix: str,
+    *,
+    width: int | None = None,
+    hidden: int | None = None,
+    gated: bool | None = None,
+    bias: bool | None = None,
+) -> Value:
     """down(act(gate(h)) · up(h)) when gated, else down(act(up(h)))."""
     cfg = ctx.cfg
     width = width or cfg.ffn
@@ -38,20 +46,39 @@ def moe_mlp(ctx: BuildContext, h: Value, prefix: str) -> Value:
     gated = cfg.gated_mlp if moe.gated is None else moe.gated
     e, f, d = moe.num_experts, moe.expert_ffn, h.type.shape[-1]
     router = ctx.param(f"{prefix}.moe.router.weight", (e, d), 1 / math.sqrt(d))
-    weights, indices = b.moe_router(h, router, top_k=moe.top_k, scoring=moe.scoring, normalize=moe.normalize,
-                                    n_group=moe.n_group, topk_group=moe.topk_group, scaling=moe.scaling)
+    weights, indices = b.moe_router(
+        h,
+        router,
+        top_k=moe.top_k,
+        scoring=moe.scoring,
+        normalize=moe.normalize,
+        n_group=moe.n_group,
+        topk_group=moe.topk_group,
+        scaling=moe.scaling,
+    )
     up = ctx.param(f"{prefix}.moe.experts.up", (e, f, d), 1 / math.sqrt(d))
     down = ctx.param(f"{prefix}.moe.experts.down", (e, d, f), 1 / math.sqrt(f))
     gate = ctx.param(f"{prefix}.moe.experts.gate", (e, f, d), 1 / math.sqrt(d)) if gated else None
-    out = b.moe_experts(h, weights, indices, up, down, gate, act=cfg.activation.value, hint="moe_out")
+    out = b.moe_experts(
+        h, weights, indices, up, down, gate, act=cfg.activation.value, hint="moe_out"
+    )
     if moe.shared_experts:
-        shared = dense_mlp(ctx, h, f"{prefix}.moe.shared", width=moe.shared_experts * f, hidden=d, gated=gated,
-                           bias=False)
+        shared = dense_mlp(
+            ctx,
+            h,
+            f"{prefix}.moe.shared",
+            width=moe.shared_experts * f,
+            hidden=d,
+            gated=gated,
+            bias=False,
+        )
         out = b.add(out, shared, hint="moe_out")
     return out
 
 
-def mlp(ctx: BuildContext, h: Value, layer: int, stack: str = "layers", width: int | None = None) -> Value:
+def mlp(
+    ctx: BuildContext, h: Value, layer: int, stack: str = "layers", width: int | None = None
+) -> Value:
     """The MLP of layer `layer` of `stack`: MoE where the config routes, dense elsewhere."""
     prefix = f"{stack}.{layer}"
     if is_moe_layer(ctx.cfg.moe, layer):

@@ -40,19 +40,29 @@ def residual(ctx: BuildContext, x: Value, norm_name: str, f: Sublayer) -> Value:
     return b.add(x, ctx.norm(f(ctx.norm(x, norm_name, width)), post_name, width), hint="x")
 
 
-def feeds(ctx: BuildContext, layer: int, stack: str = "layers",
-          width: int | None = None) -> tuple[Sublayer, Sublayer | None]:
+def feeds(
+    ctx: BuildContext, layer: int, stack: str = "layers", width: int | None = None
+) -> tuple[Sublayer, Sublayer | None]:
     """Layer `layer`'s MLP branch, and the routed MLP that runs beside attention where the config
     has Arctic's dense+MoE residual layout (else None)."""
     cfg, prefix = ctx.cfg, f"{stack}.{layer}"
     if cfg.moe is None or not cfg.moe.residual_dense or not is_moe_layer(cfg.moe, layer):
         return (lambda h: mlp(ctx, h, layer, stack, width)), None
-    return ((lambda h: dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=h.type.shape[-1])),
-            (lambda h: moe_mlp(ctx, h, prefix)))
+    return (
+        (lambda h: dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=h.type.shape[-1])),
+        (lambda h: moe_mlp(ctx, h, prefix)),
+    )
 
 
-def block(ctx: BuildContext, x: Value, prefix: str, attend: Sublayer, feed: Sublayer,
-          cross: Sublayer | None = None, beside: Sublayer | None = None) -> Value:
+def block(
+    ctx: BuildContext,
+    x: Value,
+    prefix: str,
+    attend: Sublayer,
+    feed: Sublayer,
+    cross: Sublayer | None = None,
+    beside: Sublayer | None = None,
+) -> Value:
     """One transformer layer: attention (+ cross-attention) and MLP around the residual stream;
     `beside` is a routed MLP reading the layer input in parallel with attention (Arctic)."""
     b, width = ctx.b, x.type.shape[-1]
@@ -78,27 +88,40 @@ def block(ctx: BuildContext, x: Value, prefix: str, attend: Sublayer, feed: Subl
     return residual(ctx, x, f"{prefix}.mlp_norm", feed)
 
 
-def embed(ctx: BuildContext, ids: Value, positions: Value | None, table: str, pos_table: str, width: int) -> Value:
+def embed(
+    ctx: BuildContext, ids: Value, positions: Value | None, table: str, pos_table: str, width: int
+) -> Value:
     cfg, b = ctx.cfg, ctx.b
     # Encoder and decoder of a same-width encoder-decoder share one token table (T5).
-    weight = b.graph.params.get(table) or ctx.param(table, (cfg.vocab_size, width), width ** -0.5)
+    weight = b.graph.params.get(table) or ctx.param(table, (cfg.vocab_size, width), width**-0.5)
     x = b.embedding(ids, weight, hint="x")
     if cfg.embedding_scale != 1.0:
         x = b.scale(x, factor=cfg.embedding_scale, hint="x")
     if cfg.position is Position.LEARNED:
-        x = b.add(x, b.embedding(positions, ctx.param(pos_table, (cfg.max_position, width), 0.1)), hint="x")
+        x = b.add(
+            x,
+            b.embedding(positions, ctx.param(pos_table, (cfg.max_position, width), 0.1)),
+            hint="x",
+        )
     return x
 
 
-def position_bias(ctx: BuildContext, x: Value, key_mask: Value, table: str, bidirectional: bool,
-                  heads: int) -> Value | None:
+def position_bias(
+    ctx: BuildContext, x: Value, key_mask: Value, table: str, bidirectional: bool, heads: int
+) -> Value | None:
     cfg, b = ctx.cfg, ctx.b
     if cfg.position is Position.ALIBI:
         return b.alibi(key_mask, num_heads=heads, hint="alibi")
     if cfg.position is Position.RELATIVE:
         weight = ctx.param(table, (cfg.relative_buckets, heads), 0.5)
-        return b.relative_position_bias(x, key_mask, weight, bidirectional=bidirectional,
-                                        max_distance=cfg.relative_max_distance, hint="rel_bias")
+        return b.relative_position_bias(
+            x,
+            key_mask,
+            weight,
+            bidirectional=bidirectional,
+            max_distance=cfg.relative_max_distance,
+            hint="rel_bias",
+        )
     return None
 
 
@@ -106,8 +129,11 @@ def lm_head(ctx: BuildContext, x: Value, final_norm: bool = True) -> None:
     cfg, b = ctx.cfg, ctx.b
     if cfg.final_norm and final_norm:
         x = ctx.norm(x, "norm")
-    weight = (ctx.b.graph.params["embed.weight"] if cfg.tied_embeddings
-              else ctx.param("lm_head.weight", (cfg.vocab_size, cfg.hidden), cfg.hidden ** -0.5))
+    weight = (
+        ctx.b.graph.params["embed.weight"]
+        if cfg.tied_embeddings
+        else ctx.param("lm_head.weight", (cfg.vocab_size, cfg.hidden), cfg.hidden**-0.5)
+    )
     bias = ctx.param("lm_head.bias", (cfg.vocab_size,), 0.02) if cfg.lm_head_bias else None
     logits = b.linear(x, weight, bias, hint="logits")
     if cfg.logit_scale != 1.0:
@@ -148,10 +174,16 @@ def build_decoder_only(ctx: BuildContext) -> None:
 def query_layer(ctx: BuildContext, x: Value, io: AttnInputs) -> Value:
     """PanGu-α's top layer (survey Eq. 3): attention whose query is a learned embedding of the position."""
     cfg, b = ctx.cfg, ctx.b
-    query = b.embedding(io.positions, ctx.param("query_layer.embed.weight", (cfg.max_position, cfg.hidden), 0.1))
+    query = b.embedding(
+        io.positions, ctx.param("query_layer.embed.weight", (cfg.max_position, cfg.hidden), 0.1)
+    )
     h = ctx.norm(x, "query_layer.attn_norm")
-    x = b.add(x, self_attention(ctx, h, "query_layer.attn", cfg.layers, io, query_source=query), hint="x")
-    return b.add(x, dense_mlp(ctx, ctx.norm(x, "query_layer.mlp_norm"), "query_layer.mlp"), hint="x")
+    x = b.add(
+        x, self_attention(ctx, h, "query_layer.attn", cfg.layers, io, query_source=query), hint="x"
+    )
+    return b.add(
+        x, dense_mlp(ctx, ctx.norm(x, "query_layer.mlp_norm"), "query_layer.mlp"), hint="x"
+    )
 
 
 def build_encoder_decoder(ctx: BuildContext) -> None:
@@ -161,8 +193,11 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
     dec_ids = b.input("decoder_input_ids", "i64[batch, seq]")
     positions = b.input("position_ids", "i64[batch, seq]")
     mask = b.input("attention_mask", "i64[batch, past+seq]")
-    enc_pos = (b.input("encoder_position_ids", "i64[batch, enc_seq]")
-               if cfg.position in (Position.LEARNED, Position.ROTARY) else positions)
+    enc_pos = (
+        b.input("encoder_position_ids", "i64[batch, enc_seq]")
+        if cfg.position in (Position.LEARNED, Position.ROTARY)
+        else positions
+    )
 
     # Encoder: bidirectional, no cache; it may be narrower than the decoder (CodeT5+).
     width = cfg.encoder_hidden or cfg.hidden
@@ -177,8 +212,17 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
         prefix = f"encoder.layers.{i}"
 
         def attend(h: Value, prefix: str = prefix) -> Value:
-            return self_attention(ctx, h, f"{prefix}.attn", -1, enc_io, hidden=width, heads=heads,
-                                  kv_heads=kv_heads, head_dim=head_dim)
+            return self_attention(
+                ctx,
+                h,
+                f"{prefix}.attn",
+                -1,
+                enc_io,
+                hidden=width,
+                heads=heads,
+                kv_heads=kv_heads,
+                head_dim=head_dim,
+            )
 
         feed, beside = feeds(ctx, i, "encoder.layers", cfg.encoder_ffn or None)
         e = block(ctx, e, prefix, attend, feed, beside=beside)

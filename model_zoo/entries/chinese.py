@@ -24,9 +24,11 @@ _TITAN = survey("ERNIE 3.0 Titan (260B)")
 _YUAN = survey("Yuan 1.0 (245B)")
 _GLM = survey("GLM (130B)")
 
-_PANGU_CODE = ("mindspore-ai/mindspore model_zoo/official/nlp/pangu1/src/pangu1.py (PanGu1_Model): num_layers - 1 "
-               "pre-LN blocks, final LayerNorm, then the top query layer whose query is a learned position "
-               "embedding (top_query_embedding); dense layers with bias; GELU; logits from the word embedding")
+_PANGU_CODE = (
+    "mindspore-ai/mindspore model_zoo/official/nlp/pangu1/src/pangu1.py (PanGu1_Model): num_layers - 1 "
+    "pre-LN blocks, final LayerNorm, then the top query layer whose query is a learned position "
+    "embedding (top_query_embedding); dense layers with bias; GELU; logits from the word embedding"
+)
 
 # PanGu-α (Zeng et al. 2021): GPT-like pre-LN decoder with learned positions and a final
 # "query layer" whose attention query is the next position's learned embedding (survey Eq. 3).
@@ -44,43 +46,90 @@ _PANGU_FAMILY = dict(
 PANGU_ALPHA = ZooEntry(
     name="pangu-alpha",
     aliases=("pangu-α", "pangu-alpha-200b"),
-    config=ModelConfig(name="pangu-alpha", vocab_size=40000, hidden=16384, layers=63, heads=128, ffn=65536,
-                       **_PANGU_FAMILY),
+    config=ModelConfig(
+        name="pangu-alpha",
+        vocab_size=40000,
+        hidden=16384,
+        layers=63,
+        heads=128,
+        ffn=65536,
+        **_PANGU_FAMILY,
+    ),
     published_params=207_000_000_000,
     survey_params=survey_params(_PANGU_A.size),
     survey=_PANGU_A,
     claims=("causal decoder", "query layer", "layer norm", "40k BPE"),
     sources={
-        **cite("Zeng et al. 2021 (PanGu-α) Table 1: 200B model = 64 layers (the last is the query layer), "
-               "hidden 16384, FFN 65536, 128 heads; 207.0B parameters", "layers", "hidden", "ffn", "heads",
-               "published_params"),
-        **cite("PanGu-α: 40,000-token BPE vocabulary; 1024-token sequences", "vocab_size", "max_position"),
-        **cite(_PANGU_CODE, "query_layer", "norm_placement", "activation", "qkv_bias", "tied_embeddings",
-               "position"),
+        **cite(
+            "Zeng et al. 2021 (PanGu-α) Table 1: 200B model = 64 layers (the last is the query layer), "
+            "hidden 16384, FFN 65536, 128 heads; 207.0B parameters",
+            "layers",
+            "hidden",
+            "ffn",
+            "heads",
+            "published_params",
+        ),
+        **cite(
+            "PanGu-α: 40,000-token BPE vocabulary; 1024-token sequences",
+            "vocab_size",
+            "max_position",
+        ),
+        **cite(
+            _PANGU_CODE,
+            "query_layer",
+            "norm_placement",
+            "activation",
+            "qkv_bias",
+            "tied_embeddings",
+            "position",
+        ),
     },
-    notes=("The paper's 64 layers count the query layer: 63 ordinary blocks + 1 query layer (the released "
-           "code builds num_layers - 1 blocks).",
-           "PE and activation are blank in the survey: learned positions and GELU from the released code."),
+    notes=(
+        "The paper's 64 layers count the query layer: 63 ordinary blocks + 1 query layer (the released "
+        "code builds num_layers - 1 blocks).",
+        "PE and activation are blank in the survey: learned positions and GELU from the released code.",
+    ),
 )
 
 PANGU_SIGMA = ZooEntry(
     name="pangu-sigma",
     aliases=("pangu-σ", "pangu-sigma-1085b"),
     config=ModelConfig(
-        name="pangu-sigma", vocab_size=40000, hidden=5120, layers=39, heads=40, ffn=20480,
+        name="pangu-sigma",
+        vocab_size=40000,
+        hidden=5120,
+        layers=39,
+        heads=40,
+        ffn=20480,
         **{**_PANGU_FAMILY, "activation": Activation.FAST_GELU},
         moe=MoeConfig(num_experts=640, top_k=1, expert_ffn=20480, first_dense=31, normalize=False),
     ),
     published_params=1_085_000_000_000,
     survey_params=survey_params(_PANGU_S.size),
     survey=_PANGU_S,
-    claims=("causal decoder", "random routed experts (RRE)", "fused layer norm", "FastGeLU", "extends PanGu-α"),
+    claims=(
+        "causal decoder",
+        "random routed experts (RRE)",
+        "fused layer norm",
+        "FastGeLU",
+        "extends PanGu-α",
+    ),
     sources={
-        **cite("Ren et al. 2023 (PanGu-Σ): inherits PanGu-α 13B (40 layers incl. the query layer, "
-               "hidden 5120, 40 heads, FFN 20480); survey Table 5 agrees (40 / 40 / 5120)", "layers", "hidden",
-               "heads", "ffn", "query_layer"),
-        **cite("Ren et al. 2023 Sec. 3: bottom layers shared and dense, top layers Random Routed Experts; "
-               "1.085T parameters", "moe", "published_params"),
+        **cite(
+            "Ren et al. 2023 (PanGu-Σ): inherits PanGu-α 13B (40 layers incl. the query layer, "
+            "hidden 5120, 40 heads, FFN 20480); survey Table 5 agrees (40 / 40 / 5120)",
+            "layers",
+            "hidden",
+            "heads",
+            "ffn",
+            "query_layer",
+        ),
+        **cite(
+            "Ren et al. 2023 Sec. 3: bottom layers shared and dense, top layers Random Routed Experts; "
+            "1.085T parameters",
+            "moe",
+            "published_params",
+        ),
         **cite("Survey Table 5 (FastGeLU, MindSpore's x*sigmoid(1.702x))", "activation"),
         **cite("Not published for Σ: PanGu-α's 40,000-token vocabulary (our choice)", "vocab_size"),
     },
@@ -121,15 +170,37 @@ CPM_2 = ZooEntry(
     published_params=198_000_000_000,
     survey_params=survey_params(_CPM2.size),
     survey=_CPM2,
-    claims=("encoder-decoder", "span corruption", "MoE", "pre-RMS norm", "relative positions", "ReLU"),
+    claims=(
+        "encoder-decoder",
+        "span corruption",
+        "MoE",
+        "pre-RMS norm",
+        "relative positions",
+        "ReLU",
+    ),
     sources={
-        **cite("Zhang et al. 2021 (CPM-2) model-size table: CPM-2 = 24 + 24 layers, d_model 4096, d_ff 10240, 64 heads, "
-               "vocabulary 26,240; CPM-2-MoE = 198B with 32 experts (head size 4096 / 64 = 64)", "layers",
-               "encoder_layers", "hidden", "ffn", "heads", "head_dim", "vocab_size", "published_params"),
-        **cite("CPM-2: T5/mT5-style encoder-decoder (pre-RMS, relative positions)", "norm", "position"),
-        **cite("Closed detail, our choice: Switch-style top-1 routing in every FFN of both stacks; gated "
-               "(mT5 GeGLU) FFN because the dense 11B count needs three matrices per FFN", "moe", "activation",
-               "gated_mlp"),
+        **cite(
+            "Zhang et al. 2021 (CPM-2) model-size table: CPM-2 = 24 + 24 layers, d_model 4096, d_ff 10240, 64 heads, "
+            "vocabulary 26,240; CPM-2-MoE = 198B with 32 experts (head size 4096 / 64 = 64)",
+            "layers",
+            "encoder_layers",
+            "hidden",
+            "ffn",
+            "heads",
+            "head_dim",
+            "vocab_size",
+            "published_params",
+        ),
+        **cite(
+            "CPM-2: T5/mT5-style encoder-decoder (pre-RMS, relative positions)", "norm", "position"
+        ),
+        **cite(
+            "Closed detail, our choice: Switch-style top-1 routing in every FFN of both stacks; gated "
+            "(mT5 GeGLU) FFN because the dense 11B count needs three matrices per FFN",
+            "moe",
+            "activation",
+            "gated_mlp",
+        ),
     },
     notes=(
         "The survey's vocab '250k' is mT5's; CPM-2's own vocabulary has 26,240 tokens.",
@@ -153,10 +224,14 @@ _ERNIE_FAMILY = dict(
     mlp_bias=True,
     tied_embeddings=True,
 )
-_ERNIE_VOCAB = cite("Not in the papers: 40,000 tokens as in Baidu's released ERNIE 3.0 checkpoints (our choice)",
-                    "vocab_size")
-_ERNIE_XL = ("Transformer-XL's relative encoding and segment recurrence memory are approximated by T5 relative "
-             "buckets without memory.")
+_ERNIE_VOCAB = cite(
+    "Not in the papers: 40,000 tokens as in Baidu's released ERNIE 3.0 checkpoints (our choice)",
+    "vocab_size",
+)
+_ERNIE_XL = (
+    "Transformer-XL's relative encoding and segment recurrence memory are approximated by T5 relative "
+    "buckets without memory."
+)
 
 ERNIE_3 = ZooEntry(
     name="ernie-3.0",
@@ -165,13 +240,29 @@ ERNIE_3 = ZooEntry(
     published_params=10_000_000_000,
     survey_params=survey_params(_ERNIE3.size),
     survey=_ERNIE3,
-    claims=("Transformer-XL backbone", "post-layer norm", "relative positions", "GeLU", "WordPiece"),
+    claims=(
+        "Transformer-XL backbone",
+        "post-layer norm",
+        "relative positions",
+        "GeLU",
+        "WordPiece",
+    ),
     sources={
-        **cite("Sun et al. 2021 (ERNIE 3.0) Sec. 3 (model settings): universal representation module 48 layers, 4096 hidden, "
-               "64 heads; task-specific modules 12 layers, 768 hidden, 12 heads; 10B parameters",
-               "layers", "hidden", "heads", "published_params"),
-        **cite("ERNIE 3.0: Transformer-XL backbone; post-LayerNorm and GELU as in ERNIE/BERT; d_ff = 4 d",
-               "position", "norm_placement", "activation", "ffn"),
+        **cite(
+            "Sun et al. 2021 (ERNIE 3.0) Sec. 3 (model settings): universal representation module 48 layers, 4096 hidden, "
+            "64 heads; task-specific modules 12 layers, 768 hidden, 12 heads; 10B parameters",
+            "layers",
+            "hidden",
+            "heads",
+            "published_params",
+        ),
+        **cite(
+            "ERNIE 3.0: Transformer-XL backbone; post-LayerNorm and GELU as in ERNIE/BERT; d_ff = 4 d",
+            "position",
+            "norm_placement",
+            "activation",
+            "ffn",
+        ),
         **_ERNIE_VOCAB,
     },
     notes=(
@@ -187,16 +278,36 @@ ERNIE_3 = ZooEntry(
 ERNIE_3_TITAN = ZooEntry(
     name="ernie-3.0-titan",
     aliases=("ernie-titan", "ernie-3.0-titan-260b"),
-    config=ModelConfig(name="ernie-3.0-titan", hidden=12288, heads=192, ffn=4 * 12288, **_ERNIE_FAMILY),
+    config=ModelConfig(
+        name="ernie-3.0-titan", hidden=12288, heads=192, ffn=4 * 12288, **_ERNIE_FAMILY
+    ),
     published_params=260_000_000_000,
     survey_params=survey_params(_TITAN.size),
     survey=_TITAN,
-    claims=("Transformer-XL backbone", "post-layer norm", "relative positions", "GeLU", "WordPiece"),
+    claims=(
+        "Transformer-XL backbone",
+        "post-layer norm",
+        "relative positions",
+        "GeLU",
+        "WordPiece",
+    ),
     sources={
-        **cite("Wang et al. 2021 (ERNIE 3.0 Titan): universal representation module of 48 layers, hidden "
-               "12288, 192 heads; 260B parameters", "layers", "hidden", "heads", "published_params"),
-        **cite("ERNIE 3.0 lineage: Transformer-XL backbone, post-LayerNorm, GELU, d_ff = 4 d (our choice: the "
-               "Titan paper does not give its FFN width)", "position", "norm_placement", "activation", "ffn"),
+        **cite(
+            "Wang et al. 2021 (ERNIE 3.0 Titan): universal representation module of 48 layers, hidden "
+            "12288, 192 heads; 260B parameters",
+            "layers",
+            "hidden",
+            "heads",
+            "published_params",
+        ),
+        **cite(
+            "ERNIE 3.0 lineage: Transformer-XL backbone, post-LayerNorm, GELU, d_ff = 4 d (our choice: the "
+            "Titan paper does not give its FFN width)",
+            "position",
+            "norm_placement",
+            "activation",
+            "ffn",
+        ),
         **_ERNIE_VOCAB,
     },
     notes=(_ERNIE_XL,),
@@ -212,25 +323,55 @@ YUAN_1 = ZooEntry(
     name="yuan-1.0",
     aliases=("yuan", "yuan-1.0-245b"),
     config=ModelConfig(
-        name="yuan-1.0", vocab_size=53228, hidden=16384, layers=76, heads=128, ffn=4 * 16384,
-        position=Position.LEARNED, max_position=2048, activation=Activation.GELU,
-        qkv_bias=True, out_bias=True, mlp_bias=True, tied_embeddings=True,
+        name="yuan-1.0",
+        vocab_size=53228,
+        hidden=16384,
+        layers=76,
+        heads=128,
+        ffn=4 * 16384,
+        position=Position.LEARNED,
+        max_position=2048,
+        activation=Activation.GELU,
+        qkv_bias=True,
+        out_bias=True,
+        mlp_bias=True,
+        tied_embeddings=True,
     ),
     published_params=245_730_000_000,
     survey_params=survey_params(_YUAN.size),
     survey=_YUAN,
     claims=("causal decoder",),
     sources={
-        **cite("Wu et al. 2021 (Yuan 1.0) model-size table: 245B model = 76 layers, hidden 16384, sequence length 2048, "
-               "245.73B parameters", "layers", "hidden", "max_position", "published_params"),
-        **cite("Yuan 1.0: GPT-3-style language model (pre-LN, learned positions, GELU, 4d FFN, "
-               "biases, tied head)", "ffn", "norm_placement", "position", "activation", "tied_embeddings"),
-        **cite("Not published: 128 heads of 128 (our choice, heads do not change the count)", "heads"),
-        **cite("Not published in the paper: 53,228 tokens as in Inspur's released Yuan 1.0 vocabulary (our "
-               "recollection; the total moves by 0.4% per 60k tokens)", "vocab_size"),
+        **cite(
+            "Wu et al. 2021 (Yuan 1.0) model-size table: 245B model = 76 layers, hidden 16384, sequence length 2048, "
+            "245.73B parameters",
+            "layers",
+            "hidden",
+            "max_position",
+            "published_params",
+        ),
+        **cite(
+            "Yuan 1.0: GPT-3-style language model (pre-LN, learned positions, GELU, 4d FFN, "
+            "biases, tied head)",
+            "ffn",
+            "norm_placement",
+            "position",
+            "activation",
+            "tied_embeddings",
+        ),
+        **cite(
+            "Not published: 128 heads of 128 (our choice, heads do not change the count)", "heads"
+        ),
+        **cite(
+            "Not published in the paper: 53,228 tokens as in Inspur's released Yuan 1.0 vocabulary (our "
+            "recollection; the total moves by 0.4% per 60k tokens)",
+            "vocab_size",
+        ),
     },
-    notes=("The survey gives only nL 76 and HS 16384; everything else follows the paper's GPT-3-style "
-           "description, with heads and vocabulary as marked choices.",),
+    notes=(
+        "The survey gives only nL 76 and HS 16384; everything else follows the paper's GPT-3-style "
+        "description, with heads and vocabulary as marked choices.",
+    ),
 )
 
 GLM_130B = ZooEntry(
@@ -264,20 +405,49 @@ GLM_130B = ZooEntry(
     published_params=130_000_000_000,
     survey_params=survey_params(_GLM.size),
     survey=_GLM,
-    claims=("non-causal decoder", "autoregressive blank infilling", "DeepNorm", "RoPE", "GeGLU", "bias"),
+    claims=(
+        "non-causal decoder",
+        "autoregressive blank infilling",
+        "DeepNorm",
+        "RoPE",
+        "GeGLU",
+        "bias",
+    ),
     sources={
-        **cite("Zeng et al. 2022 (GLM-130B) Sec. 2.1 and its configuration appendix: 70 layers, hidden 12288, 96 heads, "
-               "FFN 32768 (8/3 d, GeGLU), 2048 tokens, 130B parameters", "layers", "hidden", "heads", "ffn",
-               "max_position", "published_params", "activation", "gated_mlp"),
-        **cite("GLM-130B Sec. 2.1: Post-LN with DeepNorm, alpha = (2N)^(1/2); RoPE; bidirectional attention over "
-               "the context, causal over the blanks", "norm_placement", "deepnorm_alpha", "position", "arch"),
-        **cite("THUDM/GLM-130B configs (--layernorm-order post) on SwissArmyTransformer's layer: "
-               "y = alpha*LN_in(x) + Attn(LN_in(x)), z = LN_post(y), out = alpha*z + MLP(z), then a final "
-               "LN. That is LN(alpha*x + f(x)) per sublayer (our DEEPNORM) with the chain of norms shifted "
-               "by one: the first layer's LN_in normalises the embedding (embedding_norm) and the last "
-               "layer's norm is the final LN (final_norm off)", "embedding_norm", "final_norm"),
-        **cite("THUDM/GLM-130B release: icetk tokenizer, padded vocabulary 150,528; tied output layer",
-               "vocab_size", "tied_embeddings"),
+        **cite(
+            "Zeng et al. 2022 (GLM-130B) Sec. 2.1 and its configuration appendix: 70 layers, hidden 12288, 96 heads, "
+            "FFN 32768 (8/3 d, GeGLU), 2048 tokens, 130B parameters",
+            "layers",
+            "hidden",
+            "heads",
+            "ffn",
+            "max_position",
+            "published_params",
+            "activation",
+            "gated_mlp",
+        ),
+        **cite(
+            "GLM-130B Sec. 2.1: Post-LN with DeepNorm, alpha = (2N)^(1/2); RoPE; bidirectional attention over "
+            "the context, causal over the blanks",
+            "norm_placement",
+            "deepnorm_alpha",
+            "position",
+            "arch",
+        ),
+        **cite(
+            "THUDM/GLM-130B configs (--layernorm-order post) on SwissArmyTransformer's layer: "
+            "y = alpha*LN_in(x) + Attn(LN_in(x)), z = LN_post(y), out = alpha*z + MLP(z), then a final "
+            "LN. That is LN(alpha*x + f(x)) per sublayer (our DEEPNORM) with the chain of norms shifted "
+            "by one: the first layer's LN_in normalises the embedding (embedding_norm) and the last "
+            "layer's norm is the final LN (final_norm off)",
+            "embedding_norm",
+            "final_norm",
+        ),
+        **cite(
+            "THUDM/GLM-130B release: icetk tokenizer, padded vocabulary 150,528; tied output layer",
+            "vocab_size",
+            "tied_embeddings",
+        ),
     },
     notes=(
         "The survey's vocab '130k' does not match the released icetk vocabulary (150,528 rows).",
@@ -287,4 +457,12 @@ GLM_130B = ZooEntry(
     ),
 )
 
-ENTRIES: list[ZooEntry] = [PANGU_ALPHA, PANGU_SIGMA, CPM_2, ERNIE_3, ERNIE_3_TITAN, YUAN_1, GLM_130B]
+ENTRIES: list[ZooEntry] = [
+    PANGU_ALPHA,
+    PANGU_SIGMA,
+    CPM_2,
+    ERNIE_3,
+    ERNIE_3_TITAN,
+    YUAN_1,
+    GLM_130B,
+]

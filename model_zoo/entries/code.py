@@ -43,8 +43,19 @@ _CODEGEN_SOURCES = cite(
     "rotary_dim 64, n_positions 2048, n_inner null = 4 n_embd, activation_function gelu_new, "
     "tie_word_embeddings false) and modeling_codegen.py (parallel attn + MLP on one ln_1, qkv_proj/out_proj "
     "without bias, lm_head with bias)",
-    "vocab_size", "hidden", "layers", "heads", "rotary", "max_position", "ffn", "activation", "block",
-    "qkv_bias", "lm_head_bias", "tied_embeddings")
+    "vocab_size",
+    "hidden",
+    "layers",
+    "heads",
+    "rotary",
+    "max_position",
+    "ffn",
+    "activation",
+    "block",
+    "qkv_bias",
+    "lm_head_bias",
+    "tied_embeddings",
+)
 
 CODEGEN = ZooEntry(
     name="codegen",
@@ -54,8 +65,10 @@ CODEGEN = ZooEntry(
     survey_params=survey_params(_CODEGEN.size),
     survey=_CODEGEN,
     claims=("causal decoder", "parallel attention", "RoPE", "layer norm"),
-    sources={**_CODEGEN_SOURCES,
-             **cite("Nijkamp et al. 2023 (CodeGen): CodeGen-16.1B", "published_params")},
+    sources={
+        **_CODEGEN_SOURCES,
+        **cite("Nijkamp et al. 2023 (CodeGen): CodeGen-16.1B", "published_params"),
+    },
     notes=("The survey's nH 24 and nL 34 match; HS (blank) is 6144, 24 heads of 256.",),
 )
 
@@ -75,17 +88,29 @@ CODET5PLUS = ZooEntry(
     published_params=16_000_000_000,
     survey_params=survey_params(_CODET5P.size),
     survey=_CODET5P,
-    claims=("encoder-decoder", "span denoising + causal LM + contrastive + matching objectives",
-            "shallow encoder, deep decoder"),
+    claims=(
+        "encoder-decoder",
+        "span denoising + causal LM + contrastive + matching objectives",
+        "shallow encoder, deep decoder",
+    ),
     sources={
         **_CODEGEN_SOURCES,
-        **cite("HF Salesforce/codet5p-16b config.json: encoder = CodeGen-350M-mono (n_embd 1024, n_layer 20, "
-               "n_head 16, rotary_dim 32), decoder = CodeGen-16B-mono with cross-attention; "
-               "enc_to_dec_proj maps 1024 -> 6144 (modeling_codet5p.py)", "encoder_layers", "encoder_hidden",
-               "encoder_heads", "encoder_ffn", "arch"),
-        **cite("Wang et al. 2023 (CodeT5+) Sec. 3 (compute-efficient pretraining): frozen decoder LLM, trainable shallow encoder and "
-               "cross-attention inserted in the top-L decoder layers (L = 1); 16B", "cross_attention_layers",
-               "published_params"),
+        **cite(
+            "HF Salesforce/codet5p-16b config.json: encoder = CodeGen-350M-mono (n_embd 1024, n_layer 20, "
+            "n_head 16, rotary_dim 32), decoder = CodeGen-16B-mono with cross-attention; "
+            "enc_to_dec_proj maps 1024 -> 6144 (modeling_codet5p.py)",
+            "encoder_layers",
+            "encoder_hidden",
+            "encoder_heads",
+            "encoder_ffn",
+            "arch",
+        ),
+        **cite(
+            "Wang et al. 2023 (CodeT5+) Sec. 3 (compute-efficient pretraining): frozen decoder LLM, trainable shallow encoder and "
+            "cross-attention inserted in the top-L decoder layers (L = 1); 16B",
+            "cross_attention_layers",
+            "published_params",
+        ),
     },
     notes=(
         "The survey gives no dims for CodeT5+ 16B; it is CodeGen-350M-mono as encoder and CodeGen-16B-mono "
@@ -125,16 +150,32 @@ STARCODER = ZooEntry(
     survey=_STARCODER,
     claims=("causal decoder", "fill-in-the-middle", "multi-query", "learned positions"),
     sources={
-        **cite("HF bigcode/starcoder config.json (model_type gpt_bigcode: vocab_size 49152, n_embd 6144, "
-               "n_layer 40, n_head 48, multi_query true, n_inner 24576, n_positions 8192, activation_function "
-               "gelu_pytorch_tanh; no tie_word_embeddings key, so the default tied LM head)",
-               "vocab_size", "hidden", "layers", "heads", "kv_heads", "ffn", "max_position", "activation",
-               "tied_embeddings"),
-        **cite("Li et al. 2023 (StarCoder) Sec. 5 (model architecture): SantaCoder architecture (GPT-2 with MQA, learned absolute "
-               "positions, pre-LN, biases), 15.5B parameters", "position", "norm_placement", "qkv_bias",
-               "published_params"),
+        **cite(
+            "HF bigcode/starcoder config.json (model_type gpt_bigcode: vocab_size 49152, n_embd 6144, "
+            "n_layer 40, n_head 48, multi_query true, n_inner 24576, n_positions 8192, activation_function "
+            "gelu_pytorch_tanh; no tie_word_embeddings key, so the default tied LM head)",
+            "vocab_size",
+            "hidden",
+            "layers",
+            "heads",
+            "kv_heads",
+            "ffn",
+            "max_position",
+            "activation",
+            "tied_embeddings",
+        ),
+        **cite(
+            "Li et al. 2023 (StarCoder) Sec. 5 (model architecture): SantaCoder architecture (GPT-2 with MQA, learned absolute "
+            "positions, pre-LN, biases), 15.5B parameters",
+            "position",
+            "norm_placement",
+            "qkv_bias",
+            "published_params",
+        ),
     },
-    notes=("Norm and activation are blank in the survey: pre-LayerNorm and tanh-GELU from the release.",),
+    notes=(
+        "Norm and activation are blank in the survey: pre-LayerNorm and tanh-GELU from the release.",
+    ),
 )
 
 ENTRIES: list[ZooEntry] = [CODEGEN, CODET5PLUS, STARCODER]

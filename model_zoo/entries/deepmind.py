@@ -29,34 +29,65 @@ _XL_NOTE = (
     "T5 relative buckets (a per-head bias table), so the computed count is ~7.5% under the paper's: "
     "80 layers x d_model^2 (21.5B for Gopher, 5.4B for Chinchilla) is the gap."
 )
-_GOPHER_CHOICES = ("Biases follow the survey ('yes'); the papers do not say. Untied input/output embeddings: "
-                   "not stated in the papers, our choice (0.2% of the count).")
+_GOPHER_CHOICES = (
+    "Biases follow the survey ('yes'); the papers do not say. Untied input/output embeddings: "
+    "not stated in the papers, our choice (0.2% of the count)."
+)
 
 GOPHER = ZooEntry(
     name="gopher",
     aliases=("gopher-280b",),
-    config=ModelConfig(name="gopher", hidden=16384, layers=80, heads=128, ffn=4 * 16384, **_GOPHER_FAMILY),
+    config=ModelConfig(
+        name="gopher", hidden=16384, layers=80, heads=128, ffn=4 * 16384, **_GOPHER_FAMILY
+    ),
     published_params=280_000_000_000,
     survey_params=survey_params(_GOPHER.size),
     survey=_GOPHER,
     claims=("causal decoder", "pre-RMS norm", "relative positions", "GeLU", "bias"),
     sources={
-        **cite("Rae et al. 2021 (Gopher) Table 1: 280B = 80 layers, 128 heads, key/value size 128, d_model 16384",
-               "layers", "heads", "head_dim", "hidden", "published_params"),
-        **cite("Gopher Sec. 3 (model): RMSNorm, relative positional encoding (Transformer-XL), 32,000-token "
-               "SentencePiece, 2048-token context; d_ff = 4 d_model", "norm", "position", "vocab_size",
-               "max_position", "ffn"),
+        **cite(
+            "Rae et al. 2021 (Gopher) Table 1: 280B = 80 layers, 128 heads, key/value size 128, d_model 16384",
+            "layers",
+            "heads",
+            "head_dim",
+            "hidden",
+            "published_params",
+        ),
+        **cite(
+            "Gopher Sec. 3 (model): RMSNorm, relative positional encoding (Transformer-XL), 32,000-token "
+            "SentencePiece, 2048-token context; d_ff = 4 d_model",
+            "norm",
+            "position",
+            "vocab_size",
+            "max_position",
+            "ffn",
+        ),
     },
     notes=(_XL_NOTE, _GOPHER_CHOICES),
 )
 
-_CHINCHILLA_CONFIG = ModelConfig(name="chinchilla", hidden=8192, layers=80, heads=64, ffn=4 * 8192,
-                                 **_GOPHER_FAMILY)
+_CHINCHILLA_CONFIG = ModelConfig(
+    name="chinchilla", hidden=8192, layers=80, heads=64, ffn=4 * 8192, **_GOPHER_FAMILY
+)
 _CHINCHILLA_SOURCES = {
-    **cite("Hoffmann et al. 2022 (Chinchilla) Table 4: 70B = 80 layers, 64 heads, key/value size 128, "
-           "d_model 8192", "layers", "heads", "head_dim", "hidden", "published_params"),
-    **cite("Chinchilla Sec. 4: same architecture as Gopher (RMSNorm, relative positions, 32k SentencePiece; "
-           "d_ff = 4 d_model)", "norm", "position", "vocab_size", "max_position", "ffn"),
+    **cite(
+        "Hoffmann et al. 2022 (Chinchilla) Table 4: 70B = 80 layers, 64 heads, key/value size 128, "
+        "d_model 8192",
+        "layers",
+        "heads",
+        "head_dim",
+        "hidden",
+        "published_params",
+    ),
+    **cite(
+        "Chinchilla Sec. 4: same architecture as Gopher (RMSNorm, relative positions, 32k SentencePiece; "
+        "d_ff = 4 d_model)",
+        "norm",
+        "position",
+        "vocab_size",
+        "max_position",
+        "ffn",
+    ),
 }
 
 CHINCHILLA = ZooEntry(
@@ -66,11 +97,21 @@ CHINCHILLA = ZooEntry(
     published_params=70_000_000_000,
     survey_params=survey_params(_CHINCHILLA.size),
     survey=_CHINCHILLA,
-    claims=("causal decoder", "Gopher architecture", "pre-RMS norm", "relative positions", "GeLU", "bias"),
+    claims=(
+        "causal decoder",
+        "Gopher architecture",
+        "pre-RMS norm",
+        "relative positions",
+        "GeLU",
+        "bias",
+    ),
     sources=_CHINCHILLA_SOURCES,
-    notes=(_XL_NOTE, _GOPHER_CHOICES,
-           "The survey's tokenizer 'SentencePiece-NFKC' is kept verbatim; the paper says Chinchilla's "
-           "SentencePiece tokenizer does *not* apply NFKC normalisation."),
+    notes=(
+        _XL_NOTE,
+        _GOPHER_CHOICES,
+        "The survey's tokenizer 'SentencePiece-NFKC' is kept verbatim; the paper says Chinchilla's "
+        "SentencePiece tokenizer does *not* apply NFKC normalisation.",
+    ),
 )
 
 SPARROW = ZooEntry(
@@ -80,10 +121,21 @@ SPARROW = ZooEntry(
     published_params=70_000_000_000,
     survey_params=survey_params(_SPARROW.size),
     survey=_SPARROW,
-    claims=("causal decoder", "preference and rule reward models", "pre-RMS norm", "relative positions", "GeLU"),
-    sources={**_CHINCHILLA_SOURCES,
-             **cite("Glaese et al. 2022 (Sparrow): policy and reward models are all initialised from "
-                    "Chinchilla 70B", "all")},
+    claims=(
+        "causal decoder",
+        "preference and rule reward models",
+        "pre-RMS norm",
+        "relative positions",
+        "GeLU",
+    ),
+    sources={
+        **_CHINCHILLA_SOURCES,
+        **cite(
+            "Glaese et al. 2022 (Sparrow): policy and reward models are all initialised from "
+            "Chinchilla 70B",
+            "all",
+        ),
+    },
     notes=(
         "The survey's nL '16' (row reads '16 16 4 8192' in the source) is not Sparrow's depth: Sparrow is "
         "Chinchilla 70B with its 80 layers. 16 is the number of top layers Sparrow fine-tunes; the lower 64 "
@@ -119,15 +171,34 @@ ALPHACODE = ZooEntry(
     survey=_ALPHACODE,
     claims=("encoder-decoder", "multi-query", "shallow encoder, deep decoder", "8k SentencePiece"),
     sources={
-        **cite("Li et al. 2022 (AlphaCode) Table 3, AlphaCode 41B: d_model 6144, 48 query heads, 16 KV heads, "
-               "8 encoder and 56 decoder layers, 41.1B params; head size 128",
-               "hidden", "heads", "kv_heads", "head_dim", "encoder_layers", "layers", "published_params"),
-        **cite("AlphaCode model section: 8,000-token SentencePiece; encoder input 1536 tokens, decoder 768",
-               "vocab_size", "max_position"),
-        **cite("Derived, not stated: d_ff = 6 d_model is the width at which Table 3's totals come out "
-               "(41.1B here, 284M for the smallest model)", "ffn"),
-        **cite("Not published: pre-LayerNorm, GELU, learned absolute positions, tied embeddings (our choice)",
-               "norm", "position", "activation", "tied_embeddings"),
+        **cite(
+            "Li et al. 2022 (AlphaCode) Table 3, AlphaCode 41B: d_model 6144, 48 query heads, 16 KV heads, "
+            "8 encoder and 56 decoder layers, 41.1B params; head size 128",
+            "hidden",
+            "heads",
+            "kv_heads",
+            "head_dim",
+            "encoder_layers",
+            "layers",
+            "published_params",
+        ),
+        **cite(
+            "AlphaCode model section: 8,000-token SentencePiece; encoder input 1536 tokens, decoder 768",
+            "vocab_size",
+            "max_position",
+        ),
+        **cite(
+            "Derived, not stated: d_ff = 6 d_model is the width at which Table 3's totals come out "
+            "(41.1B here, 284M for the smallest model)",
+            "ffn",
+        ),
+        **cite(
+            "Not published: pre-LayerNorm, GELU, learned absolute positions, tied embeddings (our choice)",
+            "norm",
+            "position",
+            "activation",
+            "tied_embeddings",
+        ),
     },
     notes=(
         "Survey nL 64 = 8 encoder + 56 decoder layers; its nH 128 is the head size (41B has 48 query heads).",

@@ -42,19 +42,42 @@ GPT_NEOX_20B = ZooEntry(
     published_params=20_554_567_680,
     survey_params=survey_params(_NEOX.size),
     survey=_NEOX,
-    claims=("causal decoder", "parallel attention", "rotary", "rotary on 25% of head dims", "layer norm",
-            "GeLU", "bias"),
+    claims=(
+        "causal decoder",
+        "parallel attention",
+        "rotary",
+        "rotary on 25% of head dims",
+        "layer norm",
+        "GeLU",
+        "bias",
+    ),
     sources={
-        **cite("HF EleutherAI/gpt-neox-20b config.json (vocab_size 50432, hidden_size 6144, num_hidden_layers 44, "
-               "num_attention_heads 64, intermediate_size 24576, rotary_pct 0.25, rotary_emb_base 10000, "
-               "max_position_embeddings 2048, use_parallel_residual true, hidden_act gelu_fast, "
-               "tie_word_embeddings false)", "vocab_size", "hidden", "layers", "heads", "ffn", "rotary",
-               "max_position", "block", "activation", "tied_embeddings"),
-        **cite("Black et al. 2022 (GPT-NeoX-20B) Table 1: 20,554,567,680 parameters", "published_params"),
+        **cite(
+            "HF EleutherAI/gpt-neox-20b config.json (vocab_size 50432, hidden_size 6144, num_hidden_layers 44, "
+            "num_attention_heads 64, intermediate_size 24576, rotary_pct 0.25, rotary_emb_base 10000, "
+            "max_position_embeddings 2048, use_parallel_residual true, hidden_act gelu_fast, "
+            "tie_word_embeddings false)",
+            "vocab_size",
+            "hidden",
+            "layers",
+            "heads",
+            "ffn",
+            "rotary",
+            "max_position",
+            "block",
+            "activation",
+            "tied_embeddings",
+        ),
+        **cite(
+            "Black et al. 2022 (GPT-NeoX-20B) Table 1: 20,554,567,680 parameters",
+            "published_params",
+        ),
     },
-    notes=("Parallel block with two norms: x + Attn(LN1(x)) + FF(LN2(x)); the survey's Eq. 4 writes one LN "
-           "for both, the released model has two (input_layernorm, post_attention_layernorm).",
-           "gelu_fast is the tanh approximation of GELU."),
+    notes=(
+        "Parallel block with two norms: x + Attn(LN1(x)) + FF(LN2(x)); the survey's Eq. 4 writes one LN "
+        "for both, the released model has two (input_layernorm, post_attention_layernorm).",
+        "gelu_fast is the tanh approximation of GELU.",
+    ),
 )
 
 _BLOOM_176B = ModelConfig(
@@ -77,12 +100,26 @@ _BLOOM_176B = ModelConfig(
     pad_token_id=3,
 )
 _BLOOM_SOURCES = {
-    **cite("HF bigscience/bloom config.json (vocab_size 250880, hidden_size 14336, n_layer 70, n_head 112, "
-           "layer_norm_epsilon 1e-5; BloomModel: word_embeddings_layernorm, ALiBi, 4h MLP with bloom_gelu "
-           "(tanh approximation), biases, tied LM head)", "vocab_size", "hidden", "layers", "heads", "ffn",
-           "embedding_norm", "position", "activation", "tied_embeddings"),
-    **cite("BigScience 2022 (BLOOM) Table 3: 176B = 70 layers, 112 heads, hidden 14336, sequence 2048; "
-           "176,247M parameters", "max_position", "published_params"),
+    **cite(
+        "HF bigscience/bloom config.json (vocab_size 250880, hidden_size 14336, n_layer 70, n_head 112, "
+        "layer_norm_epsilon 1e-5; BloomModel: word_embeddings_layernorm, ALiBi, 4h MLP with bloom_gelu "
+        "(tanh approximation), biases, tied LM head)",
+        "vocab_size",
+        "hidden",
+        "layers",
+        "heads",
+        "ffn",
+        "embedding_norm",
+        "position",
+        "activation",
+        "tied_embeddings",
+    ),
+    **cite(
+        "BigScience 2022 (BLOOM) Table 3: 176B = 70 layers, 112 heads, hidden 14336, sequence 2048; "
+        "176,247M parameters",
+        "max_position",
+        "published_params",
+    ),
 }
 
 BLOOM = ZooEntry(
@@ -104,28 +141,55 @@ XUANYUAN_2 = ZooEntry(
     survey_params=survey_params(_XUANYUAN.size),
     survey=_XUANYUAN,
     claims=("causal decoder", "BLOOM-176B architecture", "ALiBi", "layer norm", "GeLU", "bias"),
-    sources={**_BLOOM_SOURCES,
-             **cite("Zhang et al. 2023 (XuanYuan 2.0): built on BLOOM-176B, same architecture; 176B",
-                    "all", "published_params")},
+    sources={
+        **_BLOOM_SOURCES,
+        **cite(
+            "Zhang et al. 2023 (XuanYuan 2.0): built on BLOOM-176B, same architecture; 176B",
+            "all",
+            "published_params",
+        ),
+    },
     notes=("The survey's attention 'self' is ordinary causal self-attention, as in BLOOM.",),
 )
 
 BLOOMBERGGPT = ZooEntry(
     name="bloomberggpt",
     aliases=("bloomberg-gpt", "bloomberggpt-50b"),
-    config=_BLOOM_176B.replace(name="bloomberggpt", vocab_size=131072, hidden=7680, layers=70, heads=40,
-                               ffn=4 * 7680, bos_token_id=0, eos_token_id=1, pad_token_id=2),
+    config=_BLOOM_176B.replace(
+        name="bloomberggpt",
+        vocab_size=131072,
+        hidden=7680,
+        layers=70,
+        heads=40,
+        ffn=4 * 7680,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    ),
     published_params=50_600_000_000,
     survey_params=survey_params(_BLOOMBERG.size),
     survey=_BLOOMBERG,
     claims=("causal decoder", "BLOOM-style", "ALiBi", "layer norm", "GeLU", "bias"),
     sources={
-        **cite("Wu et al. 2023 (BloombergGPT) Sec. 2.3 (model configuration): 70 layers, 40 heads, hidden 7680, vocabulary "
-               "2^17 = 131,072 (Unigram), 50.6B parameters, context 2048",
-               "layers", "heads", "hidden", "vocab_size", "published_params", "max_position"),
-        **cite("BloombergGPT Sec. 2.3: BLOOM's architecture: ALiBi, an extra LayerNorm after the token "
-               "embedding, GELU MLP of 4 d, tied input/output embeddings", "position", "embedding_norm", "ffn",
-               "activation", "tied_embeddings"),
+        **cite(
+            "Wu et al. 2023 (BloombergGPT) Sec. 2.3 (model configuration): 70 layers, 40 heads, hidden 7680, vocabulary "
+            "2^17 = 131,072 (Unigram), 50.6B parameters, context 2048",
+            "layers",
+            "heads",
+            "hidden",
+            "vocab_size",
+            "published_params",
+            "max_position",
+        ),
+        **cite(
+            "BloombergGPT Sec. 2.3: BLOOM's architecture: ALiBi, an extra LayerNorm after the token "
+            "embedding, GELU MLP of 4 d, tied input/output embeddings",
+            "position",
+            "embedding_norm",
+            "ffn",
+            "activation",
+            "tied_embeddings",
+        ),
     },
     notes=("Special-token ids are our choice (the tokenizer is not released).",),
 )

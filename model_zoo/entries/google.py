@@ -60,21 +60,44 @@ T5 = ZooEntry(
         ffn=65536,
         activation=Activation.RELU,
         tied_embeddings=True,
-        logit_scale=1024**-0.5,  # tied T5 rescales the decoder output by d_model^-0.5 before the LM head
+        logit_scale=1024
+        ** -0.5,  # tied T5 rescales the decoder output by d_model^-0.5 before the LM head
         **_T5_FAMILY,
     ),
     published_params=11_000_000_000,
     survey_params=survey_params(_T5.size),
     survey=_T5,
-    claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative positions", "ReLU", "no bias"),
+    claims=(
+        "encoder-decoder",
+        "span corruption",
+        "pre-RMS norm",
+        "relative positions",
+        "ReLU",
+        "no bias",
+    ),
     sources={
-        **cite("HF google/t5-11b config.json (vocab_size 32128, d_model 1024, num_layers 24, num_decoder_layers 24, "
-               "num_heads 128, d_kv 128, d_ff 65536, relative_attention_num_buckets 32, feed_forward_proj relu, "
-               "tied word embeddings); Raffel et al. 2020 Sec. 3.7",
-               "vocab_size", "hidden", "layers", "encoder_layers", "heads", "head_dim", "ffn", "relative_buckets",
-               "activation", "tied_embeddings"),
-        **cite("Raffel et al. 2020 Sec. 2.1 (simplified layer norm, no bias, outside the residual path; relative "
-               "position embeddings, 32 buckets, up to 128)", "norm", "norm_placement", "position"),
+        **cite(
+            "HF google/t5-11b config.json (vocab_size 32128, d_model 1024, num_layers 24, num_decoder_layers 24, "
+            "num_heads 128, d_kv 128, d_ff 65536, relative_attention_num_buckets 32, feed_forward_proj relu, "
+            "tied word embeddings); Raffel et al. 2020 Sec. 3.7",
+            "vocab_size",
+            "hidden",
+            "layers",
+            "encoder_layers",
+            "heads",
+            "head_dim",
+            "ffn",
+            "relative_buckets",
+            "activation",
+            "tied_embeddings",
+        ),
+        **cite(
+            "Raffel et al. 2020 Sec. 2.1 (simplified layer norm, no bias, outside the residual path; relative "
+            "position embeddings, 32 buckets, up to 128)",
+            "norm",
+            "norm_placement",
+            "position",
+        ),
         **cite("Raffel et al. 2020 abstract/Sec. 3.7: '11 billion parameters'", "published_params"),
     },
     notes=(
@@ -105,12 +128,26 @@ MT5 = ZooEntry(
     survey=_MT5,
     claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative positions", "ReLU"),
     sources={
-        **cite("HF google/mt5-xxl config.json (vocab_size 250112, d_model 4096, num_layers 24, num_decoder_layers "
-               "24, num_heads 64, d_kv 64, d_ff 10240, feed_forward_proj gated-gelu, tie_word_embeddings false)",
-               "vocab_size", "hidden", "layers", "encoder_layers", "heads", "head_dim", "ffn", "activation",
-               "gated_mlp", "tied_embeddings"),
-        **cite("Xue et al. 2021 Sec. 2 (mT5 follows T5.1.1) and Table 2 (XXL: 13B)", "norm", "position",
-               "published_params"),
+        **cite(
+            "HF google/mt5-xxl config.json (vocab_size 250112, d_model 4096, num_layers 24, num_decoder_layers "
+            "24, num_heads 64, d_kv 64, d_ff 10240, feed_forward_proj gated-gelu, tie_word_embeddings false)",
+            "vocab_size",
+            "hidden",
+            "layers",
+            "encoder_layers",
+            "heads",
+            "head_dim",
+            "ffn",
+            "activation",
+            "gated_mlp",
+            "tied_embeddings",
+        ),
+        **cite(
+            "Xue et al. 2021 Sec. 2 (mT5 follows T5.1.1) and Table 2 (XXL: 13B)",
+            "norm",
+            "position",
+            "published_params",
+        ),
     },
     notes=(
         "The survey lists ReLU; mT5 follows T5.1.1, whose MLP is GeGLU (gelu_new = tanh GELU, gated; "
@@ -141,16 +178,33 @@ UL2 = ZooEntry(
     survey=_UL2,
     claims=("encoder-decoder", "mixture of denoisers (MoD)"),
     sources={
-        **cite("HF google/ul2 config.json (vocab_size 32128, d_model 4096, num_layers 32, num_decoder_layers 32, "
-               "num_heads 16, d_kv 256, d_ff 16384, feed_forward_proj gated-silu, tie_word_embeddings false)",
-               "vocab_size", "hidden", "layers", "encoder_layers", "heads", "head_dim", "ffn", "activation",
-               "gated_mlp", "tied_embeddings", "norm", "position"),
-        **cite("Tay et al. 2022 (UL2) Sec. 5 (UL2 20B): 32 encoder + 32 decoder layers, d_model 4096, d_ff 16384, 16 heads "
-               "of 256; 20B parameters", "published_params"),
+        **cite(
+            "HF google/ul2 config.json (vocab_size 32128, d_model 4096, num_layers 32, num_decoder_layers 32, "
+            "num_heads 16, d_kv 256, d_ff 16384, feed_forward_proj gated-silu, tie_word_embeddings false)",
+            "vocab_size",
+            "hidden",
+            "layers",
+            "encoder_layers",
+            "heads",
+            "head_dim",
+            "ffn",
+            "activation",
+            "gated_mlp",
+            "tied_embeddings",
+            "norm",
+            "position",
+        ),
+        **cite(
+            "Tay et al. 2022 (UL2) Sec. 5 (UL2 20B): 32 encoder + 32 decoder layers, d_model 4096, d_ff 16384, 16 heads "
+            "of 256; 20B parameters",
+            "published_params",
+        ),
     },
-    notes=("Survey nL 64 = 32 encoder + 32 decoder layers; nH 16 and HS 4096 agree with the paper.",
-           "Norm, PE and activation are blank in the survey; the released config is T5.1.1-style (pre-RMS, "
-           "relative buckets, SwiGLU)."),
+    notes=(
+        "Survey nL 64 = 32 encoder + 32 decoder layers; nH 16 and HS 4096 agree with the paper.",
+        "Norm, PE and activation are blank in the survey; the released config is T5.1.1-style (pre-RMS, "
+        "relative buckets, SwiGLU).",
+    ),
 )
 
 LAMDA = ZooEntry(
@@ -176,16 +230,30 @@ LAMDA = ZooEntry(
     survey=_LAMDA,
     claims=("causal decoder", "relative positions", "GeGLU", "layer norm"),
     sources={
-        **cite("Thoppilan et al. 2022 (LaMDA) Sec. 3 and the appendix's model hyperparameter table (137B: 64 layers, d_model 8192, "
-               "d_ff 65536, 128 heads, d_k = d_v = 128; 32K SentencePiece vocabulary)",
-               "vocab_size", "hidden", "layers", "heads", "head_dim", "ffn", "published_params"),
-        **cite("LaMDA Sec. 3: 'relative attention as described in T5, gated-GELU activation'", "position",
-               "activation", "gated_mlp"),
+        **cite(
+            "Thoppilan et al. 2022 (LaMDA) Sec. 3 and the appendix's model hyperparameter table (137B: 64 layers, d_model 8192, "
+            "d_ff 65536, 128 heads, d_k = d_v = 128; 32K SentencePiece vocabulary)",
+            "vocab_size",
+            "hidden",
+            "layers",
+            "heads",
+            "head_dim",
+            "ffn",
+            "published_params",
+        ),
+        **cite(
+            "LaMDA Sec. 3: 'relative attention as described in T5, gated-GELU activation'",
+            "position",
+            "activation",
+            "gated_mlp",
+        ),
         **cite("Survey Table 5 ('layer'); the paper does not say", "norm"),
     },
-    notes=("Norm kind and placement, biases and embedding tying are not given in the paper: pre-LayerNorm "
-           "(survey: 'layer'), no linear biases and tied embeddings as in the T5/Mesh-TensorFlow lineage "
-           "LaMDA is built with; our choice.",),
+    notes=(
+        "Norm kind and placement, biases and embedding tying are not given in the paper: pre-LayerNorm "
+        "(survey: 'layer'), no linear biases and tied embeddings as in the T5/Mesh-TensorFlow lineage "
+        "LaMDA is built with; our choice.",
+    ),
 )
 
 GLAM = ZooEntry(
@@ -214,12 +282,28 @@ GLAM = ZooEntry(
     survey=_GLAM,
     claims=("MoE decoder", "MoE top-2", "relative positions", "GeLU", "bias"),
     sources={
-        **cite("Du et al. 2022 (GLaM) Table 4, GLaM (64B/64E): L=64, M=8192, H=32768, 128 heads of 128, E=64; "
-               "1.2T total / 96.6B activated", "layers", "hidden", "ffn", "heads", "head_dim", "moe",
-               "published_params"),
-        **cite("GLaM model-architecture section: MoE layer every other Transformer layer, top-2 gating (GShard)", "moe"),
-        **cite("GLaM model-architecture section: Gated Linear Unit + GELU in the non-MoE feed-forward sublayers; per-layer relative "
-               "positional bias (Dai et al. 2019)", "activation", "gated_mlp", "position"),
+        **cite(
+            "Du et al. 2022 (GLaM) Table 4, GLaM (64B/64E): L=64, M=8192, H=32768, 128 heads of 128, E=64; "
+            "1.2T total / 96.6B activated",
+            "layers",
+            "hidden",
+            "ffn",
+            "heads",
+            "head_dim",
+            "moe",
+            "published_params",
+        ),
+        **cite(
+            "GLaM model-architecture section: MoE layer every other Transformer layer, top-2 gating (GShard)",
+            "moe",
+        ),
+        **cite(
+            "GLaM model-architecture section: Gated Linear Unit + GELU in the non-MoE feed-forward sublayers; per-layer relative "
+            "positional bias (Dai et al. 2019)",
+            "activation",
+            "gated_mlp",
+            "position",
+        ),
         **cite("GLaM: 256K SentencePiece vocabulary", "vocab_size"),
     },
     notes=(
@@ -257,12 +341,27 @@ _PALM_540B = ModelConfig(
     tied_embeddings=True,
 )
 _PALM_SOURCES = {
-    **cite("Chowdhery et al. 2022 (PaLM) Table 1: 540B = 118 layers, 48 heads, d_model 18432, 540.35B params",
-           "layers", "heads", "hidden", "published_params"),
-    **cite("PaLM Sec. 2: SwiGLU, d_ff = 4 d_model; parallel layers; multi-query attention (head size 256); "
-           "RoPE; shared input-output embeddings; no biases; 256k SentencePiece vocabulary",
-           "ffn", "activation", "gated_mlp", "block", "kv_heads", "head_dim", "position", "tied_embeddings",
-           "norm_bias", "vocab_size"),
+    **cite(
+        "Chowdhery et al. 2022 (PaLM) Table 1: 540B = 118 layers, 48 heads, d_model 18432, 540.35B params",
+        "layers",
+        "heads",
+        "hidden",
+        "published_params",
+    ),
+    **cite(
+        "PaLM Sec. 2: SwiGLU, d_ff = 4 d_model; parallel layers; multi-query attention (head size 256); "
+        "RoPE; shared input-output embeddings; no biases; 256k SentencePiece vocabulary",
+        "ffn",
+        "activation",
+        "gated_mlp",
+        "block",
+        "kv_heads",
+        "head_dim",
+        "position",
+        "tied_embeddings",
+        "norm_bias",
+        "vocab_size",
+    ),
 }
 
 PALM = ZooEntry(
@@ -272,10 +371,20 @@ PALM = ZooEntry(
     published_params=540_350_000_000,
     survey_params=survey_params(_PALM.size),
     survey=_PALM,
-    claims=("causal decoder", "parallel attention", "multi-query", "RoPE", "SwiGLU", "no bias", "layer norm"),
+    claims=(
+        "causal decoder",
+        "parallel attention",
+        "multi-query",
+        "RoPE",
+        "SwiGLU",
+        "no bias",
+        "layer norm",
+    ),
     sources=_PALM_SOURCES,
-    notes=("48 heads x 256 = 12288 is narrower than d_model 18432; with that head size the count is 540.3B, "
-           "matching the paper's 540.35B.",),
+    notes=(
+        "48 heads x 256 = 12288 is narrower than d_model 18432; with that head size the count is 540.3B, "
+        "matching the paper's 540.35B.",
+    ),
 )
 
 U_PALM = ZooEntry(
@@ -285,14 +394,26 @@ U_PALM = ZooEntry(
     published_params=540_350_000_000,
     survey_params=survey_params(_UPALM.size),
     survey=_UPALM,
-    claims=("non-causal decoder", "mixture of denoisers (UL2R)", "parallel attention", "multi-query", "RoPE",
-            "SwiGLU", "no bias"),
-    sources={**_PALM_SOURCES,
-             **cite("Tay et al. 2022 (U-PaLM): PaLM 540B continued with UL2R (prefix-LM denoisers)",
-                    "arch")},
-    notes=("U-PaLM is PaLM 540B trained further with the UL2 mixture of denoisers: PaLM's dims (118 layers, "
-           "48 heads of 256, MQA, d_model 18432, FFN 4 d SwiGLU, 256k vocabulary, parallel block), run as a "
-           "prefix-LM (bidirectional over the prefix) as the survey's 'non-causal-dec' says.",),
+    claims=(
+        "non-causal decoder",
+        "mixture of denoisers (UL2R)",
+        "parallel attention",
+        "multi-query",
+        "RoPE",
+        "SwiGLU",
+        "no bias",
+    ),
+    sources={
+        **_PALM_SOURCES,
+        **cite(
+            "Tay et al. 2022 (U-PaLM): PaLM 540B continued with UL2R (prefix-LM denoisers)", "arch"
+        ),
+    },
+    notes=(
+        "U-PaLM is PaLM 540B trained further with the UL2 mixture of denoisers: PaLM's dims (118 layers, "
+        "48 heads of 256, MQA, d_model 18432, FFN 4 d SwiGLU, 256k vocabulary, parallel block), run as a "
+        "prefix-LM (bidirectional over the prefix) as the survey's 'non-causal-dec' says.",
+    ),
 )
 
 PALM_2 = ZooEntry(
@@ -304,11 +425,24 @@ PALM_2 = ZooEntry(
     survey=_PALM2,
     claims=("mixture of denoisers (MoD)", "parallel attention"),
     sources={
-        **cite("Closed: the PaLM 2 Technical Report (Anil et al. 2023) gives no dims. PaLM's block "
-               "(Chowdhery et al. 2022 Table 1 / Sec. 2) is our choice", "hidden", "heads", "kv_heads",
-               "head_dim", "ffn", "vocab_size", "block", "activation", "position"),
+        **cite(
+            "Closed: the PaLM 2 Technical Report (Anil et al. 2023) gives no dims. PaLM's block "
+            "(Chowdhery et al. 2022 Table 1 / Sec. 2) is our choice",
+            "hidden",
+            "heads",
+            "kv_heads",
+            "head_dim",
+            "ffn",
+            "vocab_size",
+            "block",
+            "activation",
+            "position",
+        ),
         **cite("Our choice: depth that gives ~340B with PaLM's block", "layers"),
-        **cite("Not in the report: 340B as reported by CNBC (May 2023), the only public figure", "published_params"),
+        **cite(
+            "Not in the report: 340B as reported by CNBC (May 2023), the only public figure",
+            "published_params",
+        ),
         **cite("PaLM 2 Technical Report: UL2-style mixture of objectives", "arch"),
     },
     notes=(

@@ -27,43 +27,93 @@ GPT_3 = ZooEntry(
     name="gpt-3",
     aliases=("gpt3", "gpt-3-175b", "davinci"),
     config=ModelConfig(
-        name="gpt-3", vocab_size=50257, hidden=12288, layers=96, heads=96, head_dim=128, ffn=4 * 12288,
+        name="gpt-3",
+        vocab_size=50257,
+        hidden=12288,
+        layers=96,
+        heads=96,
+        head_dim=128,
+        ffn=4 * 12288,
         **_GPT_FAMILY,
     ),
     published_params=175_000_000_000,
     survey_params=survey_params(_GPT3.size),
     survey=_GPT3,
-    claims=("causal decoder", "dense and locally banded sparse attention alternating (Sparse Transformer)",
-            "layer norm", "learned positions", "GeLU", "bias"),
+    claims=(
+        "causal decoder",
+        "dense and locally banded sparse attention alternating (Sparse Transformer)",
+        "layer norm",
+        "learned positions",
+        "GeLU",
+        "bias",
+    ),
     sources={
-        **cite("Brown et al. 2020 Table 2.1 (GPT-3 175B: n_layers 96, d_model 12288, n_heads 96, d_head 128, "
-               "n_ctx 2048, 175.0B params); d_ff = 4 d_model (Sec. 2.1, as GPT-2)",
-               "layers", "hidden", "heads", "head_dim", "max_position", "ffn", "published_params"),
-        **cite("Brown et al. 2020 Sec. 2.1: same model as GPT-2 (pre-LN, learned positions, GELU) and its "
-               "50257-token byte-level BPE", "vocab_size", "norm_placement", "position", "activation"),
+        **cite(
+            "Brown et al. 2020 Table 2.1 (GPT-3 175B: n_layers 96, d_model 12288, n_heads 96, d_head 128, "
+            "n_ctx 2048, 175.0B params); d_ff = 4 d_model (Sec. 2.1, as GPT-2)",
+            "layers",
+            "hidden",
+            "heads",
+            "head_dim",
+            "max_position",
+            "ffn",
+            "published_params",
+        ),
+        **cite(
+            "Brown et al. 2020 Sec. 2.1: same model as GPT-2 (pre-LN, learned positions, GELU) and its "
+            "50257-token byte-level BPE",
+            "vocab_size",
+            "norm_placement",
+            "position",
+            "activation",
+        ),
     },
-    notes=("GPT-3 alternates dense and locally banded sparse attention layers; the IR's attention is dense "
-           "in every layer (a sliding window in every layer would be wrong for the dense half). Parameters "
-           "are unaffected.",),
+    notes=(
+        "GPT-3 alternates dense and locally banded sparse attention layers; the IR's attention is dense "
+        "in every layer (a sliding window in every layer would be wrong for the dense half). Parameters "
+        "are unaffected.",
+    ),
 )
 
 CODEX = ZooEntry(
     name="codex",
     aliases=("codex-12b",),
     config=ModelConfig(
-        name="codex", vocab_size=50281, hidden=5140, layers=40, heads=40, head_dim=128, ffn=4 * 5140,
+        name="codex",
+        vocab_size=50281,
+        hidden=5140,
+        layers=40,
+        heads=40,
+        head_dim=128,
+        ffn=4 * 5140,
         **_GPT_FAMILY,
     ),
     published_params=12_000_000_000,
     survey_params=survey_params(_CODEX.size),
     survey=_CODEX,
-    claims=("causal decoder", "GPT-3 fine-tuned on code", "pre-layer norm", "learned positions", "GeLU"),
+    claims=(
+        "causal decoder",
+        "GPT-3 fine-tuned on code",
+        "pre-layer norm",
+        "learned positions",
+        "GeLU",
+    ),
     sources={
-        **cite("Brown et al. 2020 Table 2.1, GPT-3 13B (n_layers 40, d_model 5140, n_heads 40, d_head 128), "
-               "the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3)",
-               "layers", "hidden", "heads", "head_dim", "ffn", "max_position"),
-        **cite("Chen et al. 2021 (Codex) Sec. 3: GPT-3 text tokenizer plus tokens for runs of whitespace "
-               "(OpenAI tiktoken p50k_base: 50281 tokens)", "vocab_size"),
+        **cite(
+            "Brown et al. 2020 Table 2.1, GPT-3 13B (n_layers 40, d_model 5140, n_heads 40, d_head 128), "
+            "the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3)",
+            "layers",
+            "hidden",
+            "heads",
+            "head_dim",
+            "ffn",
+            "max_position",
+        ),
+        **cite(
+            "Chen et al. 2021 (Codex) Sec. 3: GPT-3 text tokenizer plus tokens for runs of whitespace "
+            "(OpenAI tiktoken p50k_base: 50281 tokens)",
+            "vocab_size",
+        ),
         **cite("Chen et al. 2021 (Codex) abstract/Sec. 3: 12B parameters", "published_params"),
     },
     notes=(

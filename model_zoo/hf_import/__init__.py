@@ -33,7 +33,12 @@ def import_hf(path: str | os.PathLike) -> Graph:
     ckpt = open_checkpoint(path)
     where = ckpt.config_path
     plan = translate(ckpt.config, where)
-    sources = assemble(plan, assign_roles(ckpt.tensors, where=str(ckpt.folder)), ckpt.tensors, where=str(ckpt.folder))
+    sources = assemble(
+        plan,
+        assign_roles(ckpt.tensors, where=str(ckpt.folder)),
+        ckpt.tensors,
+        where=str(ckpt.folder),
+    )
     config = plan.config
     if config.tied_embeddings and "lm_head.weight" in sources:
         # a checkpoint with its own head wins over the config (transformers does the same)
@@ -42,16 +47,23 @@ def import_hf(path: str | os.PathLike) -> Graph:
 
     graph = build_graph(config, weights=None)
     _check_coverage(graph, sources, str(ckpt.folder))
-    graph = retype_params(graph, {n: DType.from_numpy(s.dtype) for n, s in sources.items() if n in graph.params})
+    graph = retype_params(
+        graph, {n: DType.from_numpy(s.dtype) for n, s in sources.items() if n in graph.params}
+    )
     graph.weights = MappedWeights({n: s for n, s in sources.items() if n in graph.params})
     graph.name = ckpt.folder.resolve().name
-    graph.meta.update(model=ckpt.config.get("model_type"), vocab_size=config.vocab_size,
-                      **_token_meta(plan.meta, ckpt.generation))
+    graph.meta.update(
+        model=ckpt.config.get("model_type"),
+        vocab_size=config.vocab_size,
+        **_token_meta(plan.meta, ckpt.generation),
+    )
     graph.verify()
     return graph
 
 
-def import_to_dir(path: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = True) -> Path:
+def import_to_dir(
+    path: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = True
+) -> Path:
     """Import `path` and save it as a graph folder `out` (atomic); tokenizer.json is carried along."""
     graph = import_hf(path)
     tokenizer = Path(path) / TOKENIZER_FILE
@@ -66,15 +78,22 @@ def _check_coverage(graph: Graph, sources: dict, where: str) -> None:
     if missing or unused:
         parts = []
         if missing:
-            parts.append(f"no checkpoint tensor for {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+            parts.append(
+                f"no checkpoint tensor for {', '.join(missing[:8])}"
+                + (" ..." if len(missing) > 8 else "")
+            )
         if unused:
             origins = [f"{sources[n].origin} (as {n})" for n in unused[:8]]
             parts.append(f"checkpoint tensors the model does not use: {', '.join(origins)}")
         raise ConfigError("; ".join(parts), where=where)
     for name, v in graph.params.items():
         if tuple(sources[name].shape) != tuple(v.type.shape):
-            raise ConfigError(f"tensor for {name!r} has the wrong shape", expected=list(v.type.shape),
-                              got=list(sources[name].shape), where=f"{where}: {sources[name].origin}")
+            raise ConfigError(
+                f"tensor for {name!r} has the wrong shape",
+                expected=list(v.type.shape),
+                got=list(sources[name].shape),
+                where=f"{where}: {sources[name].origin}",
+            )
 
 
 def _token_meta(ids: dict, generation: dict) -> dict:

@@ -54,13 +54,20 @@ def shard_files(folder: Path) -> list[Path]:
         files = [folder / f for f in sorted(set(weight_map.values()))]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ConfigError(f"shard(s) listed in the index are missing: {', '.join(missing)}", where=str(index))
+            raise ConfigError(
+                f"shard(s) listed in the index are missing: {', '.join(missing)}", where=str(index)
+            )
         return files
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
-        hint = f" (found {', '.join(pickled)}: pickled checkpoints are refused; convert to safetensors)" \
-            if pickled else ""
+        pickled = sorted(
+            p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")
+        )
+        hint = (
+            f" (found {', '.join(pickled)}: pickled checkpoints are refused; convert to safetensors)"
+            if pickled
+            else ""
+        )
         raise ConfigError(f"no *.safetensors weights{hint}", where=str(folder))
     return files
 
@@ -80,10 +87,17 @@ def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if index.is_file():  # every tensor the index promises must be in the shards
         absent = sorted(set(_read_json(index)["weight_map"]) - set(tensors))
         if absent:
-            raise ConfigError(f"{len(absent)} tensor(s) in the index are in no shard: {', '.join(absent[:5])}",
-                              where=str(index))
+            raise ConfigError(
+                f"{len(absent)} tensor(s) in the index are in no shard: {', '.join(absent[:5])}",
+                where=str(index),
+            )
     gen_file = folder / "generation_config.json"
     generation = _read_json(gen_file) if gen_file.is_file() else {}
     tokenizer = folder / TOKENIZER_FILE
-    return Checkpoint(folder, config, tensors, generation if isinstance(generation, dict) else {},
-                      tokenizer if tokenizer.is_file() else None)
+    return Checkpoint(
+        folder,
+        config,
+        tensors,
+        generation if isinstance(generation, dict) else {},
+        tokenizer if tokenizer.is_file() else None,
+    )

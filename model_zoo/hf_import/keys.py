@@ -19,26 +19,91 @@ from irgraph.model_zoo.config import Activation
 
 # Keys that never change the forward math: provenance, labels, training-only
 # settings (dropout, init, auxiliary losses), runtime switches and generation defaults.
-HARMLESS = frozenset({
-    "_name_or_path", "architectures", "auto_map", "transformers_version", "torch_dtype", "dtype",
-    "use_cache", "return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16",
-    "id2label", "label2id", "num_labels", "problem_type", "finetuning_task", "tokenizer_class", "prefix",
-    "task_specific_params", "sep_token_id", "_attn_implementation", "attn_implementation",
-    "_attn_implementation_autoset", "use_flash_attn", "use_flash_attention_2", "gradient_checkpointing",
-    "chunk_size_feed_forward", "is_decoder", "_commit_hash", "model_type",
-    # training only
-    "initializer_range", "initializer_factor", "init_std", "dropout", "dropout_rate", "attention_dropout",
-    "hidden_dropout", "activation_dropout", "classifier_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop",
-    "embed_dropout", "layerdrop", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise",
-    "aux_loss_alpha", "seq_aux", "router_z_loss_coef", "attention_probs_dropout_prob", "hidden_dropout_prob",
-    # generation defaults kept in old config files
-    "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups",
-    "diversity_penalty", "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty",
-    "no_repeat_ngram_size", "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences",
-    "output_scores", "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
-    "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
-    "max_new_tokens",
-})
+HARMLESS = frozenset(
+    {
+        "_name_or_path",
+        "architectures",
+        "auto_map",
+        "transformers_version",
+        "torch_dtype",
+        "dtype",
+        "use_cache",
+        "return_dict",
+        "output_hidden_states",
+        "output_attentions",
+        "torchscript",
+        "use_bfloat16",
+        "id2label",
+        "label2id",
+        "num_labels",
+        "problem_type",
+        "finetuning_task",
+        "tokenizer_class",
+        "prefix",
+        "task_specific_params",
+        "sep_token_id",
+        "_attn_implementation",
+        "attn_implementation",
+        "_attn_implementation_autoset",
+        "use_flash_attn",
+        "use_flash_attention_2",
+        "gradient_checkpointing",
+        "chunk_size_feed_forward",
+        "is_decoder",
+        "_commit_hash",
+        "model_type",
+        # training only
+        "initializer_range",
+        "initializer_factor",
+        "init_std",
+        "dropout",
+        "dropout_rate",
+        "attention_dropout",
+        "hidden_dropout",
+        "activation_dropout",
+        "classifier_dropout",
+        "attn_pdrop",
+        "resid_pdrop",
+        "embd_pdrop",
+        "embed_dropout",
+        "layerdrop",
+        "router_aux_loss_coef",
+        "output_router_logits",
+        "router_jitter_noise",
+        "aux_loss_alpha",
+        "seq_aux",
+        "router_z_loss_coef",
+        "attention_probs_dropout_prob",
+        "hidden_dropout_prob",
+        # generation defaults kept in old config files
+        "max_length",
+        "min_length",
+        "do_sample",
+        "early_stopping",
+        "num_beams",
+        "num_beam_groups",
+        "diversity_penalty",
+        "temperature",
+        "top_k",
+        "top_p",
+        "typical_p",
+        "repetition_penalty",
+        "length_penalty",
+        "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size",
+        "bad_words_ids",
+        "num_return_sequences",
+        "output_scores",
+        "return_dict_in_generate",
+        "forced_bos_token_id",
+        "forced_eos_token_id",
+        "remove_invalid_values",
+        "exponential_decay_length_penalty",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "max_new_tokens",
+    }
+)
 
 # Keys every config may carry that are harmless only at their default value.
 _DEFAULT_ONLY = {
@@ -75,7 +140,9 @@ class HFConfig:
 
     def __init__(self, data: dict[str, Any], where: str):
         if not isinstance(data, dict):
-            raise ConfigError("config.json must hold a JSON object", got=type(data).__name__, where=where)
+            raise ConfigError(
+                "config.json must hold a JSON object", got=type(data).__name__, where=where
+            )
         self.data = data
         self.where = where
         self.used: set[str] = set()
@@ -106,7 +173,9 @@ class HFConfig:
             if self.data.get(key) is not None:
                 return self.data[key]
         if default is _MISSING:
-            raise ConfigError(f"required key {' or '.join(map(repr, keys))} is missing", where=self.where)
+            raise ConfigError(
+                f"required key {' or '.join(map(repr, keys))} is missing", where=self.where
+            )
         return default
 
     def int(self, key: str, default: Any = _MISSING) -> int:
@@ -124,7 +193,9 @@ class HFConfig:
     def bool(self, key: str, default: Any = _MISSING) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"key {key!r} must be true or false", got=repr(value), where=self.where)
+            raise ConfigError(
+                f"key {key!r} must be true or false", got=repr(value), where=self.where
+            )
         return value
 
     def only(self, key: str, allowed: tuple[Any, ...], why: str = "") -> Any:
@@ -132,28 +203,47 @@ class HFConfig:
         self.used.add(key)
         value = self.data.get(key, allowed[0])
         if value not in allowed:
-            raise ConfigError(f"unsupported value for {key!r}" + (f": {why}" if why else ""),
-                              expected=" | ".join(map(repr, allowed)), got=repr(value), where=self.where)
+            raise ConfigError(
+                f"unsupported value for {key!r}" + (f": {why}" if why else ""),
+                expected=" | ".join(map(repr, allowed)),
+                got=repr(value),
+                where=self.where,
+            )
         return value
 
-    def activation(self, key: str, default: Any = _MISSING, names: Iterable[str] = ()) -> Activation:
+    def activation(
+        self, key: str, default: Any = _MISSING, names: Iterable[str] = ()
+    ) -> Activation:
         name = self.first((key, *names), default)
         if name not in ACTIVATIONS:
-            raise ConfigError(f"unsupported activation in {key!r}", expected=" | ".join(sorted(ACTIVATIONS)),
-                              got=repr(name), where=self.where)
+            raise ConfigError(
+                f"unsupported activation in {key!r}",
+                expected=" | ".join(sorted(ACTIVATIONS)),
+                got=repr(name),
+                where=self.where,
+            )
         return ACTIVATIONS[name]
 
     def token_id(self, key: str) -> int | list[int] | None:
         self.used.add(key)
         value = self.data.get(key)
-        ok = value is None or (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, list) and all(isinstance(v, int) for v in value))
+        ok = (
+            value is None
+            or (isinstance(value, int) and not isinstance(value, bool))
+            or (isinstance(value, list) and all(isinstance(v, int) for v in value))
+        )
         if not ok:
-            raise ConfigError(f"key {key!r} must be a token id (or list of ids)", got=repr(value), where=self.where)
+            raise ConfigError(
+                f"key {key!r} must be a token id (or list of ids)",
+                got=repr(value),
+                where=self.where,
+            )
         return value
 
     def fail(self, message: str, key: str, expected: Any = None) -> ConfigError:
-        return ConfigError(message, expected=expected, got=f"{key}={self.data.get(key)!r}", where=self.where)
+        return ConfigError(
+            message, expected=expected, got=f"{key}={self.data.get(key)!r}", where=self.where
+        )
 
     def finish(self, harmless: Iterable[str] = ()) -> None:
         """Reject every key that was neither read nor known to be harmless, naming them all."""
@@ -167,4 +257,5 @@ class HFConfig:
             raise ConfigError(
                 f"config key(s) {', '.join(unknown)} are not understood by the "
                 f"{self.data.get('model_type')} importer and may change the model's math; refusing to guess",
-                where=self.where)
+                where=self.where,
+            )

@@ -20,32 +20,46 @@ from irgraph.errors import ConfigError
 PACKINGS = ("heads", "blocks", "kv_groups", "mp4_qvk")
 
 
-def split_qkv(packing: str, fused: np.ndarray, heads: int, kv_heads: int, head_dim: int,
-              where: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_qkv(
+    packing: str, fused: np.ndarray, heads: int, kv_heads: int, head_dim: int, where: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(q [heads*hd, ...], k [kv*hd, ...], v [kv*hd, ...]) from a fused weight or bias (rows first)."""
     rest = fused.shape[1:]
     rows = (heads + 2 * kv_heads) * head_dim
     if fused.shape[0] != rows:
-        raise ConfigError("fused QKV projection has the wrong number of rows", expected=rows, got=fused.shape[0],
-                          where=where)
+        raise ConfigError(
+            "fused QKV projection has the wrong number of rows",
+            expected=rows,
+            got=fused.shape[0],
+            where=where,
+        )
     if packing == "heads":
         per = fused.reshape(heads, 3, head_dim, *rest)  # (H, 3, hd, ...)
         return tuple(per[:, j].reshape(heads * head_dim, *rest) for j in range(3))  # type: ignore[return-value]
     if packing == "blocks":
         q, kv = heads * head_dim, kv_heads * head_dim
-        return fused[:q], fused[q:q + kv], fused[q + kv:]
+        return fused[:q], fused[q : q + kv], fused[q + kv :]
     if packing == "kv_groups":
         group = heads // kv_heads
-        per = fused.reshape(kv_heads, group + 2, head_dim, *rest)  # (G, q-per-group + k + v, hd, ...)
-        return (per[:, :group].reshape(heads * head_dim, *rest), per[:, group].reshape(kv_heads * head_dim, *rest),
-                per[:, group + 1].reshape(kv_heads * head_dim, *rest))
+        per = fused.reshape(
+            kv_heads, group + 2, head_dim, *rest
+        )  # (G, q-per-group + k + v, hd, ...)
+        return (
+            per[:, :group].reshape(heads * head_dim, *rest),
+            per[:, group].reshape(kv_heads * head_dim, *rest),
+            per[:, group + 1].reshape(kv_heads * head_dim, *rest),
+        )
     if packing == "mp4_qvk":
         if heads % 4:
-            raise ConfigError("CodeGen's 4-way packed QKV needs heads divisible by 4", got=heads, where=where)
+            raise ConfigError(
+                "CodeGen's 4-way packed QKV needs heads divisible by 4", got=heads, where=where
+            )
         per = fused.reshape(4, 3, heads * head_dim // 4, *rest)  # (mp, [q, v, k], local, ...)
         q, v, k = (per[:, j].reshape(heads * head_dim, *rest) for j in range(3))
         return q, k, v
-    raise ConfigError("unknown QKV packing", expected=" | ".join(PACKINGS), got=packing, where=where)
+    raise ConfigError(
+        "unknown QKV packing", expected=" | ".join(PACKINGS), got=packing, where=where
+    )
 
 
 def stack_experts(tensors: list[np.ndarray]) -> np.ndarray:

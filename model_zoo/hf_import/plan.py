@@ -13,6 +13,8 @@ class Plan:
     """`config` is the model; the other fields say how its checkpoint tensors map onto it."""
 
     config: ModelConfig
-    qkv_packing: str | None = None  # fused QKV layout (layouts.PACKINGS); None when q/k/v are separate
+    qkv_packing: str | None = (
+        None  # fused QKV layout (layouts.PACKINGS); None when q/k/v are separate
+    )
     position_offset: int = 0  # learned position rows to drop (OPT reserves 2 for padding)
     meta: dict[str, Any] = field(default_factory=dict)  # token ids as the checkpoint states them

@@ -37,9 +37,21 @@ def retype_params(graph: Graph, dtypes: Mapping[str, DType]) -> Graph:
             continue
         types = infer_node(get_op(node.op), inputs, node.attrs)
         # keep the builder's output types: a changed result is produced raw, then cast back
-        raw = [old if t == old.type else Value(t, hint=old.hint) for old, t in zip(node.outputs, types)]
+        raw = [
+            old if t == old.type else Value(t, hint=old.hint) for old, t in zip(node.outputs, types)
+        ]
         nodes.append(Node(node.op, inputs, tuple(raw), node.attrs))
-        nodes += [Node("cast", (r,), (old,), {"dtype": old.type.dtype.value})
-                  for r, old in zip(raw, node.outputs) if r is not old]
-    return Graph(name=graph.name, inputs=dict(graph.inputs), params=params, nodes=nodes,
-                 outputs=dict(graph.outputs), meta=dict(graph.meta), weights=graph.weights)
+        nodes += [
+            Node("cast", (r,), (old,), {"dtype": old.type.dtype.value})
+            for r, old in zip(raw, node.outputs)
+            if r is not old
+        ]
+    return Graph(
+        name=graph.name,
+        inputs=dict(graph.inputs),
+        params=params,
+        nodes=nodes,
+        outputs=dict(graph.outputs),
+        meta=dict(graph.meta),
+        weights=graph.weights,
+    )

@@ -30,30 +30,76 @@ _ENC = "encoder.block.{i}.layer"
 _DEC = "decoder.block.{i}.layer"
 
 ROLES: dict[str, tuple[str, ...]] = {
-    "embed": ("model.embed_tokens", "gpt_neox.embed_in", "transformer.wte", "transformer.word_embeddings",
-              "model.decoder.embed_tokens", "shared"),
+    "embed": (
+        "model.embed_tokens",
+        "gpt_neox.embed_in",
+        "transformer.wte",
+        "transformer.word_embeddings",
+        "model.decoder.embed_tokens",
+        "shared",
+    ),
     "embed_positions": ("model.decoder.embed_positions", "transformer.wpe"),
     "embed_norm": ("transformer.word_embeddings_layernorm",),
-    "norm": ("model.norm", "gpt_neox.final_layer_norm", "transformer.ln_f", "model.decoder.final_layer_norm",
-             "decoder.final_layer_norm"),
+    "norm": (
+        "model.norm",
+        "gpt_neox.final_layer_norm",
+        "transformer.ln_f",
+        "model.decoder.final_layer_norm",
+        "decoder.final_layer_norm",
+    ),
     "lm_head": ("lm_head", "embed_out"),
     # decoder blocks
-    "layers.{i}.attn_norm": (f"{_L}.input_layernorm", f"{_NEOX}.input_layernorm", f"{_H}.input_layernorm",
-                             f"{_H}.ln_1", f"{_H}.ln_attn", f"{_OPT}.self_attn_layer_norm", f"{_DEC}.0.layer_norm"),
-    "layers.{i}.mlp_norm": (f"{_L}.post_attention_layernorm", f"{_NEOX}.post_attention_layernorm",
-                            f"{_H}.post_attention_layernorm", f"{_H}.ln_2", f"{_H}.ln_mlp",
-                            f"{_OPT}.final_layer_norm", f"{_DEC}.2.layer_norm"),
-    "layers.{i}.attn.q": (f"{_L}.self_attn.q_proj", f"{_H}.attn.q_proj", f"{_OPT}.self_attn.q_proj",
-                          f"{_DEC}.0.SelfAttention.q"),
-    "layers.{i}.attn.k": (f"{_L}.self_attn.k_proj", f"{_H}.attn.k_proj", f"{_OPT}.self_attn.k_proj",
-                          f"{_DEC}.0.SelfAttention.k"),
-    "layers.{i}.attn.v": (f"{_L}.self_attn.v_proj", f"{_H}.attn.v_proj", f"{_OPT}.self_attn.v_proj",
-                          f"{_DEC}.0.SelfAttention.v"),
-    "layers.{i}.attn.o": (f"{_L}.self_attn.o_proj", f"{_NEOX}.attention.dense", f"{_H}.self_attention.dense",
-                          f"{_H}.attn.out_proj", f"{_H}.attn.c_proj", f"{_OPT}.self_attn.out_proj",
-                          f"{_DEC}.0.SelfAttention.o"),
-    "layers.{i}.attn.qkv": (f"{_NEOX}.attention.query_key_value", f"{_H}.self_attention.query_key_value",
-                            f"{_H}.attn.c_attn", f"{_H}.attn.qkv_proj"),
+    "layers.{i}.attn_norm": (
+        f"{_L}.input_layernorm",
+        f"{_NEOX}.input_layernorm",
+        f"{_H}.input_layernorm",
+        f"{_H}.ln_1",
+        f"{_H}.ln_attn",
+        f"{_OPT}.self_attn_layer_norm",
+        f"{_DEC}.0.layer_norm",
+    ),
+    "layers.{i}.mlp_norm": (
+        f"{_L}.post_attention_layernorm",
+        f"{_NEOX}.post_attention_layernorm",
+        f"{_H}.post_attention_layernorm",
+        f"{_H}.ln_2",
+        f"{_H}.ln_mlp",
+        f"{_OPT}.final_layer_norm",
+        f"{_DEC}.2.layer_norm",
+    ),
+    "layers.{i}.attn.q": (
+        f"{_L}.self_attn.q_proj",
+        f"{_H}.attn.q_proj",
+        f"{_OPT}.self_attn.q_proj",
+        f"{_DEC}.0.SelfAttention.q",
+    ),
+    "layers.{i}.attn.k": (
+        f"{_L}.self_attn.k_proj",
+        f"{_H}.attn.k_proj",
+        f"{_OPT}.self_attn.k_proj",
+        f"{_DEC}.0.SelfAttention.k",
+    ),
+    "layers.{i}.attn.v": (
+        f"{_L}.self_attn.v_proj",
+        f"{_H}.attn.v_proj",
+        f"{_OPT}.self_attn.v_proj",
+        f"{_DEC}.0.SelfAttention.v",
+    ),
+    "layers.{i}.attn.o": (
+        f"{_L}.self_attn.o_proj",
+        f"{_NEOX}.attention.dense",
+        f"{_H}.self_attention.dense",
+        f"{_H}.attn.out_proj",
+        f"{_H}.attn.c_proj",
+        f"{_OPT}.self_attn.out_proj",
+        f"{_DEC}.0.SelfAttention.o",
+    ),
+    "layers.{i}.attn.qkv": (
+        f"{_NEOX}.attention.query_key_value",
+        f"{_H}.self_attention.query_key_value",
+        f"{_H}.attn.c_attn",
+        f"{_H}.attn.qkv_proj",
+    ),
     # DeepSeek-v2 multi-head latent attention
     "layers.{i}.attn.q_a": (f"{_L}.self_attn.q_a_proj",),
     "layers.{i}.attn.q_a_norm": (f"{_L}.self_attn.q_a_layernorm",),
@@ -63,19 +109,47 @@ ROLES: dict[str, tuple[str, ...]] = {
     "layers.{i}.attn.kv_b": (f"{_L}.self_attn.kv_b_proj",),
     # dense MLP
     "layers.{i}.mlp.gate": (f"{_L}.mlp.gate_proj", f"{_DEC}.2.DenseReluDense.wi_0"),
-    "layers.{i}.mlp.up": (f"{_L}.mlp.up_proj", f"{_NEOX}.mlp.dense_h_to_4h", f"{_H}.mlp.dense_h_to_4h",
-                          f"{_H}.mlp.fc_in", f"{_H}.mlp.c_fc", f"{_OPT}.fc1", f"{_DEC}.2.DenseReluDense.wi",
-                          f"{_DEC}.2.DenseReluDense.wi_1"),
-    "layers.{i}.mlp.down": (f"{_L}.mlp.down_proj", f"{_NEOX}.mlp.dense_4h_to_h", f"{_H}.mlp.dense_4h_to_h",
-                            f"{_H}.mlp.fc_out", f"{_H}.mlp.c_proj", f"{_OPT}.fc2", f"{_DEC}.2.DenseReluDense.wo"),
+    "layers.{i}.mlp.up": (
+        f"{_L}.mlp.up_proj",
+        f"{_NEOX}.mlp.dense_h_to_4h",
+        f"{_H}.mlp.dense_h_to_4h",
+        f"{_H}.mlp.fc_in",
+        f"{_H}.mlp.c_fc",
+        f"{_OPT}.fc1",
+        f"{_DEC}.2.DenseReluDense.wi",
+        f"{_DEC}.2.DenseReluDense.wi_1",
+    ),
+    "layers.{i}.mlp.down": (
+        f"{_L}.mlp.down_proj",
+        f"{_NEOX}.mlp.dense_4h_to_h",
+        f"{_H}.mlp.dense_4h_to_h",
+        f"{_H}.mlp.fc_out",
+        f"{_H}.mlp.c_proj",
+        f"{_OPT}.fc2",
+        f"{_DEC}.2.DenseReluDense.wo",
+    ),
     # mixture of experts
     "layers.{i}.moe.router": (f"{_L}.block_sparse_moe.gate", f"{_L}.mlp.gate"),
-    "layers.{i}.moe.experts.{e}.gate": (f"{_L}.block_sparse_moe.experts.{{e}}.w1", f"{_L}.mlp.experts.{{e}}.gate_proj"),
-    "layers.{i}.moe.experts.{e}.up": (f"{_L}.block_sparse_moe.experts.{{e}}.w3", f"{_L}.mlp.experts.{{e}}.up_proj"),
-    "layers.{i}.moe.experts.{e}.down": (f"{_L}.block_sparse_moe.experts.{{e}}.w2",
-                                        f"{_L}.mlp.experts.{{e}}.down_proj"),
-    "layers.{i}.moe.experts.gate_up": (f"{_L}.mlp.experts.gate_up_proj", f"{_L}.block_sparse_moe.experts.gate_up_proj"),
-    "layers.{i}.moe.experts.down": (f"{_L}.mlp.experts.down_proj", f"{_L}.block_sparse_moe.experts.down_proj"),
+    "layers.{i}.moe.experts.{e}.gate": (
+        f"{_L}.block_sparse_moe.experts.{{e}}.w1",
+        f"{_L}.mlp.experts.{{e}}.gate_proj",
+    ),
+    "layers.{i}.moe.experts.{e}.up": (
+        f"{_L}.block_sparse_moe.experts.{{e}}.w3",
+        f"{_L}.mlp.experts.{{e}}.up_proj",
+    ),
+    "layers.{i}.moe.experts.{e}.down": (
+        f"{_L}.block_sparse_moe.experts.{{e}}.w2",
+        f"{_L}.mlp.experts.{{e}}.down_proj",
+    ),
+    "layers.{i}.moe.experts.gate_up": (
+        f"{_L}.mlp.experts.gate_up_proj",
+        f"{_L}.block_sparse_moe.experts.gate_up_proj",
+    ),
+    "layers.{i}.moe.experts.down": (
+        f"{_L}.mlp.experts.down_proj",
+        f"{_L}.block_sparse_moe.experts.down_proj",
+    ),
     "layers.{i}.moe.shared.gate": (f"{_L}.mlp.shared_experts.gate_proj",),
     "layers.{i}.moe.shared.up": (f"{_L}.mlp.shared_experts.up_proj",),
     "layers.{i}.moe.shared.down": (f"{_L}.mlp.shared_experts.down_proj",),
@@ -145,6 +219,8 @@ def assign_roles(names: Iterable[str], where: str = "") -> dict[str, str]:
         if role is None:
             continue
         if role in roles:
-            raise ConfigError(f"checkpoint tensors {roles[role]!r} and {name!r} both map to {role!r}", where=where)
+            raise ConfigError(
+                f"checkpoint tensors {roles[role]!r} and {name!r} both map to {role!r}", where=where
+            )
         roles[role] = name
     return roles

@@ -69,7 +69,9 @@ class MappedWeights(WeightStore):
         return s.shape, s.dtype
 
 
-def assemble(plan: Plan, roles: dict[str, str], store: WeightStore, where: str = "") -> dict[str, Source]:
+def assemble(
+    plan: Plan, roles: dict[str, str], store: WeightStore, where: str = ""
+) -> dict[str, Source]:
     """One Source per irgraph parameter from `roles` (role name -> checkpoint tensor name)."""
     cfg = plan.config
     sources: dict[str, Source] = {}
@@ -84,41 +86,69 @@ def assemble(plan: Plan, roles: dict[str, str], store: WeightStore, where: str =
             experts.setdefault((m[1], m[3]), {})[int(m[2])] = name
         elif m := _QKV.fullmatch(role):
             if plan.qkv_packing is None:
-                raise ConfigError(f"fused QKV tensor {name!r} in a model with separate projections", where=where)
+                raise ConfigError(
+                    f"fused QKV tensor {name!r} in a model with separate projections", where=where
+                )
             shape, dtype = store.shape_dtype(name)
             for j, part in enumerate("qkv"):
                 rows = (cfg.heads if part == "q" else cfg.n_kv_heads) * cfg.dim_per_head
 
                 def load(name=name, j=j) -> np.ndarray:
-                    return split_qkv(plan.qkv_packing, store[name], cfg.heads, cfg.n_kv_heads, cfg.dim_per_head,
-                                     where=f"{where}: {name}")[j]
-                sources[f"{m[1]}.{part}.{m[2]}"] = Source((rows, *shape[1:]), np.dtype(dtype), load, name)
+                    return split_qkv(
+                        plan.qkv_packing,
+                        store[name],
+                        cfg.heads,
+                        cfg.n_kv_heads,
+                        cfg.dim_per_head,
+                        where=f"{where}: {name}",
+                    )[j]
+
+                sources[f"{m[1]}.{part}.{m[2]}"] = Source(
+                    (rows, *shape[1:]), np.dtype(dtype), load, name
+                )
         elif role.endswith("moe.experts.gate_up"):
             (e, two_f, h), dtype = store.shape_dtype(name)
             layer = role.split(".")[1]
             for j, kind in enumerate(("gate", "up")):
                 sources[expert_param(layer, kind)] = Source(
-                    (e, two_f // 2, h), np.dtype(dtype), lambda name=name, j=j: split_gate_up(store[name])[j], name)
+                    (e, two_f // 2, h),
+                    np.dtype(dtype),
+                    lambda name=name, j=j: split_gate_up(store[name])[j],
+                    name,
+                )
         elif role.endswith("moe.experts.down"):
             sources[expert_param(role.split(".")[1], "down")] = direct(name)
         elif role == "embed_positions.weight" and plan.position_offset:
             (rows, dim), dtype = store.shape_dtype(name)
             off = plan.position_offset
-            sources[role] = Source((rows - off, dim), np.dtype(dtype), lambda name=name, off=off: store[name][off:], name)
+            sources[role] = Source(
+                (rows - off, dim),
+                np.dtype(dtype),
+                lambda name=name, off=off: store[name][off:],
+                name,
+            )
         else:
             sources[role] = direct(name)
 
     for (layer, kind), by_index in sorted(experts.items()):
         count = len(by_index)
         if sorted(by_index) != list(range(count)):
-            raise ConfigError(f"layer {layer}: expert {kind} tensors are not numbered 0..{count - 1}",
-                              got=sorted(by_index), where=where)
+            raise ConfigError(
+                f"layer {layer}: expert {kind} tensors are not numbered 0..{count - 1}",
+                got=sorted(by_index),
+                where=where,
+            )
         names = [by_index[e] for e in range(count)]
         shapes = {store.shape_dtype(n) for n in names}
         if len(shapes) != 1:
-            raise ConfigError(f"layer {layer}: experts' {kind} matrices differ in shape or dtype", where=where)
-        (shape, dtype), = shapes
+            raise ConfigError(
+                f"layer {layer}: experts' {kind} matrices differ in shape or dtype", where=where
+            )
+        ((shape, dtype),) = shapes
         sources[expert_param(layer, kind)] = Source(
-            (count, *shape), np.dtype(dtype), lambda names=names: stack_experts([store[n] for n in names]),
-            f"{names[0]} .. {names[-1]}")
+            (count, *shape),
+            np.dtype(dtype),
+            lambda names=names: stack_experts([store[n] for n in names]),
+            f"{names[0]} .. {names[-1]}",
+        )
     return sources

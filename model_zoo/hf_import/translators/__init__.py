@@ -27,8 +27,19 @@ from irgraph.model_zoo.hf_import.translators import (
     t5,
 )
 
-_MODULES: tuple[ModuleType, ...] = (llama, gpt_neox, gptj, codegen, bloom, opt, falcon, gpt_bigcode, t5, deepseek_v2,
-                                    nemotron)
+_MODULES: tuple[ModuleType, ...] = (
+    llama,
+    gpt_neox,
+    gptj,
+    codegen,
+    bloom,
+    opt,
+    falcon,
+    gpt_bigcode,
+    t5,
+    deepseek_v2,
+    nemotron,
+)
 TRANSLATORS: dict[str, ModuleType] = {t: m for m in _MODULES for t in m.MODEL_TYPES}
 SUPPORTED = tuple(sorted(TRANSLATORS))
 
@@ -38,7 +49,12 @@ def translate(raw: dict[str, Any], where: str) -> Plan:
     c = HFConfig(raw, where)
     model_type = c.get("model_type")
     if model_type not in TRANSLATORS:
-        raise ConfigError("unsupported model_type", expected=", ".join(SUPPORTED), got=repr(model_type), where=where)
+        raise ConfigError(
+            "unsupported model_type",
+            expected=", ".join(SUPPORTED),
+            got=repr(model_type),
+            where=where,
+        )
     return TRANSLATORS[model_type].translate(c)
 
 

@@ -9,13 +9,26 @@ from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
 
 MODEL_TYPES = ("bloom",)
 # Megatron kernel-fusion switches and a Megatron-only alibi offset the transformers code never reads.
-HARMLESS = ("attention_softmax_in_fp32", "bias_dropout_fusion", "masked_softmax_fusion", "offset_alibi",
-            "skip_bias_add", "skip_bias_add_qkv", "slow_but_exact", "unk_token_id", "seq_length")
+HARMLESS = (
+    "attention_softmax_in_fp32",
+    "bias_dropout_fusion",
+    "masked_softmax_fusion",
+    "offset_alibi",
+    "skip_bias_add",
+    "skip_bias_add_qkv",
+    "slow_but_exact",
+    "unk_token_id",
+    "seq_length",
+)
 
 
 def translate(c: HFConfig) -> Plan:
     hidden = c.first(("hidden_size", "n_embed"))
-    c.only("apply_residual_connection_post_layernorm", (False,), "the residual is taken before the norm")
+    c.only(
+        "apply_residual_connection_post_layernorm",
+        (False,),
+        "the residual is taken before the norm",
+    )
     c.only("n_inner", (None,), "BLOOM's MLP is always 4 x hidden")
     config = ModelConfig(
         name="bloom",

@@ -12,5 +12,7 @@ MODEL_TYPES = ("codegen",)
 
 def translate(c: HFConfig) -> Plan:
     config = parallel_rotary_config(c, "codegen")
-    c.get("n_ctx", None)  # only bounds a rotary_dim the attention never uses (CodeGenModel.rotary_dim)
+    c.get(
+        "n_ctx", None
+    )  # only bounds a rotary_dim the attention never uses (CodeGenModel.rotary_dim)
     return plan(c, config, token_ids(c), harmless=SUMMARY, qkv_packing="mp4_qvk")

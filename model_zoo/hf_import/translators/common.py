@@ -20,7 +20,13 @@ def token_ids(c: HFConfig, defaults: dict[str, int | None] | None = None) -> dic
     return ids
 
 
-def plan(c: HFConfig, config: ModelConfig, ids: dict[str, Any], harmless: tuple[str, ...] = (), **layout: Any) -> Plan:
+def plan(
+    c: HFConfig,
+    config: ModelConfig,
+    ids: dict[str, Any],
+    harmless: tuple[str, ...] = (),
+    **layout: Any,
+) -> Plan:
     """Finish reading `c` (unknown keys fail here), copy token ids into the config and build the Plan."""
     c.finish(harmless)
     first = {k: (v[0] if isinstance(v, list) and v else v) for k, v in ids.items()}

@@ -27,11 +27,19 @@ def translate(c: HFConfig) -> Plan:
     method = c.only("topk_method", ("greedy", "group_limited_greedy"))
     nope, rope_dim = c.int("qk_nope_head_dim", 128), c.int("qk_rope_head_dim", 64)
     c.only("qk_head_dim", (None, nope + rope_dim), "derived: qk_nope_head_dim + qk_rope_head_dim")
-    c.only("head_dim", (None, rope_dim), "transformers sets head_dim to qk_rope_head_dim for the rotary")
+    c.only(
+        "head_dim",
+        (None, rope_dim),
+        "transformers sets head_dim to qk_rope_head_dim for the rotary",
+    )
     max_position = c.int("max_position_embeddings", 2048)
     rotary = rotary_from_hf(c, head_dim=rope_dim, max_position=max_position, interleaved=True)
-    if rotary.scaling not in (RopeScaling.NONE, RopeScaling.YARN) and "mscale_all_dim" in rope_dict(c):
-        raise c.fail("mscale_all_dim (a softmax temperature) is only understood with YaRN", "rope_scaling")
+    if rotary.scaling not in (RopeScaling.NONE, RopeScaling.YARN) and "mscale_all_dim" in rope_dict(
+        c
+    ):
+        raise c.fail(
+            "mscale_all_dim (a softmax temperature) is only understood with YaRN", "rope_scaling"
+        )
     grouped = method == "group_limited_greedy"
     moe = MoeConfig(
         num_experts=c.int("n_routed_experts"),
@@ -65,7 +73,12 @@ def translate(c: HFConfig) -> Plan:
         tied_embeddings=c.bool("tie_word_embeddings", False),
         moe=moe,
         # q_lora_rank: explicit null = q projected directly (V2-Lite); absent = transformers' default 1536
-        mla=MlaConfig(kv_rank=c.int("kv_lora_rank", 512), q_rank=c.raw("q_lora_rank", 1536) or 0, nope_dim=nope,
-                      rope_dim=rope_dim, v_dim=c.int("v_head_dim", 128)),
+        mla=MlaConfig(
+            kv_rank=c.int("kv_lora_rank", 512),
+            q_rank=c.raw("q_lora_rank", 1536) or 0,
+            nope_dim=nope,
+            rope_dim=rope_dim,
+            v_dim=c.int("v_head_dim", 128),
+        ),
     )
     return plan(c, config, token_ids(c), harmless=HARMLESS)

@@ -16,14 +16,21 @@ def translate(c: HFConfig) -> Plan:
     heads = c.first(("num_attention_heads", "n_head"))
     head_dim = hidden // heads
     c.only("alibi", (False,), "Falcon-RW's ALiBi variant is not supported")
-    c.only("apply_residual_connection_post_layernorm", (False,), "the residual is taken before the norm")
+    c.only(
+        "apply_residual_connection_post_layernorm",
+        (False,),
+        "the residual is taken before the norm",
+    )
     new_arch = c.bool("new_decoder_architecture", False)
     multi_query = c.bool("multi_query", True)
     parallel = c.bool("parallel_attn", True)
     kv_key = ("num_kv_heads", "n_head_kv")
     if new_arch:
         if not parallel:
-            raise c.fail("the new decoder architecture always runs attention and MLP in parallel", "parallel_attn")
+            raise c.fail(
+                "the new decoder architecture always runs attention and MLP in parallel",
+                "parallel_attn",
+            )
         kv_heads, packing = c.first(kv_key, heads), "kv_groups"
         norms = c.only("num_ln_in_parallel_attn", (None, 2, 1))
         block = Block.PARALLEL if norms == 1 else Block.PARALLEL_TWO_NORMS
@@ -35,8 +42,11 @@ def translate(c: HFConfig) -> Plan:
         else:
             kv_heads, packing = c.first(kv_key, heads), "heads"
             if kv_heads != heads:
-                raise c.fail("without multi_query or the new architecture every head has its own KV",
-                             "num_kv_heads", expected=heads)
+                raise c.fail(
+                    "without multi_query or the new architecture every head has its own KV",
+                    "num_kv_heads",
+                    expected=heads,
+                )
         block = Block.PARALLEL if parallel else Block.SEQUENTIAL
     max_position = c.int("max_position_embeddings", 2048)
     bias = c.bool("bias", False)

@@ -9,10 +9,22 @@ from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
 
 MODEL_TYPES = ("gpt_bigcode",)
 # fp32-softmax switches (precision only) and the runtime knobs of BigCode's inference runner.
-HARMLESS = ("attention_softmax_in_fp32", "scale_attention_softmax_in_fp32", "inference_runner", "max_batch_size",
-            "max_sequence_length", "pad_key_length", "pre_allocate_kv_cache", "validate_runner_input",
-            "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
-            "summary_first_dropout", "n_ctx")
+HARMLESS = (
+    "attention_softmax_in_fp32",
+    "scale_attention_softmax_in_fp32",
+    "inference_runner",
+    "max_batch_size",
+    "max_sequence_length",
+    "pad_key_length",
+    "pre_allocate_kv_cache",
+    "validate_runner_input",
+    "summary_type",
+    "summary_use_proj",
+    "summary_activation",
+    "summary_proj_to_labels",
+    "summary_first_dropout",
+    "n_ctx",
+)
 
 
 def translate(c: HFConfig) -> Plan:
@@ -39,4 +51,6 @@ def translate(c: HFConfig) -> Plan:
         attn_scale=None if c.bool("scale_attn_weights", True) else 1.0,
         tied_embeddings=c.bool("tie_word_embeddings", True),
     )
-    return plan(c, config, token_ids(c), harmless=HARMLESS, qkv_packing="blocks" if multi_query else "heads")
+    return plan(
+        c, config, token_ids(c), harmless=HARMLESS, qkv_packing="blocks" if multi_query else "heads"
+    )

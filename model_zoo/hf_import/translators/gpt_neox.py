@@ -27,7 +27,9 @@ def translate(c: HFConfig) -> Plan:
         norm_eps=c.float("layer_norm_eps", 1e-5),
         position=Position.ROTARY,
         max_position=max_position,
-        rotary=rotary_from_hf(c, head_dim=hidden // heads, max_position=max_position, default_fraction=0.25),
+        rotary=rotary_from_hf(
+            c, head_dim=hidden // heads, max_position=max_position, default_fraction=0.25
+        ),
         activation=c.activation("hidden_act", "gelu"),
         block=Block.PARALLEL_TWO_NORMS if parallel else Block.SEQUENTIAL,
         qkv_bias=bias,

@@ -9,8 +9,14 @@ from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
 
 MODEL_TYPES = ("gptj",)
 # GPT-2-style classification-head settings and flags the HF code never reads.
-SUMMARY = ("summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
-           "summary_first_dropout", "gradient_checkpointing")
+SUMMARY = (
+    "summary_type",
+    "summary_use_proj",
+    "summary_activation",
+    "summary_proj_to_labels",
+    "summary_first_dropout",
+    "gradient_checkpointing",
+)
 
 
 def parallel_rotary_config(c: HFConfig, name: str) -> ModelConfig:

@@ -26,8 +26,12 @@ def translate(c: HFConfig) -> Plan:
     ffn = c.int("intermediate_size")
     moe = None
     if model_type == "mixtral":  # every layer routed; Mixtral renormalises the kept top-k weights
-        moe = MoeConfig(num_experts=c.int("num_local_experts"), top_k=c.int("num_experts_per_tok"), expert_ffn=ffn,
-                        normalize=True)
+        moe = MoeConfig(
+            num_experts=c.int("num_local_experts"),
+            top_k=c.int("num_experts_per_tok"),
+            expert_ffn=ffn,
+            normalize=True,
+        )
     bias = c.bool("attention_bias", False) if model_type == "llama" else False
     config = ModelConfig(
         name=model_type,
@@ -43,7 +47,9 @@ def translate(c: HFConfig) -> Plan:
         norm_bias=False,
         position=Position.ROTARY,
         max_position=max_position,
-        rotary=rotary_from_hf(c, head_dim=head_dim, max_position=max_position, default_theta=d["theta"]),
+        rotary=rotary_from_hf(
+            c, head_dim=head_dim, max_position=max_position, default_theta=d["theta"]
+        ),
         activation=c.activation("hidden_act", "silu"),
         gated_mlp=True,
         qkv_bias=bias,

@@ -30,7 +30,9 @@ def translate(c: HFConfig) -> Plan:
         norm_weight_offset=1.0,  # NemotronLayerNorm1P multiplies by (weight + 1)
         position=Position.ROTARY,
         max_position=max_position,
-        rotary=rotary_from_hf(c, head_dim=head_dim, max_position=max_position, default_fraction=0.5),
+        rotary=rotary_from_hf(
+            c, head_dim=head_dim, max_position=max_position, default_fraction=0.5
+        ),
         activation=c.activation("hidden_act", "relu2"),
         qkv_bias=bias,
         out_bias=bias,

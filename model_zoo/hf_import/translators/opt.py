@@ -13,7 +13,9 @@ POSITION_OFFSET = 2  # OPTLearnedPositionalEmbedding keeps two rows for fairseq'
 
 def translate(c: HFConfig) -> Plan:
     hidden = c.int("hidden_size")
-    c.only("word_embed_proj_dim", (hidden, None), "embedding projections (OPT-350m) are not supported")
+    c.only(
+        "word_embed_proj_dim", (hidden, None), "embedding projections (OPT-350m) are not supported"
+    )
     c.only("layer_norm_elementwise_affine", (True,), "norms without weights are not supported")
     c.only("scale_embedding", (False,), "OPT does not scale its embeddings")
     c.only("learned_embedding", (True,), "OPT learns its position table")

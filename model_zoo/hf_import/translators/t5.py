@@ -14,22 +14,34 @@ from irgraph.model_zoo.hf_import.plan import Plan
 from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
 
 MODEL_TYPES = ("t5", "mt5")
-HARMLESS = ("n_positions", "output_past", "gradient_checkpointing")  # unused by relative-position T5
+HARMLESS = (
+    "n_positions",
+    "output_past",
+    "gradient_checkpointing",
+)  # unused by relative-position T5
 
 
 def translate(c: HFConfig) -> Plan:
     model_type = c.get("model_type")
-    c.only("is_encoder_decoder", (True,), "T5 decoder-only or encoder-only checkpoints are not supported")
+    c.only(
+        "is_encoder_decoder",
+        (True,),
+        "T5 decoder-only or encoder-only checkpoints are not supported",
+    )
     proj = c.get("feed_forward_proj", "relu")
     parts = proj.split("-")
     gated = parts[0] == "gated"
     if len(parts) > 2 or (len(parts) == 2 and not gated):
         raise c.fail("feed_forward_proj must be ACT or gated-ACT", "feed_forward_proj")
-    act = "gelu_new" if proj == "gated-gelu" else parts[-1]  # transformers' backwards-compatible special case
+    act = (
+        "gelu_new" if proj == "gated-gelu" else parts[-1]
+    )  # transformers' backwards-compatible special case
     c.only("dense_act_fn", (act, None), "derived from feed_forward_proj")
     c.only("is_gated_act", (gated, None), "derived from feed_forward_proj")
     if act not in ACTIVATIONS:
-        raise c.fail("unsupported activation", "feed_forward_proj", expected=" | ".join(sorted(ACTIVATIONS)))
+        raise c.fail(
+            "unsupported activation", "feed_forward_proj", expected=" | ".join(sorted(ACTIVATIONS))
+        )
     d_model = c.int("d_model")
     tie = c.bool("tie_word_embeddings", True)
     scale = c.bool("scale_decoder_outputs", tie) if model_type == "t5" else False
