@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from irgraph.errors import ConfigError
 
@@ -194,6 +194,18 @@ class ModelConfig:
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
+    # Sub-configs a sub-builder cannot work without: the builder picks the sub-builder by the
+    # config's kind, and these give it the settings typed, or say which field is missing.
+
+    def require_rotary(self, user: str) -> RotaryConfig:
+        return _required(self.rotary, "rotary", user, self.name)
+
+    def require_moe(self, user: str) -> MoeConfig:
+        return _required(self.moe, "moe", user, self.name)
+
+    def require_mla(self, user: str) -> MlaConfig:
+        return _required(self.mla, "mla", user, self.name)
+
     def validate(self) -> ModelConfig:
         """Raise ConfigError naming the field for an impossible combination; return self."""
 
@@ -289,6 +301,25 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
+
+
+UNSIZED = ModelConfig(name="", vocab_size=0, hidden=0, layers=0, heads=0, ffn=0)
+"""Every axis at its default and no dims: the root of a family of zoo entries.
+
+A family refines it with the axes its members share, `_LLAMA = dataclasses.replace(UNSIZED,
+norm=Norm.RMS, ...)`, and each member refines the family with its name and dims,
+`dataclasses.replace(_LLAMA, name="llama", vocab_size=32000, ...)`; mypy checks every keyword
+of `dataclasses.replace` against the field's type. A member that forgets a dim keeps 0, which
+`validate()` rejects by name.
+"""
+
+_T = TypeVar("_T")
+
+
+def _required(value: _T | None, key: str, user: str, model: str) -> _T:
+    if value is None:
+        raise ConfigError(f"{user} needs {key} settings", where=f"{model}: {key}")
+    return value
 
 
 _ENUMS = {

@@ -20,8 +20,8 @@ from irgraph.model_zoo.builder.stack import build_decoder_only, build_encoder_de
 from irgraph.model_zoo.config import Arch, Block, ModelConfig, NormPlacement
 
 
-def graph_meta(config: ModelConfig) -> dict:
-    meta = {
+def graph_meta(config: ModelConfig) -> dict[str, object]:
+    meta: dict[str, object] = {
         "model": config.name,
         "arch": config.arch.value,
         "vocab_size": config.vocab_size,

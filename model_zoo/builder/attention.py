@@ -30,7 +30,7 @@ class AttnInputs:
     cached: bool = True  # decoder stacks carry a KV cache; encoders do not
 
 
-def rotary_attrs(rotary: RotaryConfig, head_dim: int) -> dict:
+def rotary_attrs(rotary: RotaryConfig, head_dim: int) -> dict[str, object]:
     rotary_dim = 0 if rotary.fraction >= 1 else int(head_dim * rotary.fraction) // 2 * 2
     return dict(
         rotary_dim=rotary_dim,
@@ -117,7 +117,7 @@ def self_attention(
 def latent_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: AttnInputs) -> Value:
     """DeepSeek-v2 MLA: low-rank queries, a cached KV latent plus a shared rotated key part."""
     cfg, b = ctx.cfg, ctx.b
-    mla, rotary = cfg.mla, cfg.rotary
+    mla, rotary = cfg.require_mla("latent attention"), cfg.require_rotary("latent attention")
     nh, dq = cfg.heads, mla.nope_dim + mla.rope_dim
     # DeepSeek-v2's q_a/kv_a norms keep RMSNorm's default eps (1e-6) whatever rms_norm_eps says.
     eps = MLA_NORM_EPS

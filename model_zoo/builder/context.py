@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from irgraph.builder import GraphBuilder
+from irgraph.errors import IRError
 from irgraph.ir import Graph, Value
 from irgraph.model_zoo.config import Activation, ModelConfig, Norm
 
@@ -27,8 +28,17 @@ class Init:
     mean: float = 0.0
 
 
+def feature_width(x: Value) -> int:
+    """The feature width (last dim) of a hidden state: always a number in the graphs built here,
+    where only batch and sequence dims are symbolic."""
+    last = x.type.shape[-1]
+    if not isinstance(last, int):
+        raise IRError("a hidden state's last dim is symbolic", expected="an int", got=last)
+    return last
+
+
 class BuildContext:
-    def __init__(self, config: ModelConfig, meta: dict):
+    def __init__(self, config: ModelConfig, meta: dict[str, object]):
         self.cfg = config
         self.b = GraphBuilder(config.name, meta=meta)
         self.inits: dict[str, Init] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from irgraph.ir import Value
-from irgraph.model_zoo.builder.context import BuildContext
+from irgraph.model_zoo.builder.context import BuildContext, feature_width
 from irgraph.model_zoo.config import MoeConfig
 
 
@@ -42,9 +42,9 @@ def is_moe_layer(moe: MoeConfig | None, layer: int) -> bool:
 def moe_mlp(ctx: BuildContext, h: Value, prefix: str) -> Value:
     """Routed experts (+ shared experts) of layer `prefix`, summed. Arctic's dense residual MLP is
     a separate branch of the block (stack.feeds)."""
-    cfg, b, moe = ctx.cfg, ctx.b, ctx.cfg.moe
+    cfg, b, moe = ctx.cfg, ctx.b, ctx.cfg.require_moe("a routed MLP")
     gated = cfg.gated_mlp if moe.gated is None else moe.gated
-    e, f, d = moe.num_experts, moe.expert_ffn, h.type.shape[-1]
+    e, f, d = moe.num_experts, moe.expert_ffn, feature_width(h)
     router = ctx.param(f"{prefix}.moe.router.weight", (e, d), 1 / math.sqrt(d))
     weights, indices = b.moe_router(
         h,
@@ -83,4 +83,4 @@ def mlp(
     prefix = f"{stack}.{layer}"
     if is_moe_layer(ctx.cfg.moe, layer):
         return moe_mlp(ctx, h, prefix)
-    return dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=h.type.shape[-1])
+    return dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=feature_width(h))

@@ -17,7 +17,7 @@ from irgraph.model_zoo.builder.attention import (
     latent_attention,
     self_attention,
 )
-from irgraph.model_zoo.builder.context import BuildContext
+from irgraph.model_zoo.builder.context import BuildContext, feature_width
 from irgraph.model_zoo.builder.mlp import dense_mlp, is_moe_layer, mlp, moe_mlp
 from irgraph.model_zoo.config import Arch, Block, NormPlacement, Position
 
@@ -27,7 +27,7 @@ Sublayer = Callable[[Value], Value]
 def residual(ctx: BuildContext, x: Value, norm_name: str, f: Sublayer) -> Value:
     """x combined with f by the config's norm placement."""
     cfg, b = ctx.cfg, ctx.b
-    width = x.type.shape[-1]
+    width = feature_width(x)
     placement = cfg.norm_placement
     if placement is NormPlacement.PRE:
         return b.add(x, f(ctx.norm(x, norm_name, width)), hint="x")
@@ -49,7 +49,7 @@ def feeds(
     if cfg.moe is None or not cfg.moe.residual_dense or not is_moe_layer(cfg.moe, layer):
         return (lambda h: mlp(ctx, h, layer, stack, width)), None
     return (
-        (lambda h: dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=h.type.shape[-1])),
+        (lambda h: dense_mlp(ctx, h, f"{prefix}.mlp", width=width, hidden=feature_width(h))),
         (lambda h: moe_mlp(ctx, h, prefix)),
     )
 
@@ -65,7 +65,7 @@ def block(
 ) -> Value:
     """One transformer layer: attention (+ cross-attention) and MLP around the residual stream;
     `beside` is a routed MLP reading the layer input in parallel with attention (Arctic)."""
-    b, width = ctx.b, x.type.shape[-1]
+    b, width = ctx.b, feature_width(x)
     if ctx.cfg.block is not Block.SEQUENTIAL:
         # PARALLEL: x + attn(LN(x)) + mlp(LN(x)) with one shared norm (PaLM, GPT-J);
         # PARALLEL_TWO_NORMS: x + attn(LN1(x)) + mlp(LN2(x)) (GPT-NeoX). Cross-attention, where a
@@ -211,7 +211,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
     for i in range(cfg.encoder_layers):
         prefix = f"encoder.layers.{i}"
 
-        def attend(h: Value, prefix: str = prefix) -> Value:
+        def encoder_attend(h: Value, prefix: str = prefix) -> Value:
             return self_attention(
                 ctx,
                 h,
@@ -225,7 +225,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
             )
 
         feed, beside = feeds(ctx, i, "encoder.layers", cfg.encoder_ffn or None)
-        e = block(ctx, e, prefix, attend, feed, beside=beside)
+        e = block(ctx, e, prefix, encoder_attend, feed, beside=beside)
     if cfg.final_norm:
         e = ctx.norm(e, "encoder.norm", width)
     if width != cfg.hidden:
