@@ -24,11 +24,11 @@ from irgraph.model_zoo.hf_import.retype import retype_params
 from irgraph.model_zoo.hf_import.roles import assign_roles
 from irgraph.model_zoo.hf_import.translators import SUPPORTED, translate
 from irgraph.model_zoo.hf_import.translators.common import TOKEN_KEYS
-from irgraph.model_zoo.hf_import.weights import MappedWeights, assemble
+from irgraph.model_zoo.hf_import.weights import MappedWeights, Source, assemble
 from irgraph.serialize import save
 
 
-def import_hf(path: str | os.PathLike) -> Graph:
+def import_hf(path: str | os.PathLike[str]) -> Graph:
     """The graph of the Hugging Face checkpoint folder `path`, weights attached (not copied)."""
     ckpt = open_checkpoint(path)
     where = ckpt.config_path
@@ -62,7 +62,7 @@ def import_hf(path: str | os.PathLike) -> Graph:
 
 
 def import_to_dir(
-    path: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = True
+    path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = True
 ) -> Path:
     """Import `path` and save it as a graph folder `out` (atomic); tokenizer.json is carried along."""
     graph = import_hf(path)
@@ -71,7 +71,7 @@ def import_to_dir(
     return save(graph, out, extra_files=extra, overwrite=overwrite)
 
 
-def _check_coverage(graph: Graph, sources: dict, where: str) -> None:
+def _check_coverage(graph: Graph, sources: dict[str, Source], where: str) -> None:
     """Every parameter gets a tensor of its shape; every checkpoint tensor is used."""
     missing = sorted(set(graph.params) - set(sources))
     unused = sorted(set(sources) - set(graph.params))
@@ -96,9 +96,9 @@ def _check_coverage(graph: Graph, sources: dict, where: str) -> None:
             )
 
 
-def _token_meta(ids: dict, generation: dict) -> dict:
+def _token_meta(ids: dict[str, object], generation: dict[str, object]) -> dict[str, object]:
     """Token ids from config.json, falling back to generation_config.json; a list keeps its first as the id."""
-    meta = {}
+    meta: dict[str, object] = {}
     for key in TOKEN_KEYS:
         value = ids.get(key)
         if value is None:

@@ -72,7 +72,7 @@ def shard_files(folder: Path) -> list[Path]:
     return files
 
 
-def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read config.json and memory-map the weights of the checkpoint folder `path`."""
     folder = Path(path)
     if not folder.is_dir():

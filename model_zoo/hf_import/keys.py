@@ -106,7 +106,7 @@ HARMLESS = frozenset(
 )
 
 # Keys every config may carry that are harmless only at their default value.
-_DEFAULT_ONLY = {
+_DEFAULT_ONLY: dict[str, tuple[object, ...] | None] = {
     "add_cross_attention": (False,),
     "cross_attention_hidden_size": (None,),
     "tie_encoder_decoder": (False,),
@@ -133,6 +133,8 @@ ACTIVATIONS = {
 }
 
 _MISSING = object()
+
+TokenId = int | list[int]  # a special token id as config.json states it (LLaMA-3 lists its eos ids)
 
 
 class HFConfig:
@@ -224,7 +226,7 @@ class HFConfig:
             )
         return ACTIVATIONS[name]
 
-    def token_id(self, key: str) -> int | list[int] | None:
+    def token_id(self, key: str) -> TokenId | None:
         self.used.add(key)
         value = self.data.get(key)
         ok = (

@@ -35,10 +35,11 @@ def split_qkv(
         )
     if packing == "heads":
         per = fused.reshape(heads, 3, head_dim, *rest)  # (H, 3, hd, ...)
-        return tuple(per[:, j].reshape(heads * head_dim, *rest) for j in range(3))  # type: ignore[return-value]
+        q, k, v = (per[:, j].reshape(heads * head_dim, *rest) for j in range(3))
+        return q, k, v
     if packing == "blocks":
-        q, kv = heads * head_dim, kv_heads * head_dim
-        return fused[:q], fused[q : q + kv], fused[q + kv :]
+        nq, nkv = heads * head_dim, kv_heads * head_dim
+        return fused[:nq], fused[nq : nq + nkv], fused[nq + nkv :]
     if packing == "kv_groups":
         group = heads // kv_heads
         per = fused.reshape(

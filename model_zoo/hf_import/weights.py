@@ -85,7 +85,8 @@ def assemble(
         if m := _EXPERT.fullmatch(role):
             experts.setdefault((m[1], m[3]), {})[int(m[2])] = name
         elif m := _QKV.fullmatch(role):
-            if plan.qkv_packing is None:
+            packing = plan.qkv_packing
+            if packing is None:
                 raise ConfigError(
                     f"fused QKV tensor {name!r} in a model with separate projections", where=where
                 )
@@ -93,9 +94,9 @@ def assemble(
             for j, part in enumerate("qkv"):
                 rows = (cfg.heads if part == "q" else cfg.n_kv_heads) * cfg.dim_per_head
 
-                def load(name=name, j=j) -> np.ndarray:
+                def load(name: str = name, j: int = j, packing: str = packing) -> np.ndarray:
                     return split_qkv(
-                        plan.qkv_packing,
+                        packing,
                         store[name],
                         cfg.heads,
                         cfg.n_kv_heads,
@@ -110,23 +111,23 @@ def assemble(
             (e, two_f, h), dtype = store.shape_dtype(name)
             layer = role.split(".")[1]
             for j, kind in enumerate(("gate", "up")):
+
+                def half(name: str = name, j: int = j) -> np.ndarray:
+                    return split_gate_up(store[name])[j]
+
                 sources[expert_param(layer, kind)] = Source(
-                    (e, two_f // 2, h),
-                    np.dtype(dtype),
-                    lambda name=name, j=j: split_gate_up(store[name])[j],
-                    name,
+                    (e, two_f // 2, h), np.dtype(dtype), half, name
                 )
         elif role.endswith("moe.experts.down"):
             sources[expert_param(role.split(".")[1], "down")] = direct(name)
         elif role == "embed_positions.weight" and plan.position_offset:
             (rows, dim), dtype = store.shape_dtype(name)
             off = plan.position_offset
-            sources[role] = Source(
-                (rows - off, dim),
-                np.dtype(dtype),
-                lambda name=name, off=off: store[name][off:],
-                name,
-            )
+
+            def rows_after(name: str = name, off: int = off) -> np.ndarray:
+                return store[name][off:]
+
+            sources[role] = Source((rows - off, dim), np.dtype(dtype), rows_after, name)
         else:
             sources[role] = direct(name)
 
@@ -145,10 +146,11 @@ def assemble(
                 f"layer {layer}: experts' {kind} matrices differ in shape or dtype", where=where
             )
         ((shape, dtype),) = shapes
+
+        def stacked(names: list[str] = names) -> np.ndarray:
+            return stack_experts([store[n] for n in names])
+
         sources[expert_param(layer, kind)] = Source(
-            (count, *shape),
-            np.dtype(dtype),
-            lambda names=names: stack_experts([store[n] for n in names]),
-            f"{names[0]} .. {names[-1]}",
+            (count, *shape), np.dtype(dtype), stacked, f"{names[0]} .. {names[-1]}"
         )
     return sources

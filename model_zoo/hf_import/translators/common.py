@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from irgraph.model_zoo.config import ModelConfig
-from irgraph.model_zoo.hf_import.keys import HFConfig
+from irgraph.model_zoo.hf_import.keys import HFConfig, TokenId
 from irgraph.model_zoo.hf_import.plan import Plan
 
 TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 
 
-def token_ids(c: HFConfig, defaults: dict[str, int | None] | None = None) -> dict[str, Any]:
+def token_ids(c: HFConfig, defaults: dict[str, TokenId | None] | None = None) -> dict[str, Any]:
     """Special token ids as stated (None where absent; a list stays a list, e.g. LLaMA-3's eos)."""
     ids: dict[str, Any] = {}
     for key in TOKEN_KEYS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from irgraph.model_zoo.config import ModelConfig, MoeConfig, Norm, Position
 from irgraph.model_zoo.hf_import.keys import HFConfig
 from irgraph.model_zoo.hf_import.plan import Plan
@@ -9,11 +11,22 @@ from irgraph.model_zoo.hf_import.rope import rotary_from_hf
 from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
 
 MODEL_TYPES = ("llama", "mistral", "mixtral")
-# transformers' defaults where the three configs differ (a 4.x config.json may omit these keys)
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    """transformers' defaults where the three configs differ (a 4.x config.json may omit these keys)."""
+
+    max_position: int
+    eps: float
+    theta: float
+    window: int | None
+
+
 _DEFAULTS = {
-    "llama": dict(max_position=2048, eps=1e-6, theta=10000.0, window=None),
-    "mistral": dict(max_position=4096 * 32, eps=1e-6, theta=10000.0, window=4096),
-    "mixtral": dict(max_position=4096 * 32, eps=1e-5, theta=1e6, window=None),
+    "llama": _Defaults(max_position=2048, eps=1e-6, theta=10000.0, window=None),
+    "mistral": _Defaults(max_position=4096 * 32, eps=1e-6, theta=10000.0, window=4096),
+    "mixtral": _Defaults(max_position=4096 * 32, eps=1e-5, theta=1e6, window=None),
 }
 
 
@@ -22,7 +35,7 @@ def translate(c: HFConfig) -> Plan:
     d = _DEFAULTS[model_type]
     hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
     head_dim = c.int("head_dim", hidden // heads)
-    max_position = c.int("max_position_embeddings", d["max_position"])
+    max_position = c.int("max_position_embeddings", d.max_position)
     ffn = c.int("intermediate_size")
     moe = None
     if model_type == "mixtral":  # every layer routed; Mixtral renormalises the kept top-k weights
@@ -43,12 +56,12 @@ def translate(c: HFConfig) -> Plan:
         head_dim=head_dim,
         ffn=ffn,
         norm=Norm.RMS,
-        norm_eps=c.float("rms_norm_eps", d["eps"]),
+        norm_eps=c.float("rms_norm_eps", d.eps),
         norm_bias=False,
         position=Position.ROTARY,
         max_position=max_position,
         rotary=rotary_from_hf(
-            c, head_dim=head_dim, max_position=max_position, default_theta=d["theta"]
+            c, head_dim=head_dim, max_position=max_position, default_theta=d.theta
         ),
         activation=c.activation("hidden_act", "silu"),
         gated_mlp=True,
@@ -56,7 +69,7 @@ def translate(c: HFConfig) -> Plan:
         out_bias=bias,
         mlp_bias=c.bool("mlp_bias", False) if model_type == "llama" else False,
         tied_embeddings=c.bool("tie_word_embeddings", False),
-        sliding_window=(c.raw("sliding_window", d["window"]) or 0) if model_type != "llama" else 0,
+        sliding_window=(c.raw("sliding_window", d.window) or 0) if model_type != "llama" else 0,
         moe=moe,
     )
     return plan(c, config, token_ids(c))
