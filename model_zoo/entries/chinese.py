@@ -3,7 +3,10 @@ Titan (Baidu), Yuan 1.0 (Inspur), GLM-130B (Tsinghua)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from irgraph.model_zoo.config import (
+    UNSIZED,
     Activation,
     Arch,
     ModelConfig,
@@ -32,7 +35,8 @@ _PANGU_CODE = (
 
 # PanGu-α (Zeng et al. 2021): GPT-like pre-LN decoder with learned positions and a final
 # "query layer" whose attention query is the next position's learned embedding (survey Eq. 3).
-_PANGU_FAMILY = dict(
+_PANGU_FAMILY = replace(
+    UNSIZED,
     position=Position.LEARNED,
     max_position=1024,
     activation=Activation.GELU,
@@ -46,14 +50,14 @@ _PANGU_FAMILY = dict(
 PANGU_ALPHA = ZooEntry(
     name="pangu-alpha",
     aliases=("pangu-α", "pangu-alpha-200b"),
-    config=ModelConfig(
+    config=replace(
+        _PANGU_FAMILY,
         name="pangu-alpha",
         vocab_size=40000,
         hidden=16384,
         layers=63,
         heads=128,
         ffn=65536,
-        **_PANGU_FAMILY,
     ),
     published_params=207_000_000_000,
     survey_params=survey_params(_PANGU_A.size),
@@ -94,14 +98,15 @@ PANGU_ALPHA = ZooEntry(
 PANGU_SIGMA = ZooEntry(
     name="pangu-sigma",
     aliases=("pangu-σ", "pangu-sigma-1085b"),
-    config=ModelConfig(
+    config=replace(
+        _PANGU_FAMILY,
         name="pangu-sigma",
         vocab_size=40000,
         hidden=5120,
         layers=39,
         heads=40,
         ffn=20480,
-        **{**_PANGU_FAMILY, "activation": Activation.FAST_GELU},
+        activation=Activation.FAST_GELU,
         moe=MoeConfig(num_experts=640, top_k=1, expert_ffn=20480, first_dense=31, normalize=False),
     ),
     published_params=1_085_000_000_000,
@@ -212,7 +217,8 @@ CPM_2 = ZooEntry(
 )
 
 # ERNIE 3.0 (Sun et al. 2021): a Transformer-XL backbone, post-LayerNorm (BERT-style), GELU.
-_ERNIE_FAMILY = dict(
+_ERNIE_FAMILY = replace(
+    UNSIZED,
     vocab_size=40000,
     layers=48,
     norm_placement=NormPlacement.POST,
@@ -236,7 +242,7 @@ _ERNIE_XL = (
 ERNIE_3 = ZooEntry(
     name="ernie-3.0",
     aliases=("ernie3", "ernie-3.0-10b"),
-    config=ModelConfig(name="ernie-3.0", hidden=4096, heads=64, ffn=4 * 4096, **_ERNIE_FAMILY),
+    config=replace(_ERNIE_FAMILY, name="ernie-3.0", hidden=4096, heads=64, ffn=4 * 4096),
     published_params=10_000_000_000,
     survey_params=survey_params(_ERNIE3.size),
     survey=_ERNIE3,
@@ -278,9 +284,7 @@ ERNIE_3 = ZooEntry(
 ERNIE_3_TITAN = ZooEntry(
     name="ernie-3.0-titan",
     aliases=("ernie-titan", "ernie-3.0-titan-260b"),
-    config=ModelConfig(
-        name="ernie-3.0-titan", hidden=12288, heads=192, ffn=4 * 12288, **_ERNIE_FAMILY
-    ),
+    config=replace(_ERNIE_FAMILY, name="ernie-3.0-titan", hidden=12288, heads=192, ffn=4 * 12288),
     published_params=260_000_000_000,
     survey_params=survey_params(_TITAN.size),
     survey=_TITAN,

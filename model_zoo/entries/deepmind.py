@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from irgraph.model_zoo.config import Activation, Arch, ModelConfig, Norm, Position, ZooEntry
+from dataclasses import replace
+
+from irgraph.model_zoo.config import (
+    UNSIZED,
+    Activation,
+    Arch,
+    ModelConfig,
+    Norm,
+    Position,
+    ZooEntry,
+)
 from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
 
 _GOPHER = survey("Gopher (280B)")
@@ -12,7 +22,8 @@ _ALPHACODE = survey("AlphaCode (41B)")
 
 # Gopher family (Rae et al. 2021 Sec. 3): GPT-2-like with RMSNorm instead of LayerNorm and
 # Transformer-XL relative position encodings; 32k SentencePiece; MLP 4·d_model.
-_GOPHER_FAMILY = dict(
+_GOPHER_FAMILY = replace(
+    UNSIZED,
     vocab_size=32000,
     head_dim=128,
     norm=Norm.RMS,
@@ -37,8 +48,8 @@ _GOPHER_CHOICES = (
 GOPHER = ZooEntry(
     name="gopher",
     aliases=("gopher-280b",),
-    config=ModelConfig(
-        name="gopher", hidden=16384, layers=80, heads=128, ffn=4 * 16384, **_GOPHER_FAMILY
+    config=replace(
+        _GOPHER_FAMILY, name="gopher", hidden=16384, layers=80, heads=128, ffn=4 * 16384
     ),
     published_params=280_000_000_000,
     survey_params=survey_params(_GOPHER.size),
@@ -66,8 +77,8 @@ GOPHER = ZooEntry(
     notes=(_XL_NOTE, _GOPHER_CHOICES),
 )
 
-_CHINCHILLA_CONFIG = ModelConfig(
-    name="chinchilla", hidden=8192, layers=80, heads=64, ffn=4 * 8192, **_GOPHER_FAMILY
+_CHINCHILLA_CONFIG = replace(
+    _GOPHER_FAMILY, name="chinchilla", hidden=8192, layers=80, heads=64, ffn=4 * 8192
 )
 _CHINCHILLA_SOURCES = {
     **cite(

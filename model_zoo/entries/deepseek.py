@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from irgraph.model_zoo.config import (
+    UNSIZED,
     Activation,
     MlaConfig,
-    ModelConfig,
     MoeConfig,
     Norm,
     Position,
@@ -18,7 +20,8 @@ from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
 _DEEPSEEK = survey("DeepSeek (67B)")
 _DEEPSEEK_V2 = survey("DeepSeek-v2 (67B†)")
 
-_DEEPSEEK_FAMILY = dict(
+_DEEPSEEK_FAMILY = replace(
+    UNSIZED,
     vocab_size=102400,
     norm=Norm.RMS,
     norm_eps=1e-6,
@@ -33,7 +36,8 @@ _DEEPSEEK_FAMILY = dict(
 DEEPSEEK = ZooEntry(
     name="deepseek",
     aliases=("deepseek-67b", "deepseek-llm-67b"),
-    config=ModelConfig(
+    config=replace(
+        _DEEPSEEK_FAMILY,
         name="deepseek",
         hidden=8192,
         layers=95,
@@ -42,7 +46,6 @@ DEEPSEEK = ZooEntry(
         ffn=22016,
         max_position=4096,
         rotary=RotaryConfig(base=10000.0),
-        **_DEEPSEEK_FAMILY,
     ),
     published_params=67_000_000_000,
     survey_params=survey_params(_DEEPSEEK.size),
@@ -83,7 +86,8 @@ DEEPSEEK = ZooEntry(
 DEEPSEEK_V2 = ZooEntry(
     name="deepseek-v2",
     aliases=("deepseek-v2-236b", "deepseekv2"),
-    config=ModelConfig(
+    config=replace(
+        _DEEPSEEK_FAMILY,
         name="deepseek-v2",
         hidden=5120,
         layers=60,
@@ -113,7 +117,6 @@ DEEPSEEK_V2 = ZooEntry(
             topk_group=3,
             scaling=16.0,
         ),
-        **_DEEPSEEK_FAMILY,
     ),
     published_params=236_000_000_000,
     survey_params=survey_params(_DEEPSEEK_V2.size),

@@ -6,7 +6,10 @@ config.json; the closed models from their papers' tables.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from irgraph.model_zoo.config import (
+    UNSIZED,
     Activation,
     Arch,
     Block,
@@ -31,7 +34,8 @@ _PALM2 = survey("PaLM-2")
 # T5 v1.0 and its descendants (T5.1.1, mT5, UL2): RMS norm without bias before each
 # sublayer, no linear biases, no 1/sqrt(d) attention scaling (folded into the init),
 # 32 relative-position buckets up to distance 128 in the first layer of each stack.
-_T5_FAMILY = dict(
+_T5_FAMILY = replace(
+    UNSIZED,
     arch=Arch.ENCODER_DECODER,
     norm=Norm.RMS,
     norm_eps=1e-6,
@@ -49,7 +53,8 @@ _T5_FAMILY = dict(
 T5 = ZooEntry(
     name="t5",
     aliases=("t5-11b",),
-    config=ModelConfig(
+    config=replace(
+        _T5_FAMILY,
         name="t5",
         vocab_size=32128,
         hidden=1024,
@@ -62,7 +67,6 @@ T5 = ZooEntry(
         tied_embeddings=True,
         logit_scale=1024
         ** -0.5,  # tied T5 rescales the decoder output by d_model^-0.5 before the LM head
-        **_T5_FAMILY,
     ),
     published_params=11_000_000_000,
     survey_params=survey_params(_T5.size),
@@ -110,7 +114,8 @@ T5 = ZooEntry(
 MT5 = ZooEntry(
     name="mt5",
     aliases=("mt5-xxl",),
-    config=ModelConfig(
+    config=replace(
+        _T5_FAMILY,
         name="mt5",
         vocab_size=250112,
         hidden=4096,
@@ -121,7 +126,6 @@ MT5 = ZooEntry(
         ffn=10240,
         activation=Activation.GELU_TANH,
         gated_mlp=True,
-        **_T5_FAMILY,
     ),
     published_params=13_000_000_000,
     survey_params=survey_params(_MT5.size),
@@ -160,7 +164,8 @@ MT5 = ZooEntry(
 UL2 = ZooEntry(
     name="ul2",
     aliases=("ul2-20b",),
-    config=ModelConfig(
+    config=replace(
+        _T5_FAMILY,
         name="ul2",
         vocab_size=32128,
         hidden=4096,
@@ -171,7 +176,6 @@ UL2 = ZooEntry(
         ffn=16384,
         activation=Activation.SILU,
         gated_mlp=True,
-        **_T5_FAMILY,
     ),
     published_params=20_000_000_000,
     survey_params=survey_params(_UL2.size),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from irgraph.model_zoo.config import (
+    UNSIZED,
     Activation,
-    ModelConfig,
     Norm,
     Position,
     RopeScaling,
@@ -21,7 +23,8 @@ _LLAMA31 = survey("LLaMA-3.1 (405B)")
 
 # OPT / Galactica (HF model_type "opt"): pre-LayerNorm, learned positions, LM head tied to
 # the token embedding.
-_OPT_FAMILY = dict(
+_OPT_FAMILY = replace(
+    UNSIZED,
     position=Position.LEARNED,
     max_position=2048,
     tied_embeddings=True,
@@ -33,7 +36,8 @@ _OPT_FAMILY = dict(
 OPT = ZooEntry(
     name="opt",
     aliases=("opt-175b",),
-    config=ModelConfig(
+    config=replace(
+        _OPT_FAMILY,
         name="opt",
         vocab_size=50272,
         hidden=12288,
@@ -44,7 +48,6 @@ OPT = ZooEntry(
         qkv_bias=True,
         out_bias=True,
         mlp_bias=True,
-        **_OPT_FAMILY,
     ),
     published_params=175_000_000_000,
     survey_params=survey_params(_OPT.size),
@@ -77,7 +80,8 @@ OPT = ZooEntry(
 GALACTICA = ZooEntry(
     name="galactica",
     aliases=("galactica-120b",),
-    config=ModelConfig(
+    config=replace(
+        _OPT_FAMILY,
         name="galactica",
         vocab_size=50000,
         hidden=10240,
@@ -86,7 +90,6 @@ GALACTICA = ZooEntry(
         ffn=40960,
         activation=Activation.GELU,
         norm_bias=False,
-        **_OPT_FAMILY,
     ),
     published_params=120_000_000_000,
     survey_params=survey_params(_GALACTICA.size),
@@ -119,7 +122,8 @@ GALACTICA = ZooEntry(
 
 # LLaMA family (HF model_type "llama"): pre-RMSNorm, rotate-half RoPE, SwiGLU, no biases,
 # untied LM head.
-_LLAMA_FAMILY = dict(
+_LLAMA_FAMILY = replace(
+    UNSIZED,
     norm=Norm.RMS,
     position=Position.ROTARY,
     activation=Activation.SILU,
@@ -133,7 +137,8 @@ _LLAMA_CLAIMS = ("causal decoder", "pre-RMS norm", "RoPE", "SwiGLU")
 LLAMA = ZooEntry(
     name="llama",
     aliases=("llama-65b", "llama-1"),
-    config=ModelConfig(
+    config=replace(
+        _LLAMA_FAMILY,
         name="llama",
         vocab_size=32000,
         hidden=8192,
@@ -143,7 +148,6 @@ LLAMA = ZooEntry(
         max_position=2048,
         norm_eps=1e-5,
         rotary=RotaryConfig(),
-        **_LLAMA_FAMILY,
     ),
     published_params=65_200_000_000,
     survey_params=survey_params(_LLAMA.size),
@@ -177,7 +181,8 @@ LLAMA = ZooEntry(
 LLAMA_2 = ZooEntry(
     name="llama-2",
     aliases=("llama-2-70b", "llama2"),
-    config=ModelConfig(
+    config=replace(
+        _LLAMA_FAMILY,
         name="llama-2",
         vocab_size=32000,
         hidden=8192,
@@ -188,7 +193,6 @@ LLAMA_2 = ZooEntry(
         max_position=4096,
         norm_eps=1e-5,
         rotary=RotaryConfig(),
-        **_LLAMA_FAMILY,
     ),
     published_params=70_000_000_000,
     survey_params=survey_params(_LLAMA2.size),
@@ -220,7 +224,8 @@ LLAMA_2 = ZooEntry(
 LLAMA_3_1 = ZooEntry(
     name="llama-3.1",
     aliases=("llama-3.1-405b", "llama3.1"),
-    config=ModelConfig(
+    config=replace(
+        _LLAMA_FAMILY,
         name="llama-3.1",
         vocab_size=128256,
         hidden=16384,
@@ -238,7 +243,9 @@ LLAMA_3_1 = ZooEntry(
             high_freq_factor=4.0,
             original_max_position=8192,
         ),
-        **{**_LLAMA_FAMILY, "bos_token_id": 128000, "eos_token_id": 128001, "pad_token_id": 128004},
+        bos_token_id=128000,
+        eos_token_id=128001,
+        pad_token_id=128004,
     ),
     published_params=405_000_000_000,
     survey_params=survey_params(_LLAMA31.size),

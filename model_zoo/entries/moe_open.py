@@ -3,7 +3,10 @@ Grok-1. Their `survey` records are empty; `survey_params` is the survey's text f
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from irgraph.model_zoo.config import (
+    UNSIZED,
     Activation,
     ModelConfig,
     MoeConfig,
@@ -16,7 +19,8 @@ from irgraph.model_zoo.config import (
 )
 from irgraph.model_zoo.survey_table5 import cite
 
-_LLAMA_LIKE = dict(
+_LLAMA_LIKE = replace(
+    UNSIZED,
     norm=Norm.RMS,
     position=Position.ROTARY,
     activation=Activation.SILU,
@@ -29,7 +33,8 @@ _LLAMA_LIKE = dict(
 MIXTRAL_8X22B = ZooEntry(
     name="mixtral-8x22b",
     aliases=("mixtral", "mixtral-8x22b-v0.1"),
-    config=ModelConfig(
+    config=replace(
+        _LLAMA_LIKE,
         name="mixtral-8x22b",
         vocab_size=32000,
         hidden=6144,
@@ -40,7 +45,6 @@ MIXTRAL_8X22B = ZooEntry(
         max_position=65536,
         rotary=RotaryConfig(base=1_000_000.0),
         moe=MoeConfig(num_experts=8, top_k=2, expert_ffn=16384),
-        **_LLAMA_LIKE,
     ),
     published_params=141_000_000_000,
     survey_params=0,
@@ -76,7 +80,8 @@ MIXTRAL_8X22B = ZooEntry(
 SNOWFLAKE_ARCTIC = ZooEntry(
     name="snowflake-arctic",
     aliases=("arctic", "snowflake-arctic-base"),
-    config=ModelConfig(
+    config=replace(
+        _LLAMA_LIKE,
         name="snowflake-arctic",
         vocab_size=32000,
         hidden=7168,
@@ -87,7 +92,6 @@ SNOWFLAKE_ARCTIC = ZooEntry(
         max_position=4096,
         rotary=RotaryConfig(base=10000.0),
         moe=MoeConfig(num_experts=128, top_k=2, expert_ffn=4864, residual_dense=True),
-        **_LLAMA_LIKE,
     ),
     published_params=480_000_000_000,
     survey_params=480_000_000_000,

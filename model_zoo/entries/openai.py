@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from irgraph.model_zoo.config import Activation, ModelConfig, Position, ZooEntry
+from dataclasses import replace
+
+from irgraph.model_zoo.config import UNSIZED, Activation, Position, ZooEntry
 from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
 
 _GPT3 = survey("GPT-3 (175B)")
@@ -10,7 +12,8 @@ _CODEX = survey("Codex (12B)")
 
 # GPT-2/GPT-3 block: pre-LayerNorm, learned absolute positions, tanh-GELU MLP of 4·d,
 # biases everywhere, LM head tied to the token embedding.
-_GPT_FAMILY = dict(
+_GPT_FAMILY = replace(
+    UNSIZED,
     position=Position.LEARNED,
     max_position=2048,
     activation=Activation.GELU_TANH,
@@ -26,7 +29,8 @@ _GPT_FAMILY = dict(
 GPT_3 = ZooEntry(
     name="gpt-3",
     aliases=("gpt3", "gpt-3-175b", "davinci"),
-    config=ModelConfig(
+    config=replace(
+        _GPT_FAMILY,
         name="gpt-3",
         vocab_size=50257,
         hidden=12288,
@@ -34,7 +38,6 @@ GPT_3 = ZooEntry(
         heads=96,
         head_dim=128,
         ffn=4 * 12288,
-        **_GPT_FAMILY,
     ),
     published_params=175_000_000_000,
     survey_params=survey_params(_GPT3.size),
@@ -78,7 +81,8 @@ GPT_3 = ZooEntry(
 CODEX = ZooEntry(
     name="codex",
     aliases=("codex-12b",),
-    config=ModelConfig(
+    config=replace(
+        _GPT_FAMILY,
         name="codex",
         vocab_size=50281,
         hidden=5140,
@@ -86,7 +90,6 @@ CODEX = ZooEntry(
         heads=40,
         head_dim=128,
         ffn=4 * 5140,
-        **_GPT_FAMILY,
     ),
     published_params=12_000_000_000,
     survey_params=survey_params(_CODEX.size),

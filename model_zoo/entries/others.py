@@ -3,7 +3,17 @@ MT-NLG (Microsoft/NVIDIA), AlexaTM (Amazon), Nemotron-4 (NVIDIA)."""
 
 from __future__ import annotations
 
-from irgraph.model_zoo.config import Activation, Arch, ModelConfig, Position, RotaryConfig, ZooEntry
+from dataclasses import replace
+
+from irgraph.model_zoo.config import (
+    UNSIZED,
+    Activation,
+    Arch,
+    ModelConfig,
+    Position,
+    RotaryConfig,
+    ZooEntry,
+)
 from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
 
 _JURASSIC = survey("Jurassic-1 (178B)")
@@ -13,7 +23,8 @@ _ALEXATM = survey("AlexaTM (20B)")
 _NEMOTRON = survey("Nemotron-4 (340B)")
 
 # GPT-3-style block: pre-LayerNorm, learned positions, GELU MLP of 4·d, biases, tied head.
-_GPT3_STYLE = dict(
+_GPT3_STYLE = replace(
+    UNSIZED,
     position=Position.LEARNED,
     max_position=2048,
     activation=Activation.GELU,
@@ -26,7 +37,8 @@ _GPT3_STYLE = dict(
 JURASSIC_1 = ZooEntry(
     name="jurassic-1",
     aliases=("j1-jumbo", "jurassic-1-jumbo"),
-    config=ModelConfig(
+    config=replace(
+        _GPT3_STYLE,
         name="jurassic-1",
         vocab_size=256000,
         hidden=13824,
@@ -34,7 +46,6 @@ JURASSIC_1 = ZooEntry(
         heads=96,
         head_dim=144,
         ffn=4 * 13824,
-        **_GPT3_STYLE,
     ),
     published_params=178_000_000_000,
     survey_params=survey_params(_JURASSIC.size),
@@ -75,14 +86,14 @@ JURASSIC_1 = ZooEntry(
 HYPERCLOVA = ZooEntry(
     name="hyperclova",
     aliases=("hyperclova-82b",),
-    config=ModelConfig(
+    config=replace(
+        _GPT3_STYLE,
         name="hyperclova",
         vocab_size=50000,
         hidden=10240,
         layers=64,
         heads=80,
         ffn=4 * 10240,
-        **_GPT3_STYLE,
     ),
     published_params=82_000_000_000,
     survey_params=survey_params(_HYPERCLOVA.size),
@@ -128,14 +139,15 @@ HYPERCLOVA = ZooEntry(
 MT_NLG = ZooEntry(
     name="mt-nlg",
     aliases=("megatron-turing-nlg", "mt-nlg-530b"),
-    config=ModelConfig(
+    config=replace(
+        _GPT3_STYLE,
         name="mt-nlg",
         vocab_size=50257,
         hidden=20480,
         layers=105,
         heads=128,
         ffn=4 * 20480,
-        **{**_GPT3_STYLE, "activation": Activation.GELU_TANH},
+        activation=Activation.GELU_TANH,
     ),
     published_params=530_000_000_000,
     survey_params=survey_params(_MTNLG.size),
@@ -174,7 +186,8 @@ MT_NLG = ZooEntry(
 ALEXATM = ZooEntry(
     name="alexatm",
     aliases=("alexatm-20b",),
-    config=ModelConfig(
+    config=replace(
+        _GPT3_STYLE,
         name="alexatm",
         arch=Arch.ENCODER_DECODER,
         vocab_size=150000,
@@ -183,7 +196,7 @@ ALEXATM = ZooEntry(
         encoder_layers=46,
         heads=32,
         ffn=16384,
-        **{**_GPT3_STYLE, "max_position": 1024},
+        max_position=1024,
     ),
     published_params=20_000_000_000,
     survey_params=survey_params(_ALEXATM.size),
