@@ -1,8 +1,9 @@
-"""mypy over irgraph/ and passes/ (STYLE.md: public APIs typed and checked), settings in pyproject.toml.
+"""mypy over irgraph/, passes/ and model_zoo/ (STYLE.md: public APIs typed and checked), settings
+in pyproject.toml.
 
-Installed, `passes/` is `irgraph.passes` (setuptools package-dir), which mypy cannot
-see through the editable-install hook; so the check runs on a tree of symlinks with
-the installed layout and reports errors under their real paths.
+Installed, `passes/` is `irgraph.passes` and `model_zoo/` is `irgraph.model_zoo` (setuptools
+package-dir), which mypy cannot see through the editable-install hook; so the check runs on a
+tree of symlinks with the installed layout and reports errors under their real paths.
 
     .venv/bin/pytest tests/test_typecheck.py        (about 20 s on 2 cores)
 """
@@ -21,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKED = {
     "irgraph": "irgraph",
     "passes": "irgraph/passes",
+    "model_zoo": "irgraph/model_zoo",
 }  # folder -> where it sits in the installed layout
 FOLLOWED = {
     "codegen": "irgraph/codegen",
     "runtimes": "irgraph/runtimes",
-    "model_zoo": "irgraph/model_zoo",
 }
 
 
@@ -56,7 +57,7 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("mypy_cache")
 
 
-def test_mypy_is_clean_on_irgraph_and_passes(tmp_path, monkeypatch, cache):
+def test_mypy_is_clean_on_checked_folders(tmp_path, monkeypatch, cache):
     tree = installed_layout(tmp_path / "tree")
     monkeypatch.chdir(tree)
     files = sorted(
@@ -71,34 +72,38 @@ def test_mypy_is_clean_on_irgraph_and_passes(tmp_path, monkeypatch, cache):
     assert status == 0, (
         f"mypy found errors (settings: pyproject.toml [tool.mypy]):\n{report}\n{stderr}"
     )
-    # Not vacuous: every module of irgraph/ and passes/ was among those checked.
+    # Not vacuous: every module of the CHECKED folders was among those checked.
     expected = sum(1 for folder in CHECKED for _ in (ROOT / folder).rglob("*.py"))
     checked = int(report.rsplit("no issues found in ", 1)[1].split()[0])
     assert checked >= expected, report
 
 
-def test_mypy_reports_errors_in_passes(tmp_path, monkeypatch, cache):
-    """The layout really checks passes/: a type error planted there is reported under its real path."""
+def test_mypy_reports_errors_in_relocated_folders(tmp_path, monkeypatch, cache):
+    """The layout really checks passes/ and model_zoo/: a type error planted in each is reported
+    under its real path."""
     tree = installed_layout(tmp_path / "tree")
-    (tree / "irgraph" / "passes").unlink()
-    shadow = tree / "irgraph" / "passes"
-    shadow.mkdir()
-    for entry in (ROOT / "passes").glob("*.py"):
-        (shadow / entry.name).symlink_to(entry)
-    (shadow / "planted.py").write_text(
-        "from irgraph.ir import Graph\n\n\ndef f(g: Graph) -> int:\n    return g.name\n"
-    )
+    planted = []
+    for folder, target in CHECKED.items():
+        if folder == "irgraph":
+            continue
+        (tree / target).unlink()
+        shadow = tree / target
+        shadow.mkdir()
+        for entry in (ROOT / folder).iterdir():
+            if entry.name != "__pycache__":
+                (shadow / entry.name).symlink_to(entry)
+        (shadow / "planted.py").write_text(
+            "from irgraph.ir import Graph\n\n\ndef f(g: Graph) -> int:\n    return g.name\n"
+        )
+        planted.append(f"{target}/planted.py")
     monkeypatch.chdir(tree)
     stdout, _, status = mypy_api.run(
-        [
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--cache-dir",
-            str(cache),
-            "irgraph/passes/planted.py",
-        ]
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(cache), *planted]
     )
     assert status == 1
-    assert real_path(stdout.splitlines()[0]).startswith(
-        "passes/planted.py:5: error: Incompatible return value"
-    )
+    errors = sorted(real_path(line) for line in stdout.splitlines() if ": error:" in line)
+    assert [e.split(": error: ")[0] for e in errors] == [
+        "model_zoo/planted.py:5",
+        "passes/planted.py:5",
+    ], stdout
+    assert all("Incompatible return value" in e for e in errors), stdout
