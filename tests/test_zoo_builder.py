@@ -325,3 +325,21 @@ def test_combinations_a_sub_builder_cannot_honour_are_refused(changes, key):
     )
     with pytest.raises(ConfigError, match=f"base: {key}"):
         build_graph(base.replace(**changes), weights=None)
+
+
+def test_latent_attention_without_rotary_settings_names_the_missing_field():
+    """validate() lets an MLA config leave `rotary` unset (MLA has its own rotary part), but the
+    latent-attention builder needs its base and scaling: a ConfigError naming the field, not an
+    AttributeError on None."""
+    cfg = ModelConfig(
+        name="mla-like",
+        vocab_size=256,
+        hidden=32,
+        layers=1,
+        heads=4,
+        ffn=48,
+        position=Position.ROTARY,
+        mla=MlaConfig(16, 0, 8, 4, 8),
+    )
+    with pytest.raises(ConfigError, match="^mla-like: rotary: latent attention needs rotary"):
+        build_graph(cfg, weights=None)
