@@ -1,5 +1,8 @@
 """The artifact folder every backend writes and every runtime opens (target-agnostic).
 
+It lives in the core so that both sides share one format without importing each
+other: codegen writes it, runtimes read it, and neither imports the other.
+
     out/
       manifest.json   format + version, model, target, IO names/dtypes/symbolic dims,
                       KV-cache layout and naming, quantization, tool versions, the
