@@ -93,7 +93,7 @@ class LoweringTable(Generic[C, V]):
     def get(self, op: str, default: Any = _REQUIRED) -> Lowering[C, V]:
         """The lowering of `op`; CodegenError when there is none and no `default` is given."""
         if default is not _REQUIRED and op not in self._fns:
-            return default  # type: ignore[no-any-return]
+            return default
         return self[op]
 
     def __contains__(self, op: object) -> bool:
