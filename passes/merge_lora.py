@@ -2,9 +2,9 @@
 
 The adapters come from a safetensors file written by `irgraph train --lora`
 (its checkpoints' `model.safetensors`, keys `lora.<weight name>.lora_A` [rank, in]
-and `.lora_B` [out, rank]); other tensors in the file are ignored. The merge
-itself is the training path's `merge_lora` (codegen/torch/lora.py), so the pass
-and `irgraph train` fold adapters identically.
+and `.lora_B` [out, rank]); other tensors in the file are ignored. The merge is
+numpy (`merge_lora` below); the training path (codegen/torch/lora.py, `irgraph
+train --lora`) calls the same function, so both fold adapters identically.
 
 Kind: approximate. The result is the adapted model, not the base graph the pass
 receives, so outputs change by exactly the adapters' effect; --check measures
@@ -13,17 +13,62 @@ that difference instead of bounding it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from irgraph.errors import PassError
+from irgraph.errors import ConfigError, PassError
 from irgraph.ir import Graph
 from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, register_pass
 from irgraph.weights import WeightStore
 
 PREFIX, A, B = "lora.", ".lora_A", ".lora_B"
+
+
+@dataclass(frozen=True)
+class LoraWeights:
+    a: np.ndarray  # [rank, in]
+    b: np.ndarray  # [out, rank]
+    scale: float  # alpha / rank
+
+
+def merge_lora(graph: Graph, adapters: Mapping[str, LoraWeights]) -> Graph:
+    """A new Graph whose adapted weights are W + scale·B·A (in fp32, stored in the IR dtype); others shared."""
+    if graph.weights is None:
+        raise ConfigError(f"graph {graph.name!r} has no weights to merge LoRA adapters into")
+    arrays = {name: graph.weight(name) for name in graph.params}
+    for name, ad in adapters.items():
+        if name not in graph.params:
+            raise ConfigError(f"LoRA adapter for unknown weight {name!r}", where="merge_lora")
+        w = graph.params[name]
+        if not w.type.dtype.is_float:
+            raise ConfigError(
+                f"LoRA adapter on non-float weight {name!r}",
+                got=str(w.type.dtype),
+                where="merge_lora",
+            )
+        out_f, in_f = w.type.shape
+        if ad.a.shape[1:] != (in_f,) or ad.b.shape != (out_f, ad.a.shape[0]):
+            raise ConfigError(
+                f"LoRA adapter shapes do not fit {name!r} [{out_f}, {in_f}]",
+                got=f"A {list(ad.a.shape)}, B {list(ad.b.shape)}",
+                where="merge_lora",
+            )
+        merged = np.asarray(arrays[name], np.float32) + np.float32(ad.scale) * (
+            ad.b.astype(np.float32) @ ad.a.astype(np.float32)
+        )
+        arrays[name] = merged.astype(w.type.dtype.numpy)
+    return Graph(
+        name=graph.name,
+        inputs=dict(graph.inputs),
+        params=dict(graph.params),
+        nodes=list(graph.nodes),
+        outputs=dict(graph.outputs),
+        meta=dict(graph.meta),
+        weights=WeightStore.from_arrays(arrays),
+    )
 
 
 @register_pass
@@ -36,8 +81,6 @@ class MergeLora(Pass):
     alpha: float = 16.0
 
     def apply(self, graph: Graph) -> PassResult:
-        from irgraph.codegen.torch.lora import LoraWeights, merge_lora
-
         path = Path(self.adapters)
         if path.is_dir():
             path = path / "model.safetensors"

@@ -2,6 +2,9 @@
 
 session = irgraph.runtimes.open("out/llama-onnx")   # or a saved graph folder
 logits = session.forward([[1, 2, 3]])
+
+An artifact's manifest names its target; the backend table (`irgraph.backends`) names the
+session class and manifest reader of each target, imported only when one is opened.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
+from irgraph.backends import BACKENDS
 from irgraph.errors import RuntimeFailure
 from irgraph.runtimes.base import Session
 from irgraph.serialize import is_graph_dir
@@ -19,20 +24,34 @@ def open(path: str | os.PathLike) -> Session:  # noqa: A001  (irgraph.runtimes.o
     """Open a saved graph folder (reference interpreter) or a compiled artifact."""
     folder = Path(path)
     manifest = folder / "manifest.json"
-    if manifest.is_file() and str(_target(manifest)).startswith("tvm-"):
-        from irgraph.runtimes.tvm import TVMSession
-
-        return TVMSession(folder)
-    if manifest.is_file() and _target(manifest) == "onnx":
-        from irgraph.runtimes.onnx import ORTSession
-
-        return ORTSession(folder)
+    if manifest.is_file():
+        target = _target(manifest)
+        for backend in BACKENDS:
+            if target in backend.targets and backend.session:
+                session: Session = backend.load("session")(folder)
+                return session
     if is_graph_dir(folder):
         from irgraph.runtimes.interpreter import InterpreterSession
 
         return InterpreterSession.open(folder)
     raise RuntimeFailure(
         "not a saved graph or compiled artifact (no graph.irg or manifest.json)", where=str(folder)
+    )
+
+
+def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+    """The manifest of the artifact in `folder`, checked by its target's reader (format, tools, hashes)."""
+    manifest = Path(folder) / "manifest.json"
+    target = _target(manifest) if manifest.is_file() else None
+    for backend in BACKENDS:
+        if target in backend.targets and backend.reader:
+            result: dict[str, Any] = backend.load("reader")(folder, verify=verify)
+            return result
+    raise RuntimeFailure(
+        "not a compiled artifact of a known target",
+        expected=" | ".join(t for b in BACKENDS if b.reader for t in b.targets),
+        got=target,
+        where=str(folder),
     )
 
 
@@ -43,4 +62,4 @@ def _target(manifest: Path) -> str | None:
         raise RuntimeFailure("manifest.json is not a JSON object", where=str(manifest)) from None
 
 
-__all__ = ["Session", "open"]
+__all__ = ["Session", "open", "read_manifest"]

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from irgraph import lm
+from irgraph.artifact import read_manifest
 from irgraph.errors import RuntimeFailure
-from irgraph.runtimes.artifact import read_manifest
 from irgraph.runtimes.base import Session
 from irgraph.types import TensorType, parse_type
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from irgraph import artifact as shared
 from irgraph import lm
-from irgraph.codegen.tvm.artifact import WEIGHTS, read_manifest
+from irgraph.backends import backend
 from irgraph.errors import RuntimeFailure
 from irgraph.runtimes.base import Session
 from irgraph.types import TensorType, parse_type
@@ -34,6 +35,33 @@ def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(
         np.asarray(array).reshape(n // nb, nb, k).transpose(0, 2, 1)
     )  # (N/nb, K, nb)
+
+
+def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+    """The checked manifest of a TVM artifact: the shared checks plus target and TVM release."""
+    import tvm
+
+    manifest = shared.read_manifest(folder, verify=verify)
+    where = str(Path(folder) / shared.MANIFEST)
+    targets = backend("tvm").targets
+    if manifest.get("target") not in targets or "tvm" not in manifest:
+        raise RuntimeFailure(
+            "not a TVM artifact",
+            expected=" | ".join(targets),
+            got=manifest.get("target"),
+            where=where,
+        )
+    built = manifest.get("tools", {}).get("apache-tvm") or ""
+    if (
+        built.split(".")[:2] != tvm.__version__.split(".")[:2]
+    ):  # the VM bytecode format is per release
+        raise RuntimeFailure(
+            "artifact was built with another TVM release",
+            expected=tvm.__version__,
+            got=built,
+            where=where,
+        )
+    return manifest
 
 
 def _type(entry: Mapping[str, Any]) -> TensorType:
@@ -97,20 +125,19 @@ class TVMSession(Session):
         self.function_last = (
             self.vm[info["function_last"]] if info.get("function_last") else self.function
         )
-        store = WeightStore.open(self.folder / WEIGHTS) if weights is None else weights
+        weights_file = self.folder / info["weights"]
+        store = WeightStore.open(weights_file) if weights is None else weights
         self.weights = []
         for arg in info["weight_args"]:
             if arg["name"] not in store:
-                raise RuntimeFailure(
-                    f"weight {arg['name']!r} missing", where=str(self.folder / WEIGHTS)
-                )
+                raise RuntimeFailure(f"weight {arg['name']!r} missing", where=str(weights_file))
             array = pack_weight(np.asarray(store[arg["name"]]), arg["layout"])
             if list(array.shape) != list(arg["shape"]):
                 raise RuntimeFailure(
                     f"weight {arg['name']!r} has the wrong shape",
                     expected=arg["shape"],
                     got=list(array.shape),
-                    where=str(self.folder / WEIGHTS),
+                    where=str(weights_file),
                 )
             self.weights.append(tvm.runtime.tensor(array, self.device))
 

@@ -8,8 +8,9 @@ import torch
 
 import irgraph
 from irgraph import PassError
-from irgraph.codegen.torch.lora import LoraAdapters, merge_lora
+from irgraph.codegen.torch.lora import LoraAdapters
 from irgraph.passes import run_pipeline
+from irgraph.passes.merge_lora import merge_lora
 from irgraph.weights import save_safetensors
 from tests.handbuilt import tiny_llama
 

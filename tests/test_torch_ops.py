@@ -160,5 +160,5 @@ def test_every_registered_op_has_a_torch_lowering():
 def test_missing_lowering_names_op_and_target(monkeypatch):
     graph, _ = case_graph("erf", [(F, rand((2, 3, 8)))], {})
     monkeypatch.delitem(LOWERINGS, "erf")
-    with pytest.raises(CodegenError, match=r"target torch: no lowering for op 'erf'"):
+    with pytest.raises(CodegenError, match=r"target torch: no torch lowering for op 'erf'"):
         to_torch(graph)

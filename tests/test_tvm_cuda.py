@@ -14,9 +14,10 @@ import shutil
 
 import pytest
 
-from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
+from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.codegen.tvm.targets import resolve
 from irgraph.errors import CodegenError
+from irgraph.runtimes import read_manifest
 from tests.handbuilt import tiny_llama
 from tests.test_tvm_ops import attention_lm
 

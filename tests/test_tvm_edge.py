@@ -13,10 +13,11 @@ import pytest
 
 import irgraph
 from irgraph import lm
-from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
+from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.codegen.tvm.edge import build_runner, run_native
 from irgraph.lm import graph_inputs, is_encoder_decoder
 from irgraph.model_zoo import build, names
+from irgraph.runtimes import read_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -18,27 +18,28 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import onnx
 from onnx import helper
 
+from irgraph.artifact import tool_version, write_artifact
+from irgraph.backends import backend
 from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (register their lowerings)
 from irgraph.codegen.onnx.emitter import DATA_FILE, ONNX_DTYPES, Emitter
 from irgraph.codegen.onnx.genai import GENAI_FILE, genai_config
-from irgraph.codegen.onnx.lowerings import LOWERINGS, lowering_for
+from irgraph.codegen.onnx.lowerings import LOWERINGS
 from irgraph.codegen.onnx.split import split_encoder
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.ir import Graph
 from irgraph.registry import get_op
-from irgraph.runtimes.artifact import tool_version, write_artifact
 
 MODEL_FILE, ENCODER_FILE = "model.onnx", "encoder.onnx"
-FLAVOURS = ("ort", "portable")
-DTYPES = ("f32", "f16", "bf16")
+FLAVOURS = backend("onnx").option("flavour").choices  # "ort" | "portable"
+DTYPES = backend("onnx").option("dtype").choices  # "f32" | "f16" | "bf16"
 OPSET = 23
 TARGET = "onnx"
 Progress = Callable[[int, int], None]
@@ -71,8 +72,7 @@ def build_model(
         raise CodegenError(
             "graph has no weights (structure only); an ONNX artifact needs them", where=graph.name
         )
-    for node in graph.nodes:
-        lowering_for(node.op)  # fail before writing anything, naming the op
+    LOWERINGS.missing(graph)  # fail before writing anything, naming every op the target lacks
     e = Emitter(graph, flavour, DType(dtype), data, data_name)
     for i, node in enumerate(graph.nodes):
         if progress is not None:
@@ -82,9 +82,8 @@ def build_model(
         node = dataclasses.replace(
             node, inputs=tuple(get_op(node.op).pad(node.inputs))
         )  # absent -> None
-        ins = [e.name(v) for v in node.inputs]
         try:
-            outs = LOWERINGS[node.op](e, node, ins)
+            outs = LOWERINGS[node.op](e, node, *(e.name(v) for v in node.inputs))
         except CodegenError as err:
             raise CodegenError(
                 err.message, expected=err.expected, got=err.got, where=f"node {i} ({node.op})"
@@ -139,15 +138,17 @@ def compile_graph(
     graph: Graph,
     out: str | os.PathLike,
     *,
+    target: str = TARGET,
     flavour: str = "ort",
     dtype: str = "f32",
     force: bool = False,
     progress: Progress | None = None,
-    extra_files: dict[str, Path] | None = None,
+    extra_files: Mapping[str, Path] | None = None,
 ) -> Path:
     """Compile `graph` into the ONNX artifact folder `out` (see the module docstring); returns its path.
 
-    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
+    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
+    `target` is always "onnx" (the signature every `irgraph.backends` compile function has).
     """
 
     def write(tmp: Path, part: Graph, model_file: str) -> dict[str, Any]:
@@ -199,6 +200,8 @@ def compile_graph(
 
     import onnxruntime
 
+    if target != TARGET:
+        raise ConfigError(f"the ONNX backend has one target, {TARGET!r}", got=target)
     if flavour not in FLAVOURS:
         raise ConfigError(
             f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour

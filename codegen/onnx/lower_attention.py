@@ -20,6 +20,8 @@ GQA takes it packed. (Its rotary wants head_size % 16 == 0, attention % 8.)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from irgraph.codegen.onnx.emitter import Emitter
@@ -146,7 +148,7 @@ def _gqa_fits(e: Emitter, node: Node) -> bool:
     )  # the CPU kernel wants head_size % 8 == 0
 
 
-def _gqa(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _gqa(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
     q, k, v, pk = node.inputs[:4]
     hq, d = q.type.shape[2], q.type.shape[3]
     hkv = k.type.shape[2]
@@ -235,7 +237,7 @@ def _rotary_pair(e: Emitter, q, k) -> tuple[Node, Node] | None:
 
 
 @lowers("attention")
-def _attention(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _attention(e: Emitter, node: Node, *ins: str) -> list[str]:
     q, k, v, pk, pv, km, bias, prefix = node.inputs
     if _gqa_fits(e, node):
         return _gqa(e, node, ins)
@@ -362,7 +364,7 @@ def _dynamic_ntk(e: Emitter, pos: str, inv_static: str, rd: int, attrs: dict) ->
 
 
 @lowers("rotary")
-def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _rotary(e: Emitter, node: Node, *ins: str) -> list[str]:
     x = node.inputs[0]
     heads, head_dim = x.type.shape[2], x.type.shape[3]
     a = node.attrs
@@ -406,7 +408,7 @@ def _rotary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
 
 
 @lowers("alibi")
-def _alibi(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _alibi(e: Emitter, node: Node, *ins: str) -> list[str]:
     mask = e.op1("Cast", ins[0], to=1)
     positions = e.op1(
         "Mul", e.op1("Sub", e.op1("CumSum", mask, e.const(1, np.int64)), e.const(1.0, F32)), mask
@@ -417,7 +419,7 @@ def _alibi(e: Emitter, node: Node, ins: list[str]) -> list[str]:
 
 
 @lowers("relative_position_bias")
-def _relative_bias(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
     num_buckets, heads = node.inputs[2].type.shape
     sq, total = e.scalar_dim(ins[0], 1), e.scalar_dim(ins[1], 1)
@@ -467,7 +469,7 @@ def _relative_bias(e: Emitter, node: Node, ins: list[str]) -> list[str]:
 
 
 @lowers("latent_attention")
-def _latent_attention(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _latent_attention(e: Emitter, node: Node, *ins: str) -> list[str]:
     """The up-projection absorbed (as in the TVM lowering): multi-query attention over the latent cache.
 
     Each query head becomes [q_nope·W_k, q_rope], all heads attend to the shared cache rows

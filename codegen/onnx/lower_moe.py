@@ -20,6 +20,8 @@ an expert was not chosen) combines them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from irgraph.codegen.onnx.emitter import Emitter
@@ -29,7 +31,7 @@ from irgraph.ir import Node
 
 
 @lowers("moe_router")
-def _router(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _router(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
     experts = node.inputs[1].type.shape[0]
     logits = e.op1(
@@ -99,7 +101,7 @@ def _fused_moe_fits(e: Emitter, node: Node) -> bool:
     return e.flavour == "ort" and e.dtype == DType.f32 and weights_are_params and kind_fits
 
 
-def _fused_experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _fused_experts(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
     """ORT's MoE op over the IR router's choice (see the module docstring)."""
     _, _, _, w_up, w_down, w_gate = node.inputs
     experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
@@ -149,7 +151,7 @@ def _fused_experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
 
 
 @lowers("moe_experts")
-def _experts(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _experts(e: Emitter, node: Node, *ins: str) -> list[str]:
     if _fused_moe_fits(e, node):
         return _fused_experts(e, node, ins)
     x, _, _, w_up, w_down, w_gate = node.inputs

@@ -1,46 +1,27 @@
-"""The lowering table: one function per IR op name, emitting ONNX nodes (STYLE.md lesson 8).
+"""ONNX lowerings of the elementwise, tensor and nn ops: one function per IR op name (STYLE.md lesson 8).
 
-A lowering is `fn(e: Emitter, node: Node, ins: list[str]) -> list[str]`: the
-ONNX names of the node's results. `ins` holds the ONNX names of the node's
-inputs ('' for an absent optional one). Tables below cover elementwise,
-tensor and nn ops; attention, rotary and MoE live in their own modules and
+A lowering follows the one convention of `irgraph.codegen.lowering`:
+`fn(e: Emitter, node: Node, *ins: str) -> list[str]`, the ONNX names of the
+node's results; `ins` holds the ONNX names of the node's inputs ('' for an
+absent optional one). Attention, rotary and MoE live in their own modules and
 register into the same table.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import numpy as np
 
+from irgraph.codegen.lowering import LoweringTable
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Node
 
-Lowering = Callable[[Emitter, Node, list[str]], list[str]]
-LOWERINGS: dict[str, Lowering] = {}
-
-
-def lowers(*names: str) -> Callable[[Lowering], Lowering]:
-    def register(fn: Lowering) -> Lowering:
-        for name in names:
-            LOWERINGS[name] = fn
-        return fn
-
-    return register
-
-
-def lowering_for(op: str, target: str = "onnx") -> Lowering:
-    try:
-        return LOWERINGS[op]
-    except KeyError:
-        raise CodegenError(
-            f"no {target} lowering for op {op!r}",
-            expected=", ".join(sorted(LOWERINGS)),
-            where=target,
-        ) from None
+LOWERINGS: LoweringTable[Emitter, str] = LoweringTable("onnx")
+lowers = LOWERINGS.lowers
 
 
 # -- activations (shared by glu, moe_experts and the unary ops) -----------------------------
@@ -93,38 +74,38 @@ _BINARY = {
 
 
 @lowers(*_UNARY)
-def _unary(e: Emitter, node: Node, ins: list[str]) -> list[str]:
+def _unary(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op(_UNARY[node.op], ins, [e.result(node, 0)])
 
 
 @lowers("rsqrt")
-def _rsqrt(e, node, ins):
+def _rsqrt(e, node, *ins):
     return e.op("Reciprocal", [e.op1("Sqrt", ins[0])], [e.result(node, 0)])
 
 
 @lowers("relu2", "silu", "fast_gelu")
-def _act(e, node, ins):
+def _act(e, node, *ins):
     return [activation(e, node.op, ins[0])]
 
 
 @lowers("gelu")
-def _gelu(e, node, ins):
+def _gelu(e, node, *ins):
     return [activation(e, "gelu" if node.attrs["approximate"] == "none" else "gelu_tanh", ins[0])]
 
 
 @lowers("scale")
-def _scale(e, node, ins):
+def _scale(e, node, *ins):
     return e.op("Mul", [ins[0], e.const(float(node.attrs["factor"]))], [e.result(node, 0)])
 
 
 @lowers(*_BINARY)
-def _binary(e, node, ins):
+def _binary(e, node, *ins):
     if node.op == "add" and e.flavour == "ort" and _skip_norm(e, node, ins):
         return [e.name(node.outputs[0])]
     return e.op(_BINARY[node.op], ins, [e.result(node, 0)])
 
 
-def _skip_norm(e: Emitter, node: Node, ins: list[str]) -> bool:
+def _skip_norm(e: Emitter, node: Node, ins: Sequence[str]) -> bool:
     """Residual add + RMSNorm of the sum -> one SkipSimplifiedLayerNormalization (ort flavour).
 
     Emitted at the add (so every later user of the sum sees it defined); the
@@ -155,7 +136,7 @@ def _skip_norm(e: Emitter, node: Node, ins: list[str]) -> bool:
 
 
 @lowers("glu")
-def _glu(e, node, ins):
+def _glu(e, node, *ins):
     return e.op("Mul", [activation(e, node.attrs["act"], ins[0]), ins[1]], [e.result(node, 0)])
 
 
@@ -163,12 +144,12 @@ def _glu(e, node, ins):
 
 
 @lowers("matmul")
-def _matmul(e, node, ins):
+def _matmul(e, node, *ins):
     return e.op("MatMul", ins, [e.result(node, 0)])
 
 
 @lowers("reshape")
-def _reshape(e, node, ins):  # ONNX Reshape has the IR's 0 / -1 semantics
+def _reshape(e, node, *ins):  # ONNX Reshape has the IR's 0 / -1 semantics
     x, y = node.inputs[0].type, node.outputs[0].type
     split_heads = x.rank == 3 and y.rank == 4 and y.shape[:2] == x.shape[:2]
     if y.rank == 3 and x.rank == 4 and y.shape[:2] == x.shape[:2] and ins[0] in e.flat:
@@ -180,23 +161,23 @@ def _reshape(e, node, ins):  # ONNX Reshape has the IR's 0 / -1 semantics
 
 
 @lowers("transpose")
-def _transpose(e, node, ins):
+def _transpose(e, node, *ins):
     return e.op("Transpose", ins, [e.result(node, 0)], perm=list(node.attrs["perm"]))
 
 
 @lowers("concat")
-def _concat(e, node, ins):
+def _concat(e, node, *ins):
     return e.op("Concat", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 
 @lowers("split")
-def _split(e, node, ins):
+def _split(e, node, *ins):
     outs = [e.result(node, i) for i in range(len(node.outputs))]
     return e.op("Split", [ins[0], e.ints(*node.attrs["sizes"])], outs, axis=node.attrs["axis"])
 
 
 @lowers("slice")
-def _slice(e, node, ins):
+def _slice(e, node, *ins):
     a = node.attrs
     return e.op(
         "Slice",
@@ -206,27 +187,27 @@ def _slice(e, node, ins):
 
 
 @lowers("gather")
-def _gather(e, node, ins):
+def _gather(e, node, *ins):
     return e.op("Gather", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 
 @lowers("where")
-def _where(e, node, ins):
+def _where(e, node, *ins):
     return e.op("Where", ins, [e.result(node, 0)])
 
 
 @lowers("cast")
-def _cast(e, node, ins):
+def _cast(e, node, *ins):
     return e.op("Cast", ins, [e.result(node, 0)], to=e.onnx_type(DType(node.attrs["dtype"])))
 
 
 @lowers("softmax")
-def _softmax(e, node, ins):
+def _softmax(e, node, *ins):
     return e.op("Softmax", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 
 @lowers("reduce_sum", "reduce_mean", "reduce_max")
-def _reduce(e, node, ins):
+def _reduce(e, node, *ins):
     onnx_op = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax"}[
         node.op
     ]
@@ -242,7 +223,7 @@ def _reduce(e, node, ins):
 
 
 @lowers("embedding")
-def _embedding(e, node, ins):
+def _embedding(e, node, *ins):
     table = node.inputs[1]
     out = e.op(
         "Gather", [ins[1], ins[0]], [e.result(node, 0)] if table.type.dtype.is_float else 1, axis=0
@@ -293,7 +274,7 @@ def _siblings(e: Emitter, node: Node) -> list[Node]:
     return group if len(group) > 1 else [node]
 
 
-def _fused_linear(e: Emitter, node: Node, ins: list[str], group: list[Node]) -> list[str]:
+def _fused_linear(e: Emitter, node: Node, ins: Sequence[str], group: list[Node]) -> list[str]:
     """y_i = x·W_iᵀ (+ b_i) for every sibling as one MatMul on [W_1; W_2; ...]ᵀ and a Split (exact)."""
     params = [n.inputs[1].param for n in group]
     sizes = [n.inputs[1].type.shape[0] for n in group]
@@ -329,7 +310,7 @@ def _fused_linear(e: Emitter, node: Node, ins: list[str], group: list[Node]) -> 
 
 
 @lowers("linear")
-def _linear(e, node, ins):
+def _linear(e, node, *ins):
     x, weight, bias = node.inputs
     group = _siblings(e, node)
     if len(group) > 1:
@@ -350,7 +331,7 @@ def norm_weight(e: Emitter, weight, offset: float) -> str:
 
 
 @lowers("layer_norm")
-def _layer_norm(e, node, ins):
+def _layer_norm(e, node, *ins):
     a = node.attrs
     inputs = [ins[0], norm_weight(e, node.inputs[1], a["weight_offset"])] + (
         [ins[2]] if ins[2] else []
@@ -359,7 +340,7 @@ def _layer_norm(e, node, ins):
 
 
 @lowers("rms_norm")
-def _rms_norm(e, node, ins):
+def _rms_norm(e, node, *ins):
     a = node.attrs
     gamma = norm_weight(e, node.inputs[1], a["weight_offset"])
     return e.op("RMSNormalization", [ins[0], gamma], [e.result(node, 0)], axis=-1, epsilon=a["eps"])

@@ -4,11 +4,12 @@
     out = module(**feeds)                    # {output name: tensor}, same inputs as the graph
     trained = with_weights(graph, module)    # a new Graph with the module's weights
 
-Lowerings are registered per op name (`lowerings.LOWERINGS`); a graph with an
-op that has none fails with a CodegenError naming the op and target "torch".
+Lowerings are registered per op name on `lowerings.LOWERINGS` (a `LoweringTable`,
+`irgraph.codegen.lowering`); a graph with ops that have none fails with one
+CodegenError naming them and target "torch".
 """
 
-from irgraph.codegen.torch.lowerings import LOWERINGS, get_lowering, lowering
+from irgraph.codegen.torch.lowerings import LOWERINGS, TorchContext, lowers
 from irgraph.codegen.torch.module import (
     GraphModule,
     numpy_runner,
@@ -21,8 +22,8 @@ from irgraph.codegen.torch.module import (
 __all__ = [
     "LOWERINGS",
     "GraphModule",
-    "get_lowering",
-    "lowering",
+    "TorchContext",
+    "lowers",
     "numpy_runner",
     "to_numpy",
     "to_torch",

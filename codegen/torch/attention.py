@@ -16,51 +16,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from irgraph.codegen.torch.lowerings import attention_scale, f32, lowering
+from irgraph.codegen.torch.lowerings import TorchContext, attention_scale, f32, lowers
+from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 # -- rotary -----------------------------------------------------------------------------------
 
 
-@lowering("rotary")
-def _rotary(
-    x,
-    position_ids,
-    rotary_dim,
-    interleaved,
-    base,
-    scaling,
-    factor,
-    original_max_position,
-    low_freq_factor,
-    high_freq_factor,
-    beta_fast,
-    beta_slow,
-    mscale,
-    mscale_all_dim,
-    attention_factor,
-):
-    rd = rotary_dim or x.shape[3]
+@lowers("rotary")
+def _rotary(ctx: TorchContext, node: Node, x, position_ids):
+    a = node.attrs
+    scaling, factor, interleaved = a["scaling"], a["factor"], a["interleaved"]
+    rd = a["rotary_dim"] or x.shape[3]
     # Dynamic NTK rescales with the longest position in the batch: a data-dependent constant.
     longest = (
         int(position_ids.max()) + 1 if scaling == "dynamic_ntk" and position_ids.numel() else 0
     )
     inv = inv_frequencies(
         rd,
-        base,
+        a["base"],
         scaling,
         factor,
-        original_max_position,
-        low_freq_factor,
-        high_freq_factor,
-        beta_fast,
-        beta_slow,
+        a["original_max_position"],
+        a["low_freq_factor"],
+        a["high_freq_factor"],
+        a["beta_fast"],
+        a["beta_slow"],
         longest,
     )
     inv_t = torch.from_numpy(inv.astype(np.float32)).to(x.device)
     angles = position_ids.float()[..., None] * inv_t  # (B, S, rd/2), fp32 as the reference
-    gain = rotary_attention_factor(scaling, factor, mscale, mscale_all_dim, attention_factor)
+    gain = rotary_attention_factor(
+        scaling, factor, a["mscale"], a["mscale_all_dim"], a["attention_factor"]
+    )
     c = (torch.cos(angles) * gain)[:, :, None, :]  # (B, S, 1, rd/2)
     s = (torch.sin(angles) * gain)[:, :, None, :]
     x = f32(x)
@@ -174,10 +163,11 @@ def sdpa(
     return out * any_visible if tracing or not bool(any_visible.all()) else out
 
 
-@lowering("attention")
+@lowers("attention")
 def _attention(
-    q, k, v, past_key, past_value, key_mask, bias, prefix_len, causal, window, scale, softcap
+    ctx: TorchContext, node: Node, q, k, v, past_key, past_value, key_mask, bias, prefix_len
 ):
+    a = node.attrs
     k_all = f32(k).transpose(1, 2)  # (B, Hkv, S, D)
     v_all = f32(v).transpose(1, 2)
     if past_key is not None:
@@ -190,16 +180,17 @@ def _attention(
         key_mask,
         bias,
         prefix_len,
-        causal,
-        window,
-        scale,
-        softcap,
+        a["causal"],
+        a["window"],
+        a["scale"],
+        a["softcap"],
     )
     return out.transpose(1, 2), k_all, v_all
 
 
-@lowering("alibi")
-def _alibi(key_mask, num_heads):
+@lowers("alibi")
+def _alibi(ctx: TorchContext, node: Node, key_mask):
+    num_heads = node.attrs["num_heads"]
     mask = key_mask.float()
     positions = (torch.cumsum(mask, dim=-1) - 1) * mask  # (B, T): position among unpadded tokens
     slopes = torch.from_numpy(alibi_slopes(num_heads)).to(key_mask.device)
@@ -229,8 +220,9 @@ def t5_buckets(
     return buckets + torch.where(relative < max_exact, relative, large)
 
 
-@lowering("relative_position_bias")
-def _relative_position_bias(x, key_mask, table, bidirectional, max_distance):
+@lowers("relative_position_bias")
+def _relative_position_bias(ctx: TorchContext, node: Node, x, key_mask, table):
+    bidirectional, max_distance = node.attrs["bidirectional"], node.attrs["max_distance"]
     sq, total = x.shape[1], key_mask.shape[1]
     qpos = (total - sq) + torch.arange(sq, device=x.device)
     relative = torch.arange(total, device=x.device)[None, :] - qpos[:, None]  # (Sq, T)
@@ -239,10 +231,12 @@ def _relative_position_bias(x, key_mask, table, bidirectional, max_distance):
     return (bias[None].expand(x.shape[0], -1, -1, -1),)
 
 
-@lowering("latent_attention")
+@lowers("latent_attention")
 def _latent_attention(
-    q, latent, k_rope, kv_b, past_latent, key_mask, nope_dim, v_dim, scale, causal
+    ctx: TorchContext, node: Node, q, latent, k_rope, kv_b, past_latent, key_mask
 ):
+    a = node.attrs
+    nope_dim, v_dim, scale, causal = a["nope_dim"], a["v_dim"], a["scale"], a["causal"]
     b, h, dq = q.shape[0], q.shape[2], q.shape[3]
     rank = latent.shape[2]
     new = torch.cat([f32(latent), f32(k_rope)[:, :, 0, :]], dim=-1)  # (B, S, R+rope)

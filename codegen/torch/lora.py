@@ -3,9 +3,9 @@
 An adapted weight is W + (alpha/rank)·B·A with A [rank, in] and B [out, rank];
 B starts at zero, so training starts from the base model. The base stays
 frozen. `attach` wires adapters into a `GraphModule` (the effective weight is
-formed where the IR reads the parameter, so every op sees it); `merge_lora` is
-a plain `Graph -> Graph` function that folds the adapters into the base
-weights, so a compiled artifact carries no adapter overhead.
+formed where the IR reads the parameter, so every op sees it); the merge that
+folds them into the base weights is numpy (`irgraph.passes.merge_lora`), so a
+compiled artifact carries no adapter overhead.
 """
 
 from __future__ import annotations
@@ -13,25 +13,16 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from irgraph.codegen.torch.module import GraphModule
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
-from irgraph.weights import WeightStore
+from irgraph.passes.merge_lora import LoraWeights
 
 ROOT = "lora"  # the adapters' submodule: state_dict keys are lora.<weight name>.lora_A / .lora_B
-
-
-@dataclass(frozen=True)
-class LoraWeights:
-    a: np.ndarray  # [rank, in]
-    b: np.ndarray  # [out, rank]
-    scale: float  # alpha / rank
 
 
 def linear_weights(graph: Graph) -> list[str]:
@@ -132,40 +123,3 @@ def attach(
     module.add_module(ROOT, adapters)
     module.weight_hook = adapters.effective
     return adapters
-
-
-def merge_lora(graph: Graph, adapters: Mapping[str, LoraWeights]) -> Graph:
-    """A new Graph whose adapted weights are W + scale·B·A (in fp32, stored in the IR dtype); others shared."""
-    if graph.weights is None:
-        raise ConfigError(f"graph {graph.name!r} has no weights to merge LoRA adapters into")
-    arrays = {name: graph.weight(name) for name in graph.params}
-    for name, ad in adapters.items():
-        if name not in graph.params:
-            raise ConfigError(f"LoRA adapter for unknown weight {name!r}", where="merge_lora")
-        w = graph.params[name]
-        if not w.type.dtype.is_float:
-            raise ConfigError(
-                f"LoRA adapter on non-float weight {name!r}",
-                got=str(w.type.dtype),
-                where="merge_lora",
-            )
-        out_f, in_f = w.type.shape
-        if ad.a.shape[1:] != (in_f,) or ad.b.shape != (out_f, ad.a.shape[0]):
-            raise ConfigError(
-                f"LoRA adapter shapes do not fit {name!r} [{out_f}, {in_f}]",
-                got=f"A {list(ad.a.shape)}, B {list(ad.b.shape)}",
-                where="merge_lora",
-            )
-        merged = np.asarray(arrays[name], np.float32) + np.float32(ad.scale) * (
-            ad.b.astype(np.float32) @ ad.a.astype(np.float32)
-        )
-        arrays[name] = merged.astype(w.type.dtype.numpy)
-    return Graph(
-        name=graph.name,
-        inputs=dict(graph.inputs),
-        params=dict(graph.params),
-        nodes=list(graph.nodes),
-        outputs=dict(graph.outputs),
-        meta=dict(graph.meta),
-        weights=WeightStore.from_arrays(arrays),
-    )

@@ -1,9 +1,12 @@
 """Torch lowerings of the elementwise, tensor and nn ops: one function per registry op.
 
-A lowering takes the node's inputs (tensors, None for an absent optional input)
-and its attributes, and returns the node's outputs as a tuple. Each mirrors the
-op's numpy reference in `irgraph.ops` (fp32 math), but stays differentiable and
-traceable by `torch.export` (shapes are read from tensors, never from data).
+A lowering follows the one convention of `irgraph.codegen.lowering`:
+`fn(ctx: TorchContext, node: Node, *inputs) -> tuple[Tensor, ...]`, the inputs
+being tensors (None for an absent optional input) and the attributes read from
+`node.attrs`. Each mirrors the op's numpy reference in `irgraph.ops` (fp32
+math), but stays differentiable and traceable by `torch.export` (shapes are
+read from tensors, never from data). `GraphModule` resolves each node's
+lowering once, when the module is built.
 """
 
 from __future__ import annotations
@@ -11,15 +14,26 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from irgraph.codegen.lowering import Lowering, LoweringTable
 from irgraph.dtypes import DType
-from irgraph.errors import CodegenError
+from irgraph.ir import Node
 
-Lowering = Callable[..., tuple[torch.Tensor, ...]]
-LOWERINGS: dict[str, Lowering] = {}
+
+@dataclass(frozen=True)
+class TorchContext:
+    """What a torch lowering may read besides its node and inputs: the module's mode."""
+
+    training: bool = False
+
+
+LOWERINGS: LoweringTable[TorchContext, torch.Tensor] = LoweringTable("torch")
+lowers = LOWERINGS.lowers
+TorchLowering = Lowering[TorchContext, torch.Tensor]
 
 TORCH_DTYPES = {
     DType.f32: torch.float32,
@@ -31,31 +45,6 @@ TORCH_DTYPES = {
     DType.u8: torch.uint8,
     DType.bool: torch.bool,
 }
-
-
-def lowering(*names: str) -> Callable[[Lowering], Lowering]:
-    """Register `fn` as the torch lowering of ops `names` (each op lowered once)."""
-
-    def wrap(fn: Lowering) -> Lowering:
-        for name in names:
-            if name in LOWERINGS:
-                raise CodegenError(f"torch lowering of {name!r} registered twice")
-            LOWERINGS[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_lowering(op: str) -> Lowering:
-    try:
-        return LOWERINGS[op]
-    except KeyError:
-        raise CodegenError(
-            f"no lowering for op {op!r}",
-            expected="an op with a torch lowering",
-            got=op,
-            where="target torch",
-        ) from None
 
 
 def f32(x: torch.Tensor) -> torch.Tensor:
@@ -109,45 +98,46 @@ _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _unary_lowering(fn: Callable[[torch.Tensor], torch.Tensor]) -> Lowering:
-    return lambda x: (fn(f32(x)),)
+def _unary_lowering(fn: Callable[[torch.Tensor], torch.Tensor]) -> TorchLowering:
+    return lambda ctx, node, x: (fn(f32(x)),)
 
 
-def _binary_lowering(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Lowering:
-    return lambda a, b: (fn(f32(a), f32(b)),)
+def _binary_lowering(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> TorchLowering:
+    return lambda ctx, node, a, b: (fn(f32(a), f32(b)),)
 
 
 for _name, _fn in _UNARY.items():
-    lowering(_name)(_unary_lowering(_fn))
+    LOWERINGS[_name] = _unary_lowering(_fn)
 for _name, _fn in _BINARY.items():
-    lowering(_name)(_binary_lowering(_fn))
+    LOWERINGS[_name] = _binary_lowering(_fn)
 
 
-@lowering("gelu")
-def _gelu(x, approximate):
-    return (F.gelu(f32(x), approximate=approximate),)
+@lowers("gelu")
+def _gelu(ctx: TorchContext, node: Node, x):
+    return (F.gelu(f32(x), approximate=node.attrs["approximate"]),)
 
 
-@lowering("scale")
-def _scale(x, factor):
-    return (f32(x) * factor,)
+@lowers("scale")
+def _scale(ctx: TorchContext, node: Node, x):
+    return (f32(x) * node.attrs["factor"],)
 
 
-@lowering("glu")
-def _glu(gate, up, act):
-    return (ACTIVATIONS[act](f32(gate)) * f32(up),)
+@lowers("glu")
+def _glu(ctx: TorchContext, node: Node, gate, up):
+    return (ACTIVATIONS[node.attrs["act"]](f32(gate)) * f32(up),)
 
 
 # -- tensor -------------------------------------------------------------------------------
 
 
-@lowering("matmul")
-def _matmul(a, b):
+@lowers("matmul")
+def _matmul(ctx: TorchContext, node: Node, a, b):
     return (torch.matmul(f32(a), f32(b)),)
 
 
-@lowering("reshape")
-def _reshape(x, shape):
+@lowers("reshape")
+def _reshape(ctx: TorchContext, node: Node, x):
+    shape = node.attrs["shape"]
     target = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]  # ONNX: 0 copies the dim
     if torch.compiler.is_exporting():
         # Whether a strided view can be reshaped in place depends on dims being 1: copy instead,
@@ -156,18 +146,19 @@ def _reshape(x, shape):
     return (x.reshape(target),)
 
 
-@lowering("transpose")
-def _transpose(x, perm):
-    return (x.permute(*perm),)
+@lowers("transpose")
+def _transpose(ctx: TorchContext, node: Node, x):
+    return (x.permute(*node.attrs["perm"]),)
 
 
-@lowering("concat")
-def _concat(*xs, axis):
-    return (torch.cat(xs, dim=axis),)
+@lowers("concat")
+def _concat(ctx: TorchContext, node: Node, *xs):
+    return (torch.cat(xs, dim=node.attrs["axis"]),)
 
 
-@lowering("split")
-def _split(x, axis, sizes):
+@lowers("split")
+def _split(ctx: TorchContext, node: Node, x):
+    axis, sizes = node.attrs["axis"], node.attrs["sizes"]
     if torch.compiler.is_exporting():
         # Gathered copies, not strided views: reshaping a view makes torch.export pin `seq != 1`.
         bounds = [0, *itertools.accumulate(sizes)]
@@ -178,73 +169,76 @@ def _split(x, axis, sizes):
     return tuple(torch.split(x, list(sizes), dim=axis))
 
 
-@lowering("slice")
-def _slice(x, axis, start, end, step):
+@lowers("slice")
+def _slice(ctx: TorchContext, node: Node, x):
+    a = node.attrs
     index = [slice(None)] * x.dim()
-    index[axis] = slice(start, end, step)
+    index[a["axis"]] = slice(a["start"], a["end"], a["step"])
     return (x[tuple(index)],)
 
 
-@lowering("gather")
-def _gather(data, indices, axis):
-    axis = axis % data.dim()
+@lowers("gather")
+def _gather(ctx: TorchContext, node: Node, data, indices):
+    axis = node.attrs["axis"] % data.dim()
     flat = torch.index_select(data, axis, indices.reshape(-1))
     return (flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]),)
 
 
-@lowering("where")
-def _where(cond, a, b):
+@lowers("where")
+def _where(ctx: TorchContext, node: Node, cond, a, b):
     return (torch.where(cond, f32(a), f32(b)),)
 
 
-@lowering("cast")
-def _cast(x, dtype):
-    return (x.to(TORCH_DTYPES[DType(dtype)]),)
+@lowers("cast")
+def _cast(ctx: TorchContext, node: Node, x):
+    return (x.to(TORCH_DTYPES[DType(node.attrs["dtype"])]),)
 
 
-@lowering("softmax")
-def _softmax(x, axis):
-    return (torch.softmax(x.float(), dim=axis),)
+@lowers("softmax")
+def _softmax(ctx: TorchContext, node: Node, x):
+    return (torch.softmax(x.float(), dim=node.attrs["axis"]),)
 
 
-def _reduce(fn: Callable[..., torch.Tensor]) -> Lowering:
-    def lower(x, axes, keepdims):
+def _reduce(fn: Callable[..., torch.Tensor]) -> TorchLowering:
+    def lower(ctx: TorchContext, node: Node, x):
         x = f32(x)
-        return (fn(x, dim=tuple(axes), keepdim=keepdims),)
+        return (fn(x, dim=tuple(node.attrs["axes"]), keepdim=node.attrs["keepdims"]),)
 
     return lower
 
 
-lowering("reduce_sum")(_reduce(torch.sum))
-lowering("reduce_mean")(_reduce(torch.mean))
-lowering("reduce_max")(_reduce(torch.amax))
+LOWERINGS["reduce_sum"] = _reduce(torch.sum)
+LOWERINGS["reduce_mean"] = _reduce(torch.mean)
+LOWERINGS["reduce_max"] = _reduce(torch.amax)
 
 
 # -- nn -------------------------------------------------------------------------------------
 
 
-@lowering("embedding")
-def _embedding(ids, table):
+@lowers("embedding")
+def _embedding(ctx: TorchContext, node: Node, ids, table):
     return (F.embedding(ids, table.float()),)
 
 
-@lowering("linear")
-def _linear(x, weight, bias):
+@lowers("linear")
+def _linear(ctx: TorchContext, node: Node, x, weight, bias):
     if not weight.is_floating_point():
         weight = weight.float()  # stored integer weights: the reference casts them, unscaled
     return (F.linear(f32(x), f32(weight), None if bias is None else f32(bias)),)
 
 
-@lowering("layer_norm")
-def _layer_norm(x, weight, bias, eps, weight_offset):
+@lowers("layer_norm")
+def _layer_norm(ctx: TorchContext, node: Node, x, weight, bias):
+    eps, weight_offset = node.attrs["eps"], node.attrs["weight_offset"]
     w = weight.float() + weight_offset if weight_offset else weight.float()
     return (
         F.layer_norm(x.float(), (x.shape[-1],), w, None if bias is None else bias.float(), eps),
     )
 
 
-@lowering("rms_norm")
-def _rms_norm(x, weight, eps, weight_offset):
+@lowers("rms_norm")
+def _rms_norm(ctx: TorchContext, node: Node, x, weight):
+    eps, weight_offset = node.attrs["eps"], node.attrs["weight_offset"]
     w = weight.float() + weight_offset if weight_offset else weight.float()
     return (F.rms_norm(x.float(), (x.shape[-1],), w, eps),)
 
@@ -257,8 +251,8 @@ __all__ = [
     "ACTIVATIONS",
     "LOWERINGS",
     "TORCH_DTYPES",
+    "TorchContext",
     "attention_scale",
     "f32",
-    "get_lowering",
-    "lowering",
+    "lowers",
 ]

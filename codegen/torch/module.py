@@ -24,10 +24,15 @@ from torch import nn
 
 import irgraph.codegen.torch.attention  # noqa: F401  (registers the attention and rotary lowerings)
 import irgraph.codegen.torch.moe  # noqa: F401  (registers the MoE lowerings)
-from irgraph.codegen.torch.lowerings import TORCH_DTYPES, Lowering, get_lowering
+from irgraph.codegen.torch.lowerings import (
+    LOWERINGS,
+    TORCH_DTYPES,
+    TorchContext,
+    TorchLowering,
+)
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, IRError
-from irgraph.ir import Graph, Value
+from irgraph.ir import Graph, Node, Value
 from irgraph.registry import get_op
 from irgraph.weights import WeightStore
 
@@ -40,11 +45,10 @@ WeightHook = Callable[[str, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class _Step:
-    fn: Lowering
-    op: str
+    fn: TorchLowering  # resolved once, when the module is built
+    node: Node
     inputs: tuple[int | None, ...]
     outputs: tuple[int, ...]
-    attrs: dict[str, Any]
     dtypes: tuple[torch.dtype, ...]
     dropout: bool
 
@@ -73,6 +77,7 @@ class GraphModule(nn.Module):
         for name, v in graph.params.items():
             self._add_weight(name, graph.weight(name), v.type.dtype)
         self.param_slots = [(name, slot(v)) for name, v in graph.params.items()]
+        LOWERINGS.missing(graph)
         users = graph.users()
         self.steps: list[_Step] = []
         for node in graph.nodes:
@@ -82,13 +87,12 @@ class GraphModule(nn.Module):
             )
             self.steps.append(
                 _Step(
-                    fn=get_lowering(node.op),
-                    op=node.op,
+                    fn=LOWERINGS[node.op],
+                    node=node,
                     inputs=tuple(
                         None if v is None else slots[v] for v in get_op(node.op).pad(node.inputs)
                     ),
                     outputs=tuple(slot(v) for v in node.outputs),
-                    attrs=dict(node.attrs),
                     dtypes=tuple(
                         TORCH_DTYPES.get(v.type.dtype, torch.float32) for v in node.outputs
                     ),
@@ -148,8 +152,9 @@ class GraphModule(nn.Module):
             w = self.weight(name)
             env[i] = w if hook is None else hook(name, w)
         autocast = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+        ctx = TorchContext(training=self.training)
         for step in self.steps:
-            results = step.fn(*(None if i is None else env[i] for i in step.inputs), **step.attrs)
+            results = step.fn(ctx, step.node, *(None if i is None else env[i] for i in step.inputs))
             for i, res, dtype in zip(step.outputs, results, step.dtypes):
                 if res.dtype != dtype and not (
                     autocast and res.is_floating_point() and dtype.is_floating_point
@@ -162,7 +167,7 @@ class GraphModule(nn.Module):
 
 
 def to_torch(graph: Graph, *, dropout: float = 0.0) -> GraphModule:
-    """Lower `graph` to a torch module; CodegenError names the first op without a torch lowering."""
+    """Lower `graph` to a torch module; one CodegenError names every op without a torch lowering."""
     return GraphModule(graph, dropout=dropout)
 
 

@@ -18,13 +18,17 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from irgraph.codegen.torch.lowerings import ACTIVATIONS, f32, lowering
+from irgraph.codegen.torch.lowerings import ACTIVATIONS, TorchContext, f32, lowers
+from irgraph.ir import Node
 
 Tensor = torch.Tensor
 
 
-@lowering("moe_router")
-def _moe_router(x, weight, top_k, scoring, normalize, n_group, topk_group, scaling):
+@lowers("moe_router")
+def _moe_router(ctx: TorchContext, node: Node, x, weight):
+    a = node.attrs
+    top_k, scoring, normalize = a["top_k"], a["scoring"], a["normalize"]
+    n_group, topk_group, scaling = a["n_group"], a["topk_group"], a["scaling"]
     logits = F.linear(f32(x), f32(weight)).float()  # (..., E)
     scores = torch.softmax(logits, dim=-1) if scoring == "softmax" else torch.sigmoid(logits)
     choose = scores.detach()  # the choice is discrete; gradients flow through the kept scores
@@ -110,8 +114,9 @@ def dense_experts(
     return (combine.t().unsqueeze(-1).to(y.dtype) * y).sum(0)  # (T, H)
 
 
-@lowering("moe_experts")
-def _moe_experts(x, weights, indices, w_up, w_down, w_gate, act):
+@lowers("moe_experts")
+def _moe_experts(ctx: TorchContext, node: Node, x, weights, indices, w_up, w_down, w_gate):
+    act = node.attrs["act"]
     shape = x.shape
     xs = f32(x).reshape(-1, shape[-1])  # (T, H)
     ws, ids = weights.reshape(xs.shape[0], -1), indices.reshape(xs.shape[0], -1)  # (T, K)

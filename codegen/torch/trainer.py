@@ -39,6 +39,7 @@ from irgraph.codegen.torch.objective import lm_batch, lm_loss
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.lm import graph_inputs
+from irgraph.passes.merge_lora import merge_lora
 from irgraph.serialize import save
 
 CHECKPOINTS = "checkpoints"
@@ -393,9 +394,7 @@ class Trainer:
         """The graph with the module's weights, LoRA adapters merged in."""
         trained = with_weights(self.graph, self.module)
         return (
-            lora.merge_lora(trained, self.adapters.weights())
-            if self.adapters is not None
-            else trained
+            merge_lora(trained, self.adapters.weights()) if self.adapters is not None else trained
         )
 
 

@@ -8,12 +8,12 @@
 `lower_basic`, `lower_attention`, `lower_moe`), `linear` holds the packed-weight
 CPU kernel, `targets` turns a target name into TVM targets and build pipelines
 (llvm, cuda with dlight and an nvcc check, aarch64 cross-linking), `artifact`
-writes the artifact folder the runtime (`irgraph.runtimes.tvm`) and the native
-edge runner (`runner/`, driven from Python by `edge`) load.
+writes the artifact folder the runtime (`irgraph.runtimes.tvm`, which also checks
+its manifest) and the native edge runner (`runner/`, driven from Python by `edge`) load.
 """
 
 from irgraph.codegen.tvm import lower_attention, lower_basic, lower_moe  # noqa: F401  (register lowerings)
-from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
+from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.codegen.tvm.lowering import FUNCTION, LOWERINGS, WeightArg, build_module
 from irgraph.codegen.tvm.targets import TARGETS
 
@@ -24,5 +24,4 @@ __all__ = [
     "WeightArg",
     "build_module",
     "compile_graph",
-    "read_manifest",
 ]

@@ -1,4 +1,4 @@
-"""TVM artifacts: the shared artifact folder (`irgraph.runtimes.artifact`) with a TVM library.
+"""TVM artifacts: the shared artifact folder (`irgraph.artifact`) with a TVM library.
 
     out/
       manifest.json        the shared entries (IO names/dtypes/symbolic dims, KV-cache layout,
@@ -12,7 +12,8 @@
 
 Weights stay outside the library, in checkpoint layout: the loader packs the
 linear weights the manifest marks `packed{nb}` once at load time, so one build
-serves every checkpoint of the architecture.
+serves every checkpoint of the architecture. The runtime side reads and checks the
+folder (`irgraph.runtimes.tvm.read_manifest`) without importing this module.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from irgraph import artifact as shared
 from irgraph.codegen.tvm import lowering, targets
-from irgraph.errors import ConfigError, RuntimeFailure
+from irgraph.errors import ConfigError
 from irgraph.ir import Graph
-from irgraph.runtimes import artifact as shared
 from irgraph.weights import save_safetensors
 
 LIBRARY, WEIGHTS = "model.so", "weights.safetensors"
@@ -57,11 +58,13 @@ def compile_graph(
     cuda_arch: str = "sm_80",
     force: bool = True,
     extra_files: Mapping[str, Path] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
     `force=False` refuses to replace an existing folder (the CLI's default);
-    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
+    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
+    `progress(done, total)` hears of the build as one step (TVM reports no finer progress).
     """
     import tvm
     import tvm_ffi
@@ -72,6 +75,8 @@ def compile_graph(
             "graph has no weights (structure only); a TVM artifact needs them", where=graph.name
         )
     started = time.perf_counter()
+    if progress is not None:
+        progress(0, 1)
     mod, weight_args = lowering.build_module(
         graph, spec.name.removeprefix("tvm-"), packed=spec.packed
     )
@@ -116,7 +121,7 @@ def compile_graph(
             }
         }
 
-    return shared.write_artifact(
+    folder = shared.write_artifact(
         out,
         graph,
         spec.name,
@@ -125,6 +130,9 @@ def compile_graph(
         tools={"apache-tvm": tvm.__version__, "apache-tvm-ffi": tvm_ffi.__version__},
         requires={"apache-tvm": tvm.__version__},
     )
+    if progress is not None:
+        progress(1, 1)
+    return folder
 
 
 def _jsonable(value: Any) -> Any:
@@ -138,29 +146,3 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "export"):  # a nested Target (the CUDA host)
         return _jsonable(value.export())
     return str(value)
-
-
-def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
-    """The checked manifest of a TVM artifact: the shared checks plus target and TVM release."""
-    import tvm
-
-    manifest = shared.read_manifest(folder, verify=verify)
-    where = str(Path(folder) / shared.MANIFEST)
-    if manifest.get("target") not in targets.TARGETS or "tvm" not in manifest:
-        raise RuntimeFailure(
-            "not a TVM artifact",
-            expected=" | ".join(targets.TARGETS),
-            got=manifest.get("target"),
-            where=where,
-        )
-    built = manifest.get("tools", {}).get("apache-tvm") or ""
-    if (
-        built.split(".")[:2] != tvm.__version__.split(".")[:2]
-    ):  # the VM bytecode format is per release
-        raise RuntimeFailure(
-            "artifact was built with another TVM release",
-            expected=tvm.__version__,
-            got=built,
-            where=where,
-        )
-    return manifest

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from irgraph.artifact import read_manifest
 from irgraph.errors import RuntimeFailure
-from irgraph.runtimes.artifact import read_manifest
 
 RUNNER_DIR = Path(__file__).parent / "runner"
 SETUP = RUNNER_DIR / "setup.sh"

@@ -1,8 +1,8 @@
 """Lower an irgraph `Graph` to a Relax `IRModule`: one `forward` function, weights as parameters.
 
 Every op has one lowering, registered against the registry's op name with
-`@lowers("name")`; a graph with an op that has none fails with a CodegenError
-naming the op and the target. Symbolic dims (`batch`, `seq`, `past`, ...) become
+`@lowers("name")` on the TVM `LoweringTable` (`irgraph.codegen.lowering`); a graph
+with ops that have none fails with one CodegenError naming them and the target. Symbolic dims (`batch`, `seq`, `past`, ...) become
 `int64` TIR variables shared by every tensor type, so one build serves every
 batch size, prompt length and cache length.
 
@@ -14,7 +14,7 @@ tensors (`past_key_values.*` in, `present.*` out), exactly as in the graph.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import tvm
 from tvm import relax, sym, tirx
 
+from irgraph.codegen.lowering import LoweringTable
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node, Value
@@ -41,21 +42,8 @@ _DTYPES = {
     DType.bool: "bool",
 }
 
-Lowering = Callable[..., Sequence[relax.Expr]]
-LOWERINGS: dict[str, Lowering] = {}
-
-
-def lowers(*ops: str) -> Callable[[Lowering], Lowering]:
-    """Register `fn(ctx, node, *inputs) -> outputs` as the lowering of `ops`."""
-
-    def deco(fn: Lowering) -> Lowering:
-        for op in ops:
-            if op in LOWERINGS:
-                raise CodegenError(f"op {op!r} has two TVM lowerings")
-            LOWERINGS[op] = fn
-        return fn
-
-    return deco
+LOWERINGS: LoweringTable[Context, relax.Expr] = LoweringTable("tvm")
+lowers = LOWERINGS.lowers  # `fn(ctx, node, *inputs) -> outputs` (see `irgraph.codegen.lowering`)
 
 
 def tvm_dtype(dtype: DType, where: str = "") -> str:
@@ -193,11 +181,7 @@ def build_module(
     import irgraph.codegen.tvm.lower_moe  # noqa: F401
     from irgraph.codegen.tvm.last_logits import last_position_graph
 
-    missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
-    if missing:
-        raise CodegenError(
-            f"no TVM lowering for op {', '.join(missing)}", where=f"target tvm-{target}"
-        )
+    LOWERINGS.missing(graph, where=f"target tvm-{target}")
     bb = relax.BlockBuilder()
     weight_args = _weight_layouts(graph, packed)
     kernels: dict[str, relax.GlobalVar] = {}

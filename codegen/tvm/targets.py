@@ -27,10 +27,11 @@ import tvm
 from tvm import relax
 from tvm.target import Target
 
+from irgraph.backends import backend
 from irgraph.errors import CodegenError
 
-TARGETS = ("tvm-llvm", "tvm-cuda", "tvm-aarch64")
-CUDA_ARCHS = ("sm_80", "sm_86", "sm_89", "sm_90")
+TARGETS = backend("tvm").targets  # one list of names: the backend table's row
+CUDA_ARCHS = backend("tvm").option("cuda_arch").choices
 AARCH64_TRIPLE = "aarch64-linux-gnu"
 CXX_ENV, SYSROOT_ENV = "IRGRAPH_AARCH64_CXX", "IRGRAPH_AARCH64_SYSROOT"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from irgraph.backends import BACKENDS, backend_for, compile_options, compile_targets
 from irgraph.cli.common import clean_errors
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
@@ -13,7 +15,6 @@ from irgraph.ir import Graph
 from irgraph.model_zoo import SIZES, Size
 
 TOKENIZER = "tokenizer.json"
-TARGETS = ("onnx", "tvm-llvm", "tvm-cuda", "tvm-aarch64")
 
 
 def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Path]]:
@@ -46,23 +47,34 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
     return model_zoo.build(source, size=size, seed=seed), {}
 
 
+def _backend_options(command: Callable[..., None]) -> Callable[..., None]:
+    """One `--option` per backend compile option in the backend table, its help naming the backends."""
+    for option in reversed(compile_options()):
+        users = ", ".join(b.name for b in BACKENDS if any(o.name == option.name for o in b.options))
+        command = click.option(
+            option.flag,
+            option.name,
+            type=click.Choice(option.choices),
+            default=option.default,
+            show_default=True,
+            help=f"{users}: {option.help}",
+        )(command)
+    return command
+
+
+_TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS if b.compile)
+
+
 @click.command("compile")
 @click.argument("source")
-@click.option("--target", type=click.Choice(TARGETS), default="onnx", show_default=True)
 @click.option(
-    "--flavour",
-    type=click.Choice(["ort", "portable"]),
-    default="ort",
+    "--target",
+    type=click.Choice(compile_targets()),
+    default="onnx",
     show_default=True,
-    help="onnx: ONNX Runtime contrib ops (ort) or standard ONNX only (portable).",
+    help=_TARGET_HELP + ".",
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(["f32", "f16", "bf16"]),
-    default="f32",
-    show_default=True,
-    help="onnx: compute precision of weights and activations.",
-)
+@_backend_options
 @click.option(
     "--size",
     type=click.Choice(SIZES),
@@ -79,24 +91,14 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
     type=click.Path(file_okay=False),
     help="Artifact folder.",
 )
-@click.option(
-    "--cuda-arch",
-    type=click.Choice(["sm_80", "sm_86", "sm_89", "sm_90"]),
-    default="sm_80",
-    show_default=True,
-    help="tvm-cuda: GPU architecture the kernels are built and nvcc-checked for.",
-)
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @pipeline_options
 @clean_errors
 def compile_(
     source: str,
     target: str,
-    flavour: str,
-    dtype: str,
     size: Size,
     seed: int,
-    cuda_arch: str,
     out: str,
     force: bool,
     passes: str,
@@ -104,6 +106,7 @@ def compile_(
     check: bool,
     allow_arch_change: bool,
     timing: bool,
+    **options: str,
 ) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
     from tqdm import tqdm
@@ -112,37 +115,28 @@ def compile_(
         raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
     graph, extra = load_source(source, size, seed)
     graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
-    if target == "onnx":
-        from irgraph.codegen.onnx import compile_graph
+    backend = backend_for(target)
+    compile_graph = backend.load("compile")
+    with tqdm(desc=f"compiling {graph.name} for {target}", leave=False) as bar:
 
-        with tqdm(
-            total=len(graph.nodes), desc=f"lowering {graph.name}", unit="node", leave=False
-        ) as bar:
+        def progress(i: int, total: int) -> None:
+            bar.total = total
+            bar.update(i - bar.n)
 
-            def progress(i: int, total: int) -> None:
-                bar.update(i - bar.n)
-
-            result = compile_graph(
-                graph,
-                out,
-                flavour=flavour,
-                dtype=dtype,
-                force=force,
-                progress=progress,
-                extra_files=extra,
-            )
-    else:
-        from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
-
-        with tqdm(total=1, desc=f"building {graph.name} for {target}", leave=False) as bar:
-            result = compile_tvm(
-                graph, out, target=target, cuda_arch=cuda_arch, force=force, extra_files=extra
-            )
-            bar.update(1)
+        result = compile_graph(
+            graph,
+            out,
+            target=target,
+            force=force,
+            progress=progress,
+            extra_files=extra,
+            **{o.name: options[o.name] for o in backend.options},
+        )
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
     if check:
-        _check_artifact(graph, result, 1e-4 if dtype == "f32" or target != "onnx" else 5e-2)
+        low_precision = backend.name == "onnx" and options["dtype"] != "f32"
+        _check_artifact(graph, result, 5e-2 if low_precision else 1e-4)
 
 
 def _check_artifact(graph: Graph, folder: Path, tolerance: float) -> None:

@@ -1,5 +1,8 @@
 """The artifact folder every backend writes and every runtime opens (target-agnostic).
 
+It lives in the core so that both sides share one format without importing each
+other: codegen writes it, runtimes read it, and neither imports the other.
+
     out/
       manifest.json   format + version, model, target, IO names/dtypes/symbolic dims,
                       KV-cache layout and naming, quantization, tool versions, the
@@ -79,7 +82,7 @@ def describe(graph: Graph) -> dict[str, Any]:
 
 
 def write_artifact(
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     graph: Graph,
     target: str,
     emit: Callable[[Path], Mapping[str, Any]],
@@ -117,7 +120,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """The checked manifest of the artifact in `folder` (format, required tools, file hashes)."""
     folder = Path(folder)
     path = folder / MANIFEST
