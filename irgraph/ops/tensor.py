@@ -358,7 +358,7 @@ class Cast(OpDef):
     inputs = ("x",)
     category = Category.ELEMENTWISE
     transparent = True  # a cast projection keeps its role
-    attrs = {"dtype": Attr("str", choices=tuple(d.value for d in DType if d is not DType.i4))}
+    attrs = {"dtype": Attr("str", choices=tuple(d.value for d in DType if not d.is_packed))}
 
     def infer(self, x: TensorType, dtype: str) -> list[TensorType]:
         return [x.with_dtype(DType(dtype))]
