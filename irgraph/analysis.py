@@ -27,18 +27,22 @@ class Cost:
     context: int
 
 
-def _moe_fraction(graph: Graph) -> dict[str, float]:
-    """Param name -> fraction active per token, for routed expert weights."""
+def _active_fraction(graph: Graph) -> dict[str, float]:
+    """Param name -> fraction active per token, for the routed weights (MoE experts: top-k/experts)."""
     frac: dict[str, float] = {}
     for node in graph.nodes:
-        if node.op == "moe_experts":
-            k = node.arg(1).type.shape[-1]
-            experts = node.arg(3).type.shape[0]
-            if not (isinstance(k, int) and isinstance(experts, int)):
-                continue  # top-k and the expert count are static in every MoE the builders make
-            for v in node.inputs[3:]:
-                if v is not None and v.param:
-                    frac[v.param] = k / experts
+        opdef = get_op(node.op)
+        if not opdef.routed:
+            continue
+        types = opdef.pad([v.type if v is not None else None for v in node.inputs])
+        fraction = opdef.active_fraction(types, **node.attrs)
+        if fraction is None:
+            continue
+        for name in opdef.routed:
+            slot = opdef.slot(name)
+            v = node.inputs[slot] if slot < len(node.inputs) else None
+            if v is not None and v.param:
+                frac[v.param] = fraction
     return frac
 
 
@@ -64,7 +68,7 @@ def kv_bytes_per_token(graph: Graph, kv_bits: int = 16) -> int:
 
 
 def cost(graph: Graph, context: int = 4096, kv_bits: int = 16) -> Cost:
-    frac = _moe_fraction(graph)
+    frac = _active_fraction(graph)
     params = sum(v.type.numel() for v in graph.params.values())
     active = sum(v.type.numel() * frac.get(n, 1.0) for n, v in graph.params.items())
     return Cost(

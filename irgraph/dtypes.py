@@ -34,6 +34,14 @@ class DType(enum.Enum):
         return self in (DType.f32, DType.f16, DType.bf16)
 
     @property
+    def is_packed(self) -> builtins.bool:
+        """Packed below a byte (i4): stored weights only, never a tensor an op or backend computes in.
+
+        Every other dtype is a compute dtype: each backend's dtype map covers all of them.
+        """
+        return self is DType.i4
+
+    @property
     def bits(self) -> int:
         return _BITS[self]
 

@@ -18,6 +18,7 @@ from irgraph.dtypes import DType
 from irgraph.errors import PassError
 from irgraph.interpreter import run
 from irgraph.ir import Graph, Value
+from irgraph.registry import get_op
 from irgraph.types import TensorType
 
 CASES: dict[str, dict[str, int]] = {
@@ -34,19 +35,16 @@ class Comparison:
 
 
 def _index_bound(graph: Graph, v: Value) -> int | None:
-    """Rows of the table an integer input indexes (embedding / gather), if it does."""
+    """The tightest bound of an integer input used as an index (the ops' `indices` traits)."""
     bounds = []
     for node in graph.nodes:
-        if node.op == "embedding" and node.inputs[0] is v and node.inputs[1] is not None:
-            bounds.append(node.inputs[1].type.shape[0])
-        elif (
-            node.op == "gather"
-            and len(node.inputs) > 1
-            and node.inputs[1] is v
-            and node.inputs[0] is not None
-        ):
-            axis = node.attrs.get("axis", 0) % max(1, node.inputs[0].type.rank)
-            bounds.append(node.inputs[0].type.shape[axis])
+        opdef = get_op(node.op)
+        if not opdef.indices:
+            continue
+        types = [x.type if x is not None else None for x in node.inputs]
+        for slot, bound in opdef.index_bounds(types, node.attrs).items():
+            if node.inputs[slot] is v:
+                bounds.append(bound)
     ints = [b for b in bounds if isinstance(b, int)]
     return min(ints) if ints else None
 

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from irgraph.ir import Graph, Node, Value
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
-from irgraph.passes.projections import MLP_OPS, fuse_linears, group_problem, source_linear
+from irgraph.passes.projections import fuse_linears, group_problem, is_activation, source_linear
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
-
-ACTIVATIONS = MLP_OPS - {"glu", "mul"}
+from irgraph.registry import Category, get_op
 
 
 def _through_activation(index: GraphIndex, v: Value | None) -> tuple[Node | None, str]:
     node = index.producer.get(v) if v is not None else None
-    if node is not None and node.op in ACTIVATIONS:
+    if node is not None and is_activation(node):
         v = node.inputs[0]
     return source_linear(index, v)
 
@@ -32,12 +31,14 @@ class FuseGateUpRule(Rule):
 
     def candidates(self, index: GraphIndex) -> Iterator[Candidate | Miss]:
         for node in index.graph.nodes:
-            if node.op not in ("glu", "mul") or len(node.inputs) != 2:
+            opdef = get_op(node.op)
+            if not opdef.gating or len(node.inputs) != 2:
                 continue
             where = index.describe(node)
-            trace = _through_activation if node.op == "mul" else source_linear
+            spelled_out = opdef.category is not Category.GATE  # mul(act(gate), up), not glu
+            trace = _through_activation if spelled_out else source_linear
             (gate, why_g), (up, why_u) = trace(index, node.inputs[0]), trace(index, node.inputs[1])
-            if node.op == "mul" and (gate is None or up is None):
+            if spelled_out and (gate is None or up is None):
                 continue  # most products are not MLP gates; only report glu nodes
             if gate is None or up is None:
                 yield Miss(

@@ -28,11 +28,9 @@ import numpy as np
 from irgraph.ir import Graph, Node, Value
 from irgraph.passes.graphs import GraphIndex, common_prefix
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
-from irgraph.passes.projections import fuse_linears, group_problem, role
+from irgraph.passes.projections import fuse_linears, group_problem, is_norm, role
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
 from irgraph.types import TensorType, eval_dim
-
-NORMS = ("layer_norm", "rms_norm")
 
 
 class ParallelInputProjection(Rule):
@@ -41,7 +39,7 @@ class ParallelInputProjection(Rule):
 
     def candidates(self, index: GraphIndex) -> Iterator[Candidate | Miss]:
         for node in index.graph.nodes:
-            if node.op not in NORMS:
+            if not is_norm(node):
                 continue
             h = node.outputs[0]
             linears = [u for u in index.users_of(h) if u.op == "linear" and u.inputs[0] is h]

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from irgraph.ir import Graph, Node, Value
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import ARCH_CHANGE, Pass, PassResult, register_pass
-from irgraph.passes.projections import ATTENTION, TRANSPARENT, source_linear
+from irgraph.passes.projections import ATTENTION, is_norm, source_linear, transparent
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
-
-NORMS = ("layer_norm", "rms_norm")
 
 
 def _attention_behind(index: GraphIndex, v: Value) -> Node | None:
@@ -36,7 +34,7 @@ def _attention_behind(index: GraphIndex, v: Value) -> Node | None:
             return None
         if node.op == ATTENTION:
             return node
-        if node.op not in TRANSPARENT:
+        if not transparent(node):
             return None
         cur = node.inputs[0]
     return None
@@ -51,7 +49,7 @@ class ParallelizeRule(Rule):
 
     def candidates(self, index: GraphIndex) -> Iterator[Candidate | Miss]:
         for n2 in index.graph.nodes:
-            mid = n2.inputs[0] if n2.op in NORMS else None
+            mid = n2.inputs[0] if is_norm(n2) else None
             add = index.producer.get(mid) if mid is not None else None
             if mid is None or add is None or add.op != "add":
                 continue
@@ -69,7 +67,7 @@ class ParallelizeRule(Rule):
             x = next(v for v, _ in branches if v is not o)
             q_lin, _ = source_linear(index, attention.inputs[0])
             n1 = index.producer.get(q_lin.arg(0)) if q_lin is not None else None
-            if n1 is None or n1.op not in NORMS or n1.inputs[0] is not x:
+            if n1 is None or not is_norm(n1) or n1.inputs[0] is not x:
                 yield Miss(
                     where,
                     "the attention does not read a norm of the block input (not a pre-norm block)",

@@ -3,9 +3,13 @@
 A projection's role is read from where its result goes, through ops that only
 move data (reshape, split, rotary, ...): into attention's q/k/v it is an
 attention projection, into an activation or gate it is an MLP input
-projection. Fusing linears that read the same input concatenates their weights
-along the output dim into one new parameter and splits the result; it is exact
-(each output column is computed from the same row of weights as before).
+projection. Which ops are which comes from their registry traits
+(`transparent`, `Category.ACTIVATION`, `gating`, `Category.NORM`), so a new op
+declared with those traits is traced without changes here.
+
+Fusing linears that read the same input concatenates their weights along the
+output dim into one new parameter and splits the result; it is exact (each
+output column is computed from the same row of weights as before).
 """
 
 from __future__ import annotations
@@ -18,16 +22,31 @@ from irgraph.errors import PassError
 from irgraph.ir import Node, Value
 from irgraph.passes.graphs import GraphIndex, common_prefix
 from irgraph.passes.rewrite import Rewriter
+from irgraph.registry import Category, get_op
 from irgraph.types import TensorType, eval_dim
 
-# Ops that only move or rotate data: a projection's role shows through them.
-TRANSPARENT = frozenset({"reshape", "transpose", "split", "slice", "rotary", "cast", "scale"})
-# Ops an MLP input projection feeds (activations, the gate, a gating product).
-MLP_OPS = frozenset(
-    {"glu", "gelu", "silu", "relu", "relu2", "fast_gelu", "sigmoid", "tanh", "erf", "mul"}
-)
 ATTENTION = "attention"
 QKV_SLOTS = ("q", "k", "v")
+
+
+def transparent(node: Node) -> bool:
+    """The node only moves, rotates, casts or scales its input 0: a projection's role shows through."""
+    return get_op(node.op).transparent
+
+
+def is_activation(node: Node) -> bool:
+    """The node is a unary activation (silu, gelu, relu, ...): what an MLP gate projection feeds."""
+    return get_op(node.op).category is Category.ACTIVATION
+
+
+def feeds_mlp(node: Node) -> bool:
+    """An MLP input projection goes here: an activation, a gated unit or a gating product."""
+    return is_activation(node) or get_op(node.op).gating
+
+
+def is_norm(node: Node) -> bool:
+    """The node normalises over the last dim with a learned weight (layer_norm, rms_norm)."""
+    return get_op(node.op).category is Category.NORM
 
 
 def role(index: GraphIndex, v: Value, depth: int = 8) -> str:
@@ -41,9 +60,9 @@ def role(index: GraphIndex, v: Value, depth: int = 8) -> str:
                 slots = [i for i, x in enumerate(user.inputs) if x is cur]
                 if user.op == ATTENTION and all(i < 3 for i in slots):
                     found.add("attn")
-                elif user.op in MLP_OPS:
+                elif feeds_mlp(user):
                     found.add("mlp")
-                elif user.op in TRANSPARENT and (user.op != "rotary" or slots == [0]):
+                elif transparent(user) and slots == [0]:
                     nxt.extend(user.outputs)
                 else:
                     found.add("other")
@@ -64,7 +83,7 @@ def source_linear(index: GraphIndex, v: Value | None) -> tuple[Node | None, str]
             return None, "a parameter" if v.param else "a graph input"
         if node.op == "linear":
             return node, ""
-        if node.op not in TRANSPARENT:
+        if not transparent(node):
             return None, f"a {node.op}"
         v = node.inputs[0]
         seen += 1

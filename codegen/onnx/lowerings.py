@@ -10,10 +10,11 @@ register into the same table.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.lowering import LoweringTable
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.dtypes import DType
@@ -27,27 +28,48 @@ lowers = LOWERINGS.lowers
 # -- activations (shared by glu, moe_experts and the unary ops) -----------------------------
 
 
+def _relu2(e: Emitter, x: str) -> str:  # max(x, 0)²
+    r = e.op1("Relu", x)
+    return e.op1("Mul", r, r)
+
+
+def _gelu_erf(e: Emitter, x: str) -> str:  # 0.5·x·(1 + erf(x/√2))
+    erf = e.op1("Erf", e.op1("Mul", x, e.const(1 / math.sqrt(2))))
+    return e.op1("Mul", e.op1("Mul", x, e.const(0.5)), e.op1("Add", erf, e.const(1.0)))
+
+
+def _gelu_tanh(e: Emitter, x: str) -> str:  # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715x³)))
+    cube = e.op1("Mul", e.op1("Mul", x, x), x)
+    inner = e.op1("Add", x, e.op1("Mul", cube, e.const(0.044715)))
+    t = e.op1("Tanh", e.op1("Mul", inner, e.const(math.sqrt(2 / math.pi))))
+    return e.op1("Mul", e.op1("Mul", x, e.const(0.5)), e.op1("Add", t, e.const(1.0)))
+
+
+# One entry per name in irgraph.activations.ACTIVATIONS (a test checks the keys match).
+ACTIVATION_NODES: dict[str, Callable[[Emitter, str], str]] = {
+    "relu": lambda e, x: e.op1("Relu", x),
+    "relu2": _relu2,
+    "gelu": _gelu_erf,
+    "gelu_tanh": _gelu_tanh,
+    # x·σ(1.702x)
+    "fast_gelu": lambda e, x: e.op1("Mul", x, e.op1("Sigmoid", e.op1("Mul", x, e.const(1.702)))),
+    # x·σ(x); ORT fuses Sigmoid+Mul into QuickGelu-like kernels
+    "silu": lambda e, x: e.op1("Mul", x, e.op1("Sigmoid", x)),
+    "sigmoid": lambda e, x: e.op1("Sigmoid", x),
+}
+
+
 def activation(e: Emitter, act: str, x: str) -> str:
-    if act == "relu":
-        return e.op1("Relu", x)
-    if act == "relu2":  # max(x, 0)²
-        r = e.op1("Relu", x)
-        return e.op1("Mul", r, r)
-    if act == "sigmoid":
-        return e.op1("Sigmoid", x)
-    if act == "silu":  # x·σ(x); ORT fuses Sigmoid+Mul into QuickGelu-like kernels
-        return e.op1("Mul", x, e.op1("Sigmoid", x))
-    if act == "fast_gelu":  # x·σ(1.702x)
-        return e.op1("Mul", x, e.op1("Sigmoid", e.op1("Mul", x, e.const(1.702))))
-    if act == "gelu":  # 0.5·x·(1 + erf(x/√2))
-        erf = e.op1("Erf", e.op1("Mul", x, e.const(1 / math.sqrt(2))))
-        return e.op1("Mul", e.op1("Mul", x, e.const(0.5)), e.op1("Add", erf, e.const(1.0)))
-    if act == "gelu_tanh":  # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715x³)))
-        cube = e.op1("Mul", e.op1("Mul", x, x), x)
-        inner = e.op1("Add", x, e.op1("Mul", cube, e.const(0.044715)))
-        t = e.op1("Tanh", e.op1("Mul", inner, e.const(math.sqrt(2 / math.pi))))
-        return e.op1("Mul", e.op1("Mul", x, e.const(0.5)), e.op1("Add", t, e.const(1.0)))
-    raise CodegenError(f"no onnx lowering for activation {act!r}", where="onnx")
+    """The ONNX name of act(x), for an activation name of irgraph.activations."""
+    try:
+        emit = ACTIVATION_NODES[act]
+    except KeyError:
+        raise CodegenError(
+            f"no onnx lowering for activation {act!r}",
+            expected=", ".join(ACTIVATION_NODES),
+            where="onnx",
+        ) from None
+    return emit(e, x)
 
 
 _UNARY = {  # IR op -> ONNX op (one node)
@@ -83,7 +105,8 @@ def _rsqrt(e, node, *ins):
     return e.op("Reciprocal", [e.op1("Sqrt", ins[0])], [e.result(node, 0)])
 
 
-@lowers("relu2", "silu", "fast_gelu")
+# Activation ops with no single ONNX node (relu and sigmoid have one, in _UNARY).
+@lowers(*(name for name, a in ACTIVATIONS.items() if a.unary_op and name not in _UNARY))
 def _act(e, node, *ins):
     return [activation(e, node.op, ins[0])]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from irgraph.activations import ACTIVATIONS as CORE_ACTIVATIONS
 from irgraph.codegen.lowering import Lowering, LoweringTable
 from irgraph.dtypes import DType
 from irgraph.ir import Node
@@ -61,6 +62,7 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+# One entry per name in irgraph.activations.ACTIVATIONS (a test checks the keys match).
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "relu2": lambda x: torch.square(torch.relu(x)),
@@ -81,11 +83,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sin": torch.sin,
     "cos": torch.cos,
     "erf": torch.erf,
-    "sigmoid": torch.sigmoid,
-    "relu": ACTIVATIONS["relu"],
-    "relu2": ACTIVATIONS["relu2"],
-    "silu": F.silu,
-    "fast_gelu": ACTIVATIONS["fast_gelu"],
+    # the activation ops of irgraph.activations, by the same names
+    **{name: ACTIVATIONS[name] for name, a in CORE_ACTIVATIONS.items() if a.unary_op},
 }
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "add": torch.add,

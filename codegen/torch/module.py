@@ -33,12 +33,8 @@ from irgraph.codegen.torch.lowerings import (
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, IRError
 from irgraph.ir import Graph, Node, Value
-from irgraph.registry import get_op
+from irgraph.registry import Dropout, get_op
 from irgraph.weights import WeightStore
-
-# Ops whose outputs get dropout in training when they open a residual branch (GPT-2's
-# embedding and residual dropout): an embedding, or a projection that an `add` consumes.
-_DROPOUT_OPS = {"embedding": False, "linear": True, "moe_experts": True}
 
 WeightHook = Callable[[str, torch.Tensor], torch.Tensor]
 
@@ -81,9 +77,11 @@ class GraphModule(nn.Module):
         users = graph.users()
         self.steps: list[_Step] = []
         for node in graph.nodes:
-            residual = _DROPOUT_OPS.get(node.op)
-            drop = residual is not None and (
-                not residual or any(u.op == "add" for u in users.get(node.outputs[0], []))
+            # GPT-2's embedding and residual dropout: the op's `dropout` trait says where.
+            where = get_op(node.op).dropout
+            drop = where is Dropout.ALWAYS or (
+                where is Dropout.RESIDUAL
+                and any(u.op == "add" for u in users.get(node.outputs[0], []))
             )
             self.steps.append(
                 _Step(

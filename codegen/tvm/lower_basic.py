@@ -8,38 +8,62 @@ once, by the verifier, not re-derived here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from tvm import relax, te, tirx
 
+from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.tvm.fast_math import fast_erf, fast_exp, fast_tanh
 from irgraph.codegen.tvm.linear import lower_linear
 from irgraph.codegen.tvm.lowering import Context, lowers, tvm_dtype
 from irgraph.codegen.tvm.norm_kernels import rms_norm_kernel
+from irgraph.errors import CodegenError
 from irgraph.ir import Node
 
 op = relax.op
 
 
 def act(ctx: Context, name: str, x: relax.Expr) -> relax.Expr:
-    """Activation by the registry's ACTIVATIONS key (glu and moe_experts use these names)."""
-    if name == "relu":
-        return op.nn.relu(x)
-    if name == "relu2":
-        return op.square(op.nn.relu(x))
-    fast = ctx.target != "cuda" and x.ty.dtype == "float32"
-    if name in ("gelu", "gelu_tanh"):
-        if fast:
-            return ctx.bb.emit_te(_fast_gelu, x, name == "gelu_tanh", primfunc_name_hint=name)
-        return op.nn.gelu(x) if name == "gelu" else op.nn.gelu_tanh(x)
-    if name == "fast_gelu":
-        return op.multiply(x, op.sigmoid(op.multiply(x, relax.const(1.702, x.ty.dtype))))
-    if name == "silu":
-        if fast:
-            return ctx.bb.emit_te(_fast_silu, x, primfunc_name_hint="silu")
-        return op.nn.silu(x)
-    if name == "sigmoid":
-        return op.sigmoid(x)
-    raise KeyError(name)
+    """Activation by its irgraph.activations name (glu and moe_experts use these names)."""
+    try:
+        emit = ACTIVATION_EXPRS[name]
+    except KeyError:
+        raise CodegenError(
+            f"no TVM lowering for activation {name!r}", expected=", ".join(ACTIVATION_EXPRS)
+        ) from None
+    return emit(ctx, x)
+
+
+def _fast(ctx: Context, x: relax.Expr) -> bool:
+    """Use the vectorisable exp/erf/tanh: CPU targets in fp32 (CUDA has fast intrinsics)."""
+    return ctx.target != "cuda" and x.ty.dtype == "float32"
+
+
+def _gelu(ctx: Context, x: relax.Expr, tanh: bool) -> relax.Expr:
+    if _fast(ctx, x):
+        hint = "gelu_tanh" if tanh else "gelu"
+        return ctx.bb.emit_te(_fast_gelu, x, tanh, primfunc_name_hint=hint)
+    return op.nn.gelu_tanh(x) if tanh else op.nn.gelu(x)
+
+
+def _silu(ctx: Context, x: relax.Expr) -> relax.Expr:
+    if _fast(ctx, x):
+        return ctx.bb.emit_te(_fast_silu, x, primfunc_name_hint="silu")
+    return op.nn.silu(x)
+
+
+# One entry per name in irgraph.activations.ACTIVATIONS (a test checks the keys match).
+ACTIVATION_EXPRS: dict[str, Callable[[Context, relax.Expr], relax.Expr]] = {
+    "relu": lambda ctx, x: op.nn.relu(x),
+    "relu2": lambda ctx, x: op.square(op.nn.relu(x)),
+    "gelu": lambda ctx, x: _gelu(ctx, x, tanh=False),
+    "gelu_tanh": lambda ctx, x: _gelu(ctx, x, tanh=True),
+    "fast_gelu": lambda ctx, x: op.multiply(
+        x, op.sigmoid(op.multiply(x, relax.const(1.702, x.ty.dtype)))
+    ),
+    "silu": _silu,
+    "sigmoid": lambda ctx, x: op.sigmoid(x),
+}
 
 
 def _fast_silu(x: te.Tensor) -> te.Tensor:
@@ -75,7 +99,7 @@ _UNARY = {
     "cos": op.cos,
     "erf": op.erf,
 }
-_ACTS = ("sigmoid", "relu", "relu2", "silu", "fast_gelu")
+_ACTS = tuple(name for name, a in ACTIVATIONS.items() if a.unary_op)  # ops of the same name
 _BINARY = {
     "add": op.add,
     "sub": op.subtract,

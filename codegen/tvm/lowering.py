@@ -26,6 +26,7 @@ from irgraph.codegen.lowering import LoweringTable
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node, Value
+from irgraph.registry import get_op
 from irgraph.types import Dim, TensorType
 
 FUNCTION = "forward"
@@ -259,17 +260,6 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
         values[out] = res
 
 
-# Inputs that keep their storage dtype: the lowering converts them itself (inside the kernel for linear).
-_OWN_DTYPE = {
-    ("linear", 1),
-    ("linear", 2),
-    ("embedding", 1),
-    ("moe_experts", 3),
-    ("moe_experts", 4),
-    ("moe_experts", 5),
-}
-
-
 def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
     """Weights stored narrower than the activations (fp16/bf16 under fp32) are converted for the op.
 
@@ -283,13 +273,15 @@ def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
     if first is None:
         return args
     want = tvm_dtype(first.type.dtype)
+    opdef = get_op(node.op)
+    own = {opdef.slot(name) for name in opdef.stored_dtype}  # the lowering converts these itself
     out = list(args)
     for i, (v, arg) in enumerate(zip(node.inputs, args)):
         if (
             v is not None
             and arg is not None
             and v.param is not None
-            and (node.op, i) not in _OWN_DTYPE
+            and i not in own
             and v.type.dtype.is_float
             and v.type.dtype != first.type.dtype
         ):

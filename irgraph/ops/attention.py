@@ -25,7 +25,7 @@ import numpy as np
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
 from irgraph.ops.tensor import softmax_np
-from irgraph.registry import Attr, OpDef, expect, given, register
+from irgraph.registry import Attr, Category, OpDef, expect, given, register
 from irgraph.types import Dim, TensorType, add_dims
 
 
@@ -45,6 +45,7 @@ class Attention(OpDef):
 
     name = "attention"
     inputs = ("q", "k", "v", "past_key?", "past_value?", "key_mask?", "bias?", "prefix_len?")
+    category = Category.ATTENTION
     outputs = ("out", "present_key", "present_value")
     attrs = {
         "causal": Attr("bool", True),
@@ -256,6 +257,7 @@ class Alibi(OpDef):
 
     name = "alibi"
     inputs = ("key_mask",)
+    category = Category.POSITION
     attrs = {"num_heads": Attr("int")}
 
     def infer(self, key_mask: TensorType, num_heads: int) -> list[TensorType]:
@@ -300,6 +302,8 @@ class RelativePositionBias(OpDef):
 
     name = "relative_position_bias"
     inputs = ("x", "key_mask", "table")
+    category = Category.POSITION
+    weights = ("table",)
     attrs = {"bidirectional": Attr("bool"), "max_distance": Attr("int", 128)}
 
     def infer(
@@ -349,6 +353,8 @@ class LatentAttention(OpDef):
 
     name = "latent_attention"
     inputs = ("q", "latent", "k_rope", "kv_b", "past_latent?", "key_mask?")
+    category = Category.ATTENTION
+    weights = ("kv_b",)
     outputs = ("out", "present_latent")
     attrs = {
         "nope_dim": Attr("int"),

@@ -1,7 +1,8 @@
 """Elementwise ops: arithmetic with numpy broadcasting, activations, gated units.
 
 Unary and binary ops are declared as tables (one row per op, tinygrad-style):
-the row gives the numpy meaning; the class factory below registers it.
+the row gives the numpy meaning and category; the class factory below registers
+it. The activation ops come from `irgraph.activations`, the one activation table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from irgraph.registry import Attr, OpDef, broadcast_shapes, expect, register
+from irgraph.activations import ACTIVATIONS, gelu
+from irgraph.registry import Attr, Category, OpDef, broadcast_shapes, expect, register
 from irgraph.types import TensorType
 
 
@@ -25,37 +27,18 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64)).astype(x.dtype)
 
 
-def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
-    x64 = x.astype(np.float64)
-    if approximate == "tanh":
-        y = 0.5 * x64 * (1 + np.tanh(math.sqrt(2 / math.pi) * (x64 + 0.044715 * x64**3)))
-    else:
-        y = 0.5 * x64 * (1 + np.vectorize(math.erf, otypes=[np.float64])(x64 / math.sqrt(2)))
-    return y.astype(x.dtype)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1 / (1 + np.exp(-x.astype(np.float64)))).astype(x.dtype)
-
-
-# Activation functions by name; `glu` and `moe_experts` take their `act` from these keys.
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda x: np.maximum(x, 0),  # ReLU (T5, OPT)
-    "relu2": lambda x: np.square(np.maximum(x, 0)),  # squared ReLU (Nemotron-4, Primer)
-    "gelu": gelu,  # exact erf GELU (GPT-NeoX, BLOOM)
-    "gelu_tanh": lambda x: gelu(x, "tanh"),  # tanh-approximated GELU (GPT-2, GPT-J)
-    "fast_gelu": lambda x: x * sigmoid(1.702 * x),  # MindSpore FastGeLU (PanGu-Σ): x·σ(1.702x)
-    "silu": lambda x: x * sigmoid(x),  # SiLU / Swish (LLaMA's SwiGLU)
-    "sigmoid": sigmoid,  # σ (the original GLU)
-}
-
-
 def _unary(
-    op_name: str, fn: Callable[..., np.ndarray], doc: str, attrs: dict[str, Attr] | None = None
+    op_name: str,
+    fn: Callable[..., np.ndarray],
+    doc: str,
+    kind: Category = Category.ELEMENTWISE,
+    attrs: dict[str, Attr] | None = None,
+    transparent: bool = False,
 ) -> None:
     class Unary(OpDef):
         name = op_name
         inputs = ("x",)
+        category = kind
         __doc__ = doc
 
         def infer(self, x: TensorType, **_: Any) -> list[TensorType]:
@@ -65,46 +48,56 @@ def _unary(
             return [fn(_f32(x), **kw)]
 
     Unary.attrs = attrs or {}
+    Unary.transparent = transparent
     Unary.__name__ = Unary.__qualname__ = op_name
     register(Unary)
 
 
-UNARY: list[tuple[str, Callable[[np.ndarray], np.ndarray], str]] = [
-    ("neg", np.negative, "-x"),
-    ("exp", np.exp, "e^x"),
-    ("log", np.log, "natural log"),
-    ("sqrt", np.sqrt, "√x"),
-    ("rsqrt", lambda x: 1 / np.sqrt(x), "1/√x"),
-    ("tanh", np.tanh, "tanh x"),
-    ("sin", np.sin, "sin x"),
-    ("cos", np.cos, "cos x"),
-    ("erf", _erf, "error function"),
-    ("sigmoid", sigmoid, "logistic σ(x)"),
-    ("relu", ACTIVATIONS["relu"], "max(x, 0)"),
-    ("relu2", ACTIVATIONS["relu2"], "max(x, 0)² (squared ReLU)"),
-    ("silu", ACTIVATIONS["silu"], "x·σ(x)"),
-    ("fast_gelu", ACTIVATIONS["fast_gelu"], "x·σ(1.702x), MindSpore's FastGeLU"),
+E, A = Category.ELEMENTWISE, Category.ACTIVATION
+UNARY: list[tuple[str, Callable[[np.ndarray], np.ndarray], str, Category]] = [
+    ("neg", np.negative, "-x", E),
+    ("exp", np.exp, "e^x", E),
+    ("log", np.log, "natural log", E),
+    ("sqrt", np.sqrt, "√x", E),
+    ("rsqrt", lambda x: 1 / np.sqrt(x), "1/√x", E),
+    ("tanh", np.tanh, "tanh x", A),  # an MLP activation in early nets, and inside GELU
+    ("sin", np.sin, "sin x", E),
+    ("cos", np.cos, "cos x", E),
+    ("erf", _erf, "error function", A),  # GELU spelled out: x·(1 + erf(x/√2))/2
 ]
-for _name, _fn, _doc in UNARY:
-    _unary(_name, _fn, _doc)
+for _name, _fn, _doc, _kind in UNARY:
+    _unary(_name, _fn, _doc, _kind)
+for _name, _act in ACTIVATIONS.items():
+    if _act.unary_op:
+        _unary(_name, _act.fn, _act.formula, A)
 _unary(
     "gelu",
     gelu,
     "GELU, exact (erf) or tanh-approximated",
+    A,
     {"approximate": Attr("str", "none", choices=("none", "tanh"))},
 )
 _unary(
     "scale",
     lambda x, factor: x * np.float32(factor),
     "x·factor (DeepNorm residual α, embedding scale)",
+    E,
     {"factor": Attr("float")},
+    transparent=True,  # a scaled projection keeps its role
 )
 
 
-def _binary(op_name: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray], doc: str) -> None:
+def _binary(
+    op_name: str,
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    doc: str,
+    gates: bool = False,
+) -> None:
     class Binary(OpDef):
         name = op_name
         inputs = ("a", "b")
+        category = Category.ELEMENTWISE
+        gating = gates
         __doc__ = doc
 
         def infer(self, a: TensorType, b: TensorType) -> list[TensorType]:
@@ -133,7 +126,7 @@ BINARY: list[tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray], str]] = 
     ("minimum", np.minimum, "min(a, b)"),
 ]
 for _name, _fn2, _doc in BINARY:
-    _binary(_name, _fn2, _doc)
+    _binary(_name, _fn2, _doc, gates=_name == "mul")  # mul(act(gate), up): a spelled-out GLU
 
 
 @register
@@ -143,13 +136,15 @@ class Glu(OpDef):
     name = "glu"
     inputs = ("gate", "up")
     attrs = {"act": Attr("str", choices=tuple(ACTIVATIONS))}
+    category = Category.GATE
+    gating = True
 
     def infer(self, gate: TensorType, up: TensorType, act: str) -> list[TensorType]:
         expect(gate == up, "glu gate and up must have one type", expected=gate, got=up)
         return [gate]
 
     def ref(self, gate: np.ndarray, up: np.ndarray, act: str) -> list[np.ndarray]:
-        return [ACTIVATIONS[act](_f32(gate)) * _f32(up)]
+        return [ACTIVATIONS[act].fn(_f32(gate)) * _f32(up)]
 
     def flops(
         self,

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from irgraph.activations import ACTIVATIONS, sigmoid
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
-from irgraph.ops.elementwise import ACTIVATIONS, sigmoid
 from irgraph.ops.tensor import softmax_np
-from irgraph.registry import Attr, OpDef, expect, given, register
+from irgraph.registry import Attr, Category, Dropout, IndexBound, OpDef, expect, given, register
 from irgraph.types import TensorType
 
 
@@ -29,6 +29,8 @@ class MoeRouter(OpDef):
 
     name = "moe_router"
     inputs = ("x", "weight")
+    category = Category.ROUTER
+    weights = ("weight",)
     outputs = ("weights", "indices")
     attrs = {
         "top_k": Attr("int"),
@@ -130,6 +132,20 @@ class MoeExperts(OpDef):
     name = "moe_experts"
     inputs = ("x", "weights", "indices", "w_up", "w_down", "w_gate?")
     attrs = {"act": Attr("str", choices=tuple(ACTIVATIONS))}
+    category = Category.ROUTED
+    weights = ("w_up", "w_down", "w_gate")
+    stored_dtype = ("w_up", "w_down", "w_gate")  # converted per expert inside the kernel
+    routed = ("w_up", "w_down", "w_gate")
+    indices = {"indices": IndexBound("w_up")}  # expert ids < experts
+    dropout = Dropout.RESIDUAL
+
+    def active_fraction(self, types: Sequence[TensorType | None], **attrs: Any) -> float | None:
+        """top_k / experts: each token runs k of the stacked experts."""
+        k = given(types, 1).shape[-1]
+        experts = given(types, 3).shape[0]
+        if not (isinstance(k, int) and isinstance(experts, int)):
+            return None  # top-k and the expert count are static in every MoE the builders make
+        return k / experts
 
     def infer(
         self,
@@ -184,7 +200,7 @@ class MoeExperts(OpDef):
         ws = weights.reshape(len(xs), -1)
         ids = indices.reshape(len(xs), -1)
         out = np.zeros_like(xs)
-        fn = ACTIVATIONS[act]
+        fn = ACTIVATIONS[act].fn
         for e in np.unique(ids):
             tok, slot = np.nonzero(ids == e)
             h = xs[tok] @ w_up[e].astype(np.float32).T

@@ -13,7 +13,7 @@ import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
-from irgraph.registry import Attr, OpDef, expect, given, register
+from irgraph.registry import Attr, Category, Dropout, IndexBound, OpDef, expect, given, register
 from irgraph.types import TensorType
 
 
@@ -23,6 +23,11 @@ class Embedding(OpDef):
 
     name = "embedding"
     inputs = ("ids", "table")
+    category = Category.EMBEDDING
+    weights = ("table",)
+    stored_dtype = ("table",)  # a quantized table is dequantized per looked-up row
+    indices = {"ids": IndexBound("table")}
+    dropout = Dropout.ALWAYS
 
     def infer(self, ids: TensorType, table: TensorType) -> list[TensorType]:
         expect(ids.dtype in (DType.i64, DType.i32), "embedding ids must be integers", got=ids.dtype)
@@ -53,6 +58,10 @@ class Linear(OpDef):
 
     name = "linear"
     inputs = ("x", "weight", "bias?")
+    category = Category.LINEAR
+    weights = ("weight", "bias")
+    stored_dtype = ("weight", "bias")  # converted inside the kernel
+    dropout = Dropout.RESIDUAL
 
     def infer(self, x: TensorType, weight: TensorType, bias: TensorType | None) -> list[TensorType]:
         expect(weight.rank == 2, "linear weight must be [out, in]", got=weight)
@@ -104,6 +113,8 @@ class LayerNorm(OpDef):
 
     name = "layer_norm"
     inputs = ("x", "weight", "bias?")
+    category = Category.NORM
+    weights = ("weight", "bias")
     attrs = {"eps": Attr("float", 1e-5), "weight_offset": Attr("float", 0.0)}
 
     def infer(
@@ -152,6 +163,8 @@ class RmsNorm(OpDef):
 
     name = "rms_norm"
     inputs = ("x", "weight")
+    category = Category.NORM
+    weights = ("weight",)
     attrs = {"eps": Attr("float", 1e-6), "weight_offset": Attr("float", 0.0)}
 
     def infer(

@@ -18,7 +18,7 @@ import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
-from irgraph.registry import Attr, OpDef, expect, register
+from irgraph.registry import Attr, Category, OpDef, expect, register
 from irgraph.types import TensorType
 
 SCALINGS = ("none", "linear", "dynamic_ntk", "llama3", "yarn")
@@ -110,6 +110,8 @@ class Rotary(OpDef):
 
     name = "rotary"
     inputs = ("x", "position_ids")
+    category = Category.POSITION
+    transparent = True  # rotating q or k keeps the projection's role (input 0 only)
     attrs = {
         "rotary_dim": Attr("int", 0, doc="features to rotate; 0 = all of head_dim"),
         "interleaved": Attr("bool", False, doc="pairs (2i, 2i+1) instead of (i, i+d/2)"),

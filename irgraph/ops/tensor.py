@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 
 from irgraph.dtypes import DType
-from irgraph.registry import Attr, OpDef, broadcast_shapes, expect, given, norm_axis, register
+from irgraph.registry import (
+    Attr,
+    Category,
+    IndexBound,
+    OpDef,
+    broadcast_shapes,
+    expect,
+    given,
+    norm_axis,
+    register,
+)
 from irgraph.types import Dim, Sym, TensorType, add_dims
 
 BIG = 2**62  # "to the end" for slice
@@ -25,6 +35,7 @@ class Matmul(OpDef):
 
     name = "matmul"
     inputs = ("a", "b")
+    category = Category.LINEAR
 
     def infer(self, a: TensorType, b: TensorType) -> list[TensorType]:
         expect(
@@ -59,6 +70,8 @@ class Matmul(OpDef):
 class Reshape(OpDef):
     name = "reshape"
     inputs = ("x",)
+    category = Category.DATA_MOVEMENT
+    transparent = True
     attrs = {"shape": Attr("ints", doc="0 copies the input dim, -1 is inferred")}
 
     def infer(self, x: TensorType, shape: tuple[int, ...]) -> list[TensorType]:
@@ -140,6 +153,8 @@ def _divide(total: Any, known: list[Dim]) -> Dim:
 class Transpose(OpDef):
     name = "transpose"
     inputs = ("x",)
+    category = Category.DATA_MOVEMENT
+    transparent = True
     attrs = {"perm": Attr("ints")}
 
     def infer(self, x: TensorType, perm: tuple[int, ...]) -> list[TensorType]:
@@ -168,6 +183,7 @@ class Transpose(OpDef):
 class Concat(OpDef):
     name = "concat"
     inputs = ("*xs",)
+    category = Category.DATA_MOVEMENT
     attrs = {"axis": Attr("int")}
 
     def infer(self, *xs: TensorType, axis: int) -> list[TensorType]:
@@ -207,6 +223,8 @@ class Split(OpDef):
 
     name = "split"
     inputs = ("x",)
+    category = Category.DATA_MOVEMENT
+    transparent = True
     outputs = ("*ys",)
     attrs = {"axis": Attr("int"), "sizes": Attr("ints")}
 
@@ -241,6 +259,8 @@ class Slice(OpDef):
 
     name = "slice"
     inputs = ("x",)
+    category = Category.DATA_MOVEMENT
+    transparent = True
     attrs = {
         "axis": Attr("int"),
         "start": Attr("int"),
@@ -291,6 +311,8 @@ class Gather(OpDef):
 
     name = "gather"
     inputs = ("data", "indices")
+    category = Category.DATA_MOVEMENT
+    indices = {"indices": IndexBound("data", axis_attr="axis")}
     attrs = {"axis": Attr("int", 0)}
 
     def infer(self, data: TensorType, indices: TensorType, axis: int) -> list[TensorType]:
@@ -319,6 +341,7 @@ class Gather(OpDef):
 class Where(OpDef):
     name = "where"
     inputs = ("cond", "a", "b")
+    category = Category.ELEMENTWISE
 
     def infer(self, cond: TensorType, a: TensorType, b: TensorType) -> list[TensorType]:
         expect(cond.dtype == DType.bool, "where condition must be bool", got=cond.dtype)
@@ -333,7 +356,9 @@ class Where(OpDef):
 class Cast(OpDef):
     name = "cast"
     inputs = ("x",)
-    attrs = {"dtype": Attr("str", choices=tuple(d.value for d in DType if d is not DType.i4))}
+    category = Category.ELEMENTWISE
+    transparent = True  # a cast projection keeps its role
+    attrs = {"dtype": Attr("str", choices=tuple(d.value for d in DType if not d.is_packed))}
 
     def infer(self, x: TensorType, dtype: str) -> list[TensorType]:
         return [x.with_dtype(DType(dtype))]
@@ -346,6 +371,7 @@ class Cast(OpDef):
 class Softmax(OpDef):
     name = "softmax"
     inputs = ("x",)
+    category = Category.REDUCTION
     attrs = {"axis": Attr("int", -1)}
 
     def infer(self, x: TensorType, axis: int) -> list[TensorType]:
@@ -375,6 +401,7 @@ def _reduce(op_name: str, fn: Any) -> None:
     class Reduce(OpDef):
         name = op_name
         inputs = ("x",)
+        category = Category.REDUCTION
         attrs = {"axes": Attr("ints"), "keepdims": Attr("bool", True)}
 
         def infer(self, x: TensorType, axes: tuple[int, ...], keepdims: bool) -> list[TensorType]:
