@@ -174,8 +174,8 @@ def compare_end_to_end(
     3-token prompt) or "decode step k" (the k-th token after it).
     """
     _need_weights(before)
-    for g in (before, after):
-        _need_language_model(g)
+    for graph in (before, after):
+        _need_language_model(graph)
     tokens_b = {n: t for n, t in graph_inputs(before).items() if not n.startswith(PAST_PREFIX)}
     tokens_a = {n: t for n, t in graph_inputs(after).items() if not n.startswith(PAST_PREFIX)}
     if tokens_b != tokens_a:
