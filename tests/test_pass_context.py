@@ -143,6 +143,7 @@ def test_options_are_checked_when_a_pass_is_built_in_python():
 def test_every_option_declares_its_doc_and_shows_it():
     specs = {(name, s.name): s for name, cls in PASSES.items() for s in option_specs(cls)}
     assert specs and all(s.doc for s in specs.values())
+    assert all(str(cls()) == name for name, cls in PASSES.items())  # defaults are in range
     fold = specs[("constant-fold", "max_elements")]
     assert fold.min == 0 and fold.describe().startswith(
         "max_elements: int = 16777216 [0 <= max_elements]  "
