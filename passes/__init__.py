@@ -4,9 +4,10 @@
     result = run_pipeline(graph, "cse,fuse-parallel-attention,dce", check=True)
     print(result.table())
 
-manager.py holds the pass base class, registry, pipeline parser and runner;
-equivalence.py the interpreter-based check; rewrite.py the pattern/check/rewrite
-facility. Each pass lives in its own module, imported here to register it.
+manager.py holds the pass base class, options, registry, pipeline parser and
+runner; context.py what a pass may use besides the graph (calibration data,
+seed, progress, providers); equivalence.py the interpreter-based check (random-io
+and end-to-end); rewrite.py the pattern/check/rewrite facility. Each pass lives in its own module, imported here to register it.
 """
 
 from irgraph.errors import PassError
@@ -21,17 +22,27 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     merge_lora,
     parallelize_blocks,
 )
-from irgraph.passes.equivalence import check_equivalent, compare
+from irgraph.passes.context import GradientProvider, PassContext, load_calibration
+from irgraph.passes.equivalence import (
+    CHECK_MODES,
+    END_TO_END,
+    RANDOM_IO,
+    check_equivalent,
+    compare,
+)
 from irgraph.passes.manager import (
     APPROXIMATE,
     ARCH_CHANGE,
     EXACT,
     PASSES,
+    OptionSpec,
     Pass,
     PassResult,
     PipelineResult,
     get_pass,
     make_pass,
+    option,
+    option_specs,
     parse_pipeline,
     register_pass,
     run_pipeline,
@@ -67,10 +78,16 @@ def find_rules(name: str) -> list[Rule]:
 __all__ = [
     "APPROXIMATE",
     "ARCH_CHANGE",
+    "CHECK_MODES",
+    "END_TO_END",
     "EXACT",
     "PASSES",
+    "RANDOM_IO",
     "Explanation",
+    "GradientProvider",
+    "OptionSpec",
     "Pass",
+    "PassContext",
     "PassError",
     "PassResult",
     "PipelineResult",
@@ -81,7 +98,10 @@ __all__ = [
     "explain",
     "find_rules",
     "get_pass",
+    "load_calibration",
     "make_pass",
+    "option",
+    "option_specs",
     "parse_pipeline",
     "register_pass",
     "rules",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from irgraph.ir import Graph, Value
+from irgraph.passes.context import PassContext
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
 from irgraph.passes.rewrite import Candidate, Rewriter, TreeRule, apply_rules, op, var
 
@@ -117,6 +118,6 @@ class Canonicalize(Pass):
     kind = EXACT
     summary = "remove no-op reshapes/casts/transposes, fold reshape and transpose chains"
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         out, fired = apply_rules(graph, RULES)
         return PassResult(out, fired > 0, f"{fired} rewrites")

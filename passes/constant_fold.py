@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import fresh_param_name, rebuild
-from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
+from irgraph.passes.manager import EXACT, Pass, PassResult, option, register_pass
 from irgraph.registry import get_op
 
 
@@ -25,9 +26,9 @@ class ConstantFold(Pass):
     name = "constant-fold"
     kind = EXACT
     summary = "precompute nodes whose inputs are all weights"
-    max_elements: int = 1 << 24
+    max_elements: int = option(1 << 24, min=0, doc="largest result (elements) stored as a weight")
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         if graph.weights is None:
             return PassResult(graph, False, "structure-only graph: nothing to fold")
         subst: dict[Value, Value] = {}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import rebuild
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
 
@@ -28,7 +29,7 @@ class CommonSubexpressionElimination(Pass):
     kind = EXACT
     summary = "merge nodes with the same op, inputs and attributes"
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         subst: dict[Value, Value] = {}
         seen: dict[tuple[Any, ...], Node] = {}
         nodes: list[Node] = []

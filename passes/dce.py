@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from irgraph.ir import Graph
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import live_nodes, rebuild
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
 
@@ -20,7 +21,7 @@ class DeadCodeElimination(Pass):
     kind = EXACT
     summary = "remove nodes and params that no output needs"
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         out = rebuild(graph, live_nodes(graph))
         nodes, params = len(graph.nodes) - len(out.nodes), len(graph.params) - len(out.params)
         if not nodes and not params:

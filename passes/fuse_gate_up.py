@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
 from irgraph.passes.projections import fuse_linears, group_problem, is_activation, source_linear
@@ -66,6 +67,6 @@ class FuseGateUp(Pass):
     kind = EXACT
     summary = FuseGateUpRule.summary
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         out, fired = apply_rules(graph, [FuseGateUpRule()])
         return PassResult(out, fired > 0, f"fused {fired} gated MLPs")

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import GraphIndex, common_prefix
-from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
+from irgraph.passes.manager import EXACT, Pass, PassResult, option, register_pass
 from irgraph.passes.projections import fuse_linears, group_problem, is_norm, role
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
 from irgraph.types import TensorType, eval_dim
@@ -200,14 +201,16 @@ class FuseParallelAttention(Pass):
     summary = (
         "PaLM-style fused input projection and merged residual projections for parallel blocks"
     )
-    merge_inputs: bool = True
-    merge_outputs: bool = True
+    merge_inputs: bool = option(True, doc="one linear over the shared input of q/k/v and the MLP")
+    merge_outputs: bool = option(
+        True, doc="one linear for the attention and MLP output projections"
+    )
 
     def rules(self) -> list[Rule]:
         return ([ParallelInputProjection()] if self.merge_inputs else []) + (
             [ParallelOutputProjection()] if self.merge_outputs else []
         )
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         out, fired = apply_rules(graph, self.rules())
         return PassResult(out, fired > 0, f"{fired} rewrites")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from irgraph.ir import Graph, Node
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
 from irgraph.passes.projections import (
@@ -71,6 +72,6 @@ class FuseQkv(Pass):
     kind = EXACT
     summary = FuseQkvRule.summary
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         out, fired = apply_rules(graph, [FuseQkvRule()])
         return PassResult(out, fired > 0, f"fused {fired} attention projections")

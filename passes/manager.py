@@ -1,26 +1,32 @@
 """The pass manager: passes registered by name, pipelines, verification, checking and timing.
 
 A pass is a frozen dataclass whose fields are its options (xDSL's design), with
-a registered `name`, a `kind` and `apply(graph) -> PassResult`:
+a registered `name`, a `kind` and `apply(graph, ctx) -> PassResult`; `ctx` is a
+PassContext (context.py: calibration data, seed, progress, providers):
 
     @register_pass
     @dataclass(frozen=True)
     class ConstantFold(Pass):
         name = "constant-fold"
         kind = EXACT
-        max_elements: int = 1 << 24
+        max_elements: int = option(1 << 24, min=0, doc="largest result folded")
+
+Options are typed and may carry a range or choices (`option`); they are checked
+when a pipeline is parsed and when a Pass is constructed in Python.
 
 A pipeline is text, `"cse,fuse-parallel-attention,constant-fold(max_elements=1024)"`,
 or a Python list of names, Pass objects and (name, {options}) pairs.
-`run_pipeline` verifies the graph after every pass, optionally checks each exact
-pass against the interpreter (equivalence.py), times every pass, and on any
-failure raises a PassError naming the pass and the passes that ran before it.
+`run_pipeline` verifies the graph after every pass, optionally checks each pass
+against the interpreter (equivalence.py, in the pass's `check_mode`), times
+every pass, and on any failure raises a PassError naming the pass and the
+passes that ran before it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import time
 import typing
 from abc import ABC, abstractmethod
@@ -30,6 +36,8 @@ from typing import Any, ClassVar, Literal
 
 from irgraph.errors import IrgraphError, PassError
 from irgraph.ir import Graph
+from irgraph.passes.context import PassContext
+from irgraph.passes.equivalence import CHECK_MODES, DECODE_STEPS, RANDOM_IO, compare
 
 EXACT = "exact"  # outputs identical up to float rounding (checked at 1e-5)
 APPROXIMATE = "approximate"  # outputs change by a measured error (quantization, pruning)
@@ -51,9 +59,21 @@ class Pass(ABC):
     name: ClassVar[str]
     kind: ClassVar[str] = EXACT
     summary: ClassVar[str] = ""
+    # How --check compares before and after (equivalence.py): "random-io" feeds both graphs
+    # the same random inputs and caches; "end-to-end" decodes the same ids with each graph
+    # keeping its own cache, for passes that change the cache or other input/output shapes.
+    check_mode: ClassVar[str] = RANDOM_IO
+
+    def __post_init__(self) -> None:
+        """Check every option's type, range and choices (also for passes built in Python)."""
+        for spec in option_specs(type(self)):
+            value = getattr(self, spec.name)
+            checked = spec.check(self.name, value, from_text=False)
+            if checked is not value:
+                object.__setattr__(self, spec.name, checked)
 
     @abstractmethod
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         """A new graph (the input graph is left untouched) and whether anything changed."""
 
     def options(self) -> dict[str, Any]:
@@ -78,6 +98,12 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise PassError(
             f"pass {cls.name!r} declares an unknown kind", expected=" | ".join(KINDS), got=cls.kind
         )
+    if cls.check_mode not in CHECK_MODES:
+        raise PassError(
+            f"pass {cls.name!r} declares an unknown check mode",
+            expected=" | ".join(CHECK_MODES),
+            got=cls.check_mode,
+        )
     if cls.name in PASSES and PASSES[cls.name] is not cls:
         raise PassError(f"pass {cls.name!r} registered twice")
     PASSES[cls.name] = cls
@@ -97,10 +123,86 @@ def get_pass(name: str) -> type[Pass]:
         ) from None
 
 
-def option_specs(cls: type[Pass]) -> list[tuple[str, Any, Any]]:
-    """(name, type, default) of each option of pass `cls`."""
+def option(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: Sequence[Any] | None = None,
+    doc: str = "",
+) -> Any:
+    """A pass option with a default, an inclusive range or a set of choices, and a one-line doc."""
+    meta = {"min": min, "max": max, "choices": tuple(choices) if choices else None, "doc": doc}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option of a pass: its type, default and the values it accepts."""
+
+    name: str
+    type: Any
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def bounds(self) -> str:
+        """The range or choices in words ("0 <= x", "one of a, b"); "" when any value of the type goes."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(_format_value, self.choices))
+        low = f"{self.min:g} <= " if self.min is not None else ""
+        high = f" <= {self.max:g}" if self.max is not None else ""
+        return f"{low}{self.name}{high}" if low or high else ""
+
+    def allowed(self) -> str:
+        """The accepted values: the type, then its bounds ("int, 0 <= max_elements")."""
+        return ", ".join(filter(None, [type_name(self.type), self.bounds()]))
+
+    def check(self, pass_name: str, raw: Any, *, from_text: bool) -> Any:
+        """`raw` as a value of this option, or a PassError naming pass, option, expected and got."""
+        value = _coerce(pass_name, self.name, self.type, raw, from_text)
+        outside = (
+            (self.choices is not None and value not in self.choices)
+            or (self.min is not None and value < self.min)
+            or (self.max is not None and value > self.max)
+        )
+        if outside:
+            raise PassError(
+                f"option {self.name!r} of pass {pass_name}", expected=self.allowed(), got=repr(raw)
+            )
+        return value
+
+    def describe(self) -> str:
+        """One line for `irgraph passes list`: name, type, default, bounds and doc."""
+        line = f"{self.name}: {type_name(self.type)} = {_format_value(self.default)}"
+        bounds = self.bounds()
+        return line + (f" [{bounds}]" if bounds else "") + (f"  {self.doc}" if self.doc else "")
+
+
+@functools.cache
+def option_specs(cls: type[Pass]) -> tuple[OptionSpec, ...]:
+    """The options of pass `cls`, in declaration order."""
     hints = typing.get_type_hints(cls)
-    return [(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls)]
+    specs = []
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        choices = f.metadata.get("choices")
+        if typing.get_origin(t) is Literal:
+            choices = choices or typing.get_args(t)
+        specs.append(
+            OptionSpec(
+                f.name,
+                t,
+                f.default,
+                f.metadata.get("min"),
+                f.metadata.get("max"),
+                choices,
+                f.metadata.get("doc", ""),
+            )
+        )
+    return tuple(specs)
 
 
 def type_name(t: Any) -> str:
@@ -112,16 +214,16 @@ def type_name(t: Any) -> str:
 def make_pass(name: str, options: dict[str, Any] | None = None, *, from_text: bool = False) -> Pass:
     """Instantiate pass `name` with typed, checked options (strings are parsed when `from_text`)."""
     cls = get_pass(name)
-    specs = {n: t for n, t, _ in option_specs(cls)}
+    specs = {spec.name: spec for spec in option_specs(cls)}
     values = {}
     for key, raw in (options or {}).items():
         if key not in specs:
             raise PassError(
                 f"unknown option {key!r} for pass {name}",
-                expected=", ".join(f"{n}: {type_name(t)}" for n, t in specs.items())
+                expected=", ".join(f"{n}: {type_name(s.type)}" for n, s in specs.items())
                 or "no options",
             )
-        values[key] = _coerce(name, key, specs[key], raw, from_text)
+        values[key] = specs[key].check(name, raw, from_text=from_text)
     return cls(**values)
 
 
@@ -342,23 +444,34 @@ def run_pipeline(
     graph: Graph,
     pipeline: PipelineSpec,
     *,
+    ctx: PassContext | None = None,
     verify: bool = True,
     check: bool = False,
+    check_mode: str | None = None,
+    check_steps: int = DECODE_STEPS,
     tolerance: float = 1e-5,
-    seed: int = 0,
+    seed: int | None = None,
     allow_arch_change: bool = False,
     print_after: Iterable[str] = (),
     on_print: Callable[[Pass, Graph], None] | None = None,
 ) -> PipelineResult:
     """Run `pipeline` on `graph`; see the module docstring.
 
-    check: run before/after every exact pass in the interpreter (random inputs,
-    prefill and a decode step with a filled KV cache) and fail above `tolerance`;
-    approximate and architecture-changing passes get their error measured, not bounded.
+    ctx: what the passes may use (default: an empty PassContext); `seed`, when
+    given, replaces its seed.
+    check: compare before/after of every modified pass in the interpreter and fail
+    an exact pass above `tolerance`; approximate and architecture-changing passes
+    get their error measured, not bounded. The comparison is each pass's
+    `check_mode` unless `check_mode` names one for all ("random-io": the same random
+    inputs and caches into both graphs, prefill and a decode step; "end-to-end": the
+    same token ids, prefill then `check_steps` decode steps, each graph with its own cache).
     print_after: pass names (or "all") whose result goes to `on_print`.
     """
-    from irgraph.passes.equivalence import compare
-
+    ctx = ctx or PassContext()
+    if seed is not None:
+        ctx = dataclasses.replace(ctx, seed=seed)
+    if check_mode is not None and check_mode not in CHECK_MODES:
+        raise PassError("unknown check mode", expected=" | ".join(CHECK_MODES), got=check_mode)
     passes = parse_pipeline(pipeline)
     wanted = set(print_after)
     unknown = wanted - {p.name for p in passes} - {"all"}
@@ -379,9 +492,10 @@ def run_pipeline(
         ran = ", ".join(r.text for r in result.records) or "none"
         where = f"pass {p} (after: {ran})"
         before = result.graph
+        pass_ctx = dataclasses.replace(ctx, progress=_prefixed(ctx, p.name))
         t0 = time.perf_counter()
         try:
-            out = p.apply(before)
+            out = p.apply(before, pass_ctx)
         except IrgraphError as e:
             raise PassError(f"failed: {e}", where=where) from e
         except Exception as e:  # a bug in the pass: still say which pass and what ran before
@@ -395,7 +509,18 @@ def run_pipeline(
         t2 = time.perf_counter()
         max_error = None
         if check and out.modified:
-            cmp = compare(before, out.graph, seed=seed)
+            mode = check_mode or p.check_mode
+            try:
+                cmp = compare(
+                    before,
+                    out.graph,
+                    seed=ctx.seed,
+                    mode=mode,
+                    steps=check_steps,
+                    progress=_prefixed(ctx, f"{p.name} check"),
+                )
+            except IrgraphError as e:
+                raise PassError(f"cannot be checked ({mode}): {e}", where=where) from e
             max_error = cmp.max_error
             if p.kind == EXACT and not cmp.max_error <= tolerance:
                 raise PassError(
@@ -423,3 +548,12 @@ def run_pipeline(
         if on_print is not None and ("all" in wanted or p.name in wanted):
             on_print(p, out.graph)
     return result
+
+
+def _prefixed(ctx: PassContext, label: str) -> Callable[[int, int, str], None]:
+    """`ctx.progress` with `label` before each report, so one callback tells passes apart."""
+
+    def progress(done: int, total: int, what: str) -> None:
+        ctx.progress(done, total, f"{label}: {what}" if what else label)
+
+    return progress

@@ -21,7 +21,8 @@ import numpy as np
 
 from irgraph.errors import ConfigError, PassError
 from irgraph.ir import Graph
-from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, register_pass
+from irgraph.passes.context import PassContext
+from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, option, register_pass
 from irgraph.weights import WeightStore
 
 PREFIX, A, B = "lora.", ".lora_A", ".lora_B"
@@ -77,10 +78,10 @@ class MergeLora(Pass):
     name = "merge-lora"
     kind = APPROXIMATE
     summary = "fold LoRA adapters (a safetensors file from irgraph train --lora) into the weights"
-    adapters: str = ""
-    alpha: float = 16.0
+    adapters: str = option("", doc="safetensors file (or checkpoint folder) of the adapters")
+    alpha: float = option(16.0, min=0.0, doc="LoRA scale numerator: W += alpha/rank · B·A")
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         path = Path(self.adapters)
         if path.is_dir():
             path = path / "model.safetensors"

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import GraphIndex
-from irgraph.passes.manager import ARCH_CHANGE, Pass, PassResult, register_pass
+from irgraph.passes.manager import ARCH_CHANGE, Pass, PassResult, option, register_pass
 from irgraph.passes.projections import ATTENTION, is_norm, source_linear, transparent
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
 
@@ -106,8 +107,8 @@ class ParallelizeBlocks(Pass):
     name = "parallelize-blocks"
     kind = ARCH_CHANGE
     summary = "sequential pre-norm blocks -> parallel attention + MLP (needs fine-tuning)"
-    share_norm: bool = False
+    share_norm: bool = option(False, doc="one norm feeds attention and MLP (PaLM) instead of two")
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         out, fired = apply_rules(graph, [ParallelizeRule(self.share_norm)])
         return PassResult(out, fired > 0, f"parallelized {fired} blocks")

@@ -22,6 +22,7 @@ def test_passes_list_shows_kind_and_options():
     rows = r.output.splitlines()
     assert any(row.split()[:2] == ["parallelize-blocks", "arch-change"] for row in rows)
     assert "  share_norm: bool = false" in r.output and "  max_elements: int = 16777216" in r.output
+    assert "max_elements: int = 16777216 [0 <= max_elements]  largest result" in r.output
 
 
 def test_explain_reports_each_candidate(tmp_path):
@@ -64,6 +65,20 @@ def test_opt_applies_a_checked_pipeline_and_saves(tmp_path):
     ids = [[1, 2, 3]]
     np.testing.assert_allclose(
         irgraph.interpret(out, ids, decode=True), irgraph.interpret(g, ids), atol=1e-5
+    )
+
+
+def test_opt_check_mode_chooses_how_passes_are_checked(tmp_path):
+    irgraph.save(tiny_llama(), tmp_path / "llama")
+    args = ["opt", str(tmp_path / "llama"), "--passes", "fuse-qkv", "--check"]
+    r = invoke(*args, "--check-mode", "end-to-end", "-o", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.output.splitlines() if line.startswith("fuse-qkv"))
+    assert float(row.split()[5]) <= 1e-5  # the max err column, measured end to end
+    r = invoke(*args, "--check-mode", "exhaustive", "-o", str(tmp_path / "out2"))
+    assert (
+        r.exit_code == 2
+        and "'exhaustive' is not one of 'auto', 'random-io', 'end-to-end'" in r.output
     )
 
 

@@ -12,6 +12,7 @@ from irgraph.ir import Graph, Node
 from irgraph.passes import (
     PASSES,
     Pass,
+    PassContext,
     PassResult,
     check_equivalent,
     make_pass,
@@ -110,7 +111,7 @@ class DropLastNode(Pass):
 
     name = "drop-last-node"
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         return PassResult(
             Graph(
                 graph.name,
@@ -132,7 +133,7 @@ class PerturbWeights(Pass):
     name = "perturb-weights"
     factor: float = 1.001
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         store = WeightStore(
             {n: np.asarray(graph.weight(n)) * np.float32(self.factor) for n in graph.params}
         )
@@ -154,7 +155,7 @@ class PerturbWeights(Pass):
 class Crash(Pass):
     name = "crash"
 
-    def apply(self, graph: Graph) -> PassResult:
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
         raise ZeroDivisionError("division by zero")
 
 
@@ -181,7 +182,7 @@ def test_check_fails_loudly_on_a_wrong_exact_pass():
     assert "pass perturb-weights (after: cse): changed the outputs: output" in str(e.value)
     assert "expected max error <= 1e-05" in str(e.value)
     with pytest.raises(PassError, match="graphs differ"):
-        check_equivalent(g, PerturbWeights().apply(g).graph)
+        check_equivalent(g, PerturbWeights().apply(g, PassContext()).graph)
 
 
 def test_check_refuses_structure_only_graphs():

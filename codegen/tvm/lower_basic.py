@@ -122,7 +122,7 @@ def _activation(ctx: Context, node: Node, x):
 
 
 @lowers("gelu")
-def _gelu(ctx: Context, node: Node, x):
+def _gelu_node(ctx: Context, node: Node, x):
     return [ctx.emit(act(ctx, "gelu" if node.attrs["approximate"] == "none" else "gelu_tanh", x))]
 
 

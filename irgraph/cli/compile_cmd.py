@@ -106,6 +106,7 @@ def compile_(
     check: bool,
     allow_arch_change: bool,
     timing: bool,
+    check_mode: str,
     **options: str,
 ) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
@@ -114,7 +115,9 @@ def compile_(
     if Path(out).exists() and not force:
         raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
     graph, extra = load_source(source, size, seed)
-    graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
+    graph = apply_pipeline(
+        graph, passes, print_after, check, allow_arch_change, timing, check_mode=check_mode
+    )
     backend = backend_for(target)
     compile_graph = backend.load("compile")
     with tqdm(desc=f"compiling {graph.name} for {target}", leave=False) as bar:

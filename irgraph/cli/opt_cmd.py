@@ -28,10 +28,13 @@ def opt(
     check: bool,
     allow_arch_change: bool,
     timing: bool,
+    check_mode: str,
 ) -> None:
     """Run a pass pipeline on the saved graph at PATH and save the result to -o."""
     if not passes:
         raise click.BadParameter("needs a pipeline", param_hint="--passes")
-    graph = apply_pipeline(load(path), passes, print_after, check, allow_arch_change, timing)
+    graph = apply_pipeline(
+        load(path), passes, print_after, check, allow_arch_change, timing, check_mode=check_mode
+    )
     save(graph, output)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.params)} params)", err=True)

@@ -2,8 +2,12 @@
 
 @click.command()
 @pipeline_options
-def compile(path, ..., passes, print_after, check, allow_arch_change, timing): ...
-    graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
+def compile(path, ..., passes, print_after, check, allow_arch_change, timing, check_mode): ...
+    graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing,
+                           check_mode=check_mode)
+
+Passes run with a PassContext whose progress is a tqdm bar on stderr and whose
+gradients come from the torch backend (loaded only if a pass asks).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from typing import Any
 import click
 
 from irgraph.ir import Graph
+from irgraph.passes.equivalence import CHECK_MODES
 
 
 def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --passes, --print-after, --check, --allow-arch-change and --timing to a click command."""
+    """Add --passes, --print-after, --check, --check-mode, --allow-arch-change and --timing."""
     options = [
         click.option(
             "--passes",
@@ -34,7 +39,17 @@ def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--check",
             is_flag=True,
-            help="Check every exact pass against the interpreter on random inputs (prefill and decode).",
+            help="Check every pass against the interpreter (see --check-mode); "
+            "fail an exact pass that changes the outputs.",
+        ),
+        click.option(
+            "--check-mode",
+            type=click.Choice(["auto", *CHECK_MODES]),
+            default="auto",
+            show_default=True,
+            help="random-io: the same random inputs and KV caches into both graphs; end-to-end: "
+            "the same token ids, prefill then decode steps, each graph with its own cache "
+            "(for passes that change the cache); auto: each pass's own mode.",
         ),
         click.option(
             "--allow-arch-change",
@@ -55,13 +70,16 @@ def apply_pipeline(
     check: bool,
     allow_arch_change: bool,
     timing: bool,
+    *,
+    check_mode: str = "auto",
 ) -> Graph:
     """Run the pipeline from the CLI options; the IR after --print-after passes goes to stdout."""
     if not passes:
         if print_after or check or allow_arch_change:
             raise click.BadParameter("needs a pipeline", param_hint="--passes")
         return graph
-    from irgraph.passes import run_pipeline
+    from irgraph.cli.providers import TorchGradients, TqdmProgress
+    from irgraph.passes import PassContext, run_pipeline
 
     def show(p: Any, g: Graph) -> None:
         click.echo(f"// IR after {p}")
@@ -70,7 +88,9 @@ def apply_pipeline(
     result = run_pipeline(
         graph,
         passes,
+        ctx=PassContext(progress=TqdmProgress(), gradients=TorchGradients()),
         check=check,
+        check_mode=None if check_mode == "auto" else check_mode,
         allow_arch_change=allow_arch_change,
         print_after=print_after,
         on_print=show,

@@ -17,17 +17,10 @@ def passes() -> None:
 def list_passes() -> None:
     """List the passes a pipeline (--passes) may name."""
     from irgraph.passes import PASSES
-    from irgraph.passes.manager import option_specs, type_name
+    from irgraph.passes.manager import option_specs
 
     for name in sorted(PASSES):
         cls = PASSES[name]
         click.echo(f"{name:<26} {cls.kind:<12} {cls.summary}")
-        for opt, t, default in option_specs(cls):
-            shown = (
-                str(default).lower()
-                if isinstance(default, bool)
-                else repr(default)
-                if default == ""
-                else default
-            )
-            click.echo(f"{'':<26}   {opt}: {type_name(t)} = {shown}")
+        for spec in option_specs(cls):
+            click.echo(f"{'':<26}   {spec.describe()}")
