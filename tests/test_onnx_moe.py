@@ -75,7 +75,7 @@ def test_moe_matches_interpreter(gated, act, router, fused, tmp_path):
 
 
 def test_f16_keeps_the_dense_form(tmp_path):
-    """ORT's CPU MoE kernel is fp32 only (notes §7.9)."""
+    """ORT's CPU MoE kernel is fp32 only (docs/onnxruntime.md §1.3)."""
     session = ORTSession(
         compile_graph(moe_graph(True, "silu", top_k=2), tmp_path / "f16", dtype="f16")
     )
