@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from irgraph import IRError
-from tests.op_util import close, randn, run_op
+from tests.helpers.op_util import close, randn, run_op
 
 RNG = np.random.default_rng(1234)
 X = randn(RNG, 2, 5, 16, scale=3.0)

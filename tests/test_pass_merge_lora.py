@@ -11,7 +11,7 @@ from irgraph import PassError
 from irgraph.codegen.torch.lora import LoraAdapters, merge_lora
 from irgraph.passes import run_pipeline
 from irgraph.weights import save_safetensors
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def test_merge_lora_pass_matches_the_training_path(tmp_path):

@@ -15,7 +15,7 @@ from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
 from irgraph.codegen.torch.lora import LoraWeights, choose_targets, merge_lora
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer
 from irgraph.lm import forward, graph_inputs
-from tests.torch_graphs import byte_llama
+from tests.helpers.torch_graphs import byte_llama
 
 IDS = np.array([[100, 101, 102, 32, 61, 32, 49, 10]])
 

@@ -17,8 +17,8 @@ import pytest
 from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
 from irgraph.codegen.tvm.targets import resolve
 from irgraph.errors import CodegenError
-from tests.handbuilt import tiny_llama
-from tests.test_tvm_ops import attention_lm
+from tests.helpers.attention_lm import attention_lm
+from tests.helpers.handbuilt import tiny_llama
 
 needs_nvcc = pytest.mark.skipif(
     shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"),
