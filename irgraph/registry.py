@@ -177,8 +177,6 @@ def register(cls: type[OpDef]) -> type[OpDef]:
 
 
 def get_op(name: str) -> OpDef:
-    import irgraph.ops  # noqa: F401  (registers the op set on first use)
-
     try:
         return OPS[name]
     except KeyError:
