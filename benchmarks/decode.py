@@ -23,7 +23,7 @@ shows each system's median prefill and decode tokens/s and the decode ratios
 against genai-fp32 and the roofline, and decode tokens per CPU-second (the
 process's CPU time, which time slices lost to other processes do not inflate).
 Every
-system uses --threads intra-op threads (notes/onnxruntime.md §7.17: on these
+system uses --threads intra-op threads (docs/onnxruntime.md §3: on these
 2-vCPU machines one thread beats two). More systems plug in through
 `SYSTEMS` (name -> setup(bench) -> a callable returning one (prefill_tps,
 decode_tps) measurement), e.g. a TVM row:

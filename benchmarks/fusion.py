@@ -11,7 +11,7 @@ round prefills a 32-token prompt and times `--steps` single-token decode calls
 through the KV cache. Reports the median per-token latency, the ratio
 unfused/fused (> 1: fusion is faster) and the largest logit difference between
 the two compiled graphs. Both backends get --threads intra-op threads (ORT's
-intra-op pool, TVM's pool; notes/onnxruntime.md §7.17: one thread beats two on
+intra-op pool, TVM's pool; docs/onnxruntime.md §3: one thread beats two on
 these 2-vCPU machines). Writes benchmarks/results/fusion.json.
 """
 

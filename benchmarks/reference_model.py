@@ -5,7 +5,7 @@
     from benchmarks.reference_model import reference_model      # in other benchmarks:
     graph_dir = reference_model()                               #   the cached trained graph folder
 
-Quality benchmarks (quantization, pruning) measure held-out bits per byte on
+Quality benchmarks (`benchmarks/parallelize_recovery.py`) measure held-out bits per byte on
 this model, so it must be reproducible and cheap to reuse: the recipe below
 (model, training, corpus fingerprint) is hashed, and the trained graph is
 cached in ~/.cache/irgraph/reference-model/<hash>/ (IRGRAPH_CACHE moves the

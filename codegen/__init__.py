@@ -1,1 +1,1 @@
-"""Code generators: ONNX, TVM, PyTorch, GGUF (imported as `irgraph.codegen`)."""
+"""Code generators: ONNX, TVM, PyTorch (imported as `irgraph.codegen`)."""

@@ -6,6 +6,7 @@ print(g)                                  # the text form
 logits = irgraph.interpret(g, [[1, 2, 3]])
 """
 
+import irgraph.ops  # noqa: F401  (registers every op in irgraph.registry.OPS on `import irgraph`)
 from irgraph.builder import GraphBuilder
 from irgraph.dtypes import DType
 from irgraph.errors import (

@@ -328,8 +328,6 @@ def ops_in(*categories: Category) -> tuple[str, ...]:
 
 
 def get_op(name: str) -> OpDef:
-    import irgraph.ops  # noqa: F401  (registers the op set on first use)
-
     try:
         return OPS[name]
     except KeyError:

@@ -29,7 +29,7 @@ def _type(entry: Mapping[str, Any]) -> TensorType:
 
 
 def session_options(threads: int | None = None) -> Any:
-    """ORT options: full graph optimisation, explicit intra-op threads (notes §7.17)."""
+    """ORT options: full graph optimisation, explicit intra-op threads (docs/onnxruntime.md §3)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

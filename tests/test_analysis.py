@@ -10,7 +10,7 @@ import pytest
 
 from irgraph import GraphBuilder
 from irgraph.analysis import cost, per_node, to_networkx
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 # Parameters, written out: embedding, per layer (2 norms, q, k, v, o, gate, up, down), final norm, lm_head.
 LAYER_PARAMS = 32 + 32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 32 + 3 * 48 * 32  # = 7744

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import irgraph
 from irgraph.cli import main
-from tests.handbuilt import HIDDEN, LAYERS, VOCAB, tiny_llama
+from tests.helpers.handbuilt import HIDDEN, LAYERS, VOCAB, tiny_llama
 
 IDS = [5, 17, 3, 60, 0, 42]
 

@@ -323,7 +323,7 @@ def test_keys_left_at_transformers_defaults_may_be_omitted():
     """A config.json holding only non-default keys (to_diff_dict) means the same model as the full one."""
     import transformers
 
-    from tests.hf_tiny import CASES
+    from tests.helpers.hf_tiny import CASES
 
     for case, (cls, kwargs) in sorted(CASES.items()):
         hf = getattr(transformers, cls)(**kwargs)

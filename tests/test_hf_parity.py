@@ -1,6 +1,6 @@
 """Imported Hugging Face checkpoints compute what transformers computes.
 
-For every supported model_type (and the structural variants in tests/hf_tiny.py):
+For every supported model_type (and the structural variants in tests/helpers/hf_tiny.py):
 a tiny seeded random model is saved with save_pretrained (safetensors),
 imported, and its logits from the reference interpreter are compared with
 transformers' (eager attention, fp32) for a full prefill and for token-by-token
@@ -19,7 +19,7 @@ import pytest
 from irgraph.dtypes import DType
 from irgraph.lm import interpret
 from irgraph.model_zoo.hf_import import SUPPORTED, import_hf  # noqa: E402
-from tests.hf_tiny import CASES, LEGACY_ROPE, VOCAB, hf_logits, make_model, save_model
+from tests.helpers.hf_tiny import CASES, LEGACY_ROPE, VOCAB, hf_logits, make_model, save_model
 
 TOLERANCE = 1e-4
 

@@ -12,7 +12,16 @@ import transformers
 import irgraph
 from irgraph import GraphBuilder, IRError
 from irgraph.interpreter import bind_dims
-from tests.handbuilt import FFN, HEAD_DIM, HEADS, HIDDEN, KV_HEADS, LAYERS, VOCAB, tiny_llama
+from tests.helpers.handbuilt import (
+    FFN,
+    HEAD_DIM,
+    HEADS,
+    HIDDEN,
+    KV_HEADS,
+    LAYERS,
+    VOCAB,
+    tiny_llama,
+)
 
 HF_NAMES = {  # handbuilt name -> LlamaForCausalLM name
     "embed.weight": "model.embed_tokens.weight",

@@ -10,7 +10,7 @@ import pytest
 from irgraph.codegen.onnx import compile_graph
 from irgraph.model_zoo import hf_import
 from irgraph.runtimes.onnx import ORTSession
-from tests.hf_tiny import make_model, save_model
+from tests.helpers.hf_tiny import make_model, save_model
 
 PROMPTS = [[5, 17, 99, 3, 42, 7], [11, 200, 31]]
 NEW = 8

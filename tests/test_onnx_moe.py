@@ -5,29 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irgraph import GraphBuilder
 from irgraph.codegen.onnx import compile_graph
 from irgraph.interpreter import run
 from irgraph.runtimes.onnx import ORTSession
-
-E, H, FF = 8, 16, 24
-
-
-def moe_graph(gated: bool, act: str, seed: int = 0, hidden: int = H, ffn: int = FF, **router):
-    rng = np.random.default_rng(seed)
-    b = GraphBuilder(f"moe-{act}-{'gated' if gated else 'plain'}")
-    x = b.input("x", f"f32[batch, seq, {hidden}]")
-    weights = {"router": rng.standard_normal((E, hidden)).astype(np.float32)}
-    for name, shape in (("up", (E, ffn, hidden)), ("down", (E, hidden, ffn))) + (
-        (("gate", (E, ffn, hidden)),) if gated else ()
-    ):
-        weights[name] = (0.3 * rng.standard_normal(shape)).astype(np.float32)
-    w, idx = b.moe_router(x, b.param("router", f"f32[{E}, {hidden}]"), **router)
-    experts = [b.param(n, f"f32[{', '.join(map(str, weights[n].shape))}]") for n in ("up", "down")]
-    gate = [b.param("gate", f"f32[{E}, {ffn}, {hidden}]")] if gated else []
-    b.output("y", b.moe_experts(x, w, idx, *experts, *gate, act=act))
-    return b.build(weights)
-
+from tests.helpers.moe_graphs import H, moe_graph
 
 CASES = [  # (gated, act, router attrs, fused in the ort flavour)
     (True, "silu", {"top_k": 2}, True),  # Mixtral
@@ -75,7 +56,7 @@ def test_moe_matches_interpreter(gated, act, router, fused, tmp_path):
 
 
 def test_f16_keeps_the_dense_form(tmp_path):
-    """ORT's CPU MoE kernel is fp32 only (notes §7.9)."""
+    """ORT's CPU MoE kernel is fp32 only (docs/onnxruntime.md §1.3)."""
     session = ORTSession(
         compile_graph(moe_graph(True, "silu", top_k=2), tmp_path / "f16", dtype="f16")
     )

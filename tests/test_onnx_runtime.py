@@ -16,7 +16,7 @@ from irgraph.errors import ConfigError, RuntimeFailure
 from irgraph.runtimes.interpreter import InterpreterSession
 from irgraph.runtimes.onnx import ORTSession
 from irgraph.serialize import save
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 PROMPTS = [[1, 5, 9, 3, 7], [2, 4], [6, 6, 6]]
 

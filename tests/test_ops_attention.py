@@ -18,7 +18,7 @@ from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from irgraph import IRError
-from tests.op_util import close, randn, run_op
+from tests.helpers.op_util import close, randn, run_op
 
 RNG = np.random.default_rng(99)
 T = torch.from_numpy

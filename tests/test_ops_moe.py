@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from irgraph import IRError
-from tests.op_util import close, randn, run_op
+from tests.helpers.op_util import close, randn, run_op
 
 RNG = np.random.default_rng(5)
 T = torch.from_numpy

@@ -18,7 +18,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from irgraph import IRError
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
-from tests.op_util import close, randn, run_op
+from tests.helpers.op_util import close, randn, run_op
 
 HEAD_DIM = 16
 RNG = np.random.default_rng(7)

@@ -13,7 +13,7 @@ from irgraph.ir import Graph, Node, Value
 from irgraph.lm import PAST_PREFIX, PRESENT_PREFIX
 from irgraph.passes import END_TO_END, Pass, PassContext, PassResult, compare, run_pipeline
 from irgraph.weights import WeightStore
-from tests.handbuilt import HEAD_DIM, KV_HEADS, tiny_llama
+from tests.helpers.handbuilt import HEAD_DIM, KV_HEADS, tiny_llama
 
 SWAP = (0, 1, 3, 2)  # [batch, kv_heads, past, head_dim] <-> [batch, kv_heads, head_dim, past]
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 import irgraph
 import irgraph.runtimes
 from irgraph.cli import main
-from tests.handbuilt import tiny_llama
-from tests.pass_models import parallel_lm
+from tests.helpers.handbuilt import tiny_llama
+from tests.helpers.pass_models import parallel_lm
 
 
 def invoke(*args: str):

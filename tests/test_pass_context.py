@@ -31,7 +31,7 @@ from irgraph.passes import (
 from irgraph.passes.constant_fold import ConstantFold
 from irgraph.passes.merge_lora import MergeLora
 from irgraph.weights import WeightStore
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 BACKENDS = ("torch", "onnx", "onnxruntime", "tvm")
 

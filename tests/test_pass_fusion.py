@@ -10,8 +10,8 @@ import pytest
 import irgraph
 from irgraph.passes import check_equivalent, explain, find_rules, run_pipeline
 from irgraph.weights import WeightStore
-from tests.handbuilt import tiny_llama
-from tests.pass_models import parallel_lm
+from tests.helpers.handbuilt import tiny_llama
+from tests.helpers.pass_models import parallel_lm
 
 
 def linears_by_layer(g: irgraph.Graph) -> Counter:

@@ -8,8 +8,8 @@ import pytest
 import irgraph
 import irgraph.runtimes
 from irgraph.passes import run_pipeline
-from tests.handbuilt import tiny_llama
-from tests.pass_models import parallel_lm
+from tests.helpers.handbuilt import tiny_llama
+from tests.helpers.pass_models import parallel_lm
 
 IDS = [[3, 1, 4, 1, 5, 9]]
 
@@ -76,7 +76,7 @@ def test_tvm_runs_other_fusions(tmp_path, name, graph, pipeline):
 def _acceptance_graph(name: str, tmp_path) -> irgraph.Graph:
     if name == "falcon-7b":  # an imported checkpoint: one shared norm, multi-query attention
         from irgraph.model_zoo.hf_import import import_hf
-        from tests.hf_tiny import make_model, save_model
+        from tests.helpers.hf_tiny import make_model, save_model
 
         return import_hf(save_model(make_model(name), tmp_path / "hf"))
     from irgraph.model_zoo import build

@@ -22,7 +22,7 @@ from irgraph.passes import (
 from irgraph.passes.dce import DeadCodeElimination
 from irgraph.passes.fuse_parallel_attention import FuseParallelAttention
 from irgraph.weights import WeightStore
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def test_pipeline_text_parses_to_typed_passes():

@@ -12,7 +12,7 @@ from irgraph.codegen.torch.lora import LoraAdapters
 from irgraph.passes import run_pipeline
 from irgraph.passes.merge_lora import merge_lora
 from irgraph.weights import save_safetensors
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def test_merge_lora_pass_matches_the_training_path(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 
 import irgraph
 from irgraph.passes import explain, find_rules, run_pipeline
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def test_mlp_norm_reads_the_block_input_and_numbers_match_a_hand_edited_graph():

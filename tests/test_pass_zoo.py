@@ -88,7 +88,7 @@ def test_llama_2_fuse_qkv_and_gate_up():
 )
 def test_imported_checkpoints(tmp_path, case, pipeline, expected):
     from irgraph.model_zoo.hf_import import import_hf
-    from tests.hf_tiny import make_model, save_model
+    from tests.helpers.hf_tiny import make_model, save_model
 
     g = import_hf(save_model(make_model(case), tmp_path / case))
     out = fused(g, pipeline)

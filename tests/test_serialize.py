@@ -18,7 +18,7 @@ import irgraph
 from irgraph import ConfigError, GraphBuilder, IRError
 from irgraph.serialize import GRAPH_FILE, WEIGHTS_FILE, is_graph_dir
 from irgraph.weights import WeightStore, save_safetensors
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def test_round_trip_text_weights_and_logits(tmp_path):

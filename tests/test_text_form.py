@@ -14,7 +14,7 @@ import irgraph
 from irgraph import GraphBuilder, IRError
 from irgraph.ops.elementwise import ACTIVATIONS
 from irgraph.types import Sym
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 # -- random graphs ----------------------------------------------------------------------------
 

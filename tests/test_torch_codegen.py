@@ -11,8 +11,8 @@ from irgraph import CodegenError
 from irgraph.codegen.torch import numpy_runner, to_torch, torch_feeds, with_weights
 from irgraph.codegen.torch.module import export
 from irgraph.lm import forward, graph_inputs, make_feeds
-from tests.handbuilt import tiny_llama
-from tests.torch_graphs import kitchen_sink
+from tests.helpers.handbuilt import tiny_llama
+from tests.helpers.torch_graphs import kitchen_sink
 
 IDS = np.array([[1, 5, 9, 3, 7, 2, 11, 4], [3, 4, 5, 6, 7, 8, 9, 10]])
 

@@ -10,8 +10,8 @@ from irgraph.codegen.torch import to_torch, torch_feeds
 from irgraph.codegen.torch.attention import unpadded_self_attention
 from irgraph.codegen.torch.module import export
 from irgraph.lm import empty_cache, graph_inputs, make_feeds
-from tests.handbuilt import tiny_llama
-from tests.torch_graphs import kitchen_sink
+from tests.helpers.handbuilt import tiny_llama
+from tests.helpers.torch_graphs import kitchen_sink
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import irgraph
-from tests.torch_graphs import byte_llama
+from tests.helpers.torch_graphs import byte_llama
 
 STDLIB_JSON = Path(sysconfig.get_paths()["stdlib"]) / "json"
 

@@ -16,7 +16,7 @@ from irgraph.codegen.torch.lora import choose_targets
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer
 from irgraph.lm import forward, graph_inputs
 from irgraph.passes.merge_lora import LoraWeights, merge_lora
-from tests.torch_graphs import byte_llama
+from tests.helpers.torch_graphs import byte_llama
 
 IDS = np.array([[100, 101, 102, 32, 61, 32, 49, 10]])
 

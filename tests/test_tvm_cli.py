@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from irgraph.cli import main
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def test_compile_tvm_llvm_then_generate_matches_the_saved_graph(tmp_path):

@@ -18,8 +18,8 @@ from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.codegen.tvm.targets import resolve
 from irgraph.errors import CodegenError
 from irgraph.runtimes import read_manifest
-from tests.handbuilt import tiny_llama
-from tests.test_tvm_ops import attention_lm
+from tests.helpers.attention_lm import attention_lm
+from tests.helpers.handbuilt import tiny_llama
 
 needs_nvcc = pytest.mark.skipif(
     shutil.which("nvcc") is None and not os.path.exists("/usr/local/cuda/bin/nvcc"),

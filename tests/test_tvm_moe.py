@@ -9,7 +9,7 @@ from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.codegen.tvm.lowering import build_module
 from irgraph.interpreter import run
 from irgraph.runtimes.tvm import TVMSession
-from tests.test_onnx_moe import H, moe_graph
+from tests.helpers.moe_graphs import H, moe_graph
 
 
 def kernel_names(graph, target: str) -> set[str]:

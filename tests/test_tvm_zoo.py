@@ -39,8 +39,6 @@ def test_tiny_zoo_model_matches_interpreter(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", [n for n in (zoo.names() if hasattr(zoo, "names") else []) if n not in FAST]
-)
+@pytest.mark.parametrize("name", [n for n in zoo.names() if n not in FAST])
 def test_every_tiny_zoo_model_matches_interpreter(name, tmp_path):
     _check(name, tmp_path)

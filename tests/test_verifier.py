@@ -11,7 +11,7 @@ import pytest
 
 from irgraph import GraphBuilder, IRError, Node, Value, parse_type
 from irgraph.verifier import verify
-from tests.handbuilt import tiny_llama
+from tests.helpers.handbuilt import tiny_llama
 
 
 def small():

@@ -165,7 +165,7 @@ def test_mla_norms_keep_rmsnorm_default_eps(tmp_path, monkeypatch):
     """DeepSeek-v2's q_a/kv_a norms use eps 1e-6 whatever rms_norm_eps is (transformers and the
     released modeling code build them without the config's eps); the imported graph agrees."""
     from irgraph.model_zoo.hf_import import import_hf
-    from tests import hf_tiny
+    from tests.helpers import hf_tiny
 
     cls, kwargs = hf_tiny.CASES["deepseek_v2-lite"]
     monkeypatch.setitem(hf_tiny.CASES, "mla-eps", (cls, dict(kwargs, rms_norm_eps=0.25)))

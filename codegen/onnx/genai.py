@@ -1,8 +1,8 @@
 """genai_config.json for decoder-only graphs, so `onnxruntime_genai.Model(artifact_dir)` loads them.
 
-Follows the IO contract in notes/onnxruntime.md §4: default names, BNSH cache,
+Follows the IO contract in docs/onnxruntime.md §2: default names, BNSH cache,
 `past_present_share_buffer` only when every attention is GroupQueryAttention
-(a standard-ONNX attention graph cannot share the buffer, §4.3).
+(a standard-ONNX attention graph cannot share the buffer, §2.3).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def genai_config(graph: Graph, *, share_buffer: bool, model_file: str) -> dict[s
             inputs[name] = name
     return {
         "model": {
-            "type": "llama",  # a registered generic decoder type (notes §4.2)
+            "type": "llama",  # a registered generic decoder type (docs/onnxruntime.md §2.2)
             "vocab_size": vocab,
             "context_length": context,
             "bos_token_id": token("bos_token_id", 0),

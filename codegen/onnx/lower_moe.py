@@ -5,7 +5,7 @@ reference's stable argsort does.
 
 Experts, `ort` flavour in f32: ORT's fused `com.microsoft.MoE`, which runs each
 token through its top-k experts only. Its CPU kernel has no separate up
-projection (notes §7.2), so gated SiLU experts go in as one fc1 with gate and
+projection (docs/onnxruntime.md §1.3), so gated SiLU experts go in as one fc1 with gate and
 up rows interleaved (`swiglu_fusion=1`); ungated relu / silu / tanh-GELU use
 fc1 alone. The op routes by softmax(router_probs) itself, so the IR router's
 weights w (any scoring, grouping or scaling) are handed over as log(w) at the

@@ -1,7 +1,7 @@
 """Linear layers that run fast on CPUs: a packed weight layout and a hand-written TIR kernel.
 
 Out of the box TVM lowers x·Wᵀ to a materialised transpose plus an unscheduled
-matmul (~0.3 GB/s of weight bandwidth, ../shared/notes/tvm.md §6). Here the
+matmul (~0.3 GB/s of weight bandwidth, docs/tvm.md §3). Here the
 weight [N, K] is regrouped once, when the runtime loads it, into
 [N/nb, K, nb]: for every k the kernel reads nb consecutive output rows'
 weights (nb=32: two AVX-512 or eight NEON registers of fp32) with unit stride

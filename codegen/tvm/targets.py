@@ -4,7 +4,7 @@ Each target name maps to a TVM `Target`, a Relax build pipeline and a way to
 export the shared library:
   tvm-llvm      the host CPU as TVM detects it; packed-weight linear kernels.
   tvm-cuda      dlight GPU schedules on every kernel (TVM silently compiles
-                unscheduled kernels for the *host* otherwise, notes §3.10), so the
+                unscheduled kernels for the *host* otherwise, docs/tvm.md §2), so the
                 build checks that every kernel is bound to GPU threads and that
                 every generated CUDA kernel compiles with the local `nvcc`.
   tvm-aarch64   64-bit Arm Linux; the `.so` is linked by a cross C++ compiler
@@ -71,7 +71,7 @@ def _cuda_pipeline(target: Target) -> tvm.transform.Pass:
     """The default CUDA pipeline with dlight on every kernel and tensorization off.
 
     Tensorization is off because dl.gpu.Matmul segfaults on fp16 GEMMs with a
-    dynamic M and K >= 256 in TVM 0.27.0.post1 (notes §3.10); SIMT kernels are
+    dynamic M and K >= 256 in TVM 0.27.0.post1 (docs/tvm.md §2); SIMT kernels are
     slower on tensor cores but correct for every shape.
     """
     from tvm.relax import pipeline as P
