@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from irgraph.errors import PassError
 from irgraph.ir import Graph, Node, Value
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
-from irgraph.passes.projections import MLP_OPS, fuse_linears, group_problem, source_linear
+from irgraph.passes.projections import (
+    MLP_OPS,
+    fuse_linears,
+    group_problem,
+    source_linear,
+    width_problem,
+)
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
 
 ACTIVATIONS = MLP_OPS - {"glu", "mul"}
@@ -51,8 +58,11 @@ class FuseGateUpRule(Rule):
             else:
                 yield Candidate(where, (gate, up), {"x": gate.inputs[0], "linears": (gate, up)})
 
+    def __init__(self, max_width: int = 0):
+        self.max_width = max_width
+
     def check(self, index: GraphIndex, cand: Candidate) -> str | None:
-        return group_problem(index, cand.linears)
+        return group_problem(index, cand.linears) or width_problem(cand.linears, self.max_width)
 
     def rewrite(self, rw: Rewriter, cand: Candidate) -> None:
         fuse_linears(rw, cand.x, cand.linears, "gate_up")
@@ -64,7 +74,12 @@ class FuseGateUp(Pass):
     name = "fuse-gate-up"
     kind = EXACT
     summary = FuseGateUpRule.summary
+    max_width: int = 0  # fuse while output rows <= max_width x input features; 0: unlimited
 
     def apply(self, graph: Graph) -> PassResult:
-        out, fired = apply_rules(graph, [FuseGateUpRule()])
+        if self.max_width < 0:
+            raise PassError(
+                f"{self.name}: max_width must be >= 0", expected=">= 0", got=self.max_width
+            )
+        out, fired = apply_rules(graph, [FuseGateUpRule(self.max_width)])
         return PassResult(out, fired > 0, f"fused {fired} gated MLPs")

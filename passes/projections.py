@@ -101,6 +101,24 @@ def group_problem(index: GraphIndex, linears: Sequence[Node]) -> str | None:
     return None
 
 
+def width_problem(linears: Sequence[Node], max_width: int) -> str | None:
+    """Why fusing `linears` would make a linear wider than `max_width` x its input features, or None.
+
+    0 means unlimited. A wide fused matmul can be slower than its parts (ORT's CPU MatMul: q/k/v
+    fused is faster, q/k/v plus LLaMA's gate/up fused is slower), so a target bounds the width.
+    """
+    if not max_width:
+        return None
+    rows = sum(eval_dim(n.inputs[1].type.shape[0], {}) for n in linears)
+    features = eval_dim(linears[0].inputs[1].type.shape[1], {})
+    if rows <= max_width * features:
+        return None
+    return (
+        f"the fused weight would have {rows} output rows, over max_width={max_width} x "
+        f"{features} input features"
+    )
+
+
 def _bias(n: Node) -> Value | None:
     return n.inputs[2] if len(n.inputs) > 2 else None
 
