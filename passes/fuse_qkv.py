@@ -24,11 +24,10 @@ from irgraph.passes.projections import (
     TRANSPARENT,
     fuse_linears,
     group_problem,
-    width_problem,
     source_linear,
+    width_problem,
 )
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
-
 
 LATENT_ATTENTION = "latent_attention"
 _NORMS = ("rms_norm", "layer_norm")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
