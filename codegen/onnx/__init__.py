@@ -33,10 +33,12 @@ from irgraph.codegen.onnx.split import split_encoder
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.ir import Graph
+from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
 from irgraph.registry import get_op
 from irgraph.runtimes.artifact import tool_version, write_artifact
 
 MODEL_FILE, ENCODER_FILE = "model.onnx", "encoder.onnx"
+MODEL_LAST_FILE = "model_last.onnx"  # forward_last: logits_last only; weights in model.onnx.data
 FLAVOURS = ("ort", "portable")
 DTYPES = ("f32", "f16", "bf16")
 OPSET = 23
@@ -47,7 +49,10 @@ TARGET = "onnx"
 # (CPU ms, median of 8): q/k/v fused 20.0, nothing fused 22.1, q/k/v and gate/up fused 23.9
 # (onnxruntime-genai's fp32 build: 21.4).
 _FUSE = "fuse-qkv(max_width=2),fuse-gate-up(max_width=2)"
-DEFAULT_PASSES = {"ort": _FUSE, "portable": _FUSE}
+DEFAULT_PASSES = {
+    "ort": f"{_FUSE},fuse-add-norm,last-position-logits",
+    "portable": f"{_FUSE},last-position-logits",
+}
 Progress = Callable[[int, int], None]
 
 
@@ -63,9 +68,11 @@ def build_model(
     *,
     data=None,
     data_name: str = DATA_FILE,
+    written: dict[str, onnx.TensorProto] | None = None,
     progress: Progress | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external weights."""
+    """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external
+    weights; `written`: the tensors earlier models put in it (shared, see `Emitter`)."""
     if flavour not in FLAVOURS:
         raise ConfigError(
             f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour
@@ -80,12 +87,10 @@ def build_model(
         )
     for node in graph.nodes:
         lowering_for(node.op)  # fail before writing anything, naming the op
-    e = Emitter(graph, flavour, DType(dtype), data, data_name)
+    e = Emitter(graph, flavour, DType(dtype), data, data_name, written)
     for i, node in enumerate(graph.nodes):
         if progress is not None:
             progress(i, len(graph.nodes))
-        if id(node) in e.skip:
-            continue
         node = dataclasses.replace(
             node, inputs=tuple(get_op(node.op).pad(node.inputs))
         )  # absent -> None
@@ -151,24 +156,45 @@ def compile_graph(
     force: bool = False,
     progress: Progress | None = None,
     extra_files: dict[str, Path] | None = None,
+    passes: dict[str, str] | None = None,
 ) -> Path:
     """Compile `graph` into the ONNX artifact folder `out` (see the module docstring); returns its path.
 
-    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
+    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
+    `passes` (the pipelines that made `graph`, e.g. {"user": ..., "default": ...}) goes
+    into the manifest.
     """
 
     def write(tmp: Path, part: Graph, model_file: str) -> dict[str, Any]:
+        """`part` as `model_file`; with logits_last, its forward_last as MODEL_LAST_FILE, whose
+        initializers point into the same data file (a weight both use is stored once)."""
         data_file = model_file + ".data"
+        entries = entry_graphs(part)
+        written: dict[str, onnx.TensorProto] = {}
         with open(tmp / data_file, "wb") as data:
-            model, facts = build_model(
-                part, flavour, dtype, data=data, data_name=data_file, progress=progress
-            )
-        onnx.save_model(model, tmp / model_file)
-        del model
-        onnx.checker.check_model(str(tmp / model_file))
+            models, facts = {}, {}
+            for entry, file in ((FORWARD, model_file), (FORWARD_LAST, MODEL_LAST_FILE)):
+                if entry in entries:
+                    models[file], facts[entry] = build_model(
+                        entries[entry],
+                        flavour,
+                        dtype,
+                        data=data,
+                        data_name=data_file,
+                        written=written,
+                        progress=progress,
+                    )
+        for file, model in models.items():
+            onnx.save_model(model, tmp / file)
+        del models
+        for file in (model_file, MODEL_LAST_FILE) if FORWARD_LAST in entries else (model_file,):
+            onnx.checker.check_model(str(tmp / file))
         if (tmp / data_file).stat().st_size == 0:
             (tmp / data_file).unlink()
-        return facts
+        return {
+            **facts[FORWARD],
+            "model_last": MODEL_LAST_FILE if FORWARD_LAST in entries else None,
+        }
 
     def emit(tmp: Path) -> dict[str, Any]:
         parts = split_encoder(graph)
@@ -186,6 +212,7 @@ def compile_graph(
         entry: dict[str, Any] = {
             "onnx": {
                 "model": MODEL_FILE,
+                "model_last": facts["model_last"],
                 "encoder": encoder,
                 "flavour": flavour,
                 "dtype": dtype,
@@ -195,6 +222,7 @@ def compile_graph(
                 "share_buffer": facts["share_buffer"],
             },
             "left_padding": not facts["gqa"],
+            "passes": passes,
         }
         for name, path in (extra_files or {}).items():
             shutil.copyfile(path, tmp / name)
@@ -226,4 +254,13 @@ def compile_graph(
     )
 
 
-__all__ = ["DTYPES", "FLAVOURS", "MODEL_FILE", "ONNX_DTYPES", "build_model", "compile_graph"]
+__all__ = [
+    "DEFAULT_PASSES",
+    "DTYPES",
+    "FLAVOURS",
+    "MODEL_FILE",
+    "MODEL_LAST_FILE",
+    "ONNX_DTYPES",
+    "build_model",
+    "compile_graph",
+]

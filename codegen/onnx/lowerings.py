@@ -117,39 +117,7 @@ def _scale(e, node, ins):
 
 @lowers(*_BINARY)
 def _binary(e, node, ins):
-    if node.op == "add" and e.flavour == "ort" and _skip_norm(e, node, ins):
-        return [e.name(node.outputs[0])]
     return e.op(_BINARY[node.op], ins, [e.result(node, 0)])
-
-
-def _skip_norm(e: Emitter, node: Node, ins: list[str]) -> bool:
-    """Residual add + RMSNorm of the sum -> one SkipSimplifiedLayerNormalization (ort flavour).
-
-    Emitted at the add (so every later user of the sum sees it defined); the
-    rms_norm node is then skipped. Exact: the kernel computes the same sum.
-    """
-    a, b = node.inputs
-    y = node.outputs[0]
-    if a.type.shape != b.type.shape or a.type.shape != y.type.shape:
-        return False
-    norms = [n for n in e.uses.get(id(y), []) if n.op == "rms_norm" and n.inputs[0] is y]
-    if not norms:
-        return False
-    norm = norms[0]
-    gamma = norm_weight(e, norm.inputs[1], norm.attrs["weight_offset"])
-    total = e.output_of.get(id(y)) or e.fresh("residual")
-    out = e.result(norm, 0)
-    e.op(
-        "SkipSimplifiedLayerNormalization",
-        [ins[0], ins[1], gamma],
-        [out, "", "", total],
-        domain="com.microsoft",
-        epsilon=norm.attrs["eps"],
-    )
-    e.bind(y, total)
-    e.bind(norm.outputs[0], out)
-    e.skip.add(id(norm))
-    return True
 
 
 @lowers("glu")
@@ -280,6 +248,27 @@ def norm_weight(e: Emitter, weight, offset: float) -> str:
     if weight.param is None:
         return e.op1("Add", e.name(weight), e.const(float(offset)))
     return e.weight(weight.param, f"plus{offset:g}", lambda w: w + offset)
+
+
+@lowers("add_rms_norm")
+def _add_rms_norm(e, node, ins):
+    """ort: one SkipSimplifiedLayerNormalization (its 4th output is the sum); portable: Add and
+    RMSNormalization."""
+    a = node.attrs
+    gamma = norm_weight(e, node.inputs[2], a["weight_offset"])
+    total, normed = e.result(node, 0), e.result(node, 1)
+    if e.flavour == "ort":
+        e.op(
+            "SkipSimplifiedLayerNormalization",
+            [ins[0], ins[1], gamma],
+            [normed, "", "", total],
+            domain="com.microsoft",
+            epsilon=a["eps"],
+        )
+        return [total, normed]
+    e.op("Add", ins[:2], [total])
+    e.op("RMSNormalization", [total, gamma], [normed], axis=-1, epsilon=a["eps"])
+    return [total, normed]
 
 
 @lowers("layer_norm")

@@ -249,6 +249,12 @@ def _rms_norm(x, weight, eps, weight_offset):
     return (F.rms_norm(x.float(), (x.shape[-1],), w, eps),)
 
 
+@lowering("add_rms_norm")
+def _add_rms_norm(x, residual, weight, eps, weight_offset):
+    total = f32(x) + f32(residual)
+    return (total, *_rms_norm(total, weight, eps, weight_offset))
+
+
 def attention_scale(head_dim: int, scale: float | None) -> float:
     return 1.0 / math.sqrt(head_dim) if scale is None else scale
 

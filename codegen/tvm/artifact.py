@@ -29,6 +29,7 @@ import numpy as np
 from irgraph.codegen.tvm import lowering, targets
 from irgraph.errors import ConfigError, RuntimeFailure
 from irgraph.ir import Graph
+from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.runtimes import artifact as shared
 from irgraph.weights import save_safetensors
 
@@ -57,11 +58,13 @@ def compile_graph(
     cuda_arch: str = "sm_80",
     force: bool = True,
     extra_files: Mapping[str, Path] | None = None,
+    passes: Mapping[str, str] | None = None,
 ) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
     `force=False` refuses to replace an existing folder (the CLI's default);
-    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json.
+    `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
+    `passes` (the pipelines that made `graph`) goes into the manifest.
     """
     import tvm
     import tvm_ffi
@@ -90,12 +93,14 @@ def compile_graph(
             mcpu=target_json.get("mcpu", "generic"), tvm=tvm.__version__, arch=spec.cuda_arch
         )
         return {
+            "passes": dict(passes) if passes is not None else None,
             "tvm": {
                 "library": LIBRARY,
                 "weights": WEIGHTS,
                 "function": lowering.FUNCTION,
-                "function_last": lowering.FUNCTION_LAST
-                if any(gv.name_hint == lowering.FUNCTION_LAST for gv in mod.get_global_vars())
+                "function_last": lowering.FUNCTION_LAST if LOGITS_LAST in graph.outputs else None,
+                "outputs_last": [n for n in graph.outputs if n != LOGITS]
+                if LOGITS_LAST in graph.outputs
                 else None,
                 "target": _jsonable(target_json),
                 "cuda_arch": spec.cuda_arch,
@@ -113,7 +118,7 @@ def compile_graph(
                 "cuda_kernels": cuda_check,
                 "needs": needs,
                 "build_seconds": round(time.perf_counter() - started, 2),
-            }
+            },
         }
 
     return shared.write_artifact(

@@ -25,10 +25,10 @@ from tvm import relax, sym, tirx
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
 from irgraph.types import Dim, TensorType
 
-FUNCTION = "forward"
-FUNCTION_LAST = "forward_last"  # logits for the last position only (generation)
+FUNCTION, FUNCTION_LAST = FORWARD, FORWARD_LAST  # the second: logits_last only (generation)
 
 _DTYPES = {
     DType.f32: "float32",
@@ -184,14 +184,13 @@ def build_module(
 ) -> tuple[tvm.IRModule, list[WeightArg]]:
     """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments.
 
-    It holds `forward` (the graph) and, when the logits come from one LM-head matmul,
-    `forward_last` (the same inputs and weights, logits for the last position only:
-    see `last_logits.py`); hand-written kernels are shared between the two.
+    It holds `forward` (the graph's outputs but `logits_last`) and, when the graph has
+    `logits_last` (pass last-position-logits), `forward_last` (the same inputs and weights,
+    its outputs but `logits`); hand-written kernels are shared between the two.
     """
     import irgraph.codegen.tvm.lower_attention  # noqa: F401  (registers the lowerings)
     import irgraph.codegen.tvm.lower_basic  # noqa: F401
     import irgraph.codegen.tvm.lower_moe  # noqa: F401
-    from irgraph.codegen.tvm.last_logits import last_position_graph
 
     missing = sorted({n.op for n in graph.nodes if n.op not in LOWERINGS})
     if missing:
@@ -201,10 +200,8 @@ def build_module(
     bb = relax.BlockBuilder()
     weight_args = _weight_layouts(graph, packed)
     kernels: dict[str, relax.GlobalVar] = {}
-    _emit_function(bb, kernels, graph, target, weight_args, FUNCTION)
-    last = last_position_graph(graph)
-    if last is not None:
-        _emit_function(bb, kernels, last, target, weight_args, FUNCTION_LAST)
+    for name, part in entry_graphs(graph).items():
+        _emit_function(bb, kernels, part, target, weight_args, name)
     return bb.finalize(), weight_args
 
 

@@ -16,6 +16,17 @@ TOKENIZER = "tokenizer.json"
 TARGETS = ("onnx", "tvm-llvm", "tvm-cuda", "tvm-aarch64")
 
 
+def default_passes(target: str, flavour: str = "ort") -> str:
+    """The pipeline `compile` runs for `target` after --passes (each backend's DEFAULT_PASSES)."""
+    if target == "onnx":
+        from irgraph.codegen.onnx import DEFAULT_PASSES as ONNX_PASSES
+
+        return ONNX_PASSES[flavour]
+    from irgraph.codegen.tvm import DEFAULT_PASSES as TVM_PASSES
+
+    return TVM_PASSES
+
+
 def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Path]]:
     """The graph SOURCE names and files to carry into the artifact (tokenizer.json).
 
@@ -87,6 +98,12 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
     help="tvm-cuda: GPU architecture the kernels are built and nvcc-checked for.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option(
+    "--no-default-passes",
+    is_flag=True,
+    help="Skip the target's default passes, run after --passes "
+    "(`irgraph passes list --target T` shows them).",
+)
 @pipeline_options
 @clean_errors
 def compile_(
@@ -99,6 +116,7 @@ def compile_(
     cuda_arch: str,
     out: str,
     force: bool,
+    no_default_passes: bool,
     passes: str,
     print_after: tuple[str, ...],
     check: bool,
@@ -111,7 +129,10 @@ def compile_(
     if Path(out).exists() and not force:
         raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
     graph, extra = load_source(source, size, seed)
-    graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing)
+    defaults = "" if no_default_passes else default_passes(target, flavour)
+    pipeline = ",".join(p for p in (passes, defaults) if p)
+    graph = apply_pipeline(graph, pipeline, print_after, check, allow_arch_change, timing)
+    ran = {"user": passes, "default": defaults}
     if target == "onnx":
         from irgraph.codegen.onnx import compile_graph
 
@@ -130,13 +151,20 @@ def compile_(
                 force=force,
                 progress=progress,
                 extra_files=extra,
+                passes=ran,
             )
     else:
         from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
 
         with tqdm(total=1, desc=f"building {graph.name} for {target}", leave=False) as bar:
             result = compile_tvm(
-                graph, out, target=target, cuda_arch=cuda_arch, force=force, extra_files=extra
+                graph,
+                out,
+                target=target,
+                cuda_arch=cuda_arch,
+                force=force,
+                extra_files=extra,
+                passes=ran,
             )
             bar.update(1)
     files = sorted(p.name for p in result.iterdir())

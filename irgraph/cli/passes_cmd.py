@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from irgraph.cli.common import clean_errors
+from irgraph.cli.compile_cmd import TARGETS, default_passes
 
 
 @click.group()
@@ -13,11 +14,27 @@ def passes() -> None:
 
 
 @passes.command("list")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default=None,
+    help="Also show the default pipeline `irgraph compile` runs for this target.",
+)
 @clean_errors
-def list_passes() -> None:
+def list_passes(target: str | None) -> None:
     """List the passes a pipeline (--passes) may name."""
     from irgraph.passes import PASSES
     from irgraph.passes.manager import option_specs, type_name
+
+    if target == "onnx":
+        from irgraph.codegen.onnx import FLAVOURS
+
+        for flavour in FLAVOURS:
+            click.echo(
+                f"default passes for onnx --flavour {flavour}: {default_passes(target, flavour)}"
+            )
+    elif target is not None:
+        click.echo(f"default passes for {target}: {default_passes(target)}")
 
     for name in sorted(PASSES):
         cls = PASSES[name]
