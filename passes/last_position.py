@@ -74,7 +74,8 @@ class LastPositionRule(Rule):
         first = cand.chain[0]
         v = rw.emit("slice", first.inputs[0], axis=1, start=-1, hint="last_hidden")
         for node in cand.chain:
-            v = rw.emit(node.op, v, *node.inputs[1:], hint=LOGITS_LAST, **node.attrs)
+            hint = LOGITS_LAST if node is cand.chain[-1] else f"{node.outputs[0].hint or 'h'}_last"
+            v = rw.emit(node.op, v, *node.inputs[1:], hint=hint, **node.attrs)
         rw.add_output(LOGITS_LAST, v)
 
 

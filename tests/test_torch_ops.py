@@ -94,6 +94,11 @@ CASES = [
         {"eps": 1e-3},
     ),
     ("rms_norm", [(F, rand((2, 3, 8))), ("f32[8]", rand((8,)))], {"weight_offset": 1.0}),
+    (
+        "add_rms_norm",
+        [(F, rand((2, 3, 8))), (F, rand((2, 3, 8))), ("f32[8]", rand((8,)))],
+        {"eps": 1e-5},
+    ),
     *[
         (
             "rotary",
