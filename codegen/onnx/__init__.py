@@ -33,6 +33,7 @@ from irgraph.codegen.onnx.split import split_encoder
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.ir import Graph
+from irgraph.passes import run_pipeline
 from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
 from irgraph.registry import get_op
 from irgraph.runtimes.artifact import tool_version, write_artifact
@@ -157,12 +158,14 @@ def compile_graph(
     progress: Progress | None = None,
     extra_files: dict[str, Path] | None = None,
     passes: dict[str, str] | None = None,
+    default_passes: bool = True,
 ) -> Path:
     """Compile `graph` into the ONNX artifact folder `out` (see the module docstring); returns its path.
 
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
     `passes` (the pipelines that made `graph`, e.g. {"user": ..., "default": ...}) goes
-    into the manifest.
+    into the manifest. `default_passes` runs DEFAULT_PASSES[flavour] first (`irgraph compile`
+    runs them itself, after --passes, and turns this off).
     """
 
     def write(tmp: Path, part: Graph, model_file: str) -> dict[str, Any]:
@@ -242,6 +245,9 @@ def compile_graph(
         raise ConfigError(
             f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype
         )
+    if default_passes:
+        graph = run_pipeline(graph, DEFAULT_PASSES[flavour]).graph
+        passes = {**(passes or {}), "default": DEFAULT_PASSES[flavour]}
     ort_version = onnxruntime.__version__
     return write_artifact(
         out,

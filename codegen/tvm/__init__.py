@@ -13,13 +13,9 @@ edge runner (`runner/`, driven from Python by `edge`) load.
 """
 
 from irgraph.codegen.tvm import lower_attention, lower_basic, lower_moe  # noqa: F401  (register lowerings)
-from irgraph.codegen.tvm.artifact import compile_graph, read_manifest
+from irgraph.codegen.tvm.artifact import DEFAULT_PASSES, compile_graph, read_manifest
 from irgraph.codegen.tvm.lowering import FUNCTION, LOWERINGS, WeightArg, build_module
 from irgraph.codegen.tvm.targets import TARGETS
-
-# The passes `irgraph compile` runs for TVM targets after the user's (`--no-default-passes` skips
-# them): logits_last gives the artifact its `forward_last` (the LM head on the last row only).
-DEFAULT_PASSES = "last-position-logits"
 
 __all__ = [
     "DEFAULT_PASSES",

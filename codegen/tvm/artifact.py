@@ -30,10 +30,14 @@ from irgraph.codegen.tvm import lowering, targets
 from irgraph.errors import ConfigError, RuntimeFailure
 from irgraph.ir import Graph
 from irgraph.lm import LOGITS, LOGITS_LAST
+from irgraph.passes import run_pipeline
 from irgraph.runtimes import artifact as shared
 from irgraph.weights import save_safetensors
 
 LIBRARY, WEIGHTS = "model.so", "weights.safetensors"
+# The passes `irgraph compile` runs for TVM targets after the user's (`--no-default-passes` skips
+# them): logits_last gives the artifact its `forward_last` (the LM head on the last row only).
+DEFAULT_PASSES = "last-position-logits"
 
 _NEEDS = {
     "tvm-llvm": "x86_64 Linux with the host CPU's instruction set ({mcpu}); Python with apache-tvm {tvm}",
@@ -59,12 +63,14 @@ def compile_graph(
     force: bool = True,
     extra_files: Mapping[str, Path] | None = None,
     passes: Mapping[str, str] | None = None,
+    default_passes: bool = True,
 ) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
     `force=False` refuses to replace an existing folder (the CLI's default);
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
-    `passes` (the pipelines that made `graph`) goes into the manifest.
+    `passes` (the pipelines that made `graph`) goes into the manifest. `default_passes` runs
+    DEFAULT_PASSES first (`irgraph compile` runs them itself, after --passes, and turns this off).
     """
     import tvm
     import tvm_ffi
@@ -74,6 +80,9 @@ def compile_graph(
         raise ConfigError(
             "graph has no weights (structure only); a TVM artifact needs them", where=graph.name
         )
+    if default_passes:
+        graph = run_pipeline(graph, DEFAULT_PASSES).graph
+        passes = {**(passes or {}), "default": DEFAULT_PASSES}
     started = time.perf_counter()
     mod, weight_args = lowering.build_module(
         graph, spec.name.removeprefix("tvm-"), packed=spec.packed

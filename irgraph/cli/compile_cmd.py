@@ -152,6 +152,7 @@ def compile_(
                 progress=progress,
                 extra_files=extra,
                 passes=ran,
+                default_passes=False,
             )
     else:
         from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
@@ -165,6 +166,7 @@ def compile_(
                 force=force,
                 extra_files=extra,
                 passes=ran,
+                default_passes=False,
             )
             bar.update(1)
     files = sorted(p.name for p in result.iterdir())
