@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from irgraph.ir import Graph, Node
+from irgraph.ir import Graph, Node, Value
 from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.passes.graphs import GraphIndex, live_nodes, rebuild
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
@@ -31,15 +31,15 @@ FORWARD, FORWARD_LAST = "forward", "forward_last"
 def _head(index: GraphIndex, graph: Graph) -> tuple[list[Node], str]:
     """The per-position ops ending in `logits` (first op first), or ([], why there are none)."""
     chain: list[Node] = []
-    v = graph.outputs[LOGITS]
+    v: Value = graph.outputs[LOGITS]
     while (node := index.producer.get(v)) is not None and node.op in PER_POSITION:
         others = node.inputs[1:]
         if any(o is not None and o.param is None for o in others) or v.type.rank != 3:
             break
-        if node.op == "matmul" and others[0].type.rank != 2:
+        if node.op == "matmul" and node.arg(1).type.rank != 2:
             break
         chain.insert(0, node)
-        v = node.inputs[0]
+        v = node.arg(0)
     if chain:
         return chain, ""
     if node is None:

@@ -109,8 +109,9 @@ def width_problem(linears: Sequence[Node], max_width: int) -> str | None:
     """
     if not max_width:
         return None
-    rows = sum(eval_dim(n.inputs[1].type.shape[0], {}) for n in linears)
-    features = eval_dim(linears[0].inputs[1].type.shape[1], {})
+    weights = [n.arg(1) for n in linears]
+    rows = sum(eval_dim(w.type.shape[0], {}) for w in weights)
+    features = eval_dim(weights[0].type.shape[1], {})
     if rows <= max_width * features:
         return None
     return (
