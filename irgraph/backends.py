@@ -11,13 +11,16 @@ reader and lowering table as "module:attr" strings (the plugin pattern, as in en
 points), imported by `load` only when used: listing targets or printing `--help` imports
 no backend, and opening an ONNX artifact never imports TVM.
 
-Every compile function takes `(graph, out, *, target, force, extra_files, progress,
-**options)` with the options its row declares, and returns the artifact folder.
+Every compile function takes `(graph, out, *, target, force, extra_files, progress, passes,
+default_passes, **options)` with the options its row declares, and returns the artifact
+folder; `passes` records the pipelines that made the graph in the manifest, and
+`default_passes=True` (the Python API's default) runs the row's default pipeline first.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +53,9 @@ class Backend:
     session: str = ""  # `Session` subclass opening its artifacts (constructor takes the folder)
     reader: str = ""  # `read_manifest(folder, *, verify=True)`: the manifest, checked for it
     options: tuple[CompileOption, ...] = ()
-    default_passes: str = ""  # pipeline text `compile` runs after --passes (empty: none)
+    # `default_pipeline(options) -> str`: the passes `compile` runs after --passes, given the
+    # compile options (the ONNX flavours differ); "" = none
+    default_passes: str = ""
 
     def option(self, name: str) -> CompileOption:
         """The compile option called `name` (ConfigError naming the backend's options otherwise)."""
@@ -62,6 +67,10 @@ class Backend:
             expected=", ".join(o.name for o in self.options) or "none",
             got=name,
         )
+
+    def default_pipeline(self, options: Mapping[str, str]) -> str:
+        """The pipeline text `irgraph compile` runs after the user's passes ("" for none)."""
+        return load(self.default_passes)(options) if self.default_passes else ""
 
     def load(self, part: str) -> Any:
         """The object named by field `part` ("compile", "session", "reader", "lowerings")."""
@@ -86,6 +95,7 @@ BACKENDS: tuple[Backend, ...] = (
         help="ONNX model + external weights for ONNX Runtime (and onnxruntime-genai)",
         lowerings="irgraph.codegen.onnx.lowerings:LOWERINGS",
         compile="irgraph.codegen.onnx:compile_graph",
+        default_passes="irgraph.codegen.onnx:default_pipeline",
         session="irgraph.runtimes.onnx:ORTSession",
         reader="irgraph.artifact:read_manifest",
         options=(
@@ -109,6 +119,7 @@ BACKENDS: tuple[Backend, ...] = (
         help="Apache TVM Relax library + weights (host CPU, CUDA GPU, aarch64 board)",
         lowerings="irgraph.codegen.tvm.lowering:LOWERINGS",
         compile="irgraph.codegen.tvm.artifact:compile_graph",
+        default_passes="irgraph.codegen.tvm.artifact:default_pipeline",
         session="irgraph.runtimes.tvm:TVMSession",
         reader="irgraph.runtimes.tvm:read_manifest",
         options=(

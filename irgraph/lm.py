@@ -25,6 +25,10 @@ from irgraph.errors import IRError
 from irgraph.ir import Graph
 from irgraph.types import TensorType
 
+LOGITS = "logits"
+# The last position's logits [batch, 1, vocab] (pass last-position-logits): what a generation step
+# samples from. Backends give it its own entry point (`forward_last`) beside `forward`.
+LOGITS_LAST = "logits_last"
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
 Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]

@@ -16,9 +16,11 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     constant_fold,
     cse,
     dce,
+    fuse_add_norm,
     fuse_gate_up,
     fuse_parallel_attention,
     fuse_qkv,
+    last_position,
     merge_lora,
     parallelize_blocks,
 )
@@ -62,6 +64,8 @@ def rules() -> dict[str, list[Rule]]:
         fuse_qkv.FuseQkvRule(),
         fuse_gate_up.FuseGateUpRule(),
         parallelize_blocks.ParallelizeRule(),
+        fuse_add_norm.RULE,
+        last_position.LastPositionRule(),
     ):
         table[named.name] = [named]
     table["fuse-parallel-attention"] = parallel

@@ -31,6 +31,8 @@ from irgraph.errors import PassError
 from irgraph.interpreter import run
 from irgraph.ir import Graph, Value
 from irgraph.lm import (
+    LOGITS,
+    LOGITS_LAST,
     PAST_PREFIX,
     cache_inputs,
     empty_cache,
@@ -131,7 +133,12 @@ def compare_random_io(before: Graph, after: Graph, *, seed: int = 0) -> Comparis
     """Run both graphs on the same random inputs (CASES) and return the largest relative error."""
     _need_weights(before)
     in_b, in_a = graph_inputs(before), graph_inputs(after)
-    if in_b != in_a or list(before.outputs) != list(after.outputs):
+    added = [n for n in after.outputs if n not in before.outputs]  # last-position-logits' one
+    if (
+        in_b != in_a
+        or [n for n in after.outputs if n not in added] != list(before.outputs)
+        or (added and (added != [LOGITS_LAST] or LOGITS not in before.outputs))
+    ):
         changed = sorted(n for n in in_b.keys() | in_a.keys() if in_b.get(n) != in_a.get(n))
         shown = changed[0] if changed else "outputs"
         raise PassError(
@@ -146,6 +153,8 @@ def compare_random_io(before: Graph, after: Graph, *, seed: int = 0) -> Comparis
         feeds = random_feeds(before, dims, np.random.default_rng(seed))
         ref = run(before, feeds)
         got = run(after, feeds)
+        if added:  # last-position-logits: logits_last is the last row of the logits
+            ref[LOGITS_LAST] = ref[LOGITS][:, -1:]
         for name, r in ref.items():
             g = got[name]
             if r.shape != g.shape:

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 from irgraph.ir import Graph, Node, Value
 from irgraph.passes.context import PassContext
 from irgraph.passes.graphs import GraphIndex
-from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
-from irgraph.passes.projections import fuse_linears, group_problem, is_activation, source_linear
+from irgraph.passes.manager import EXACT, Pass, PassResult, option, register_pass
+from irgraph.passes.projections import (
+    fuse_linears,
+    group_problem,
+    is_activation,
+    source_linear,
+    width_problem,
+)
 from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
 from irgraph.registry import Category, get_op
 
@@ -53,8 +59,11 @@ class FuseGateUpRule(Rule):
             else:
                 yield Candidate(where, (gate, up), {"x": gate.inputs[0], "linears": (gate, up)})
 
+    def __init__(self, max_width: int = 0):
+        self.max_width = max_width
+
     def check(self, index: GraphIndex, cand: Candidate) -> str | None:
-        return group_problem(index, cand.linears)
+        return group_problem(index, cand.linears) or width_problem(cand.linears, self.max_width)
 
     def rewrite(self, rw: Rewriter, cand: Candidate) -> None:
         fuse_linears(rw, cand.x, cand.linears, "gate_up")
@@ -66,7 +75,12 @@ class FuseGateUp(Pass):
     name = "fuse-gate-up"
     kind = EXACT
     summary = FuseGateUpRule.summary
+    max_width: int = option(
+        0,
+        min=0,
+        doc="fuse while the summed output rows <= max_width x input features; 0: unlimited",
+    )
 
     def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
-        out, fired = apply_rules(graph, [FuseGateUpRule()])
+        out, fired = apply_rules(graph, [FuseGateUpRule(self.max_width)])
         return PassResult(out, fired > 0, f"fused {fired} gated MLPs")

@@ -45,8 +45,10 @@ def feeds_mlp(node: Node) -> bool:
 
 
 def is_norm(node: Node) -> bool:
-    """The node normalises over the last dim with a learned weight (layer_norm, rms_norm)."""
-    return get_op(node.op).category is Category.NORM
+    """The node normalises its input 0 over the last dim with a learned weight into its one
+    output (layer_norm, rms_norm; not add_rms_norm, whose normed value is its second output)."""
+    op = get_op(node.op)
+    return op.category is Category.NORM and len(op.outputs) == 1
 
 
 def role(index: GraphIndex, v: Value, depth: int = 8) -> str:
@@ -118,6 +120,25 @@ def group_problem(index: GraphIndex, linears: Sequence[Node]) -> str | None:
     if len(bias_dtypes) > 1:
         return "the biases differ in dtype"
     return None
+
+
+def width_problem(linears: Sequence[Node], max_width: int) -> str | None:
+    """Why fusing `linears` would make a linear wider than `max_width` x its input features, or None.
+
+    0 means unlimited. A wide fused matmul can be slower than its parts (ORT's CPU MatMul: q/k/v
+    fused is faster, q/k/v plus LLaMA's gate/up fused is slower), so a target bounds the width.
+    """
+    if not max_width:
+        return None
+    weights = [n.arg(1) for n in linears]
+    rows = sum(eval_dim(w.type.shape[0], {}) for w in weights)
+    features = eval_dim(weights[0].type.shape[1], {})
+    if rows <= max_width * features:
+        return None
+    return (
+        f"the fused weight would have {rows} output rows, over max_width={max_width} x "
+        f"{features} input features"
+    )
 
 
 def _bias(n: Node) -> Value | None:

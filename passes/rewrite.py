@@ -99,6 +99,7 @@ class Rewriter:
         self.inserted: dict[int, list[Node]] = {}
         self.new_params: dict[str, Value] = {}
         self.new_weights: dict[str, np.ndarray] = {}
+        self.new_outputs: dict[str, Value] = {}
         self._anchor = 0
         self._position = {n: i for i, n in enumerate(graph.nodes)}
 
@@ -150,9 +151,15 @@ class Rewriter:
         if old is not new:
             self.subst[old] = new
 
+    def add_output(self, name: str, value: Value) -> None:
+        """A new graph output `name` (after the existing ones)."""
+        if name in self.graph.outputs or name in self.new_outputs:
+            raise PassError(f"a rewrite added output {name!r} twice", where=f"output {name}")
+        self.new_outputs[name] = value
+
     @property
     def changed(self) -> bool:
-        return bool(self.subst or self.inserted or self.new_params)
+        return bool(self.subst or self.inserted or self.new_params or self.new_outputs)
 
     @overload
     def resolve(self, v: Value) -> Value: ...
@@ -174,7 +181,9 @@ class Rewriter:
             inputs = tuple(self.resolve(v) for v in node.inputs)
             same = all(a is b for a, b in zip(inputs, node.inputs))
             rewired.append(node if same else Node(node.op, inputs, node.outputs, node.attrs))
-        outputs = {name: self.resolve(v) for name, v in self.graph.outputs.items()}
+        outputs = {
+            name: self.resolve(v) for name, v in {**self.graph.outputs, **self.new_outputs}.items()
+        }
         return rebuild(
             self.graph,
             rewired,

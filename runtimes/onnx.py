@@ -5,7 +5,10 @@
 
 `run(feeds)` takes and returns the graph's own names; the cached decode loop
 of `generate` keeps the KV cache as ORT values between steps (`step`), so the
-cache is never copied into numpy and back.
+cache is never copied into numpy and back. Artifacts built with
+last-position-logits carry `model_last.onnx` (logits for the last position
+only, weights in the same data file): `step` runs it, so a prompt's prefill
+skips the LM head for every other position.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from irgraph import lm
 from irgraph.artifact import read_manifest
 from irgraph.errors import RuntimeFailure
+from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.runtimes.base import Session
 from irgraph.types import TensorType, parse_type
 
@@ -66,7 +70,7 @@ class ORTSession(Session):
                 where=str(self.folder),
             )
         self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
-        self.output_names = [e["name"] for e in manifest["outputs"]]
+        self.output_names = [e["name"] for e in manifest["outputs"] if e["name"] != LOGITS_LAST]
         self.meta = dict(manifest.get("meta") or {})
         self.left_padding = bool(manifest.get("left_padding", True))
         self.share_buffer = (
@@ -94,6 +98,10 @@ class ORTSession(Session):
                 ) from None
 
         self.session = load(manifest["onnx"]["model"])
+        last = manifest["onnx"].get("model_last")
+        # generation steps: logits_last [batch, 1, vocab] where the artifact has it
+        self.step_session = load(last) if last else self.session
+        self.step_logits = LOGITS_LAST if last else LOGITS
         encoder = manifest["onnx"].get("encoder")
         self.encoder = load(encoder["model"]) if encoder else None
         self._encoder_io = (encoder["inputs"], encoder["outputs"]) if encoder else ((), ())
@@ -176,10 +184,11 @@ class ORTSession(Session):
             else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
             for n, v in feeds.items()
         }
-        results = self.session.run_with_ort_values(self.output_names, values)
-        out = dict(zip(self.output_names, results))
+        names = [self.step_logits, *self._presents.values()]
+        results = self.step_session.run_with_ort_values(names, values)
+        out = dict(zip(names, results))
         cache = {past: out[present] for past, present in self._presents.items()}
-        return _to_f32(out["logits"].numpy()), cache
+        return _to_f32(out[self.step_logits].numpy()), cache
 
     def _shared_step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
@@ -188,8 +197,8 @@ class ORTSession(Session):
         shared = next(iter(feeds[p] for p in self._presents))
         if not isinstance(shared, _SharedKV) or total > shared.capacity:
             shared = _SharedKV.grow(shared, feeds, self._presents, past, total, self._float)
-            shared.binding = self.session.io_binding()  # past and present bound once per buffer
-            shared.binding.bind_output("logits")  # first, so it is output 0
+            shared.binding = self.step_session.io_binding()  # past/present bound once per buffer
+            shared.binding.bind_output(self.step_logits)  # first, so it is output 0
             for past_name, present in self._presents.items():
                 shared.binding.bind_ortvalue_input(past_name, shared.buffers[past_name])
                 shared.binding.bind_ortvalue_output(present, shared.buffers[past_name])
@@ -197,8 +206,8 @@ class ORTSession(Session):
         for name, value in feeds.items():  # rebinding a name replaces it
             if name not in self._presents:
                 binding.bind_cpu_input(name, self._feed(name, np.asarray(value)))
-        binding.bind_output("logits")
-        self.session.run_with_iobinding(binding)
+        binding.bind_output(self.step_logits)
+        self.step_session.run_with_iobinding(binding)
         logits = binding.get_outputs()[0].numpy()
         return _to_f32(logits), dict.fromkeys(self._presents, shared)
 

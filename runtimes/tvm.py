@@ -21,6 +21,7 @@ from irgraph import artifact as shared
 from irgraph import lm
 from irgraph.backends import backend
 from irgraph.errors import RuntimeFailure
+from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.runtimes.base import Session
 from irgraph.types import TensorType, parse_type
 from irgraph.weights import WeightStore
@@ -99,7 +100,7 @@ class TVMSession(Session):
                 where=str(self.folder),
             )
         self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
-        self.output_names = [e["name"] for e in manifest["outputs"]]
+        self.output_names = [e["name"] for e in manifest["outputs"] if e["name"] != LOGITS_LAST]
         self.meta = dict(manifest.get("meta") or {})
         if info["device"] == "cuda":
             import tvm.support.nvcc  # noqa: F401  (registers the compiler that builds the CUDA source at load)
@@ -125,6 +126,7 @@ class TVMSession(Session):
         self.function_last = (
             self.vm[info["function_last"]] if info.get("function_last") else self.function
         )
+        self.outputs_last = info.get("outputs_last") or self.output_names
         weights_file = self.folder / info["weights"]
         store = WeightStore.open(weights_file) if weights is None else weights
         self.weights = []
@@ -180,7 +182,8 @@ class TVMSession(Session):
                 f"the TVM VM rejected the inputs: {str(e).splitlines()[0][:400]}",
                 where=str(self.folder),
             ) from None
-        return {name: result[i] for i, name in enumerate(self.output_names)}
+        names = self.outputs_last if last_only else self.output_names
+        return {name: result[i] for i, name in enumerate(names)}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: value.numpy() for name, value in self._call(feeds).items()}
@@ -193,4 +196,4 @@ class TVMSession(Session):
         """
         out = self._call(feeds, last_only=True)
         cache = {past: out[lm.present_name(past)] for past in lm.cache_inputs(self.inputs)}
-        return out["logits"].numpy(), cache
+        return out[LOGITS_LAST if LOGITS_LAST in out else LOGITS].numpy(), cache

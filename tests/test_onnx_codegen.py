@@ -106,9 +106,7 @@ def test_weights_are_external_and_checker_passes(tmp_path):
         t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
     ]
     assert "embed.weight" in external and "lm_head.weight.T" in external
-    assert (
-        "layers.0.q.weight+layers.0.k.weight+layers.0.v.weight.T" in external
-    )  # q/k/v as one MatMul
+    assert "layers.0.qkv.weight.T" in external  # q/k/v as one MatMul
     assert "layers.0.gate.weight.T" in external  # gate/up stay apart: wider than MAX_FUSED_WIDTH
     onnx.checker.check_model(str(art / "model.onnx"), full_check=False)
 

@@ -40,6 +40,7 @@ def test_manifest_describes_the_artifact(artifacts):
     assert set(manifest["files"]) == {
         "graph.irg",
         "model.onnx",
+        "model_last.onnx",
         "model.onnx.data",
         "genai_config.json",
     }

@@ -33,7 +33,7 @@ def test_every_op_declares_valid_traits():
         for trait in (op.weights, op.stored_dtype, op.routed, tuple(op.indices)):
             assert set(trait) <= set(inputs), (name, trait)
         assert {b.table for b in op.indices.values()} <= set(inputs), name
-    assert ops_in(Category.NORM) == ("layer_norm", "rms_norm")
+    assert ops_in(Category.NORM) == ("layer_norm", "rms_norm", "add_rms_norm")
     assert ops_in(Category.ROUTED) == ("moe_experts",)
     assert get_op("linear").weights == ("weight", "bias")
     assert get_op("embedding").indices == {"ids": IndexBound("table")}

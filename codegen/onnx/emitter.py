@@ -47,11 +47,16 @@ class Emitter:
         dtype: DType,
         data: BinaryIO | None,
         data_name: str = DATA_FILE,
+        written: dict[str, TensorProto] | None = None,
     ):
+        """`written`: external tensors already in `data` (name -> proto), shared by the models
+        of one artifact so a weight two models use is stored once; new ones are added to it."""
         self.graph, self.flavour, self.dtype = graph, flavour, dtype
         self.nodes: list[Any] = []
         self.initializers: list[TensorProto] = []
-        self._data, self._data_name, self._offset = data, data_name, 0
+        self._data, self._data_name = data, data_name
+        self._offset = data.tell() if data is not None else 0
+        self._written = {} if written is None else written
         self._ids = itertools.count()
         self._names: dict[int, str] = {}  # id(Value) -> ONNX name (Values compare by identity)
         self._consts: dict[tuple, str] = {}
@@ -59,15 +64,9 @@ class Emitter:
         self.memo: dict[
             Any, Any
         ] = {}  # lowerings share sub-results (cos/sin tables, masks) through this
-        self.skip: set[int] = set()  # ids of IR nodes already emitted by a fused lowering
         self.flat: dict[
             str, str
         ] = {}  # [B, S, H, D] name -> the [B, S, H·D] tensor it is a view of
-        self.uses: dict[int, list[Node]] = {}
-        for node in graph.nodes:
-            for v in node.inputs:
-                if v is not None:
-                    self.uses.setdefault(id(v), []).append(node)
         self.producer: dict[int, Node] = {id(o): n for n in graph.nodes for o in n.outputs}
         self.output_of: dict[int, str] = {}  # id(Value) -> the first graph output name it is
         for name, v in graph.outputs.items():
@@ -192,7 +191,11 @@ class Emitter:
         """Constants plus the used weights, each converted and streamed to the data file in turn."""
         protos = [t for t in self.initializers if t.name in used]
         for (name, _), make in self._weights.items():
-            if name in used:
+            if name in used and name in self._written:  # another model of the artifact wrote it
+                shared = TensorProto()
+                shared.CopyFrom(self._written[name])
+                protos.append(shared)
+            elif name in used:
                 array = np.asarray(make())
                 if array.dtype.kind == "f" or array.dtype.name == "bfloat16":
                     array = array.astype(self.np_float, copy=False)
@@ -223,6 +226,7 @@ class Emitter:
             entry.key, entry.value = k, v
         self._data.write(memoryview(array.reshape(-1).view(np.uint8)))
         self._offset += array.nbytes
+        self._written[name] = tensor
         return tensor
 
     # -- common shape helpers --------------------------------------------------------------

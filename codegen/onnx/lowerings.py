@@ -10,9 +10,7 @@ register into the same table.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-
-import numpy as np
+from collections.abc import Callable
 
 from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.lowering import LoweringTable
@@ -123,39 +121,7 @@ def _scale(e, node, *ins):
 
 @lowers(*_BINARY)
 def _binary(e, node, *ins):
-    if node.op == "add" and e.flavour == "ort" and _skip_norm(e, node, ins):
-        return [e.name(node.outputs[0])]
     return e.op(_BINARY[node.op], ins, [e.result(node, 0)])
-
-
-def _skip_norm(e: Emitter, node: Node, ins: Sequence[str]) -> bool:
-    """Residual add + RMSNorm of the sum -> one SkipSimplifiedLayerNormalization (ort flavour).
-
-    Emitted at the add (so every later user of the sum sees it defined); the
-    rms_norm node is then skipped. Exact: the kernel computes the same sum.
-    """
-    a, b = node.inputs
-    y = node.outputs[0]
-    if a.type.shape != b.type.shape or a.type.shape != y.type.shape:
-        return False
-    norms = [n for n in e.uses.get(id(y), []) if n.op == "rms_norm" and n.inputs[0] is y]
-    if not norms:
-        return False
-    norm = norms[0]
-    gamma = norm_weight(e, norm.inputs[1], norm.attrs["weight_offset"])
-    total = e.output_of.get(id(y)) or e.fresh("residual")
-    out = e.result(norm, 0)
-    e.op(
-        "SkipSimplifiedLayerNormalization",
-        [ins[0], ins[1], gamma],
-        [out, "", "", total],
-        domain="com.microsoft",
-        epsilon=norm.attrs["eps"],
-    )
-    e.bind(y, total)
-    e.bind(norm.outputs[0], out)
-    e.skip.add(id(norm))
-    return True
 
 
 @lowers("glu")
@@ -195,8 +161,15 @@ def _concat(e, node, *ins):
 
 @lowers("split")
 def _split(e, node, *ins):
-    outs = [e.result(node, i) for i in range(len(node.outputs))]
-    return e.op("Split", [ins[0], e.ints(*node.attrs["sizes"])], outs, axis=node.attrs["axis"])
+    outs = e.op(
+        "Split",
+        [ins[0], e.ints(*node.attrs["sizes"])],
+        [e.result(node, i) for i in range(len(node.outputs))],
+        axis=node.attrs["axis"],
+    )
+    if node.attrs["axis"] in (-1, node.inputs[0].type.rank - 1):
+        e.memo[("packed", tuple(outs))] = ins[0]  # GQA can take q/k/v packed (fuse-qkv's split)
+    return outs
 
 
 @lowers("slice")
@@ -263,81 +236,9 @@ def transposed(e: Emitter, weight) -> str:
     return e.weight(weight.param, "T", lambda w: w.T)
 
 
-# Fuse siblings only while their summed outputs stay within 2x the input width (q/k/v: yes; LLaMA's
-# gate/up: no). Measured on ORT 1.32 CPU, 125M LLaMA decode step (CPU ms, median of 8): q/k/v fused
-# 20.0, nothing fused 22.1, q/k/v and gate/up fused 23.9 (onnxruntime-genai's fp32 build: 21.4).
-MAX_FUSED_WIDTH = 2
-
-
-def _siblings(e: Emitter, node: Node) -> list[Node]:
-    """Linears reading the same input with parameter weights (q/k/v): fused into one MatMul."""
-    x, weight, bias = node.inputs
-    if weight.param is None or (bias is not None and bias.param is None):
-        return [node]
-    group: list[Node] = []
-    for n in e.uses.get(id(x), []):
-        ins = list(n.inputs) + [None] * (3 - len(n.inputs))
-        if (
-            n.op != "linear"
-            or ins[0] is not x
-            or ins[1].param is None
-            or id(n) in e.skip
-            or n in group
-        ):
-            continue
-        if (
-            ins[1].type.dtype != weight.type.dtype
-            or (ins[2] is None) != (bias is None)
-            or (ins[2] is not None and ins[2].param is None)
-        ):
-            continue
-        group.append(n)
-    if sum(n.inputs[1].type.shape[0] for n in group) > MAX_FUSED_WIDTH * weight.type.shape[1]:
-        return [node]
-    return group if len(group) > 1 else [node]
-
-
-def _fused_linear(e: Emitter, node: Node, ins: Sequence[str], group: list[Node]) -> list[str]:
-    """y_i = x·W_iᵀ (+ b_i) for every sibling as one MatMul on [W_1; W_2; ...]ᵀ and a Split (exact)."""
-    params = [n.inputs[1].param for n in group]
-    sizes = [n.inputs[1].type.shape[0] for n in group]
-    graph = e.graph
-    w = e.derived(
-        "+".join(params) + ".T",
-        lambda: np.concatenate(
-            [np.asarray(graph.weight(p)).astype(np.float32).T for p in params], axis=1
-        ),
-    )
-    y = e.op1("MatMul", ins[0], w)
-    if node.inputs[2] is not None:
-        biases = [n.inputs[2].param for n in group]
-        y = e.op1(
-            "Add",
-            y,
-            e.derived(
-                "+".join(biases),
-                lambda: np.concatenate(
-                    [np.asarray(graph.weight(p)).astype(np.float32) for p in biases]
-                ),
-            ),
-        )
-    outs = e.op("Split", [y, e.ints(*sizes)], [e.result(n, 0) for n in group], axis=-1)
-    e.memo[("packed", tuple(outs))] = y  # GQA can take q/k/v packed, skipping the Split
-    mine = None
-    for n, name in zip(group, outs):
-        e.bind(n.outputs[0], name)
-        e.skip.add(id(n))
-        if n.outputs[0] is node.outputs[0]:
-            mine = name
-    return [mine]
-
-
 @lowers("linear")
 def _linear(e, node, *ins):
     x, weight, bias = node.inputs
-    group = _siblings(e, node)
-    if len(group) > 1:
-        return _fused_linear(e, node, ins, group)
     w = transposed(e, weight)
     if bias is None:
         return e.op("MatMul", [ins[0], w], [e.result(node, 0)])
@@ -351,6 +252,27 @@ def norm_weight(e: Emitter, weight, offset: float) -> str:
     if weight.param is None:
         return e.op1("Add", e.name(weight), e.const(float(offset)))
     return e.weight(weight.param, f"plus{offset:g}", lambda w: w + offset)
+
+
+@lowers("add_rms_norm")
+def _add_rms_norm(e, node, *ins):
+    """ort: one SkipSimplifiedLayerNormalization (its 4th output is the sum); portable: Add and
+    RMSNormalization."""
+    a = node.attrs
+    gamma = norm_weight(e, node.inputs[2], a["weight_offset"])
+    total, normed = e.result(node, 0), e.result(node, 1)
+    if e.flavour == "ort":
+        e.op(
+            "SkipSimplifiedLayerNormalization",
+            [ins[0], ins[1], gamma],
+            [normed, "", "", total],
+            domain="com.microsoft",
+            epsilon=a["eps"],
+        )
+        return [total, normed]
+    e.op("Add", ins[:2], [total])
+    e.op("RMSNormalization", [total, gamma], [normed], axis=-1, epsilon=a["eps"])
+    return [total, normed]
 
 
 @lowers("layer_norm")

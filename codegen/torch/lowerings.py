@@ -242,6 +242,12 @@ def _rms_norm(ctx: TorchContext, node: Node, x, weight):
     return (F.rms_norm(x.float(), (x.shape[-1],), w, eps),)
 
 
+@lowers("add_rms_norm")
+def _add_rms_norm(ctx: TorchContext, node: Node, x, residual, weight):
+    total = f32(x) + f32(residual)
+    return (total, *_rms_norm(ctx, node, total, weight))
+
+
 def attention_scale(head_dim: int, scale: float | None) -> float:
     return 1.0 / math.sqrt(head_dim) if scale is None else scale
 

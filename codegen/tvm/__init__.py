@@ -13,11 +13,12 @@ its manifest) and the native edge runner (`runner/`, driven from Python by `edge
 """
 
 from irgraph.codegen.tvm import lower_attention, lower_basic, lower_moe  # noqa: F401  (register lowerings)
-from irgraph.codegen.tvm.artifact import compile_graph
+from irgraph.codegen.tvm.artifact import DEFAULT_PASSES, compile_graph
 from irgraph.codegen.tvm.lowering import FUNCTION, LOWERINGS, WeightArg, build_module
 from irgraph.codegen.tvm.targets import TARGETS
 
 __all__ = [
+    "DEFAULT_PASSES",
     "FUNCTION",
     "LOWERINGS",
     "TARGETS",

@@ -31,9 +31,20 @@ from irgraph import artifact as shared
 from irgraph.codegen.tvm import lowering, targets
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
+from irgraph.lm import LOGITS, LOGITS_LAST
+from irgraph.passes import run_pipeline
 from irgraph.weights import save_safetensors
 
 LIBRARY, WEIGHTS = "model.so", "weights.safetensors"
+# The passes `irgraph compile` runs for TVM targets after the user's (`--no-default-passes` skips
+# them): logits_last gives the artifact its `forward_last` (the LM head on the last row only).
+DEFAULT_PASSES = "last-position-logits"
+
+
+def default_pipeline(options: Mapping[str, str]) -> str:
+    """The default pipeline for compile `options` (the backend row's `default_passes`)."""
+    return DEFAULT_PASSES
+
 
 _NEEDS = {
     "tvm-llvm": "x86_64 Linux with the host CPU's instruction set ({mcpu}); Python with apache-tvm {tvm}",
@@ -59,12 +70,16 @@ def compile_graph(
     force: bool = True,
     extra_files: Mapping[str, Path] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    passes: Mapping[str, str] | None = None,
+    default_passes: bool = True,
 ) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
     `force=False` refuses to replace an existing folder (the CLI's default);
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
     `progress(done, total)` hears of the build as one step (TVM reports no finer progress).
+    `passes` (the pipelines that made `graph`) goes into the manifest. `default_passes` runs
+    DEFAULT_PASSES first (`irgraph compile` runs them itself, after --passes, and turns this off).
     """
     import tvm
     import tvm_ffi
@@ -74,6 +89,9 @@ def compile_graph(
         raise ConfigError(
             "graph has no weights (structure only); a TVM artifact needs them", where=graph.name
         )
+    if default_passes:
+        graph = run_pipeline(graph, DEFAULT_PASSES).graph
+        passes = {**(passes or {}), "default": DEFAULT_PASSES}
     started = time.perf_counter()
     if progress is not None:
         progress(0, 1)
@@ -95,12 +113,14 @@ def compile_graph(
             mcpu=target_json.get("mcpu", "generic"), tvm=tvm.__version__, arch=spec.cuda_arch
         )
         return {
+            "passes": dict(passes) if passes is not None else None,
             "tvm": {
                 "library": LIBRARY,
                 "weights": WEIGHTS,
                 "function": lowering.FUNCTION,
-                "function_last": lowering.FUNCTION_LAST
-                if any(gv.name_hint == lowering.FUNCTION_LAST for gv in mod.get_global_vars())
+                "function_last": lowering.FUNCTION_LAST if LOGITS_LAST in graph.outputs else None,
+                "outputs_last": [n for n in graph.outputs if n != LOGITS]
+                if LOGITS_LAST in graph.outputs
                 else None,
                 "target": _jsonable(target_json),
                 "cuda_arch": spec.cuda_arch,
@@ -118,7 +138,7 @@ def compile_graph(
                 "cuda_kernels": cuda_check,
                 "needs": needs,
                 "build_seconds": round(time.perf_counter() - started, 2),
-            }
+            },
         }
 
     folder = shared.write_artifact(

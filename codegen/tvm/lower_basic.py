@@ -258,6 +258,12 @@ def _rms_norm(ctx: Context, node: Node, x, weight):
     return [ctx.emit(op.nn.rms_norm(x, w, axes=[-1], epsilon=node.attrs["eps"]))]
 
 
+@lowers("add_rms_norm")
+def _add_rms_norm(ctx: Context, node: Node, x, residual, weight):
+    total = ctx.emit(op.add(x, residual))  # rms_norm reads node.inputs[0]'s type: the sum's
+    return [total, *_rms_norm(ctx, node, total, weight)]
+
+
 @lowers("linear")
 def _linear(ctx: Context, node: Node, x, weight, bias):
     return [lower_linear(ctx, node, x, weight, bias)]

@@ -26,11 +26,11 @@ from irgraph.codegen.lowering import LoweringTable
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
 from irgraph.registry import get_op
 from irgraph.types import Dim, TensorType
 
-FUNCTION = "forward"
-FUNCTION_LAST = "forward_last"  # logits for the last position only (generation)
+FUNCTION, FUNCTION_LAST = FORWARD, FORWARD_LAST  # the second: logits_last only (generation)
 
 _DTYPES = {
     DType.f32: "float32",
@@ -173,23 +173,20 @@ def build_module(
 ) -> tuple[tvm.IRModule, list[WeightArg]]:
     """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments.
 
-    It holds `forward` (the graph) and, when the logits come from one LM-head matmul,
-    `forward_last` (the same inputs and weights, logits for the last position only:
-    see `last_logits.py`); hand-written kernels are shared between the two.
+    It holds `forward` (the graph's outputs but `logits_last`) and, when the graph has
+    `logits_last` (pass last-position-logits), `forward_last` (the same inputs and weights,
+    its outputs but `logits`); hand-written kernels are shared between the two.
     """
     import irgraph.codegen.tvm.lower_attention  # noqa: F401  (registers the lowerings)
     import irgraph.codegen.tvm.lower_basic  # noqa: F401
     import irgraph.codegen.tvm.lower_moe  # noqa: F401
-    from irgraph.codegen.tvm.last_logits import last_position_graph
 
     LOWERINGS.missing(graph, where=f"target tvm-{target}")
     bb = relax.BlockBuilder()
     weight_args = _weight_layouts(graph, packed)
     kernels: dict[str, relax.GlobalVar] = {}
-    _emit_function(bb, kernels, graph, target, weight_args, FUNCTION)
-    last = last_position_graph(graph)
-    if last is not None:
-        _emit_function(bb, kernels, last, target, weight_args, FUNCTION_LAST)
+    for name, part in entry_graphs(graph).items():
+        _emit_function(bb, kernels, part, target, weight_args, name)
     return bb.finalize(), weight_args
 
 
@@ -290,7 +287,5 @@ def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
 
 
 def _arity(node: Node) -> int:
-    from irgraph.registry import get_op
-
     opdef = get_op(node.op)
     return len(node.inputs) if opdef.variadic else len(opdef.inputs)

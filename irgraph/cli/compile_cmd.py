@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -15,6 +15,13 @@ from irgraph.ir import Graph
 from irgraph.model_zoo import SIZES, Size
 
 TOKENIZER = "tokenizer.json"
+
+
+def default_passes(target: str, options: Mapping[str, str] | None = None) -> str:
+    """The pipeline `compile` runs for `target` after --passes, given its compile options."""
+    backend = backend_for(target)
+    chosen = {o.name: o.default for o in backend.options} | dict(options or {})
+    return backend.default_pipeline(chosen)
 
 
 def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Path]]:
@@ -92,6 +99,12 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     help="Artifact folder.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option(
+    "--no-default-passes",
+    is_flag=True,
+    help="Skip the target's default passes, run after --passes "
+    "(`irgraph passes list --target T` shows them).",
+)
 @pipeline_options
 @clean_errors
 def compile_(
@@ -101,6 +114,7 @@ def compile_(
     seed: int,
     out: str,
     force: bool,
+    no_default_passes: bool,
     passes: str,
     print_after: tuple[str, ...],
     check: bool,
@@ -115,10 +129,12 @@ def compile_(
     if Path(out).exists() and not force:
         raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
     graph, extra = load_source(source, size, seed)
-    graph = apply_pipeline(
-        graph, passes, print_after, check, allow_arch_change, timing, check_mode=check_mode
-    )
     backend = backend_for(target)
+    defaults = "" if no_default_passes else default_passes(target, options)
+    pipeline = ",".join(p for p in (passes, defaults) if p)
+    graph = apply_pipeline(
+        graph, pipeline, print_after, check, allow_arch_change, timing, check_mode=check_mode
+    )
     compile_graph = backend.load("compile")
     with tqdm(desc=f"compiling {graph.name} for {target}", leave=False) as bar:
 
@@ -133,6 +149,8 @@ def compile_(
             force=force,
             progress=progress,
             extra_files=extra,
+            passes={"user": passes, "default": defaults},
+            default_passes=False,
             **{o.name: options[o.name] for o in backend.options},
         )
     files = sorted(p.name for p in result.iterdir())

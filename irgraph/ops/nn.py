@@ -188,3 +188,57 @@ class RmsNorm(OpDef):
         **attrs: Any,
     ) -> int:
         return 5 * outs[0].numel(env)
+
+
+@register
+class AddRmsNorm(OpDef):
+    """sum = x + residual and rms_norm(sum): a pre-norm block's residual add and the next norm.
+
+    One op so a backend can emit one kernel for both (ORT's SkipSimplifiedLayerNormalization);
+    `fuse-add-norm` makes it from `add` + `rms_norm`. Both results are the same numbers as the
+    two ops compute.
+    """
+
+    name = "add_rms_norm"
+    inputs = ("x", "residual", "weight")
+    outputs = ("sum", "normed")
+    category = Category.NORM
+    weights = ("weight",)
+    attrs = {"eps": Attr("float", 1e-6), "weight_offset": Attr("float", 0.0)}
+
+    def infer(
+        self,
+        x: TensorType,
+        residual: TensorType,
+        weight: TensorType,
+        eps: float,
+        weight_offset: float,
+    ) -> list[TensorType]:
+        expect(
+            x == residual,
+            "add_rms_norm x and residual must have one type",
+            expected=x,
+            got=residual,
+        )
+        _check_norm(self.name, x, weight)
+        return [x, x]
+
+    def ref(
+        self,
+        x: np.ndarray,
+        residual: np.ndarray,
+        weight: np.ndarray,
+        eps: float,
+        weight_offset: float,
+    ) -> list[np.ndarray]:
+        total = x.astype(np.float32) + residual.astype(np.float32)
+        return [total, *RmsNorm().ref(total, weight, eps, weight_offset)]
+
+    def flops(
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
+    ) -> int:
+        return 6 * outs[0].numel(env)

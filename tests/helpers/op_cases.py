@@ -137,6 +137,11 @@ def _rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float, weight_offset: float
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (w + weight_offset)
 
 
+def _add_rms_norm(x: torch.Tensor, r: torch.Tensor, w: torch.Tensor, eps: float) -> Any:
+    total = x + r
+    return total, _rms_norm(total, w, eps, 0.0)
+
+
 # -- the table ------------------------------------------------------------------------------
 
 
@@ -324,6 +329,13 @@ def _build() -> list[OpCase]:
             (randn(*X3), Param(randn(8))),
             {"eps": 1e-6, "weight_offset": 1.0},
             _rms_norm,
+        ),
+        OpCase(
+            "add_rms_norm",
+            "add_rms_norm",
+            (randn(*X3), randn(*X3), Param(randn(8))),
+            {"eps": 1e-5},
+            _add_rms_norm,
         ),
     ]
     positions = np.array([[0, 1, 2], [5, 9, 30]])
