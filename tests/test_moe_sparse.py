@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from irgraph.codegen.torch.lowerings import ACTIVATIONS as TORCH_ACTS
+from irgraph.codegen.torch.lowerings import TorchContext
 from irgraph.codegen.torch.moe import _moe_experts, dense_experts, sparse_experts
 from irgraph.registry import get_op
 
@@ -94,7 +97,8 @@ def test_export_traces_the_dense_form():
 
     class Layer(torch.nn.Module):
         def forward(self, x, w, idx):
-            return _moe_experts(x, w, idx, *params, act="silu")[0]
+            node = SimpleNamespace(op="moe_experts", attrs={"act": "silu"})
+            return _moe_experts(TorchContext(), node, x, w, idx, *params)[0]
 
     args = (torch.from_numpy(x)[None], torch.from_numpy(w)[None], torch.from_numpy(idx)[None])
     exported = torch.export.export(Layer(), args)

@@ -58,6 +58,7 @@ class GraphModule(nn.Module):
             raise CodegenError(
                 f"graph {graph.name!r} has no weights (structure only)", where="target torch"
             )
+        LOWERINGS.missing(graph)  # before any weight is copied, naming every op torch lacks
         self.graph_name = graph.name
         self.dropout = dropout
         self.weight_hook: WeightHook | None = (
@@ -73,7 +74,6 @@ class GraphModule(nn.Module):
         for name, v in graph.params.items():
             self._add_weight(name, graph.weight(name), v.type.dtype)
         self.param_slots = [(name, slot(v)) for name, v in graph.params.items()]
-        LOWERINGS.missing(graph)
         users = graph.users()
         self.steps: list[_Step] = []
         for node in graph.nodes:
