@@ -39,7 +39,7 @@ def _fast(ctx: Context, x: relax.Expr) -> bool:
     return ctx.target != "cuda" and x.ty.dtype == "float32"
 
 
-def _gelu(ctx: Context, x: relax.Expr, tanh: bool) -> relax.Expr:
+def _gelu_expr(ctx: Context, x: relax.Expr, tanh: bool) -> relax.Expr:
     if _fast(ctx, x):
         hint = "gelu_tanh" if tanh else "gelu"
         return ctx.bb.emit_te(_fast_gelu, x, tanh, primfunc_name_hint=hint)
@@ -56,8 +56,8 @@ def _silu(ctx: Context, x: relax.Expr) -> relax.Expr:
 ACTIVATION_EXPRS: dict[str, Callable[[Context, relax.Expr], relax.Expr]] = {
     "relu": lambda ctx, x: op.nn.relu(x),
     "relu2": lambda ctx, x: op.square(op.nn.relu(x)),
-    "gelu": lambda ctx, x: _gelu(ctx, x, tanh=False),
-    "gelu_tanh": lambda ctx, x: _gelu(ctx, x, tanh=True),
+    "gelu": lambda ctx, x: _gelu_expr(ctx, x, tanh=False),
+    "gelu_tanh": lambda ctx, x: _gelu_expr(ctx, x, tanh=True),
     "fast_gelu": lambda ctx, x: op.multiply(
         x, op.sigmoid(op.multiply(x, relax.const(1.702, x.ty.dtype)))
     ),
