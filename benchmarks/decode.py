@@ -310,8 +310,7 @@ def table(
     roof = results.get("roofline", (0, 0))[1]
     cpu_base = cpu.get("genai-fp32")
     lines = [
-        f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"
-        f"{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"
+        f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"
     ]
     for name, (prefill, decode) in results.items():
         vs_genai = f"{decode / base:.2f}x" if base else "-"
@@ -320,8 +319,7 @@ def table(
         per_cpu = f"{cpu[name]:.1f}" if name in cpu else "-"
         cpu_ratio = f"{cpu[name] / cpu_base:.2f}x" if name in cpu and cpu_base else "-"
         lines.append(
-            f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}{cpu_ratio:>9}"
-            f"{same.get(name, '-'):>19}"
+            f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}{cpu_ratio:>9}{same.get(name, '-'):>19}"
         )
     return "\n".join(lines)
 

@@ -157,8 +157,8 @@ def main() -> None:
         "backends": {},
     }
     print(
-        f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; "
-        f"decode {args.steps} tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds"
+        f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; decode {args.steps} "
+        f"tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
@@ -185,8 +185,8 @@ def main() -> None:
                 "max_logit_diff": diff,
             }
             print(
-                f"  {backend}: unfused {med['unfused']:.2f} ms/token, fused {med['fused']:.2f} ms/token, "
-                f"ratio {med['unfused'] / med['fused']:.3f}, max logit diff {diff:.2e}"
+                f"  {backend}: unfused {med['unfused']:.2f} ms/token, fused {med['fused']:.2f} "
+                f"ms/token, ratio {med['unfused'] / med['fused']:.3f}, max logit diff {diff:.2e}"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

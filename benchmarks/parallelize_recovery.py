@@ -158,8 +158,9 @@ def main() -> None:
             )
     base = rows[0]
     print(
-        f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of {recipe['batch_size']} x "
-        f"{recipe['seq_len']} tokens at lr {lr:.2e}; held-out {recipe['eval_tokens']} tokens"
+        f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of "
+        f"{recipe['batch_size']} x {recipe['seq_len']} tokens at lr {lr:.2e}; held-out "
+        f"{recipe['eval_tokens']} tokens"
     )
     print(f"{'variant':<16} {'bpb converted':>14} {'bpb fine-tuned':>15} {'vs sequential ft':>17}")
     for r in rows:

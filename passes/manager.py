@@ -428,7 +428,8 @@ class PipelineResult:
     def table(self) -> str:
         """A per-pass timing table, one line per pass."""
         lines = [
-            f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  note"
+            f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  "
+            "note"
         ]
         for r in self.records:
             err = "" if r.max_error is None else f"{r.max_error:.2e}"

@@ -258,6 +258,7 @@ class HFConfig:
         if unknown:
             raise ConfigError(
                 f"config key(s) {', '.join(unknown)} are not understood by the "
-                f"{self.data.get('model_type')} importer and may change the model's math; refusing to guess",
+                f"{self.data.get('model_type')} importer and may change the model's math; refusing "
+                "to guess",
                 where=self.where,
             )
