@@ -1,18 +1,19 @@
 """Prefill and decode speed of irgraph's ONNX artifact against its peers, on one LLaMA-style checkpoint.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decode.py [--quick] [--only irgraph-onnx,genai-fp32]
-                                                            [--threads 1] [--repeats 3] [--work DIR]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decode.py [--quick]
+        [--only irgraph-onnx,genai-fp32] [--threads 1] [--repeats 3] [--work DIR]
 
 The script makes the checkpoint itself (once, cached under --work): a
 Hugging Face LlamaForCausalLM with random weights, ~125M parameters (12 layers,
 hidden 768, 12 heads / 4 KV heads, FFN 2048, vocab 32000) and a `tokenizers`
 BPE, saved with save_pretrained (genai's own build of it is cached too; irgraph's
-artifacts are compiled anew each run, so they are always this code's). `--quick` uses a 4-layer, hidden-256 model and
-32 + 32 tokens for a smoke run. Then, batch 1, greedy, prompt 128 + 128 new
+artifacts are compiled anew each run, so they are always this code's). `--quick`
+uses a 4-layer, hidden-256 model and 32 + 32 tokens for a smoke run. Then, batch 1, greedy, prompt 128 + 128 new
 tokens, each system in this one process:
 
   irgraph-onnx   import-hf -> codegen onnx (ort flavour, f32) -> irgraph.runtimes (ORT CPU)
-  irgraph-tvm    import-hf -> codegen tvm (tvm-llvm: packed-weight linear kernels) -> irgraph.runtimes (Relax VM)
+  irgraph-tvm    import-hf -> codegen tvm (tvm-llvm: packed-weight linear kernels)
+                 -> irgraph.runtimes (Relax VM)
   hf-eager       transformers LlamaForCausalLM, eager attention, its KV cache (DynamicCache)
   genai-fp32     onnxruntime-genai's builder output (-p fp32 -e cpu) driven by og.Generator
   roofline       bytes of weights streamed per token / bandwidth of a large numpy GEMV

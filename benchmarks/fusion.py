@@ -1,6 +1,7 @@
 """Per-token decode latency of fused vs unfused parallel-block graphs, on each backend, in one run.
 
-    .venv/bin/python -m benchmarks.fusion [--backends tvm,onnx] [--steps 32] [--rounds 5] [--threads 1]
+    .venv/bin/python -m benchmarks.fusion [--backends tvm,onnx] [--steps 32] [--rounds 5]
+        [--threads 1]
 
 The model is a 134M-parameter parallel-block decoder in GPT-J's form (one
 shared layer norm feeding attention and MLP; 12 layers, hidden 768, 12 heads,

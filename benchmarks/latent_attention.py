@@ -1,6 +1,7 @@
 """One DeepSeek-V2 latent-attention layer, one decoded token: absorbed (ONNX, TVM) vs re-expanded (PyTorch eager).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/latent_attention.py [--contexts 512,2048,4096] [--repeats 30]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/latent_attention.py
+        [--contexts 512,2048,4096] [--repeats 30]
 
 The layer is the `latent_attention` op at DeepSeek-V2-Lite's sizes (16 heads,
 nope 128 + rope 64, v 128, kv_rank 512, random weights) with its latent cache

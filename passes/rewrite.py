@@ -6,7 +6,9 @@ collects the edits of one sweep and builds the new graph at the end:
 
     reshape_noop = TreeRule(
         "reshape-noop", op("reshape", var("x"), bind="node"),
-        check=lambda m: None if m.node.outputs[0].type == m.x.type else "the reshape changes the shape",
+        check=lambda m: (
+            None if m.node.outputs[0].type == m.x.type else "the reshape changes the shape"
+        ),
         rewrite=lambda rw, m: m.x,
     )
 

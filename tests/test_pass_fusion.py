@@ -93,7 +93,7 @@ def test_codegen_style_block_with_biases_and_fused_qkv():
 def test_gpt_neox_merges_no_differently_normalised_inputs():
     g = parallel_lm(shared_norm=False, fused_qkv=True, gated=False, bias=True)
     out = fused(g, "fuse-parallel-attention")
-    # the projections over LN1 and LN2 are untouched; only the residual branches' projections combine
+    # the projections over LN1 and LN2 are untouched; only the residual branches' projections join
     assert lines(out, "= linear(%0", "= linear(%1,") == [
         "%qkv: f32[batch, seq, 48] = linear(%0, @layers.0.attn.qkv.weight, "
         "@layers.0.attn.qkv.bias)",

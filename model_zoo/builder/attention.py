@@ -148,7 +148,7 @@ def latent_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: A
     )
     scale = cfg.attn_scale or 1 / math.sqrt(dq)
     if rotary.scaling is RopeScaling.YARN and rotary.mscale_all_dim:
-        # DeepSeek-v2 raises the softmax temperature with YaRN: scale · mscale(factor, mscale_all_dim)².
+        # With YaRN, DeepSeek-v2 raises the softmax temperature: scale · mscale(factor, mscale_all_dim)².
         scale *= yarn_mscale(rotary.factor, rotary.mscale_all_dim) ** 2
     out, present = b.latent_attention(
         q,

@@ -231,7 +231,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
     if width != cfg.hidden:
         e = ctx.linear(e, "encoder.proj", cfg.hidden, width, True, hint="memory")
 
-    # Decoder: causal self-attention with the KV cache, then cross-attention over the encoder output.
+    # Decoder: causal self-attention with the KV cache, then cross-attention over the encoder out.
     x = embed(ctx, dec_ids, positions, "embed.weight", "embed_positions.weight", cfg.hidden)
     bias = position_bias(ctx, x, mask, "relative_bias.weight", False, cfg.heads)
     io = AttnInputs(positions, mask, bias)

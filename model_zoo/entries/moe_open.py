@@ -1,5 +1,6 @@
 """Open-weight MoE decoders the survey discusses outside Table 5: Mixtral 8x22B, Snowflake Arctic,
-Grok-1. Their `survey` records are empty; `survey_params` is the survey's text figure where it gives one."""
+Grok-1. Their `survey` records are empty; `survey_params` is the survey's text figure where it gives
+one."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ _DEFAULT_ONLY: dict[str, tuple[object, ...] | None] = {
     "pretraining_tp": None,  # any value: tensor-parallel slicing, same math (LLaMA, BLOOM)
 }
 
-# transformers' ACT2FN names -> irgraph activations (same function, checked against the op references).
+# transformers' ACT2FN names -> irgraph activations (same function, checked against op references).
 ACTIVATIONS = {
     "relu": Activation.RELU,
     "relu2": Activation.RELU2,
