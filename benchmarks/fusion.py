@@ -77,7 +77,7 @@ DIMS = {"vocab": 32000, "hidden": 768, "layers": 12, "heads": 12, "ffn": 3072, "
 
 
 def model(d: dict[str, int] = DIMS, seed: int = 0) -> Graph:
-    """GPT-J-form parallel decoder: x + Attn(LN(x)) + MLP(LN(x)); rotary, gelu MLP with biases, random weights."""
+    """GPT-J-form parallel block: x + Attn(LN(x)) + MLP(LN(x)); rotary, biased gelu MLP."""
     rng = np.random.default_rng(seed)
     hidden, heads = d["hidden"], d["heads"]
     hd = hidden // heads

@@ -1,4 +1,6 @@
-"""One DeepSeek-V2 latent-attention layer, one decoded token: absorbed (ONNX, TVM) vs re-expanded (PyTorch eager).
+"""One DeepSeek-V2 latent-attention layer, one decoded token: absorbed (ONNX, TVM) vs re-expanded.
+
+The re-expanded form runs in PyTorch eager.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/latent_attention.py
         [--contexts 512,2048,4096] [--repeats 30]
@@ -80,7 +82,7 @@ def feeds(context: int) -> dict[str, np.ndarray]:
 
 
 def expanded_flops(context: int) -> int:
-    """The op's definition: expand K/V for every cached token, then attend (what the eager module runs)."""
+    """The op's definition: expand K/V for every cached token, then attend (as eager runs it)."""
     total = context + 1
     expand = 2 * total * RANK * HEADS * (NOPE + V_DIM)
     return expand + 2 * HEADS * total * (NOPE + ROPE + V_DIM)

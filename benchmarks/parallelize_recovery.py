@@ -1,4 +1,4 @@
-"""What `parallelize-blocks` costs a trained model, and what a short fine-tune through `irgraph train` recovers.
+"""What `parallelize-blocks` costs a trained model, and what an `irgraph train` fine-tune recovers.
 
     .venv/bin/python -m benchmarks.parallelize_recovery [MODEL_DIR] [--steps 200] [--corpus PATH]
 
@@ -51,7 +51,7 @@ RECIPE_FLAGS = (
 
 
 def link_reference_corpus(folder: Path) -> Path:
-    """The reference model's corpus files, symlinked under their stdlib-relative paths (same held-out split)."""
+    """The reference model's corpus files, symlinked by stdlib-relative path (same split)."""
     from benchmarks.reference_model import stdlib_files
 
     root, files = stdlib_files()

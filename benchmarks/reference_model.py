@@ -109,7 +109,7 @@ def cache_dir(r: dict[str, Any]) -> Path:
 
 
 def llama(m: dict[str, Any], seed: int) -> Graph:
-    """The zoo's LLaMA config at reference size (RMSNorm, rotary, SwiGLU, no biases), built by the zoo.
+    """The zoo's LLaMA config at reference size (RMSNorm, rotary, SwiGLU, no biases), zoo-built.
 
     Weights get a training init instead of the zoo's test init: N(0, init_std) for matrices and
     embeddings, residual output projections scaled by 1/√(2·layers) (GPT-2), norms at 1.

@@ -1,4 +1,4 @@
-"""GFLOP/s of the TVM CPU linear kernel at the 125M LLaMA's shapes, against numpy and ORT in the same run.
+"""GFLOP/s of the TVM CPU linear kernel at the 125M LLaMA's shapes, against numpy and ORT.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tvm_kernels.py [--tokens 128,1] [--repeats 5]
 

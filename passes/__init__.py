@@ -53,7 +53,7 @@ from irgraph.passes.rewrite import Explanation, Rule, apply_rules, explain
 
 
 def rules() -> dict[str, list[Rule]]:
-    """Every named rewrite rule, and every rule-based pass under its name (for `irgraph explain`)."""
+    """Every named rewrite rule, and every rule-based pass by its name (for `irgraph explain`)."""
     table: dict[str, list[Rule]] = {}
     for rule in canonicalize.RULES:
         table[rule.name] = [rule]

@@ -120,7 +120,10 @@ def test_to_networkx_structure():
 
 
 def test_latent_attention_counts_the_absorbed_form():
-    """DeepSeek-v2's attention at 4096 context: q_nope·W_k, scores over [c, k_rope], p·c, then W_v, per head."""
+    """DeepSeek-v2's attention at 4096 context, per head.
+
+    q_nope·W_k, scores over [c, k_rope], p·c, then W_v.
+    """
     from irgraph.model_zoo import build
 
     graph = build("deepseek-v2", size="published")

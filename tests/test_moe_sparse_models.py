@@ -1,4 +1,7 @@
-"""Sparse MoE dispatch inside whole tiny twins (Mixtral, DeepSeek-v2): logits vs the interpreter, gradients vs dense."""
+"""Sparse MoE dispatch inside whole tiny twins (Mixtral, DeepSeek-v2).
+
+Logits vs the interpreter, gradients vs the dense form.
+"""
 
 from __future__ import annotations
 

@@ -172,7 +172,7 @@ def test_flops_of_absent_required_input_is_a_typed_error():
 
 
 def test_symbolic_dims_that_size_moe_router_and_latent_attention_are_typed_errors():
-    # These dims are compared or multiplied with ints in inference: a Sym there used to be a TypeError.
+    # These dims are compared or multiplied with ints in inference: a Sym there was a TypeError.
     from irgraph.registry import get_op
     from irgraph.types import parse_type as t
 

@@ -38,7 +38,7 @@ BACKENDS = ("torch", "onnx", "onnxruntime", "tvm")
 
 @dataclass(frozen=True)
 class Scores(Pass):
-    """A data-dependent pass in miniature: asks for calibration data and gradients, reports progress."""
+    """A data-dependent pass in miniature: asks for calibration data and gradients, reports."""
 
     name = "scores"
     mode: str = option("grad", choices=("grad", "none"), doc="where scores come from")

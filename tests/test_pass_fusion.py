@@ -1,4 +1,4 @@
-"""fuse-parallel-attention, fuse-qkv, fuse-gate-up on hand-built blocks: IR text, matmul counts, numbers."""
+"""fuse-parallel-attention, fuse-qkv, fuse-gate-up on hand-built blocks: IR, matmuls, numbers."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def test_packed_linear_kernel_tails(nb, mt):
 @pytest.mark.parametrize("interleaved", [False, True])
 @pytest.mark.parametrize("rotary_dim", [12, 4])
 def test_rotary_kernel_matches_reference(interleaved, rotary_dim):
-    """The one-kernel rotary against the op's reference, full and partial (GPT-J style), both pairings."""
+    """The one-kernel rotary vs the op's reference: full, partial (GPT-J style), both pairings."""
     from irgraph.codegen.tvm.lower_attention import _rotate
     from irgraph.ops.rotary import apply_rotary
 

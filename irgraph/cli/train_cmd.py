@@ -1,4 +1,4 @@
-"""`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph through PyTorch.
+"""`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph via PyTorch.
 
 SOURCE is what `irgraph compile` takes: a saved graph folder, a Hugging Face
 checkpoint folder, or a zoo model name (with `--size`, default tiny). Zoo

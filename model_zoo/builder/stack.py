@@ -172,7 +172,7 @@ def build_decoder_only(ctx: BuildContext) -> None:
 
 
 def query_layer(ctx: BuildContext, x: Value, io: AttnInputs) -> Value:
-    """PanGu-α's top layer (survey Eq. 3): attention whose query is a learned embedding of the position."""
+    """PanGu-α's top layer (survey Eq. 3): attention whose query is a learned position embedding."""
     cfg, b = ctx.cfg, ctx.b
     query = b.embedding(
         io.positions, ctx.param("query_layer.embed.weight", (cfg.max_position, cfg.hidden), 0.1)

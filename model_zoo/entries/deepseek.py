@@ -1,4 +1,4 @@
-"""DeepSeek LLM 67B (dense, grouped-query) and DeepSeek-V2 (MoE with multi-head latent attention)."""
+"""DeepSeek LLM 67B (dense, grouped-query), DeepSeek-V2 (MoE with multi-head latent attention)."""
 
 from __future__ import annotations
 

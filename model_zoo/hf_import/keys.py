@@ -201,7 +201,7 @@ class HFConfig:
         return value
 
     def only(self, key: str, allowed: tuple[Any, ...], why: str = "") -> Any:
-        """Accept `key` only at values whose math irgraph implements; absent counts as allowed[0]."""
+        """Accept `key` only at values whose math irgraph implements; absent means allowed[0]."""
         self.used.add(key)
         value = self.data.get(key, allowed[0])
         if value not in allowed:

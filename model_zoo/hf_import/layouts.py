@@ -27,7 +27,7 @@ PACKINGS = ("heads", "blocks", "kv_groups", "mp4_qvk")
 def split_qkv(
     packing: str, fused: np.ndarray, heads: int, kv_heads: int, head_dim: int, where: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q [heads*hd, ...], k [kv*hd, ...], v [kv*hd, ...]) from a fused weight or bias (rows first)."""
+    """(q [heads*hd, ...], k [kv*hd, ...], v [kv*hd, ...]) of a fused weight or bias, rows first."""
     rest = fused.shape[1:]
     rows = (heads + 2 * kv_heads) * head_dim
     if fused.shape[0] != rows:
