@@ -1,18 +1,20 @@
-"""Prefill and decode speed of irgraph's ONNX artifact against its peers, on one LLaMA-style checkpoint.
+"""Prefill and decode speed of irgraph's ONNX artifact against its peers, on one LLaMA checkpoint.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decode.py [--quick] [--only irgraph-onnx,genai-fp32]
-                                                            [--threads 1] [--repeats 3] [--work DIR]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decode.py [--quick]
+        [--only irgraph-onnx,genai-fp32] [--threads 1] [--repeats 3] [--work DIR]
 
 The script makes the checkpoint itself (once, cached under --work): a
 Hugging Face LlamaForCausalLM with random weights, ~125M parameters (12 layers,
 hidden 768, 12 heads / 4 KV heads, FFN 2048, vocab 32000) and a `tokenizers`
 BPE, saved with save_pretrained (genai's own build of it is cached too; irgraph's
-artifacts are compiled anew each run, so they are always this code's). `--quick` uses a 4-layer, hidden-256 model and
-32 + 32 tokens for a smoke run. Then, batch 1, greedy, prompt 128 + 128 new
+artifacts are compiled anew each run, so they are always this code's). `--quick`
+uses a 4-layer, hidden-256 model and 32 + 32 tokens for a smoke run. Then, batch 1, greedy,
+prompt 128 + 128 new
 tokens, each system in this one process:
 
   irgraph-onnx   import-hf -> codegen onnx (ort flavour, f32) -> irgraph.runtimes (ORT CPU)
-  irgraph-tvm    import-hf -> codegen tvm (tvm-llvm: packed-weight linear kernels) -> irgraph.runtimes (Relax VM)
+  irgraph-tvm    import-hf -> codegen tvm (tvm-llvm: packed-weight linear kernels)
+                 -> irgraph.runtimes (Relax VM)
   hf-eager       transformers LlamaForCausalLM, eager attention, its KV cache (DynamicCache)
   genai-fp32     onnxruntime-genai's builder output (-p fp32 -e cpu) driven by og.Generator
   roofline       bytes of weights streamed per token / bandwidth of a large numpy GEMV
@@ -266,7 +268,7 @@ def genai_fp32(bench: Bench) -> Run:
 
 
 def stream_bandwidth(mib: int = 512) -> float:
-    """Bytes/s of a GEMV over a `mib` MiB fp32 matrix (best of 5), as the decode roofline's bandwidth.
+    """Bytes/s of a GEMV over a `mib` MiB fp32 matrix (best of 5): the decode roofline's bandwidth.
 
     The best, not the median: a bound should not drop when other processes load the machine.
     """
@@ -310,8 +312,8 @@ def table(
     roof = results.get("roofline", (0, 0))[1]
     cpu_base = cpu.get("genai-fp32")
     lines = [
-        f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}{'decode / roofline':>19}"
-        f"{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"
+        f"{'system':<16}{'prefill tok/s':>15}{'decode tok/s':>14}{'decode x genai':>16}"
+        f"{'decode / roofline':>19}{'tok/CPU-s':>11}{'x genai':>9}{'tokens = hf-eager':>19}"
     ]
     for name, (prefill, decode) in results.items():
         vs_genai = f"{decode / base:.2f}x" if base else "-"
@@ -320,8 +322,8 @@ def table(
         per_cpu = f"{cpu[name]:.1f}" if name in cpu else "-"
         cpu_ratio = f"{cpu[name] / cpu_base:.2f}x" if name in cpu and cpu_base else "-"
         lines.append(
-            f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}{cpu_ratio:>9}"
-            f"{same.get(name, '-'):>19}"
+            f"{name:<16}{pre:>15}{decode:>14.1f}{vs_genai:>16}{vs_roof:>19}{per_cpu:>11}"
+            f"{cpu_ratio:>9}{same.get(name, '-'):>19}"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
 """Per-token decode latency of fused vs unfused parallel-block graphs, on each backend, in one run.
 
-    .venv/bin/python -m benchmarks.fusion [--backends tvm,onnx] [--steps 32] [--rounds 5] [--threads 1]
+    .venv/bin/python -m benchmarks.fusion [--backends tvm,onnx] [--steps 32] [--rounds 5]
+        [--threads 1]
 
 The model is a 134M-parameter parallel-block decoder in GPT-J's form (one
 shared layer norm feeding attention and MLP; 12 layers, hidden 768, 12 heads,
@@ -76,7 +77,7 @@ DIMS = {"vocab": 32000, "hidden": 768, "layers": 12, "heads": 12, "ffn": 3072, "
 
 
 def model(d: dict[str, int] = DIMS, seed: int = 0) -> Graph:
-    """GPT-J-form parallel decoder: x + Attn(LN(x)) + MLP(LN(x)); rotary, gelu MLP with biases, random weights."""
+    """GPT-J-form parallel block: x + Attn(LN(x)) + MLP(LN(x)); rotary, biased gelu MLP."""
     rng = np.random.default_rng(seed)
     hidden, heads = d["hidden"], d["heads"]
     hd = hidden // heads
@@ -157,8 +158,8 @@ def main() -> None:
         "backends": {},
     }
     print(
-        f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; "
-        f"decode {args.steps} tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds"
+        f"{unfused.name}: {matmuls['unfused']} -> {matmuls['fused']} matmuls; decode {args.steps} "
+        f"tokens after a {PROMPT}-token prompt, {args.rounds} alternating rounds"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
@@ -185,8 +186,8 @@ def main() -> None:
                 "max_logit_diff": diff,
             }
             print(
-                f"  {backend}: unfused {med['unfused']:.2f} ms/token, fused {med['fused']:.2f} ms/token, "
-                f"ratio {med['unfused'] / med['fused']:.3f}, max logit diff {diff:.2e}"
+                f"  {backend}: unfused {med['unfused']:.2f} ms/token, fused {med['fused']:.2f} "
+                f"ms/token, ratio {med['unfused'] / med['fused']:.3f}, max logit diff {diff:.2e}"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -1,6 +1,9 @@
-"""One DeepSeek-V2 latent-attention layer, one decoded token: absorbed (ONNX, TVM) vs re-expanded (PyTorch eager).
+"""One DeepSeek-V2 latent-attention layer, one decoded token: absorbed (ONNX, TVM) vs re-expanded.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/latent_attention.py [--contexts 512,2048,4096] [--repeats 30]
+The re-expanded form runs in PyTorch eager.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/latent_attention.py
+        [--contexts 512,2048,4096] [--repeats 30]
 
 The layer is the `latent_attention` op at DeepSeek-V2-Lite's sizes (16 heads,
 nope 128 + rope 64, v 128, kv_rank 512, random weights) with its latent cache
@@ -79,7 +82,7 @@ def feeds(context: int) -> dict[str, np.ndarray]:
 
 
 def expanded_flops(context: int) -> int:
-    """The op's definition: expand K/V for every cached token, then attend (what the eager module runs)."""
+    """The op's definition: expand K/V for every cached token, then attend (as eager runs it)."""
     total = context + 1
     expand = 2 * total * RANK * HEADS * (NOPE + V_DIM)
     return expand + 2 * HEADS * total * (NOPE + ROPE + V_DIM)

@@ -80,7 +80,8 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     print(
-        f"{'backend':<6} {'shape':<36} {'tokens':>6} {'dense ms':>9} {'sparse ms':>10} {'dense/sparse':>13}"
+        f"{'backend':<6} {'shape':<36} {'tokens':>6} {'dense ms':>9} {'sparse ms':>10} "
+        f"{'dense/sparse':>13}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for name, (experts, top_k, ffn) in SHAPES.items():
@@ -112,7 +113,8 @@ def main() -> None:
                         }
                     )
                     print(
-                        f"{backend:<6} {name:<36} {tokens:>6} {d * 1e3:>9.2f} {f * 1e3:>10.2f} {d / f:>12.2f}x",
+                        f"{backend:<6} {name:<36} {tokens:>6} {d * 1e3:>9.2f} {f * 1e3:>10.2f} "
+                        f"{d / f:>12.2f}x",
                         flush=True,
                     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,8 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     print(
-        f"{args.tokens} tokens, hidden {HIDDEN}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"{args.tokens} tokens, hidden {HIDDEN}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
     )
     print(f"{'shape':<36} {'dense ms':>9} {'sparse ms':>10} {'speed-up':>9} {'FLOP ratio':>11}")
     for name, (experts, top_k, ffn) in SHAPES.items():

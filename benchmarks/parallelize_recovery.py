@@ -1,4 +1,4 @@
-"""What `parallelize-blocks` costs a trained model, and what a short fine-tune through `irgraph train` recovers.
+"""What `parallelize-blocks` costs a trained model, and what an `irgraph train` fine-tune recovers.
 
     .venv/bin/python -m benchmarks.parallelize_recovery [MODEL_DIR] [--steps 200] [--corpus PATH]
 
@@ -51,7 +51,7 @@ RECIPE_FLAGS = (
 
 
 def link_reference_corpus(folder: Path) -> Path:
-    """The reference model's corpus files, symlinked under their stdlib-relative paths (same held-out split)."""
+    """The reference model's corpus files, symlinked by stdlib-relative path (same split)."""
     from benchmarks.reference_model import stdlib_files
 
     root, files = stdlib_files()
@@ -158,8 +158,9 @@ def main() -> None:
             )
     base = rows[0]
     print(
-        f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of {recipe['batch_size']} x "
-        f"{recipe['seq_len']} tokens at lr {lr:.2e}; held-out {recipe['eval_tokens']} tokens"
+        f"model {args.model} ({graph.name}); fine-tune {args.steps} steps of "
+        f"{recipe['batch_size']} x {recipe['seq_len']} tokens at lr {lr:.2e}; held-out "
+        f"{recipe['eval_tokens']} tokens"
     )
     print(f"{'variant':<16} {'bpb converted':>14} {'bpb fine-tuned':>15} {'vs sequential ft':>17}")
     for r in rows:

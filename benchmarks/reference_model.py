@@ -109,7 +109,7 @@ def cache_dir(r: dict[str, Any]) -> Path:
 
 
 def llama(m: dict[str, Any], seed: int) -> Graph:
-    """The zoo's LLaMA config at reference size (RMSNorm, rotary, SwiGLU, no biases), built by the zoo.
+    """The zoo's LLaMA config at reference size (RMSNorm, rotary, SwiGLU, no biases), zoo-built.
 
     Weights get a training init instead of the zoo's test init: N(0, init_std) for matrices and
     embeddings, residual output projections scaled by 1/√(2·layers) (GPT-2), norms at 1.
@@ -163,17 +163,18 @@ def reference_model(steps: int | None = None, log=None) -> Path:
     params = sum(int(np.prod(v.type.shape)) for v in graph.params.values())
     say = log or (lambda *_: None)
     say(
-        f"{params / 1e6:.2f}M params; corpus {len(corpus.train):,} train bytes ({corpus.train_files} files), "
-        f"{len(corpus.heldout):,} held out ({corpus.heldout_files} files); "
-        f"{config.steps * config.batch_size * config.seq_len:,} training tokens; cache {out}"
+        f"{params / 1e6:.2f}M params; corpus {len(corpus.train):,} train bytes "
+        f"({corpus.train_files} files), {len(corpus.heldout):,} held out ({corpus.heldout_files} "
+        f"files); {config.steps * config.batch_size * config.seq_len:,} training tokens; cache "
+        f"{out}"
     )
     t0 = time.time()
 
     def on_step(s):
         if s.step % 25 == 0 or s.step == s.steps:
             say(
-                f"step {s.step}/{s.steps} loss {s.loss:.4f} lr {s.lr:.2e} {s.tokens_per_s:,.0f} tok/s "
-                f"elapsed {time.time() - t0:,.0f}s"
+                f"step {s.step}/{s.steps} loss {s.loss:.4f} lr {s.lr:.2e} {s.tokens_per_s:,.0f} "
+                f"tok/s elapsed {time.time() - t0:,.0f}s"
             )
 
     result = Trainer(graph, corpus, config, out).run(

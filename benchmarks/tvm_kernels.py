@@ -1,4 +1,4 @@
-"""GFLOP/s of the TVM CPU linear kernel at the 125M LLaMA's shapes, against numpy and ORT in the same run.
+"""GFLOP/s of the TVM CPU linear kernel at the 125M LLaMA's shapes, against numpy and ORT.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tvm_kernels.py [--tokens 128,1] [--repeats 5]
 
@@ -121,9 +121,10 @@ def main(argv: list[str] | None = None) -> None:
                 name: 2 * m * k * n / statistics.median(v) / 1e9 for name, v in samples.items()
             }
             print(
-                f"M={m:4d} K={k:5d} N={n:6d}  tvm {gflops['tvm']:6.1f}  numpy {gflops['numpy']:6.1f}  "
-                f"ort {gflops['ort']:6.1f} GFLOP/s   tvm/numpy {gflops['tvm'] / gflops['numpy']:.2f}  "
-                f"tvm/ort {gflops['tvm'] / gflops['ort']:.2f}",
+                f"M={m:4d} K={k:5d} N={n:6d}  tvm {gflops['tvm']:6.1f}  numpy "
+                f"{gflops['numpy']:6.1f}  ort {gflops['ort']:6.1f} GFLOP/s   tvm/numpy "
+                f"{gflops['tvm'] / gflops['numpy']:.2f}  tvm/ort "
+                f"{gflops['tvm'] / gflops['ort']:.2f}",
                 flush=True,
             )
 

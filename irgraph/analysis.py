@@ -28,7 +28,7 @@ class Cost:
 
 
 def _active_fraction(graph: Graph) -> dict[str, float]:
-    """Param name -> fraction active per token, for the routed weights (MoE experts: top-k/experts)."""
+    """Param name -> fraction active per token, for routed weights (MoE experts: top-k/experts)."""
     frac: dict[str, float] = {}
     for node in graph.nodes:
         opdef = get_op(node.op)

@@ -168,7 +168,7 @@ def compile_targets() -> list[str]:
 
 
 def compile_options() -> list[CompileOption]:
-    """Every backend's compile options once each; an option two backends define differently is an error."""
+    """Every backend's compile options once each; one defined differently by two is an error."""
     seen: dict[str, CompileOption] = {}
     for backend in BACKENDS:
         for option in backend.options:

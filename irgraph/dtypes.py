@@ -35,7 +35,7 @@ class DType(enum.Enum):
 
     @property
     def is_packed(self) -> builtins.bool:
-        """Packed below a byte (i4): stored weights only, never a tensor an op or backend computes in.
+        """Packed below a byte (i4): stored weights only, never a dtype ops or backends compute in.
 
         Every other dtype is a compute dtype: each backend's dtype map covers all of them.
         """

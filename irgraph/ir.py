@@ -49,7 +49,7 @@ class Node:
         object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
 
     def arg(self, i: int) -> Value:
-        """Input `i`, which must be present (a required input, or an optional one known to be given)."""
+        """Input `i`, which must be present (a required input, or an optional one known given)."""
         v = self.inputs[i]
         if v is None:
             raise IRError(f"{self.op} input #{i} is absent", expected="a value")

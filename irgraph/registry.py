@@ -346,7 +346,10 @@ def expect(cond: bool, message: str, expected: Any = None, got: Any = None) -> N
 
 
 def given(types: Sequence[TensorType | None], i: int) -> TensorType:
-    """The type of input `i`, which must be present (a required input): `flops` gets None for absent ones."""
+    """The type of input `i`, which must be present (a required input).
+
+    `flops` gets None for absent ones.
+    """
     t = types[i]
     if t is None:
         raise IRError(f"input #{i} is absent", expected="a value")

@@ -167,7 +167,7 @@ def save_safetensors(
     metadata: Mapping[str, str] | None = None,
     names: Iterable[str] | None = None,
 ) -> None:
-    """Write arrays (those in `names`, default all) as one safetensors file, streaming tensor by tensor.
+    """Write arrays (those in `names`, default all) as one safetensors file, tensor by tensor.
 
     A WeightStore's shapes and dtypes come from `shape_dtype` and each tensor is
     fetched only when it is written, so a store that computes tensors on access

@@ -34,7 +34,7 @@ def config(name: str, size: Size = "published") -> ModelConfig:
 
 
 def build(name: str, size: Size = "tiny", seed: int = 0, weights: bool = True) -> Graph:
-    """The graph of a zoo model. Published size is always structure only (weights never allocated)."""
+    """The graph of a zoo model. Published size is always structure only (weights not allocated)."""
     cfg = config(name, size)
     return build_graph(cfg, weights="random" if weights and size == "tiny" else None, seed=seed)
 

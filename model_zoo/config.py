@@ -385,7 +385,7 @@ class Survey:
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A surveyed model: its published architecture, where each number came from, and the survey's view."""
+    """A surveyed model: its published architecture, each number's source, and the survey's view."""
 
     name: str
     config: ModelConfig  # the published architecture

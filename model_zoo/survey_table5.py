@@ -13,7 +13,8 @@ import re
 from irgraph.errors import ConfigError
 from irgraph.model_zoo.config import Survey
 
-# model (size) | type | objective | attention | vocab | tokenizer | norm | PE | activation | bias | nL | nH | HS
+# Columns: model (size) | type | objective | attention | vocab | tokenizer | norm | PE |
+#          activation | bias | nL | nH | HS
 TABLE5 = """\
 | T5 (11B) | Enc-Dec | span corruption | standard | 32k | SentencePiece | pre-RMS | relative | ReLU | no | 24 | 128 | 1024 |
 | GPT-3 (175B) | causal-dec | next token | dense+sparse | — | — | layer | learned | GeLU | yes | 96 | 96 | 12288 |
@@ -55,7 +56,7 @@ TABLE5 = """\
 | Nemotron-4 (340B) | causal-dec | next token | standard | 256k | SentencePiece | — | RoPE | ReLU | no | 96 | 96 | 18432 |
 | DeepSeek (67B) | causal-dec | next token | grouped-query | 100k | BBPE | pre-RMS | RoPE | SwiGLU | — | 95 | 64 | 8192 |
 | DeepSeek-v2 (67B†) | MoE-dec | next token | multi-head latent | 100k | BBPE | pre-RMS | RoPE | SwiGLU | — | 60 | 128 | 5120 |
-"""
+"""  # noqa: E501 (one table row per line, verbatim)
 
 _UNITS = {"M": 10**6, "B": 10**9, "T": 10**12}
 
@@ -78,13 +79,13 @@ def survey(model: str) -> Survey:
             "no such Table 5 row", expected=", ".join(ROWS), got=model, where="survey_table5"
         )
     first, *cells = ROWS[model]
-    # the size is in parentheses ("T5 (11B)"), or part of the name ("GPT-NeoX-20B"), or absent ("PaLM-2")
+    # the size: in parentheses ("T5 (11B)"), part of the name ("GPT-NeoX-20B") or absent ("PaLM-2")
     size = re.search(r"\((.+)\)|-(\d+(?:\.\d+)?[MBT])$", first)
     return Survey(next(g for g in size.groups() if g) if size else "", *cells)
 
 
 def survey_params(size: str) -> int:
-    """The survey's size figure as an integer: "1.2T" -> 1_200_000_000_000, "67B†" -> 67e9; "" -> 0."""
+    """The survey's size figure as an int: "1.2T" -> 1_200_000_000_000, "67B†" -> 67e9, "" -> 0."""
     size = size.rstrip("†*")
     if not size:
         return 0

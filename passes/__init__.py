@@ -4,10 +4,10 @@
     result = run_pipeline(graph, "cse,fuse-parallel-attention,dce", check=True)
     print(result.table())
 
-manager.py holds the pass base class, options, registry, pipeline parser and
-runner; context.py what a pass may use besides the graph (calibration data,
-seed, progress, providers); equivalence.py the interpreter-based check (random-io
-and end-to-end); rewrite.py the pattern/check/rewrite facility. Each pass lives in its own module, imported here to register it.
+manager.py holds the pass base class, options, registry, pipeline parser and runner; context.py what
+a pass may use besides the graph (calibration data, seed, progress, providers); equivalence.py the
+interpreter-based check (random-io and end-to-end); rewrite.py the pattern/check/rewrite facility.
+Each pass lives in its own module, imported here to register it.
 """
 
 from irgraph.errors import PassError
@@ -53,7 +53,7 @@ from irgraph.passes.rewrite import Explanation, Rule, apply_rules, explain
 
 
 def rules() -> dict[str, list[Rule]]:
-    """Every named rewrite rule, and every rule-based pass under its name (for `irgraph explain`)."""
+    """Every named rewrite rule, and every rule-based pass by its name (for `irgraph explain`)."""
     table: dict[str, list[Rule]] = {}
     for rule in canonicalize.RULES:
         table[rule.name] = [rule]

@@ -30,7 +30,7 @@ def _identity(rw: Rewriter, m: Candidate) -> Value:
 
 
 def _reshape_reshape_check(m: Candidate) -> str | None:
-    # A 0 in the outer shape copies the inner result's dim; it may stay only if x has that same dim there.
+    # A 0 in the outer shape copies the inner result's dim; it may stay only if x has that dim too.
     inner_out = m.inner.outputs[0].type.shape
     for i, d in enumerate(m.root.attrs["shape"]):
         if d == 0 and (i >= m.x.type.rank or m.x.type.shape[i] != inner_out[i]):

@@ -114,7 +114,7 @@ def rebuild(
     new_weights: Mapping[str, np.ndarray] | None = None,
     prune: bool = True,
 ) -> Graph:
-    """A new graph with `nodes` (sorted), extra params, and unused params (and their weights) dropped.
+    """A new graph with `nodes` (sorted), extra params, and unused params (and weights) dropped.
 
     The weight store is rebuilt only when params change; kept arrays are not copied
     (memory-mapped ones stay mapped).
@@ -159,7 +159,10 @@ def fresh_param_name(graph: Graph, wanted: str, taken: Iterable[str] = ()) -> st
 
 
 def common_prefix(names: Iterable[str]) -> str:
-    """The longest shared dotted prefix ('layers.0.attn.q.weight', 'layers.0.mlp.up.weight' -> 'layers.0.')."""
+    """The longest shared dotted prefix.
+
+    'layers.0.attn.q.weight', 'layers.0.mlp.up.weight' -> 'layers.0.'.
+    """
     parts = [n.split(".") for n in names]
     prefix: list[str] = []
     for segs in zip(*parts):

@@ -80,7 +80,7 @@ class Pass(ABC):
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def __str__(self) -> str:
-        """The pipeline text of this pass: `name` or `name(key=value, ...)` for non-default options."""
+        """This pass as pipeline text: `name`, or `name(key=value, ...)` for non-default options."""
         changed = [
             f"{f.name}={_format_value(getattr(self, f.name))}"
             for f in dataclasses.fields(self)
@@ -149,7 +149,7 @@ class OptionSpec:
     doc: str = ""
 
     def bounds(self) -> str:
-        """The range or choices in words ("0 <= x", "one of a, b"); "" when any value of the type goes."""
+        """The range or choices in words ("0 <= x", "one of a, b"); "" when any value goes."""
         if self.choices is not None:
             return "one of " + ", ".join(map(_format_value, self.choices))
         low = f"{self.min:g} <= " if self.min is not None else ""
@@ -428,7 +428,8 @@ class PipelineResult:
     def table(self) -> str:
         """A per-pass timing table, one line per pass."""
         lines = [
-            f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  note"
+            f"{'pass':<40} {'kind':<12} {'ms':>9} {'verify ms':>9} {'nodes':>13} {'max err':>9}  "
+            "note"
         ]
         for r in self.records:
             err = "" if r.max_error is None else f"{r.max_error:.2e}"

@@ -36,7 +36,7 @@ class LoraWeights:
 
 
 def merge_lora(graph: Graph, adapters: Mapping[str, LoraWeights]) -> Graph:
-    """A new Graph whose adapted weights are W + scale·B·A (in fp32, stored in the IR dtype); others shared."""
+    """A new Graph with adapted weights W + scale·B·A (fp32, stored in IR dtype); others shared."""
     if graph.weights is None:
         raise ConfigError(f"graph {graph.name!r} has no weights to merge LoRA adapters into")
     arrays = {name: graph.weight(name) for name in graph.params}

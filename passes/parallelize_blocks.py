@@ -24,7 +24,7 @@ from irgraph.passes.rewrite import Candidate, Miss, Rewriter, Rule, apply_rules
 
 
 def _attention_behind(index: GraphIndex, v: Value) -> Node | None:
-    """The attention whose output the projection producing `v` reads (through data moves), if any."""
+    """The attention whose output the projection producing `v` reads (via data moves), if any."""
     lin = index.producer.get(v)
     if lin is None or lin.op != "linear":
         return None

@@ -30,7 +30,7 @@ QKV_SLOTS = ("q", "k", "v")
 
 
 def transparent(node: Node) -> bool:
-    """The node only moves, rotates, casts or scales its input 0: a projection's role shows through."""
+    """The node only moves, rotates, casts or scales input 0: a projection's role shows through."""
     return get_op(node.op).transparent
 
 
@@ -123,7 +123,7 @@ def group_problem(index: GraphIndex, linears: Sequence[Node]) -> str | None:
 
 
 def width_problem(linears: Sequence[Node], max_width: int) -> str | None:
-    """Why fusing `linears` would make a linear wider than `max_width` x its input features, or None.
+    """Why fusing `linears` would make a linear wider than `max_width` x its in features, or None.
 
     0 means unlimited. A wide fused matmul can be slower than its parts (ORT's CPU MatMul: q/k/v
     fused is faster, q/k/v plus LLaMA's gate/up fused is slower), so a target bounds the width.

@@ -6,7 +6,9 @@ collects the edits of one sweep and builds the new graph at the end:
 
     reshape_noop = TreeRule(
         "reshape-noop", op("reshape", var("x"), bind="node"),
-        check=lambda m: None if m.node.outputs[0].type == m.x.type else "the reshape changes the shape",
+        check=lambda m: (
+            None if m.node.outputs[0].type == m.x.type else "the reshape changes the shape"
+        ),
         rewrite=lambda rw, m: m.x,
     )
 
@@ -127,7 +129,7 @@ class Rewriter:
         return outs[0] if len(outs) == 1 and not opdef.outputs[0].startswith("*") else outs
 
     def param(self, wanted: str, type: TensorType, array: np.ndarray | None = None) -> Value:
-        """A new parameter named `wanted` (made unique); its array is kept when the graph has weights."""
+        """A new parameter named `wanted` (made unique); its array kept if the graph has weights."""
         name = fresh_param_name(self.graph, wanted, self.new_params)
         v = Value(type, param=name)
         self.new_params[name] = v
@@ -194,7 +196,7 @@ class Rewriter:
 
 
 def apply_rules(graph: Graph, rules: Sequence[Rule], *, max_sweeps: int = 16) -> tuple[Graph, int]:
-    """Fire `rules` until none fires (or `max_sweeps`); returns the graph and how many rewrites fired.
+    """Fire `rules` until none fires (or `max_sweeps`); returns the graph and how many fired.
 
     Within a sweep a node is consumed by at most one rewrite, so rewrites never
     conflict; the next sweep sees their results.
@@ -299,7 +301,7 @@ def match_node(
 
 
 class TreeRule(Rule):
-    """A rule rooted at one node: pattern tree, check(match) -> reason | None, rewrite -> new value."""
+    """A rule rooted at one node: pattern tree, check(match) -> reason | None, rewrite -> value."""
 
     def __init__(
         self,

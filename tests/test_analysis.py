@@ -12,11 +12,13 @@ from irgraph import GraphBuilder
 from irgraph.analysis import cost, per_node, to_networkx
 from tests.helpers.handbuilt import tiny_llama
 
-# Parameters, written out: embedding, per layer (2 norms, q, k, v, o, gate, up, down), final norm, lm_head.
+# Parameters, written out: embedding, per layer (2 norms, q, k, v, o, gate, up, down),
+# final norm, lm_head.
 LAYER_PARAMS = 32 + 32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 32 + 3 * 48 * 32  # = 7744
 PARAMS = 64 * 32 + 2 * LAYER_PARAMS + 32 + 64 * 32  # = 19616
-# FLOPs per token that do not depend on the context: per layer 2 rms_norms (5/elem), the linears (2·in·out),
-# rotary (3/elem of q and k), 2 residual adds, glu (5/elem); then the final norm and lm_head.
+# FLOPs per token that do not depend on the context: per layer 2 rms_norms (5/elem), the
+# linears (2·in·out), rotary (3/elem of q and k), 2 residual adds, glu (5/elem); then the final
+# norm and lm_head.
 LAYER_FLOPS = (
     2 * 5 * 32
     + 2 * (32 * 32 + 16 * 32 + 16 * 32 + 32 * 32 + 3 * 48 * 32)
@@ -118,7 +120,10 @@ def test_to_networkx_structure():
 
 
 def test_latent_attention_counts_the_absorbed_form():
-    """DeepSeek-v2's attention at 4096 context: q_nope·W_k, scores over [c, k_rope], p·c, then W_v, per head."""
+    """DeepSeek-v2's attention at 4096 context, per head.
+
+    q_nope·W_k, scores over [c, k_rope], p·c, then W_v.
+    """
     from irgraph.model_zoo import build
 
     graph = build("deepseek-v2", size="published")

@@ -320,7 +320,7 @@ def test_saving_fetches_each_mapped_tensor_once_while_writing(tmp_path):
 
 
 def test_keys_left_at_transformers_defaults_may_be_omitted():
-    """A config.json holding only non-default keys (to_diff_dict) means the same model as the full one."""
+    """A config.json of only non-default keys (to_diff_dict) is the same model as the full one."""
     import transformers
 
     from tests.helpers.hf_tiny import CASES

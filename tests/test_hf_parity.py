@@ -92,7 +92,7 @@ def test_16_bit_checkpoint_matches_transformers_on_rounded_weights(case, dtype, 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_long_sequences_match_transformers(case, tmp_path):
-    """40 tokens: past the rope scalings' original lengths, the sliding window and T5's exact buckets."""
+    """40 tokens: past the rope scalings' original lengths, sliding window, T5's exact buckets."""
     model = make_model(case)
     graph = import_hf(save_model(model, tmp_path / case))
     for decode in (False, True):
@@ -134,7 +134,7 @@ def test_cli_import_and_run_show_transformers_numbers(tmp_path):
 
 @pytest.mark.parametrize("case", ["mixtral", "deepseek_v2", "gpt_neox"])
 def test_transformers5_in_memory_names_import_too(case, tmp_path):
-    """Tensors named as transformers 5 holds them in memory (stacked experts.gate_up_proj, lm_head)."""
+    """Tensors named the way transformers 5 holds them (stacked experts.gate_up_proj, lm_head)."""
     from safetensors.torch import save_file
 
     model = make_model(case)

@@ -50,7 +50,7 @@ def layer_of_module(name: str) -> str | None:
 
 
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, module) of every absolute import in `tree`; `from irgraph import x` counts as irgraph.x."""
+    """(line, module) per absolute import in `tree`; `from irgraph import x` counts as irgraph.x."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

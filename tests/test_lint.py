@@ -1,4 +1,4 @@
-"""ruff over the whole checkout (rules in pyproject.toml [tool.ruff]): lint failures fail the suite."""
+"""ruff over the whole checkout (rules in pyproject.toml [tool.ruff]): lint failures fail tests."""
 
 from __future__ import annotations
 

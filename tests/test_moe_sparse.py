@@ -1,4 +1,4 @@
-"""The torch training path's sparse MoE dispatch: values vs the numpy reference, gradients vs the dense form."""
+"""The torch training path's sparse MoE dispatch: values vs the numpy reference, grads vs dense."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_sparse_gradients_match_dense(gated):
 
 
 def test_sparse_only_touches_routed_experts():
-    """An expert no token is routed to gets no gradient (it was never run), unlike a zero-weight dense run."""
+    """An expert no token routes to gets no gradient (never run), unlike a dense zero-weight run."""
     x, w, idx, up, down, gate = problem(4, True)
     idx[:] = np.array([0, 3])  # every token -> experts 0 and 3
     u = torch.tensor(up, requires_grad=True)
@@ -91,7 +91,7 @@ def test_bf16_autocast_runs_close_to_fp32():
 
 
 def test_export_traces_the_dense_form():
-    """torch.export cannot trace per-expert token counts: the lowering switches to the dense form there."""
+    """torch.export cannot trace per-expert token counts: the lowering uses the dense form there."""
     x, w, idx, up, down, gate = problem(5, True)
     params = [torch.from_numpy(a) for a in (up, down, gate)]
 

@@ -1,4 +1,7 @@
-"""Sparse MoE dispatch inside whole tiny twins (Mixtral, DeepSeek-v2): logits vs the interpreter, gradients vs dense."""
+"""Sparse MoE dispatch inside whole tiny twins (Mixtral, DeepSeek-v2).
+
+Logits vs the interpreter, gradients vs the dense form.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +66,8 @@ def test_twin_gradients_match_dense(twin, monkeypatch):
     router = [n for n in sparse if "router" in n]
     assert router and all(np.abs(dense[n]).max() > 0 for n in router)
     for name in sparse:
-        # float32 sums in a different order: the tolerance scales with the gradient's size (embed grads reach ~60)
+        # float32 sums in a different order: the tolerance scales with the gradient's size (embed
+        # grads reach ~60)
         scale = float(np.abs(dense[name]).max())
         np.testing.assert_allclose(
             sparse[name], dense[name], atol=2e-6 * scale + 1e-7, rtol=1e-5, err_msg=name

@@ -1,4 +1,4 @@
-"""HF checkpoints -> import-hf -> ONNX: greedy tokens equal transformers.generate; genai agrees on LLaMA."""
+"""HF checkpoints -> import-hf -> ONNX: greedy tokens equal transformers.generate, genai too."""
 
 from __future__ import annotations
 

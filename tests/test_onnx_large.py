@@ -1,4 +1,4 @@
-"""Slow tier: a > 2 GB sharded checkpoint compiles to external-data ONNX and runs, one weight copy at a time.
+"""Slow tier: a > 2 GB sharded checkpoint compiles to external-data ONNX and runs.
 
 The checkpoint is a 2-layer LLaMA with a 2^18-token vocabulary (embedding and
 head ~1 GiB each) in three safetensors shards. Compilation and the run happen
@@ -48,7 +48,8 @@ if mode == "compile":
         a, ck, cv = b.attention(q, k, v, pk, pv, mask)
         b.output(f"present.{i}.key", ck); b.output(f"present.{i}.value", cv)
         x = b.add(x, b.linear(b.reshape(a, shape=[0, 0, NH * D]), p(f"l{i}.o")))
-        x = b.add(x, b.linear(b.glu(b.linear(x, p(f"l{i}.gate")), b.linear(x, p(f"l{i}.up")), act="silu"), p(f"l{i}.down")))
+        mlp = b.glu(b.linear(x, p(f"l{i}.gate")), b.linear(x, p(f"l{i}.up")), act="silu")
+        x = b.add(x, b.linear(mlp, p(f"l{i}.down")))
     b.output("logits", b.linear(b.rms_norm(x, p("norm")), p("head")))
     compile_graph(b.build(store), folder / "art")
     result = {}

@@ -1,4 +1,4 @@
-"""MoE in the ONNX backend: ORT's fused MoE op where it computes the same thing, the dense form elsewhere."""
+"""MoE in ONNX: ORT's fused MoE op where it computes the same thing, else the dense form."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""ONNX artifacts at run time: manifest checks, generate (padding, sampling, stops, streaming), genai, CLI."""
+"""ONNX artifacts at run time: manifest checks, generate (padding, sampling, stops, streaming), CLI.
+
+genai runs them too.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiny zoo models through ONNX (both flavours) match the reference interpreter, prefill and cached decode.
+"""Tiny zoo models through ONNX (both flavours) match the interpreter, prefill and cached decode.
 
 Default tier: one model per distinct structure (LLaMA GQA, PaLM parallel blocks, BLOOM ALiBi, T5
 encoder-decoder, GLM prefix-LM, Mixtral MoE, DeepSeek-v2 MLA, Grok softcap, Nemotron layernorm1p).

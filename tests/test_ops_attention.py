@@ -1,4 +1,4 @@
-"""Attention, its position biases and latent attention against independent torch code (fp32, <= 1e-5).
+"""Attention, its position biases and latent attention against independent torch code (fp32, 1e-5).
 
 Masks are written out by hand in torch (never from `irgraph.ops.attention.visible`)
 and, where torch has the variant, also checked with
@@ -220,7 +220,7 @@ def test_decode_equals_full(attrs, extra):
 
 
 def hf_mask(mask_function, batch: int, sq: int, total: int) -> torch.Tensor:
-    """Evaluate one of transformers' mask functions (the code its models run) with queries at past+i."""
+    """Evaluate one of transformers' mask functions (the code its models run), queries at past+i."""
     fn = masking_utils.add_offsets_to_mask_function(mask_function, total - sq, 0)
     b, q, kv = torch.meshgrid(
         torch.arange(batch), torch.arange(sq), torch.arange(total), indexing="ij"
@@ -309,7 +309,7 @@ def test_t5_buckets_match_transformers(bidirectional, num_buckets, max_distance)
 
 
 def torch_mla(q, latent, k_rope, kv_b, heads, nope, v_dim, scale, past_latent=None, key_mask=None):
-    """DeepSeek-V2's attention with its cache expanded: k = [c·W_kᵀ, k_pe], v = c·W_vᵀ, then sdpa."""
+    """DeepSeek-V2's attention, cache expanded: k = [c·W_kᵀ, k_pe], v = c·W_vᵀ, then sdpa."""
     rank = latent.shape[-1]
     c, kr = T(latent), T(k_rope)[:, :, 0]
     if past_latent is not None:

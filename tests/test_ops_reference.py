@@ -21,7 +21,8 @@ T = torch.from_numpy
 
 
 def test_gelu_exact_differs_from_tanh():
-    # The two forms are different ops; a reference that mixed them up would pass one of the op matrix's gelu cases.
+    # The two forms are different ops; a reference that mixed them up would pass
+    # one of the op matrix's gelu cases.
     (exact,) = run_op("gelu", X)
     (approx,) = run_op("gelu", X, approximate="tanh")
     assert np.abs(exact - approx).max() > 1e-4
@@ -157,7 +158,7 @@ def test_rms_norm(offset):
 
 
 def test_flops_of_absent_required_input_is_a_typed_error():
-    # flops() gets None for absent inputs; a required one missing is an IRError, not an AttributeError.
+    # flops() gets None for absent inputs; a missing required one is an IRError, not AttributeError.
     from irgraph.registry import get_op
     from irgraph.types import parse_type
 
@@ -171,7 +172,7 @@ def test_flops_of_absent_required_input_is_a_typed_error():
 
 
 def test_symbolic_dims_that_size_moe_router_and_latent_attention_are_typed_errors():
-    # These dims are compared or multiplied with ints during inference: a Sym there used to be a TypeError.
+    # These dims are compared or multiplied with ints in inference: a Sym there was a TypeError.
     from irgraph.registry import get_op
     from irgraph.types import parse_type as t
 

@@ -31,8 +31,8 @@ SCALINGS = {
         {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.5},
         64,
     ),
-    # HF's dynamic NTK rescales against config.max_position_embeddings, which is our original_max_position;
-    # positions up to 47 outgrow 20, so the base really is rescaled.
+    # HF's dynamic NTK rescales against config.max_position_embeddings, which is our
+    # original_max_position; positions up to 47 outgrow 20, so the base really is rescaled.
     "dynamic_ntk": (
         {"scaling": "dynamic_ntk", "factor": 2.0, "original_max_position": 20},
         {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0},
@@ -143,7 +143,8 @@ def hf_inv_freq(
         rope["rope_type"] == "default"
     ):  # GPT-NeoX's default honours partial_rotary_factor (LLaMA's does not)
         return GPTNeoXRotaryEmbedding.compute_default_rope_parameters(config=config)
-    # Dynamic NTK recomputes for the longest sequence seen (max position + 1), as HF's dynamic_rope_update does.
+    # Dynamic NTK recomputes for the longest sequence seen (max position + 1),
+    # as HF's dynamic_rope_update does.
     return ROPE_INIT_FUNCTIONS[rope["rope_type"]](config, None, seq_len=int(positions.max()) + 1)
 
 

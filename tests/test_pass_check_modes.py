@@ -1,4 +1,4 @@
-"""--check modes: random-io (same inputs and caches into both graphs) and end-to-end (own caches)."""
+"""--check modes: random-io (same inputs and caches into both graphs), end-to-end (own caches)."""
 
 from __future__ import annotations
 

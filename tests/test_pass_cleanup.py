@@ -1,4 +1,4 @@
-"""dce, cse, constant-fold, canonicalize: IR text in, IR text out, and numbers against the interpreter."""
+"""dce, cse, constant-fold, canonicalize: IR text in, IR text out, numbers vs the interpreter."""
 
 from __future__ import annotations
 

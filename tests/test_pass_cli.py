@@ -30,8 +30,8 @@ def test_explain_reports_each_candidate(tmp_path):
     r = invoke("explain", "fuse-parallel-attention", str(tmp_path / "llama"), "--only-misses")
     assert r.exit_code == 0, r.output
     assert (
-        "parallel-input-projection @ node rms_norm #1: no: only attention projections read this norm"
-        in r.output
+        "parallel-input-projection @ node rms_norm #1: no: only attention projections read this "
+        "norm" in r.output
     )
     assert (
         r.output.splitlines()[-1] == "# fuse-parallel-attention: fires at 0 of 9 candidate places"

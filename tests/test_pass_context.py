@@ -38,7 +38,7 @@ BACKENDS = ("torch", "onnx", "onnxruntime", "tvm")
 
 @dataclass(frozen=True)
 class Scores(Pass):
-    """A data-dependent pass in miniature: asks for calibration data and gradients, reports progress."""
+    """A data-dependent pass in miniature: asks for calibration data and gradients, reports."""
 
     name = "scores"
     mode: str = option("grad", choices=("grad", "none"), doc="where scores come from")
@@ -111,7 +111,8 @@ def test_calibration_loads_a_folder_of_token_id_files(tmp_path):
     [
         (
             "constant-fold(max_elements=-1)",
-            "option 'max_elements' of pass constant-fold (expected int, 0 <= max_elements, got '-1')",
+            "option 'max_elements' of pass constant-fold (expected int, 0 <= max_elements, got "
+            "'-1')",
         ),
         ("merge-lora(alpha=-2)", "option 'alpha' of pass merge-lora (expected float, 0 <= alpha"),
     ],

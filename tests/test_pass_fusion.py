@@ -1,4 +1,4 @@
-"""fuse-parallel-attention, fuse-qkv, fuse-gate-up on hand-built blocks: IR text, matmul counts, numbers."""
+"""fuse-parallel-attention, fuse-qkv, fuse-gate-up on hand-built blocks: IR, matmuls, numbers."""
 
 from __future__ import annotations
 
@@ -55,8 +55,9 @@ def test_palm_block_fuses_inputs_and_outputs():
         "param @layers.0.out_proj.weight: f32[32, 96]",
         "%0: f32[batch, seq, 32] = layer_norm(%x, @layers.0.ln.weight, @layers.0.ln.bias)",
         "%in_proj: f32[batch, seq, 176] = linear(%0, @layers.0.in_proj.weight)",
-        "%q: f32[batch, seq, 32], %k: f32[batch, seq, 8], %v: f32[batch, seq, 8], %gate: f32[batch, seq, 64], "
-        "%up: f32[batch, seq, 64] = split(%in_proj) {axis=-1, sizes=[32, 8, 8, 64, 64]}",
+        "%q: f32[batch, seq, 32], %k: f32[batch, seq, 8], %v: f32[batch, seq, 8], %gate: "
+        "f32[batch, seq, 64], %up: f32[batch, seq, 64] = split(%in_proj) "
+        "{axis=-1, sizes=[32, 8, 8, 64, 64]}",
         "%out_proj: f32[batch, seq, 32] = linear(%branches, @layers.0.out_proj.weight)",
     ]
     assert lines(out, "= concat(", "= add(")[:2] == [
@@ -92,18 +93,19 @@ def test_codegen_style_block_with_biases_and_fused_qkv():
 def test_gpt_neox_merges_no_differently_normalised_inputs():
     g = parallel_lm(shared_norm=False, fused_qkv=True, gated=False, bias=True)
     out = fused(g, "fuse-parallel-attention")
-    # the projections over LN1 and LN2 are untouched; only the residual branches' projections combine
+    # the projections over LN1 and LN2 are untouched; only the residual branches' projections join
     assert lines(out, "= linear(%0", "= linear(%1,") == [
-        "%qkv: f32[batch, seq, 48] = linear(%0, @layers.0.attn.qkv.weight, @layers.0.attn.qkv.bias)",
+        "%qkv: f32[batch, seq, 48] = linear(%0, @layers.0.attn.qkv.weight, "
+        "@layers.0.attn.qkv.bias)",
         "%up: f32[batch, seq, 64] = linear(%1, @layers.0.mlp.up.weight, @layers.0.mlp.up.bias)",
     ]
     assert linears_by_layer(out) == {"layers.0": 3, "layers.1": 3, "lm_head": 1}
     reasons = [e.reason for e in explain(find_rules("parallel-input-projection")[0], g)]
     assert reasons[:2] == [
-        "only attention projections read this norm: the MLP has its own norm (a sequential or two-norm block); "
-        "fuse-qkv merges q/k/v",
-        "only MLP projections read this norm: the attention has its own norm (a sequential or two-norm block); "
-        "fuse-gate-up merges a gated MLP's gate/up",
+        "only attention projections read this norm: the MLP has its own norm (a sequential or "
+        "two-norm block); fuse-qkv merges q/k/v",
+        "only MLP projections read this norm: the attention has its own norm (a sequential or "
+        "two-norm block); fuse-gate-up merges a gated MLP's gate/up",
     ]
     # merging inputs only (no output merge) leaves NeoX exactly as it was
     assert not run_pipeline(g, "fuse-parallel-attention(merge_outputs=false)").modified
@@ -119,7 +121,8 @@ def test_llama_fuse_qkv_and_gate_up():
         "%qkv: f32[batch, seq, 64] = linear(%0, @layers.0.qkv.weight)",
         "%1: f32[batch, seq, 32], %2: f32[batch, seq, 16], %3: f32[batch, seq, 16] = "
         "split(%qkv) {axis=-1, sizes=[32, 16, 16]}",
-        "%10: f32[batch, seq, 48], %11: f32[batch, seq, 48] = split(%gate_up) {axis=-1, sizes=[48, 48]}",
+        "%10: f32[batch, seq, 48], %11: f32[batch, seq, 48] = split(%gate_up) "
+        "{axis=-1, sizes=[48, 48]}",
         '%12: f32[batch, seq, 48] = glu(%10, %11) {act="silu"}',
     ]
     again = run_pipeline(out, "fuse-qkv,fuse-gate-up")

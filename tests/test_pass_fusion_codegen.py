@@ -1,4 +1,4 @@
-"""Fused graphs lower through the backends unchanged: compiled outputs match the unfused interpreter."""
+"""Fused graphs lower through the backends as is: compiled outputs match the unfused interpreter."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ IDS = [[3, 1, 4, 1, 5, 9]]
 def compiled_matches(
     graph: irgraph.Graph, pipeline: str, folder, backend: str = "tvm", tol: float = 1e-4, **options
 ) -> None:
-    """Compile `graph` after `pipeline` for `backend`; its prefill and decode match the unfused interpreter."""
+    """Compile `graph` after `pipeline` for `backend`; prefill and decode match the unfused one."""
     fused = run_pipeline(graph, pipeline, check=True).graph
     if backend == "tvm":
         from irgraph.codegen.tvm.artifact import compile_graph
@@ -87,6 +87,6 @@ def _acceptance_graph(name: str, tmp_path) -> irgraph.Graph:
 @pytest.mark.parametrize("backend", ["onnx", "tvm"])
 @pytest.mark.parametrize("name", ["palm", "u-palm", "codegen", "falcon-7b"])
 def test_fused_zoo_parallel_blocks_compile_to_the_same_numbers(tmp_path, name, backend):
-    """Fused, compiled, equal to the unfused graph in the interpreter to 1e-5 (measured: <= 2.4e-6)."""
+    """Fused, compiled, equal to the unfused graph in the interpreter to 1e-5 (measured 2.4e-6)."""
     graph = _acceptance_graph(name, tmp_path)
     compiled_matches(graph, "fuse-parallel-attention", tmp_path / backend, backend, tol=1e-5)

@@ -27,7 +27,8 @@ from tests.helpers.handbuilt import tiny_llama
 
 def test_pipeline_text_parses_to_typed_passes():
     passes = parse_pipeline(
-        " cse , fuse-parallel-attention( merge_outputs = false ),constant-fold(max_elements=0x10),dce"
+        " cse , fuse-parallel-attention( merge_outputs = false "
+        "),constant-fold(max_elements=0x10),dce"
     )
     assert [p.name for p in passes] == ["cse", "fuse-parallel-attention", "constant-fold", "dce"]
     assert passes[1] == FuseParallelAttention(merge_inputs=True, merge_outputs=False)

@@ -30,7 +30,8 @@ NEG_NEG = TreeRule("neg-neg", op("neg", op("neg", var("x"))), rewrite=lambda rw,
 def test_tree_rule_explains_every_candidate():
     g = irgraph.parse(TEXT)
     assert [str(e) for e in explain(NEG_NEG, g)] == [
-        "neg-neg @ node neg #0 (-> %a): no: input 0 of neg: expected the result of neg, found a graph input",
+        "neg-neg @ node neg #0 (-> %a): no: input 0 of neg: expected the result of neg, found a "
+        "graph input",
         "neg-neg @ node neg #1 (-> %b): fires",
         "neg-neg @ node neg #2 (-> %c): fires",
         "neg-neg @ node neg #3 (-> %d): fires",

@@ -20,7 +20,7 @@ from tests.helpers.handbuilt import tiny_llama
 
 LETTERS = "abcxyzAZ_"
 IDENT = st.builds(str.__add__, st.sampled_from(LETTERS), st.text(LETTERS + "019", max_size=5))
-# Hints may collide, be all digits or hold dots and dashes: the printer must still make names unique.
+# Hints may collide, be all digits or hold dots and dashes: the printer must make names unique.
 HINT = st.one_of(
     st.none(), st.sampled_from(["x", "x_1", "h", "0", "7", "q.k", "a-b", "1e5", "attn", "_"])
 )

@@ -1,4 +1,4 @@
-"""The torch module equals the interpreter (prefill and cached decode), trains, exports, gives weights back."""
+"""The torch module equals the interpreter (prefill, decode), trains, exports, returns weights."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""torch.compile and torch.export of the torch module (slow tier: compilation takes a while on CPU)."""
+"""torch.compile and torch.export of the torch module (slow tier: compiling takes long on CPU)."""
 
 from __future__ import annotations
 

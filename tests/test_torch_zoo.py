@@ -1,4 +1,4 @@
-"""Every tiny zoo model through the torch backend: equal to the interpreter, trainable, compilable."""
+"""Every tiny zoo model through the torch backend: equals the interpreter, trains, compiles."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_gradients_reach_every_parameter(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["llama", "mixtral-8x22b", "t5"])
 def test_compile_and_export_representative_models(name):
-    """One exported program serves prefill (past 0) and cached decode (seq 1), like the eager module."""
+    """One exported program serves prefill (past 0) and cached decode (seq 1), as eager does."""
     from irgraph.codegen.torch.module import export
     from irgraph.lm import empty_cache, make_feeds, present_name
 

@@ -1,4 +1,4 @@
-"""Data-parallel training: `torchrun` with 2 CPU processes (gloo) equals one process at the same global batch."""
+"""Data-parallel training: `torchrun`, 2 CPU processes (gloo), equals one process, same batch."""
 
 from __future__ import annotations
 

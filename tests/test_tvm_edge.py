@@ -1,4 +1,4 @@
-"""tvm-aarch64: the cross-compiled artifact, run by the native C++ runner under qemu, matches the interpreter.
+"""tvm-aarch64: the cross-compiled artifact, run by the C++ runner under qemu, equals the reference.
 
 Slow tier, its own command (needs root or an installed toolchain, and PyPI for the aarch64 runtime):
     .venv/bin/pytest -m slow tests/test_tvm_edge.py

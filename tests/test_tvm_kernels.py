@@ -101,7 +101,7 @@ def test_packed_linear_kernel_tails(nb, mt):
 @pytest.mark.parametrize("interleaved", [False, True])
 @pytest.mark.parametrize("rotary_dim", [12, 4])
 def test_rotary_kernel_matches_reference(interleaved, rotary_dim):
-    """The one-kernel rotary against the op's reference, full and partial (GPT-J style), both pairings."""
+    """The one-kernel rotary vs the op's reference: full, partial (GPT-J style), both pairings."""
     from irgraph.codegen.tvm.lower_attention import _rotate
     from irgraph.ops.rotary import apply_rotary
 
@@ -139,7 +139,8 @@ def test_grouped_moe_kernel_tiles_tails_and_idle_experts(per_pair, n, r):
     from irgraph.codegen.tvm.moe_kernels import grouped_kernel
 
     experts, k, tokens = 6, 2, 11
-    # expert 0: 11 pairs (two 4-pair tiles + 3 single pairs), expert 1: 4 (one tile), 2-3: a few, 4-5: none
+    # expert 0: 11 pairs (two 4-pair tiles + 3 single pairs), expert 1: 4 (one tile),
+    # 2-3: a few, 4-5: none
     idx = np.array([[0, 1 if t < 4 else 2 + t % 2] for t in range(tokens)], dtype=np.int64)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((tokens * k if per_pair else tokens, r)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""MoE on TVM: CPU targets read only the routed experts' weights; CUDA keeps the dense form dlight schedules."""
+"""MoE on TVM: CPU targets read only the routed experts' weights; CUDA keeps dlight's dense form."""
 
 from __future__ import annotations
 

@@ -186,7 +186,7 @@ def test_one_build_serves_another_checkpoint(llama_artifact):
 
 @pytest.mark.parametrize("storage", ["f16", "bf16"])
 def test_narrow_weights_under_fp32_activations(storage, tmp_path):
-    """fp16/bf16 weights (as HF imports keep them) stream narrow and compute in fp32, as the reference."""
+    """HF-imported fp16/bf16 weights stream narrow and compute in fp32, as the reference does."""
     import ml_dtypes
 
     np_type = {"f16": np.float16, "bf16": ml_dtypes.bfloat16}[storage]

@@ -31,7 +31,7 @@ FOLLOWED = {
 
 
 def installed_layout(dest: Path) -> Path:
-    """`dest/irgraph/...` with the installed package layout, every entry a symlink into the checkout."""
+    """`dest/irgraph/...` in the installed package layout, each entry a symlink to the checkout."""
     pkg = dest / "irgraph"
     pkg.mkdir(parents=True)
     for entry in (ROOT / "irgraph").iterdir():
@@ -53,7 +53,7 @@ def real_path(line: str) -> str:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    """One mypy cache for both tests: paths in it are relative to the tree, so the second run reuses it."""
+    """One mypy cache for both tests: its paths are tree-relative, so the second run reuses it."""
     return tmp_path_factory.mktemp("mypy_cache")
 
 

@@ -193,8 +193,8 @@ def _random_config(rng: np.random.Generator, k: int) -> ModelConfig:
     rotary = None
     if position is Position.ROTARY:
         scaling = pick(list(RopeScaling))
-        # Dynamic NTK rescales with the current length, so its cache differs from a recompute once the
-        # length passes the original context: keep that context above the test length.
+        # Dynamic NTK rescales with the current length, so its cache differs from a recompute once
+        # the length passes the original context: keep that context above the test length.
         original = {RopeScaling.NONE: 0, RopeScaling.LINEAR: 0, RopeScaling.DYNAMIC_NTK: 16}.get(
             scaling, 4
         )
@@ -273,7 +273,8 @@ def _random_config(rng: np.random.Generator, k: int) -> ModelConfig:
 
 def test_random_configs_build_verify_and_decode_like_full_recompute():
     """Every combination the builder accepts verifies, gives finite non-degenerate logits and caches
-    exactly; every other one is refused with a ConfigError naming the field (nothing dropped silently)."""
+    exactly; every other one is refused with a ConfigError naming the field (nothing dropped
+    silently)."""
     rng, ids = np.random.default_rng(7), np.array([[5, 17, 99, 200, 3, 42, 7]])
     built = 0
     for k in range(120):

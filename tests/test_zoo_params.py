@@ -186,7 +186,10 @@ def test_params_within_10_percent_of_the_papers():
         )
         if abs(ratio - 1) > TOLERANCE:
             misses.append(name)
-    header = f"{'name':18s} {'published':>17} {'survey':>17} {'computed':>17} {'active':>17} {'ratio':>6}"
+    header = (
+        f"{'name':18s} {'published':>17} {'survey':>17} {'computed':>17} {'active':>17} "
+        f"{'ratio':>6}"
+    )
     print(
         "\n".join(["", header, *rows, "* params_note: the paper does not publish the missing dims"])
     )

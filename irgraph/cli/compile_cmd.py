@@ -1,4 +1,4 @@
-"""`irgraph compile SOURCE --target onnx -o ART`: a saved graph, HF checkpoint or zoo model -> an artifact."""
+"""`irgraph compile SOURCE --target onnx -o ART`: graph, HF checkpoint or zoo model -> artifact."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
 
 
 def _backend_options(command: Callable[..., None]) -> Callable[..., None]:
-    """One `--option` per backend compile option in the backend table, its help naming the backends."""
+    """One `--option` per backend compile option in the backend table, its help naming backends."""
     for option in reversed(compile_options()):
         users = ", ".join(b.name for b in BACKENDS if any(o.name == option.name for o in b.options))
         command = click.option(
@@ -123,7 +123,7 @@ def compile_(
     check_mode: str,
     **options: str,
 ) -> None:
-    """Compile SOURCE (saved graph folder, HF checkpoint folder, or zoo model name) into an artifact."""
+    """Compile SOURCE (saved graph folder, HF checkpoint folder or zoo model) to an artifact."""
     from tqdm import tqdm
 
     if Path(out).exists() and not force:
@@ -161,7 +161,7 @@ def compile_(
 
 
 def _check_artifact(graph: Graph, folder: Path, tolerance: float) -> None:
-    """Max |logits - interpreter| for a short prompt, prefill and token by token; fails above tolerance."""
+    """Max |logits - interpreter| on a short prompt, prefill and per token; fails over tolerance."""
     import numpy as np
 
     import irgraph.runtimes

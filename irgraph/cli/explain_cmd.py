@@ -1,4 +1,4 @@
-"""`irgraph explain RULE PATH`: where a rewrite rule fires on a saved graph, and why not elsewhere."""
+"""`irgraph explain RULE PATH`: where a rewrite rule fires on a saved graph, why not elsewhere."""
 
 from __future__ import annotations
 

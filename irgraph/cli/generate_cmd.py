@@ -14,7 +14,7 @@ TOKENIZER = "tokenizer.json"
 
 
 class _Codec:
-    """tokenizer.json through `tokenizers` when the artifact has one, else UTF-8 bytes (zoo models)."""
+    """tokenizer.json via `tokenizers` if the artifact has one, else UTF-8 bytes (zoo models)."""
 
     def __init__(self, folder: Path, vocab: int | None):
         self.vocab = vocab
@@ -72,7 +72,7 @@ def generate(
     stop_ids: str | None,
     ids_only: bool,
 ) -> None:
-    """Generate tokens from the model at PATH (artifact or saved graph), streaming them as they come."""
+    """Generate tokens from the model at PATH (artifact or saved graph), streaming them."""
     if bool(prompts) == bool(prompt_ids):
         raise click.UsageError("give --prompt or --prompt-ids (not both)")
     session = irgraph.runtimes.open(path)

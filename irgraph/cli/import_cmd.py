@@ -29,5 +29,6 @@ def import_hf(hf_dir: str, out: str, no_overwrite: bool) -> None:
     params = sum(int(v.type.numel({})) for v in graph.params.values())
     dtypes = sorted({str(v.type.dtype) for v in graph.params.values()})
     click.echo(
-        f"imported {graph.meta.get('model')} ({params:,} parameters, {'/'.join(dtypes)}) -> {target}"
+        f"imported {graph.meta.get('model')} ({params:,} parameters, {'/'.join(dtypes)}) -> "
+        f"{target}"
     )

@@ -45,8 +45,8 @@ def format_cost(name: str, nodes: int, c: Cost) -> str:
             f"# {name}: {nodes} nodes",
             f"#   params            {c.params:,} ({c.active_params:,} active per token)",
             f"#   weights           {c.weight_bytes / 2**20:,.1f} MiB",
-            f"#   FLOPs/token       {c.prefill_flops_per_token:,.0f} prefill, {c.decode_flops_per_token:,.0f} decode"
-            f" (context {c.context})",
+            f"#   FLOPs/token       {c.prefill_flops_per_token:,.0f} prefill, "
+            f"{c.decode_flops_per_token:,.0f} decode (context {c.context})",
             f"#   KV cache/token    {c.kv_bytes_per_token:,} bytes (16-bit)",
         ]
     )

@@ -67,5 +67,6 @@ def run(
     for i, row in enumerate(logits):
         top = np.argsort(-row)[:5]
         click.echo(
-            f"position {i}: argmax {int(top[0])}  top5 {', '.join(f'{t}:{row[t]:.4f}' for t in top)}"
+            f"position {i}: argmax {int(top[0])}  top5 "
+            f"{', '.join(f'{t}:{row[t]:.4f}' for t in top)}"
         )

@@ -1,4 +1,4 @@
-"""`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph through PyTorch.
+"""`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph via PyTorch.
 
 SOURCE is what `irgraph compile` takes: a saved graph folder, a Hugging Face
 checkpoint folder, or a zoo model name (with `--size`, default tiny). Zoo
@@ -176,8 +176,8 @@ def train(
     if main:
         click.echo(
             f"{graph.name}: {len(data.train):,} training tokens ({data.train_files} files), "
-            f"{len(data.heldout):,} held out ({data.heldout_files} files), tokens: {data.tokenizer}, "
-            f"bf16 {'on' if config.bf16 else 'off'}"
+            f"{len(data.heldout):,} held out ({data.heldout_files} files), tokens: "
+            f"{data.tokenizer}, bf16 {'on' if config.bf16 else 'off'}"
         )
     trainer = Trainer(graph, data, config, out_dir)
     bar = tqdm(total=steps, disable=not main, unit="step", dynamic_ncols=True)

@@ -54,7 +54,8 @@ def list_(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     click.echo(
-        f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'GFLOP/tok':>10} {'KV B/tok':>10}"
+        f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'GFLOP/tok':>10} "
+        f"{'KV B/tok':>10}"
     )
     for r in rows:
         click.echo(

@@ -472,7 +472,10 @@ class LatentAttention(OpDef):
         env: Mapping[str, int],
         **attrs: Any,
     ) -> int:
-        """The absorbed form the compiled backends run: q_nope·W_k, attention over [c, k_rope] and c, then W_v."""
+        """The absorbed form the compiled backends run.
+
+        q_nope·W_k, attention over [c, k_rope] and c, then W_v.
+        """
         b, s, h, dv = outs[0].concrete(env)
         total, cached = outs[1].concrete(env)[1:]
         rank, nope = given(ins, 1).concrete(env)[2], attrs["nope_dim"]

@@ -127,7 +127,7 @@ class MoeRouter(OpDef):
 
 @register
 class MoeExperts(OpDef):
-    """Σ_k weights[k] · expert_{indices[k]}(x): gated (act(x·W_gᵀ)·(x·W_uᵀ)) or plain act(x·W_uᵀ)."""
+    """Σ_k weights[k] · expert_{indices[k]}(x): gated act(x·W_gᵀ)·(x·W_uᵀ) or plain act(x·W_uᵀ)."""
 
     name = "moe_experts"
     inputs = ("x", "weights", "indices", "w_up", "w_down", "w_gate?")

@@ -36,7 +36,7 @@ def graph_meta(config: ModelConfig) -> dict[str, object]:
 
 
 def check_buildable(config: ModelConfig) -> None:
-    """Reject combinations the sub-builders would otherwise drop silently (ConfigError naming the field)."""
+    """Reject combinations the sub-builders would drop silently (ConfigError names the field)."""
     enc_dec, mla = config.arch is Arch.ENCODER_DECODER, config.mla is not None
     rules = (  # (unsupported?, field, why)
         (enc_dec and mla, "mla", "latent attention is built for decoder-only stacks"),

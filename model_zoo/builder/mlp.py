@@ -35,7 +35,10 @@ def dense_mlp(
 
 
 def is_moe_layer(moe: MoeConfig | None, layer: int) -> bool:
-    """MoE in every `every`-th layer after the first `first_dense` (GLaM: odd layers; DeepSeek-v2: all but 0)."""
+    """MoE in every `every`-th layer after the first `first_dense`.
+
+    GLaM: odd layers; DeepSeek-v2: all but layer 0.
+    """
     return moe is not None and layer >= moe.first_dense and layer % moe.every == moe.every - 1
 
 

@@ -172,7 +172,7 @@ def build_decoder_only(ctx: BuildContext) -> None:
 
 
 def query_layer(ctx: BuildContext, x: Value, io: AttnInputs) -> Value:
-    """PanGu-α's top layer (survey Eq. 3): attention whose query is a learned embedding of the position."""
+    """PanGu-α's top layer (survey Eq. 3): attention whose query is a learned position embedding."""
     cfg, b = ctx.cfg, ctx.b
     query = b.embedding(
         io.positions, ctx.param("query_layer.embed.weight", (cfg.max_position, cfg.hidden), 0.1)
@@ -231,7 +231,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
     if width != cfg.hidden:
         e = ctx.linear(e, "encoder.proj", cfg.hidden, width, True, hint="memory")
 
-    # Decoder: causal self-attention with the KV cache, then cross-attention over the encoder output.
+    # Decoder: causal self-attention with the KV cache, then cross-attention over the encoder out.
     x = embed(ctx, dec_ids, positions, "embed.weight", "embed_positions.weight", cfg.hidden)
     bias = position_bias(ctx, x, mask, "relative_bias.weight", False, cfg.heads)
     io = AttnInputs(positions, mask, bias)

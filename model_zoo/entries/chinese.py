@@ -28,9 +28,10 @@ _YUAN = survey("Yuan 1.0 (245B)")
 _GLM = survey("GLM (130B)")
 
 _PANGU_CODE = (
-    "mindspore-ai/mindspore model_zoo/official/nlp/pangu1/src/pangu1.py (PanGu1_Model): num_layers - 1 "
-    "pre-LN blocks, final LayerNorm, then the top query layer whose query is a learned position "
-    "embedding (top_query_embedding); dense layers with bias; GELU; logits from the word embedding"
+    "mindspore-ai/mindspore model_zoo/official/nlp/pangu1/src/pangu1.py (PanGu1_Model): "
+    "num_layers - 1 pre-LN blocks, final LayerNorm, then the top query layer whose query is a "
+    "learned position embedding (top_query_embedding); dense layers with bias; GELU; logits from "
+    "the word embedding"
 )
 
 # PanGu-α (Zeng et al. 2021): GPT-like pre-LN decoder with learned positions and a final
@@ -65,8 +66,8 @@ PANGU_ALPHA = ZooEntry(
     claims=("causal decoder", "query layer", "layer norm", "40k BPE"),
     sources={
         **cite(
-            "Zeng et al. 2021 (PanGu-α) Table 1: 200B model = 64 layers (the last is the query layer), "
-            "hidden 16384, FFN 65536, 128 heads; 207.0B parameters",
+            "Zeng et al. 2021 (PanGu-α) Table 1: 200B model = 64 layers (the last is the query "
+            "layer), hidden 16384, FFN 65536, 128 heads; 207.0B parameters",
             "layers",
             "hidden",
             "ffn",
@@ -89,9 +90,10 @@ PANGU_ALPHA = ZooEntry(
         ),
     },
     notes=(
-        "The paper's 64 layers count the query layer: 63 ordinary blocks + 1 query layer (the released "
-        "code builds num_layers - 1 blocks).",
-        "PE and activation are blank in the survey: learned positions and GELU from the released code.",
+        "The paper's 64 layers count the query layer: 63 ordinary blocks + 1 query layer (the "
+        "released code builds num_layers - 1 blocks).",
+        "PE and activation are blank in the survey: learned positions and GELU from the released "
+        "code.",
     ),
 )
 
@@ -130,8 +132,8 @@ PANGU_SIGMA = ZooEntry(
             "query_layer",
         ),
         **cite(
-            "Ren et al. 2023 Sec. 3: bottom layers shared and dense, top layers Random Routed Experts; "
-            "1.085T parameters",
+            "Ren et al. 2023 Sec. 3: bottom layers shared and dense, top layers Random Routed "
+            "Experts; 1.085T parameters",
             "moe",
             "published_params",
         ),
@@ -139,14 +141,14 @@ PANGU_SIGMA = ZooEntry(
         **cite("Not published for Σ: PanGu-α's 40,000-token vocabulary (our choice)", "vocab_size"),
     },
     notes=(
-        "Random Routed Experts send each token to one expert of its domain's group by a fixed random map, "
-        "with no learned gate; the IR approximates it with a learned top-1 router (the router's 3.3M weights "
-        "per sparse layer are ours).",
-        "The expert layout is our reconstruction, not published dims: 8 sparse top layers of 640 experts "
-        "(the FFN of the 13B base, 2 x 5120 x 20480 each) over 31 dense blocks; it reproduces the 1.085T "
-        "total, which the paper states without a per-layer table.",
-        "The query layer is kept from PanGu-α, and the vocabulary is PanGu-α's: both our reading of 'inherits "
-        "PanGu-α'.",
+        "Random Routed Experts send each token to one expert of its domain's group by a fixed "
+        "random map, with no learned gate; the IR approximates it with a learned top-1 router "
+        "(the router's 3.3M weights per sparse layer are ours).",
+        "The expert layout is our reconstruction, not published dims: 8 sparse top layers of 640 "
+        "experts (the FFN of the 13B base, 2 x 5120 x 20480 each) over 31 dense blocks; it "
+        "reproduces the 1.085T total, which the paper states without a per-layer table.",
+        "The query layer is kept from PanGu-α, and the vocabulary is PanGu-α's: both our reading "
+        "of 'inherits PanGu-α'.",
     ),
 )
 
@@ -185,8 +187,9 @@ CPM_2 = ZooEntry(
     ),
     sources={
         **cite(
-            "Zhang et al. 2021 (CPM-2) model-size table: CPM-2 = 24 + 24 layers, d_model 4096, d_ff 10240, 64 heads, "
-            "vocabulary 26,240; CPM-2-MoE = 198B with 32 experts (head size 4096 / 64 = 64)",
+            "Zhang et al. 2021 (CPM-2) model-size table: CPM-2 = 24 + 24 layers, d_model 4096, "
+            "d_ff 10240, 64 heads, vocabulary 26,240; CPM-2-MoE = 198B with 32 experts (head size "
+            "4096 / 64 = 64)",
             "layers",
             "encoder_layers",
             "hidden",
@@ -200,8 +203,8 @@ CPM_2 = ZooEntry(
             "CPM-2: T5/mT5-style encoder-decoder (pre-RMS, relative positions)", "norm", "position"
         ),
         **cite(
-            "Closed detail, our choice: Switch-style top-1 routing in every FFN of both stacks; gated "
-            "(mT5 GeGLU) FFN because the dense 11B count needs three matrices per FFN",
+            "Closed detail, our choice: Switch-style top-1 routing in every FFN of both stacks; "
+            "gated (mT5 GeGLU) FFN because the dense 11B count needs three matrices per FFN",
             "moe",
             "activation",
             "gated_mlp",
@@ -209,10 +212,11 @@ CPM_2 = ZooEntry(
     },
     notes=(
         "The survey's vocab '250k' is mT5's; CPM-2's own vocabulary has 26,240 tokens.",
-        "The survey says ReLU; the dense CPM-2 (11B) only adds up with a gated FFN (3 x 4096 x 10240 per "
-        "layer, as mT5-XXL, whose dims CPM-2 shares): GeGLU is our choice.",
-        "The MoE layout is not fully published: 32 experts replacing every FFN in both stacks with top-1 "
-        "(Switch-like) routing reproduces 198B (4.8B attention + 48 x 32 x 126M experts).",
+        "The survey says ReLU; the dense CPM-2 (11B) only adds up with a gated FFN (3 x 4096 x "
+        "10240 per layer, as mT5-XXL, whose dims CPM-2 shares): GeGLU is our choice.",
+        "The MoE layout is not fully published: 32 experts replacing every FFN in both stacks "
+        "with top-1 (Switch-like) routing reproduces 198B (4.8B attention + 48 x 32 x 126M "
+        "experts).",
     ),
 )
 
@@ -235,8 +239,8 @@ _ERNIE_VOCAB = cite(
     "vocab_size",
 )
 _ERNIE_XL = (
-    "Transformer-XL's relative encoding and segment recurrence memory are approximated by T5 relative "
-    "buckets without memory."
+    "Transformer-XL's relative encoding and segment recurrence memory are approximated by T5 "
+    "relative buckets without memory."
 )
 
 ERNIE_3 = ZooEntry(
@@ -255,15 +259,17 @@ ERNIE_3 = ZooEntry(
     ),
     sources={
         **cite(
-            "Sun et al. 2021 (ERNIE 3.0) Sec. 3 (model settings): universal representation module 48 layers, 4096 hidden, "
-            "64 heads; task-specific modules 12 layers, 768 hidden, 12 heads; 10B parameters",
+            "Sun et al. 2021 (ERNIE 3.0) Sec. 3 (model settings): universal representation module "
+            "48 layers, 4096 hidden, 64 heads; task-specific modules 12 layers, 768 hidden, 12 "
+            "heads; 10B parameters",
             "layers",
             "hidden",
             "heads",
             "published_params",
         ),
         **cite(
-            "ERNIE 3.0: Transformer-XL backbone; post-LayerNorm and GELU as in ERNIE/BERT; d_ff = 4 d",
+            "ERNIE 3.0: Transformer-XL backbone; post-LayerNorm and GELU as in ERNIE/BERT; d_ff = "
+            "4 d",
             "position",
             "norm_placement",
             "activation",
@@ -272,12 +278,12 @@ ERNIE_3 = ZooEntry(
         **_ERNIE_VOCAB,
     },
     notes=(
-        "Built as the universal representation module (48 x 4096) feeding the LM head; the two task-specific "
-        "modules (12 layers of width 768 each, ~0.17B together) cannot share one width with it and are "
-        "left out.",
+        "Built as the universal representation module (48 x 4096) feeding the LM head; the two "
+        "task-specific modules (12 layers of width 768 each, ~0.17B together) cannot share one "
+        "width with it and are left out.",
         _ERNIE_XL,
-        "The survey types ERNIE 3.0 as a causal decoder; its NLG task module is causal, its NLU module "
-        "bidirectional. The zoo builds the causal (NLG) path.",
+        "The survey types ERNIE 3.0 as a causal decoder; its NLG task module is causal, its NLU "
+        "module bidirectional. The zoo builds the causal (NLG) path.",
     ),
 )
 
@@ -297,16 +303,16 @@ ERNIE_3_TITAN = ZooEntry(
     ),
     sources={
         **cite(
-            "Wang et al. 2021 (ERNIE 3.0 Titan): universal representation module of 48 layers, hidden "
-            "12288, 192 heads; 260B parameters",
+            "Wang et al. 2021 (ERNIE 3.0 Titan): universal representation module of 48 layers, "
+            "hidden 12288, 192 heads; 260B parameters",
             "layers",
             "hidden",
             "heads",
             "published_params",
         ),
         **cite(
-            "ERNIE 3.0 lineage: Transformer-XL backbone, post-LayerNorm, GELU, d_ff = 4 d (our choice: the "
-            "Titan paper does not give its FFN width)",
+            "ERNIE 3.0 lineage: Transformer-XL backbone, post-LayerNorm, GELU, d_ff = 4 d (our "
+            "choice: the Titan paper does not give its FFN width)",
             "position",
             "norm_placement",
             "activation",
@@ -316,10 +322,11 @@ ERNIE_3_TITAN = ZooEntry(
     },
     notes=(_ERNIE_XL,),
     params_note=(
-        "The Titan paper (Wang et al. 2021, Sec. 3) publishes only the universal module's depth, width "
-        "and heads (48 / 12288 / 192); its FFN width, the task-specific modules' dims and the vocabulary are not "
-        "published. 48 layers of a standard 4d-FFN block at width 12288 give ~87B; the rest of the 260B lives "
-        "in those undisclosed parts, so the count cannot be reproduced."
+        "The Titan paper (Wang et al. 2021, Sec. 3) publishes only the universal module's depth, "
+        "width and heads (48 / 12288 / 192); its FFN width, the task-specific modules' dims and "
+        "the vocabulary are not published. 48 layers of a standard 4d-FFN block at width 12288 "
+        "give ~87B; the rest of the 260B lives in those undisclosed parts, so the count cannot be "
+        "reproduced."
     ),
 )
 
@@ -347,8 +354,8 @@ YUAN_1 = ZooEntry(
     claims=("causal decoder",),
     sources={
         **cite(
-            "Wu et al. 2021 (Yuan 1.0) model-size table: 245B model = 76 layers, hidden 16384, sequence length 2048, "
-            "245.73B parameters",
+            "Wu et al. 2021 (Yuan 1.0) model-size table: 245B model = 76 layers, hidden 16384, "
+            "sequence length 2048, 245.73B parameters",
             "layers",
             "hidden",
             "max_position",
@@ -367,8 +374,8 @@ YUAN_1 = ZooEntry(
             "Not published: 128 heads of 128 (our choice, heads do not change the count)", "heads"
         ),
         **cite(
-            "Not published in the paper: 53,228 tokens as in Inspur's released Yuan 1.0 vocabulary (our "
-            "recollection; the total moves by 0.4% per 60k tokens)",
+            "Not published in the paper: 53,228 tokens as in Inspur's released Yuan 1.0 "
+            "vocabulary (our recollection; the total moves by 0.4% per 60k tokens)",
             "vocab_size",
         ),
     },
@@ -419,8 +426,8 @@ GLM_130B = ZooEntry(
     ),
     sources={
         **cite(
-            "Zeng et al. 2022 (GLM-130B) Sec. 2.1 and its configuration appendix: 70 layers, hidden 12288, 96 heads, "
-            "FFN 32768 (8/3 d, GeGLU), 2048 tokens, 130B parameters",
+            "Zeng et al. 2022 (GLM-130B) Sec. 2.1 and its configuration appendix: 70 layers, "
+            "hidden 12288, 96 heads, FFN 32768 (8/3 d, GeGLU), 2048 tokens, 130B parameters",
             "layers",
             "hidden",
             "heads",
@@ -431,19 +438,19 @@ GLM_130B = ZooEntry(
             "gated_mlp",
         ),
         **cite(
-            "GLM-130B Sec. 2.1: Post-LN with DeepNorm, alpha = (2N)^(1/2); RoPE; bidirectional attention over "
-            "the context, causal over the blanks",
+            "GLM-130B Sec. 2.1: Post-LN with DeepNorm, alpha = (2N)^(1/2); RoPE; bidirectional "
+            "attention over the context, causal over the blanks",
             "norm_placement",
             "deepnorm_alpha",
             "position",
             "arch",
         ),
         **cite(
-            "THUDM/GLM-130B configs (--layernorm-order post) on SwissArmyTransformer's layer: "
-            "y = alpha*LN_in(x) + Attn(LN_in(x)), z = LN_post(y), out = alpha*z + MLP(z), then a final "
-            "LN. That is LN(alpha*x + f(x)) per sublayer (our DEEPNORM) with the chain of norms shifted "
-            "by one: the first layer's LN_in normalises the embedding (embedding_norm) and the last "
-            "layer's norm is the final LN (final_norm off)",
+            "THUDM/GLM-130B configs (--layernorm-order post) on SwissArmyTransformer's layer: y = "
+            "alpha*LN_in(x) + Attn(LN_in(x)), z = LN_post(y), out = alpha*z + MLP(z), then a "
+            "final LN. That is LN(alpha*x + f(x)) per sublayer (our DEEPNORM) with the chain of "
+            "norms shifted by one: the first layer's LN_in normalises the embedding "
+            "(embedding_norm) and the last layer's norm is the final LN (final_norm off)",
             "embedding_norm",
             "final_norm",
         ),
@@ -455,8 +462,8 @@ GLM_130B = ZooEntry(
     },
     notes=(
         "The survey's vocab '130k' does not match the released icetk vocabulary (150,528 rows).",
-        "RoPE is applied to the full head (1D positions): our reading; the original GLM's 2D positions are "
-        "not used by GLM-130B.",
+        "RoPE is applied to the full head (1D positions): our reading; the original GLM's 2D "
+        "positions are not used by GLM-130B.",
         "Special-token ids follow icetk's layout as we recall it; our choice.",
     ),
 )

@@ -39,10 +39,10 @@ _CODEGEN_16B = ModelConfig(
     pad_token_id=50256,
 )
 _CODEGEN_SOURCES = cite(
-    "HF Salesforce/codegen-16B-mono config.json (vocab_size 51200, n_embd 6144, n_layer 34, n_head 24, "
-    "rotary_dim 64, n_positions 2048, n_inner null = 4 n_embd, activation_function gelu_new, "
-    "tie_word_embeddings false) and modeling_codegen.py (parallel attn + MLP on one ln_1, qkv_proj/out_proj "
-    "without bias, lm_head with bias)",
+    "HF Salesforce/codegen-16B-mono config.json (vocab_size 51200, n_embd 6144, n_layer 34, "
+    "n_head 24, rotary_dim 64, n_positions 2048, n_inner null = 4 n_embd, activation_function "
+    "gelu_new, tie_word_embeddings false) and modeling_codegen.py (parallel attn + MLP on one "
+    "ln_1, qkv_proj/out_proj without bias, lm_head with bias)",
     "vocab_size",
     "hidden",
     "layers",
@@ -96,9 +96,9 @@ CODET5PLUS = ZooEntry(
     sources={
         **_CODEGEN_SOURCES,
         **cite(
-            "HF Salesforce/codet5p-16b config.json: encoder = CodeGen-350M-mono (n_embd 1024, n_layer 20, "
-            "n_head 16, rotary_dim 32), decoder = CodeGen-16B-mono with cross-attention; "
-            "enc_to_dec_proj maps 1024 -> 6144 (modeling_codet5p.py)",
+            "HF Salesforce/codet5p-16b config.json: encoder = CodeGen-350M-mono (n_embd 1024, "
+            "n_layer 20, n_head 16, rotary_dim 32), decoder = CodeGen-16B-mono with "
+            "cross-attention; enc_to_dec_proj maps 1024 -> 6144 (modeling_codet5p.py)",
             "encoder_layers",
             "encoder_hidden",
             "encoder_heads",
@@ -106,20 +106,23 @@ CODET5PLUS = ZooEntry(
             "arch",
         ),
         **cite(
-            "Wang et al. 2023 (CodeT5+) Sec. 3 (compute-efficient pretraining): frozen decoder LLM, trainable shallow encoder and "
-            "cross-attention inserted in the top-L decoder layers (L = 1); 16B",
+            "Wang et al. 2023 (CodeT5+) Sec. 3 (compute-efficient pretraining): frozen decoder "
+            "LLM, trainable shallow encoder and cross-attention inserted in the top-L decoder "
+            "layers (L = 1); 16B",
             "cross_attention_layers",
             "published_params",
         ),
     },
     notes=(
-        "The survey gives no dims for CodeT5+ 16B; it is CodeGen-350M-mono as encoder and CodeGen-16B-mono "
-        "as decoder (the 'shallow encoder, deep decoder' design), cross-attention in the top decoder layer.",
-        "Only some decoder layers carry cross-attention (salesforce/CodeT5 CodeT5+/instruct_tune_codet5p.py "
-        "checks hasattr(layer, 'crossattention') per layer), each with a learned scalar gate alpha_xattn on "
-        "its output; the IR's cross-attention is ungated (one scalar per layer, no count change).",
-        "The encoder keeps the decoder's rotary fraction (1/4 of its 64-dim heads = 16 dims); CodeGen-350M "
-        "rotates 32 of 64. No parameter change.",
+        "The survey gives no dims for CodeT5+ 16B; it is CodeGen-350M-mono as encoder and "
+        "CodeGen-16B-mono as decoder (the 'shallow encoder, deep decoder' design), "
+        "cross-attention in the top decoder layer.",
+        "Only some decoder layers carry cross-attention (salesforce/CodeT5 "
+        "CodeT5+/instruct_tune_codet5p.py checks hasattr(layer, 'crossattention') per layer), "
+        "each with a learned scalar gate alpha_xattn on its output; the IR's cross-attention is "
+        "ungated (one scalar per layer, no count change).",
+        "The encoder keeps the decoder's rotary fraction (1/4 of its 64-dim heads = 16 dims); "
+        "CodeGen-350M rotates 32 of 64. No parameter change.",
     ),
 )
 
@@ -151,9 +154,10 @@ STARCODER = ZooEntry(
     claims=("causal decoder", "fill-in-the-middle", "multi-query", "learned positions"),
     sources={
         **cite(
-            "HF bigcode/starcoder config.json (model_type gpt_bigcode: vocab_size 49152, n_embd 6144, "
-            "n_layer 40, n_head 48, multi_query true, n_inner 24576, n_positions 8192, activation_function "
-            "gelu_pytorch_tanh; no tie_word_embeddings key, so the default tied LM head)",
+            "HF bigcode/starcoder config.json (model_type gpt_bigcode: vocab_size 49152, n_embd "
+            "6144, n_layer 40, n_head 48, multi_query true, n_inner 24576, n_positions 8192, "
+            "activation_function gelu_pytorch_tanh; no tie_word_embeddings key, so the default "
+            "tied LM head)",
             "vocab_size",
             "hidden",
             "layers",
@@ -165,8 +169,8 @@ STARCODER = ZooEntry(
             "tied_embeddings",
         ),
         **cite(
-            "Li et al. 2023 (StarCoder) Sec. 5 (model architecture): SantaCoder architecture (GPT-2 with MQA, learned absolute "
-            "positions, pre-LN, biases), 15.5B parameters",
+            "Li et al. 2023 (StarCoder) Sec. 5 (model architecture): SantaCoder architecture "
+            "(GPT-2 with MQA, learned absolute positions, pre-LN, biases), 15.5B parameters",
             "position",
             "norm_placement",
             "qkv_bias",
@@ -174,7 +178,8 @@ STARCODER = ZooEntry(
         ),
     },
     notes=(
-        "Norm and activation are blank in the survey: pre-LayerNorm and tanh-GELU from the release.",
+        "Norm and activation are blank in the survey: pre-LayerNorm and tanh-GELU from the "
+        "release.",
     ),
 )
 

@@ -35,10 +35,10 @@ _GOPHER_FAMILY = replace(
     mlp_bias=True,
 )
 _XL_NOTE = (
-    "Gopher-family models use Transformer-XL relative encodings, whose per-layer projection of the "
-    "sinusoidal relative embeddings is a d_model x d_model matrix; the IR approximates the encoding with "
-    "T5 relative buckets (a per-head bias table), so the computed count is ~7.5% under the paper's: "
-    "80 layers x d_model^2 (21.5B for Gopher, 5.4B for Chinchilla) is the gap."
+    "Gopher-family models use Transformer-XL relative encodings, whose per-layer projection of "
+    "the sinusoidal relative embeddings is a d_model x d_model matrix; the IR approximates the "
+    "encoding with T5 relative buckets (a per-head bias table), so the computed count is ~7.5% "
+    "under the paper's: 80 layers x d_model^2 (21.5B for Gopher, 5.4B for Chinchilla) is the gap."
 )
 _GOPHER_CHOICES = (
     "Biases follow the survey ('yes'); the papers do not say. Untied input/output embeddings: "
@@ -57,7 +57,8 @@ GOPHER = ZooEntry(
     claims=("causal decoder", "pre-RMS norm", "relative positions", "GeLU", "bias"),
     sources={
         **cite(
-            "Rae et al. 2021 (Gopher) Table 1: 280B = 80 layers, 128 heads, key/value size 128, d_model 16384",
+            "Rae et al. 2021 (Gopher) Table 1: 280B = 80 layers, 128 heads, key/value size 128, "
+            "d_model 16384",
             "layers",
             "heads",
             "head_dim",
@@ -65,8 +66,8 @@ GOPHER = ZooEntry(
             "published_params",
         ),
         **cite(
-            "Gopher Sec. 3 (model): RMSNorm, relative positional encoding (Transformer-XL), 32,000-token "
-            "SentencePiece, 2048-token context; d_ff = 4 d_model",
+            "Gopher Sec. 3 (model): RMSNorm, relative positional encoding (Transformer-XL), "
+            "32,000-token SentencePiece, 2048-token context; d_ff = 4 d_model",
             "norm",
             "position",
             "vocab_size",
@@ -91,8 +92,8 @@ _CHINCHILLA_SOURCES = {
         "published_params",
     ),
     **cite(
-        "Chinchilla Sec. 4: same architecture as Gopher (RMSNorm, relative positions, 32k SentencePiece; "
-        "d_ff = 4 d_model)",
+        "Chinchilla Sec. 4: same architecture as Gopher (RMSNorm, relative positions, 32k "
+        "SentencePiece; d_ff = 4 d_model)",
         "norm",
         "position",
         "vocab_size",
@@ -148,12 +149,13 @@ SPARROW = ZooEntry(
         ),
     },
     notes=(
-        "The survey's nL '16' (row reads '16 16 4 8192' in the source) is not Sparrow's depth: Sparrow is "
-        "Chinchilla 70B with its 80 layers. 16 is the number of top layers Sparrow fine-tunes; the lower 64 "
-        "are frozen and shared between the policy and the reward models (Glaese et al. 2022). The "
-        "architecture uses 80.",
+        "The survey's nL '16' (row reads '16 16 4 8192' in the source) is not Sparrow's depth: "
+        "Sparrow is Chinchilla 70B with its 80 layers. 16 is the number of top layers Sparrow "
+        "fine-tunes; the lower 64 are frozen and shared between the policy and the reward models "
+        "(Glaese et al. 2022). The architecture uses 80.",
         _XL_NOTE,
-        "The reward models put a scalar head on this trunk; the zoo builds the language-model head.",
+        "The reward models put a scalar head on this trunk; the zoo builds the language-model "
+        "head.",
     ),
 )
 
@@ -183,8 +185,8 @@ ALPHACODE = ZooEntry(
     claims=("encoder-decoder", "multi-query", "shallow encoder, deep decoder", "8k SentencePiece"),
     sources={
         **cite(
-            "Li et al. 2022 (AlphaCode) Table 3, AlphaCode 41B: d_model 6144, 48 query heads, 16 KV heads, "
-            "8 encoder and 56 decoder layers, 41.1B params; head size 128",
+            "Li et al. 2022 (AlphaCode) Table 3, AlphaCode 41B: d_model 6144, 48 query heads, 16 "
+            "KV heads, 8 encoder and 56 decoder layers, 41.1B params; head size 128",
             "hidden",
             "heads",
             "kv_heads",
@@ -194,7 +196,8 @@ ALPHACODE = ZooEntry(
             "published_params",
         ),
         **cite(
-            "AlphaCode model section: 8,000-token SentencePiece; encoder input 1536 tokens, decoder 768",
+            "AlphaCode model section: 8,000-token SentencePiece; encoder input 1536 tokens, "
+            "decoder 768",
             "vocab_size",
             "max_position",
         ),
@@ -204,7 +207,8 @@ ALPHACODE = ZooEntry(
             "ffn",
         ),
         **cite(
-            "Not published: pre-LayerNorm, GELU, learned absolute positions, tied embeddings (our choice)",
+            "Not published: pre-LayerNorm, GELU, learned absolute positions, tied embeddings (our "
+            "choice)",
             "norm",
             "position",
             "activation",
@@ -212,11 +216,12 @@ ALPHACODE = ZooEntry(
         ),
     },
     notes=(
-        "Survey nL 64 = 8 encoder + 56 decoder layers; its nH 128 is the head size (41B has 48 query heads).",
-        "The survey says multi-query; the smaller AlphaCode models use 1 KV head, the 41B model 16 shared KV "
-        "heads (grouped-query in today's terms).",
-        "Norm, position encoding and activation are not published (survey '—'): pre-LayerNorm, learned "
-        "positions and GELU are our choices.",
+        "Survey nL 64 = 8 encoder + 56 decoder layers; its nH 128 is the head size (41B has 48 "
+        "query heads).",
+        "The survey says multi-query; the smaller AlphaCode models use 1 KV head, the 41B model "
+        "16 shared KV heads (grouped-query in today's terms).",
+        "Norm, position encoding and activation are not published (survey '—'): pre-LayerNorm, "
+        "learned positions and GELU are our choices.",
     ),
 )
 

@@ -1,4 +1,4 @@
-"""DeepSeek LLM 67B (dense, grouped-query) and DeepSeek-V2 (MoE with multi-head latent attention)."""
+"""DeepSeek LLM 67B (dense, grouped-query), DeepSeek-V2 (MoE with multi-head latent attention)."""
 
 from __future__ import annotations
 
@@ -60,9 +60,10 @@ DEEPSEEK = ZooEntry(
     ),
     sources={
         **cite(
-            "HF deepseek-ai/deepseek-llm-67b-base config.json (model_type llama: vocab_size 102400, "
-            "hidden_size 8192, num_hidden_layers 95, num_attention_heads 64, num_key_value_heads 8, "
-            "intermediate_size 22016, max_position_embeddings 4096, rms_norm_eps 1e-6, rope_theta 10000)",
+            "HF deepseek-ai/deepseek-llm-67b-base config.json (model_type llama: vocab_size "
+            "102400, hidden_size 8192, num_hidden_layers 95, num_attention_heads 64, "
+            "num_key_value_heads 8, intermediate_size 22016, max_position_embeddings 4096, "
+            "rms_norm_eps 1e-6, rope_theta 10000)",
             "vocab_size",
             "hidden",
             "layers",
@@ -74,12 +75,14 @@ DEEPSEEK = ZooEntry(
             "rotary",
         ),
         **cite(
-            "DeepSeek-AI 2024 (DeepSeek LLM) Table 2: 67B = 95 layers, d_model 8192, 64 heads, 8 KV heads",
+            "DeepSeek-AI 2024 (DeepSeek LLM) Table 2: 67B = 95 layers, d_model 8192, 64 heads, 8 "
+            "KV heads",
             "published_params",
         ),
     },
     notes=(
-        "KV cache per token (16-bit): 95 layers x 2 (K and V) x 8 KV heads x 128 x 2 bytes = 389,120 bytes.",
+        "KV cache per token (16-bit): 95 layers x 2 (K and V) x 8 KV heads x 128 x 2 bytes = "
+        "389,120 bytes.",
     ),
 )
 
@@ -124,13 +127,14 @@ DEEPSEEK_V2 = ZooEntry(
     claims=("MoE decoder", "multi-head latent attention", "pre-RMS norm", "RoPE", "SwiGLU"),
     sources={
         **cite(
-            "HF deepseek-ai/DeepSeek-V2 config.json (vocab_size 102400, hidden_size 5120, num_hidden_layers 60, "
-            "num_attention_heads 128, intermediate_size 12288, moe_intermediate_size 1536, n_routed_experts "
-            "160, num_experts_per_tok 6, n_shared_experts 2, first_k_dense_replace 1, topk_method "
-            "group_limited_greedy, n_group 8, topk_group 3, routed_scaling_factor 16, norm_topk_prob false, "
-            "kv_lora_rank 512, q_lora_rank 1536, qk_nope_head_dim 128, qk_rope_head_dim 64, v_head_dim 128, "
-            "rope_scaling yarn factor 40 original 4096 beta_fast 32 beta_slow 1 mscale 0.707 "
-            "mscale_all_dim 0.707, max_position_embeddings 163840, rms_norm_eps 1e-6)",
+            "HF deepseek-ai/DeepSeek-V2 config.json (vocab_size 102400, hidden_size 5120, "
+            "num_hidden_layers 60, num_attention_heads 128, intermediate_size 12288, "
+            "moe_intermediate_size 1536, n_routed_experts 160, num_experts_per_tok 6, "
+            "n_shared_experts 2, first_k_dense_replace 1, topk_method group_limited_greedy, "
+            "n_group 8, topk_group 3, routed_scaling_factor 16, norm_topk_prob false, "
+            "kv_lora_rank 512, q_lora_rank 1536, qk_nope_head_dim 128, qk_rope_head_dim 64, "
+            "v_head_dim 128, rope_scaling yarn factor 40 original 4096 beta_fast 32 beta_slow 1 "
+            "mscale 0.707 mscale_all_dim 0.707, max_position_embeddings 163840, rms_norm_eps 1e-6)",
             "vocab_size",
             "hidden",
             "layers",
@@ -148,11 +152,12 @@ DEEPSEEK_V2 = ZooEntry(
         ),
     },
     notes=(
-        "The survey prints 67B for DeepSeek-v2; the paper reports 236B total / 21B activated parameters "
-        "(67B is the dense DeepSeek LLM it is compared with).",
-        "KV cache per token (16-bit): 60 layers x (512 latent + 64 RoPE key) x 2 bytes = 69,120 bytes, 82% "
-        "smaller than DeepSeek 67B's 389,120 at equal precision. The paper's 93.3% also counts its deployed "
-        "cache compression (FP8 KV quantisation), which this comparison does not.",
+        "The survey prints 67B for DeepSeek-v2; the paper reports 236B total / 21B activated "
+        "parameters (67B is the dense DeepSeek LLM it is compared with).",
+        "KV cache per token (16-bit): 60 layers x (512 latent + 64 RoPE key) x 2 bytes = 69,120 "
+        "bytes, 82% smaller than DeepSeek 67B's 389,120 at equal precision. The paper's 93.3% "
+        "also counts its deployed cache compression (FP8 KV quantisation), which this comparison "
+        "does not.",
         "The survey's nH 128 / HS 5120 / nL 60 match the release.",
     ),
 )

@@ -53,10 +53,10 @@ GPT_NEOX_20B = ZooEntry(
     ),
     sources={
         **cite(
-            "HF EleutherAI/gpt-neox-20b config.json (vocab_size 50432, hidden_size 6144, num_hidden_layers 44, "
-            "num_attention_heads 64, intermediate_size 24576, rotary_pct 0.25, rotary_emb_base 10000, "
-            "max_position_embeddings 2048, use_parallel_residual true, hidden_act gelu_fast, "
-            "tie_word_embeddings false)",
+            "HF EleutherAI/gpt-neox-20b config.json (vocab_size 50432, hidden_size 6144, "
+            "num_hidden_layers 44, num_attention_heads 64, intermediate_size 24576, rotary_pct "
+            "0.25, rotary_emb_base 10000, max_position_embeddings 2048, use_parallel_residual "
+            "true, hidden_act gelu_fast, tie_word_embeddings false)",
             "vocab_size",
             "hidden",
             "layers",
@@ -74,8 +74,8 @@ GPT_NEOX_20B = ZooEntry(
         ),
     },
     notes=(
-        "Parallel block with two norms: x + Attn(LN1(x)) + FF(LN2(x)); the survey's Eq. 4 writes one LN "
-        "for both, the released model has two (input_layernorm, post_attention_layernorm).",
+        "Parallel block with two norms: x + Attn(LN1(x)) + FF(LN2(x)); the survey's Eq. 4 writes "
+        "one LN for both, the released model has two (input_layernorm, post_attention_layernorm).",
         "gelu_fast is the tanh approximation of GELU.",
     ),
 )
@@ -101,9 +101,9 @@ _BLOOM_176B = ModelConfig(
 )
 _BLOOM_SOURCES = {
     **cite(
-        "HF bigscience/bloom config.json (vocab_size 250880, hidden_size 14336, n_layer 70, n_head 112, "
-        "layer_norm_epsilon 1e-5; BloomModel: word_embeddings_layernorm, ALiBi, 4h MLP with bloom_gelu "
-        "(tanh approximation), biases, tied LM head)",
+        "HF bigscience/bloom config.json (vocab_size 250880, hidden_size 14336, n_layer 70, "
+        "n_head 112, layer_norm_epsilon 1e-5; BloomModel: word_embeddings_layernorm, ALiBi, 4h "
+        "MLP with bloom_gelu (tanh approximation), biases, tied LM head)",
         "vocab_size",
         "hidden",
         "layers",
@@ -115,8 +115,8 @@ _BLOOM_SOURCES = {
         "tied_embeddings",
     ),
     **cite(
-        "BigScience 2022 (BLOOM) Table 3: 176B = 70 layers, 112 heads, hidden 14336, sequence 2048; "
-        "176,247M parameters",
+        "BigScience 2022 (BLOOM) Table 3: 176B = 70 layers, 112 heads, hidden 14336, sequence "
+        "2048; 176,247M parameters",
         "max_position",
         "published_params",
     ),
@@ -172,8 +172,8 @@ BLOOMBERGGPT = ZooEntry(
     claims=("causal decoder", "BLOOM-style", "ALiBi", "layer norm", "GeLU", "bias"),
     sources={
         **cite(
-            "Wu et al. 2023 (BloombergGPT) Sec. 2.3 (model configuration): 70 layers, 40 heads, hidden 7680, vocabulary "
-            "2^17 = 131,072 (Unigram), 50.6B parameters, context 2048",
+            "Wu et al. 2023 (BloombergGPT) Sec. 2.3 (model configuration): 70 layers, 40 heads, "
+            "hidden 7680, vocabulary 2^17 = 131,072 (Unigram), 50.6B parameters, context 2048",
             "layers",
             "heads",
             "hidden",
@@ -182,8 +182,8 @@ BLOOMBERGGPT = ZooEntry(
             "max_position",
         ),
         **cite(
-            "BloombergGPT Sec. 2.3: BLOOM's architecture: ALiBi, an extra LayerNorm after the token "
-            "embedding, GELU MLP of 4 d, tied input/output embeddings",
+            "BloombergGPT Sec. 2.3: BLOOM's architecture: ALiBi, an extra LayerNorm after the "
+            "token embedding, GELU MLP of 4 d, tied input/output embeddings",
             "position",
             "embedding_norm",
             "ffn",

@@ -81,9 +81,10 @@ T5 = ZooEntry(
     ),
     sources={
         **cite(
-            "HF google/t5-11b config.json (vocab_size 32128, d_model 1024, num_layers 24, num_decoder_layers 24, "
-            "num_heads 128, d_kv 128, d_ff 65536, relative_attention_num_buckets 32, feed_forward_proj relu, "
-            "tied word embeddings); Raffel et al. 2020 Sec. 3.7",
+            "HF google/t5-11b config.json (vocab_size 32128, d_model 1024, num_layers 24, "
+            "num_decoder_layers 24, num_heads 128, d_kv 128, d_ff 65536, "
+            "relative_attention_num_buckets 32, feed_forward_proj relu, tied word embeddings); "
+            "Raffel et al. 2020 Sec. 3.7",
             "vocab_size",
             "hidden",
             "layers",
@@ -96,8 +97,8 @@ T5 = ZooEntry(
             "tied_embeddings",
         ),
         **cite(
-            "Raffel et al. 2020 Sec. 2.1 (simplified layer norm, no bias, outside the residual path; relative "
-            "position embeddings, 32 buckets, up to 128)",
+            "Raffel et al. 2020 Sec. 2.1 (simplified layer norm, no bias, outside the residual "
+            "path; relative position embeddings, 32 buckets, up to 128)",
             "norm",
             "norm_placement",
             "position",
@@ -105,8 +106,8 @@ T5 = ZooEntry(
         **cite("Raffel et al. 2020 abstract/Sec. 3.7: '11 billion parameters'", "published_params"),
     },
     notes=(
-        "Survey nH 128 and HS 1024 agree with the paper: 128 heads of 128 dims (d_kv), so heads*head_dim "
-        "(16384) is not d_model.",
+        "Survey nH 128 and HS 1024 agree with the paper: 128 heads of 128 dims (d_kv), so "
+        "heads*head_dim (16384) is not d_model.",
         "Survey nL 24 is per stack: 24 encoder + 24 decoder layers.",
     ),
 )
@@ -133,8 +134,9 @@ MT5 = ZooEntry(
     claims=("encoder-decoder", "span corruption", "pre-RMS norm", "relative positions", "ReLU"),
     sources={
         **cite(
-            "HF google/mt5-xxl config.json (vocab_size 250112, d_model 4096, num_layers 24, num_decoder_layers "
-            "24, num_heads 64, d_kv 64, d_ff 10240, feed_forward_proj gated-gelu, tie_word_embeddings false)",
+            "HF google/mt5-xxl config.json (vocab_size 250112, d_model 4096, num_layers 24, "
+            "num_decoder_layers 24, num_heads 64, d_kv 64, d_ff 10240, feed_forward_proj "
+            "gated-gelu, tie_word_embeddings false)",
             "vocab_size",
             "hidden",
             "layers",
@@ -154,10 +156,12 @@ MT5 = ZooEntry(
         ),
     },
     notes=(
-        "The survey lists ReLU; mT5 follows T5.1.1, whose MLP is GeGLU (gelu_new = tanh GELU, gated; "
-        "feed_forward_proj 'gated-gelu' in the released config). The architecture uses GeGLU.",
+        "The survey lists ReLU; mT5 follows T5.1.1, whose MLP is GeGLU (gelu_new = tanh GELU, "
+        "gated; feed_forward_proj 'gated-gelu' in the released config). The architecture uses "
+        "GeGLU.",
         "The survey gives no nL/nH/HS; taken from the released mT5-XXL config.",
-        "Untied input and output embeddings (T5.1.1), which is why 250k vocabulary rows cost 2 x 1.02B params.",
+        "Untied input and output embeddings (T5.1.1), which is why 250k vocabulary rows cost 2 x "
+        "1.02B params.",
     ),
 )
 
@@ -183,8 +187,9 @@ UL2 = ZooEntry(
     claims=("encoder-decoder", "mixture of denoisers (MoD)"),
     sources={
         **cite(
-            "HF google/ul2 config.json (vocab_size 32128, d_model 4096, num_layers 32, num_decoder_layers 32, "
-            "num_heads 16, d_kv 256, d_ff 16384, feed_forward_proj gated-silu, tie_word_embeddings false)",
+            "HF google/ul2 config.json (vocab_size 32128, d_model 4096, num_layers 32, "
+            "num_decoder_layers 32, num_heads 16, d_kv 256, d_ff 16384, feed_forward_proj "
+            "gated-silu, tie_word_embeddings false)",
             "vocab_size",
             "hidden",
             "layers",
@@ -199,15 +204,15 @@ UL2 = ZooEntry(
             "position",
         ),
         **cite(
-            "Tay et al. 2022 (UL2) Sec. 5 (UL2 20B): 32 encoder + 32 decoder layers, d_model 4096, d_ff 16384, 16 heads "
-            "of 256; 20B parameters",
+            "Tay et al. 2022 (UL2) Sec. 5 (UL2 20B): 32 encoder + 32 decoder layers, d_model "
+            "4096, d_ff 16384, 16 heads of 256; 20B parameters",
             "published_params",
         ),
     },
     notes=(
         "Survey nL 64 = 32 encoder + 32 decoder layers; nH 16 and HS 4096 agree with the paper.",
-        "Norm, PE and activation are blank in the survey; the released config is T5.1.1-style (pre-RMS, "
-        "relative buckets, SwiGLU).",
+        "Norm, PE and activation are blank in the survey; the released config is T5.1.1-style "
+        "(pre-RMS, relative buckets, SwiGLU).",
     ),
 )
 
@@ -235,8 +240,9 @@ LAMDA = ZooEntry(
     claims=("causal decoder", "relative positions", "GeGLU", "layer norm"),
     sources={
         **cite(
-            "Thoppilan et al. 2022 (LaMDA) Sec. 3 and the appendix's model hyperparameter table (137B: 64 layers, d_model 8192, "
-            "d_ff 65536, 128 heads, d_k = d_v = 128; 32K SentencePiece vocabulary)",
+            "Thoppilan et al. 2022 (LaMDA) Sec. 3 and the appendix's model hyperparameter table "
+            "(137B: 64 layers, d_model 8192, d_ff 65536, 128 heads, d_k = d_v = 128; 32K "
+            "SentencePiece vocabulary)",
             "vocab_size",
             "hidden",
             "layers",
@@ -254,9 +260,9 @@ LAMDA = ZooEntry(
         **cite("Survey Table 5 ('layer'); the paper does not say", "norm"),
     },
     notes=(
-        "Norm kind and placement, biases and embedding tying are not given in the paper: pre-LayerNorm "
-        "(survey: 'layer'), no linear biases and tied embeddings as in the T5/Mesh-TensorFlow lineage "
-        "LaMDA is built with; our choice.",
+        "Norm kind and placement, biases and embedding tying are not given in the paper: "
+        "pre-LayerNorm (survey: 'layer'), no linear biases and tied embeddings as in the "
+        "T5/Mesh-TensorFlow lineage LaMDA is built with; our choice.",
     ),
 )
 
@@ -287,8 +293,8 @@ GLAM = ZooEntry(
     claims=("MoE decoder", "MoE top-2", "relative positions", "GeLU", "bias"),
     sources={
         **cite(
-            "Du et al. 2022 (GLaM) Table 4, GLaM (64B/64E): L=64, M=8192, H=32768, 128 heads of 128, E=64; "
-            "1.2T total / 96.6B activated",
+            "Du et al. 2022 (GLaM) Table 4, GLaM (64B/64E): L=64, M=8192, H=32768, 128 heads of "
+            "128, E=64; 1.2T total / 96.6B activated",
             "layers",
             "hidden",
             "ffn",
@@ -298,12 +304,13 @@ GLAM = ZooEntry(
             "published_params",
         ),
         **cite(
-            "GLaM model-architecture section: MoE layer every other Transformer layer, top-2 gating (GShard)",
+            "GLaM model-architecture section: MoE layer every other Transformer layer, top-2 "
+            "gating (GShard)",
             "moe",
         ),
         **cite(
-            "GLaM model-architecture section: Gated Linear Unit + GELU in the non-MoE feed-forward sublayers; per-layer relative "
-            "positional bias (Dai et al. 2019)",
+            "GLaM model-architecture section: Gated Linear Unit + GELU in the non-MoE "
+            "feed-forward sublayers; per-layer relative positional bias (Dai et al. 2019)",
             "activation",
             "gated_mlp",
             "position",
@@ -312,13 +319,13 @@ GLAM = ZooEntry(
     },
     notes=(
         "The survey's HS 32768 is GLaM's FFN width H; the model width M is 8192.",
-        "Experts are plain GELU MLPs (2 matrices); only the dense layers use the gated unit: this split "
-        "reproduces both published counts (1.162T total, 96.6B activated), which all-gated or all-plain FFNs "
-        "do not.",
-        "GLaM's per-layer relative positional bias (Transformer-XL style) is approximated by T5 buckets: a "
-        "bias per head and distance, no extra projection weights.",
-        "Biases follow the survey ('yes'); norm is pre-LayerNorm (survey 'layer'); tied embeddings make the "
-        "activated count match 96.6B.",
+        "Experts are plain GELU MLPs (2 matrices); only the dense layers use the gated unit: this "
+        "split reproduces both published counts (1.162T total, 96.6B activated), which all-gated "
+        "or all-plain FFNs do not.",
+        "GLaM's per-layer relative positional bias (Transformer-XL style) is approximated by T5 "
+        "buckets: a bias per head and distance, no extra projection weights.",
+        "Biases follow the survey ('yes'); norm is pre-LayerNorm (survey 'layer'); tied "
+        "embeddings make the activated count match 96.6B.",
     ),
 )
 
@@ -346,15 +353,16 @@ _PALM_540B = ModelConfig(
 )
 _PALM_SOURCES = {
     **cite(
-        "Chowdhery et al. 2022 (PaLM) Table 1: 540B = 118 layers, 48 heads, d_model 18432, 540.35B params",
+        "Chowdhery et al. 2022 (PaLM) Table 1: 540B = 118 layers, 48 heads, d_model 18432, "
+        "540.35B params",
         "layers",
         "heads",
         "hidden",
         "published_params",
     ),
     **cite(
-        "PaLM Sec. 2: SwiGLU, d_ff = 4 d_model; parallel layers; multi-query attention (head size 256); "
-        "RoPE; shared input-output embeddings; no biases; 256k SentencePiece vocabulary",
+        "PaLM Sec. 2: SwiGLU, d_ff = 4 d_model; parallel layers; multi-query attention (head size "
+        "256); RoPE; shared input-output embeddings; no biases; 256k SentencePiece vocabulary",
         "ffn",
         "activation",
         "gated_mlp",
@@ -386,8 +394,8 @@ PALM = ZooEntry(
     ),
     sources=_PALM_SOURCES,
     notes=(
-        "48 heads x 256 = 12288 is narrower than d_model 18432; with that head size the count is 540.3B, "
-        "matching the paper's 540.35B.",
+        "48 heads x 256 = 12288 is narrower than d_model 18432; with that head size the count is "
+        "540.3B, matching the paper's 540.35B.",
     ),
 )
 
@@ -414,9 +422,10 @@ U_PALM = ZooEntry(
         ),
     },
     notes=(
-        "U-PaLM is PaLM 540B trained further with the UL2 mixture of denoisers: PaLM's dims (118 layers, "
-        "48 heads of 256, MQA, d_model 18432, FFN 4 d SwiGLU, 256k vocabulary, parallel block), run as a "
-        "prefix-LM (bidirectional over the prefix) as the survey's 'non-causal-dec' says.",
+        "U-PaLM is PaLM 540B trained further with the UL2 mixture of denoisers: PaLM's dims (118 "
+        "layers, 48 heads of 256, MQA, d_model 18432, FFN 4 d SwiGLU, 256k vocabulary, parallel "
+        "block), run as a prefix-LM (bidirectional over the prefix) as the survey's "
+        "'non-causal-dec' says.",
     ),
 )
 
@@ -450,10 +459,10 @@ PALM_2 = ZooEntry(
         **cite("PaLM 2 Technical Report: UL2-style mixture of objectives", "arch"),
     },
     notes=(
-        "Closed model: no architecture is published. Best documented choice: the PaLM family block (parallel, "
-        "MQA, SwiGLU, RoPE, 256k SentencePiece, no biases) with a prefix-LM mask for the mixture of "
-        "denoisers; depth 74 is chosen so the total is near the 340B figure CNBC reported, so the count "
-        "check is circular for this entry.",
+        "Closed model: no architecture is published. Best documented choice: the PaLM family "
+        "block (parallel, MQA, SwiGLU, RoPE, 256k SentencePiece, no biases) with a prefix-LM mask "
+        "for the mixture of denoisers; depth 74 is chosen so the total is near the 340B figure "
+        "CNBC reported, so the count check is circular for this entry.",
         "The survey gives no size (survey_params 0).",
     ),
 )

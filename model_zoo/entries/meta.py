@@ -55,10 +55,11 @@ OPT = ZooEntry(
     claims=("causal decoder", "ReLU", "bias"),
     sources={
         **cite(
-            "OPT-175B config as released with metaseq / HF OPTConfig (hidden_size 12288, num_hidden_layers 96, "
-            "num_attention_heads 96, ffn_dim 49152, vocab_size 50272, max_position_embeddings 2048, "
-            "activation_function relu, do_layer_norm_before true, enable_bias true); Zhang et al. 2022 "
-            "Table 1 (175B: 96 layers, 96 heads, embedding size 12288)",
+            "OPT-175B config as released with metaseq / HF OPTConfig (hidden_size 12288, "
+            "num_hidden_layers 96, num_attention_heads 96, ffn_dim 49152, vocab_size 50272, "
+            "max_position_embeddings 2048, activation_function relu, do_layer_norm_before true, "
+            "enable_bias true); Zhang et al. 2022 Table 1 (175B: 96 layers, 96 heads, embedding "
+            "size 12288)",
             "hidden",
             "layers",
             "heads",
@@ -72,8 +73,8 @@ OPT = ZooEntry(
         ),
     },
     notes=(
-        "Norm, PE and HS are blank in the survey: pre-LayerNorm, learned positions (HF stores 2048 + 2 "
-        "rows: OPT offsets position ids by 2) and d_model 12288 from the release.",
+        "Norm, PE and HS are blank in the survey: pre-LayerNorm, learned positions (HF stores "
+        "2048 + 2 rows: OPT offsets position ids by 2) and d_model 12288 from the release.",
     ),
 )
 
@@ -97,9 +98,9 @@ GALACTICA = ZooEntry(
     claims=("causal decoder", "layer norm", "learned positions", "GeLU", "no bias"),
     sources={
         **cite(
-            "HF facebook/galactica-120b config.json (model_type opt: hidden_size 10240, num_hidden_layers 96, "
-            "num_attention_heads 80, ffn_dim 40960, vocab_size 50000, max_position_embeddings 2048, "
-            "activation_function gelu)",
+            "HF facebook/galactica-120b config.json (model_type opt: hidden_size 10240, "
+            "num_hidden_layers 96, num_attention_heads 80, ffn_dim 40960, vocab_size 50000, "
+            "max_position_embeddings 2048, activation_function gelu)",
             "hidden",
             "layers",
             "heads",
@@ -109,8 +110,8 @@ GALACTICA = ZooEntry(
             "activation",
         ),
         **cite(
-            "Taylor et al. 2022 (Galactica) model section: 120B = 96 layers, d_model 10240, 80 heads; "
-            "GeLU; learned positional embeddings; no biases in dense kernels or layer norms",
+            "Taylor et al. 2022 (Galactica) model section: 120B = 96 layers, d_model 10240, 80 "
+            "heads; GeLU; learned positional embeddings; no biases in dense kernels or layer norms",
             "published_params",
             "position",
             "qkv_bias",
@@ -155,9 +156,9 @@ LLAMA = ZooEntry(
     claims=_LLAMA_CLAIMS,
     sources={
         **cite(
-            "Meta's released LLaMA-65B params.json (dim 8192, n_layers 80, n_heads 64, multiple_of 256 -> FFN "
-            "22016, norm_eps 1e-5) as converted in HF huggyllama/llama-65b config.json (vocab_size 32000, "
-            "max_position_embeddings 2048)",
+            "Meta's released LLaMA-65B params.json (dim 8192, n_layers 80, n_heads 64, "
+            "multiple_of 256 -> FFN 22016, norm_eps 1e-5) as converted in HF huggyllama/llama-65b "
+            "config.json (vocab_size 32000, max_position_embeddings 2048)",
             "hidden",
             "layers",
             "heads",
@@ -167,8 +168,8 @@ LLAMA = ZooEntry(
             "norm_eps",
         ),
         **cite(
-            "Touvron et al. 2023 (LLaMA) Sec. 2.2 (pre-norm RMSNorm, SwiGLU with 2/3 4d, RoPE) and Table 2 "
-            "(65.2B)",
+            "Touvron et al. 2023 (LLaMA) Sec. 2.2 (pre-norm RMSNorm, SwiGLU with 2/3 4d, RoPE) "
+            "and Table 2 (65.2B)",
             "norm",
             "activation",
             "gated_mlp",
@@ -201,8 +202,8 @@ LLAMA_2 = ZooEntry(
     sources={
         **cite(
             "HF meta-llama/Llama-2-70b-hf config.json (hidden_size 8192, num_hidden_layers 80, "
-            "num_attention_heads 64, num_key_value_heads 8, intermediate_size 28672, vocab_size 32000, "
-            "max_position_embeddings 4096, rms_norm_eps 1e-5, rope_theta 10000)",
+            "num_attention_heads 64, num_key_value_heads 8, intermediate_size 28672, vocab_size "
+            "32000, max_position_embeddings 4096, rms_norm_eps 1e-5, rope_theta 10000)",
             "hidden",
             "layers",
             "heads",
@@ -214,7 +215,8 @@ LLAMA_2 = ZooEntry(
             "rotary",
         ),
         **cite(
-            "Touvron et al. 2023b (Llama 2) Sec. 2 and its model table: GQA for 34B/70B, 4k context, 70B",
+            "Touvron et al. 2023b (Llama 2) Sec. 2 and its model table: GQA for 34B/70B, 4k "
+            "context, 70B",
             "published_params",
         ),
     },
@@ -254,9 +256,9 @@ LLAMA_3_1 = ZooEntry(
     sources={
         **cite(
             "HF meta-llama/Llama-3.1-405B config.json (hidden_size 16384, num_hidden_layers 126, "
-            "num_attention_heads 128, num_key_value_heads 8, intermediate_size 53248, vocab_size 128256, "
-            "max_position_embeddings 131072, rope_theta 500000, rope_scaling llama3 factor 8 low 1 high 4 "
-            "original 8192)",
+            "num_attention_heads 128, num_key_value_heads 8, intermediate_size 53248, vocab_size "
+            "128256, max_position_embeddings 131072, rope_theta 500000, rope_scaling llama3 "
+            "factor 8 low 1 high 4 original 8192)",
             "hidden",
             "layers",
             "heads",
@@ -267,8 +269,8 @@ LLAMA_3_1 = ZooEntry(
             "rotary",
         ),
         **cite(
-            "Dubey et al. 2024 (Llama 3) Table 3: 405B = 126 layers, d_model 16384, FFN 53248, 128 heads, "
-            "8 KV heads, vocabulary 128K, RoPE base 500000",
+            "Dubey et al. 2024 (Llama 3) Table 3: 405B = 126 layers, d_model 16384, FFN 53248, "
+            "128 heads, 8 KV heads, vocabulary 128K, RoPE base 500000",
             "published_params",
         ),
     },

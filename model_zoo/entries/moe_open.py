@@ -1,5 +1,6 @@
 """Open-weight MoE decoders the survey discusses outside Table 5: Mixtral 8x22B, Snowflake Arctic,
-Grok-1. Their `survey` records are empty; `survey_params` is the survey's text figure where it gives one."""
+Grok-1. Their `survey` records are empty; `survey_params` is the survey's text figure where it gives
+one."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ MIXTRAL_8X22B = ZooEntry(
     sources={
         **cite(
             "HF mistralai/Mixtral-8x22B-v0.1 config.json (vocab_size 32000, hidden_size 6144, "
-            "num_hidden_layers 56, num_attention_heads 48, num_key_value_heads 8, intermediate_size 16384, "
-            "num_local_experts 8, num_experts_per_tok 2, max_position_embeddings 65536, rope_theta 1e6, "
-            "rms_norm_eps 1e-5, sliding_window null)",
+            "num_hidden_layers 56, num_attention_heads 48, num_key_value_heads 8, "
+            "intermediate_size 16384, num_local_experts 8, num_experts_per_tok 2, "
+            "max_position_embeddings 65536, rope_theta 1e6, rms_norm_eps 1e-5, sliding_window "
+            "null)",
             "vocab_size",
             "hidden",
             "layers",
@@ -103,10 +105,11 @@ SNOWFLAKE_ARCTIC = ZooEntry(
     ),
     sources={
         **cite(
-            "HF Snowflake/snowflake-arctic-base config.json (model_type arctic: vocab_size 32000, hidden_size "
-            "7168, num_hidden_layers 35, num_attention_heads 56, num_key_value_heads 8, intermediate_size "
-            "4864, num_local_experts 128, num_experts_per_tok 2, moe_layer_frequency 1, "
-            "parallel_attn_mlp_res true, max_position_embeddings 4096, rope_theta 10000)",
+            "HF Snowflake/snowflake-arctic-base config.json (model_type arctic: vocab_size 32000, "
+            "hidden_size 7168, num_hidden_layers 35, num_attention_heads 56, num_key_value_heads "
+            "8, intermediate_size 4864, num_local_experts 128, num_experts_per_tok 2, "
+            "moe_layer_frequency 1, parallel_attn_mlp_res true, max_position_embeddings 4096, "
+            "rope_theta 10000)",
             "vocab_size",
             "hidden",
             "layers",
@@ -118,16 +121,18 @@ SNOWFLAKE_ARCTIC = ZooEntry(
             "rotary",
         ),
         **cite(
-            "Snowflake 2024, 'Snowflake Arctic' blog / Snowflake-Labs/snowflake-arctic README: 480B total, "
-            "17B active; dense 10B + residual 128 x 3.66B MoE",
+            "Snowflake 2024, 'Snowflake Arctic' blog / Snowflake-Labs/snowflake-arctic README: "
+            "480B total, 17B active; dense 10B + residual 128 x 3.66B MoE",
             "published_params",
         ),
     },
     notes=(
-        "Outside Table 5; survey_params is the survey's figure (480B, in its table of pre-trained models).",
-        "One expert across the 35 layers is 35 x 3 x 7168 x 4864 = 3.66B, the survey's '3.66B expert'.",
-        "The computed active count (~15.5B) is under the blog's 17B, which rounds up the dense part "
-        "('10B') that our count puts at ~8.3B with embeddings.",
+        "Outside Table 5; survey_params is the survey's figure (480B, in its table of pre-trained "
+        "models).",
+        "One expert across the 35 layers is 35 x 3 x 7168 x 4864 = 3.66B, the survey's '3.66B "
+        "expert'.",
+        "The computed active count (~15.5B) is under the blog's 17B, which rounds up the dense "
+        "part ('10B') that our count puts at ~8.3B with embeddings.",
     ),
 )
 
@@ -165,10 +170,11 @@ GROK_1 = ZooEntry(
     claims=("MoE decoder", "8 experts", "MoE top-2", "314B parameters"),
     sources={
         **cite(
-            "xai-org/grok-1 run.py (LanguageModelConfig / TransformerConfig: vocab_size 128*1024, emb_size "
-            "48*128, widening_factor 8, key_size 128, num_q_heads 48, num_kv_heads 8, num_layers 64, "
-            "num_experts 8, num_selected_experts 2, sequence_len 8192, attn_output_multiplier 1/sqrt(128), "
-            "embedding_multiplier_scale 78.38367176906169, output_multiplier_scale 0.5773502691896257)",
+            "xai-org/grok-1 run.py (LanguageModelConfig / TransformerConfig: vocab_size 128*1024, "
+            "emb_size 48*128, widening_factor 8, key_size 128, num_q_heads 48, num_kv_heads 8, "
+            "num_layers 64, num_experts 8, num_selected_experts 2, sequence_len 8192, "
+            "attn_output_multiplier 1/sqrt(128), embedding_multiplier_scale 78.38367176906169, "
+            "output_multiplier_scale 0.5773502691896257)",
             "vocab_size",
             "hidden",
             "heads",
@@ -181,10 +187,10 @@ GROK_1 = ZooEntry(
             "logit_scale",
         ),
         **cite(
-            "xai-org/grok-1 model.py: ffn_size(6144, 8) = int(8 * 6144 * 2/3) rounded to 8 = 32768; "
-            "gelu-gated experts; RMSNorm before and after attention and MoE; attention logits capped "
-            "30*tanh(x/30); RoPE; softmax router, top-2 weights not renormalised; output through the "
-            "embedding matrix",
+            "xai-org/grok-1 model.py: ffn_size(6144, 8) = int(8 * 6144 * 2/3) rounded to 8 = "
+            "32768; gelu-gated experts; RMSNorm before and after attention and MoE; attention "
+            "logits capped 30*tanh(x/30); RoPE; softmax router, top-2 weights not renormalised; "
+            "output through the embedding matrix",
             "ffn",
             "moe",
             "activation",
@@ -200,8 +206,8 @@ GROK_1 = ZooEntry(
     },
     notes=(
         "Outside Table 5; survey_params is the survey's text figure (314B).",
-        "Grok-1 applies RMSNorm before and after each sublayer (sandwich); the post-norm weights are "
-        "layers.{i}.attn_post_norm / mlp_post_norm.",
+        "Grok-1 applies RMSNorm before and after each sublayer (sandwich); the post-norm weights "
+        "are layers.{i}.attn_post_norm / mlp_post_norm.",
     ),
 )
 

@@ -52,8 +52,8 @@ GPT_3 = ZooEntry(
     ),
     sources={
         **cite(
-            "Brown et al. 2020 Table 2.1 (GPT-3 175B: n_layers 96, d_model 12288, n_heads 96, d_head 128, "
-            "n_ctx 2048, 175.0B params); d_ff = 4 d_model (Sec. 2.1, as GPT-2)",
+            "Brown et al. 2020 Table 2.1 (GPT-3 175B: n_layers 96, d_model 12288, n_heads 96, "
+            "d_head 128, n_ctx 2048, 175.0B params); d_ff = 4 d_model (Sec. 2.1, as GPT-2)",
             "layers",
             "hidden",
             "heads",
@@ -63,8 +63,8 @@ GPT_3 = ZooEntry(
             "published_params",
         ),
         **cite(
-            "Brown et al. 2020 Sec. 2.1: same model as GPT-2 (pre-LN, learned positions, GELU) and its "
-            "50257-token byte-level BPE",
+            "Brown et al. 2020 Sec. 2.1: same model as GPT-2 (pre-LN, learned positions, GELU) "
+            "and its 50257-token byte-level BPE",
             "vocab_size",
             "norm_placement",
             "position",
@@ -72,9 +72,9 @@ GPT_3 = ZooEntry(
         ),
     },
     notes=(
-        "GPT-3 alternates dense and locally banded sparse attention layers; the IR's attention is dense "
-        "in every layer (a sliding window in every layer would be wrong for the dense half). Parameters "
-        "are unaffected.",
+        "GPT-3 alternates dense and locally banded sparse attention layers; the IR's attention is "
+        "dense in every layer (a sliding window in every layer would be wrong for the dense "
+        "half). Parameters are unaffected.",
     ),
 )
 
@@ -103,8 +103,8 @@ CODEX = ZooEntry(
     ),
     sources={
         **cite(
-            "Brown et al. 2020 Table 2.1, GPT-3 13B (n_layers 40, d_model 5140, n_heads 40, d_head 128), "
-            "the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3)",
+            "Brown et al. 2020 Table 2.1, GPT-3 13B (n_layers 40, d_model 5140, n_heads 40, "
+            "d_head 128), the model Codex-12B fine-tunes (Chen et al. 2021 Sec. 3)",
             "layers",
             "hidden",
             "heads",
@@ -113,16 +113,18 @@ CODEX = ZooEntry(
             "max_position",
         ),
         **cite(
-            "Chen et al. 2021 (Codex) Sec. 3: GPT-3 text tokenizer plus tokens for runs of whitespace "
-            "(OpenAI tiktoken p50k_base: 50281 tokens)",
+            "Chen et al. 2021 (Codex) Sec. 3: GPT-3 text tokenizer plus tokens for runs of "
+            "whitespace (OpenAI tiktoken p50k_base: 50281 tokens)",
             "vocab_size",
         ),
         **cite("Chen et al. 2021 (Codex) abstract/Sec. 3: 12B parameters", "published_params"),
     },
     notes=(
-        "The survey's nL 96 / nH 96 / HS 12288 are GPT-3 175B's dims; Codex-12B is built on GPT-3's 13B "
-        "configuration (40 layers, d_model 5140, 40 heads of 128; heads*head_dim = 5120 != 5140).",
-        "GPT-3 13B counts 12.9B with the whitespace-extended vocabulary; the Codex paper rounds to 12B.",
+        "The survey's nL 96 / nH 96 / HS 12288 are GPT-3 175B's dims; Codex-12B is built on "
+        "GPT-3's 13B configuration (40 layers, d_model 5140, 40 heads of 128; heads*head_dim = "
+        "5120 != 5140).",
+        "GPT-3 13B counts 12.9B with the whitespace-extended vocabulary; the Codex paper rounds "
+        "to 12B.",
     ),
 )
 

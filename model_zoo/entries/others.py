@@ -61,8 +61,8 @@ JURASSIC_1 = ZooEntry(
     ),
     sources={
         **cite(
-            "Lieber et al. 2021 (Jurassic-1 white paper) model table: J1-Jumbo = 178B, 76 layers, d_model 13824, "
-            "96 heads of 144; 256K vocabulary; 2048-token context",
+            "Lieber et al. 2021 (Jurassic-1 white paper) model table: J1-Jumbo = 178B, 76 layers, "
+            "d_model 13824, 96 heads of 144; 256K vocabulary; 2048-token context",
             "layers",
             "hidden",
             "heads",
@@ -72,8 +72,8 @@ JURASSIC_1 = ZooEntry(
             "published_params",
         ),
         **cite(
-            "Jurassic-1 white paper: GPT-3 architecture otherwise (pre-LN, learned positions, GELU, "
-            "4d FFN); tied embeddings our choice",
+            "Jurassic-1 white paper: GPT-3 architecture otherwise (pre-LN, learned positions, "
+            "GELU, 4d FFN); tied embeddings our choice",
             "ffn",
             "norm_placement",
             "position",
@@ -109,7 +109,8 @@ HYPERCLOVA = ZooEntry(
     ),
     sources={
         **cite(
-            "Kim et al. 2021 (HyperCLOVA) model-size table: 82B = 64 layers, d_model 10240, 80 heads; 2048 tokens",
+            "Kim et al. 2021 (HyperCLOVA) model-size table: 82B = 64 layers, d_model 10240, 80 "
+            "heads; 2048 tokens",
             "layers",
             "hidden",
             "heads",
@@ -130,8 +131,8 @@ HYPERCLOVA = ZooEntry(
         ),
     },
     notes=(
-        "The survey's 'dense+sparse' comes from GPT-3's alternating locally banded sparse layers; the IR's "
-        "attention is dense everywhere (no parameter change).",
+        "The survey's 'dense+sparse' comes from GPT-3's alternating locally banded sparse layers; "
+        "the IR's attention is dense everywhere (no parameter change).",
         "Vocabulary size is not published; 50,000 is our choice.",
     ),
 )
@@ -162,8 +163,8 @@ MT_NLG = ZooEntry(
     ),
     sources={
         **cite(
-            "Smith et al. 2022 (MT-NLG) model configuration section: 105 layers, hidden 20480, 128 heads, sequence 2048, GPT-2 "
-            "BPE vocabulary (50,257), 530B",
+            "Smith et al. 2022 (MT-NLG) model configuration section: 105 layers, hidden 20480, "
+            "128 heads, sequence 2048, GPT-2 BPE vocabulary (50,257), 530B",
             "layers",
             "hidden",
             "heads",
@@ -211,8 +212,9 @@ ALEXATM = ZooEntry(
     ),
     sources={
         **cite(
-            "Soltan et al. 2022 (AlexaTM 20B) Sec. 2 / model table: 46 encoder + 32 decoder layers, 32 heads, d_model 4096, "
-            "d_ff 16384, 150K SentencePiece vocabulary, 1024-token inputs; 20B",
+            "Soltan et al. 2022 (AlexaTM 20B) Sec. 2 / model table: 46 encoder + 32 decoder "
+            "layers, 32 heads, d_model 4096, d_ff 16384, 150K SentencePiece vocabulary, "
+            "1024-token inputs; 20B",
             "encoder_layers",
             "layers",
             "heads",
@@ -233,8 +235,9 @@ ALEXATM = ZooEntry(
     },
     notes=(
         "Survey nL 78 = 46 encoder + 32 decoder layers.",
-        "Counting the published dims (46 + 32 layers of width 4096, d_ff 16384, 150k tied vocabulary) gives "
-        "18.5B, 8% under the 20B of the title; the paper's table does not list what else is counted.",
+        "Counting the published dims (46 + 32 layers of width 4096, d_ff 16384, 150k tied "
+        "vocabulary) gives 18.5B, 8% under the 20B of the title; the paper's table does not list "
+        "what else is counted.",
     ),
 )
 
@@ -264,8 +267,8 @@ NEMOTRON_4 = ZooEntry(
     claims=("causal decoder", "RoPE", "ReLU (squared)", "no bias", "256k SentencePiece"),
     sources={
         **cite(
-            "NVIDIA 2024 (Nemotron-4 340B Technical Report) Table 1: 96 layers, hidden 18432, 96 heads, "
-            "8 KV heads, sequence 4096, vocabulary 256,000; 340B",
+            "NVIDIA 2024 (Nemotron-4 340B Technical Report) Table 1: 96 layers, hidden 18432, 96 "
+            "heads, 8 KV heads, sequence 4096, vocabulary 256,000; 340B",
             "layers",
             "hidden",
             "heads",
@@ -275,9 +278,9 @@ NEMOTRON_4 = ZooEntry(
             "published_params",
         ),
         **cite(
-            "Nemotron-4 15B report (architecture shared by 340B) and the released NeMo model_config.yaml / HF "
-            "nemotron config: ffn_hidden_size 73728, squared-ReLU, layernorm1p, rotary_percentage 0.5, no "
-            "bias, untied embeddings",
+            "Nemotron-4 15B report (architecture shared by 340B) and the released NeMo "
+            "model_config.yaml / HF nemotron config: ffn_hidden_size 73728, squared-ReLU, "
+            "layernorm1p, rotary_percentage 0.5, no bias, untied embeddings",
             "ffn",
             "activation",
             "norm_weight_offset",

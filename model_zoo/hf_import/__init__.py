@@ -64,7 +64,7 @@ def import_hf(path: str | os.PathLike[str]) -> Graph:
 def import_to_dir(
     path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = True
 ) -> Path:
-    """Import `path` and save it as a graph folder `out` (atomic); tokenizer.json is carried along."""
+    """Import `path` and save it as a graph folder `out` (atomic), tokenizer.json carried along."""
     graph = import_hf(path)
     tokenizer = Path(path) / TOKENIZER_FILE
     extra = {TOKENIZER_FILE: tokenizer} if tokenizer.is_file() else {}
@@ -97,7 +97,7 @@ def _check_coverage(graph: Graph, sources: dict[str, Source], where: str) -> Non
 
 
 def _token_meta(ids: dict[str, object], generation: dict[str, object]) -> dict[str, object]:
-    """Token ids from config.json, falling back to generation_config.json; a list keeps its first as the id."""
+    """Token ids from config.json, else generation_config.json; a list keeps its first as the id."""
     meta: dict[str, object] = {}
     for key in TOKEN_KEYS:
         value = ids.get(key)

@@ -64,7 +64,8 @@ def shard_files(folder: Path) -> list[Path]:
             p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")
         )
         hint = (
-            f" (found {', '.join(pickled)}: pickled checkpoints are refused; convert to safetensors)"
+            f" (found {', '.join(pickled)}: pickled checkpoints are refused; convert to "
+            "safetensors)"
             if pickled
             else ""
         )

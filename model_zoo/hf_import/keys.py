@@ -116,7 +116,7 @@ _DEFAULT_ONLY: dict[str, tuple[object, ...] | None] = {
     "pretraining_tp": None,  # any value: tensor-parallel slicing, same math (LLaMA, BLOOM)
 }
 
-# transformers' ACT2FN names -> irgraph activations (same function, checked against the op references).
+# transformers' ACT2FN names -> irgraph activations (same function, checked against op references).
 ACTIVATIONS = {
     "relu": Activation.RELU,
     "relu2": Activation.RELU2,
@@ -201,7 +201,7 @@ class HFConfig:
         return value
 
     def only(self, key: str, allowed: tuple[Any, ...], why: str = "") -> Any:
-        """Accept `key` only at values whose math irgraph implements; absent counts as allowed[0]."""
+        """Accept `key` only at values whose math irgraph implements; absent means allowed[0]."""
         self.used.add(key)
         value = self.data.get(key, allowed[0])
         if value not in allowed:
@@ -258,6 +258,7 @@ class HFConfig:
         if unknown:
             raise ConfigError(
                 f"config key(s) {', '.join(unknown)} are not understood by the "
-                f"{self.data.get('model_type')} importer and may change the model's math; refusing to guess",
+                f"{self.data.get('model_type')} importer and may change the model's math; refusing "
+                "to guess",
                 where=self.where,
             )

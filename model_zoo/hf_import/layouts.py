@@ -3,10 +3,14 @@
 A fused QKV projection has rows `[q | k | v]` interleaved differently per
 model family (rows are output features; a bias is packed like the rows):
 
-  heads       per head: [q_h, k_h, v_h]            GPT-NeoX, BLOOM, Falcon-40B-style MHA, StarCoder MHA
-  blocks      [all q heads, all k heads, all v heads]     Falcon-7B multi-query, StarCoder (MQA)
-  kv_groups   per KV group: [q heads of the group.., k, v]  Falcon new decoder architecture (GQA)
-  mp4_qvk     4 model-parallel shards, each [q, v, k] (note the order)  CodeGen
+  heads       per head: [q_h, k_h, v_h]
+              GPT-NeoX, BLOOM, Falcon-40B-style MHA, StarCoder MHA
+  blocks      [all q heads, all k heads, all v heads]
+              Falcon-7B multi-query, StarCoder (MQA)
+  kv_groups   per KV group: [q heads of the group.., k, v]
+              Falcon new decoder architecture (GQA)
+  mp4_qvk     4 model-parallel shards, each [q, v, k] (note the order)
+              CodeGen
 
 Each split returns views where it can (no copy of a memory-mapped tensor).
 """
@@ -23,7 +27,7 @@ PACKINGS = ("heads", "blocks", "kv_groups", "mp4_qvk")
 def split_qkv(
     packing: str, fused: np.ndarray, heads: int, kv_heads: int, head_dim: int, where: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q [heads*hd, ...], k [kv*hd, ...], v [kv*hd, ...]) from a fused weight or bias (rows first)."""
+    """(q [heads*hd, ...], k [kv*hd, ...], v [kv*hd, ...]) of a fused weight or bias, rows first."""
     rest = fused.shape[1:]
     rows = (heads + 2 * kv_heads) * head_dim
     if fused.shape[0] != rows:

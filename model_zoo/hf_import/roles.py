@@ -8,7 +8,8 @@ and finished by `assemble` in `weights.py`:
 
   layers.{i}.attn.qkv                  fused QKV, split by the model's packing (layouts.py)
   layers.{i}.moe.experts.{e}.gate|up|down   one expert's matrix, stacked over {e}
-  layers.{i}.moe.experts.gate_up|down  transformers 5's stacked experts (no suffix), gate_up split in two
+  layers.{i}.moe.experts.gate_up|down  transformers 5's stacked experts (no suffix), gate_up
+                                       split in two
 
 Names listed in IGNORED are buffers or duplicates that carry no weights of
 their own (rotary caches, causal-mask buffers, T5's per-stack copies of the

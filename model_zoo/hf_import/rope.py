@@ -80,7 +80,7 @@ def rotary_from_hf(
     default_theta: float = 10000.0,
     default_fraction: float = 1.0,
 ) -> RotaryConfig:
-    """RotaryConfig for a model whose heads are `head_dim` wide (`rotary_dim` overrides the fraction)."""
+    """RotaryConfig for a model whose heads are `head_dim` wide (`rotary_dim` sets the fraction)."""
     rope = rope_dict(c)
     where = f"{c.where}: rope_parameters"
     kind = rope.get("rope_type", rope.get("type", "default"))

@@ -1,1 +1,1 @@
-"""Graphs, models and reference helpers shared by the test modules (no test module imports another)."""
+"""Graphs, models and reference helpers shared by test modules (no test module imports another)."""

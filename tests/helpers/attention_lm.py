@@ -82,7 +82,8 @@ def attention_lm(seed: int = 0):
             act="silu",
         ),
     )
-    # layer 1: ALiBi, softcap, window, prefix-LM, layer_norm with bias, yarn partial rotary, biased linears
+    # layer 1: ALiBi, softcap, window, prefix-LM, biased layer_norm, yarn partial rotary,
+    # biased linears
     h = b.layer_norm(x, param("l1.ln_w", (hidden,), 0.1, 1.0), param("l1.ln_b", (hidden,), 0.1))
     qkv = b.linear(
         h, param("l1.qkv", (3 * heads * hd, hidden)), param("l1.qkv_b", (3 * heads * hd,))

@@ -1,4 +1,4 @@
-"""Tiny random Hugging Face models for the import parity tests, one or more per supported model_type.
+"""Tiny random Hugging Face models for the import parity tests, one or more per model_type.
 
 Every parameter (norm weights and biases included, which transformers
 initialises to ones/zeros) gets seeded noise, so a tensor mapped to the wrong
@@ -301,7 +301,10 @@ def make_model(case: str, seed: int = 0, noise: float = 0.1):
 
 
 def save_model(model, folder: Path, dtype: str = "float32", legacy_rope: bool = False) -> Path:
-    """save_pretrained as safetensors in `dtype`; `legacy_rope` rewrites config.json in the 4.x rope spelling."""
+    """save_pretrained as safetensors in `dtype`.
+
+    `legacy_rope` rewrites config.json in the 4.x rope spelling.
+    """
     import torch
 
     saved = model.to(getattr(torch, dtype))

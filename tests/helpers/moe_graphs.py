@@ -1,4 +1,4 @@
-"""`moe_graph`: one MoE layer (router + experts) with seeded weights, for the backends' MoE tests."""
+"""`moe_graph`: one MoE layer (router + experts) with seeded weights for the backends' MoE tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Hand-built graphs for the ONNX backend tests (with torch_graphs.kitchen_sink and handbuilt.tiny_llama).
+"""Hand-built graphs for the ONNX backend tests.
+
+They complement torch_graphs.kitchen_sink and handbuilt.tiny_llama.
 
 `variant_decoder()`: a 4-layer GQA decoder whose layers differ in what the
 ORT flavour's fused ops must express: sliding window + softcap + explicit scale

@@ -94,7 +94,8 @@ def kitchen_sink(seed: int = 0):
     )
     x = b.add(x, b.add(routed, shared))
 
-    # layer 1: ALiBi + softcap + window + prefix-LM, layer_norm with bias and offset, yarn partial rotary
+    # layer 1: ALiBi + softcap + window + prefix-LM, layer_norm with bias and offset,
+    # yarn partial rotary
     p = "layers.1."
     h = b.layer_norm(
         x,

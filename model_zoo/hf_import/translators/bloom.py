@@ -8,7 +8,7 @@ from irgraph.model_zoo.hf_import.plan import Plan
 from irgraph.model_zoo.hf_import.translators.common import plan, token_ids
 
 MODEL_TYPES = ("bloom",)
-# Megatron kernel-fusion switches and a Megatron-only alibi offset the transformers code never reads.
+# Megatron kernel-fusion switches and a Megatron-only alibi offset that transformers never reads.
 HARMLESS = (
     "attention_softmax_in_fp32",
     "bias_dropout_fusion",

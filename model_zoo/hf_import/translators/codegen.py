@@ -1,4 +1,4 @@
-"""CodeGen: GPT-J's block with a fused QKV packed for 4-way model parallelism ([q, v, k] per shard)."""
+"""CodeGen: GPT-J's block, its fused QKV packed for 4-way model parallelism ([q, v, k] a shard)."""
 
 from __future__ import annotations
 

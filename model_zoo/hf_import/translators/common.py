@@ -27,7 +27,7 @@ def plan(
     harmless: tuple[str, ...] = (),
     **layout: Any,
 ) -> Plan:
-    """Finish reading `c` (unknown keys fail here), copy token ids into the config and build the Plan."""
+    """Finish reading `c` (unknown keys fail here), copy token ids to the config, make the Plan."""
     c.finish(harmless)
     first = {k: (v[0] if isinstance(v, list) and v else v) for k, v in ids.items()}
     config = config.replace(**{k: v for k, v in first.items() if isinstance(v, int)}).validate()

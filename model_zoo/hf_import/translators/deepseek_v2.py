@@ -47,7 +47,8 @@ def translate(c: HFConfig) -> Plan:
         expert_ffn=c.int("moe_intermediate_size"),
         first_dense=c.int("first_k_dense_replace", 0),
         shared_experts=c.int("n_shared_experts", 2),
-        # DeepSeek's own code renormalises when norm_topk_prob (V2 ships false); transformers ignores the key
+        # DeepSeek's own code renormalises when norm_topk_prob (V2 ships false); transformers
+        # ignores the key
         normalize=c.bool("norm_topk_prob", False),
         n_group=c.int("n_group", 1) if grouped else 1,
         topk_group=c.int("topk_group", 1) if grouped else 1,
@@ -72,7 +73,7 @@ def translate(c: HFConfig) -> Plan:
         gated_mlp=True,
         tied_embeddings=c.bool("tie_word_embeddings", False),
         moe=moe,
-        # q_lora_rank: explicit null = q projected directly (V2-Lite); absent = transformers' default 1536
+        # q_lora_rank: explicit null = q projected directly (V2-Lite); absent = transformers' 1536
         mla=MlaConfig(
             kv_rank=c.int("kv_lora_rank", 512),
             q_rank=c.raw("q_lora_rank", 1536) or 0,

@@ -1,4 +1,7 @@
-"""Falcon: rotary, multi-query (7B) or grouped KV with two parallel norms (new decoder architecture, 40B/180B)."""
+"""Falcon: rotary, multi-query (7B) or grouped KV with two parallel norms (40B/180B).
+
+The grouped-KV form is the "new decoder architecture" of the 40B and 180B models.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""StarCoder / SantaCoder (gpt_bigcode): GPT-2 block with multi-query attention and learned positions."""
+"""StarCoder / SantaCoder (gpt_bigcode): GPT-2 block, multi-query attention, learned positions."""
 
 from __future__ import annotations
 

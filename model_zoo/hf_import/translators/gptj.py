@@ -1,4 +1,4 @@
-"""GPT-J: parallel block with one norm, interleaved partial rotary (fixed base 10000), biased LM head."""
+"""GPT-J: parallel block with one norm, interleaved partial rotary (base 10000), biased LM head."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ SUMMARY = (
 
 
 def parallel_rotary_config(c: HFConfig, name: str) -> ModelConfig:
-    """The GPT-J block shared by CodeGen: n_embd/n_head/n_layer naming, sin/cos table of n_positions rows."""
+    """The GPT-J block shared by CodeGen.
+
+    n_embd/n_head/n_layer naming, a sin/cos table of n_positions rows.
+    """
     hidden, heads = c.first(("n_embd", "hidden_size")), c.first(("n_head", "num_attention_heads"))
     head_dim = hidden // heads
     max_position = c.first(("n_positions", "max_position_embeddings"), 2048)

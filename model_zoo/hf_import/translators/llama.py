@@ -1,4 +1,4 @@
-"""LLaMA 1/2/3 (incl. llama3 rope scaling; DeepSeek-67B is a LLaMA), Mistral (sliding window), Mixtral (MoE)."""
+"""LLaMA 1/2/3 (llama3 rope scaling; DeepSeek-67B too), Mistral (sliding window), Mixtral (MoE)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MODEL_TYPES = ("llama", "mistral", "mixtral")
 
 @dataclass(frozen=True)
 class _Defaults:
-    """transformers' defaults where the three configs differ (a 4.x config.json may omit these keys)."""
+    """transformers' defaults where the three configs differ (a 4.x config.json may omit them)."""
 
     max_position: int
     eps: float

@@ -1,4 +1,4 @@
-"""Nemotron (Nemotron-4 / Minitron): layernorm1p (stored weight w-1), 50% rotary, squared-ReLU plain MLP."""
+"""Nemotron (Nemotron-4 / Minitron): layernorm1p (stores w-1), 50% rotary, squared-ReLU MLP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OPT and Galactica: learned positions offset by 2, ReLU (GELU in Galactica) MLP, pre- or post-norm."""
+"""OPT and Galactica: learned positions offset by 2, ReLU (Galactica: GELU) MLP, pre- or post-LN."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""T5 (v1.0 ReLU, v1.1 gated GELU, UL2 gated SiLU) and mT5: encoder-decoder, relative buckets, RMS norms.
+"""T5 (v1.0 ReLU, v1.1 gated GELU, UL2 gated SiLU), mT5: encoder-decoder, relative buckets, RMSNorm.
 
 T5 attention has no 1/sqrt(d) scaling. The LM head is the shared embedding
 unless the checkpoint carries its own `lm_head.weight`; T5 v1.0 (a tied
