@@ -20,7 +20,7 @@ from irgraph.runtimes.base import Session
 from irgraph.serialize import is_graph_dir
 
 
-def open(path: str | os.PathLike) -> Session:  # noqa: A001  (irgraph.runtimes.open reads naturally)
+def open(path: str | os.PathLike[str]) -> Session:  # noqa: A001  (irgraph.runtimes.open reads naturally)
     """Open a saved graph folder (reference interpreter) or a compiled artifact."""
     folder = Path(path)
     manifest = folder / "manifest.json"
@@ -39,8 +39,11 @@ def open(path: str | os.PathLike) -> Session:  # noqa: A001  (irgraph.runtimes.o
     )
 
 
-def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
-    """The manifest of the artifact in `folder`, checked by its target's reader (format, tools, hashes)."""
+def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
+    """The manifest of the artifact in `folder`, checked by its target's reader.
+
+    The reader checks the format version, the tools it needs and every file's hash.
+    """
     manifest = Path(folder) / "manifest.json"
     target = _target(manifest) if manifest.is_file() else None
     for backend in BACKENDS:

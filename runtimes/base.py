@@ -36,11 +36,13 @@ class Session(ABC):
         """Outputs by name for one call with the given inputs."""
 
     def forward(self, ids: Any, *, decode: bool = False, **kw: Any) -> np.ndarray:
-        """Logits [batch, seq, vocab] for ids, in one call or token by token through the KV cache."""
+        """Logits [batch, seq, vocab] for ids, in one call or token by token through the cache."""
         return lm.forward(self.run, self.inputs, np.asarray(ids), decode=decode, **kw)
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One cached call for generation: (logits, the next call's cache by past_key_values.* name).
+        """One cached call for generation: (logits, the next call's cache).
+
+        The cache is keyed by past_key_values.* name.
 
         Backends override this to keep the cache in their own tensors between steps, and
         may return the last position's logits only ([batch, 1, vocab]): generate reads no other.
@@ -81,7 +83,7 @@ class Session(ABC):
         pad_id: int | None = None,
         callback: Callable[[int, np.ndarray], None] | None = None,
     ) -> list[list[int]]:
-        """New tokens per prompt: greedy by default, else temperature / top-k / top-p sampling with `seed`."""
+        """New tokens per prompt: greedy by default, else sampled (temperature, top-k/p, seed)."""
         sampling = _generate.Sampling(temperature, top_k, top_p, seed)
         return _generate.generate(
             self,

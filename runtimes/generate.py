@@ -1,4 +1,4 @@
-"""Token generation with a KV cache, shared by every runtime (`Session.generate` / `Session.stream`).
+"""Token generation with a KV cache, shared by every runtime (`Session.generate`, `.stream`).
 
 Prompts of different lengths are left-padded into one batch (mask 0 on the
 padding; positions count real tokens only). A session whose attention cannot
@@ -74,12 +74,10 @@ class _Lane:
 
 
 def _prompts(prompts: Any) -> list[list[int]]:
-    rows = [
-        list(map(int, p))
-        for p in (prompts.tolist() if isinstance(prompts, np.ndarray) else prompts)
-    ]
-    if rows and not isinstance(rows[0], list):
-        rows = [rows]  # type: ignore[list-item]
+    raw = prompts.tolist() if isinstance(prompts, np.ndarray) else list(prompts)
+    if raw and not isinstance(raw[0], (list, tuple, np.ndarray)):
+        raw = [raw]  # one prompt given flat: [1, 2, 3]
+    rows = [[int(t) for t in p] for p in raw]
     if not rows or any(len(r) == 0 for r in rows):
         raise ConfigError("every prompt needs at least one token", got=[len(r) for r in rows])
     return rows

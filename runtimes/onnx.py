@@ -52,7 +52,7 @@ class ORTSession(Session):
 
     def __init__(
         self,
-        folder: str | os.PathLike,
+        folder: str | os.PathLike[str],
         *,
         verify: bool = True,
         threads: int | None = None,
@@ -134,7 +134,7 @@ class ORTSession(Session):
                 )
 
     def _decoder_feeds(self, feeds: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Encoder-decoder artifacts: the decoder's feeds, the encoder run once per distinct prompt."""
+        """Encoder-decoder artifacts: the decoder's feeds (the encoder runs once per prompt)."""
         if self.encoder is None:
             return feeds
         names, outputs = self._encoder_io
@@ -166,7 +166,9 @@ class ORTSession(Session):
         return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One call keeping the cache on the device: (logits as numpy, present.* as OrtValues by past name).
+        """One call keeping the cache on the device: (logits, present.* as OrtValues).
+
+        The returned cache is keyed by past name; the logits are numpy.
 
         Artifacts whose attention is all GroupQueryAttention (manifest `share_buffer`) keep one
         [batch, kv_heads, capacity, head_dim] buffer per cache tensor, bound as both past and

@@ -28,7 +28,10 @@ from irgraph.weights import WeightStore
 
 
 def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
-    """A weight in the layout its `forward` argument wants ("plain" or "packed{nb}": [N/nb, K, nb])."""
+    """A weight in the layout its `forward` argument wants.
+
+    "plain" is the array as stored; "packed{nb}" regroups [N, K] as [N/nb, K, nb].
+    """
     if layout == "plain":
         return np.ascontiguousarray(array)
     nb = int(layout.removeprefix("packed"))
@@ -38,7 +41,7 @@ def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
     )  # (N/nb, K, nb)
 
 
-def read_manifest(folder: str | os.PathLike, *, verify: bool = True) -> dict[str, Any]:
+def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """The checked manifest of a TVM artifact: the shared checks plus target and TVM release."""
     import tvm
 
@@ -74,13 +77,15 @@ class TVMSession(Session):
 
     def __init__(
         self,
-        folder: str | os.PathLike,
+        folder: str | os.PathLike[str],
         *,
         verify: bool = True,
         weights: Mapping[str, np.ndarray] | None = None,
         threads: int | None = None,
     ):
-        """Load the artifact at `folder`; `weights` (name -> array, e.g. another checkpoint of the same
+        """Load the artifact at `folder`.
+
+        `weights` (name -> array, e.g. another checkpoint of the same
         architecture) replaces the artifact's own weights: the library takes them as arguments.
 
         `threads` sets TVM's CPU thread pool size (TVM_NUM_THREADS); TVM reads it when its pool
@@ -189,7 +194,9 @@ class TVMSession(Session):
         return {name: value.numpy() for name, value in self._call(feeds).items()}
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One call keeping the cache on the device: (logits as numpy, present.* as TVM tensors by past name).
+        """One call keeping the cache on the device: (logits, present.* as TVM tensors).
+
+        The returned cache is keyed by past name; the logits are numpy.
 
         The logits are the last position's only ([batch, 1, vocab]) where the artifact has
         `forward_last`: generation samples from nothing else.

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 import irgraph
-from irgraph import lm
+from irgraph import ConfigError, lm
 from irgraph.model_zoo import build
 from irgraph.runtimes.generate import Sampling, generate
 from irgraph.runtimes.interpreter import InterpreterSession
@@ -102,3 +102,11 @@ def test_scaled_logits_get_logits_last_too():
     graph = build("t5", size="tiny", seed=0)  # logits = scale(linear(norm)): handled
     out = run_pipeline(graph, "last-position-logits", check=True).graph
     assert list(out.outputs)[-1] == lm.LOGITS_LAST
+
+
+def test_generate_takes_one_flat_prompt():
+    """`generate([1, 2, 3], n)` is one prompt (it raised a bare TypeError before)."""
+    session = InterpreterSession(build("llama-2", size="tiny", seed=0))
+    assert session.generate([3, 1, 4], 3) == session.generate([[3, 1, 4]], 3)
+    with pytest.raises(ConfigError, match="at least one token"):
+        session.generate([[]], 3)

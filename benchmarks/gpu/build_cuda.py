@@ -1,4 +1,4 @@
-"""Compile one model for tvm-cuda with its kernels precompiled to a cubin here, on a GPU-less machine.
+"""Compile one model for tvm-cuda, its kernels precompiled to a cubin here (no GPU needed).
 
 TVM's CUDA runtime module only loads when libcuda.so.1 does: run with the stub from cuda_stub.c on
 LD_LIBRARY_PATH. The kernels are compiled by nvcc (sm_$CUDA_ARCH, default 90), so the exported
@@ -39,7 +39,7 @@ def _nvcc(code: str):
 
 
 def _check(ex, arch, nvcc=None):
-    """The cubin was already built by _nvcc from the same source: report it instead of rebuilding."""
+    """The cubin _nvcc already built from the same source: report it instead of rebuilding."""
     source = targets.cuda_sources(ex)
     kernels = source.count('extern "C" __global__')
     if not kernels:

@@ -1,4 +1,4 @@
-"""Decode timing of a real-size (~125M) LLaMA: irgraph tvm-cuda vs HF transformers eager, same weights.
+"""Decode timing of a ~125M LLaMA: irgraph tvm-cuda vs HF transformers eager, same weights.
 
 The fp32 weights (~500 MB) are not carried: this regenerates benchmarks/decode.py's random-weight
 checkpoint (its own make_checkpoint: torch.manual_seed(0) + LlamaForCausalLM(config)), checks a few
@@ -45,7 +45,7 @@ HASHED = [
 
 
 def irgraph_path():
-    """Import irgraph from the repo's working tree (its package-dir layout, as the editable install)."""
+    """Import irgraph from the repo's working tree (its package-dir layout)."""
     if "irgraph" in sys.modules:
         return
     m = {
@@ -118,7 +118,7 @@ def make_checkpoint(work):
 
 
 def derive_weights(hf_dir, manifest, out_path):
-    """The artifact's weights.safetensors from the checkpoint, as codegen/tvm/artifact.py writes it."""
+    """The artifact's weights.safetensors from the checkpoint, as codegen/tvm/artifact.py does."""
     irgraph_path()
     from irgraph.model_zoo.hf_import import import_hf
     from irgraph.weights import save_safetensors
@@ -280,7 +280,8 @@ def main():
             r["checkpoint_hash_mismatch"] = [k for k in got if got[k] != want["checkpoint"][k]]
             step(
                 f"checkpoint regenerated in {r['checkpoint_s']}s; "
-                f"{len(got) - len(r['checkpoint_hash_mismatch'])}/{len(got)} tensor hashes identical"
+                f"{len(got) - len(r['checkpoint_hash_mismatch'])}/{len(got)} "
+                "tensor hashes identical"
             )
             art.mkdir()
             for f in ("model.so", "manifest.json"):
@@ -341,7 +342,8 @@ def main():
                     f"status {r['status']}; tokens equal {r['tokens_equal']} (same prefix "
                     f"{r['tokens_same_prefix']}/{len(th)}); first-logits diff "
                     f"{r['first_logits_max_abs_diff']:.3g} (scale {r['first_logits_scale']:.3g}); "
-                    f"decode speedup {r['decode_speedup_vs_hf']}x, prefill {r['prefill_speedup_vs_hf']}x"
+                    f"decode speedup {r['decode_speedup_vs_hf']}x, "
+                    f"prefill {r['prefill_speedup_vs_hf']}x"
                 )
     except BaseException as e:  # noqa: BLE001
         r["error"] = (

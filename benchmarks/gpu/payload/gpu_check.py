@@ -2,7 +2,8 @@
 
 Self-contained: needs only the TVM runtime (runtime-only wheel, no libtvm_compiler.so) and numpy
 (+ ml_dtypes for bf16/f16 weights); the project's codegen is not imported.
-usage: python gpu_check.py --art DIR --out results.json [--device cuda|cpu] [--only a,b] [--budget S]
+usage: python gpu_check.py --art DIR --out results.json [--device cuda|cpu] [--only a,b]
+                           [--budget S]
 """
 
 from __future__ import annotations
@@ -286,7 +287,8 @@ def main():
             r["error"] = "".join(traceback.format_exception_only(type(e), e)).strip()[-1500:]
         r["seconds"] = round(time.perf_counter() - t0, 2)
         print(
-            f"[{i + 1}/{len(names)}] {name:18s} {r['status']:9s} prefill_err={r.get('prefill_err', '-'):<10.3g} "
+            f"[{i + 1}/{len(names)}] {name:18s} {r['status']:9s} "
+            f"prefill_err={r.get('prefill_err', '-'):<10.3g} "
             if "prefill_err" in r
             else f"[{i + 1}/{len(names)}] {name:18s} {r['status']:9s} ",
             end="",
