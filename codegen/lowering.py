@@ -56,7 +56,10 @@ class LoweringTable(Generic[C, V]):
         self._fns: dict[str, Lowering[C, V]] = {}
 
     def lowers(self, *ops: str) -> Callable[[Lowering[C, V]], Lowering[C, V]]:
-        """Decorator: register `fn` as the lowering of each of `ops` (CodegenError on a second one)."""
+        """Decorator: register `fn` as the lowering of each of `ops`.
+
+        A second lowering for an op already registered raises CodegenError.
+        """
 
         def register(fn: Any) -> Any:
             for op in ops:
@@ -106,7 +109,9 @@ class LoweringTable(Generic[C, V]):
         return len(self._fns)
 
     def missing(self, graph: Graph, where: str = "") -> None:
-        """Raise one CodegenError naming every op of `graph` this target cannot lower (none: return).
+        """Raise one CodegenError naming every op of `graph` this target cannot lower.
+
+        Returns quietly when there is none.
 
         Called before anything is built or written, so a user learns all the gaps at once;
         `where` overrides the default "target <name>" (e.g. "target tvm-cuda").

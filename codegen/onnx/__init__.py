@@ -138,7 +138,8 @@ def build_model(
     facts = {
         "ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in nodes}),
         "gqa": gqa > 0,
-        # past and present may be one buffer (GQA reads lengths from the mask): genai's and our fast path
+        # past and present may be one buffer (GQA reads lengths from the mask): genai's and our
+        # fast path
         "share_buffer": gqa > 0 and gqa == attention and "attention_mask" in graph.inputs,
     }
     return model, facts
@@ -167,7 +168,9 @@ def compile_graph(
     passes: Mapping[str, str] | None = None,
     default_passes: bool = True,
 ) -> Path:
-    """Compile `graph` into the ONNX artifact folder `out` (see the module docstring); returns its path.
+    """Compile `graph` into the ONNX artifact folder `out` and return its path.
+
+    The folder's layout is described in the module docstring.
 
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
     `target` is always "onnx" (the signature every `irgraph.backends` compile function has).

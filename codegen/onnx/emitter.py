@@ -38,7 +38,10 @@ ONNX_DTYPES = {
 
 
 class Emitter:
-    """Builds one ONNX graph from one IR graph for a flavour ("ort" | "portable") and compute dtype."""
+    """Builds one ONNX graph from one IR graph.
+
+    For one flavour ("ort" | "portable") and one compute dtype.
+    """
 
     def __init__(
         self,
@@ -80,7 +83,10 @@ class Emitter:
         return f"{hint}_{next(self._ids)}"
 
     def name(self, v: Value | None) -> str:
-        """The ONNX name of an IR value ('' for an absent optional input); params become initializers."""
+        """The ONNX name of an IR value ('' for an absent optional input).
+
+        Parameters become initializers.
+        """
         if v is None:
             return ""
         if v.param is not None:
@@ -163,7 +169,9 @@ class Emitter:
     def weight(
         self, param: str, variant: str = "", fn: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> str:
-        """The initializer for parameter `param`, optionally transformed (`variant` names the transform).
+        """The initializer for parameter `param`, optionally transformed by `fn`.
+
+        `variant` names the transform.
 
         Only registered here; `initializer_protos` makes (and writes) the ones the final graph uses.
         """
@@ -183,7 +191,10 @@ class Emitter:
         return self.derived(name, make)
 
     def derived(self, name: str, make: Callable[[], np.ndarray]) -> str:
-        """An initializer computed from parameters (a transpose, fused projections), made when written."""
+        """An initializer computed from parameters, made when written.
+
+        E.g. a transpose or fused projections.
+        """
         self._weights.setdefault((name, "derived"), make)
         return name
 
@@ -204,7 +215,10 @@ class Emitter:
         return protos
 
     def flatten(self, x: str) -> str:
-        """x [B, S, H, D] as [B, S, H·D], reusing the tensor it was reshaped from when there is one."""
+        """x [B, S, H, D] as [B, S, H·D].
+
+        Reuses the tensor it was reshaped from when there is one.
+        """
         if x not in self.flat:
             self.flat[x] = self.op1("Reshape", x, self.ints(0, 0, -1))
         return self.flat[x]

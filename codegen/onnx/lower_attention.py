@@ -41,7 +41,10 @@ def _bnsh(e: Emitter, x: str) -> str:
 def visible_mask(
     e: Emitter, q_len: str, total: str, key_mask: str, prefix: str, causal: bool, window: int
 ) -> str | None:
-    """Bool mask broadcastable to [B, 1, S, T] (None: everything visible). q_len/total: int64 scalars."""
+    """Bool mask broadcastable to [B, 1, S, T] (None: everything visible).
+
+    q_len/total: int64 scalars.
+    """
     qpos = kpos = None
     if causal or window:
         past = e.op1("Sub", total, q_len)
@@ -199,7 +202,10 @@ def _gqa(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
 
 
 def _gqa_tables(e: Emitter, cos: str, total: str) -> list[str]:
-    """The rotary lowering's per-token cos/sin rows, zero-padded to the >= total rows GQA checks for."""
+    """The rotary lowering's per-token cos/sin rows, zero-padded.
+
+    Padded to the >= total rows GQA checks for.
+    """
     key = ("gqa_rows", cos, total)
     if key not in e.memo:
         cos2, sin2, pos = e.memo[("rotary_rows", cos)]
@@ -217,7 +223,9 @@ def _gqa_tables(e: Emitter, cos: str, total: str) -> list[str]:
 
 
 def _rotary_pair(e: Emitter, q, k) -> tuple[Node, Node] | None:
-    """q and k rotated over all of head_dim by one rotary setting and position tensor (GQA can do it).
+    """q and k rotated over all of head_dim by one rotary setting and position tensor.
+
+    That is the case GQA can do itself.
 
     GQA gathers cos/sin rows by its position_ids input; it is given the rotary lowering's per-token
     tables and row indices (0..B·S-1), so the result is the same rotation the rotary nodes compute.
@@ -314,7 +322,10 @@ _ROTARY_TABLE_ATTRS = (
 
 
 def cos_sin(e: Emitter, pos: str, rd: int, attrs: dict) -> tuple[str, str]:
-    """cos and sin [B, S, rd/2] in the compute dtype, computed once per position tensor and scaling."""
+    """cos and sin [B, S, rd/2] in the compute dtype.
+
+    Computed once per position tensor and scaling.
+    """
     key = ("cos_sin", pos, rd, tuple(attrs[k] for k in _ROTARY_TABLE_ATTRS))
     if key in e.memo:
         return e.memo[key]
@@ -381,7 +392,9 @@ def _rotary(e: Emitter, node: Node, *ins: str) -> list[str]:
             rotary_embedding_dim=rd,
             interleaved=int(a["interleaved"]),
         )
-    else:  # the contrib op gathers rows of a table: make the table the per-token rows, positions 0..B·S-1
+    else:
+        # the contrib op gathers rows of a table: make the table the per-token rows,
+        # positions 0..B·S-1
         key = ("rotary_rows", cos)
         if key not in e.memo:
             cos2, sin2 = (e.op1("Reshape", t, e.ints(-1, rd // 2)) for t in (cos, sin))
@@ -470,7 +483,9 @@ def _relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
 
 @lowers("latent_attention")
 def _latent_attention(e: Emitter, node: Node, *ins: str) -> list[str]:
-    """The up-projection absorbed (as in the TVM lowering): multi-query attention over the latent cache.
+    """The up-projection absorbed: multi-query attention over the latent cache.
+
+    As in the TVM lowering.
 
     Each query head becomes [q_nope·W_k, q_rope], all heads attend to the shared cache rows
     [c, k_rope] with values c, and W_v maps the result to v_dim; K and V are never re-expanded.

@@ -1,4 +1,6 @@
-"""ONNX lowerings of the elementwise, tensor and nn ops: one function per IR op name (STYLE.md lesson 8).
+"""ONNX lowerings of the elementwise, tensor and nn ops.
+
+One function per IR op name (STYLE.md lesson 8).
 
 A lowering follows the one convention of `irgraph.codegen.lowering`:
 `fn(e: Emitter, node: Node, *ins: str) -> list[str]`, the ONNX names of the

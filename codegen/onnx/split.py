@@ -1,4 +1,6 @@
-"""Encoder-decoder graphs split into an encoder graph and a decoder graph (one artifact, two ONNX models).
+"""Encoder-decoder graphs split into an encoder graph and a decoder graph.
+
+One artifact, two ONNX models.
 
 The encoder side is every node whose non-parameter inputs all come from the
 encoder inputs (`input_ids`, `encoder_attention_mask`) or other encoder-side
@@ -17,7 +19,10 @@ CROSSING = "encoder_hidden.{}"
 
 
 def split_encoder(graph: Graph) -> tuple[Graph, Graph] | None:
-    """(encoder, decoder) graphs sharing the original's values and weights; None for decoder-only graphs."""
+    """(encoder, decoder) graphs sharing the original's values and weights.
+
+    None for decoder-only graphs.
+    """
     if "decoder_input_ids" not in graph.inputs:
         return None
     encoder_side = {id(graph.inputs[n]) for n in ENCODER_INPUTS if n in graph.inputs}

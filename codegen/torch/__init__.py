@@ -1,4 +1,6 @@
-"""PyTorch backend: an irgraph Graph as a trainable `torch.nn.Module` (imported as `irgraph.codegen.torch`).
+"""PyTorch backend: an irgraph Graph as a trainable `torch.nn.Module`.
+
+Imported as `irgraph.codegen.torch`.
 
     module = to_torch(graph)                 # parameters named as the IR's weights
     out = module(**feeds)                    # {output name: tensor}, same inputs as the graph

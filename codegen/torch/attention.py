@@ -84,7 +84,10 @@ def unpadded_self_attention() -> Iterator[None]:
 
 
 def visible(sq, total, key_mask, prefix_len, causal, window, device) -> torch.Tensor:
-    """Boolean [batch|1, 1, sq, total]: which key each query may attend to (see irgraph.ops.attention)."""
+    """Boolean [batch|1, 1, sq, total]: which key each query may attend to.
+
+    See irgraph.ops.attention.
+    """
     qpos = (total - sq) + torch.arange(sq, device=device)[:, None]  # absolute query positions
     kpos = torch.arange(total, device=device)[None, :]
     allowed = torch.ones((1, 1, sq, total), dtype=torch.bool, device=device)
@@ -122,7 +125,10 @@ def sdpa(
     scale=None,
     softcap=0.0,
 ):
-    """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads; fully masked rows give 0."""
+    """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads.
+
+    Fully masked rows give 0.
+    """
     hq, sq, d = q.shape[1], q.shape[2], q.shape[3]
     hkv, total = k.shape[1], k.shape[2]
     if hq != hkv:
@@ -131,7 +137,8 @@ def sdpa(
     k, v = k.to(q.dtype), v.to(q.dtype)
     scale = attention_scale(d, scale)
     tracing = torch.compiler.is_compiling()
-    # A data-dependent check of the mask would break a traced graph: when tracing, only the promise counts.
+    # A data-dependent check of the mask would break a traced graph: when tracing, only the
+    # promise counts.
     unpadded = key_mask is None or _UNPADDED or (not tracing and bool(key_mask.all()))
     if (
         unpadded

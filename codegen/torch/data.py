@@ -43,7 +43,10 @@ class ByteTokenizer:
 
 
 class JsonTokenizer:
-    """A Hugging Face `tokenizer.json` (BPE, WordPiece, Unigram) through the `tokenizers` library."""
+    """A Hugging Face `tokenizer.json` through the `tokenizers` library.
+
+    BPE, WordPiece and Unigram models.
+    """
 
     def __init__(self, path: str | os.PathLike):
         from tokenizers import Tokenizer as HFTokenizer
@@ -186,7 +189,10 @@ def batch_windows(tokens: np.ndarray, step: int, batch: int, seq_len: int, seed:
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
-    """Non-overlapping held-out windows [n, seq_len + 1], evenly spread, about `max_tokens` in all."""
+    """Non-overlapping held-out windows [n, seq_len + 1], evenly spread.
+
+    About `max_tokens` in all.
+    """
     n_all = (len(tokens) - 1) // seq_len
     if n_all < 1:
         raise ConfigError(

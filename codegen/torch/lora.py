@@ -26,7 +26,10 @@ ROOT = "lora"  # the adapters' submodule: state_dict keys are lora.<weight name>
 
 
 def linear_weights(graph: Graph) -> list[str]:
-    """Parameters used as a `linear` weight, except those of projections that are graph outputs (the LM head)."""
+    """Parameters used as a `linear` weight.
+
+    Except those of projections that are graph outputs (the LM head).
+    """
     outputs = set(graph.outputs.values())
     found: list[str] = []
     for node in graph.nodes:
@@ -37,7 +40,10 @@ def linear_weights(graph: Graph) -> list[str]:
 
 
 def choose_targets(graph: Graph, patterns: Sequence[str] = ()) -> list[str]:
-    """Linear weights matching any glob in `patterns` (all of them when none); ConfigError on a dead pattern."""
+    """Linear weights matching any glob in `patterns` (all of them when none).
+
+    ConfigError on a pattern that matches none.
+    """
     names = linear_weights(graph)
     if not patterns:
         return names

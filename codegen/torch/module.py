@@ -50,7 +50,10 @@ class _Step:
 
 
 class GraphModule(nn.Module):
-    """`graph` as a torch module: parameters named as in the IR, forward(**inputs) -> {output: tensor}."""
+    """`graph` as a torch module.
+
+    Parameters are named as in the IR; forward(**inputs) -> {output: tensor}.
+    """
 
     def __init__(self, graph: Graph, *, dropout: float = 0.0):
         super().__init__()
@@ -226,7 +229,10 @@ def torch_feeds(
 def numpy_runner(
     module: GraphModule,
 ) -> Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
-    """`run(feeds) -> outputs` over numpy arrays, for `irgraph.lm.forward` (prefill or cached decode)."""
+    """`run(feeds) -> outputs` over numpy arrays, for `irgraph.lm.forward`.
+
+    Serves prefill and cached decode.
+    """
 
     def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.no_grad():
@@ -237,7 +243,9 @@ def numpy_runner(
 
 
 class Positional(nn.Module):
-    """`module` with positional inputs (graph input order) and a tuple of outputs (graph output order).
+    """`module` with positional inputs and a tuple of outputs.
+
+    Inputs in graph input order, outputs in graph output order.
 
     The form `torch.export` and ONNX-style consumers want: a flat signature.
     """
@@ -271,7 +279,8 @@ def export(module: GraphModule, feeds: Mapping[str, torch.Tensor]) -> torch.expo
         }
         for name in flat.input_names
     )
-    # Size-oblivious reasoning keeps 0 and 1 in range: decode (seq 1) and prefill (past 0) share one program.
+    # Size-oblivious reasoning keeps 0 and 1 in range: decode (seq 1) and prefill (past 0) share
+    # one program.
     with torch.fx.experimental._config.patch(backed_size_oblivious=True):
         return torch.export.export(
             flat, args, dynamic_shapes=(dynamic,), strict=False

@@ -119,7 +119,10 @@ class TrainConfig:
 
 
 def lr_at(config: TrainConfig, step: int) -> float:
-    """Linear warmup over `warmup` steps, then cosine from lr down to min_lr_ratio·lr at the last step."""
+    """Linear warmup over `warmup` steps, then cosine decay.
+
+    The cosine goes from lr down to min_lr_ratio·lr at the last step.
+    """
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     span = max(config.steps - config.warmup - 1, 1)
@@ -255,7 +258,10 @@ class Trainer:
         return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
 
     def _batch_context(self) -> ExitStack:
-        """Autocast, and the promise that training batches carry no padding (lm_batch makes none)."""
+        """Autocast, and the promise that training batches carry no padding.
+
+        lm_batch makes none.
+        """
         stack = ExitStack()
         stack.enter_context(self._autocast())
         stack.enter_context(unpadded_self_attention())
@@ -405,7 +411,9 @@ def save_trained(
     extra: dict[str, Any] | None = None,
     extra_files: dict[str, str | os.PathLike] | None = None,
 ) -> Path:
-    """Make `out_dir` a saved graph (graph.irg, weights.safetensors, train.json) next to its checkpoints.
+    """Make `out_dir` a saved graph next to its checkpoints.
+
+    The graph is graph.irg, weights.safetensors and train.json.
 
     Each file is written in a temporary folder and renamed into place, so the
     checkpoints stay and no file is ever half-written.

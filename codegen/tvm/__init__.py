@@ -1,7 +1,10 @@
-"""Apache TVM backend: Relax modules built straight from irgraph graphs (imported as `irgraph.codegen.tvm`).
+"""Apache TVM backend: Relax modules built straight from irgraph graphs.
+
+Imported as `irgraph.codegen.tvm`:
 
     from irgraph.codegen import tvm as tvm_codegen
-    tvm_codegen.compile_graph(graph, "out/llama-tvm", target="tvm-llvm")   # or tvm-cuda, tvm-aarch64
+    # target: tvm-llvm, tvm-cuda or tvm-aarch64
+    tvm_codegen.compile_graph(graph, "out/llama-tvm", target="tvm-llvm")
     session = irgraph.runtimes.open("out/llama-tvm")
 
 `lowering` builds the Relax `IRModule` (one lowering per registry op, in

@@ -47,7 +47,9 @@ def default_pipeline(options: Mapping[str, str]) -> str:
 
 
 _NEEDS = {
-    "tvm-llvm": "x86_64 Linux with the host CPU's instruction set ({mcpu}); Python with apache-tvm {tvm}",
+    "tvm-llvm": (
+        "x86_64 Linux with the host CPU's instruction set ({mcpu}); Python with apache-tvm {tvm}"
+    ),
     "tvm-cuda": (
         "an NVIDIA GPU of compute capability {arch} or newer with its CUDA driver; Python with "
         "apache-tvm {tvm} built with CUDA and nvcc on PATH (the library carries CUDA source, "

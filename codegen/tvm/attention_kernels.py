@@ -119,7 +119,9 @@ def weighted_sum_kernel(heads: int, dim: int, dtype: str) -> tirx.PrimFunc:
 
 
 def softmax_kernel(heads: int, dtype: str) -> tirx.PrimFunc:
-    """p [B, H, S, T] = softmax over T of s [B, H, S, T] restricted to the keys `allowed` [B, 1, S, T].
+    """p [B, H, S, T] = softmax over T of s [B, H, S, T], masked.
+
+    Restricted to the keys `allowed` [B, 1, S, T].
 
     One pass for the row max, one for e^(s - max) (written out) and its sum, one to
     scale: LANES-wide partial max/sum registers, `fast_exp` (vectorised; TVM's exp is a

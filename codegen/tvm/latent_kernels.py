@@ -1,4 +1,6 @@
-"""CPU kernels for the absorbed latent attention: kv_b's per-head products, read in kv_b's own layout.
+"""CPU kernels for the absorbed latent attention: kv_b's per-head products.
+
+They read kv_b in its own layout.
 
 kv_b is [heads·(nope+v_dim), kv_rank]: per head h, rows h·(nope+v_dim) + [0, nope) are W_k
 and the next v_dim rows W_v. The two products around the attention
@@ -25,7 +27,10 @@ LANES = 16
 def absorb_kernel(
     heads: int, dq: int, nope: int, v_dim: int, rank: int, dtype: str, w_dtype: str
 ) -> tirx.PrimFunc:
-    """q_abs [B, H, S, rank] from q [B, H, S, dq] (its first nope entries) and kv_b [H·(nope+v_dim), rank]."""
+    """q_abs [B, H, S, rank] from q [B, H, S, dq] and kv_b [H·(nope+v_dim), rank].
+
+    Only q's first nope entries are used.
+    """
     stride, body, zero = nope + v_dim, rank - rank % LANES, 0.0
 
     @T.prim_func(private=True)

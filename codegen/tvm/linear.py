@@ -105,7 +105,10 @@ def as_dtype(value: tirx.PrimExpr, dtype: str) -> tirx.PrimExpr:
 
 
 def _plain(x: te.Tensor, w: te.Tensor) -> te.Tensor:
-    """x [.., K] · w [N, K]ᵀ with the reduction axis innermost in both operands (dlight's GEMV/Matmul input)."""
+    """x [.., K] · w [N, K]ᵀ with the reduction axis innermost in both operands.
+
+    The form dlight's GEMV/Matmul rules take as input.
+    """
     r = te.reduce_axis((0, w.shape[1]), name="k")
     return te.compute(
         (*x.shape[:-1], w.shape[0]),

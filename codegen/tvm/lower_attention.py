@@ -37,7 +37,10 @@ def _slice(ctx: Context, x: relax.Expr, axis: int, begin, end, step: int = 1) ->
 
 
 def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
-    """Inverse frequencies [rd/2] f32; dynamic NTK rescales the base from max(position_ids) at run time."""
+    """Inverse frequencies [rd/2] f32.
+
+    Dynamic NTK rescales the base from max(position_ids) at run time.
+    """
     common = dict(
         rotary_dim=rd,
         base=a["base"],
@@ -114,7 +117,9 @@ def _rotary(ctx: Context, node: Node, x, pos):
 
 
 def _rotate(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, rd: int, interleaved: bool) -> te.Tensor:
-    """apply_rotary of the op's reference as one elementwise kernel: x [B, S, H, D], cos/sin [B, S, 1, rd/2].
+    """apply_rotary of the op's reference as one elementwise kernel.
+
+    x [B, S, H, D], cos/sin [B, S, 1, rd/2].
 
     The Relax form (slices, four products, two sums, concats) ran as ~8 kernels and
     ~4 ns per element on CPUs; here each output reads its pair partner directly.
@@ -299,7 +304,10 @@ def _alibi(ctx: Context, node: Node, key_mask):
 
 @lowers("relative_position_bias")
 def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
-    """Buckets from a lookup table the reference itself fills: beyond ±max_distance they saturate."""
+    """Buckets from a lookup table the reference itself fills.
+
+    Beyond ±max_distance they saturate.
+    """
     a = node.attrs
     buckets, heads = (int(d) for d in node.inputs[2].type.shape)
     far = a["max_distance"]
@@ -327,7 +335,9 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
 
 @lowers("latent_attention")
 def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_latent, key_mask):
-    """Latent attention with the up-projection absorbed: multi-query attention over the latent cache.
+    """Latent attention with the up-projection absorbed.
+
+    Multi-query attention over the latent cache.
 
     kv_b = [W_k; W_v] per head. q_nope·(c·W_kᵀ)ᵀ = (q_nope·W_k)·cᵀ and p·(c·W_vᵀ) = (p·c)·W_vᵀ, so
     each query head becomes [q_nope·W_k, q_rope] (kv_rank+rope), every head attends to the one

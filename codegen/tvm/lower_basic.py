@@ -67,7 +67,10 @@ ACTIVATION_EXPRS: dict[str, Callable[[Context, relax.Expr], relax.Expr]] = {
 
 
 def _fast_silu(x: te.Tensor) -> te.Tensor:
-    """x · sigmoid(x) with the vectorisable exp (TVM's exp is one scalar libm call per element on CPUs)."""
+    """x · sigmoid(x) with the vectorisable exp.
+
+    TVM's exp is one scalar libm call per element on CPUs.
+    """
     one = tirx.const(1.0, "float32")
     return te.compute(x.shape, lambda *i: x[i] / (one + fast_exp(-x[i])), name="silu")
 

@@ -2,9 +2,10 @@
 
 Every op has one lowering, registered against the registry's op name with
 `@lowers("name")` on the TVM `LoweringTable` (`irgraph.codegen.lowering`); a graph
-with ops that have none fails with one CodegenError naming them and the target. Symbolic dims (`batch`, `seq`, `past`, ...) become
-`int64` TIR variables shared by every tensor type, so one build serves every
-batch size, prompt length and cache length.
+with ops that have none fails with one CodegenError naming them and the target.
+Symbolic dims (`batch`, `seq`, `past`, ...) become `int64` TIR variables shared
+by every tensor type, so one build serves every batch size, prompt length and
+cache length.
 
 Signature of `forward` (the manifest records it): the graph inputs in graph
 order, then one argument per weight in `WeightArg` order; it returns a tuple of
@@ -84,7 +85,10 @@ class Context:
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
 
     def kernel(self, key: str, make: Callable[[], tirx.PrimFunc]) -> relax.GlobalVar:
-        """The module's one GlobalVar for a hand-written kernel variant (`make` runs on first use)."""
+        """The module's one GlobalVar for a hand-written kernel variant.
+
+        `make` runs on first use.
+        """
         name = "".join(ch if ch.isalnum() else "_" for ch in key)
         if name not in self.kernels:
             self.kernels[name] = self.bb.add_func(make().with_attr("global_symbol", name), name)
@@ -111,7 +115,10 @@ class Context:
 
 
 def array_const(a: Any) -> relax.Expr:
-    """A Relax constant that keeps the numpy dtype (relax.const narrows float64/int64 to 32 bits)."""
+    """A Relax constant that keeps the numpy dtype.
+
+    relax.const alone narrows float64/int64 to 32 bits.
+    """
     a = np.asarray(a)
     return relax.const(a, str(a.dtype))
 
@@ -131,7 +138,10 @@ def tensor_type(ctx: Context, t: TensorType, where: str) -> relax.TensorType:
 
 
 def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
-    """The weight arguments: a packed copy for every linear weight that packs, plain for other uses."""
+    """The weight arguments.
+
+    A packed copy for every linear weight that packs, plain for other uses.
+    """
     linear_block: dict[str, int] = {}
     other_uses: set[str] = set()
     for node in graph.nodes:
@@ -153,7 +163,10 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
 
 
 def _block(t: TensorType, packed: int) -> int:
-    """The packing block for a linear weight: `packed`, else half of it, when it divides the rows; else 0."""
+    """The packing block for a linear weight.
+
+    `packed`, else half of it, when it divides the rows; else 0.
+    """
     storable = t.dtype.is_float or t.dtype in (DType.i8, DType.u8)
     if not (packed and storable and t.rank == 2 and isinstance(t.shape[0], int)):
         return 0
@@ -171,7 +184,9 @@ def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
 def build_module(
     graph: Graph, target: str, packed: int = 32
 ) -> tuple[tvm.IRModule, list[WeightArg]]:
-    """The Relax module of `graph` for `target` ("llvm" | "cuda" | "aarch64") and its weight arguments.
+    """The Relax module of `graph` for `target` and its weight arguments.
+
+    `target` is "llvm", "cuda" or "aarch64".
 
     It holds `forward` (the graph's outputs but `logits_last`) and, when the graph has
     `logits_last` (pass last-position-logits), `forward_last` (the same inputs and weights,

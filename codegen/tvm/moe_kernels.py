@@ -1,4 +1,6 @@
-"""CPU kernels for routed mixture-of-experts projections, hand-written in TIR like the linear kernel.
+"""CPU kernels for routed mixture-of-experts projections.
+
+Hand-written in TIR like the linear kernel.
 
 Only the chosen experts' weights are read. Each projection groups the router's
 (token, slot) pairs p = t·k + j by expert (a counting sort), then walks every

@@ -1,4 +1,6 @@
-"""TVM targets of irgraph: `tvm-llvm` (host CPU), `tvm-cuda` (sm_80/sm_90) and `tvm-aarch64` (cross).
+"""TVM targets of irgraph: `tvm-llvm`, `tvm-cuda` and `tvm-aarch64`.
+
+Host CPU, CUDA sm_80/sm_90 and aarch64 (cross-compiled), respectively.
 
 Each target name maps to a TVM `Target`, a Relax build pipeline and a way to
 export the shared library:
