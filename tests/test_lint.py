@@ -1,4 +1,5 @@
-"""ruff over the whole checkout (rules in pyproject.toml [tool.ruff]): lint failures fail tests."""
+"""ruff over the whole checkout (rules in pyproject.toml [tool.ruff]): lint and format failures
+fail tests."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ def test_ruff_is_clean():
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format_leaves_the_tree_unchanged():
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, "run `ruff format .`:\n" + done.stdout + done.stderr
