@@ -26,6 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node
+from irgraph.types import Dim, Sym
 
 Ctx = TypeVar("Ctx", contravariant=True)
 Out = TypeVar("Out", covariant=True)
@@ -43,6 +44,18 @@ class Lowering(Protocol[Ctx, Out]):
     """
 
     def __call__(self, ctx: Ctx, node: Node, /, *inputs: Any) -> Sequence[Out]: ...
+
+
+def static_dim(d: Dim, node: Node, what: str) -> int:
+    """`d` as an int, for a dim the backend bakes into its code (a weight's, a head count).
+
+    CodegenError naming `node` and `what` when `d` is symbolic.
+    """
+    if isinstance(d, Sym):
+        raise CodegenError(
+            f"{node.op}: {what} must be a static dim", expected="an int", got=str(d), where=node.op
+        )
+    return d
 
 
 _REQUIRED: Any = object()  # `get`'s "no default given" marker
@@ -125,4 +138,4 @@ class LoweringTable(Generic[C, V]):
             )
 
 
-__all__ = ["Lowering", "LoweringTable"]
+__all__ = ["Lowering", "LoweringTable", "static_dim"]

@@ -20,7 +20,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import onnx
 from onnx import helper
@@ -75,7 +75,7 @@ def build_model(
     flavour: str = "ort",
     dtype: str = "f32",
     *,
-    data=None,
+    data: BinaryIO | None = None,
     data_name: str = DATA_FILE,
     written: dict[str, onnx.TensorProto] | None = None,
     progress: Progress | None = None,
@@ -145,9 +145,9 @@ def build_model(
     return model, facts
 
 
-def _live(nodes: list, outputs: set[str]) -> list:
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
     """The nodes some graph output depends on (lowerings leave views that fused ops bypassed)."""
-    needed, live = set(outputs), []
+    needed, live = set(outputs), list[onnx.NodeProto]()
     for node in reversed(nodes):
         if any(o in needed for o in node.output if o):
             live.append(node)
@@ -157,7 +157,7 @@ def _live(nodes: list, outputs: set[str]) -> list:
 
 def compile_graph(
     graph: Graph,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     *,
     target: str = TARGET,
     flavour: str = "ort",

@@ -62,7 +62,7 @@ class Emitter:
         self._written = {} if written is None else written
         self._ids = itertools.count()
         self._names: dict[int, str] = {}  # id(Value) -> ONNX name (Values compare by identity)
-        self._consts: dict[tuple, str] = {}
+        self._consts: dict[tuple[Any, ...], str] = {}
         self._weights: dict[tuple[str, str], Callable[[], np.ndarray]] = {}
         self.memo: dict[
             Any, Any
@@ -238,7 +238,7 @@ class Emitter:
         ):
             entry = tensor.external_data.add()
             entry.key, entry.value = k, v
-        self._data.write(memoryview(array.reshape(-1).view(np.uint8)))
+        self._data.write(array.reshape(-1).view(np.uint8).data)
         self._offset += array.nbytes
         self._written[name] = tensor
         return tensor

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from irgraph import lm
+from irgraph.errors import CodegenError
 from irgraph.ir import Graph
 
 GENAI_FILE = "genai_config.json"
@@ -31,12 +32,19 @@ def genai_config(graph: Graph, *, share_buffer: bool, model_file: str) -> dict[s
     layers = len(past) // 2
     key = graph.inputs[past[0]].type
     attention = [n for n in graph.nodes if n.op == "attention"]
-    if not attention or not isinstance(key.shape[1], int) or not isinstance(key.shape[3], int):
+    head_dim = key.shape[3]
+    if not attention or not isinstance(key.shape[1], int) or not isinstance(head_dim, int):
         return None
-    heads = attention[0].inputs[0].type.shape[2]
+    heads = attention[0].arg(0).type.shape[2]
     vocab = graph.outputs["logits"].type.shape[-1]
+    if not isinstance(heads, int) or not isinstance(vocab, int):
+        raise CodegenError(
+            "genai_config needs static head and vocab sizes",
+            expected="ints",
+            got=f"heads {heads}, vocab {vocab}",
+        )
     embed = next((n for n in graph.nodes if n.op == "embedding"), None)
-    hidden = embed.outputs[0].type.shape[-1] if embed is not None else heads * key.shape[3]
+    hidden = embed.outputs[0].type.shape[-1] if embed is not None else heads * head_dim
 
     def token(name: str, fallback: int) -> int:
         value = graph.meta.get(name)

@@ -20,14 +20,16 @@ GQA takes it packed. (Its rotary wants head_size % 16 == 0, attention % 8.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.codegen.onnx.lowerings import lowers
 from irgraph.dtypes import DType
-from irgraph.ir import Node
+from irgraph.ir import Node, Value
 from irgraph.ops.attention import alibi_slopes
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
@@ -45,7 +47,7 @@ def visible_mask(
 
     q_len/total: int64 scalars.
     """
-    qpos = kpos = None
+    qpos = kpos = ""  # positions, set when causal or window needs them
     if causal or window:
         past = e.op1("Sub", total, q_len)
         qpos = e.op1(
@@ -117,7 +119,7 @@ def sdpa(
     if allowed is not None:
         scores = e.op1("Where", allowed, scores, e.const(-np.inf, e.np_float))
     any_visible = None
-    if key_mask:  # a fully masked row (padding) must give zeros, not NaN
+    if key_mask and allowed is not None:  # a fully masked row (padding) must give zeros, not NaN
         seen = e.op1(
             "ReduceMax",
             e.op1(
@@ -138,7 +140,9 @@ def sdpa(
 
 
 def _gqa_fits(e: Emitter, node: Node) -> bool:
-    q, k, v, pk, _, _, bias, prefix = node.inputs
+    q, v = node.arg(0), node.arg(2)
+    pk, bias, prefix = node.inputs[3], node.inputs[6], node.inputs[7]
+    head_dim = q.type.shape[3]
     return (
         e.flavour == "ort"
         and pk is not None
@@ -146,15 +150,17 @@ def _gqa_fits(e: Emitter, node: Node) -> bool:
         and bias is None
         and prefix is None
         and e.dtype in (DType.f32, DType.f16)
-        and v.type.shape[3] == q.type.shape[3]
-        and q.type.shape[3] % 8 == 0
+        and v.type.shape[3] == head_dim
+        and isinstance(head_dim, int)
+        and head_dim % 8 == 0
     )  # the CPU kernel wants head_size % 8 == 0
 
 
 def _gqa(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
-    q, k, v, pk = node.inputs[:4]
-    hq, d = q.type.shape[2], q.type.shape[3]
-    hkv = k.type.shape[2]
+    q, k = node.arg(0), node.arg(1)
+    hq = static_dim(q.type.shape[2], node, "query heads")
+    d = static_dim(q.type.shape[3], node, "head_dim")
+    hkv = static_dim(k.type.shape[2], node, "kv heads")
     key_mask = ins[5]
     if key_mask:  # per-row valid length - 1 and the padded total, as onnxruntime-genai feeds them
         seqlens, total = e.memo.get(("gqa_lengths", key_mask), (None, None))
@@ -194,7 +200,7 @@ def _gqa(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
         softcap=node.attrs["softcap"] or None,
         local_window_size=window if window else None,
         do_rotary=1 if rotary else None,
-        rotary_interleaved=int(pair[0].attrs["interleaved"]) if rotary else None,
+        rotary_interleaved=int(pair[0].attrs["interleaved"]) if pair is not None else None,
     )
     out4 = e.op("Reshape", [out, e.ints(0, 0, hq, d)], [e.result(node, 0)])[0]
     e.flat[out4] = out
@@ -222,7 +228,7 @@ def _gqa_tables(e: Emitter, cos: str, total: str) -> list[str]:
     return e.memo[key]
 
 
-def _rotary_pair(e: Emitter, q, k) -> tuple[Node, Node] | None:
+def _rotary_pair(e: Emitter, q: Value, k: Value) -> tuple[Node, Node] | None:
     """q and k rotated over all of head_dim by one rotary setting and position tensor.
 
     That is the case GQA can do itself.
@@ -230,27 +236,32 @@ def _rotary_pair(e: Emitter, q, k) -> tuple[Node, Node] | None:
     GQA gathers cos/sin rows by its position_ids input; it is given the rotary lowering's per-token
     tables and row indices (0..B·S-1), so the result is the same rotation the rotary nodes compute.
     """
-    nodes = [e.producer.get(id(v)) for v in (q, k)]
-    if any(n is None or n.op != "rotary" for n in nodes):
+    rq, rk = (e.producer.get(id(v)) for v in (q, k))
+    if rq is None or rk is None or rq.op != "rotary" or rk.op != "rotary":
         return None
-    rq, rk = nodes
     if rq.inputs[1] is not rk.inputs[1] or dict(rq.attrs) != dict(rk.attrs):
         return None
     head_dim = q.type.shape[3]
     if (
-        rq.attrs["rotary_dim"] or head_dim
-    ) != head_dim or head_dim % 16:  # the kernel's rotary: head_size % 16
+        not isinstance(head_dim, int)
+        or (rq.attrs["rotary_dim"] or head_dim) != head_dim
+        or head_dim % 16  # the kernel's rotary: head_size % 16
+    ):
         return None
     return rq, rk
 
 
 @lowers("attention")
 def _attention(e: Emitter, node: Node, *ins: str) -> list[str]:
-    q, k, v, pk, pv, km, bias, prefix = node.inputs
     if _gqa_fits(e, node):
         return _gqa(e, node, ins)
+    q, k, v = node.arg(0), node.arg(1), node.arg(2)
+    pk, pv, km, prefix = node.inputs[3], node.inputs[4], node.inputs[5], node.inputs[7]
     a = node.attrs
-    hq, d, hkv, dv = q.type.shape[2], q.type.shape[3], k.type.shape[2], v.type.shape[3]
+    hq = static_dim(q.type.shape[2], node, "query heads")
+    d = static_dim(q.type.shape[3], node, "head_dim")
+    hkv = static_dim(k.type.shape[2], node, "kv heads")
+    dv = static_dim(v.type.shape[3], node, "v head_dim")
     kt, vt = _bnsh(e, ins[1]), _bnsh(e, ins[2])
     present_k = (
         e.op("Concat", [ins[3], kt], [e.result(node, 1)], axis=2)[0]
@@ -321,7 +332,7 @@ _ROTARY_TABLE_ATTRS = (
 )
 
 
-def cos_sin(e: Emitter, pos: str, rd: int, attrs: dict) -> tuple[str, str]:
+def cos_sin(e: Emitter, pos: str, rd: int, attrs: Mapping[str, Any]) -> tuple[str, str]:
     """cos and sin [B, S, rd/2] in the compute dtype.
 
     Computed once per position tensor and scaling.
@@ -358,7 +369,7 @@ def cos_sin(e: Emitter, pos: str, rd: int, attrs: dict) -> tuple[str, str]:
     return e.memo[key]
 
 
-def _dynamic_ntk(e: Emitter, pos: str, inv_static: str, rd: int, attrs: dict) -> str:
+def _dynamic_ntk(e: Emitter, pos: str, inv_static: str, rd: int, attrs: Mapping[str, Any]) -> str:
     orig, factor, base = attrs["original_max_position"], attrs["factor"], attrs["base"]
     longest = e.op1(
         "Cast", e.op1("Add", e.op1("ReduceMax", pos, keepdims=0), e.const(1, np.int64)), to=1
@@ -376,8 +387,9 @@ def _dynamic_ntk(e: Emitter, pos: str, inv_static: str, rd: int, attrs: dict) ->
 
 @lowers("rotary")
 def _rotary(e: Emitter, node: Node, *ins: str) -> list[str]:
-    x = node.inputs[0]
-    heads, head_dim = x.type.shape[2], x.type.shape[3]
+    x = node.arg(0)
+    heads = static_dim(x.type.shape[2], node, "heads")
+    head_dim = static_dim(x.type.shape[3], node, "head_dim")
     a = node.attrs
     rd = a["rotary_dim"] or head_dim
     cos, sin = cos_sin(e, ins[1], rd, a)
@@ -434,7 +446,7 @@ def _alibi(e: Emitter, node: Node, *ins: str) -> list[str]:
 @lowers("relative_position_bias")
 def _relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
-    num_buckets, heads = node.inputs[2].type.shape
+    num_buckets, heads = (static_dim(d, node, "bias table dim") for d in node.arg(2).type.shape)
     sq, total = e.scalar_dim(ins[0], 1), e.scalar_dim(ins[1], 1)
     one, zero = e.const(1, np.int64), e.const(0, np.int64)
     qpos = e.op1("Range", e.op1("Sub", total, sq), total, one)
@@ -491,10 +503,11 @@ def _latent_attention(e: Emitter, node: Node, *ins: str) -> list[str]:
     [c, k_rope] with values c, and W_v maps the result to v_dim; K and V are never re-expanded.
     The weight slices of kv_b are initializer-only subgraphs that ORT folds at load.
     """
-    q, latent, _, kv_b, past, _ = node.inputs
+    q, latent, past = node.arg(0), node.arg(1), node.inputs[4]
     a = node.attrs
-    heads, dq = q.type.shape[2], q.type.shape[3]
-    rank, nope, vd = latent.type.shape[2], a["nope_dim"], a["v_dim"]
+    heads = static_dim(q.type.shape[2], node, "heads")
+    dq = static_dim(q.type.shape[3], node, "query head_dim")
+    rank, nope, vd = static_dim(latent.type.shape[2], node, "kv rank"), a["nope_dim"], a["v_dim"]
     new = e.op1("Concat", ins[1], e.op1("Squeeze", ins[2], e.ints(2)), axis=-1)  # (B, S, R+rope)
     cache = (
         e.op("Concat", [ins[4], new], [e.result(node, 1)], axis=1)[0]

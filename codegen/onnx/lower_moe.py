@@ -24,22 +24,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.codegen.onnx.lowerings import activation, lowers
 from irgraph.dtypes import DType
-from irgraph.ir import Node
+from irgraph.errors import CodegenError
+from irgraph.ir import Node, Value
 
 
 @lowers("moe_router")
 def _router(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
-    experts = node.inputs[1].type.shape[0]
+    experts = static_dim(node.arg(1).type.shape[0], node, "experts")
     logits = e.op1(
         "MatMul",
         ins[0],
         e.op1("Transpose", ins[1], perm=[1, 0])
-        if node.inputs[1].param is None
-        else e.weight(node.inputs[1].param, "T", lambda w: w.T),
+        if (router := node.arg(1).param) is None
+        else e.weight(router, "T", lambda w: w.T),
     )
     scores = (
         e.op1("Softmax", logits, axis=-1) if a["scoring"] == "softmax" else e.op1("Sigmoid", logits)
@@ -81,7 +83,7 @@ def _router(e: Emitter, node: Node, *ins: str) -> list[str]:
     ]
 
 
-def _stacked_t(e: Emitter, v) -> str:
+def _stacked_t(e: Emitter, v: Value) -> str:
     """[E, out, in] -> [E, in, out] so that x [1, T, in] @ W gives [E, T, out]."""
     if v.param is None:
         return e.op1("Transpose", e.name(v), perm=[0, 2, 1])
@@ -91,6 +93,13 @@ def _stacked_t(e: Emitter, v) -> str:
 # IR activation -> ORT MoE activation_type with the same meaning (checked against the reference).
 _ORT_ACTIVATIONS = {"relu": "relu", "silu": "silu", "gelu_tanh": "gelu"}
 _NOT_CHOSEN = -1e9  # router_probs of the experts the IR router did not choose: softmax weight 0
+
+
+def _param(node: Node, v: Value) -> str:
+    """The weight name of `v`, which `_fused_moe_fits` checked is a graph parameter."""
+    if v.param is None:
+        raise CodegenError(f"{node.op}: the fused MoE needs weight parameters", got=repr(v))
+    return v.param
 
 
 def _fused_moe_fits(e: Emitter, node: Node) -> bool:
@@ -103,9 +112,11 @@ def _fused_moe_fits(e: Emitter, node: Node) -> bool:
 
 def _fused_experts(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
     """ORT's MoE op over the IR router's choice (see the module docstring)."""
-    _, _, _, w_up, w_down, w_gate = node.inputs
-    experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
-    k = node.inputs[1].type.shape[-1]
+    w_up, w_down, w_gate = node.arg(3), node.arg(4), node.inputs[5]
+    experts = static_dim(w_up.type.shape[0], node, "experts")
+    hidden = static_dim(w_up.type.shape[2], node, "hidden")
+    k = static_dim(node.arg(1).type.shape[-1], node, "top_k")
+    up_name, down_name = _param(node, w_up), _param(node, w_down)
     tokens = e.op1("Reshape", ins[0], e.ints(-1, hidden))  # (T, H)
     weights = e.op1("Reshape", ins[1], e.ints(-1, k))  # (T, k)
     indices = e.op1("Reshape", ins[2], e.ints(-1, k))
@@ -114,16 +125,17 @@ def _fused_experts(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
     )
     probs = e.op1("ScatterElements", floor, indices, e.op1("Log", weights), axis=1)  # (T, E)
     if w_gate is not None:
+        gate_name = _param(node, w_gate)
 
         def interleave() -> np.ndarray:
             gate, up = (
-                np.asarray(e.graph.weight(v.param), dtype=np.float32) for v in (w_gate, w_up)
+                np.asarray(e.graph.weight(name), dtype=np.float32) for name in (gate_name, up_name)
             )
             fc1 = np.empty((gate.shape[0], 2 * gate.shape[1], gate.shape[2]), np.float32)
             fc1[:, 0::2], fc1[:, 1::2] = gate, up  # rows g0, u0, g1, u1, ...: swiglu_fusion=1
             return fc1
 
-        fc1 = e.derived(f"{w_up.param}.gate_up_interleaved", interleave)
+        fc1 = e.derived(f"{up_name}.gate_up_interleaved", interleave)
         attrs = {
             "activation_type": "swiglu",
             "swiglu_fusion": 1,
@@ -132,7 +144,7 @@ def _fused_experts(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
             "swiglu_limit": float("inf"),
         }
     else:
-        fc1 = e.weight(w_up.param)
+        fc1 = e.weight(up_name)
         attrs = {"activation_type": _ORT_ACTIVATIONS[node.attrs["act"]]}
     y = e.op1(
         "MoE",
@@ -140,7 +152,7 @@ def _fused_experts(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
         probs,
         fc1,
         "",
-        e.weight(w_down.param),
+        e.weight(down_name),
         domain="com.microsoft",
         k=k,
         normalize_routing_weights=0,
@@ -154,8 +166,9 @@ def _fused_experts(e: Emitter, node: Node, ins: Sequence[str]) -> list[str]:
 def _experts(e: Emitter, node: Node, *ins: str) -> list[str]:
     if _fused_moe_fits(e, node):
         return _fused_experts(e, node, ins)
-    x, _, _, w_up, w_down, w_gate = node.inputs
-    experts, hidden = w_up.type.shape[0], w_up.type.shape[2]
+    w_up, w_down, w_gate = node.arg(3), node.arg(4), node.inputs[5]
+    experts = static_dim(w_up.type.shape[0], node, "experts")
+    hidden = static_dim(w_up.type.shape[2], node, "hidden")
     tokens = e.op1(
         "Unsqueeze", e.op1("Reshape", ins[0], e.ints(-1, hidden)), e.ints(0)
     )  # (1, T, H)
@@ -169,7 +182,7 @@ def _experts(e: Emitter, node: Node, *ins: str) -> list[str]:
     else:
         h = activation(e, node.attrs["act"], up)
     y = e.op1("MatMul", h, _stacked_t(e, w_down))  # (E, T, H)
-    k = node.inputs[1].type.shape[-1]
+    k = static_dim(node.arg(1).type.shape[-1], node, "top_k")
     weights = e.op1("Reshape", ins[1], e.ints(-1, k))
     indices = e.op1("Reshape", ins[2], e.ints(-1, k))
     zeros = e.op1(

@@ -19,7 +19,7 @@ from irgraph.codegen.lowering import LoweringTable
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
-from irgraph.ir import Node
+from irgraph.ir import Node, Value
 
 LOWERINGS: LoweringTable[Emitter, str] = LoweringTable("onnx")
 lowers = LOWERINGS.lowers
@@ -101,33 +101,33 @@ def _unary(e: Emitter, node: Node, *ins: str) -> list[str]:
 
 
 @lowers("rsqrt")
-def _rsqrt(e, node, *ins):
+def _rsqrt(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Reciprocal", [e.op1("Sqrt", ins[0])], [e.result(node, 0)])
 
 
 # Activation ops with no single ONNX node (relu and sigmoid have one, in _UNARY).
 @lowers(*(name for name, a in ACTIVATIONS.items() if a.unary_op and name not in _UNARY))
-def _act(e, node, *ins):
+def _act(e: Emitter, node: Node, *ins: str) -> list[str]:
     return [activation(e, node.op, ins[0])]
 
 
 @lowers("gelu")
-def _gelu(e, node, *ins):
+def _gelu(e: Emitter, node: Node, *ins: str) -> list[str]:
     return [activation(e, "gelu" if node.attrs["approximate"] == "none" else "gelu_tanh", ins[0])]
 
 
 @lowers("scale")
-def _scale(e, node, *ins):
+def _scale(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Mul", [ins[0], e.const(float(node.attrs["factor"]))], [e.result(node, 0)])
 
 
 @lowers(*_BINARY)
-def _binary(e, node, *ins):
+def _binary(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op(_BINARY[node.op], ins, [e.result(node, 0)])
 
 
 @lowers("glu")
-def _glu(e, node, *ins):
+def _glu(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Mul", [activation(e, node.attrs["act"], ins[0]), ins[1]], [e.result(node, 0)])
 
 
@@ -135,13 +135,15 @@ def _glu(e, node, *ins):
 
 
 @lowers("matmul")
-def _matmul(e, node, *ins):
+def _matmul(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("MatMul", ins, [e.result(node, 0)])
 
 
 @lowers("reshape")
-def _reshape(e, node, *ins):  # ONNX Reshape has the IR's 0 / -1 semantics
-    x, y = node.inputs[0].type, node.outputs[0].type
+def _reshape(
+    e: Emitter, node: Node, *ins: str
+) -> list[str]:  # ONNX Reshape has the IR's 0 / -1 semantics
+    x, y = node.arg(0).type, node.outputs[0].type
     split_heads = x.rank == 3 and y.rank == 4 and y.shape[:2] == x.shape[:2]
     if y.rank == 3 and x.rank == 4 and y.shape[:2] == x.shape[:2] and ins[0] in e.flat:
         return [e.flat[ins[0]]]  # merging heads back: the tensor before the split is still there
@@ -152,30 +154,30 @@ def _reshape(e, node, *ins):  # ONNX Reshape has the IR's 0 / -1 semantics
 
 
 @lowers("transpose")
-def _transpose(e, node, *ins):
+def _transpose(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Transpose", ins, [e.result(node, 0)], perm=list(node.attrs["perm"]))
 
 
 @lowers("concat")
-def _concat(e, node, *ins):
+def _concat(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Concat", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 
 @lowers("split")
-def _split(e, node, *ins):
+def _split(e: Emitter, node: Node, *ins: str) -> list[str]:
     outs = e.op(
         "Split",
         [ins[0], e.ints(*node.attrs["sizes"])],
         [e.result(node, i) for i in range(len(node.outputs))],
         axis=node.attrs["axis"],
     )
-    if node.attrs["axis"] in (-1, node.inputs[0].type.rank - 1):
+    if node.attrs["axis"] in (-1, node.arg(0).type.rank - 1):
         e.memo[("packed", tuple(outs))] = ins[0]  # GQA can take q/k/v packed (fuse-qkv's split)
     return outs
 
 
 @lowers("slice")
-def _slice(e, node, *ins):
+def _slice(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
     return e.op(
         "Slice",
@@ -185,27 +187,27 @@ def _slice(e, node, *ins):
 
 
 @lowers("gather")
-def _gather(e, node, *ins):
+def _gather(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Gather", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 
 @lowers("where")
-def _where(e, node, *ins):
+def _where(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Where", ins, [e.result(node, 0)])
 
 
 @lowers("cast")
-def _cast(e, node, *ins):
+def _cast(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Cast", ins, [e.result(node, 0)], to=e.onnx_type(DType(node.attrs["dtype"])))
 
 
 @lowers("softmax")
-def _softmax(e, node, *ins):
+def _softmax(e: Emitter, node: Node, *ins: str) -> list[str]:
     return e.op("Softmax", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 
 @lowers("reduce_sum", "reduce_mean", "reduce_max")
-def _reduce(e, node, *ins):
+def _reduce(e: Emitter, node: Node, *ins: str) -> list[str]:
     onnx_op = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax"}[
         node.op
     ]
@@ -221,8 +223,8 @@ def _reduce(e, node, *ins):
 
 
 @lowers("embedding")
-def _embedding(e, node, *ins):
-    table = node.inputs[1]
+def _embedding(e: Emitter, node: Node, *ins: str) -> list[str]:
+    table = node.arg(1)
     out = e.op(
         "Gather", [ins[1], ins[0]], [e.result(node, 0)] if table.type.dtype.is_float else 1, axis=0
     )
@@ -231,7 +233,7 @@ def _embedding(e, node, *ins):
     return out
 
 
-def transposed(e: Emitter, weight) -> str:
+def transposed(e: Emitter, weight: Value) -> str:
     """W [out, in] stored as Wᵀ [in, out], so a linear is one MatMul (what ORT's kernels want)."""
     if weight.param is None:
         return e.op1("Transpose", e.name(weight), perm=[1, 0])
@@ -239,15 +241,15 @@ def transposed(e: Emitter, weight) -> str:
 
 
 @lowers("linear")
-def _linear(e, node, *ins):
-    x, weight, bias = node.inputs
-    w = transposed(e, weight)
+def _linear(e: Emitter, node: Node, *ins: str) -> list[str]:
+    w = transposed(e, node.arg(1))
+    bias = node.inputs[2]
     if bias is None:
         return e.op("MatMul", [ins[0], w], [e.result(node, 0)])
     return e.op("Add", [e.op1("MatMul", ins[0], w), ins[2]], [e.result(node, 0)])
 
 
-def norm_weight(e: Emitter, weight, offset: float) -> str:
+def norm_weight(e: Emitter, weight: Value, offset: float) -> str:
     """The norm's γ with its weight_offset folded in (Nemotron's layernorm1p)."""
     if not offset:
         return e.name(weight)
@@ -257,11 +259,11 @@ def norm_weight(e: Emitter, weight, offset: float) -> str:
 
 
 @lowers("add_rms_norm")
-def _add_rms_norm(e, node, *ins):
+def _add_rms_norm(e: Emitter, node: Node, *ins: str) -> list[str]:
     """ort: one SkipSimplifiedLayerNormalization (its 4th output is the sum); portable: Add and
     RMSNormalization."""
     a = node.attrs
-    gamma = norm_weight(e, node.inputs[2], a["weight_offset"])
+    gamma = norm_weight(e, node.arg(2), a["weight_offset"])
     total, normed = e.result(node, 0), e.result(node, 1)
     if e.flavour == "ort":
         e.op(
@@ -278,16 +280,16 @@ def _add_rms_norm(e, node, *ins):
 
 
 @lowers("layer_norm")
-def _layer_norm(e, node, *ins):
+def _layer_norm(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
-    inputs = [ins[0], norm_weight(e, node.inputs[1], a["weight_offset"])] + (
+    inputs = [ins[0], norm_weight(e, node.arg(1), a["weight_offset"])] + (
         [ins[2]] if ins[2] else []
     )
     return e.op("LayerNormalization", inputs, [e.result(node, 0)], axis=-1, epsilon=a["eps"])
 
 
 @lowers("rms_norm")
-def _rms_norm(e, node, *ins):
+def _rms_norm(e: Emitter, node: Node, *ins: str) -> list[str]:
     a = node.attrs
-    gamma = norm_weight(e, node.inputs[1], a["weight_offset"])
+    gamma = norm_weight(e, node.arg(1), a["weight_offset"])
     return e.op("RMSNormalization", [ins[0], gamma], [e.result(node, 0)], axis=-1, epsilon=a["eps"])

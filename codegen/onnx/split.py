@@ -12,7 +12,7 @@ steps only the decoder.
 
 from __future__ import annotations
 
-from irgraph.ir import Graph, Value
+from irgraph.ir import Graph, Node, Value
 
 ENCODER_INPUTS = ("input_ids", "encoder_attention_mask")
 CROSSING = "encoder_hidden.{}"
@@ -44,11 +44,11 @@ def split_encoder(graph: Graph) -> tuple[Graph, Graph] | None:
                 crossing.setdefault(id(v), v)
     names = {vid: CROSSING.format(k) for k, vid in enumerate(crossing)}
 
-    def used_inputs(nodes: list) -> dict[str, Value]:
+    def used_inputs(nodes: list[Node]) -> dict[str, Value]:
         ids = {id(v) for n in nodes for v in n.inputs if v is not None}
         return {n: v for n, v in graph.inputs.items() if id(v) in ids}
 
-    def params(nodes: list) -> dict[str, Value]:
+    def params(nodes: list[Node]) -> dict[str, Value]:
         return {
             v.param: v for n in nodes for v in n.inputs if v is not None and v.param is not None
         }

@@ -121,7 +121,7 @@ def lower_linear(
     ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr | None, bias: relax.Expr | None
 ) -> relax.Expr:
     out_type = node.outputs[0].type
-    param = node.inputs[1].param
+    param = node.arg(1).param
     packed = ctx.weight_args.get(param) if param is not None else None
     if packed is None:
         y = ctx.bb.emit_te(_plain, x, weight, primfunc_name_hint="linear")
@@ -132,7 +132,7 @@ def lower_linear(
         mt = 2 if ctx.target == "aarch64" else 8
         key = f"linear_packed_{n}x{k}_{nb}_{dtype}_{w_dtype}"
         gvar = ctx.kernel(key, lambda: packed_kernel(n, k, nb, dtype, w_dtype, mt))
-        lead = [ctx.dim(d) for d in node.inputs[0].type.shape[:-1]]
+        lead = [ctx.dim(d) for d in node.arg(0).type.shape[:-1]]
         rows = sym.Analyzer().simplify(reduce(lambda a, b: a * b, lead, tirx.IntImm("int64", 1)))
         x2 = ctx.emit(relax.op.reshape(x, [rows, k]))  # (tokens, K)
         y2 = ctx.emit(relax.call_tir(gvar, [x2, packed], out_ty=relax.TensorType([rows, n], dtype)))

@@ -80,7 +80,7 @@ def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
 @lowers("rotary")
 def _rotary(ctx: Context, node: Node, x, pos):
     a = dict(node.attrs)
-    b, s, h, d = node.inputs[0].type.shape
+    b, s, h, d = node.arg(0).type.shape
     rd = a["rotary_dim"] or int(d)
     inv = _inv_freq(ctx, pos, rd, a)
     angles = ctx.emit(
@@ -107,7 +107,7 @@ def _rotary(ctx: Context, node: Node, x, pos):
     o2 = ctx.emit(op.add(op.multiply(x2, cos), op.multiply(x1, sin)))
     if a["interleaved"]:
         out = ctx.emit(
-            op.reshape(op.stack([o1, o2], axis=4), ctx.shape(node.inputs[0].type)[:3] + [rd])
+            op.reshape(op.stack([o1, o2], axis=4), ctx.shape(node.arg(0).type)[:3] + [rd])
         )
     else:
         out = ctx.emit(op.concat([o1, o2], axis=3))
@@ -270,7 +270,7 @@ def _attention(ctx: Context, node: Node, q, k, v, past_key, past_value, key_mask
         v_all = ctx.emit(op.concat([past_value, v_new], axis=2))
     else:
         k_all, v_all = k_new, v_new
-    qt = node.inputs[0].type
+    qt = node.arg(0).type
     d = int(qt.shape[3])
     shape = [ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1]), ctx.dim(node.outputs[1].type.shape[2])]
     scale = 1.0 / math.sqrt(d) if a["scale"] is None else a["scale"]
@@ -309,7 +309,7 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
     Beyond ±max_distance they saturate.
     """
     a = node.attrs
-    buckets, heads = (int(d) for d in node.inputs[2].type.shape)
+    buckets, heads = (int(d) for d in node.arg(2).type.shape)
     far = a["max_distance"]
     with np.errstate(
         invalid="ignore"
@@ -348,8 +348,8 @@ def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_la
     """
     a = node.attrs
     nope, dv = a["nope_dim"], a["v_dim"]
-    b, s, h, dq = node.inputs[0].type.shape
-    heads, rank = int(h), int(node.inputs[1].type.shape[2])
+    b, s, h, dq = node.arg(0).type.shape
+    heads, rank = int(h), int(node.arg(1).type.shape[2])
     new = ctx.emit(op.concat([latent, op.squeeze(k_rope, [2])], axis=2))  # (B, S, R+rope)
     cache = ctx.emit(op.concat([past_latent, new], axis=1)) if past_latent is not None else new
     total = ctx.dim(node.outputs[1].type.shape[1])

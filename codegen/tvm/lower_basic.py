@@ -180,7 +180,7 @@ def _split(ctx: Context, node: Node, x):
 @lowers("slice")
 def _slice(ctx: Context, node: Node, x):
     """x[start:end:step] on one axis; begin/end resolved against the (maybe symbolic) dim."""
-    t = node.inputs[0].type
+    t = node.arg(0).type
     axis = node.attrs["axis"] % t.rank
     start, end, step = node.attrs["start"], node.attrs["end"], node.attrs["step"]
     dim = t.shape[axis]
@@ -244,7 +244,7 @@ def _layer_norm(ctx: Context, node: Node, x, weight, bias):
     w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
     if bias is None:
         bias = relax.const(0.0, x.ty.dtype)
-        bias = ctx.emit(op.broadcast_to(bias, [ctx.dim(node.inputs[0].type.shape[-1])]))
+        bias = ctx.emit(op.broadcast_to(bias, [ctx.dim(node.arg(0).type.shape[-1])]))
     return [ctx.emit(op.nn.layer_norm(x, w, bias, axes=[-1], epsilon=node.attrs["eps"]))]
 
 
@@ -252,9 +252,9 @@ def _layer_norm(ctx: Context, node: Node, x, weight, bias):
 def _rms_norm(ctx: Context, node: Node, x, weight):
     w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
     if ctx.target != "cuda" and x.ty.dtype == "float32" and w.ty.dtype == "float32":
-        dim, eps = int(node.inputs[0].type.shape[-1]), node.attrs["eps"]
+        dim, eps = int(node.arg(0).type.shape[-1]), node.attrs["eps"]
         kernel = ctx.kernel(f"rms_norm_{dim}_{eps!r}", lambda: rms_norm_kernel(dim, eps))
-        shape = ctx.shape(node.inputs[0].type)
+        shape = ctx.shape(node.arg(0).type)
         rows = ctx.emit(relax.op.reshape(x, [-1, dim]))  # (tokens, D)
         y = ctx.emit(relax.call_tir(kernel, [rows, w], out_ty=rows.ty))
         return [ctx.emit(op.reshape(y, shape))]

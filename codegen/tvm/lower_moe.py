@@ -29,8 +29,8 @@ op = relax.op
 @lowers("moe_router")
 def _moe_router(ctx: Context, node: Node, x, weight):
     a = node.attrs
-    experts = int(node.inputs[1].type.shape[0])
-    lead = ctx.shape(node.inputs[0].type)[:-1]
+    experts = int(node.arg(1).type.shape[0])
+    lead = ctx.shape(node.arg(0).type)[:-1]
     logits = ctx.emit(op.matmul(x, op.permute_dims(weight)))  # (..., E)
     if logits.ty.dtype != "float32":
         logits = ctx.emit(op.astype(logits, "float32"))
@@ -117,9 +117,9 @@ def routed_fits(ctx: Context) -> bool:
 
 @lowers("moe_experts")
 def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_gate):
-    xt = node.inputs[0].type
-    experts, _, hidden = (int(d) for d in node.inputs[3].type.shape)
-    k = int(node.inputs[1].type.shape[-1])
+    xt = node.arg(0).type
+    experts, _, hidden = (int(d) for d in node.arg(3).type.shape)
+    k = int(node.arg(1).type.shape[-1])
     tokens = ctx.dim(xt.shape[0])
     for d in xt.shape[1:-1]:
         tokens = tokens * ctx.dim(d)
