@@ -25,7 +25,9 @@ from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 
 @lowers("rotary")
-def _rotary(ctx: TorchContext, node: Node, x, position_ids):
+def _rotary(
+    ctx: TorchContext, node: Node, x: torch.Tensor, position_ids: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     a = node.attrs
     scaling, factor, interleaved = a["scaling"], a["factor"], a["interleaved"]
     rd = a["rotary_dim"] or x.shape[3]
@@ -83,7 +85,15 @@ def unpadded_self_attention() -> Iterator[None]:
         _UNPADDED = old
 
 
-def visible(sq, total, key_mask, prefix_len, causal, window, device) -> torch.Tensor:
+def visible(
+    sq: int,
+    total: int,
+    key_mask: torch.Tensor | None,
+    prefix_len: torch.Tensor | None,
+    causal: bool,
+    window: int,
+    device: torch.device,
+) -> torch.Tensor:
     """Boolean [batch|1, 1, sq, total]: which key each query may attend to.
 
     See irgraph.ops.attention.
@@ -114,17 +124,17 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def sdpa(
-    q,
-    k,
-    v,
-    key_mask=None,
-    bias=None,
-    prefix_len=None,
-    causal=True,
-    window=0,
-    scale=None,
-    softcap=0.0,
-):
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    prefix_len: torch.Tensor | None = None,
+    causal: bool = True,
+    window: int = 0,
+    scale: float | None = None,
+    softcap: float = 0.0,
+) -> torch.Tensor:
     """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads.
 
     Fully masked rows give 0.
@@ -172,12 +182,21 @@ def sdpa(
 
 @lowers("attention")
 def _attention(
-    ctx: TorchContext, node: Node, q, k, v, past_key, past_value, key_mask, bias, prefix_len
-):
+    ctx: TorchContext,
+    node: Node,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    past_key: torch.Tensor | None,
+    past_value: torch.Tensor | None,
+    key_mask: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    prefix_len: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
     a = node.attrs
     k_all = f32(k).transpose(1, 2)  # (B, Hkv, S, D)
     v_all = f32(v).transpose(1, 2)
-    if past_key is not None:
+    if past_key is not None and past_value is not None:
         k_all = torch.cat([past_key.to(k_all.dtype), k_all], dim=2)  # present = concat(past, new)
         v_all = torch.cat([past_value.to(v_all.dtype), v_all], dim=2)
     out = sdpa(
@@ -196,7 +215,7 @@ def _attention(
 
 
 @lowers("alibi")
-def _alibi(ctx: TorchContext, node: Node, key_mask):
+def _alibi(ctx: TorchContext, node: Node, key_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
     num_heads = node.attrs["num_heads"]
     mask = key_mask.float()
     positions = (torch.cumsum(mask, dim=-1) - 1) * mask  # (B, T): position among unpadded tokens
@@ -228,7 +247,13 @@ def t5_buckets(
 
 
 @lowers("relative_position_bias")
-def _relative_position_bias(ctx: TorchContext, node: Node, x, key_mask, table):
+def _relative_position_bias(
+    ctx: TorchContext,
+    node: Node,
+    x: torch.Tensor,
+    key_mask: torch.Tensor,
+    table: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
     bidirectional, max_distance = node.attrs["bidirectional"], node.attrs["max_distance"]
     sq, total = x.shape[1], key_mask.shape[1]
     qpos = (total - sq) + torch.arange(sq, device=x.device)
@@ -240,8 +265,15 @@ def _relative_position_bias(ctx: TorchContext, node: Node, x, key_mask, table):
 
 @lowers("latent_attention")
 def _latent_attention(
-    ctx: TorchContext, node: Node, q, latent, k_rope, kv_b, past_latent, key_mask
-):
+    ctx: TorchContext,
+    node: Node,
+    q: torch.Tensor,
+    latent: torch.Tensor,
+    k_rope: torch.Tensor,
+    kv_b: torch.Tensor,
+    past_latent: torch.Tensor | None,
+    key_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
     a = node.attrs
     nope_dim, v_dim, scale, causal = a["nope_dim"], a["v_dim"], a["scale"], a["causal"]
     b, h, dq = q.shape[0], q.shape[2], q.shape[3]

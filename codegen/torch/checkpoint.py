@@ -27,7 +27,7 @@ PREFIX = "step-"
 _MOMENTS = ("exp_avg", "exp_avg_sq", "step")
 
 
-def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
+def checkpoint_dirs(root: str | os.PathLike[str]) -> list[Path]:
     folder = Path(root)
     if not folder.is_dir():
         return []
@@ -38,13 +38,13 @@ def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
     )
 
 
-def latest(root: str | os.PathLike) -> Path | None:
+def latest(root: str | os.PathLike[str]) -> Path | None:
     found = checkpoint_dirs(root)
     return found[-1] if found else None
 
 
 def save(
-    root: str | os.PathLike,
+    root: str | os.PathLike[str],
     step: int,
     module: torch.nn.Module,
     optimizer: torch.optim.Optimizer,

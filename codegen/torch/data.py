@@ -48,7 +48,7 @@ class JsonTokenizer:
     BPE, WordPiece and Unigram models.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         from tokenizers import Tokenizer as HFTokenizer
 
         try:
@@ -64,7 +64,7 @@ class JsonTokenizer:
         ).ids
 
 
-def text_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+def text_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Every text file named or below the folders named, sorted; ConfigError when there are none."""
     found: list[Path] = []
     for p in map(Path, paths):
@@ -118,13 +118,13 @@ class Corpus:
 
 
 def load_corpus(
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike[str]],
     tokenizer: Tokenizer,
     *,
     heldout_fraction: float = 0.05,
     seed: int = 0,
     vocab_size: int | None = None,
-    base: str | os.PathLike | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> Corpus:
     """Read and tokenise the text files under `paths`; split off held-out files.
 

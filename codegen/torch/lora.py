@@ -21,6 +21,7 @@ from irgraph.codegen.torch.module import GraphModule
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.passes.merge_lora import LoraWeights
+from irgraph.types import Dim
 
 ROOT = "lora"  # the adapters' submodule: state_dict keys are lora.<weight name>.lora_A / .lora_B
 
@@ -81,10 +82,7 @@ class LoraAdapters(nn.Module):
             owner.register_parameter("lora_B", nn.Parameter(torch.zeros(out_f, rank)))
 
     def pair(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        owner: nn.Module = self
-        for part in name.split("."):
-            owner = owner._modules[part]
-        return owner.lora_A, owner.lora_B
+        return self.get_parameter(f"{name}.lora_A"), self.get_parameter(f"{name}.lora_B")
 
     def effective(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """The weight the graph sees: W + scale·B·A for adapted weights, W otherwise."""
@@ -99,6 +97,20 @@ class LoraAdapters(nn.Module):
             for n in self.names
             for a, b in [self.pair(n)]
         }
+
+
+def _matrix_shape(name: str, shape: tuple[Dim, ...]) -> tuple[int, int]:
+    """A linear weight's static [out, in] shape (adapters are sized by it)."""
+    if len(shape) == 2:
+        out_f, in_f = shape
+        if isinstance(out_f, int) and isinstance(in_f, int):
+            return out_f, in_f
+    raise ConfigError(
+        f"LoRA target {name!r} is not a static matrix",
+        expected="[out, in] ints",
+        got=str(shape),
+        where="--lora",
+    )
 
 
 def _child(owner: nn.Module, part: str) -> nn.Module:
@@ -122,7 +134,7 @@ def attach(
         )
     names = choose_targets(graph, targets)
     adapters = LoraAdapters(
-        {n: tuple(graph.params[n].type.shape) for n in names}, rank, alpha, seed
+        {n: _matrix_shape(n, graph.params[n].type.shape) for n in names}, rank, alpha, seed
     )
     for p in module.parameters():
         p.requires_grad_(False)

@@ -105,24 +105,26 @@ def _binary_lowering(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -
     return lambda ctx, node, a, b: (fn(f32(a), f32(b)),)
 
 
-for _name, _fn in _UNARY.items():
-    LOWERINGS[_name] = _unary_lowering(_fn)
-for _name, _fn in _BINARY.items():
-    LOWERINGS[_name] = _binary_lowering(_fn)
+for _name, _unary_fn in _UNARY.items():
+    LOWERINGS[_name] = _unary_lowering(_unary_fn)
+for _name, _binary_fn in _BINARY.items():
+    LOWERINGS[_name] = _binary_lowering(_binary_fn)
 
 
 @lowers("gelu")
-def _gelu(ctx: TorchContext, node: Node, x):
+def _gelu(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (F.gelu(f32(x), approximate=node.attrs["approximate"]),)
 
 
 @lowers("scale")
-def _scale(ctx: TorchContext, node: Node, x):
+def _scale(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (f32(x) * node.attrs["factor"],)
 
 
 @lowers("glu")
-def _glu(ctx: TorchContext, node: Node, gate, up):
+def _glu(
+    ctx: TorchContext, node: Node, gate: torch.Tensor, up: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     return (ACTIVATIONS[node.attrs["act"]](f32(gate)) * f32(up),)
 
 
@@ -130,12 +132,14 @@ def _glu(ctx: TorchContext, node: Node, gate, up):
 
 
 @lowers("matmul")
-def _matmul(ctx: TorchContext, node: Node, a, b):
+def _matmul(
+    ctx: TorchContext, node: Node, a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     return (torch.matmul(f32(a), f32(b)),)
 
 
 @lowers("reshape")
-def _reshape(ctx: TorchContext, node: Node, x):
+def _reshape(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     shape = node.attrs["shape"]
     target = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]  # ONNX: 0 copies the dim
     if torch.compiler.is_exporting():
@@ -146,17 +150,17 @@ def _reshape(ctx: TorchContext, node: Node, x):
 
 
 @lowers("transpose")
-def _transpose(ctx: TorchContext, node: Node, x):
+def _transpose(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (x.permute(*node.attrs["perm"]),)
 
 
 @lowers("concat")
-def _concat(ctx: TorchContext, node: Node, *xs):
+def _concat(ctx: TorchContext, node: Node, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (torch.cat(xs, dim=node.attrs["axis"]),)
 
 
 @lowers("split")
-def _split(ctx: TorchContext, node: Node, x):
+def _split(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     axis, sizes = node.attrs["axis"], node.attrs["sizes"]
     if torch.compiler.is_exporting():
         # Gathered copies, not strided views: reshaping a view makes torch.export pin `seq != 1`.
@@ -169,7 +173,7 @@ def _split(ctx: TorchContext, node: Node, x):
 
 
 @lowers("slice")
-def _slice(ctx: TorchContext, node: Node, x):
+def _slice(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     a = node.attrs
     index = [slice(None)] * x.dim()
     index[a["axis"]] = slice(a["start"], a["end"], a["step"])
@@ -177,29 +181,33 @@ def _slice(ctx: TorchContext, node: Node, x):
 
 
 @lowers("gather")
-def _gather(ctx: TorchContext, node: Node, data, indices):
+def _gather(
+    ctx: TorchContext, node: Node, data: torch.Tensor, indices: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     axis = node.attrs["axis"] % data.dim()
     flat = torch.index_select(data, axis, indices.reshape(-1))
     return (flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]),)
 
 
 @lowers("where")
-def _where(ctx: TorchContext, node: Node, cond, a, b):
+def _where(
+    ctx: TorchContext, node: Node, cond: torch.Tensor, a: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     return (torch.where(cond, f32(a), f32(b)),)
 
 
 @lowers("cast")
-def _cast(ctx: TorchContext, node: Node, x):
+def _cast(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (x.to(TORCH_DTYPES[DType(node.attrs["dtype"])]),)
 
 
 @lowers("softmax")
-def _softmax(ctx: TorchContext, node: Node, x):
+def _softmax(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return (torch.softmax(x.float(), dim=node.attrs["axis"]),)
 
 
 def _reduce(fn: Callable[..., torch.Tensor]) -> TorchLowering:
-    def lower(ctx: TorchContext, node: Node, x):
+    def lower(ctx: TorchContext, node: Node, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = f32(x)
         return (fn(x, dim=tuple(node.attrs["axes"]), keepdim=node.attrs["keepdims"]),)
 
@@ -215,19 +223,25 @@ LOWERINGS["reduce_max"] = _reduce(torch.amax)
 
 
 @lowers("embedding")
-def _embedding(ctx: TorchContext, node: Node, ids, table):
+def _embedding(
+    ctx: TorchContext, node: Node, ids: torch.Tensor, table: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     return (F.embedding(ids, table.float()),)
 
 
 @lowers("linear")
-def _linear(ctx: TorchContext, node: Node, x, weight, bias):
+def _linear(
+    ctx: TorchContext, node: Node, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
     if not weight.is_floating_point():
         weight = weight.float()  # stored integer weights: the reference casts them, unscaled
     return (F.linear(f32(x), f32(weight), None if bias is None else f32(bias)),)
 
 
 @lowers("layer_norm")
-def _layer_norm(ctx: TorchContext, node: Node, x, weight, bias):
+def _layer_norm(
+    ctx: TorchContext, node: Node, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
     eps, weight_offset = node.attrs["eps"], node.attrs["weight_offset"]
     w = weight.float() + weight_offset if weight_offset else weight.float()
     return (
@@ -236,14 +250,18 @@ def _layer_norm(ctx: TorchContext, node: Node, x, weight, bias):
 
 
 @lowers("rms_norm")
-def _rms_norm(ctx: TorchContext, node: Node, x, weight):
+def _rms_norm(
+    ctx: TorchContext, node: Node, x: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     eps, weight_offset = node.attrs["eps"], node.attrs["weight_offset"]
     w = weight.float() + weight_offset if weight_offset else weight.float()
     return (F.rms_norm(x.float(), (x.shape[-1],), w, eps),)
 
 
 @lowers("add_rms_norm")
-def _add_rms_norm(ctx: TorchContext, node: Node, x, residual, weight):
+def _add_rms_norm(
+    ctx: TorchContext, node: Node, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     total = f32(x) + f32(residual)
     return (total, *_rms_norm(ctx, node, total, weight))
 

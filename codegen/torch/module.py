@@ -131,10 +131,7 @@ class GraphModule(nn.Module):
     def weight(self, name: str) -> torch.Tensor:
         """The tensor of IR weight `name` (a parameter, or a buffer for integer weights)."""
         *path, leaf = name.split(".")
-        owner: nn.Module = self
-        for part in path:
-            owner = owner._modules[part]
-        return getattr(owner, leaf)
+        return getattr(self.get_submodule(".".join(path)), leaf)
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         env: list[Any] = [None] * self.n_slots
@@ -281,7 +278,10 @@ def export(module: GraphModule, feeds: Mapping[str, torch.Tensor]) -> torch.expo
     )
     # Size-oblivious reasoning keeps 0 and 1 in range: decode (seq 1) and prefill (past 0) share
     # one program.
-    with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+    # torch's config modules gain `patch` at import (install_config_module), unseen by mypy
+    with torch.fx.experimental._config.patch(  # type: ignore[attr-defined]
+        backed_size_oblivious=True
+    ):
         return torch.export.export(
             flat, args, dynamic_shapes=(dynamic,), strict=False
         )  # one *tensors argument

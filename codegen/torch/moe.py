@@ -25,7 +25,9 @@ Tensor = torch.Tensor
 
 
 @lowers("moe_router")
-def _moe_router(ctx: TorchContext, node: Node, x, weight):
+def _moe_router(
+    ctx: TorchContext, node: Node, x: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     a = node.attrs
     top_k, scoring, normalize = a["top_k"], a["scoring"], a["normalize"]
     n_group, topk_group, scaling = a["n_group"], a["topk_group"], a["scaling"]
@@ -115,7 +117,16 @@ def dense_experts(
 
 
 @lowers("moe_experts")
-def _moe_experts(ctx: TorchContext, node: Node, x, weights, indices, w_up, w_down, w_gate):
+def _moe_experts(
+    ctx: TorchContext,
+    node: Node,
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    indices: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down: torch.Tensor,
+    w_gate: torch.Tensor | None,
+) -> tuple[torch.Tensor, ...]:
     act = node.attrs["act"]
     shape = x.shape
     xs = f32(x).reshape(-1, shape[-1])  # (T, H)

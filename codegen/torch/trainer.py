@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ class Trainer:
     """One training run of `graph` on `corpus` into `out_dir` (see module docstring)."""
 
     def __init__(
-        self, graph: Graph, corpus: Corpus, config: TrainConfig, out_dir: str | os.PathLike
+        self, graph: Graph, corpus: Corpus, config: TrainConfig, out_dir: str | os.PathLike[str]
     ):
         self.graph, self.corpus, self.config = graph, corpus, config.validate()
         self.out = Path(out_dir)
@@ -245,14 +245,16 @@ class Trainer:
             else None
         )
         self.optimizer, self.names = _optimizer(self.module, config)
-        self.model: torch.nn.Module = self.module
-        if self.world.size > 1:
-            self.model = torch.nn.parallel.DistributedDataParallel(self.module)
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(self.module) if self.world.size > 1 else None
+        )
+        self.model: torch.nn.Module = self.ddp if self.ddp is not None else self.module
         if config.compile:  # evaluation stays eager: its batch shapes vary, each would recompile
-            self.model = torch.compile(self.model)
+            # torch.compile of a Module returns an OptimizedModule (a Module); its stub: Callable
+            self.model = torch.compile(self.model)  # type: ignore[assignment]
         self.heldout = eval_windows(corpus.heldout, config.seq_len, config.eval_tokens)
 
-    def _autocast(self):
+    def _autocast(self) -> AbstractContextManager[Any]:
         if not self.config.bf16:
             return nullcontext()
         return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
@@ -295,9 +297,9 @@ class Trainer:
         if self.world.size > 1:
             dist.all_reduce(total)
         self.module.train()
-        loss = float(total[0] / total[1])
-        bpb = loss / math.log(2) / self.corpus.bytes_per_token
-        return EvalInfo(step, loss, math.exp(min(loss, 700.0)), bpb)
+        mean_loss = float(total[0] / total[1])
+        bpb = mean_loss / math.log(2) / self.corpus.bytes_per_token
+        return EvalInfo(step, mean_loss, math.exp(min(mean_loss, 700.0)), bpb)
 
     def _state(self, step: int, evals: list[EvalInfo]) -> dict[str, Any]:
         return {
@@ -350,7 +352,10 @@ class Trainer:
                 )  # dropout masks by (step, micro, rank)
                 feeds, targets, weights = self._tensors(windows[first : first + micro])
                 sync = m == cfg.grad_accum - 1 or world.size == 1
-                with nullcontext() if sync else self.model.no_sync(), self._batch_context():
+                with (
+                    nullcontext() if sync or self.ddp is None else self.ddp.no_sync(),
+                    self._batch_context(),
+                ):
                     loss = lm_loss(self.model(**feeds)["logits"], targets, weights) / cfg.grad_accum
                 loss.backward()
                 loss_sum += float(loss.detach())
@@ -405,11 +410,11 @@ class Trainer:
 
 
 def save_trained(
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike[str],
     result: TrainResult,
     config: TrainConfig,
     extra: dict[str, Any] | None = None,
-    extra_files: dict[str, str | os.PathLike] | None = None,
+    extra_files: dict[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Make `out_dir` a saved graph next to its checkpoints.
 

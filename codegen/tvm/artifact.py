@@ -65,7 +65,7 @@ _NEEDS = {
 
 def compile_graph(
     graph: Graph,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     *,
     target: str = "tvm-llvm",
     cuda_arch: str = "sm_80",

@@ -25,7 +25,7 @@ SETUP = RUNNER_DIR / "setup.sh"
 QEMU_SYSROOT = "/usr/aarch64-linux-gnu"
 
 
-def build_runner(out: str | os.PathLike | None = None) -> Path:
+def build_runner(out: str | os.PathLike[str] | None = None) -> Path:
     """Run runner/setup.sh (toolchain, aarch64 TVM runtime, build); returns the runner's path."""
     env = dict(os.environ, PYTHON=sys.executable)
     args = ["bash", str(SETUP)] + ([str(out)] if out is not None else [])
@@ -38,8 +38,8 @@ def build_runner(out: str | os.PathLike | None = None) -> Path:
 
 
 def run_native(
-    runner: str | os.PathLike,
-    artifact: str | os.PathLike,
+    runner: str | os.PathLike[str],
+    artifact: str | os.PathLike[str],
     prompt: list[int],
     steps: int,
 ) -> tuple[list[int], np.ndarray]:

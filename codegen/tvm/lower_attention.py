@@ -78,7 +78,7 @@ def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
 
 
 @lowers("rotary")
-def _rotary(ctx: Context, node: Node, x, pos):
+def _rotary(ctx: Context, node: Node, x: relax.Expr, pos: relax.Expr) -> list[relax.Expr]:
     a = dict(node.attrs)
     b, s, h, d = node.arg(0).type.shape
     rd = a["rotary_dim"] or int(d)
@@ -261,7 +261,18 @@ def sdpa(
 
 
 @lowers("attention")
-def _attention(ctx: Context, node: Node, q, k, v, past_key, past_value, key_mask, bias, prefix_len):
+def _attention(
+    ctx: Context,
+    node: Node,
+    q: relax.Expr,
+    k: relax.Expr,
+    v: relax.Expr,
+    past_key: relax.Expr | None,
+    past_value: relax.Expr | None,
+    key_mask: relax.Expr | None,
+    bias: relax.Expr | None,
+    prefix_len: relax.Expr | None,
+) -> list[relax.Expr]:
     a = node.attrs
     k_new = ctx.emit(op.permute_dims(k, [0, 2, 1, 3]))  # (B, Hkv, Sk, D)
     v_new = ctx.emit(op.permute_dims(v, [0, 2, 1, 3]))
@@ -292,7 +303,7 @@ def _attention(ctx: Context, node: Node, q, k, v, past_key, past_value, key_mask
 
 
 @lowers("alibi")
-def _alibi(ctx: Context, node: Node, key_mask):
+def _alibi(ctx: Context, node: Node, key_mask: relax.Expr | None) -> list[relax.Expr]:
     h = node.attrs["num_heads"]
     mask = ctx.emit(op.astype(key_mask, "float32"))
     positions = ctx.emit(
@@ -303,7 +314,9 @@ def _alibi(ctx: Context, node: Node, key_mask):
 
 
 @lowers("relative_position_bias")
-def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
+def _relative_position_bias(
+    ctx: Context, node: Node, x: relax.Expr, key_mask: relax.Expr | None, table: relax.Expr
+) -> list[relax.Expr]:
     """Buckets from a lookup table the reference itself fills.
 
     Beyond ±max_distance they saturate.
@@ -334,7 +347,16 @@ def _relative_position_bias(ctx: Context, node: Node, x, key_mask, table):
 
 
 @lowers("latent_attention")
-def _latent_attention(ctx: Context, node: Node, q, latent, k_rope, kv_b, past_latent, key_mask):
+def _latent_attention(
+    ctx: Context,
+    node: Node,
+    q: relax.Expr,
+    latent: relax.Expr,
+    k_rope: relax.Expr,
+    kv_b: relax.Expr,
+    past_latent: relax.Expr | None,
+    key_mask: relax.Expr | None,
+) -> list[relax.Expr]:
     """Latent attention with the up-projection absorbed.
 
     Multi-query attention over the latent cache.

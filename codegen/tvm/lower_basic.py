@@ -115,57 +115,57 @@ _BINARY = {
 
 
 @lowers(*_UNARY)
-def _unary(ctx: Context, node: Node, x):
+def _unary(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(_UNARY[node.op](x))]
 
 
 @lowers(*_ACTS)
-def _activation(ctx: Context, node: Node, x):
+def _activation(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(act(ctx, node.op, x))]
 
 
 @lowers("gelu")
-def _gelu_node(ctx: Context, node: Node, x):
+def _gelu_node(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(act(ctx, "gelu" if node.attrs["approximate"] == "none" else "gelu_tanh", x))]
 
 
 @lowers("scale")
-def _scale(ctx: Context, node: Node, x):
+def _scale(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.multiply(x, relax.const(node.attrs["factor"], x.ty.dtype)))]
 
 
 @lowers(*_BINARY)
-def _binary(ctx: Context, node: Node, a, b):
+def _binary(ctx: Context, node: Node, a: relax.Expr, b: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(_BINARY[node.op](a, b))]
 
 
 @lowers("glu")
-def _glu(ctx: Context, node: Node, gate, up):
+def _glu(ctx: Context, node: Node, gate: relax.Expr, up: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.multiply(act(ctx, node.attrs["act"], gate), up))]
 
 
 @lowers("matmul")
-def _matmul(ctx: Context, node: Node, a, b):
+def _matmul(ctx: Context, node: Node, a: relax.Expr, b: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.matmul(a, b))]
 
 
 @lowers("reshape")
-def _reshape(ctx: Context, node: Node, x):
+def _reshape(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.reshape(x, ctx.shape(node.outputs[0].type)))]
 
 
 @lowers("transpose")
-def _transpose(ctx: Context, node: Node, x):
+def _transpose(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.permute_dims(x, list(node.attrs["perm"])))]
 
 
 @lowers("concat")
-def _concat(ctx: Context, node: Node, *xs):
+def _concat(ctx: Context, node: Node, *xs: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.concat([x for x in xs if x is not None], axis=node.attrs["axis"]))]
 
 
 @lowers("split")
-def _split(ctx: Context, node: Node, x):
+def _split(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     sizes = node.attrs["sizes"]
     if len(sizes) == 1:
         return [x]
@@ -178,7 +178,7 @@ def _split(ctx: Context, node: Node, x):
 
 
 @lowers("slice")
-def _slice(ctx: Context, node: Node, x):
+def _slice(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     """x[start:end:step] on one axis; begin/end resolved against the (maybe symbolic) dim."""
     t = node.arg(0).type
     axis = node.attrs["axis"] % t.rank
@@ -195,22 +195,24 @@ def _slice(ctx: Context, node: Node, x):
 
 
 @lowers("gather")
-def _gather(ctx: Context, node: Node, data, indices):
+def _gather(ctx: Context, node: Node, data: relax.Expr, indices: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.take(data, indices, axis=node.attrs["axis"], mode="wrap"))]
 
 
 @lowers("where")
-def _where(ctx: Context, node: Node, cond, a, b):
+def _where(
+    ctx: Context, node: Node, cond: relax.Expr, a: relax.Expr, b: relax.Expr
+) -> list[relax.Expr]:
     return [ctx.emit(op.where(cond, a, b))]
 
 
 @lowers("cast")
-def _cast(ctx: Context, node: Node, x):
+def _cast(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.astype(x, tvm_dtype(node.outputs[0].type.dtype)))]
 
 
 @lowers("softmax")
-def _softmax(ctx: Context, node: Node, x):
+def _softmax(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [ctx.emit(op.nn.softmax(x, axis=node.attrs["axis"]))]
 
 
@@ -218,7 +220,7 @@ _REDUCE = {"reduce_sum": op.sum, "reduce_mean": op.mean, "reduce_max": op.max}
 
 
 @lowers(*_REDUCE)
-def _reduce(ctx: Context, node: Node, x):
+def _reduce(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
     return [
         ctx.emit(
             _REDUCE[node.op](x, axis=list(node.attrs["axes"]), keepdims=node.attrs["keepdims"])
@@ -227,7 +229,7 @@ def _reduce(ctx: Context, node: Node, x):
 
 
 @lowers("embedding")
-def _embedding(ctx: Context, node: Node, ids, table):
+def _embedding(ctx: Context, node: Node, ids: relax.Expr, table: relax.Expr) -> list[relax.Expr]:
     y = ctx.emit(
         op.take(table, ids, axis=0, mode="wrap")
     )  # np.take for -n..n-1; never out of bounds
@@ -240,7 +242,9 @@ def _norm_weight(w: relax.Expr, offset: float) -> relax.Expr:
 
 
 @lowers("layer_norm")
-def _layer_norm(ctx: Context, node: Node, x, weight, bias):
+def _layer_norm(
+    ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr, bias: relax.Expr | None
+) -> list[relax.Expr]:
     w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
     if bias is None:
         bias = relax.const(0.0, x.ty.dtype)
@@ -249,7 +253,7 @@ def _layer_norm(ctx: Context, node: Node, x, weight, bias):
 
 
 @lowers("rms_norm")
-def _rms_norm(ctx: Context, node: Node, x, weight):
+def _rms_norm(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr) -> list[relax.Expr]:
     w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
     if ctx.target != "cuda" and x.ty.dtype == "float32" and w.ty.dtype == "float32":
         dim, eps = int(node.arg(0).type.shape[-1]), node.attrs["eps"]
@@ -262,11 +266,15 @@ def _rms_norm(ctx: Context, node: Node, x, weight):
 
 
 @lowers("add_rms_norm")
-def _add_rms_norm(ctx: Context, node: Node, x, residual, weight):
+def _add_rms_norm(
+    ctx: Context, node: Node, x: relax.Expr, residual: relax.Expr, weight: relax.Expr
+) -> list[relax.Expr]:
     total = ctx.emit(op.add(x, residual))  # rms_norm reads node.inputs[0]'s type: the sum's
     return [total, *_rms_norm(ctx, node, total, weight)]
 
 
 @lowers("linear")
-def _linear(ctx: Context, node: Node, x, weight, bias):
+def _linear(
+    ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr, bias: relax.Expr | None
+) -> list[relax.Expr]:
     return [lower_linear(ctx, node, x, weight, bias)]

@@ -27,7 +27,7 @@ op = relax.op
 
 
 @lowers("moe_router")
-def _moe_router(ctx: Context, node: Node, x, weight):
+def _moe_router(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr) -> list[relax.Expr]:
     a = node.attrs
     experts = int(node.arg(1).type.shape[0])
     lead = ctx.shape(node.arg(0).type)[:-1]
@@ -116,7 +116,16 @@ def routed_fits(ctx: Context) -> bool:
 
 
 @lowers("moe_experts")
-def _moe_experts(ctx: Context, node: Node, x, weights, indices, w_up, w_down, w_gate):
+def _moe_experts(
+    ctx: Context,
+    node: Node,
+    x: relax.Expr,
+    weights: relax.Expr,
+    indices: relax.Expr,
+    w_up: relax.Expr,
+    w_down: relax.Expr,
+    w_gate: relax.Expr | None,
+) -> list[relax.Expr]:
     xt = node.arg(0).type
     experts, _, hidden = (int(d) for d in node.arg(3).type.shape)
     k = int(node.arg(1).type.shape[-1])
