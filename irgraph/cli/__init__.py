@@ -16,12 +16,20 @@ from irgraph.cli import (
     train_cmd,
     zoo_cmd,
 )
+from irgraph.cli.group import DEBUG_FLAG, IrgraphGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=IrgraphGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="irgraph")
-def main() -> None:
-    """irgraph: declare, transform, compile and run large-language-model graphs."""
+@click.option(
+    DEBUG_FLAG, is_flag=True, help="Show the Python traceback of a failure (also IRGRAPH_DEBUG=1)."
+)
+def main(debug: bool) -> None:
+    """irgraph: declare, transform, compile and run large-language-model graphs.
+
+    A failure prints one `Error: ...` line and exits non-zero: 1 for bad input,
+    2 for bad usage, 70 for an internal error (a bug; --debug shows where).
+    """
 
 
 main.add_command(inspect_cmd.inspect)

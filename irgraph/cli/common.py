@@ -1,14 +1,8 @@
-"""Helpers shared by CLI verbs: id lists, errors as clean messages."""
+"""Helpers shared by CLI verbs: id lists."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any
-
 import click
-
-from irgraph.errors import IrgraphError
 
 
 def parse_ids(text: str, option: str, vocab: int | None = None) -> list[int]:
@@ -33,16 +27,3 @@ def parse_ids(text: str, option: str, vocab: int | None = None) -> list[int]:
                 f"token id {i} is out of range (expected {limit})", param_hint=option
             )
     return ids
-
-
-def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn irgraph's typed errors into a one-line `Error: ...` and exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except IrgraphError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper

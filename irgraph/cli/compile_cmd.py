@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from irgraph.backends import BACKENDS, backend_for, compile_options, compile_targets
-from irgraph.cli.common import clean_errors
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
@@ -106,7 +105,6 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     "(`irgraph passes list --target T` shows them).",
 )
 @pipeline_options
-@clean_errors
 def compile_(
     source: str,
     target: str,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from irgraph.cli.common import clean_errors
 from irgraph.serialize import load
 
 
@@ -14,7 +13,6 @@ from irgraph.serialize import load
 @click.option(
     "--only-misses", is_flag=True, help="Show only the places where the rule does not fire."
 )
-@clean_errors
 def explain(rule: str, path: str, only_misses: bool) -> None:
     """Explain rewrite RULE (or every rule of a rule-based pass) on the graph at PATH."""
     from irgraph.passes import explain as explain_rule

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 import irgraph.runtimes
-from irgraph.cli.common import clean_errors, parse_ids
+from irgraph.cli.common import parse_ids
 
 TOKENIZER = "tokenizer.json"
 
@@ -59,7 +59,6 @@ class _Codec:
     "--stop-ids", help="Comma-separated ids that end a row (default: the model's eos_token_id)."
 )
 @click.option("--ids-only", is_flag=True, help="Print token ids, not text.")
-@clean_errors
 def generate(
     path: str,
     prompts: tuple[str, ...],

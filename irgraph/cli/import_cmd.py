@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from irgraph.cli.common import clean_errors
-
 
 @click.command("import-hf")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False))
@@ -18,7 +16,6 @@ from irgraph.cli.common import clean_errors
     help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json).",
 )
 @click.option("--no-overwrite", is_flag=True, help="Fail if the output folder exists.")
-@clean_errors
 def import_hf(hf_dir: str, out: str, no_overwrite: bool) -> None:
     """Import the checkpoint in HF_DIR (config.json + *.safetensors) as an irgraph graph folder."""
     from irgraph.model_zoo.hf_import import import_to_dir

@@ -8,7 +8,6 @@ import json
 import click
 
 from irgraph.analysis import Cost, cost
-from irgraph.cli.common import clean_errors
 from irgraph.serialize import load
 
 
@@ -19,7 +18,6 @@ from irgraph.serialize import load
 )
 @click.option("--json", "as_json", is_flag=True, help="Print statistics as JSON (no IR text).")
 @click.option("--no-text", is_flag=True, help="Statistics only.")
-@clean_errors
 def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     """Show the graph at PATH (a saved graph folder): IR text, stats and cost."""
     graph = load(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from irgraph.cli.common import clean_errors
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.serialize import load, save
 
@@ -19,7 +18,6 @@ from irgraph.serialize import load, save
     help="Folder for the transformed graph (written atomically).",
 )
 @pipeline_options
-@clean_errors
 def opt(
     path: str,
     output: str,

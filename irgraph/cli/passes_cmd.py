@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from irgraph.backends import backend_for, compile_targets
-from irgraph.cli.common import clean_errors
 from irgraph.cli.compile_cmd import default_passes
 
 
@@ -21,7 +20,6 @@ def passes() -> None:
     default=None,
     help="Also show the default pipeline `irgraph compile` runs for this target.",
 )
-@clean_errors
 def list_passes(target: str | None) -> None:
     """List the passes a pipeline (--passes) may name."""
     from irgraph.passes import PASSES

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 import irgraph.runtimes
-from irgraph.cli.common import clean_errors, parse_ids
+from irgraph.cli.common import parse_ids
 
 
 @click.command()
@@ -31,7 +31,6 @@ from irgraph.cli.common import clean_errors, parse_ids
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"logits": [[...], ...]}, one row per position.'
 )
-@clean_errors
 def run(
     path: str,
     ids: str,

@@ -15,7 +15,6 @@ import os
 
 import click
 
-from irgraph.cli.common import clean_errors
 from irgraph.cli.compile_cmd import TOKENIZER, load_source
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
@@ -123,7 +122,6 @@ def vocab_size(graph: Graph) -> int:
     help="torch.compile the training forward (faster long runs).",
 )
 @click.option("--fresh", is_flag=True, help="Ignore checkpoints in the output folder.")
-@clean_errors
 def train(
     source: str,
     corpus: tuple[str, ...],

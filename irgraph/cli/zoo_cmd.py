@@ -10,7 +10,6 @@ import click
 
 from irgraph import model_zoo
 from irgraph.analysis import cost
-from irgraph.cli.common import clean_errors
 from irgraph.cli.inspect_cmd import format_cost
 from irgraph.model_zoo import Size
 from irgraph.serialize import save
@@ -46,7 +45,6 @@ def model_row(name: str) -> dict[str, Any]:
 
 @zoo.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per model.")
-@clean_errors
 def list_(as_json: bool) -> None:
     """List every model with computed parameters, FLOPs/token (4096 context) and KV cache/token."""
     rows = [model_row(name) for name in model_zoo.names()]
@@ -69,7 +67,6 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 @SIZE
 @click.option("--no-text", is_flag=True, help="Statistics and sources only.")
-@clean_errors
 def show(name: str, size: Size | None, no_text: bool) -> None:
     """Show NAME's graph (IR text), statistics, survey row and sources (default: published size)."""
     entry = model_zoo.get(name)
@@ -98,7 +95,6 @@ def show(name: str, size: Size | None, no_text: bool) -> None:
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
-@clean_errors
 def build(name: str, size: Size | None, output: str, seed: int, force: bool) -> None:
     """Save NAME as a graph folder: the tiny twin with seeded random weights (default), or the
     published architecture as structure and cost only (no weights)."""
