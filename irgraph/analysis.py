@@ -11,6 +11,7 @@ from typing import Any
 
 import networkx as nx
 
+from irgraph.errors import ConfigError
 from irgraph.ir import Graph, Node, Value
 from irgraph.lm import PAST_PREFIX
 from irgraph.registry import get_op
@@ -68,6 +69,8 @@ def kv_bytes_per_token(graph: Graph, kv_bits: int = 16) -> int:
 
 
 def cost(graph: Graph, context: int = 4096, kv_bits: int = 16) -> Cost:
+    if context < 1:
+        raise ConfigError("context length must be at least 1", got=context, where="cost")
     frac = _active_fraction(graph)
     params = sum(v.type.numel() for v in graph.params.values())
     active = sum(v.type.numel() * frac.get(n, 1.0) for n, v in graph.params.items())

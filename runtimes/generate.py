@@ -14,6 +14,7 @@ numpy generator, rows drawn in order, so a seed reproduces a run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +33,18 @@ class Sampling:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+        # Written so that nan fails: it compares false with every bound.
+        if not (
+            0 <= self.temperature < math.inf
+            and self.top_k >= 0
+            and 0 < self.top_p <= 1
+            and (self.seed is None or self.seed >= 0)
+        ):
             raise ConfigError(
                 "bad sampling options",
-                expected="temperature >= 0, top_k >= 0, 0 < top_p <= 1",
-                got=f"temperature={self.temperature}, top_k={self.top_k}, top_p={self.top_p}",
+                expected="0 <= temperature < inf, top_k >= 0, 0 < top_p <= 1, seed >= 0 or None",
+                got=f"temperature={self.temperature}, top_k={self.top_k}, top_p={self.top_p}, "
+                f"seed={self.seed}",
             )
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -93,6 +101,8 @@ def stream(
     pad_id: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the new token of every row per step ([batch] int64; -1 once a row has stopped)."""
+    if max_new_tokens < 1:
+        raise ConfigError("max_new_tokens must be at least 1", got=max_new_tokens)
     rows = _prompts(prompts)
     inputs = session.inputs
     pad = int(session.meta.get("pad_token_id") or 0) if pad_id is None else pad_id

@@ -107,8 +107,12 @@ def test_run_text_output(saved):
 @pytest.mark.parametrize(
     "ids,message",
     [
-        ("1,x,3", "expected comma-separated integers, got '1,x,3'"),
-        (",", "expected at least one token id"),
+        ("1,x,3", "item 2 of '1,x,3' is 'x', not an integer (expected comma-separated integers)"),
+        ("1,,2", "item 2 of '1,,2' is empty"),
+        ("1,2,", "item 3 of '1,2,' is empty"),
+        (",", "item 1 of ',' is empty"),
+        ("", "expected at least one token id"),
+        ("1.5", "item 1 of '1.5' is '1.5', not an integer"),
         ("1,64", "token id 64 is out of range"),
         ("-1", "token id -1 is out of range"),
     ],

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
+import click
 import pytest
 from click.testing import CliRunner
 
 import irgraph.cli.inspect_cmd
+from irgraph.analysis import cost
 from irgraph.cli import main
+from irgraph.cli.common import FiniteFloat
 from irgraph.cli.group import INTERNAL_ERROR, wants_debug
 from irgraph.errors import ConfigError
+from irgraph.runtimes.generate import Sampling
+from tests.helpers.handbuilt import tiny_llama
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -71,3 +78,46 @@ def test_debug_is_a_group_option_only():
 
 def test_success_and_help_exit_0():
     assert invoke("--help").exit_code == 0 and invoke("--debug", "passes", "list").exit_code == 0
+
+
+def _options(command: click.Command, path: str = "irgraph"):
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _options(sub, f"{path} {name}")
+    for param in command.params:
+        if isinstance(param, click.Option):
+            yield path, param
+
+
+def test_every_numeric_option_is_range_checked():
+    """A plain int/float option takes -1, nan or inf silently; each must state its range."""
+    loose = [
+        f"{path} {param.opts[-1]}"
+        for path, param in _options(main)
+        if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType))
+        and not isinstance(param.type, (click.IntRange, FiniteFloat))
+    ]
+    assert loose == []
+    floats = [p for _, p in _options(main) if isinstance(p.type, click.types.FloatParamType)]
+    assert floats and all(isinstance(p.type, FiniteFloat) for p in floats)
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
+def test_finite_float_refuses_what_every_range_lets_through(text):
+    with pytest.raises(click.BadParameter, match="is not a finite number"):
+        FiniteFloat().convert(text, None, None)
+    assert FiniteFloat(min=0).convert("0.5", None, None) == 0.5
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"temperature": math.nan}, {"temperature": math.inf}, {"top_p": math.nan}, {"seed": -1}],
+)
+def test_sampling_refuses_nan_inf_and_negative_seeds_from_the_api_too(kw):
+    with pytest.raises(ConfigError, match="bad sampling options"):
+        Sampling(**kw)
+
+
+def test_cost_refuses_an_empty_context():
+    with pytest.raises(ConfigError, match="context length must be at least 1"):
+        cost(tiny_llama(), context=0)

@@ -100,6 +100,25 @@ def test_schedule_and_config_checks(corpus, tmp_path):
         Trainer(byte_llama(), corpus, small(batch_size=5, grad_accum=2), tmp_path)
 
 
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("lr", float("nan")),
+        ("lr", float("inf")),
+        ("weight_decay", float("nan")),
+        ("grad_clip", float("inf")),
+        ("lora_alpha", 0.0),
+        ("seed", -1),
+        ("eval_tokens", 0),
+        ("eval_every", -1),
+        ("checkpoint_every", -1),
+    ],
+)
+def test_config_refuses_nan_inf_and_out_of_range_values(key, value):
+    with pytest.raises(ConfigError, match=f"train config: {key}"):
+        TrainConfig.from_dict({"steps": 3, key: value})
+
+
 def test_grad_accumulation_matches_one_big_batch(corpus, tmp_path):
     one = Trainer(byte_llama(), corpus, small(steps=3), tmp_path / "a").run()
     acc = Trainer(byte_llama(), corpus, small(steps=3, grad_accum=2), tmp_path / "b").run()

@@ -81,11 +81,17 @@ class TrainConfig:
 
         for key in ("steps", "batch_size", "seq_len", "grad_accum"):
             need(getattr(self, key) >= 1, key, "must be at least 1")
-        need(self.lr > 0, "lr", "must be positive")
+        need(0 < self.lr < math.inf, "lr", "must be positive")
         need(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in 0..1")
         need(self.warmup >= 0, "warmup", "must be >= 0")
         need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        need(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)")
+        need(0 <= self.grad_clip < math.inf, "grad_clip", "must be >= 0 (0 = off)")
+        need(0 <= self.weight_decay < math.inf, "weight_decay", "must be >= 0")
+        need(0 < self.lora_alpha < math.inf, "lora_alpha", "must be positive")
+        need(self.seed >= 0, "seed", "must be >= 0")
+        need(self.eval_tokens >= 1, "eval_tokens", "must be at least 1")
+        for key in ("eval_every", "checkpoint_every"):
+            need(getattr(self, key) >= 0, key, "must be >= 0 (0 = off)")
         need(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)")
         need(self.lora_rank >= 0, "lora_rank", "must be >= 0")
         return self

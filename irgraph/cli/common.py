@@ -1,29 +1,56 @@
-"""Helpers shared by CLI verbs: id lists."""
+"""Helpers shared by CLI verbs: id lists and numeric option types that refuse nan and inf."""
 
 from __future__ import annotations
 
+import math
+import re
+from typing import Any
+
 import click
+
+_INT = re.compile(r"-?[0-9]+")
+_MAX_ID = 2**63 - 1  # ids travel as int64
 
 
 def parse_ids(text: str, option: str, vocab: int | None = None) -> list[int]:
     """'1,2,3' -> [1, 2, 3], with a message naming the option on bad input.
 
-    Ids must lie in 0..vocab-1 (when the model states its vocab size): an
-    out-of-range id would otherwise fail deep in the embedding, or silently
-    wrap around if negative.
+    Every item must be a decimal integer: '1,,2' or '1,2,' is refused rather
+    than read as [1, 2]. Ids must lie in 0..vocab-1 (when the model states its
+    vocab size): an out-of-range id would otherwise fail deep in the embedding,
+    or silently wrap around if negative.
     """
-    try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
-    except ValueError:
-        raise click.BadParameter(
-            f"expected comma-separated integers, got {text!r}", param_hint=option
-        ) from None
-    if not ids:
+    items = [t.strip() for t in text.split(",")]
+    if items == [""]:
         raise click.BadParameter("expected at least one token id", param_hint=option)
-    for i in ids:
-        if i < 0 or (vocab is not None and i >= vocab):
-            limit = f"0..{vocab - 1}" if vocab is not None else "a non-negative id"
+    ids = []
+    for k, item in enumerate(items, 1):
+        if not _INT.fullmatch(item):
+            what = "is empty" if not item else f"is {item!r}, not an integer"
             raise click.BadParameter(
-                f"token id {i} is out of range (expected {limit})", param_hint=option
+                f"item {k} of {text!r} {what} (expected comma-separated integers)",
+                param_hint=option,
+            )
+        ids.append(int(item))
+    top = _MAX_ID if vocab is None else vocab - 1
+    for i in ids:
+        if not 0 <= i <= top:
+            raise click.BadParameter(
+                f"token id {i} is out of range (expected 0..{top})", param_hint=option
             )
     return ids
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and +-inf, which pass every range check.
+
+    (nan compares false with every bound, so FloatRange(min=0) accepts 'nan'.)
+    """
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv

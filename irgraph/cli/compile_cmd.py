@@ -88,7 +88,13 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     show_default=True,
     help="Zoo models: size to build.",
 )
-@click.option("--seed", default=0, show_default=True, help="Zoo models: weight seed.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Zoo models: weight seed.",
+)
 @click.option(
     "-o",
     "--output",

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 import irgraph.runtimes
-from irgraph.cli.common import parse_ids
+from irgraph.cli.common import FiniteFloat, parse_ids
 
 TOKENIZER = "tokenizer.json"
 
@@ -50,11 +50,19 @@ class _Codec:
     multiple=True,
     help="Comma-separated prompt token ids (repeatable).",
 )
-@click.option("-n", "--max-new-tokens", default=32, show_default=True)
-@click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
-@click.option("--top-k", default=0, show_default=True)
-@click.option("--top-p", default=1.0, show_default=True)
-@click.option("--seed", type=int, help="Sampling seed.")
+@click.option("-n", "--max-new-tokens", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--temperature", type=FiniteFloat(min=0), default=0.0, show_default=True, help="0 = greedy."
+)
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="0 = off.")
+@click.option(
+    "--top-p",
+    type=FiniteFloat(min=0, max=1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="1 = off.",
+)
+@click.option("--seed", type=click.IntRange(min=0), help="Sampling seed.")
 @click.option(
     "--stop-ids", help="Comma-separated ids that end a row (default: the model's eos_token_id)."
 )

@@ -42,7 +42,7 @@ def wants_debug(args: Sequence[str]) -> bool:
 class IrgraphGroup(click.Group):
     """A click group whose failures are one `Error: ...` line and an exit status (see above)."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

@@ -14,7 +14,11 @@ from irgraph.serialize import load
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option(
-    "--context", default=4096, show_default=True, help="Context length for FLOPs per token."
+    "--context",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Context length for FLOPs per token.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print statistics as JSON (no IR text).")
 @click.option("--no-text", is_flag=True, help="Statistics only.")

@@ -25,7 +25,7 @@ from irgraph.cli.common import parse_ids
 )
 @click.option(
     "--prefix-len",
-    type=int,
+    type=click.IntRange(min=0),
     help="Prefix-LM models: bidirectional prefix length (default: all of --ids).",
 )
 @click.option(

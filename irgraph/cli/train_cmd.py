@@ -15,6 +15,7 @@ import os
 
 import click
 
+from irgraph.cli.common import FiniteFloat
 from irgraph.cli.compile_cmd import TOKENIZER, load_source
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
@@ -41,7 +42,7 @@ def vocab_size(graph: Graph) -> int:
     type=click.Path(exists=True),
     help="Text file or folder (all text files below it); repeatable.",
 )
-@click.option("--steps", type=int, required=True, help="Optimizer steps.")
+@click.option("--steps", type=click.IntRange(min=1), required=True, help="Optimizer steps.")
 @click.option(
     "-o",
     "--output",
@@ -63,53 +64,90 @@ def vocab_size(graph: Graph) -> int:
     help="tokenizer.json (default: SOURCE/tokenizer.json if present, else bytes).",
 )
 @click.option(
-    "--batch-size", type=int, default=8, show_default=True, help="Global batch in sequences."
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Global batch in sequences.",
 )
-@click.option("--seq-len", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate.")
+@click.option("--seq-len", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option(
+    "--lr",
+    type=FiniteFloat(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Peak learning rate.",
+)
 @click.option(
     "--min-lr-ratio",
-    type=float,
+    type=FiniteFloat(min=0, max=1),
     default=0.1,
     show_default=True,
     help="Cosine floor as a share of --lr.",
 )
-@click.option("--warmup", type=int, default=10, show_default=True, help="Linear warmup steps.")
-@click.option("--weight-decay", type=float, default=0.1, show_default=True)
 @click.option(
-    "--grad-clip", type=float, default=1.0, show_default=True, help="Max gradient norm (0 = off)."
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Linear warmup steps.",
+)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=0.1, show_default=True)
+@click.option(
+    "--grad-clip",
+    type=FiniteFloat(min=0),
+    default=1.0,
+    show_default=True,
+    help="Max gradient norm (0 = off).",
 )
 @click.option(
-    "--dropout", type=float, default=0.0, show_default=True, help="Embedding and residual dropout."
+    "--dropout",
+    type=FiniteFloat(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Embedding and residual dropout.",
 )
 @click.option(
     "--bf16/--no-bf16", default=None, help="bf16 autocast [default: on where the CPU supports it]."
 )
 @click.option(
-    "--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step."
+    "--grad-accum",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Micro-batches per step.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--heldout-fraction",
-    type=float,
+    type=FiniteFloat(min=0, max=1, min_open=True, max_open=True),
     default=0.05,
     show_default=True,
     help="Share of files held out.",
 )
 @click.option(
     "--eval-every",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     help="Held-out evaluation every N steps (0: start and end).",
 )
-@click.option("--eval-tokens", type=int, default=32768, show_default=True)
+@click.option("--eval-tokens", type=click.IntRange(min=1), default=32768, show_default=True)
 @click.option(
-    "--checkpoint-every", type=int, default=0, help="Checkpoint every N steps (0: the end only)."
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Checkpoint every N steps (0: the end only).",
 )
 @click.option(
-    "--lora", "lora_rank", type=int, default=0, help="Train rank-R LoRA adapters, base frozen."
+    "--lora",
+    "lora_rank",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Train rank-R LoRA adapters, base frozen.",
 )
-@click.option("--lora-alpha", type=float, default=16.0, show_default=True)
+@click.option(
+    "--lora-alpha", type=FiniteFloat(min=0, min_open=True), default=16.0, show_default=True
+)
 @click.option(
     "--lora-targets",
     multiple=True,

@@ -93,7 +93,13 @@ def show(name: str, size: Size | None, no_text: bool) -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(file_okay=False), help="Graph folder to write."
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the random weights.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 def build(name: str, size: Size | None, output: str, seed: int, force: bool) -> None:
     """Save NAME as a graph folder: the tiny twin with seeded random weights (default), or the
