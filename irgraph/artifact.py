@@ -33,6 +33,7 @@ from typing import Any
 from irgraph import lm
 from irgraph.atomic import atomic_folder
 from irgraph.errors import RuntimeFailure
+from irgraph.feeds import index_bounds
 from irgraph.ir import Graph
 
 MANIFEST, GRAPH = "manifest.json", "graph.irg"
@@ -76,6 +77,7 @@ def describe(graph: Graph) -> dict[str, Any]:
             "past_template": "past_key_values.%d.{key,value,latent}",
             "present_template": "present.%d.*",
         },
+        "input_bounds": index_bounds(graph),  # what sessions check ids and positions against
         "quantization": None,
         "meta": graph.meta,
     }

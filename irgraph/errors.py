@@ -34,6 +34,12 @@ class IRError(IrgraphError):
     """The IR is malformed: bad text, unknown op, type or shape mismatch."""
 
 
+class InputError(IRError):
+    """Feeds a model refuses: unknown or missing input, wrong dtype or shape, an id or position
+    outside its table, more tokens than the context. An IRError because the interpreter, which
+    defines what the IR means, has always raised IRError for these."""
+
+
 class PassError(IrgraphError):
     """A pass failed or was configured wrongly."""
 

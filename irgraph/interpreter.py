@@ -12,59 +12,23 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from irgraph import feeds as feeds_check
 from irgraph.errors import IRError
 from irgraph.ir import Graph, Value
 from irgraph.registry import get_op
-from irgraph.types import Sym, TensorType
+from irgraph.types import TensorType
 
 
 def bind_dims(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, int]:
     """Values of the graph's symbolic dims implied by `feeds`; IRError on any mismatch."""
-    env: dict[str, int] = {}
-    pending: list[tuple[str, Sym, int]] = []
-    for name, v in graph.inputs.items():
-        arr = feeds[name]
-        if arr.ndim != v.type.rank:
-            raise IRError(
-                f"input {name!r} has the wrong rank", expected=str(v.type), got=list(arr.shape)
-            )
-        for d, n in zip(v.type.shape, arr.shape):
-            if isinstance(d, int):
-                if d != n:
-                    raise IRError(
-                        f"input {name!r} has the wrong shape",
-                        expected=str(v.type),
-                        got=list(arr.shape),
-                    )
-            elif len(d.terms) == 1 and d.terms[0][1] == 1 and d.const == 0:
-                sym = d.terms[0][0]
-                if env.setdefault(sym, n) != n:
-                    raise IRError(
-                        f"input {name!r}: dim {sym} is {n} here but {env[sym]} elsewhere",
-                        expected=str(v.type),
-                        got=list(arr.shape),
-                    )
-            else:
-                pending.append((name, d, n))
-    for name, d, n in pending:
-        unknown = [t for t, _ in d.terms if t not in env]
-        if len(unknown) == 1:
-            coef = dict(d.terms)[unknown[0]]
-            rest = d.const + sum(c * env[t] for t, c in d.terms if t != unknown[0])
-            env[unknown[0]] = (n - rest) // coef
-        if d.evaluate(env) != n:
-            raise IRError(f"input {name!r}: dim {d} should be {d.evaluate(env)}", got=n)
-    return env
+    return feeds_check.bind_dims(
+        {n: v.type for n, v in graph.inputs.items()}, {n: np.shape(a) for n, a in feeds.items()}
+    )
 
 
 def run(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs of `graph` for `feeds` (one array per graph input, by name)."""
-    missing = [n for n in graph.inputs if n not in feeds]
-    if missing:
-        raise IRError(f"missing inputs: {', '.join(missing)}", expected=", ".join(graph.inputs))
-    unknown = [n for n in feeds if n not in graph.inputs]
-    if unknown:
-        raise IRError(f"unknown inputs: {', '.join(unknown)}", expected=", ".join(graph.inputs))
+    feeds_check.check_names(graph.inputs, feeds)
     arrays = {n: np.asarray(a) for n, a in feeds.items()}
     env = bind_dims(graph, arrays)
     values: dict[Value, np.ndarray] = {}

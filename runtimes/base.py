@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from irgraph import lm
+from irgraph.feeds import check_feeds
 from irgraph.runtimes import generate as _generate
 from irgraph.types import TensorType
 
@@ -25,29 +27,52 @@ class Session(ABC):
     (through `step`), so every backend drives the KV cache the same way.
     `left_padding` is False for a backend whose attention cannot take
     left-padded batches; `generate` then steps one unpadded batch per length.
+
+    `run` and `step` check every call's feeds (`irgraph.feeds.check_feeds`: names, dtypes,
+    shapes, ids and positions within `bounds`, the context) before the backend's `_run` /
+    `_step` sees them, so every backend refuses what the interpreter refuses, with an
+    InputError. A backend sets `bounds` (`feeds.index_bounds` of its graph, or
+    `feeds.bounds_from_manifest`) and `where` (its folder, named in errors).
     """
 
     inputs: dict[str, TensorType]
     meta: dict[str, Any]
     left_padding: bool = True
+    bounds: Mapping[str, int] = MappingProxyType({})  # input name -> exclusive bound of values
+    where: str = ""
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs by name for one call with the given inputs (checked first)."""
+        self.check(feeds)
+        return self._run(feeds)
+
+    def check(self, feeds: Mapping[str, Any]) -> None:
+        """InputError for feeds this model refuses (see the class docstring)."""
+        check_feeds(self.inputs, feeds, self.bounds, where=self.where)
 
     @abstractmethod
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Outputs by name for one call with the given inputs."""
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The backend's call, on feeds `check` has accepted."""
 
     def forward(self, ids: Any, *, decode: bool = False, **kw: Any) -> np.ndarray:
         """Logits [batch, seq, vocab] for ids, in one call or token by token through the cache."""
         return lm.forward(self.run, self.inputs, np.asarray(ids), decode=decode, **kw)
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """One cached call for generation: (logits, the next call's cache).
+        """One cached call for generation: (logits, the next call's cache), feeds checked first.
 
         The cache is keyed by past_key_values.* name.
+        """
+        self.check(feeds)
+        return self._step(feeds)
+
+    def _step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """`step` on checked feeds.
 
         Backends override this to keep the cache in their own tensors between steps, and
         may return the last position's logits only ([batch, 1, vocab]): generate reads no other.
         """
-        out = self.run(feeds)
+        out = self._run(feeds)
         return np.asarray(out["logits"]), {
             n: out[lm.present_name(n)] for n in lm.cache_inputs(self.inputs)
         }

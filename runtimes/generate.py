@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from irgraph import lm
-from irgraph.errors import ConfigError
+from irgraph.errors import ConfigError, InputError
+from irgraph.feeds import context_limit
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def stream(
         raise ConfigError("max_new_tokens must be at least 1", got=max_new_tokens)
     rows = _prompts(prompts)
     inputs = session.inputs
+    _check_context(session, rows, max_new_tokens)
     pad = int(session.meta.get("pad_token_id") or 0) if pad_id is None else pad_id
     encdec = lm.is_encoder_decoder(inputs)
     if encdec or getattr(session, "left_padding", True) or len({len(r) for r in rows}) == 1:
@@ -140,6 +142,25 @@ def stream(
             lane.mask = np.concatenate(
                 [lane.mask, np.ones((len(lane.rows), 1), dtype=np.int64)], axis=1
             )
+
+
+def _check_context(session: Any, rows: list[list[int]], max_new_tokens: int) -> None:
+    """Refuse up front a generation that would run past a learned position table.
+
+    The last new token is never fed back, so the model sees prompt + max_new_tokens - 1 tokens
+    (an encoder-decoder's decoder: its start token + max_new_tokens - 1).
+    """
+    limit = context_limit(getattr(session, "bounds", {}))
+    if limit is None or max_new_tokens < 1:
+        return
+    prompt = 1 if lm.is_encoder_decoder(session.inputs) else max(len(r) for r in rows)
+    if prompt + max_new_tokens - 1 > limit:
+        raise InputError(
+            f"a prompt of {prompt} tokens plus {max_new_tokens} new tokens runs past the "
+            f"model's context of {limit} positions (its learned position table)",
+            expected=f"max_new_tokens <= {limit - prompt + 1}",
+            got=max_new_tokens,
+        )
 
 
 def _start(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irgraph.feeds import index_bounds
 from irgraph.interpreter import run
 from irgraph.ir import Graph
 from irgraph.lm import graph_inputs
@@ -19,10 +20,13 @@ class InterpreterSession(Session):
         self.graph = graph
         self.inputs = graph_inputs(graph)
         self.meta = dict(graph.meta)
+        self.bounds = index_bounds(graph)
 
     @staticmethod
     def open(path: Path) -> InterpreterSession:
-        return InterpreterSession(load(path))
+        session = InterpreterSession(load(path))
+        session.where = str(path)
+        return session
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return run(self.graph, feeds)

@@ -23,6 +23,7 @@ import numpy as np
 from irgraph import lm
 from irgraph.artifact import read_manifest
 from irgraph.errors import RuntimeFailure
+from irgraph.feeds import bounds_from_manifest
 from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.runtimes.base import Session
 from irgraph.types import TensorType, parse_type
@@ -72,6 +73,8 @@ class ORTSession(Session):
         self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
         self.output_names = [e["name"] for e in manifest["outputs"] if e["name"] != LOGITS_LAST]
         self.meta = dict(manifest.get("meta") or {})
+        self.bounds = bounds_from_manifest(manifest)
+        self.where = str(self.folder)
         self.left_padding = bool(manifest.get("left_padding", True))
         self.share_buffer = (
             bool(manifest.get("onnx", {}).get("share_buffer")) and "attention_mask" in self.inputs
@@ -111,16 +114,7 @@ class ORTSession(Session):
         self._presents = {past: lm.present_name(past) for past in lm.cache_inputs(self.inputs)}
         self._float = np.float16 if manifest["onnx"]["dtype"] == "f16" else np.float32
 
-    def _check(self, feeds: Mapping[str, Any]) -> None:
-        missing = [n for n in self.inputs if n not in feeds]
-        unknown = [n for n in feeds if n not in self.inputs]
-        if missing or unknown:
-            raise RuntimeFailure(
-                "feeds do not match the model inputs",
-                expected=", ".join(self.inputs),
-                got=", ".join(feeds),
-                where=str(self.folder),
-            )
+    def _check_padding(self, feeds: Mapping[str, Any]) -> None:
         if not self.left_padding and "attention_mask" in feeds:
             mask = np.asarray(feeds["attention_mask"])
             if (
@@ -159,13 +153,13 @@ class ORTSession(Session):
             dtype = ml_dtypes.bfloat16
         return np.ascontiguousarray(value, dtype=dtype)
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._check(feeds)
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check_padding(feeds)
         arrays = {n: self._feed(n, np.asarray(v)) for n, v in self._decoder_feeds(feeds).items()}
         results = self.session.run(self.output_names, arrays)
         return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
 
-    def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    def _step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """One call keeping the cache on the device: (logits, present.* as OrtValues).
 
         The returned cache is keyed by past name; the logits are numpy.
@@ -176,7 +170,7 @@ class ORTSession(Session):
         """
         import onnxruntime as ort
 
-        self._check(feeds)
+        self._check_padding(feeds)
         if self.share_buffer:
             return self._shared_step(feeds)
         feeds = self._decoder_feeds(feeds)

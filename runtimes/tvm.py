@@ -21,6 +21,7 @@ from irgraph import artifact as shared
 from irgraph import lm
 from irgraph.backends import backend
 from irgraph.errors import RuntimeFailure
+from irgraph.feeds import bounds_from_manifest
 from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.runtimes.base import Session
 from irgraph.types import TensorType, parse_type
@@ -107,6 +108,8 @@ class TVMSession(Session):
         self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
         self.output_names = [e["name"] for e in manifest["outputs"] if e["name"] != LOGITS_LAST]
         self.meta = dict(manifest.get("meta") or {})
+        self.bounds = bounds_from_manifest(manifest)
+        self.where = str(self.folder)
         if info["device"] == "cuda":
             import tvm.support.nvcc  # noqa: F401  (registers the compiler that builds the CUDA source at load)
 
@@ -155,29 +158,11 @@ class TVMSession(Session):
         """
         import tvm
 
-        missing = [n for n in self.inputs if n not in feeds]
-        unknown = [n for n in feeds if n not in self.inputs]
-        if missing or unknown:
-            raise RuntimeFailure(
-                "feeds do not match the model inputs",
-                expected=", ".join(self.inputs),
-                got=", ".join(feeds),
-                where=str(self.folder),
-            )
         args = []
         for name, t in self.inputs.items():
             value = feeds[name]
-            if not isinstance(value, tvm.runtime.Tensor):
+            if not isinstance(value, tvm.runtime.Tensor):  # shapes checked by `Session.check`
                 value = np.ascontiguousarray(np.asarray(value), dtype=t.dtype.numpy)
-                if value.ndim != t.rank or any(
-                    isinstance(d, int) and d != n for d, n in zip(t.shape, value.shape)
-                ):
-                    raise RuntimeFailure(
-                        f"input {name!r} has the wrong shape",
-                        expected=str(t),
-                        got=list(value.shape),
-                        where=str(self.folder),
-                    )
                 value = tvm.runtime.tensor(value, self.device)
             args.append(value)
         try:
@@ -190,10 +175,10 @@ class TVMSession(Session):
         names = self.outputs_last if last_only else self.output_names
         return {name: result[i] for i, name in enumerate(names)}
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: value.numpy() for name, value in self._call(feeds).items()}
 
-    def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    def _step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """One call keeping the cache on the device: (logits, present.* as TVM tensors).
 
         The returned cache is keyed by past name; the logits are numpy.
