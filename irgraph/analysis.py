@@ -85,6 +85,42 @@ def cost(graph: Graph, context: int = 4096, kv_bits: int = 16) -> Cost:
     )
 
 
+@dataclass(frozen=True)
+class QuantizedWeights:
+    """The quantized weights of one kind (type spec such as `i4<g32,sym,f16>`) in a graph."""
+
+    spec: str
+    count: int
+    params: int
+    bytes_before: int  # at the graph's float weight dtype
+    bytes_after: int  # as stored: data, scales and zero points
+
+
+def quantized_weights(graph: Graph) -> list[QuantizedWeights]:
+    """Per quantization spec: how many weights, and their bytes before and after quantizing.
+
+    "Before" counts each value at the graph's float weight dtype (that of its first float
+    parameter; f32 if none is left), the dtype quantization replaced.
+    """
+    float_bits = next(
+        (v.type.dtype.bits for v in graph.params.values() if v.type.dtype.is_float), 32
+    )
+    kinds: dict[str, list[Value]] = {}
+    for v in graph.params.values():
+        if v.type.quant is not None:
+            kinds.setdefault(f"{v.type.dtype}<{v.type.quant}>", []).append(v)
+    return [
+        QuantizedWeights(
+            spec,
+            len(vs),
+            sum(v.type.numel() for v in vs),
+            sum(v.type.numel() * float_bits // 8 for v in vs),
+            sum(v.type.nbytes() for v in vs),
+        )
+        for spec, vs in kinds.items()
+    ]
+
+
 def per_node(graph: Graph, seq: int = 1, past: int = 0) -> list[tuple[Node, int, int]]:
     """(node, FLOPs, parameter count) for each node."""
     env = {"batch": 1, "seq": seq, "past": past}

@@ -107,7 +107,35 @@ class Graph:
             yield from node.outputs
 
     def weight(self, name: str) -> Any:
-        """The array of parameter `name` (memory-mapped when loaded from disk)."""
+        """The array of parameter `name` (memory-mapped when loaded from disk).
+
+        A quantized weight is dequantized to float32 by `irgraph.quant.dequantize`, the one
+        definition of its numerics; `stored` gives the arrays it is kept as.
+        """
         if self.weights is None:
             raise IRError(f"graph {self.name!r} has no weights (structure only)", where=f"@{name}")
+        v = self.params.get(name)
+        if v is not None and v.type.quant is not None:
+            from irgraph.quant import dequantize
+
+            shape = tuple(int(d) for d in v.type.shape)  # type: ignore[arg-type]  # params are static
+            return dequantize(v.type.quant, shape, self.stored(name))
         return self.weights[name]
+
+    def stored(self, name: str) -> dict[str, Any]:
+        """Suffix ('' for the data, '.scales', '.zero_points') -> stored array of param `name`."""
+        from irgraph.quant import stored_names
+
+        if self.weights is None:
+            raise IRError(f"graph {self.name!r} has no weights (structure only)", where=f"@{name}")
+        v = self.params[name]
+        missing = [n for n in stored_names(name, v.type.quant) if n not in self.weights]
+        if missing:
+            raise IRError(f"weights missing for @{name}: {', '.join(missing)}")
+        return {n[len(name) :]: self.weights[n] for n in stored_names(name, v.type.quant)}
+
+    def stored_names(self) -> list[str]:
+        """Every weight-store entry the params use, in param order (what `save` writes)."""
+        from irgraph.quant import stored_names
+
+        return [n for name, v in self.params.items() for n in stored_names(name, v.type.quant)]

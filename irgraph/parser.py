@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
 from irgraph.ir import Graph, Node, Value
+from irgraph.quant import QuantSpec
 from irgraph.registry import get_op
 from irgraph.types import Dim, TensorType, add_dims
 from irgraph.verifier import infer_node
@@ -24,7 +25,7 @@ _TOKEN = re.compile(
   | (?P<num>-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)(?![A-Za-z_]))
   | (?P<neg>-inf)
   | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<p>[\[\](){}:,=+*])
+  | (?P<p>[\[\](){}<>:,=+*])
     )""",
     re.VERBOSE,
 )
@@ -104,6 +105,18 @@ class _Line:
         except IRError as e:
             self.i -= 1
             self.fail(e.message, expected=e.expected)
+        quant = None
+        if self.accept("<"):  # a quantized weight: i4<g32,sym,f16>[...]
+            start = self.i
+            items = [self.take("id")]
+            while self.accept(","):
+                items.append(self.take("id"))
+            self.take("p", ">")
+            try:
+                quant = QuantSpec.parse(dtype, items)
+            except IRError as e:
+                self.i = start
+                self.fail(e.message, expected=e.expected)
         self.take("p", "[")
         dims: list[Dim] = []
         if not self.accept("]"):
@@ -111,7 +124,7 @@ class _Line:
             while self.accept(","):
                 dims.append(self.dim())
             self.take("p", "]")
-        return TensorType(dtype, tuple(dims))
+        return TensorType(dtype, tuple(dims), quant)
 
     def attr_value(self) -> Any:
         kind, text = self.peek()

@@ -10,11 +10,15 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from irgraph.atomic import atomic_folder
 from irgraph.errors import ConfigError, IRError
 from irgraph.ir import Graph
 from irgraph.parser import parse
+from irgraph.quant import QuantSpec
 from irgraph.weights import WeightStore, save_safetensors
 
 GRAPH_FILE = "graph.irg"
@@ -37,7 +41,7 @@ def save(
     with atomic_folder(target, overwrite=overwrite) as tmp:
         (tmp / GRAPH_FILE).write_text(str(graph))
         if graph.weights is not None:
-            save_safetensors(graph.weights, tmp / WEIGHTS_FILE, names=graph.params)
+            save_safetensors(graph.weights, tmp / WEIGHTS_FILE, names=graph.stored_names())
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
     return target
@@ -61,6 +65,9 @@ def load(path: str | os.PathLike[str]) -> Graph:
         for name, v in graph.params.items():
             if name not in graph.weights:
                 raise ConfigError(f"weight {name!r} missing", where=str(weights_file))
+            if v.type.quant is not None:
+                _check_quantized(graph.weights, name, v.type.quant, v.type.shape, weights_file)
+                continue
             shape, _ = graph.weights.shape_dtype(name)
             if tuple(shape) != v.type.shape and v.type.dtype.bits >= 8:
                 raise ConfigError(
@@ -70,3 +77,20 @@ def load(path: str | os.PathLike[str]) -> Graph:
                     where=str(weights_file),
                 )
     return graph
+
+
+def _check_quantized(
+    store: WeightStore, name: str, spec: QuantSpec, shape: tuple[Any, ...], where: Path
+) -> None:
+    """ConfigError unless the data, scales (and zero points) of `name` are stored as `spec` says."""
+    for suffix, (want, dtype) in spec.stored(tuple(int(d) for d in shape)).items():
+        if name + suffix not in store:
+            raise ConfigError(f"weight {name + suffix!r} missing", where=str(where))
+        got, got_dtype = store.shape_dtype(name + suffix)
+        if tuple(got) != want or np.dtype(got_dtype) != dtype:
+            raise ConfigError(
+                f"quantized weight {name + suffix!r} is stored wrongly",
+                expected=f"{dtype}{list(want)}",
+                got=f"{np.dtype(got_dtype)}{list(got)}",
+                where=str(where),
+            )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
+from irgraph.quant import QuantSpec
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,25 @@ def parse_dim(text: str) -> Dim:
 
 @dataclass(frozen=True)
 class TensorType:
+    """A dtype and a shape; a quantized weight also carries its `QuantSpec` (irgraph/quant.py).
+
+    A quantized type's shape is the logical (dequantized) one: `i4<g32,sym,f16>[64, 96]`.
+    """
+
     dtype: DType
     shape: tuple[Dim, ...]
+    quant: QuantSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.quant is not None and self.quant.storage is not self.dtype:
+            raise IRError(
+                f"{self.quant.bits}-bit values are stored in {self.quant.storage}",
+                got=str(self.dtype),
+            )
 
     def __str__(self) -> str:
-        return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"
+        spec = f"<{self.quant}>" if self.quant is not None else ""
+        return f"{self.dtype}{spec}[{', '.join(str(d) for d in self.shape)}]"
 
     @property
     def rank(self) -> int:
@@ -118,6 +133,9 @@ class TensorType:
         return n
 
     def nbytes(self, env: Mapping[str, int] | None = None) -> int:
+        """Bytes as stored (a quantized weight: its data, scales and zero points)."""
+        if self.quant is not None:
+            return self.quant.nbytes(self.concrete(env or {}))
         return (self.numel(env) * self.dtype.bits + 7) // 8
 
     @property
@@ -126,10 +144,14 @@ class TensorType:
 
 
 def parse_type(text: str) -> TensorType:
-    """Parse `f32[batch, seq, 64]`."""
-    m = re.fullmatch(r"\s*([a-z0-9]+)\[(.*)\]\s*", text)
+    """Parse `f32[batch, seq, 64]` or `i4<g32,sym,f16>[64, 96]`."""
+    m = re.fullmatch(r"\s*([a-z0-9]+)(?:<([^>]*)>)?\[(.*)\]\s*", text)
     if not m:
         raise IRError(f"bad tensor type {text!r}", expected="dtype[dims], e.g. f32[batch, seq, 64]")
-    dims = m.group(2).strip()
+    dims = m.group(3).strip()
     shape = tuple(parse_dim(d) for d in dims.split(",")) if dims else ()
-    return TensorType(DType.parse(m.group(1)), shape)
+    dtype = DType.parse(m.group(1))
+    quant = None
+    if m.group(2) is not None:
+        quant = QuantSpec.parse(dtype, [item.strip() for item in m.group(2).split(",")])
+    return TensorType(dtype, shape, quant)

@@ -39,8 +39,11 @@ def verify(graph: Graph) -> None:
     for name, v in graph.outputs.items():
         if v not in defined:
             raise IRError(f"output {name!r} is not produced by any node or input")
+    for name, v in graph.inputs.items():
+        if v.type.quant is not None:
+            raise IRError(f"input %{name} has a quantized type; only params are quantized")
     if graph.weights is not None:
-        missing = [p for p in graph.params if p not in graph.weights]
+        missing = [p for p in graph.stored_names() if p not in graph.weights]
         if missing:
             raise IRError(f"weights missing for {len(missing)} params: {', '.join(missing[:5])}")
 
@@ -63,6 +66,14 @@ def _verify_node(graph: Graph, node: Node, defined: set[Value]) -> None:
             fail(f"param @{v.param} is not declared in graph.params")
         if v is not None and v not in defined:
             fail(f"input {v!r} is used before it is defined (or not in the graph)")
+    reads_stored = {opdef.slot(name) for name in opdef.stored_dtype}
+    for i, v in enumerate(node.inputs):
+        if v is not None and v.type.quant is not None and i not in reads_stored:
+            fail(
+                f"{node.op} input #{i} is the quantized weight {v!r}; only an op that reads "
+                "weights in their stored dtype takes one",
+                expected=", ".join(opdef.stored_dtype) or "no quantized inputs",
+            )
     try:
         attrs = opdef.check_attrs(node.attrs)
         types = infer_node(opdef, node.inputs, attrs)
@@ -73,6 +84,8 @@ def _verify_node(graph: Graph, node: Node, defined: set[Value]) -> None:
     for i, (t, v) in enumerate(zip(types, node.outputs)):
         if t != v.type:
             fail(f"result {i} of {node.op} has the wrong type", t, v.type)
+        if v.type.quant is not None:
+            fail(f"result {i} of {node.op} is quantized; only params are")
         if v in defined:
             fail(f"result {i} of {node.op} is defined twice (SSA)")
         defined.add(v)

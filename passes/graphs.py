@@ -139,7 +139,10 @@ def rebuild(
     if graph.weights is not None and (set(result.params) != set(graph.params) or new_weights):
         added = dict(new_weights or {})
         result.weights = WeightStore(
-            {name: added[name] if name in added else graph.weights[name] for name in result.params}
+            {
+                name: added[name] if name in added else graph.weights[name]
+                for name in result.stored_names()
+            }
         )
     return result
 

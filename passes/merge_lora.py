@@ -39,14 +39,14 @@ def merge_lora(graph: Graph, adapters: Mapping[str, LoraWeights]) -> Graph:
     """A new Graph with adapted weights W + scale·B·A (fp32, stored in IR dtype); others shared."""
     if graph.weights is None:
         raise ConfigError(f"graph {graph.name!r} has no weights to merge LoRA adapters into")
-    arrays = {name: graph.weight(name) for name in graph.params}
+    arrays = {name: graph.weights[name] for name in graph.stored_names()}  # quantized: as stored
     for name, ad in adapters.items():
         if name not in graph.params:
             raise ConfigError(f"LoRA adapter for unknown weight {name!r}", where="merge_lora")
         w = graph.params[name]
         if not w.type.dtype.is_float:
             raise ConfigError(
-                f"LoRA adapter on non-float weight {name!r}",
+                f"LoRA adapter on non-float weight {name!r} (merge before quantizing)",
                 got=str(w.type.dtype),
                 where="merge_lora",
             )

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from irgraph.analysis import Cost, cost
+from irgraph.analysis import Cost, QuantizedWeights, cost, quantized_weights
 from irgraph.serialize import load
 
 
@@ -26,12 +26,14 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     """Show the graph at PATH (a saved graph folder): IR text, stats and cost."""
     graph = load(path)
     c = cost(graph, context=context)
+    quant = quantized_weights(graph)
     stats = {
         "name": graph.name,
         "nodes": len(graph.nodes),
         "inputs": list(graph.inputs),
         "outputs": list(graph.outputs),
         **dataclasses.asdict(c),
+        "quantized": [dataclasses.asdict(q) for q in quant],
     }
     if as_json:
         click.echo(json.dumps(stats, indent=2))
@@ -39,6 +41,8 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     if not no_text:
         click.echo(str(graph), nl=False)
     click.echo(format_cost(graph.name, len(graph.nodes), c))
+    if quant:
+        click.echo(format_quantized(quant))
 
 
 def format_cost(name: str, nodes: int, c: Cost) -> str:
@@ -52,3 +56,14 @@ def format_cost(name: str, nodes: int, c: Cost) -> str:
             f"#   KV cache/token    {c.kv_bytes_per_token:,} bytes (16-bit)",
         ]
     )
+
+
+def format_quantized(kinds: list[QuantizedWeights]) -> str:
+    """One line per quantization spec: `i4<g32,sym,f16>  12 weights  3.0 MiB -> 0.9 MiB`."""
+    lines = ["#   quantized weights (bytes before -> after)"]
+    for q in kinds:
+        lines.append(
+            f"#     {q.spec:<20} {q.count:>4} weights  {q.params:,} values  "
+            f"{q.bytes_before / 2**20:,.2f} MiB -> {q.bytes_after / 2**20:,.2f} MiB"
+        )
+    return "\n".join(lines)
