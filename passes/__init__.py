@@ -23,6 +23,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     last_position,
     merge_lora,
     parallelize_blocks,
+    quantize,
 )
 from irgraph.passes.context import GradientProvider, PassContext, load_calibration
 from irgraph.passes.equivalence import (

@@ -1,0 +1,107 @@
+"""quantize: weights to int8 / int4 / 3-bit, one method per module (issue 13).
+
+    quantize(method=rtn, bits=4, group=128, sym=true, scale_dtype=f16, skip="")
+
+Kind: approximate. `bits` is 3, 4 or 8 (3-bit values live in i4 containers); `group` is the
+number of input columns that share a scale, 0 for one scale per output channel (a group that
+does not divide K pads the last group with zeros, as ORT's MatMulNBits does); `sym=false` adds
+zero points; `skip` is a quoted, comma-separated list of globs over parameter names. Which
+weights are quantized and which stay float (norms, biases, routers, rotary tables) is
+common.py's docstring; the numerics are irgraph/quant.py's.
+
+Methods: `rtn` (rtn.py) rounds to nearest and needs no data. `gptq` (damp, act_order, block),
+`awq` (grid) and `w8a8` are declared with the options they will read and are not implemented
+yet. An option the chosen method does not read is an error, as is quantizing a weight twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import numpy as np
+
+from irgraph.dtypes import DType
+from irgraph.errors import PassError
+from irgraph.ir import Graph
+from irgraph.passes.context import PassContext
+from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, option, register_pass
+from irgraph.passes.quantize import rtn
+from irgraph.passes.quantize.common import retype, select
+from irgraph.quant import QuantSpec
+
+WeightQuantizer = Callable[[np.ndarray, QuantSpec], dict[str, np.ndarray]]
+
+SHARED = frozenset({"method", "skip", "scale_dtype"})
+WEIGHT_GRID = SHARED | {"bits", "group", "sym"}
+USES: dict[str, frozenset[str]] = {  # the options each method reads
+    "rtn": WEIGHT_GRID,
+    "gptq": WEIGHT_GRID | {"damp", "act_order", "block"},
+    "awq": WEIGHT_GRID | {"grid"},
+    "w8a8": SHARED,
+}
+METHODS: dict[str, WeightQuantizer] = {"rtn": rtn.quantize_weight}  # the implemented ones
+
+
+@register_pass
+@dataclass(frozen=True)
+class Quantize(Pass):
+    name = "quantize"
+    kind = APPROXIMATE
+    summary = "quantize weights to 8, 4 or 3 bits (rtn; gptq, awq and w8a8 not yet)"
+    method: Literal["rtn", "gptq", "awq", "w8a8"] = option("rtn", doc="quantization method")
+    bits: int = option(4, choices=(3, 4, 8), doc="bits per weight (3 is stored in i4)")
+    group: int = option(128, min=0, doc="input columns per scale; 0 = per output channel")
+    sym: bool = option(True, doc="symmetric (no zero points)")
+    scale_dtype: Literal["f16", "f32"] = option("f16", doc="dtype of the scales")
+    skip: str = option("", doc='comma-separated globs of weights kept float, e.g. "lm_head.*"')
+    damp: float = option(0.01, min=0, doc="gptq: damping, a fraction of mean(diag H)")
+    act_order: bool = option(True, doc="gptq: columns in order of decreasing activation")
+    block: int = option(128, min=1, doc="gptq: columns per lazy block update")
+    grid: int = option(20, min=1, doc="awq: points of the scale-exponent search")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unused = [
+            f.name
+            for f in fields(self)
+            if f.name not in USES[self.method] and getattr(self, f.name) != f.default
+        ]
+        if unused:
+            raise PassError(
+                f"option(s) {', '.join(unused)} of pass quantize are not used by "
+                f"method={self.method}",
+                expected=", ".join(sorted(USES[self.method] - {"method"})),
+                got=", ".join(f"{n}={getattr(self, n)}" for n in unused),
+            )
+        if self.group == 1:
+            raise PassError(
+                "option 'group' of pass quantize", expected="0 (per channel) or >= 2", got="1"
+            )
+        if self.method not in METHODS:
+            raise PassError(
+                f"quantize(method={self.method}) is not implemented yet",
+                expected=" | ".join(METHODS),
+                got=self.method,
+            )
+
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
+        chosen = select(graph, self.bits, self.skip)
+        if not chosen:
+            return PassResult(graph, False, "no float weights to quantize")
+        specs = {
+            name: QuantSpec(bits, self.group, self.sym, DType(self.scale_dtype))
+            for name, bits in chosen.items()
+        }
+        arrays = None
+        if graph.weights is not None:
+            quantize = METHODS[self.method]
+            arrays = {}
+            for i, (name, spec) in enumerate(specs.items()):
+                ctx.progress(i, len(specs), name)
+                arrays[name] = quantize(np.asarray(graph.weight(name)), spec)
+            ctx.progress(len(specs), len(specs), "")
+        result = retype(graph, specs, arrays)
+        kinds = sorted({f"{s.storage}<{s}>" for s in specs.values()})
+        return PassResult(result, True, f"quantized {len(specs)} weights ({', '.join(kinds)})")

@@ -1,0 +1,17 @@
+"""RTN (round to nearest): min/max scales per group and round, no data needed.
+
+The grid and the rounding are `irgraph.quant`'s (the IR's own definition), so a weight
+quantized here dequantizes to exactly what every backend computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irgraph.quant import QuantSpec, choose_scales, quantize_arrays
+
+
+def quantize_weight(w: np.ndarray, spec: QuantSpec) -> dict[str, np.ndarray]:
+    """Suffix -> stored array of float weight `w` [*lead, K], rounded to nearest on min/max."""
+    scales, zeros = choose_scales(w, spec)
+    return quantize_arrays(w, spec, scales, zeros)
