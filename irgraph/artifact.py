@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,8 +36,9 @@ from irgraph.atomic import atomic_folder
 from irgraph.errors import RuntimeFailure
 from irgraph.feeds import index_bounds
 from irgraph.ir import Graph
+from irgraph.tokenizer import check_tokenizer, model_vocab
 
-MANIFEST, GRAPH = "manifest.json", "graph.irg"
+MANIFEST, GRAPH, TOKENIZER = "manifest.json", "graph.irg", "tokenizer.json"
 FORMAT, FORMAT_VERSION = "irgraph-artifact", 1
 
 
@@ -81,6 +83,14 @@ def describe(graph: Graph) -> dict[str, Any]:
         "quantization": None,
         "meta": graph.meta,
     }
+
+
+def copy_extra_files(graph: Graph, files: Mapping[str, str | os.PathLike[str]], tmp: Path) -> None:
+    """Copy `files` (name -> source) into the artifact; a tokenizer.json must fit the model."""
+    for name, src in files.items():
+        if name == TOKENIZER:
+            check_tokenizer(src, model_vocab(index_bounds(graph), graph.meta))
+        shutil.copyfile(src, tmp / name)
 
 
 def write_artifact(

@@ -127,11 +127,11 @@ def test_bad_ids_give_a_clean_error(saved, ids, message):
 
 def test_out_of_range_ids_without_vocab_meta(tmp_path):
     graph = tiny_llama()
-    graph.meta.clear()  # the session's check reads the bound off the embedding table
+    graph.meta.clear()  # the bound comes off the embedding table
     irgraph.save(graph, tmp_path / "g")
     result = CliRunner().invoke(main, ["run", str(tmp_path / "g"), "--ids", "3,64"])
-    assert result.exit_code == 1
-    assert "input 'input_ids': id out of range (expected 0..63, got 64)" in result.output
+    assert result.exit_code == 2
+    assert "token id 64 is out of range (expected 0..63)" in result.output
 
 
 def test_options_the_model_does_not_take(saved):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,7 +24,7 @@ from typing import Any, BinaryIO
 import onnx
 from onnx import helper
 
-from irgraph.artifact import tool_version, write_artifact
+from irgraph.artifact import copy_extra_files, tool_version, write_artifact
 from irgraph.backends import backend
 from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (register their lowerings)
 from irgraph.codegen.onnx.emitter import DATA_FILE, ONNX_DTYPES, Emitter
@@ -238,8 +237,7 @@ def compile_graph(
             "left_padding": not facts["gqa"],
             "passes": passes,
         }
-        for name, path in (extra_files or {}).items():
-            shutil.copyfile(path, tmp / name)
+        copy_extra_files(graph, extra_files or {}, tmp)
         config = genai_config(graph, share_buffer=facts["share_buffer"], model_file=MODEL_FILE)
         if config is not None:
             (tmp / GENAI_FILE).write_text(json.dumps(config, indent=2) + "\n")

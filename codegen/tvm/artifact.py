@@ -19,7 +19,6 @@ folder (`irgraph.runtimes.tvm.read_manifest`) without importing this module.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -108,8 +107,7 @@ def compile_graph(
         save_safetensors(
             {name: np.asarray(graph.weight(name)) for name in graph.params}, tmp / WEIGHTS
         )
-        for name, path in (extra_files or {}).items():
-            shutil.copyfile(path, tmp / name)
+        shared.copy_extra_files(graph, extra_files or {}, tmp)
         target_json = spec.target.export()
         needs = _NEEDS[spec.name].format(
             mcpu=target_json.get("mcpu", "generic"), tvm=tvm.__version__, arch=spec.cuda_arch

@@ -9,6 +9,7 @@ import numpy as np
 
 import irgraph.runtimes
 from irgraph.cli.common import FiniteFloat, parse_ids
+from irgraph.tokenizer import check_tokenizer, model_vocab
 
 TOKENIZER = "tokenizer.json"
 
@@ -22,6 +23,7 @@ class _Codec:
         if (folder / TOKENIZER).is_file():
             from tokenizers import Tokenizer
 
+            check_tokenizer(folder / TOKENIZER, vocab)  # readable, and its ids fit the model
             self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
 
     def encode(self, text: str) -> list[int]:
@@ -83,7 +85,7 @@ def generate(
     if bool(prompts) == bool(prompt_ids):
         raise click.UsageError("give --prompt or --prompt-ids (not both)")
     session = irgraph.runtimes.open(path)
-    vocab = session.meta.get("vocab_size")
+    vocab = model_vocab(session.bounds, session.meta)
     codec = _Codec(Path(path), vocab)
     rows = (
         [codec.encode(p) for p in prompts]

@@ -9,6 +9,7 @@ import numpy as np
 
 import irgraph.runtimes
 from irgraph.cli.common import parse_ids
+from irgraph.tokenizer import model_vocab
 
 
 @click.command()
@@ -41,7 +42,7 @@ def run(
 ) -> None:
     """Run the model at PATH (saved graph or compiled artifact) on token ids and print logits."""
     session = irgraph.runtimes.open(path)
-    vocab = session.meta.get("vocab_size")
+    vocab = model_vocab(session.bounds, session.meta)
     tokens = np.asarray([parse_ids(ids, "--ids", vocab)], dtype=np.int64)
     kw: dict[str, np.ndarray] = {}
     if "decoder_input_ids" in session.inputs:
