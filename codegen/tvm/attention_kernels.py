@@ -37,7 +37,7 @@ def scores_kernel(heads: int, dim: int, scale: float, dtype: str, mt: int = 8) -
     lanes, zero = LANES, 0.0
 
     @T.prim_func(private=True)
-    def kernel(q_handle: T.handle, k_handle: T.handle, s_handle: T.handle):
+    def kernel(q_handle: T.handle, k_handle: T.handle, s_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         b, r, t = T.int64(), T.int64(), T.int64()
         q = T.match_buffer(q_handle, (b, heads, r, dim), dtype)
@@ -95,7 +95,7 @@ def weighted_sum_kernel(heads: int, dim: int, dtype: str) -> tirx.PrimFunc:
     zero = 0.0
 
     @T.prim_func(private=True)
-    def kernel(p_handle: T.handle, v_handle: T.handle, o_handle: T.handle):
+    def kernel(p_handle: T.handle, v_handle: T.handle, o_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         b, r, t = T.int64(), T.int64(), T.int64()
         p = T.match_buffer(p_handle, (b, heads, r, t), dtype)
@@ -131,7 +131,7 @@ def softmax_kernel(heads: int, dtype: str) -> tirx.PrimFunc:
     lanes, low = LANES, -3.0e38
 
     @T.prim_func(private=True)
-    def kernel(s_handle: T.handle, a_handle: T.handle, p_handle: T.handle):
+    def kernel(s_handle: T.handle, a_handle: T.handle, p_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         b, sq, t = T.int64(), T.int64(), T.int64()
         s = T.match_buffer(s_handle, (b, heads, sq, t), dtype)

@@ -34,7 +34,7 @@ def absorb_kernel(
     stride, body, zero = nope + v_dim, rank - rank % LANES, 0.0
 
     @T.prim_func(private=True)
-    def kernel(q_handle: T.handle, w_handle: T.handle, y_handle: T.handle):
+    def kernel(q_handle: T.handle, w_handle: T.handle, y_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         b, s = T.int64(), T.int64()
         q = T.match_buffer(q_handle, (b, heads, s, dq), dtype)
@@ -71,7 +71,7 @@ def expand_kernel(
     stride, body, zero = nope + v_dim, rank - rank % LANES, 0.0
 
     @T.prim_func(private=True)
-    def kernel(o_handle: T.handle, w_handle: T.handle, y_handle: T.handle):
+    def kernel(o_handle: T.handle, w_handle: T.handle, y_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         b, s = T.int64(), T.int64()
         o = T.match_buffer(o_handle, (b, heads, s, rank), dtype)

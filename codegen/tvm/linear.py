@@ -55,7 +55,7 @@ def packed_kernel(
     blocks, wdt, zero, half = n // nb, w_dtype or dtype, 0.0, max(mt // 2, 1)
 
     @T.prim_func(private=True)
-    def kernel(x_handle: T.handle, w_handle: T.handle, y_handle: T.handle):
+    def kernel(x_handle: T.handle, w_handle: T.handle, y_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         m = T.int64()
         x = T.match_buffer(x_handle, (m, k), dtype)
@@ -110,11 +110,12 @@ def _plain(x: te.Tensor, w: te.Tensor) -> te.Tensor:
     The form dlight's GEMV/Matmul rules take as input.
     """
     r = te.reduce_axis((0, w.shape[1]), name="k")
-    return te.compute(
-        (*x.shape[:-1], w.shape[0]),
-        lambda *i: te.sum(x[(*i[:-1], r)] * as_dtype(w[i[-1], r], x.dtype), axis=r),
-        name="linear",
-    )
+
+    def rule(*i: tirx.Var) -> tirx.PrimExpr:
+        row = (*i[:-1], r)  # x's index (.., k)
+        return te.sum(x[row] * as_dtype(w[i[-1], r], x.dtype), axis=r)
+
+    return te.compute((*x.shape[:-1], w.shape[0]), rule, name="linear")
 
 
 def lower_linear(

@@ -14,10 +14,12 @@ GPUs they stay Relax ops for dlight.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from tvm import relax, te, tirx
 
+from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.tvm.attention_kernels import scores_kernel, softmax_kernel, weighted_sum_kernel
 from irgraph.codegen.tvm.latent_kernels import absorb_kernel, expand_kernel
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
@@ -29,14 +31,21 @@ op = relax.op
 _MASKED = -1e30
 
 
-def _slice(ctx: Context, x: relax.Expr, axis: int, begin, end, step: int = 1) -> relax.Var:
+def _slice(
+    ctx: Context,
+    x: relax.Expr,
+    axis: int,
+    begin: int | tirx.PrimExpr,
+    end: int | tirx.PrimExpr,
+    step: int = 1,
+) -> relax.Var:
     return ctx.emit(op.strided_slice(x, [axis], [begin], [end], [step], assume_inbound=True))
 
 
 # -- rotary ------------------------------------------------------------------------------------
 
 
-def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
+def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict[str, Any]) -> relax.Expr:
     """Inverse frequencies [rd/2] f32.
 
     Dynamic NTK rescales the base from max(position_ids) at run time.
@@ -80,8 +89,8 @@ def _inv_freq(ctx: Context, pos: relax.Expr, rd: int, a: dict) -> relax.Expr:
 @lowers("rotary")
 def _rotary(ctx: Context, node: Node, x: relax.Expr, pos: relax.Expr) -> list[relax.Expr]:
     a = dict(node.attrs)
-    b, s, h, d = node.arg(0).type.shape
-    rd = a["rotary_dim"] or int(d)
+    d = static_dim(node.arg(0).type.shape[3], node, "head_dim")
+    rd = a["rotary_dim"] or d
     inv = _inv_freq(ctx, pos, rd, a)
     angles = ctx.emit(
         op.multiply(op.expand_dims(op.astype(pos, "float32"), [-1]), inv)
@@ -98,7 +107,7 @@ def _rotary(ctx: Context, node: Node, x: relax.Expr, pos: relax.Expr) -> list[re
         return [
             ctx.bb.emit_te(_rotate, x, cos, sin, rd, a["interleaved"], primfunc_name_hint="rotary")
         ]
-    rot = x if rd == int(d) else _slice(ctx, x, 3, 0, rd)
+    rot = x if rd == d else _slice(ctx, x, 3, 0, rd)
     if a["interleaved"]:
         x1, x2 = _slice(ctx, rot, 3, 0, rd, 2), _slice(ctx, rot, 3, 1, rd, 2)
     else:
@@ -111,8 +120,8 @@ def _rotary(ctx: Context, node: Node, x: relax.Expr, pos: relax.Expr) -> list[re
         )
     else:
         out = ctx.emit(op.concat([o1, o2], axis=3))
-    if rd < int(d):
-        out = ctx.emit(op.concat([out, _slice(ctx, x, 3, rd, int(d))], axis=3))
+    if rd < d:
+        out = ctx.emit(op.concat([out, _slice(ctx, x, 3, rd, d)], axis=3))
     return [out]
 
 
@@ -126,7 +135,7 @@ def _rotate(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, rd: int, interleaved: 
     """
     half = rd // 2
 
-    def rule(b, s, h, d):
+    def rule(b: tirx.Var, s: tirx.Var, h: tirx.Var, d: tirx.Var) -> tirx.PrimExpr:
         if interleaved:
             i, first = (
                 tirx.min(d // 2, half - 1),
@@ -147,7 +156,12 @@ def _rotate(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, rd: int, interleaved: 
 
 
 def _visible(
-    ctx: Context, shape: list, key_mask, prefix_len, causal: bool, window: int
+    ctx: Context,
+    shape: list[tirx.PrimExpr],
+    key_mask: relax.Expr | None,
+    prefix_len: relax.Expr | None,
+    causal: bool,
+    window: int,
 ) -> relax.Expr | None:
     """Boolean [batch, 1, seq, total] of the keys each query may see; None when all are visible."""
     if not (causal or window or key_mask is not None):
@@ -159,7 +173,7 @@ def _visible(
     def compute(*tensors: te.Tensor) -> te.Tensor:
         t = dict(zip(names, tensors))
 
-        def rule(b, _, i, j):
+        def rule(b: tirx.Var, _: tirx.Var, i: tirx.Var, j: tirx.Var) -> tirx.PrimExpr:
             past = total - sq
             ok = tirx.const(True, "bool")
             if causal:
@@ -180,16 +194,16 @@ def _visible(
 
 def sdpa(
     ctx: Context,
-    q,
-    k,
-    v,
-    shape: list,
+    q: relax.Expr,
+    k: relax.Expr,
+    v: relax.Expr,
+    shape: list[tirx.PrimExpr],
     *,
-    key_mask=None,
-    bias=None,
-    prefix_len=None,
-    causal=True,
-    window=0,
+    key_mask: relax.Expr | None = None,
+    bias: relax.Expr | None = None,
+    prefix_len: relax.Expr | None = None,
+    causal: bool = True,
+    window: int = 0,
     scale: float,
     softcap: float = 0.0,
 ) -> relax.Var:
@@ -282,7 +296,7 @@ def _attention(
     else:
         k_all, v_all = k_new, v_new
     qt = node.arg(0).type
-    d = int(qt.shape[3])
+    d = static_dim(qt.shape[3], node, "head_dim")
     shape = [ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1]), ctx.dim(node.outputs[1].type.shape[2])]
     scale = 1.0 / math.sqrt(d) if a["scale"] is None else a["scale"]
     out = sdpa(
@@ -322,7 +336,7 @@ def _relative_position_bias(
     Beyond ±max_distance they saturate.
     """
     a = node.attrs
-    buckets, heads = (int(d) for d in node.arg(2).type.shape)
+    buckets, heads = (static_dim(d, node, "bias table dim") for d in node.arg(2).type.shape)
     far = a["max_distance"]
     with np.errstate(
         invalid="ignore"
@@ -331,7 +345,7 @@ def _relative_position_bias(
     batch, sq, total = (ctx.dim(node.outputs[0].type.shape[i]) for i in (0, 2, 3))
 
     def compute(lut_t: te.Tensor) -> te.Tensor:
-        def bucket(i, j):
+        def bucket(i: tirx.Var, j: tirx.Var) -> tirx.PrimExpr:
             rel = j - (total - sq + i)
             return lut_t[tirx.max(tirx.min(rel, far), -far) + far]
 
@@ -370,8 +384,9 @@ def _latent_attention(
     """
     a = node.attrs
     nope, dv = a["nope_dim"], a["v_dim"]
-    b, s, h, dq = node.arg(0).type.shape
-    heads, rank = int(h), int(node.arg(1).type.shape[2])
+    b, s, h, q_dim = node.arg(0).type.shape
+    heads, dq = static_dim(h, node, "heads"), static_dim(q_dim, node, "query head_dim")
+    rank = static_dim(node.arg(1).type.shape[2], node, "kv rank")
     new = ctx.emit(op.concat([latent, op.squeeze(k_rope, [2])], axis=2))  # (B, S, R+rope)
     cache = ctx.emit(op.concat([past_latent, new], axis=1)) if past_latent is not None else new
     total = ctx.dim(node.outputs[1].type.shape[1])
@@ -386,21 +401,19 @@ def _latent_attention(
         )  # (B, H, S, R)
     else:
         kernel = ctx.kernel(
-            f"latent_absorb_{heads}x{int(dq)}x{nope}x{dv}x{rank}_{dtype}_{wd}",
-            lambda: absorb_kernel(heads, int(dq), nope, dv, rank, dtype, wd),
+            f"latent_absorb_{heads}x{dq}x{nope}x{dv}x{rank}_{dtype}_{wd}",
+            lambda: absorb_kernel(heads, dq, nope, dv, rank, dtype, wd),
         )
         q_abs = ctx.emit(
             relax.call_tir(
                 kernel, [qb, kv_b], out_ty=relax.TensorType([batch, heads, seq, rank], dtype)
             )
         )
-    query = ctx.emit(
-        op.concat([q_abs, _slice(ctx, qb, 3, nope, int(dq))], axis=3)
-    )  # (B, H, S, R+rope)
+    query = ctx.emit(op.concat([q_abs, _slice(ctx, qb, 3, nope, dq)], axis=3))  # (B, H, S, R+rope)
     keys = ctx.emit(
         op.expand_dims(cache, [1])
     )  # (B, 1, T, R+rope): one KV head for every query head
-    scale = 1.0 / math.sqrt(int(dq)) if a["scale"] is None else a["scale"]
+    scale = 1.0 / math.sqrt(dq) if a["scale"] is None else a["scale"]
     out = sdpa(
         ctx,
         query,

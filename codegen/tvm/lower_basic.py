@@ -13,6 +13,7 @@ from collections.abc import Callable
 from tvm import relax, te, tirx
 
 from irgraph.activations import ACTIVATIONS
+from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.tvm.fast_math import fast_erf, fast_exp, fast_tanh
 from irgraph.codegen.tvm.linear import lower_linear
 from irgraph.codegen.tvm.lowering import Context, lowers, tvm_dtype
@@ -256,7 +257,7 @@ def _layer_norm(
 def _rms_norm(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr) -> list[relax.Expr]:
     w = ctx.emit(_norm_weight(weight, node.attrs["weight_offset"]))
     if ctx.target != "cuda" and x.ty.dtype == "float32" and w.ty.dtype == "float32":
-        dim, eps = int(node.arg(0).type.shape[-1]), node.attrs["eps"]
+        dim, eps = static_dim(node.arg(0).type.shape[-1], node, "normalized dim"), node.attrs["eps"]
         kernel = ctx.kernel(f"rms_norm_{dim}_{eps!r}", lambda: rms_norm_kernel(dim, eps))
         shape = ctx.shape(node.arg(0).type)
         rows = ctx.emit(relax.op.reshape(x, [-1, dim]))  # (tokens, D)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te
 
+from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.tvm.linear import as_dtype
 from irgraph.codegen.tvm.lower_basic import act
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
@@ -29,7 +30,7 @@ op = relax.op
 @lowers("moe_router")
 def _moe_router(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr) -> list[relax.Expr]:
     a = node.attrs
-    experts = int(node.arg(1).type.shape[0])
+    experts = static_dim(node.arg(1).type.shape[0], node, "experts")
     lead = ctx.shape(node.arg(0).type)[:-1]
     logits = ctx.emit(op.matmul(x, op.permute_dims(weight)))  # (..., E)
     if logits.ty.dtype != "float32":
@@ -81,7 +82,7 @@ def _topk(ctx: Context, scores: relax.Expr, k: int) -> relax.Var:
         return ctx.emit(op.topk(scores, k=k, axis=-1, ret_type="indices", dtype="int64"))
     n = int(scores.ty.shape[-1])
     positions = array_const(np.arange(n, dtype=np.int64))
-    picks = []
+    picks: list[relax.Expr] = []
     for j in range(k):
         if j:
             taken = ctx.emit(op.equal(op.expand_dims(picks[-1], [-1]), positions))
@@ -127,8 +128,10 @@ def _moe_experts(
     w_gate: relax.Expr | None,
 ) -> list[relax.Expr]:
     xt = node.arg(0).type
-    experts, _, hidden = (int(d) for d in node.arg(3).type.shape)
-    k = int(node.arg(1).type.shape[-1])
+    w_shape = node.arg(3).type.shape
+    experts = static_dim(w_shape[0], node, "experts")
+    hidden = static_dim(w_shape[2], node, "hidden")
+    k = static_dim(node.arg(1).type.shape[-1], node, "top_k")
     tokens = ctx.dim(xt.shape[0])
     for d in xt.shape[1:-1]:
         tokens = tokens * ctx.dim(d)

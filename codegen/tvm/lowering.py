@@ -174,11 +174,12 @@ def _block(t: TensorType, packed: int) -> int:
 
 
 def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
+    shape = t.concrete({})  # a weight's dims are static (IRError naming a symbolic one)
     if layout == "plain":
-        return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
+        return shape
     nb = int(layout.removeprefix("packed"))
-    n, k = t.shape
-    return (int(n) // nb, int(k), nb)
+    n, k = shape
+    return (n // nb, k, nb)
 
 
 def build_module(
@@ -246,7 +247,7 @@ def _emit_function(
 
 def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> None:
     where = f"node {node.op} -> {node.outputs[0]!r}"
-    args = []
+    args: list[relax.Expr | None] = []
     for i, v in enumerate(node.inputs):
         if v is None:
             args.append(None)
@@ -272,7 +273,9 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
         values[out] = res
 
 
-def _weights_in_compute_dtype(ctx: Context, node: Node, args: list) -> list:
+def _weights_in_compute_dtype(
+    ctx: Context, node: Node, args: list[relax.Expr | None]
+) -> list[relax.Expr | None]:
     """Weights stored narrower than the activations (fp16/bf16 under fp32) are converted for the op.
 
     The reference computes every op in fp32 from whatever the weights are stored in; Relax ops

@@ -54,7 +54,9 @@ def grouped_kernel(
     )  # row blocks per task: longer weight streams
 
     @T.prim_func(private=True)
-    def kernel(idx_handle: T.handle, a_handle: T.handle, w_handle: T.handle, z_handle: T.handle):
+    def kernel(
+        idx_handle: T.handle, a_handle: T.handle, w_handle: T.handle, z_handle: T.handle
+    ) -> None:
         T.func_attr({"tirx.noalias": True})
         t = T.int64()
         idx = T.match_buffer(idx_handle, (t, k), "int64")

@@ -19,7 +19,7 @@ def rms_norm_kernel(dim: int, eps: float) -> tirx.PrimFunc:
     lanes, full = LANES, dim - dim % LANES
 
     @T.prim_func(private=True)
-    def kernel(x_handle: T.handle, w_handle: T.handle, y_handle: T.handle):
+    def kernel(x_handle: T.handle, w_handle: T.handle, y_handle: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
         r = T.int64()
         x = T.match_buffer(x_handle, (r, dim), "float32")
