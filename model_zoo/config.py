@@ -403,6 +403,8 @@ class ZooEntry:
         ""  # why computed params miss published_params (at most 5 entries may need one)
     )
     aliases: tuple[str, ...] = ()
+    # parameters one token runs through (MoE), as its makers publish it; 0 where none is published
+    published_active: int = 0
     tiny_overrides: dict[str, Any] = field(
         default_factory=dict
     )  # fields the tiny twin sets explicitly

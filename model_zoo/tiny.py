@@ -5,7 +5,8 @@ GQA keeps fewer KV heads than query heads), encoder-decoder, prefix-LM, MoE
 routing (every-other-layer and dense-first layouts still appear within two
 layers), latent attention, the query layer, DeepNorm, sandwich norms, sliding
 windows and rotary scalings (with a small original context so scaling engages
-at test lengths). Only sizes shrink; an entry's `tiny_overrides` win.
+at test lengths), a dense MLP as wide as the model (Arctic's residual MLP).
+Only sizes shrink; an entry's `tiny_overrides` win.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def tiny_config(config: ModelConfig, overrides: dict[str, Any] | None = None) ->
         heads=HEADS,
         head_dim=HEAD_DIM,
         kv_heads=_kv_heads(config),
-        ffn=FFN,
+        ffn=HIDDEN if config.ffn == config.hidden else FFN,
         layers=LAYERS,
         max_position=MAX_POSITION,
         encoder_layers=LAYERS if config.encoder_layers else 0,

@@ -68,6 +68,7 @@ def test_tiny_twin_keeps_the_structure(name):
     assert (published.n_kv_heads < published.heads) == (
         tiny.n_kv_heads < tiny.heads
     )  # grouped stays grouped
+    assert (tiny.ffn == tiny.hidden) == (published.ffn == published.hidden)  # Arctic's dense MLP
     assert tiny.vocab_size >= 256
     graph = model_zoo.build(name)
     ops = {node.op for node in graph.nodes}

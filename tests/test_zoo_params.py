@@ -3,7 +3,10 @@
 The parameter check builds every published-size graph (structure only, no
 weights) and compares `irgraph.analysis.cost` with the paper's total: within
 ±10%, except the few entries whose `params_note` says which dims are not
-published (at most 5). Run with `-s` to see the table.
+published (at most 5). Active parameters are held to 5% of the makers' figure
+wherever they publish one (`published_active`): a 9% slip such as a dense MLP
+built at the experts' width (Arctic, issue 18) fails it. Run with `-s` to see
+the table.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ ISSUE_NAMES = model_zoo.names()  # the catalog; its size and the survey rows are
 OUTSIDE_TABLE5 = {"mixtral-8x22b", "snowflake-arctic", "grok-1"}
 TOLERANCE = 0.10
 MAX_EXCEPTIONS = 5
-
-# Published activated parameters of the MoE models (not a schema field: only these publish one).
-PUBLISHED_ACTIVE = {
-    "glam": 96_600_000_000,  # Du et al. 2022 Table 4
-    "deepseek-v2": 21_000_000_000,  # DeepSeek-V2 abstract
-    "mixtral-8x22b": 39_000_000_000,  # Mistral AI announcement
-    "snowflake-arctic": 17_000_000_000,  # Snowflake Arctic announcement
+ACTIVE_TOLERANCE = 0.05
+# Published active figures that are a rounded share, not a count: held to the ±10% every count
+# meets instead of 5%, each with why (the entry's notes say it too).
+ACTIVE_ROUNDED = {
+    "grok-1": "xAI gives '25% of the weights' (78.5B of 314B); the structure gives 26.5%",
+}
+# MoE entries whose makers publish no active count, and so have no published_active.
+MOE_WITHOUT_ACTIVE = {
+    "pangu-sigma": "Ren et al. 2023 give the 1.085T total only (routing is by domain)",
+    "cpm-2": "Zhang et al. 2021 give the 198B MoE total only",
 }
 # Every entry cites where these came from (or cites "all").
 DIMENSIONS = ("vocab_size", "hidden", "layers", "heads", "ffn", "published_params")
@@ -139,7 +145,10 @@ def test_entry_is_complete(name):
         assert not set_ or key in e.sources or "all" in e.sources, (
             f"{name}: {key} is set but not cited"
         )
-    fields = set(ModelConfig.__dataclass_fields__) | {"all", "published_params"}
+    assert not e.published_active or {"published_active", "all"} & set(e.sources), (
+        f"{name}: published_active is set but not cited"
+    )
+    fields = set(ModelConfig.__dataclass_fields__) | {"all", "published_params", "published_active"}
     assert set(e.sources) <= fields, (
         f"{name}: sources name unknown fields {set(e.sources) - fields}"
     )
@@ -203,11 +212,25 @@ def test_params_within_10_percent_of_the_papers():
     )
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED_ACTIVE))
-def test_moe_active_params(name):
-    c = _cost(name)
+ACTIVE = sorted(n for n, e in ENTRIES.items() if e.published_active)
+
+
+def test_every_moe_entry_has_its_published_active_count_or_says_why_not():
+    moe = {n for n, e in ENTRIES.items() if e.config.moe is not None}
+    assert set(ACTIVE) == moe - set(MOE_WITHOUT_ACTIVE)
+    assert set(MOE_WITHOUT_ACTIVE) <= moe and set(ACTIVE_ROUNDED) <= set(ACTIVE)
+
+
+@pytest.mark.parametrize("name", ACTIVE)
+def test_moe_active_params_match_the_published_figure(name):
+    e, c = ENTRIES[name], _cost(name)
     assert c.active_params < c.params / 3
-    assert abs(c.active_params / PUBLISHED_ACTIVE[name] - 1) <= TOLERANCE
+    miss = abs(c.active_params / e.published_active - 1)
+    detail = f"{name}: active {c.active_params:,} vs published {e.published_active:,}"
+    if name in ACTIVE_ROUNDED:  # outside 5% (else the exception is stale), inside 10%
+        assert ACTIVE_TOLERANCE < miss <= TOLERANCE, detail
+    else:
+        assert miss <= ACTIVE_TOLERANCE, detail
 
 
 def test_dense_models_are_fully_active():

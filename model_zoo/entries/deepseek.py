@@ -122,6 +122,7 @@ DEEPSEEK_V2 = ZooEntry(
         ),
     ),
     published_params=236_000_000_000,
+    published_active=21_000_000_000,
     survey_params=survey_params(_DEEPSEEK_V2.size),
     survey=_DEEPSEEK_V2,
     claims=("MoE decoder", "multi-head latent attention", "pre-RMS norm", "RoPE", "SwiGLU"),
@@ -149,6 +150,7 @@ DEEPSEEK_V2 = ZooEntry(
             "DeepSeek-AI 2024 (DeepSeek-V2): MLA, DeepSeekMoE; 236B total, 21B activated per "
             "token; KV cache reduced by 93.3% vs DeepSeek 67B",
             "published_params",
+            "published_active",
         ),
     },
     notes=(

@@ -288,6 +288,7 @@ GLAM = ZooEntry(
         moe=MoeConfig(num_experts=64, top_k=2, expert_ffn=32768, every=2, gated=False),
     ),
     published_params=1_200_000_000_000,
+    published_active=96_600_000_000,
     survey_params=survey_params(_GLAM.size),
     survey=_GLAM,
     claims=("MoE decoder", "MoE top-2", "relative positions", "GeLU", "bias"),
@@ -302,6 +303,7 @@ GLAM = ZooEntry(
             "head_dim",
             "moe",
             "published_params",
+            "published_active",
         ),
         **cite(
             "GLaM model-architecture section: MoE layer every other Transformer layer, top-2 "

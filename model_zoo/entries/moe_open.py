@@ -48,6 +48,7 @@ MIXTRAL_8X22B = ZooEntry(
         moe=MoeConfig(num_experts=8, top_k=2, expert_ffn=16384),
     ),
     published_params=141_000_000_000,
+    published_active=39_000_000_000,
     survey_params=0,
     survey=Survey(),
     claims=("MoE decoder", "8 experts", "MoE top-2", "expert outputs summed"),
@@ -71,6 +72,7 @@ MIXTRAL_8X22B = ZooEntry(
         **cite(
             "Mistral AI, 'Cheaper, Better, Faster, Stronger' (Apr 2024): 141B total, 39B active",
             "published_params",
+            "published_active",
         ),
     },
     notes=(
@@ -90,12 +92,13 @@ SNOWFLAKE_ARCTIC = ZooEntry(
         layers=35,
         heads=56,
         kv_heads=8,
-        ffn=4864,
+        ffn=7168,  # the dense residual MLP is hidden_size wide; intermediate_size is the experts'
         max_position=4096,
         rotary=RotaryConfig(base=10000.0),
         moe=MoeConfig(num_experts=128, top_k=2, expert_ffn=4864, residual_dense=True),
     ),
     published_params=480_000_000_000,
+    published_active=17_000_000_000,
     survey_params=480_000_000_000,
     survey=Survey(),
     claims=(
@@ -115,15 +118,24 @@ SNOWFLAKE_ARCTIC = ZooEntry(
             "layers",
             "heads",
             "kv_heads",
-            "ffn",
             "moe",
             "max_position",
             "rotary",
         ),
         **cite(
+            "Snowflake's modelling code builds the dense residual MLP hidden_size wide: "
+            "ArcticMLP(is_residual_mlp=True) sets ffn_dim = hidden_size (intermediate_size only "
+            "for experts and dense layers) in vllm/model_executor/models/arctic.py at "
+            "Snowflake-Labs/vllm@e89e3016c9cd04072b8227c1c34cbdeb494989b6 and "
+            "vllm-project/vllm@c96c471d1b439609b5822c5becfe4c22863db545, as in the "
+            "modeling_arctic.py of HF Snowflake/snowflake-arctic-base",
+            "ffn",
+        ),
+        **cite(
             "Snowflake 2024, 'Snowflake Arctic' blog / Snowflake-Labs/snowflake-arctic README: "
             "480B total, 17B active; dense 10B + residual 128 x 3.66B MoE",
             "published_params",
+            "published_active",
         ),
     },
     notes=(
@@ -131,8 +143,11 @@ SNOWFLAKE_ARCTIC = ZooEntry(
         "models).",
         "One expert across the 35 layers is 35 x 3 x 7168 x 4864 = 3.66B, the survey's '3.66B "
         "expert'.",
-        "The computed active count (~15.5B) is under the blog's 17B, which rounds up the dense "
-        "part ('10B') that our count puts at ~8.3B with embeddings.",
+        "The dense residual MLP is 7168 wide, not config.json's intermediate_size 4864 (that is "
+        "the experts' width): the dense part (embeddings, attention, residual MLPs, routers) is "
+        "then 10.0B, the blog's '10B', and the active count 10.0B + 2 x 3.66B = 17.3B, its 17B. "
+        "modeling_arctic.py's docstring says the residual MLP 'has ffn_dim the same as full "
+        "intermediate_size', but its code and vLLM's use hidden_size.",
     ),
 )
 
@@ -165,6 +180,7 @@ GROK_1 = ZooEntry(
         pad_token_id=0,
     ),
     published_params=314_000_000_000,
+    published_active=78_500_000_000,
     survey_params=314_000_000_000,
     survey=Survey(),
     claims=("MoE decoder", "8 experts", "MoE top-2", "314B parameters"),
@@ -203,11 +219,19 @@ GROK_1 = ZooEntry(
         **cite(
             "xai-org/grok-1 README: 314B parameters, 8 experts, 2 per token", "published_params"
         ),
+        **cite(
+            "xAI, 'Open Release of Grok-1' (Mar 2024): '25% of the weights active on a given "
+            "token', i.e. 78.5B of 314B",
+            "published_active",
+        ),
     },
     notes=(
         "Outside Table 5; survey_params is the survey's text figure (314B).",
         "Grok-1 applies RMSNorm before and after each sublayer (sandwich); the post-norm weights "
         "are layers.{i}.attn_post_norm / mlp_post_norm.",
+        "xAI publishes the active share as a round '25%' (78.5B); the computed active count is "
+        "83.8B (26.5% of 315.7B), 6.7% over it: within the 10% every count meets, outside the 5% "
+        "the zoo holds exact active counts to.",
     ),
 )
 
