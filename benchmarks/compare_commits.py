@@ -1,6 +1,7 @@
 """Decode speed of two commits of irgraph, measured in alternation on the same machine.
 
     python benchmarks/compare_commits.py OLD NEW [--rounds 3] [--only irgraph-tvm,irgraph-onnx]
+        [--quick]
 
 A refactor must not cost speed, but absolute tokens/s drift with machine load by more than the
 effect being checked. So each commit's `benchmarks/decode.py` runs in its own process, the two
@@ -8,6 +9,8 @@ commits alternating for --rounds rounds (old, new, old, new, ...), and what is c
 irgraph system's decode ratio against genai-fp32 measured in the same process: a commit's
 median ratio over the rounds, then NEW's median / OLD's median. Both commits use one shared
 --work folder, so the Hugging Face checkpoint and genai's build are the same bytes for both.
+`--quick` passes decode.py's --quick (4-layer hidden-256 model, 32 + 32 tokens: about a minute
+a run instead of several, noisier ratios).
 
 Each commit is checked out with `git worktree add --detach` under --work and imported through
 a tree of symlinks with the installed package layout (`irgraph/passes` -> `passes/`, ...), so no
@@ -58,13 +61,16 @@ def checkout(rev: str, work: Path) -> tuple[Path, Path]:
     return tree, layout
 
 
-def run_once(tree: Path, layout: Path, work: Path, only: str, threads: int) -> dict[str, float]:
+def run_once(
+    tree: Path, layout: Path, work: Path, only: str, threads: int, quick: bool
+) -> dict[str, float]:
     """One decode.py run of the commit in `tree`: decode tok/s per system."""
     env = {**os.environ, "PYTHONPATH": str(layout), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, str(tree / "benchmarks" / "decode.py"), "--only", only, "--repeats", "3"]
-    cmd += ["--threads", str(threads), "--work", str(work / "decode")]
+    cmd += ["--threads", str(threads), "--work", str(work / "decode"), *(["--quick"] * quick)]
     subprocess.run(cmd, check=True, env=env, cwd=work, stdout=subprocess.DEVNULL)
-    results = json.loads((tree / "benchmarks" / "results" / "decode.json").read_text())["results"]
+    written = "decode-quick.json" if quick else "decode.json"
+    results = json.loads((tree / "benchmarks" / "results" / written).read_text())["results"]
     return {name: r["decode_tps"] for name, r in results.items()}
 
 
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="irgraph-tvm,irgraph-onnx")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "benchmarks" / "commits")
+    parser.add_argument("--quick", action="store_true", help="decode.py --quick: the small model")
     args = parser.parse_args(argv)
     systems = [s for s in args.only.split(",") if s != "genai-fp32"]
     only = ",".join([*systems, "genai-fp32"])
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     ratios: dict[str, dict[str, list[float]]] = {rev: {s: [] for s in systems} for rev in commits}
     for r in range(args.rounds):
         for rev, (tree, layout) in commits.items():
-            tps = run_once(tree, layout, args.work, only, args.threads)
+            tps = run_once(tree, layout, args.work, only, args.threads, args.quick)
             for s in systems:
                 ratios[rev][s].append(tps[s] / tps["genai-fp32"])
             shown = ", ".join(f"{s} {tps[s]:.1f}" for s in systems)
