@@ -105,9 +105,7 @@ def write_artifact(
 ) -> Path:
     """Write an artifact folder for `graph` atomically; see the module docstring."""
     target_dir = Path(out)
-    with atomic_folder(
-        target_dir, overwrite=force, hint=" (pass --force / force=True to replace it)"
-    ) as tmp:
+    with atomic_folder(target_dir, overwrite=force, force_name="force=True") as tmp:
         (tmp / GRAPH).write_text(str(graph))
         entries = dict(emit(tmp))
         manifest = {

@@ -1,7 +1,10 @@
 """Write a folder atomically: build it beside the target, then rename it into place.
 
-A failure (or Ctrl-C) while writing leaves the old folder, if any, untouched
-and no half-written one behind.
+The target must pass the output-folder rule (`irgraph.output.check_output`): a
+non-empty folder is replaced only with `overwrite` and only if irgraph wrote it.
+A failure (or Ctrl-C) while writing leaves the old folder, if any, untouched and
+no half-written one behind; the new folder gets the usual umask mode, not the
+private mode of a temporary folder.
 """
 
 from __future__ import annotations
@@ -9,30 +12,48 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from irgraph.errors import ConfigError
+from irgraph.output import check_output
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
 def atomic_folder(
-    path: str | os.PathLike[str], *, overwrite: bool, hint: str = ""
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    force_name: str = "overwrite=True",
 ) -> Iterator[Path]:
-    """Yield a temporary sibling folder to fill; on success it replaces `path`."""
+    """Yield a temporary sibling folder to fill; on success it replaces `path`.
+
+    Raises ConfigError before anything is written if `path` may not be written
+    (see `irgraph.output`); `inputs` are paths the caller reads, never replaced.
+    """
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise ConfigError(f"output folder exists{hint}", where=str(target))
+    check_output(target, inputs, force=overwrite, force_name=force_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        tmp.chmod(0o777 & ~_umask())
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            # rename(2) onto an empty folder replaces it: a unique name, never another's .old
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             target.rename(old)
-            tmp.rename(target)
+            try:
+                tmp.rename(target)
+            except BaseException:
+                old.rename(target)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(target)

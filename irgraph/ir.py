@@ -9,6 +9,7 @@ parameters do have significant names: they are the graph's interface.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -84,10 +85,11 @@ class Graph:
 
         verify(self)
 
-    def save(self, path: str) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Save to folder `path` (see `irgraph.save`: a non-empty folder needs `overwrite`)."""
         from irgraph.serialize import save
 
-        save(self, path)
+        save(self, path, overwrite=overwrite)
 
     def producers(self) -> dict[Value, Node]:
         return {out: node for node in self.nodes for out in node.outputs}

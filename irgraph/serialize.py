@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,18 @@ def save(
     path: str | os.PathLike[str],
     *,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
-    """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in."""
+    """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in.
+
+    A non-empty `path` is refused unless `overwrite=True`, and even then replaced only if
+    it is an irgraph output; a folder holding `inputs` (paths the caller read the graph
+    from) or `extra_files` is never replaced (`irgraph.output`).
+    """
     target = Path(path)
-    with atomic_folder(target, overwrite=overwrite) as tmp:
+    sources = [*inputs, *(extra_files or {}).values()]
+    with atomic_folder(target, overwrite=overwrite, inputs=sources) as tmp:
         (tmp / GRAPH_FILE).write_text(str(graph))
         if graph.weights is not None:
             save_safetensors(graph.weights, tmp / WEIGHTS_FILE, names=graph.stored_names())

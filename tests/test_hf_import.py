@@ -15,24 +15,7 @@ from irgraph.model_zoo.hf_import.layouts import split_qkv
 from irgraph.model_zoo.hf_import.roles import role_of
 from irgraph.model_zoo.hf_import.translators import translate
 from irgraph.weights import save_safetensors
-
-LLAMA = {
-    "model_type": "llama",
-    "vocab_size": 256,
-    "hidden_size": 32,
-    "intermediate_size": 48,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "rms_norm_eps": 1e-5,
-    "max_position_embeddings": 128,
-    "tie_word_embeddings": False,
-    "torch_dtype": "float32",
-    "bos_token_id": 1,
-    "eos_token_id": [2, 3],
-    "initializer_range": 0.02,
-    "attention_dropout": 0.0,
-}
+from tests.helpers.hf_dirs import LLAMA, llama_dir
 
 
 def test_unsupported_model_type_lists_the_supported_ones():
@@ -216,41 +199,8 @@ def test_role_table():
         role_of("model.visual_proj.weight")
 
 
-def _llama_dir(tmp_path, **extra_tensors):
-    rng = np.random.default_rng(0)
-    cfg = LLAMA
-    h, f, kvd = cfg["hidden_size"], cfg["intermediate_size"], 2 * 8
-    tensors = {
-        "model.embed_tokens.weight": (256, h),
-        "model.norm.weight": (h,),
-        "lm_head.weight": (256, h),
-    }
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        tensors.update(
-            {
-                p + "input_layernorm.weight": (h,),
-                p + "post_attention_layernorm.weight": (h,),
-                p + "self_attn.q_proj.weight": (h, h),
-                p + "self_attn.k_proj.weight": (kvd, h),
-                p + "self_attn.v_proj.weight": (kvd, h),
-                p + "self_attn.o_proj.weight": (h, h),
-                p + "mlp.gate_proj.weight": (f, h),
-                p + "mlp.up_proj.weight": (f, h),
-                p + "mlp.down_proj.weight": (h, f),
-            }
-        )
-    tensors.update(extra_tensors)
-    arrays = {n: rng.standard_normal(s).astype(np.float32) for n, s in tensors.items()}
-    folder = tmp_path / "hf"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(cfg))
-    save_safetensors(arrays, folder / "model.safetensors")
-    return folder
-
-
 def test_unknown_checkpoint_tensor_is_an_error(tmp_path):
-    folder = _llama_dir(tmp_path, **{"model.layers.0.self_attn.q_norm.weight": (8,)})
+    folder = llama_dir(tmp_path, **{"model.layers.0.self_attn.q_norm.weight": (8,)})
     with pytest.raises(ConfigError, match="q_norm"):
         import_hf(folder)
 
@@ -263,7 +213,7 @@ def test_pickled_checkpoints_are_refused(tmp_path):
 
 
 def test_saved_folder_carries_tokenizer_and_token_ids(tmp_path):
-    folder = _llama_dir(tmp_path)
+    folder = llama_dir(tmp_path)
     (folder / "tokenizer.json").write_text('{"version": "1.0"}')
     out = import_to_dir(folder, tmp_path / "graph")
     assert (out / "tokenizer.json").read_text() == '{"version": "1.0"}'
@@ -278,7 +228,7 @@ def test_cli_import_then_run_shows_the_interpreter_numbers(tmp_path):
     from irgraph.cli import main
     from irgraph.lm import interpret
 
-    folder = _llama_dir(tmp_path)
+    folder = llama_dir(tmp_path)
     runner = CliRunner()
     result = runner.invoke(main, ["import-hf", str(folder), "-o", str(tmp_path / "g")])
     assert result.exit_code == 0, result.output
@@ -288,7 +238,8 @@ def test_cli_import_then_run_shows_the_interpreter_numbers(tmp_path):
     logits = np.asarray(json.loads(result.output)["logits"])
     expected = interpret(import_hf(folder), [[5, 6, 7]])[0]
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-6)
-    bad = runner.invoke(main, ["import-hf", str(tmp_path), "-o", str(tmp_path / "g2")])
+    (tmp_path / "empty").mkdir()
+    bad = runner.invoke(main, ["import-hf", str(tmp_path / "empty"), "-o", str(tmp_path / "g2")])
     assert bad.exit_code == 1 and "config.json" in bad.output
 
 

@@ -80,7 +80,7 @@ def test_manifest_version_and_tool_checks(artifacts, tmp_path):
 
 
 def test_existing_output_needs_force(llama, artifacts):
-    with pytest.raises(ConfigError, match="exists"):
+    with pytest.raises(ConfigError, match="not empty .an irgraph output.; pass force=True"):
         compile_graph(llama, artifacts["ort"])
     assert compile_graph(llama, artifacts["ort"], force=True) == artifacts["ort"]
 
@@ -147,7 +147,7 @@ def test_cli_compile_run_generate(llama, tmp_path):
     result = runner.invoke(main, ["compile", str(graph_dir), "--target", "onnx", "-o", str(art)])
     assert result.exit_code == 0, result.output
     again = runner.invoke(main, ["compile", str(graph_dir), "-o", str(art)])
-    assert again.exit_code != 0 and "exists" in again.output
+    assert again.exit_code != 0 and "pass --force to replace it" in again.output
     assert (
         runner.invoke(
             main, ["compile", str(graph_dir), "-o", str(art), "--force", "--flavour", "portable"]

@@ -41,13 +41,13 @@ def test_round_trip_text_weights_and_logits(tmp_path):
 def test_graph_save_method_and_overwrite(tmp_path):
     graph = tiny_llama(seed=1)
     graph.save(str(tmp_path / "g"))
-    irgraph.save(tiny_llama(seed=2), tmp_path / "g")  # overwriting replaces the whole folder
+    irgraph.save(tiny_llama(seed=2), tmp_path / "g", overwrite=True)  # replaces the whole folder
     np.testing.assert_array_equal(
         irgraph.load(tmp_path / "g").weight("embed.weight"),
         tiny_llama(seed=2).weight("embed.weight"),
     )
-    with pytest.raises(ConfigError, match="output folder exists"):
-        irgraph.save(graph, tmp_path / "g", overwrite=False)
+    with pytest.raises(ConfigError, match="not empty .an irgraph output.; pass overwrite=True"):
+        irgraph.save(graph, tmp_path / "g")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]  # no temp or .old folders left
 
 
@@ -70,7 +70,7 @@ def test_failed_save_leaves_the_old_folder_untouched(tmp_path):
     irgraph.save(tiny_llama(), tmp_path / "g")
     before = {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()}
     with pytest.raises(ConfigError, match="cannot store 'p' as safetensors"):
-        irgraph.save(unstorable_graph(), tmp_path / "g")
+        irgraph.save(unstorable_graph(), tmp_path / "g", overwrite=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from irgraph.cli import main
+from irgraph.errors import ConfigError
 from tests.helpers.handbuilt import tiny_llama
 
 
@@ -61,3 +63,14 @@ def test_compile_rejects_an_unknown_cuda_arch(tmp_path):
         ],
     )
     assert result.exit_code != 0 and "sm_50" in result.output
+
+
+def test_compile_graph_refuses_a_non_empty_folder_by_default_before_building(tmp_path):
+    from irgraph.codegen.tvm.artifact import compile_graph
+
+    out = tmp_path / "art"
+    tiny_llama().save(out)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ConfigError, match="not empty .an irgraph output.; pass force=True"):
+        compile_graph(tiny_llama(), out)
+    assert sorted(p.name for p in out.iterdir()) == before

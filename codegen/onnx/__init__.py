@@ -34,6 +34,7 @@ from irgraph.codegen.onnx.split import split_encoder
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.ir import Graph
+from irgraph.output import check_output
 from irgraph.passes import run_pipeline
 from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
 from irgraph.registry import get_op
@@ -175,8 +176,13 @@ def compile_graph(
     `target` is always "onnx" (the signature every `irgraph.backends` compile function has).
     `passes` (the pipelines that made `graph`, e.g. {"user": ..., "default": ...}) goes
     into the manifest. `default_passes` runs DEFAULT_PASSES[flavour] first (`irgraph compile`
-    runs them itself, after --passes, and turns this off).
+    runs them itself, after --passes, and turns this off). A non-empty `out` is refused
+    unless `force=True`, and even then replaced only if it is an irgraph output; this is
+    checked before lowering (`irgraph.output`).
     """
+    check_output(
+        out, extra_files.values() if extra_files else (), force=force, force_name="force=True"
+    )
 
     def write(tmp: Path, part: Graph, model_file: str) -> dict[str, Any]:
         """`part` as `model_file`; with logits_last, its forward_last as MODEL_LAST_FILE, whose

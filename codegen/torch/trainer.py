@@ -431,7 +431,7 @@ def save_trained(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    staged = save(result.graph, out / ".staged-graph", extra_files=extra_files)
+    staged = save(result.graph, out / ".staged-graph", extra_files=extra_files, overwrite=True)
     summary = {
         "recipe": config.to_dict(),
         "recipe_hash": config.recipe_hash(),

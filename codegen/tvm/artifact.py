@@ -31,6 +31,7 @@ from irgraph.codegen.tvm import lowering, targets
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.lm import LOGITS, LOGITS_LAST
+from irgraph.output import check_output
 from irgraph.passes import run_pipeline
 from irgraph.weights import save_safetensors
 
@@ -68,7 +69,7 @@ def compile_graph(
     *,
     target: str = "tvm-llvm",
     cuda_arch: str = "sm_80",
-    force: bool = True,
+    force: bool = False,
     extra_files: Mapping[str, Path] | None = None,
     progress: Callable[[int, int], None] | None = None,
     passes: Mapping[str, str] | None = None,
@@ -76,7 +77,8 @@ def compile_graph(
 ) -> Path:
     """Compile `graph` for a TVM target into the artifact folder `out`; returns its path.
 
-    `force=False` refuses to replace an existing folder (the CLI's default);
+    A non-empty `out` is refused unless `force=True`, and even then replaced only if it
+    is an irgraph output; this is checked before the (slow) build (`irgraph.output`).
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
     `progress(done, total)` hears of the build as one step (TVM reports no finer progress).
     `passes` (the pipelines that made `graph`) goes into the manifest. `default_passes` runs
@@ -86,6 +88,9 @@ def compile_graph(
     import tvm_ffi
 
     spec = targets.resolve(target, cuda_arch)
+    check_output(
+        out, extra_files.values() if extra_files else (), force=force, force_name="force=True"
+    )
     if graph.weights is None:
         raise ConfigError(
             "graph has no weights (structure only); a TVM artifact needs them", where=graph.name

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from irgraph.backends import BACKENDS, backend_for, compile_options, compile_targets
+from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
@@ -101,9 +102,9 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     "out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Artifact folder.",
+    help="Artifact folder; new or empty unless --force.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@force_option
 @click.option(
     "--no-default-passes",
     is_flag=True,
@@ -130,8 +131,7 @@ def compile_(
     """Compile SOURCE (saved graph folder, HF checkpoint folder or zoo model) to an artifact."""
     from tqdm import tqdm
 
-    if Path(out).exists() and not force:
-        raise click.UsageError(f"output folder {out} exists (pass --force to replace it)")
+    replaced = check_output_option(out, [source], force)
     graph, extra = load_source(source, size, seed)
     backend = backend_for(target)
     defaults = "" if no_default_passes else default_passes(target, options)
@@ -157,6 +157,7 @@ def compile_(
             default_passes=False,
             **{o.name: options[o.name] for o in backend.options},
         )
+    report_replaced(out, replaced)
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
     if check:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+
 
 @click.command("import-hf")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False))
@@ -13,15 +15,18 @@ import click
     "out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json).",
+    help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json); "
+    "new or empty unless --force.",
 )
-@click.option("--no-overwrite", is_flag=True, help="Fail if the output folder exists.")
-def import_hf(hf_dir: str, out: str, no_overwrite: bool) -> None:
+@force_option
+def import_hf(hf_dir: str, out: str, force: bool) -> None:
     """Import the checkpoint in HF_DIR (config.json + *.safetensors) as an irgraph graph folder."""
     from irgraph.model_zoo.hf_import import import_to_dir
     from irgraph.serialize import load
 
-    target = import_to_dir(hf_dir, out, overwrite=not no_overwrite)
+    replaced = check_output_option(out, [hf_dir], force)
+    target = import_to_dir(hf_dir, out, overwrite=force)
+    report_replaced(out, replaced)
     graph = load(target)
     params = sum(int(v.type.numel({})) for v in graph.params.values())
     dtypes = sorted({str(v.type.dtype) for v in graph.params.values()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.serialize import load, save
 
@@ -15,12 +16,14 @@ from irgraph.serialize import load, save
     "--output",
     required=True,
     type=click.Path(file_okay=False),
-    help="Folder for the transformed graph (written atomically).",
+    help="Folder for the transformed graph (written atomically); new or empty unless --force.",
 )
+@force_option
 @pipeline_options
 def opt(
     path: str,
     output: str,
+    force: bool,
     passes: str,
     print_after: tuple[str, ...],
     check: bool,
@@ -31,8 +34,10 @@ def opt(
     """Run a pass pipeline on the saved graph at PATH and save the result to -o."""
     if not passes:
         raise click.BadParameter("needs a pipeline", param_hint="--passes")
+    replaced = check_output_option(output, [path], force)
     graph = apply_pipeline(
         load(path), passes, print_after, check, allow_arch_change, timing, check_mode=check_mode
     )
-    save(graph, output)
+    save(graph, output, overwrite=force, inputs=[path])
+    report_replaced(output, replaced)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.params)} params)", err=True)

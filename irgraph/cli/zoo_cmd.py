@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +10,7 @@ import click
 from irgraph import model_zoo
 from irgraph.analysis import cost
 from irgraph.cli.inspect_cmd import format_cost
+from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.model_zoo import Size
 from irgraph.serialize import save
 
@@ -91,7 +91,11 @@ def show(name: str, size: Size | None, no_text: bool) -> None:
 @click.argument("name")
 @SIZE
 @click.option(
-    "-o", "--output", required=True, type=click.Path(file_okay=False), help="Graph folder to write."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Graph folder to write; new or empty unless --force.",
 )
 @click.option(
     "--seed",
@@ -100,13 +104,13 @@ def show(name: str, size: Size | None, no_text: bool) -> None:
     show_default=True,
     help="Seed of the random weights.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@force_option
 def build(name: str, size: Size | None, output: str, seed: int, force: bool) -> None:
     """Save NAME as a graph folder: the tiny twin with seeded random weights (default), or the
     published architecture as structure and cost only (no weights)."""
-    if Path(output).exists() and not force:
-        raise click.UsageError(f"{output} exists (use --force to replace it)")
+    replaced = check_output_option(output, [], force)
     graph = model_zoo.build(name, size=size or "tiny", seed=seed)
-    save(graph, output)
+    save(graph, output, overwrite=force)
+    report_replaced(output, replaced)
     what = "weights: seeded random" if graph.weights is not None else "structure only, no weights"
     click.echo(f"wrote {output} ({graph.name}, {len(graph.nodes)} nodes, {what})")

@@ -25,6 +25,7 @@ from irgraph.model_zoo.hf_import.roles import assign_roles
 from irgraph.model_zoo.hf_import.translators import SUPPORTED, translate
 from irgraph.model_zoo.hf_import.translators.common import TOKEN_KEYS
 from irgraph.model_zoo.hf_import.weights import MappedWeights, Source, assemble
+from irgraph.output import check_output
 from irgraph.serialize import save
 
 
@@ -62,13 +63,18 @@ def import_hf(path: str | os.PathLike[str]) -> Graph:
 
 
 def import_to_dir(
-    path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = True
+    path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
-    """Import `path` and save it as a graph folder `out` (atomic), tokenizer.json carried along."""
+    """Import `path` and save it as a graph folder `out` (atomic), tokenizer.json carried along.
+
+    A non-empty `out` is refused unless `overwrite=True` (and then replaced only if irgraph
+    wrote it); `out` overlapping the checkpoint folder is always refused (`irgraph.output`).
+    """
+    check_output(out, [path], force=overwrite, force_name="overwrite=True")
     graph = import_hf(path)
     tokenizer = Path(path) / TOKENIZER_FILE
     extra = {TOKENIZER_FILE: tokenizer} if tokenizer.is_file() else {}
-    return save(graph, out, extra_files=extra, overwrite=overwrite)
+    return save(graph, out, extra_files=extra, overwrite=overwrite, inputs=[path])
 
 
 def _check_coverage(graph: Graph, sources: dict[str, Source], where: str) -> None:

@@ -1,0 +1,35 @@
+"""The output-folder rule on the command line: one `--force` option and one check.
+
+Every verb that writes a folder (import-hf, opt, compile, zoo build, train) checks
+its `-o` before any work starts (`irgraph.output.check_output`) and reports what
+`--force` replaced once it has written the new folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import click
+
+from irgraph.output import check_output
+
+FORCE_HELP = (
+    "Replace a non-empty output folder, if it is an irgraph output (graph, artifact or "
+    "training run); a folder irgraph did not write, or one holding this command's "
+    "inputs, is never replaced."
+)
+
+force_option = click.option("--force", is_flag=True, help=FORCE_HELP)
+
+
+def check_output_option(
+    out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], force: bool
+) -> str:
+    """Refuse a bad `-o` before the work starts; returns what it will replace ("" if nothing)."""
+    return check_output(out, [i for i in inputs if i], force=force)
+
+
+def report_replaced(out: str | os.PathLike[str], replaced: str) -> None:
+    if replaced:
+        click.echo(f"replaced the earlier irgraph output in {out} ({replaced})", err=True)
