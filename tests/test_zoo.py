@@ -69,6 +69,7 @@ def test_tiny_twin_keeps_the_structure(name):
         tiny.n_kv_heads < tiny.heads
     )  # grouped stays grouped
     assert (tiny.ffn == tiny.hidden) == (published.ffn == published.hidden)  # Arctic's dense MLP
+    assert (tiny.logit_scale == 1) == (published.logit_scale == 1)  # T5, PaLM, Grok-1
     assert tiny.vocab_size >= 256
     graph = model_zoo.build(name)
     ops = {node.op for node in graph.nodes}

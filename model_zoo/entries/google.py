@@ -21,6 +21,7 @@ from irgraph.model_zoo.config import (
     ZooEntry,
 )
 from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
+from irgraph.model_zoo.tiny import HIDDEN as TINY_HIDDEN
 
 _T5 = survey("T5 (11B)")
 _MT5 = survey("mT5 (13B)")
@@ -333,7 +334,8 @@ GLAM = ZooEntry(
 
 # PaLM 540B (Chowdhery et al. 2022, Table 1 and Sec. 2): 118 layers, d_model 18432, 48 heads of 256,
 # multi-query attention, parallel block, SwiGLU with d_ff = 4·d_model, RoPE, no biases in dense
-# kernels or layer norms, shared input/output embeddings, 256k SentencePiece vocabulary.
+# kernels or layer norms, shared input/output embeddings, 256k SentencePiece vocabulary; the
+# pre-softmax logits are scaled by 1/sqrt(d_model) because the embeddings are shared (Sec. 5).
 _PALM_540B = ModelConfig(
     name="palm",
     vocab_size=256000,
@@ -352,7 +354,11 @@ _PALM_540B = ModelConfig(
     activation=Activation.SILU,
     gated_mlp=True,
     tied_embeddings=True,
+    logit_scale=18432**-0.5,
 )
+# The twin keeps the rule, 1/sqrt(d_model) at its own width (the published 1/136 would shrink
+# every logit difference the twin's tests look at).
+_PALM_TINY = {"logit_scale": TINY_HIDDEN**-0.5}
 _PALM_SOURCES = {
     **cite(
         "Chowdhery et al. 2022 (PaLM) Table 1: 540B = 118 layers, 48 heads, d_model 18432, "
@@ -376,12 +382,18 @@ _PALM_SOURCES = {
         "norm_bias",
         "vocab_size",
     ),
+    **cite(
+        "PaLM Sec. 5 (Training setup, weight initialization): input and output embeddings are "
+        "shared, so the pre-softmax output logits are scaled by 1/sqrt(n), n the embedding size",
+        "logit_scale",
+    ),
 }
 
 PALM = ZooEntry(
     name="palm",
     aliases=("palm-540b",),
     config=_PALM_540B,
+    tiny_overrides=_PALM_TINY,
     published_params=540_350_000_000,
     survey_params=survey_params(_PALM.size),
     survey=_PALM,
@@ -398,6 +410,8 @@ PALM = ZooEntry(
     notes=(
         "48 heads x 256 = 12288 is narrower than d_model 18432; with that head size the count is "
         "540.3B, matching the paper's 540.35B.",
+        "The logits are scaled by 1/sqrt(18432) (Sec. 5: shared input-output embeddings); the "
+        "tiny twin scales by 1/sqrt of its own width.",
     ),
 )
 
@@ -405,6 +419,7 @@ U_PALM = ZooEntry(
     name="u-palm",
     aliases=("upalm", "u-palm-540b"),
     config=_PALM_540B.replace(name="u-palm", arch=Arch.PREFIX_LM),
+    tiny_overrides=_PALM_TINY,
     published_params=540_350_000_000,
     survey_params=survey_params(_UPALM.size),
     survey=_UPALM,
@@ -435,6 +450,7 @@ PALM_2 = ZooEntry(
     name="palm-2",
     aliases=("palm2",),
     config=_PALM_540B.replace(name="palm-2", arch=Arch.PREFIX_LM, layers=74),
+    tiny_overrides=_PALM_TINY,
     published_params=340_000_000_000,
     survey_params=survey_params(_PALM2.size),
     survey=_PALM2,
@@ -452,6 +468,7 @@ PALM_2 = ZooEntry(
             "block",
             "activation",
             "position",
+            "logit_scale",
         ),
         **cite("Our choice: depth that gives ~340B with PaLM's block", "layers"),
         **cite(
@@ -465,6 +482,8 @@ PALM_2 = ZooEntry(
         "block (parallel, MQA, SwiGLU, RoPE, 256k SentencePiece, no biases) with a prefix-LM mask "
         "for the mixture of denoisers; depth 74 is chosen so the total is near the 340B figure "
         "CNBC reported, so the count check is circular for this entry.",
+        "The output logits are scaled by 1/sqrt(d_model) as in PaLM (Sec. 5, shared input-output "
+        "embeddings): an assumption, since the report does not say whether PaLM 2 kept it.",
         "The survey gives no size (survey_params 0).",
     ),
 )
