@@ -89,6 +89,10 @@ class Emitter:
         """
         if v is None:
             return ""
+        if v.param is not None and v.type.quant is not None:
+            from irgraph.codegen.onnx.quantized import dequantized
+
+            return dequantized(self, v)
         if v.param is not None:
             return self.weight(v.param)
         return self._names[id(v)]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.lowering import LoweringTable
 from irgraph.codegen.onnx.emitter import Emitter
+from irgraph.codegen.onnx.quantized import block_size, matmul_nbits
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Node, Value
@@ -235,15 +236,19 @@ def _embedding(e: Emitter, node: Node, *ins: str) -> list[str]:
 
 def transposed(e: Emitter, weight: Value) -> str:
     """W [out, in] stored as Wᵀ [in, out], so a linear is one MatMul (what ORT's kernels want)."""
-    if weight.param is None:
+    if weight.param is None or weight.type.quant is not None:  # quantized: dequantized, then Wᵀ
         return e.op1("Transpose", e.name(weight), perm=[1, 0])
     return e.weight(weight.param, "T", lambda w: w.T)
 
 
 @lowers("linear")
 def _linear(e: Emitter, node: Node, *ins: str) -> list[str]:
-    w = transposed(e, node.arg(1))
-    bias = node.inputs[2]
+    weight, bias = node.arg(1), node.inputs[2]
+    if weight.type.quant is not None and e.flavour == "ort" and block_size(weight):
+        out = e.result(node, 0) if bias is None else e.fresh("matmulnbits")
+        y = matmul_nbits(e, ins[0], weight, out)
+        return [y] if bias is None else e.op("Add", [y, ins[2]], [e.result(node, 0)])
+    w = transposed(e, weight)
     if bias is None:
         return e.op("MatMul", [ins[0], w], [e.result(node, 0)])
     return e.op("Add", [e.op1("MatMul", ins[0], w), ins[2]], [e.result(node, 0)])
