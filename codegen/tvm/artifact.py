@@ -109,8 +109,8 @@ def compile_graph(
 
     def emit(tmp: Path) -> dict[str, Any]:
         targets.export(ex, spec, tmp / LIBRARY)
-        save_safetensors(
-            {name: np.asarray(graph.weight(name)) for name in graph.params}, tmp / WEIGHTS
+        save_safetensors(  # as stored: a quantized weight's data, scales and zero points
+            {name: np.asarray(graph.weights[name]) for name in graph.stored_names()}, tmp / WEIGHTS
         )
         shared.copy_extra_files(graph, extra_files or {}, tmp)
         target_json = spec.target.export()
@@ -135,8 +135,8 @@ def compile_graph(
                     {
                         "name": a.name,
                         "layout": a.layout,
-                        "dtype": str(graph.params[a.name].type.dtype),
-                        "shape": list(lowering.packed_shape(graph.params[a.name].type, a.layout)),
+                        "dtype": str(a.type(graph)[1]),
+                        "shape": list(a.type(graph)[0]),
                     }
                     for a in weight_args
                 ],

@@ -24,6 +24,7 @@ import tvm
 from tvm import relax, sym, tirx
 
 from irgraph.codegen.lowering import LoweringTable
+from irgraph.codegen.tvm.quantized import dequantized, stored_parts
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node, Value
@@ -66,12 +67,27 @@ class WeightArg:
     streams nb output rows per step with unit stride (see `linear.py`).
     """
 
-    name: str
+    name: str  # the weight-store entry (a quantized param's data, .scales or .zero_points)
     layout: str = "plain"
+    param: str = ""  # the quantized graph param this entry is a stored part of
 
     @property
     def arg_name(self) -> str:
         return self.name if self.layout == "plain" else f"{self.name}#{self.layout}"
+
+    def type(self, graph: Graph) -> tuple[tuple[int, ...], DType]:
+        """(shape, dtype) of this argument."""
+        if self.param:
+            t = graph.params[self.param].type
+            assert t.quant is not None  # `param` is set for quantized params only
+            shape, dtype = t.quant.stored(static_shape(t))[self.name[len(self.param) :]]
+            return shape, DType.from_numpy(dtype)
+        t = graph.params[self.name].type
+        return packed_shape(t, self.layout), t.dtype
+
+
+def static_shape(t: TensorType) -> tuple[int, ...]:
+    return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]  # params are static
 
 
 class Context:
@@ -154,7 +170,10 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
             else:
                 other_uses.add(v.param)
     args = []
-    for name in graph.params:
+    for name, v in graph.params.items():
+        if v.type.quant is not None:  # its stored parts, dequantized inside `forward`
+            args += [WeightArg(name + part, param=name) for part in stored_parts(v.type.quant)]
+            continue
         if name in other_uses or name not in linear_block:
             args.append(WeightArg(name))
         if name in linear_block:
@@ -167,7 +186,7 @@ def _block(t: TensorType, packed: int) -> int:
 
     `packed`, else half of it, when it divides the rows; else 0.
     """
-    storable = t.dtype.is_float or t.dtype in (DType.i8, DType.u8)
+    storable = t.quant is None and (t.dtype.is_float or t.dtype in (DType.i8, DType.u8))
     if not (packed and storable and t.rank == 2 and isinstance(t.shape[0], int)):
         return 0
     return next((nb for nb in (packed, packed // 2) if nb >= 8 and t.shape[0] % nb == 0), 0)
@@ -222,22 +241,26 @@ def _emit_function(
     inputs = [relax.Var(n, tensor_type(ctx, v.type, f"input {n}")) for n, v in graph.inputs.items()]
     params = []
     for arg in weight_args:
-        t = graph.params[arg.name].type
-        shape = packed_shape(t, arg.layout)
+        shape, dtype = arg.type(graph)
         params.append(
-            relax.Var(
-                arg.arg_name, relax.TensorType(shape, tvm_dtype(t.dtype, f"weight {arg.name}"))
-            )
+            relax.Var(arg.arg_name, relax.TensorType(shape, tvm_dtype(dtype, f"weight {arg.name}")))
         )
         if arg.layout != "plain":
             ctx.weight_args[arg.name] = params[-1]
     for v, var in zip(graph.inputs.values(), inputs):
         values[v] = var
+    parts: dict[str, list[relax.Expr]] = {}
     for arg, var in zip(weight_args, params):
-        if arg.layout == "plain":
+        if arg.param:
+            parts.setdefault(arg.param, []).append(var)
+        elif arg.layout == "plain":
             values[graph.params[arg.name]] = var
     with bb.function(name, inputs + params, attrs={"num_input": len(inputs)}):
         with bb.dataflow():
+            for param, stored in parts.items():
+                t = graph.params[param].type
+                assert t.quant is not None
+                values[graph.params[param]] = dequantized(bb, t.quant, static_shape(t), stored)
             for node in graph.nodes:
                 _lower_node(ctx, node, values)
             outs = [values[v] for v in graph.outputs.values()]
