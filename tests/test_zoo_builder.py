@@ -161,6 +161,19 @@ def test_glm_130b_normalises_the_embedding_and_ends_on_the_last_layer_norm():
     assert "norm.weight" not in g.params
 
 
+@pytest.mark.parametrize("name", ["ernie-3.0", "ernie-3.0-titan"])
+def test_ernie_post_norm_stack_ends_on_the_last_layer_norm(name):
+    """ERNIE's post-LN layers (PaddleNLP ErnieModel: normalize_before=False, no final norm): the
+    LM head reads the last layer's MLP norm."""
+    from irgraph import model_zoo
+
+    g = model_zoo.build(name, weights=False)
+    last = model_zoo.config(name, "tiny").layers - 1
+    head = next(n for n in g.nodes if g.outputs["logits"] in n.outputs)
+    assert g.producers()[head.inputs[0]] is _user_of(g, f"layers.{last}.mlp_norm.weight")
+    assert "norm.weight" not in g.params
+
+
 def test_mla_norms_keep_rmsnorm_default_eps(tmp_path, monkeypatch):
     """DeepSeek-v2's q_a/kv_a norms use eps 1e-6 whatever rms_norm_eps is (transformers and the
     released modeling code build them without the config's eps); the imported graph agrees."""

@@ -184,6 +184,15 @@ def test_disagreements_with_the_survey_are_noted():
     assert noted("palm-2", "Closed") and noted("codex", "GPT-3") and noted("mt5", "ReLU")
 
 
+def test_post_norm_stacks_have_no_extra_final_norm():
+    """A post-norm (or DeepNorm) layer ends in its norm, so the stack's output is already
+    normalised: a final LayerNorm on top is one the models do not have (ERNIE 3.0, GLM-130B)."""
+    post = {NormPlacement.POST, NormPlacement.DEEPNORM}
+    stacks = {n for n, e in ENTRIES.items() if e.config.norm_placement in post}
+    assert stacks >= {"ernie-3.0", "ernie-3.0-titan", "glm-130b"}
+    assert not [n for n in stacks if ENTRIES[n].config.final_norm]
+
+
 def test_params_within_10_percent_of_the_papers():
     rows, misses = [], []
     for name in ISSUE_NAMES:

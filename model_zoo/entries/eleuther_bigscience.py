@@ -169,7 +169,15 @@ BLOOMBERGGPT = ZooEntry(
     published_params=50_600_000_000,
     survey_params=survey_params(_BLOOMBERG.size),
     survey=_BLOOMBERG,
-    claims=("causal decoder", "BLOOM-style", "ALiBi", "layer norm", "GeLU", "bias"),
+    claims=(
+        "causal decoder",
+        "non-causal decoder",
+        "BLOOM-style",
+        "ALiBi",
+        "layer norm",
+        "GeLU",
+        "bias",
+    ),
     sources={
         **cite(
             "Wu et al. 2023 (BloombergGPT) Sec. 2.3 (model configuration): 70 layers, 40 heads, "
@@ -191,7 +199,12 @@ BLOOMBERGGPT = ZooEntry(
             "tied_embeddings",
         ),
     },
-    notes=("Special-token ids are our choice (the tokenizer is not released).",),
+    notes=(
+        "Special-token ids are our choice (the tokenizer is not released).",
+        "The survey's prose calls BloombergGPT a non-causal decoder; its Table 5 row says "
+        "causal-dec, and the paper builds 'a decoder-only causal language model based on BLOOM' "
+        "(Wu et al. 2023, Sec. 3.1), so the entry is a causal decoder.",
+    ),
 )
 
 ENTRIES: list[ZooEntry] = [GPT_NEOX_20B, BLOOM, XUANYUAN_2, BLOOMBERGGPT]
