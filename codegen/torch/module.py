@@ -30,6 +30,7 @@ from irgraph.codegen.torch.lowerings import (
     TorchContext,
     TorchLowering,
 )
+from irgraph.codegen.torch.quantized import QuantizedWeight
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, IRError
 from irgraph.ir import Graph, Node, Value
@@ -75,7 +76,11 @@ class GraphModule(nn.Module):
         self.input_slots = [(name, slot(v)) for name, v in graph.inputs.items()]
         self.input_types = {name: v.type for name, v in graph.inputs.items()}
         for name, v in graph.params.items():
-            self._add_weight(name, graph.weight(name), v.type.dtype)
+            if v.type.quant is not None:  # stored parts as buffers, dequantized in forward
+                shape = tuple(int(d) for d in v.type.shape)  # type: ignore[arg-type]
+                self._add_weight(name, QuantizedWeight(v.type.quant, shape, graph.stored(name)))
+            else:
+                self._add_weight(name, _to_tensor(graph.weight(name), v.type.dtype))
         self.param_slots = [(name, slot(v)) for name, v in graph.params.items()]
         users = graph.users()
         self.steps: list[_Step] = []
@@ -103,7 +108,7 @@ class GraphModule(nn.Module):
         self.output_slots = [(name, slots[v]) for name, v in graph.outputs.items()]
         self.n_slots = len(slots)
 
-    def _add_weight(self, name: str, array: np.ndarray, dtype: DType) -> None:
+    def _add_weight(self, name: str, tensor: torch.Tensor | QuantizedWeight) -> None:
         *path, leaf = name.split(".")
         owner: nn.Module = self
         for part in path:
@@ -117,9 +122,10 @@ class GraphModule(nn.Module):
                 child = nn.Module()
                 owner.add_module(part, child)
             owner = child
-        tensor = _to_tensor(array, dtype)
         try:
-            if tensor.is_floating_point():
+            if isinstance(tensor, QuantizedWeight):
+                owner.add_module(leaf, tensor)
+            elif tensor.is_floating_point():
                 owner.register_parameter(leaf, nn.Parameter(tensor.float()))
             else:  # stored integer weights (quantized) are not trained
                 owner.register_buffer(leaf, tensor)
@@ -128,8 +134,9 @@ class GraphModule(nn.Module):
                 f"weight name {name!r} cannot be a torch parameter: {e}", where="target torch"
             ) from None
 
-    def weight(self, name: str) -> torch.Tensor:
-        """The tensor of IR weight `name` (a parameter, or a buffer for integer weights)."""
+    def weight(self, name: str) -> Any:
+        """The tensor of IR weight `name` (a parameter, a buffer for integer weights, or the
+        QuantizedWeight module of a quantized one)."""
         *path, leaf = name.split(".")
         return getattr(self.get_submodule(".".join(path)), leaf)
 
@@ -148,6 +155,9 @@ class GraphModule(nn.Module):
         hook = self.weight_hook
         for name, i in self.param_slots:
             w = self.weight(name)
+            if isinstance(w, QuantizedWeight):
+                env[i] = w()
+                continue
             env[i] = w if hook is None else hook(name, w)
         autocast = torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
         ctx = TorchContext(training=self.training)
@@ -190,6 +200,13 @@ def with_weights(graph: Graph, weights: nn.Module | Mapping[str, torch.Tensor]) 
     Names must match the IR's exactly; every parameter must be present and
     keep its shape; values are cast to the IR's dtypes.
     """
+    quantized = [name for name, v in graph.params.items() if v.type.quant is not None]
+    if quantized:
+        raise CodegenError(
+            f"cannot write torch weights back into a quantized graph (@{quantized[0]}, ...)",
+            expected="a float graph (quantize after training)",
+            where="target torch",
+        )
     state = weights.state_dict() if isinstance(weights, nn.Module) else dict(weights)
     arrays = {}
     for name, v in graph.params.items():
