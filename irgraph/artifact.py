@@ -16,8 +16,15 @@ API (small on purpose):
       returns the manifest's target-specific entries; the manifest and hashes are
       added and the folder is renamed into place, so a failure leaves nothing.
   read_manifest(folder, verify=True) -> dict
-      checks the format version, that the installed tools satisfy `requires`, and
-      every file hash; each failure is a RuntimeFailure naming the file or tool.
+      checks the format version, that the installed tools satisfy `requires`, that
+      every listed file is a plain name inside the folder, and every file hash; each
+      failure is a RuntimeFailure naming the file or tool.
+  with open_artifact(folder, verify=True) as art: ... art.path(name, key) ...
+      what runtimes load from: every listed file copied into a private folder and
+      hash-checked while copied, so the bytes loaded are the bytes checked; a name the
+      manifest gives must be a plain file name listed in `files` (README "Trust model").
+  read_listed(folder, name) -> bytes | None
+      one small listed file's hash-checked bytes (the CLI's tokenizer.json).
 """
 
 from __future__ import annotations
@@ -26,10 +33,13 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from irgraph import lm
 from irgraph.atomic import atomic_folder
@@ -40,12 +50,13 @@ from irgraph.tokenizer import check_tokenizer, model_vocab
 
 MANIFEST, GRAPH, TOKENIZER = "manifest.json", "graph.irg", "tokenizer.json"
 FORMAT, FORMAT_VERSION = "irgraph-artifact", 1
+_BLOCK = 1 << 22
 
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
+        for block in iter(lambda: f.read(_BLOCK), b""):
             h.update(block)
     return h.hexdigest()
 
@@ -165,22 +176,200 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dic
                 got=installed or "not installed",
                 where=str(path),
             )
+    files = _listed_files(manifest, path)
     if verify:
-        files = manifest.get("files") or {}
-        present = {p.name for p in folder.iterdir() if p.is_file()} - {MANIFEST}
-        for name in sorted(present - set(files)):
+        root = _root(folder)
+        for name in sorted(_present(root) - set(files)):
             raise RuntimeFailure(
                 f"file {name} is not listed in the manifest", where=str(folder / name)
             )
         for name, digest in files.items():
-            file = folder / name
-            if not file.is_file():
-                raise RuntimeFailure(f"file {name} is missing", where=str(file))
-            if sha256(file) != digest:
-                raise RuntimeFailure(
-                    f"file {name} does not match its sha256 in the manifest (tampered or corrupt)",
-                    expected=digest[:16],
-                    got=sha256(file)[:16],
-                    where=str(file),
-                )
+            with _open_listed(root, name, folder) as source:
+                if _hash(source) != digest:
+                    raise _mismatch(name, digest, folder)
     return manifest
+
+
+# -- closed world: an artifact loads only its own listed, hash-checked files -------------------
+
+
+class Artifact:
+    """An opened artifact: its checked manifest and a folder holding its verified files.
+
+    With verify=True every listed file was copied into a private folder (mode 0700) and
+    hashed while copied; `path(name)` points there, so what a runtime loads (a `.so` through
+    dlopen, weights, ONNX models and their external data) are the bytes that were checked,
+    whatever happens to the artifact folder meanwhile. With verify=False (a trusted folder)
+    `path` points into the artifact itself; names are still checked to stay inside it.
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], root: Path):
+        self.folder, self.manifest, self.root = folder, manifest, root
+
+    def path(self, name: Any, key: str) -> Path:
+        """The file the manifest's `key` names: a plain name listed in `files`."""
+        where = str(self.folder / MANIFEST)
+        _check_name(name, key, where)
+        if name not in self.manifest["files"]:
+            raise RuntimeFailure(
+                f"{key} names {name!r}, which the manifest's files do not list", where=where
+            )
+        return self.root / name
+
+    def read_bytes(self, name: Any, key: str) -> bytes:
+        """A small listed file's verified bytes (e.g. tokenizer.json)."""
+        return self.path(name, key).read_bytes()
+
+
+@contextmanager
+def open_artifact(
+    folder: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    check: Callable[[dict[str, Any]], Any] | None = None,
+) -> Iterator[Artifact]:
+    """The artifact at `folder` with its files verified into a private copy; see `Artifact`.
+
+    `check(manifest)` (a runtime's own manifest checks: target, tool release) runs before
+    any file is copied.
+
+    Load everything inside the `with`: the private copy is deleted when it ends (what was
+    loaded stays loaded: a dlopen'ed library and mapped weights outlive the unlink).
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder, verify=False)
+    if check is not None:
+        check(manifest)
+    root = _root(folder)
+    files = manifest["files"]
+    for name in sorted(_present(root) - set(files)):  # e.g. a library the .so could pull in
+        raise RuntimeFailure(f"file {name} is not listed in the manifest", where=str(folder / name))
+    if not verify:
+        yield Artifact(folder, manifest, root)
+        return
+    private = Path(tempfile.mkdtemp(prefix="irgraph-verified-"))  # mode 0700
+    try:
+        for name, digest in files.items():
+            with _open_listed(root, name, folder) as source:
+                if _copy_hashed(source, private / name, folder) != digest:
+                    raise _mismatch(name, digest, folder)
+        yield Artifact(folder, manifest, private)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def read_listed(folder: str | os.PathLike[str], name: str) -> bytes | None:
+    """The hash-checked bytes of the small listed file `name` (tokenizer.json); None if unlisted.
+
+    Read into memory once and hashed there: the bytes returned are the bytes checked.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder, verify=False)
+    digest = manifest["files"].get(name)
+    if digest is None:
+        return None
+    with _open_listed(_root(folder), name, folder) as source:
+        data = source.read()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise _mismatch(name, digest, folder)
+    return data
+
+
+def _check_name(name: Any, key: str, where: str) -> None:
+    """A file an artifact names is a plain file name: no folders, no '..', not absolute."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..", MANIFEST)
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise RuntimeFailure(
+            f"{key} must name a file in the artifact folder",
+            expected="a plain file name listed in files",
+            got=repr(name)[:200],
+            where=where,
+        )
+
+
+def _listed_files(manifest: dict[str, Any], path: Path) -> dict[str, str]:
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise RuntimeFailure(
+            "manifest has no files table", expected="files: {name: sha256}", where=str(path)
+        )
+    for name, digest in files.items():
+        _check_name(name, "files", str(path))
+        if not (isinstance(digest, str) and len(digest) == 64):
+            raise RuntimeFailure(
+                f"files[{name!r}] is not a sha256 hex digest",
+                got=repr(digest)[:80],
+                where=str(path),
+            )
+    return files
+
+
+def _root(folder: Path) -> Path:
+    try:
+        return folder.resolve(strict=True)
+    except OSError:
+        raise RuntimeFailure("artifact folder cannot be read", where=str(folder)) from None
+
+
+def _present(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir() if p.is_file() or p.is_symlink()} - {MANIFEST}
+
+
+@contextmanager
+def _open_listed(root: Path, name: str, folder: Path) -> Iterator[BinaryIO]:
+    """Open a listed file for reading; it must resolve to a regular file inside the artifact."""
+    where = str(folder / name)
+    path = root / name
+    if not path.exists() and not path.is_symlink():
+        raise RuntimeFailure(f"file {name} is missing", where=where)
+    resolved = path.resolve()
+    if resolved.parent != root and root not in resolved.parents:
+        raise RuntimeFailure(
+            f"file {name} resolves outside the artifact folder (a symlink)", where=where
+        )
+    try:  # O_NOFOLLOW | O_NONBLOCK: a symlink or FIFO swapped in after the check is not followed
+        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise RuntimeFailure(f"file {name} cannot be opened: {e.strerror}", where=where) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RuntimeFailure(f"file {name} is not a regular file", where=where)
+        yield f
+
+
+def _hash(source: BinaryIO) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: source.read(_BLOCK), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _copy_hashed(source: BinaryIO, target: Path, folder: Path) -> str:
+    """Copy `source` to `target`, hashing the bytes written; returns the hex digest."""
+    h = hashlib.sha256()
+    try:
+        with open(target, "xb") as out:
+            for block in iter(lambda: source.read(_BLOCK), b""):
+                h.update(block)
+                out.write(block)
+    except OSError as e:
+        raise RuntimeFailure(
+            f"cannot copy the artifact's files into {target.parent} to verify them: {e.strerror}"
+            " (set TMPDIR to a folder with room, or open a trusted folder with verify=False)",
+            where=str(folder),
+        ) from None
+    return h.hexdigest()
+
+
+def _mismatch(name: str, digest: str, folder: Path) -> RuntimeFailure:
+    # The file's own hash is not shown: it may be a file outside the artifact.
+    return RuntimeFailure(
+        f"file {name} does not match its sha256 in the manifest (tampered or corrupt)",
+        expected=digest[:16],
+        where=str(folder / name),
+    )

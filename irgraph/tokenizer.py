@@ -26,12 +26,18 @@ def model_vocab(bounds: Mapping[str, int], meta: Mapping[str, Any]) -> int | Non
     return int(vocab) if isinstance(vocab, int) else None
 
 
-def max_token_id(path: str | os.PathLike[str]) -> int:
-    """The largest id the tokenizer.json at `path` can produce (added tokens included)."""
+def max_token_id(path: str | os.PathLike[str], data: bytes | None = None) -> int:
+    """The largest id the tokenizer.json at `path` can produce (added tokens included).
+
+    `data`: the file's bytes already read (an artifact's hash-checked copy); `path` names it.
+    """
     from tokenizers import Tokenizer
 
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        if data is not None:
+            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+        else:
+            tokenizer = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception with a one-line reason
         raise ConfigError(
             f"cannot read the tokenizer: {str(e).splitlines()[0]}", where=str(path)
@@ -40,9 +46,13 @@ def max_token_id(path: str | os.PathLike[str]) -> int:
     return max(ids, default=-1)
 
 
-def check_tokenizer(path: str | os.PathLike[str], vocab: int | None) -> None:
+def check_tokenizer(
+    path: str | os.PathLike[str], vocab: int | None, *, data: bytes | None = None
+) -> None:
     """ConfigError if the tokenizer at `path` produces ids outside a `vocab`-row token table."""
-    top = max_token_id(path)  # read even when there is nothing to compare: a broken file fails here
+    top = max_token_id(
+        path, data
+    )  # read even when there is nothing to compare: a broken file fails here
     if vocab is not None and top >= vocab:
         raise ConfigError(
             f"the tokenizer's ids exceed the model's vocabulary of {vocab} tokens "

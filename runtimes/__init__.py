@@ -20,15 +20,23 @@ from irgraph.runtimes.base import Session
 from irgraph.serialize import is_graph_dir
 
 
-def open(path: str | os.PathLike[str]) -> Session:  # noqa: A001  (irgraph.runtimes.open reads naturally)
-    """Open a saved graph folder (reference interpreter) or a compiled artifact."""
+def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
+    path: str | os.PathLike[str], *, verify: bool = True
+) -> Session:
+    """Open a saved graph folder (reference interpreter) or a compiled artifact.
+
+    An artifact loads only the files its manifest lists, from a private copy whose sha256
+    was checked while copying (README "Trust model"). `verify=False` skips the hashes and
+    the copy for a folder you trust (multi-GB weights open faster); file names are still
+    checked to stay inside the artifact. The CLI always verifies.
+    """
     folder = Path(path)
     manifest = folder / "manifest.json"
     if manifest.is_file():
         target = _target(manifest)
         for backend in BACKENDS:
             if target in backend.targets and backend.session:
-                session: Session = backend.load("session")(folder)
+                session: Session = backend.load("session")(folder, verify=verify)
                 return session
     if is_graph_dir(folder):
         from irgraph.runtimes.interpreter import InterpreterSession

@@ -13,15 +13,16 @@ skips the LM head for every other position.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from irgraph import lm
-from irgraph.artifact import read_manifest
+from irgraph.artifact import Artifact, open_artifact
 from irgraph.errors import RuntimeFailure
 from irgraph.feeds import bounds_from_manifest
 from irgraph.lm import LOGITS, LOGITS_LAST
@@ -31,6 +32,49 @@ from irgraph.types import TensorType, parse_type
 
 def _type(entry: Mapping[str, Any]) -> TensorType:
     return parse_type(f"{entry['dtype']}[{', '.join(map(str, entry['shape']))}]")
+
+
+def _check_onnx(manifest: dict[str, Any], folder: Path) -> None:
+    if manifest.get("target") != "onnx" or not isinstance(manifest.get("onnx"), dict):
+        raise RuntimeFailure(
+            "not an ONNX artifact", expected="onnx", got=manifest.get("target"), where=str(folder)
+        )
+
+
+def check_external_data(model: Path, files: Artifact) -> None:
+    """Every external-data file the ONNX model at `model` names is a file the artifact lists.
+
+    Checked before onnxruntime opens the model, which would otherwise read any path a
+    tensor's `location` gives (relative to the model, or absolute).
+    """
+    import onnx
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as e:  # a protobuf DecodeError names nothing
+        raise RuntimeFailure(
+            f"not an ONNX model: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            where=str(files.folder / model.name),
+        ) from None
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = {e.key: e.value for e in tensor.external_data}.get("location")
+            files.path(location, f"{model.name}: tensor {tensor.name!r} external data location")
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto in an ONNX graph: initializers and attributes, subgraphs included."""
+    yield from graph.initializer
+    yield from (s.values for s in graph.sparse_initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for sub in [attribute.g] if attribute.HasField("g") else []:
+                yield from _tensors(sub)
+            for sub in attribute.graphs:
+                yield from _tensors(sub)
 
 
 def session_options(threads: int | None = None) -> Any:
@@ -62,51 +106,45 @@ class ORTSession(Session):
         import onnxruntime as ort
 
         self.folder = Path(folder)
-        self.manifest = manifest = read_manifest(self.folder, verify=verify)
-        if manifest.get("target") != "onnx":
-            raise RuntimeFailure(
-                "not an ONNX artifact",
-                expected="onnx",
-                got=manifest.get("target"),
-                where=str(self.folder),
+        check = functools.partial(_check_onnx, folder=self.folder)
+        with open_artifact(self.folder, verify=verify, check=check) as files:
+            self.manifest = manifest = files.manifest
+            self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
+            self.output_names = [e["name"] for e in manifest["outputs"] if e["name"] != LOGITS_LAST]
+            self.meta = dict(manifest.get("meta") or {})
+            self.bounds = bounds_from_manifest(manifest)
+            self.where = str(self.folder)
+            self.left_padding = bool(manifest.get("left_padding", True))
+            self.share_buffer = (
+                bool(manifest["onnx"].get("share_buffer")) and "attention_mask" in self.inputs
             )
-        self.inputs = {e["name"]: _type(e) for e in manifest["inputs"]}
-        self.output_names = [e["name"] for e in manifest["outputs"] if e["name"] != LOGITS_LAST]
-        self.meta = dict(manifest.get("meta") or {})
-        self.bounds = bounds_from_manifest(manifest)
-        self.where = str(self.folder)
-        self.left_padding = bool(manifest.get("left_padding", True))
-        self.share_buffer = (
-            bool(manifest.get("onnx", {}).get("share_buffer")) and "attention_mask" in self.inputs
-        )
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = [
-                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
-            ]
+            available = ort.get_available_providers()
+            if providers is None:
+                providers = [
+                    p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
+                ]
 
-        def load(file: str) -> Any:
-            try:
-                return ort.InferenceSession(
-                    str(self.folder / file),
-                    sess_options=session_options(threads),
-                    providers=providers,
-                )
-            except (
-                Exception
-            ) as e:  # ORT's load errors are long; keep the first line and name the file
-                raise RuntimeFailure(
-                    f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
-                    where=str(self.folder / file),
-                ) from None
+            def load(file: str, key: str) -> Any:
+                path = files.path(file, key)
+                check_external_data(path, files)
+                try:
+                    return ort.InferenceSession(
+                        str(path), sess_options=session_options(threads), providers=providers
+                    )
+                except Exception as e:  # ORT's load errors are long: the first line, the file
+                    raise RuntimeFailure(
+                        f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
+                        where=str(self.folder / file),
+                    ) from None
 
-        self.session = load(manifest["onnx"]["model"])
-        last = manifest["onnx"].get("model_last")
-        # generation steps: logits_last [batch, 1, vocab] where the artifact has it
-        self.step_session = load(last) if last else self.session
-        self.step_logits = LOGITS_LAST if last else LOGITS
-        encoder = manifest["onnx"].get("encoder")
-        self.encoder = load(encoder["model"]) if encoder else None
+            onnx_info = manifest["onnx"]
+            self.session = load(onnx_info["model"], "onnx.model")
+            last = onnx_info.get("model_last")
+            # generation steps: logits_last [batch, 1, vocab] where the artifact has it
+            self.step_session = load(last, "onnx.model_last") if last else self.session
+            self.step_logits = LOGITS_LAST if last else LOGITS
+            encoder = onnx_info.get("encoder")
+            self.encoder = load(encoder["model"], "onnx.encoder.model") if encoder else None
         self._encoder_io = (encoder["inputs"], encoder["outputs"]) if encoder else ((), ())
         self._encoded: tuple[Any, dict[str, np.ndarray]] | None = None
         self.providers = self.session.get_providers()

@@ -10,6 +10,7 @@ on the board through the native runner (codegen/tvm/runner), not here.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,10 +45,13 @@ def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
 
 def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """The checked manifest of a TVM artifact: the shared checks plus target and TVM release."""
+    return _check_tvm(shared.read_manifest(folder, verify=verify), Path(folder))
+
+
+def _check_tvm(manifest: dict[str, Any], folder: Path) -> dict[str, Any]:
     import tvm
 
-    manifest = shared.read_manifest(folder, verify=verify)
-    where = str(Path(folder) / shared.MANIFEST)
+    where = str(folder / shared.MANIFEST)
     targets = backend("tvm").targets
     if manifest.get("target") not in targets or "tvm" not in manifest:
         raise RuntimeFailure(
@@ -94,11 +98,18 @@ class TVMSession(Session):
         """
         if threads is not None:
             os.environ["TVM_NUM_THREADS"] = str(threads)
+        self.folder = Path(folder)
+        check = functools.partial(_check_tvm, folder=self.folder)
+        with shared.open_artifact(self.folder, verify=verify, check=check) as files:
+            self.manifest = files.manifest
+            self._load(files, weights)
+
+    def _load(self, files: shared.Artifact, weights: Mapping[str, np.ndarray] | None) -> None:
+        """Load the library and weights from the verified copy `files`."""
         import tvm
         from tvm import relax
 
-        self.folder = Path(folder)
-        self.manifest = manifest = read_manifest(self.folder, verify=verify)
+        manifest = self.manifest
         info = manifest["tvm"]
         if manifest["target"] == "tvm-aarch64":
             raise RuntimeFailure(
@@ -121,7 +132,9 @@ class TVMSession(Session):
         else:
             self.device = tvm.cpu()
         try:
-            library = tvm.runtime.load_module(str(self.folder / info["library"]))
+            library = tvm.runtime.load_module(str(files.path(info["library"], "tvm.library")))
+        except RuntimeFailure:
+            raise
         except Exception as e:  # TVM's loader errors name no file
             raise RuntimeFailure(
                 f"cannot load the library: {str(e).splitlines()[0]}",
@@ -136,7 +149,10 @@ class TVMSession(Session):
         )
         self.outputs_last = info.get("outputs_last") or self.output_names
         weights_file = self.folder / info["weights"]
-        store = WeightStore.open(weights_file) if weights is None else weights
+        if weights is None:
+            store: Mapping[str, Any] = WeightStore.open(files.path(info["weights"], "tvm.weights"))
+        else:
+            store = weights
         self.weights = []
         for arg in info["weight_args"]:
             if arg["name"] not in store:

@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 import irgraph.runtimes
+from irgraph.artifact import MANIFEST, read_listed
 from irgraph.cli.common import FiniteFloat, parse_ids
 from irgraph.tokenizer import check_tokenizer, model_vocab
 
@@ -20,11 +21,15 @@ class _Codec:
     def __init__(self, folder: Path, vocab: int | None):
         self.vocab = vocab
         self.tokenizer = None
-        if (folder / TOKENIZER).is_file():
+        if (folder / MANIFEST).is_file():  # an artifact: its own listed, hash-checked copy
+            data = read_listed(folder, TOKENIZER)
+        else:
+            data = (folder / TOKENIZER).read_bytes() if (folder / TOKENIZER).is_file() else None
+        if data is not None:
             from tokenizers import Tokenizer
 
-            check_tokenizer(folder / TOKENIZER, vocab)  # readable, and its ids fit the model
-            self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
+            check_tokenizer(folder / TOKENIZER, vocab, data=data)  # its ids fit the model
+            self.tokenizer = Tokenizer.from_str(data.decode("utf-8"))
 
     def encode(self, text: str) -> list[int]:
         if self.tokenizer is not None:
