@@ -30,6 +30,7 @@ from tvm import relax
 from tvm.target import Target
 
 from irgraph.backends import backend
+from irgraph.codegen.tvm.reproducible import sort_shape_func_stores
 from irgraph.errors import CodegenError
 
 TARGETS = backend("tvm").targets  # one list of names: the backend table's row
@@ -115,11 +116,15 @@ def _cuda_pipeline(target: Target) -> tvm.transform.Pass:
 
 
 def compile_module(mod: tvm.IRModule, spec: TargetSpec) -> relax.VMExecutable:
-    """Build a Relax module for the target; for CUDA, fail unless every kernel is a GPU kernel."""
-    if spec.device != "cuda":
-        return tvm.compile(mod, target=spec.target)
+    """Build a Relax module for the target; for CUDA, fail unless every kernel is a GPU kernel.
+
+    The same module gives the same bytes every build (codegen/tvm/reproducible.py).
+    """
     with spec.target:
-        lowered = _cuda_pipeline(spec.target)(mod)
+        if spec.device != "cuda":
+            lowered = sort_shape_func_stores(relax.get_pipeline("default")(mod))
+            return tvm.compile(lowered, target=spec.target, relax_pipeline=None)
+        lowered = sort_shape_func_stores(_cuda_pipeline(spec.target)(mod))
         host_kernels = [
             gv.name_hint
             for gv, f in lowered.functions_items()
