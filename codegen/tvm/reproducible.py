@@ -54,7 +54,7 @@ def insertion_ordered_sets() -> None:
     """Make `tvm.relax.utils` build its sets in insertion order (idempotent)."""
     import tvm.relax.utils as relax_utils
 
-    relax_utils.set = _InsertionOrderedSet  # type: ignore[attr-defined]  # shadows the builtin
+    relax_utils.set = _InsertionOrderedSet  # shadows the builtin in that module only
 
 
 def _is_shape_func(func: Any) -> bool:
