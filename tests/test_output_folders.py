@@ -8,6 +8,7 @@ the user's files byte for byte as they were.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -213,9 +214,108 @@ def test_replacing_keeps_other_hidden_siblings_and_a_failed_write_keeps_the_old(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".g.old", "g"]
 
 
-@pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("verb", [*VERBS, "train"])
 def test_help_states_the_rule(verb):
     result = invoke(*verb.split(), "--help")
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "--force" in text and "irgraph did not write" in text
+
+
+# ---- train: resumes its own run only ----
+
+
+@pytest.fixture(scope="module")
+def train_inputs(tmp_path_factory) -> dict[str, Path]:
+    from tests.helpers.torch_graphs import byte_llama
+
+    root = tmp_path_factory.mktemp("train")
+    byte_llama().save(root / "a")
+    byte_llama(hidden=16, heads=2, kv_heads=1).save(root / "b")
+    (root / "corpus").mkdir()
+    (root / "corpus" / "text.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    return {"a": root / "a", "b": root / "b", "corpus": root / "corpus"}
+
+
+def train_args(inputs, source: str, out, *extra) -> list:
+    return [
+        "train", inputs[source], "--corpus", inputs["corpus"], "--steps", "2", "-o", out,
+        "--batch-size", "2", "--seq-len", "16", "--eval-tokens", "64", "--no-bf16",
+        "--heldout-fraction", "0.5", *extra,
+    ]  # fmt: skip
+
+
+def test_train_resumes_its_own_run_and_refuses_another_models(train_inputs, tmp_path):
+    out = tmp_path / "run"
+    assert invoke(*train_args(train_inputs, "a", out)).exit_code == 0
+    state = json.loads((out / "checkpoints" / "step-0000002" / "state.json").read_text())
+    assert state["source"] == str(train_inputs["a"]) and len(state["model_hash"]) == 16
+    again = invoke(*train_args(train_inputs, "a", out))
+    assert again.exit_code == 0 and "resumed from step 2" in again.output
+    before = snapshot(tmp_path)
+    refused(invoke(*train_args(train_inputs, "b", out)), "checkpoints of another model", "--force")
+    refused(
+        invoke(*train_args(train_inputs, "a", out, "--lr", "0.01")),
+        "different recipe (lr 0.001 here, 0.01 now)",
+    )
+    assert snapshot(tmp_path) == before
+    forced = CliRunner().invoke(
+        main, [str(a) for a in train_args(train_inputs, "b", out, "--force")]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert f"replaced the earlier irgraph output in {out} (checkpoints/" in forced.stderr
+    state = json.loads((out / "checkpoints" / "step-0000002" / "state.json").read_text())
+    assert state["source"] == str(train_inputs["b"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_train_force_puts_the_old_run_back_if_the_new_one_fails(
+    train_inputs, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    assert invoke(*train_args(train_inputs, "a", out)).exit_code == 0
+    before = snapshot(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise ConfigError("disk full", where=str(out))
+
+    monkeypatch.setattr("irgraph.codegen.torch.trainer.save_trained", fail)
+    failed = invoke(*train_args(train_inputs, "b", out, "--force"))
+    assert failed.exit_code == 1 and f"Error: {out}: disk full" in failed.output
+    assert snapshot(tmp_path) == before
+
+
+def test_train_refuses_other_folders_unless_forced(train_inputs, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    graph = tmp_path / "graph"
+    irgraph.save(tiny_llama(), graph)
+    before = snapshot(tmp_path)
+    refused(invoke(*train_args(train_inputs, "a", mine)), "irgraph did not write it")
+    refused(invoke(*train_args(train_inputs, "a", mine, "--force")), "not an irgraph output")
+    refused(invoke(*train_args(train_inputs, "a", graph)), "(an irgraph output); pass --force")
+    corpus = train_inputs["corpus"]
+    refused(invoke(*train_args(train_inputs, "a", corpus / "out")), "inside an input")
+    refused(invoke(*train_args(train_inputs, "a", train_inputs["a"], "--force")), "is an input")
+    assert snapshot(tmp_path) == before and os.listdir(corpus) == ["text.txt"]
+
+
+def test_train_checks_the_location_before_loading_anything(train_inputs, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the source was loaded before the output location was checked")
+
+    monkeypatch.setattr("irgraph.cli.train_cmd.load_source", no_work)
+    refused(invoke(*train_args(train_inputs, "a", "/proc/irgraph-test")), "cannot create")
+
+
+def test_an_old_checkpoint_of_another_shape_is_a_clear_error(train_inputs, tmp_path):
+    out = tmp_path / "run"
+    assert invoke(*train_args(train_inputs, "a", out)).exit_code == 0
+    state_file = out / "checkpoints" / "step-0000002" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["source"], state["model_hash"]  # written before runs recorded their model
+    state_file.write_text(json.dumps(state))
+    result = invoke(*train_args(train_inputs, "b", out))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "model.safetensors: checkpoint does not fit the model: size mismatch" in result.output

@@ -3,7 +3,8 @@
 DIR/checkpoints/step-000120/
   model.safetensors      every module tensor (IR weights, LoRA adapters) under its state_dict name
   optimizer.safetensors  AdamW moments per parameter: <name>.exp_avg, <name>.exp_avg_sq, <name>.step
-  state.json             {"step": 120, "recipe": {...}, "recipe_hash": "...", "metrics": {...}}
+  state.json             {"step": 120, "recipe": {...}, "recipe_hash": "...", "source": "...",
+                          "model_hash": "...", "evals": [...]}
 
 Each checkpoint is written to a temporary folder and renamed into place; the
 newest `keep` are kept.
@@ -94,7 +95,13 @@ def load(
         moments = load_file(path / "optimizer.safetensors")
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"unreadable checkpoint: {e}", where=str(path)) from None
-    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # a tensor of another shape: another model's checkpoint
+        first = str(e).strip().splitlines()[-1].strip()
+        raise ConfigError(
+            f"checkpoint does not fit the model: {first}", where=str(path / "model.safetensors")
+        ) from None
     if missing or unexpected:
         raise ConfigError(
             "checkpoint does not fit the model",

@@ -214,14 +214,60 @@ def _optimizer(
     return opt, {id(p): n for n, p in named}
 
 
+def model_hash(graph: Graph) -> str:
+    """Hash of the graph's text form: what a run's checkpoints were trained from."""
+    return hashlib.sha256(str(graph).encode()).hexdigest()[:16]
+
+
+def foreign_run(
+    out_dir: str | os.PathLike[str], graph: Graph, config: TrainConfig, source: str = ""
+) -> str | None:
+    """Why the checkpoints in `out_dir` are not this run's (None: none there, or this run's).
+
+    This run is the same source, model (its text form) and recipe; only such
+    checkpoints are resumed. Checkpoints from before the model was recorded are
+    judged by the recipe alone (loading them checks the tensor shapes).
+    """
+    found = checkpoint.latest(Path(out_dir) / CHECKPOINTS)
+    if found is None:
+        return None
+    try:
+        state = json.loads((found / "state.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        return f"its checkpoint {found.name}/state.json is unreadable ({e})"
+    if not isinstance(state, dict):
+        return f"its checkpoint {found.name}/state.json is not a JSON object"
+    theirs = state.get("source", source)
+    if theirs != source or state.get("model_hash", model_hash(graph)) != model_hash(graph):
+        return f"it holds the checkpoints of another model (trained from {theirs!r})"
+    if state.get("recipe_hash") != config.recipe_hash():
+        stored = state.get("recipe")
+        recipe: dict[str, Any] = stored if isinstance(stored, dict) else {}
+        ours = config.to_dict()
+        keys = sorted(k for k in ours if recipe.get(k) != ours[k])
+        what = ", ".join(f"{k} {recipe.get(k)!r} here, {ours[k]!r} now" for k in keys[:4])
+        return f"its checkpoints were trained with a different recipe ({what or 'unknown'})"
+    return None
+
+
 class Trainer:
-    """One training run of `graph` on `corpus` into `out_dir` (see module docstring)."""
+    """One training run of `graph` on `corpus` into `out_dir` (see module docstring).
+
+    `source` (what the graph was loaded from) is recorded in every checkpoint with
+    the model's hash, so that only this run's checkpoints are resumed.
+    """
 
     def __init__(
-        self, graph: Graph, corpus: Corpus, config: TrainConfig, out_dir: str | os.PathLike[str]
+        self,
+        graph: Graph,
+        corpus: Corpus,
+        config: TrainConfig,
+        out_dir: str | os.PathLike[str],
+        source: str = "",
     ):
         self.graph, self.corpus, self.config = graph, corpus, config.validate()
         self.out = Path(out_dir)
+        self.source, self.model_hash = source, model_hash(graph)
         self.world = _world()
         per_step = self.world.size * config.grad_accum
         if config.batch_size % per_step:
@@ -311,6 +357,8 @@ class Trainer:
         return {
             "recipe": self.config.to_dict(),
             "recipe_hash": self.config.recipe_hash(),
+            "source": self.source,
+            "model_hash": self.model_hash,
             "evals": [dataclasses.asdict(e) for e in evals],
             "world_size": self.world.size,
         }
@@ -319,14 +367,10 @@ class Trainer:
         found = checkpoint.latest(self.out / CHECKPOINTS)
         if found is None:
             return 0, []
+        why = foreign_run(self.out, self.graph, self.config, self.source)
+        if why is not None:
+            raise ConfigError(f"cannot resume: {why}; use a new output folder", where=str(self.out))
         state = checkpoint.load(found, self.module, self.optimizer, self.names)
-        if state.get("recipe_hash") != self.config.recipe_hash():
-            raise ConfigError(
-                "the checkpoint was trained with a different recipe; use a new output folder",
-                expected=self.config.recipe_hash(),
-                got=state.get("recipe_hash"),
-                where=str(found),
-            )
         return int(state["step"]), [EvalInfo(**e) for e in state.get("evals", [])]
 
     def run(

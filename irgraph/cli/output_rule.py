@@ -8,7 +8,11 @@ its `-o` before any work starts (`irgraph.output.check_output`) and reports what
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -33,3 +37,30 @@ def check_output_option(
 def report_replaced(out: str | os.PathLike[str], replaced: str) -> None:
     if replaced:
         click.echo(f"replaced the earlier irgraph output in {out} ({replaced})", err=True)
+
+
+@contextmanager
+def replaced_in_place(
+    out: str | os.PathLike[str], replaced: str, owner: bool = True
+) -> Iterator[None]:
+    """For work that writes into `out` as it goes (training): move the old output aside first.
+
+    `replaced` is what `check_output_option` returned ("" : nothing to move). The old
+    output is deleted once the body succeeds, and put back, in place of whatever the body
+    wrote, if it fails, so that --force never loses the old run for a failed new one.
+    Only the `owner` process (rank 0 under torchrun) moves anything.
+    """
+    if not replaced or not owner:
+        yield
+        return
+    target = Path(out)
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.replaced.", dir=target.parent))
+    target.rename(aside)  # onto the empty folder mkdtemp made: a name no one else holds
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        aside.rename(target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    report_replaced(out, replaced)

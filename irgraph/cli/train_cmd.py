@@ -12,14 +12,17 @@ data-parallel (DDP); only rank 0 reports and writes.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
 from irgraph.cli.common import FiniteFloat
 from irgraph.cli.compile_cmd import TOKENIZER, load_source
+from irgraph.cli.output_rule import check_output_option, replaced_in_place
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.model_zoo import SIZES, Size
+from irgraph.output import CHECKPOINT_STATE, check_location
 from irgraph.types import eval_dim
 
 
@@ -49,7 +52,8 @@ def vocab_size(graph: Graph) -> int:
     "out_dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output folder: the trained graph, train.json and checkpoints/.",
+    help="Output folder: the trained graph, train.json and checkpoints/. New or empty, or "
+    "this run's own (same SOURCE and recipe: it resumes); anything else needs --force.",
 )
 @click.option(
     "--size",
@@ -159,7 +163,14 @@ def vocab_size(graph: Graph) -> int:
     is_flag=True,
     help="torch.compile the training forward (faster long runs).",
 )
-@click.option("--fresh", is_flag=True, help="Ignore checkpoints in the output folder.")
+@click.option("--fresh", is_flag=True, help="Ignore this run's checkpoints in the output folder.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an output folder holding another irgraph output or training run (kept "
+    "aside until the new run is saved, put back if it fails); a folder irgraph did not "
+    "write, or one holding this command's inputs, is never replaced.",
+)
 def train(
     source: str,
     corpus: tuple[str, ...],
@@ -172,6 +183,7 @@ def train(
     lora_targets: tuple[str, ...],
     compile_: bool,
     fresh: bool,
+    force: bool,
     **recipe: float,
 ) -> None:
     """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
@@ -184,11 +196,14 @@ def train(
         TrainConfig,
         Trainer,
         bf16_supported,
+        foreign_run,
         save_trained,
     )
 
     main = int(os.environ.get("RANK", "0")) == 0
     seed = int(recipe["seed"])
+    inputs = [source, *corpus, tokenizer]
+    check_location(out_dir, [i for i in inputs if i])  # before loading anything
     graph, extra = load_source(source, size, seed)
     tok_file = tokenizer or extra.get(TOKENIZER)
     tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
@@ -202,6 +217,9 @@ def train(
             "compile": compile_,
         }
     )
+    source_id = str(Path(source).resolve()) if Path(source).exists() else source
+    foreign = foreign_run(out_dir, graph, config, source_id)
+    resume, replaced = _plan_output(out_dir, inputs, foreign, force)
     data = load_corpus(
         corpus,
         tok,
@@ -215,7 +233,7 @@ def train(
             f"{len(data.heldout):,} held out ({data.heldout_files} files), tokens: "
             f"{data.tokenizer}, bf16 {'on' if config.bf16 else 'off'}"
         )
-    trainer = Trainer(graph, data, config, out_dir)
+    trainer = Trainer(graph, data, config, out_dir, source=source_id)
     bar = tqdm(total=steps, disable=not main, unit="step", dynamic_ncols=True)
 
     def on_step(s: StepInfo) -> None:
@@ -229,16 +247,37 @@ def train(
                 f"{e.bits_per_byte:.3f} bits/byte"
             )
 
-    result = trainer.run(resume=not fresh, on_step=on_step, on_eval=on_eval)
-    bar.close()
-    if result.resumed_from and main:
-        click.echo(f"resumed from step {result.resumed_from}")
+    with replaced_in_place(out_dir, replaced, owner=main):
+        result = trainer.run(resume=resume and not fresh, on_step=on_step, on_eval=on_eval)
+        bar.close()
+        if result.resumed_from and main:
+            click.echo(f"resumed from step {result.resumed_from}")
+        if main:
+            save_trained(
+                out_dir,
+                result,
+                config,
+                {"source": source, "tokenizer": data.tokenizer},
+                extra_files={TOKENIZER: tok_file} if tok_file else None,
+            )
     if main:
-        save_trained(
-            out_dir,
-            result,
-            config,
-            {"source": source, "tokenizer": data.tokenizer},
-            extra_files={TOKENIZER: tok_file} if tok_file else None,
-        )
         click.echo(f"saved the trained graph to {out_dir}")
+
+
+def _plan_output(
+    out_dir: str, inputs: list[str | None], foreign: str | None, force: bool
+) -> tuple[bool, str]:
+    """(resume?, what --force replaces) for -o, or a refusal, before any data is read.
+
+    A folder holding this run's checkpoints resumes; one holding another run's is
+    refused unless --force, as is any other non-empty folder (the output-folder rule).
+    """
+    if foreign is None and any(Path(out_dir).glob(CHECKPOINT_STATE)):
+        return True, ""
+    if foreign is not None and not force:
+        raise ConfigError(
+            f"the output folder is not this run's: {foreign}; choose another folder, or pass "
+            "--force to replace it",
+            where=out_dir,
+        )
+    return False, check_output_option(out_dir, inputs, force)
