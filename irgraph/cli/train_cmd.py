@@ -5,7 +5,9 @@ checkpoint folder, or a zoo model name (with `--size`, default tiny). Zoo
 models read bytes as tokens; a folder with a `tokenizer.json` uses it (and DIR
 gets a copy). DIR ends as a saved graph with the trained weights (ready for
 `irgraph run` / `compile`), its `train.json` summary, and resumable
-checkpoints in DIR/checkpoints/. Under `torchrun --nproc_per_node N` the run is
+checkpoints in DIR/checkpoints/. Rerunning the same SOURCE and recipe into DIR
+resumes; a DIR holding anything else follows the output-folder rule
+(`irgraph/output.py`, `--force`). Under `torchrun --nproc_per_node N` the run is
 data-parallel (DDP); only rank 0 reports and writes.
 """
 
