@@ -56,4 +56,9 @@ ACTIVATIONS: dict[str, Activation] = {
     ),
     "silu": Activation(lambda x: x * sigmoid(x), "x·σ(x) (SiLU / Swish)", "LLaMA's SwiGLU"),
     "sigmoid": Activation(sigmoid, "logistic σ(x)", "the original GLU"),
+    "softplus": Activation(
+        lambda x: np.logaddexp(0, x.astype(np.float64)).astype(x.dtype),
+        "log(1 + eˣ), a smooth ReLU",
+        "Mamba's step size, Mish",
+    ),
 }

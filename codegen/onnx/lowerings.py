@@ -57,6 +57,7 @@ ACTIVATION_NODES: dict[str, Callable[[Emitter, str], str]] = {
     # x·σ(x); ORT fuses Sigmoid+Mul into QuickGelu-like kernels
     "silu": lambda e, x: e.op1("Mul", x, e.op1("Sigmoid", x)),
     "sigmoid": lambda e, x: e.op1("Sigmoid", x),
+    "softplus": lambda e, x: e.op1("Softplus", x),
 }
 
 

@@ -71,6 +71,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "fast_gelu": lambda x: x * torch.sigmoid(1.702 * x),
     "silu": F.silu,
     "sigmoid": torch.sigmoid,
+    "softplus": F.softplus,
 }
 
 _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

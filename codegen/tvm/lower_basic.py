@@ -64,6 +64,7 @@ ACTIVATION_EXPRS: dict[str, Callable[[Context, relax.Expr], relax.Expr]] = {
     ),
     "silu": _silu,
     "sigmoid": lambda ctx, x: op.sigmoid(x),
+    "softplus": lambda ctx, x: op.nn.softplus(x),
 }
 
 

@@ -100,6 +100,7 @@ _ACT = {
     "relu": F.relu,
     "relu2": lambda t: F.relu(t) ** 2,  # squared ReLU (Primer)
     "fast_gelu": lambda t: t * torch.sigmoid(1.702 * t),  # MindSpore FastGeLU
+    "softplus": F.softplus,
 }
 _UNARY = {
     "neg": torch.neg,
@@ -116,6 +117,7 @@ _UNARY = {
     "relu2": _ACT["relu2"],
     "silu": F.silu,
     "fast_gelu": _ACT["fast_gelu"],
+    "softplus": F.softplus,
 }
 _BINARY = {
     "add": torch.add,
