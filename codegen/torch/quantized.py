@@ -18,6 +18,10 @@ from irgraph.quant import SCALES, ZEROS, QuantSpec
 
 
 class QuantizedWeight(nn.Module):
+    q: torch.Tensor
+    scales: torch.Tensor
+    zero_points: torch.Tensor | None
+
     def __init__(self, spec: QuantSpec, shape: tuple[int, ...], stored: dict[str, np.ndarray]):
         super().__init__()
         self.spec, self.shape = spec, shape

@@ -98,6 +98,9 @@ def compile_graph(
     if default_passes:
         graph = run_pipeline(graph, DEFAULT_PASSES).graph
         passes = {**(passes or {}), "default": DEFAULT_PASSES}
+    store = graph.weights
+    if store is None:  # the default passes keep the weights they were given
+        raise ConfigError("the default passes dropped the weights", where=graph.name)
     started = time.perf_counter()
     if progress is not None:
         progress(0, 1)
@@ -110,7 +113,7 @@ def compile_graph(
     def emit(tmp: Path) -> dict[str, Any]:
         targets.export(ex, spec, tmp / LIBRARY)
         save_safetensors(  # as stored: a quantized weight's data, scales and zero points
-            {name: np.asarray(graph.weights[name]) for name in graph.stored_names()}, tmp / WEIGHTS
+            {name: np.asarray(store[name]) for name in graph.stored_names()}, tmp / WEIGHTS
         )
         shared.copy_extra_files(graph, extra_files or {}, tmp)
         target_json = spec.target.export()

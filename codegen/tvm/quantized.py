@@ -28,13 +28,13 @@ def _dequantize(
 
     def rule(*idx: tirx.PrimExpr) -> tirx.PrimExpr:
         *lead, j = idx
-        block = (*lead, j // g)
+        block = tuple(lead) + (j // g,)
         if spec.storage is DType.i4:
-            byte = data[(*lead, j // 2)].astype("int32")
+            byte = data[tuple(lead) + (j // 2,)].astype("int32")
             nibble = tirx.bitwise_and(tirx.shift_right(byte, (j % 2 * 4).astype("int32")), 15)
             q = tirx.Select(nibble >= 8, nibble - 16, nibble).astype("float32")
         else:
-            q = data[(*lead, j)].astype("float32")
+            q = data[tuple(lead) + (j,)].astype("float32")
         if zeros is not None:
             q = q - zeros[block].astype("float32")
         return q * scales[block].astype("float32")
