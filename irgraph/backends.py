@@ -35,6 +35,7 @@ class CompileOption:
     choices: tuple[str, ...]
     default: str
     help: str
+    targets: tuple[str, ...] = ()  # the targets it applies to; () = all of its backend's
 
     @property
     def flag(self) -> str:
@@ -67,6 +68,10 @@ class Backend:
             expected=", ".join(o.name for o in self.options) or "none",
             got=name,
         )
+
+    def applies(self, option: str, target: str) -> bool:
+        """Whether compile option `option` means anything for `target` (one of this backend's)."""
+        return any(o.name == option and target in (o.targets or self.targets) for o in self.options)
 
     def default_pipeline(self, options: Mapping[str, str]) -> str:
         """The pipeline text `irgraph compile` runs after the user's passes ("" for none)."""
@@ -128,6 +133,7 @@ BACKENDS: tuple[Backend, ...] = (
                 ("sm_80", "sm_86", "sm_89", "sm_90"),
                 "sm_80",
                 "GPU architecture the kernels are built and nvcc-checked for (tvm-cuda).",
+                targets=("tvm-cuda",),
             ),
         ),
     ),

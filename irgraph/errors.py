@@ -54,3 +54,7 @@ class ConfigError(IrgraphError):
 
 class RuntimeFailure(IrgraphError):
     """A compiled artifact could not be opened or run."""
+
+
+class DeviceUnavailable(RuntimeFailure):
+    """The artifact is sound but runs elsewhere: a CUDA GPU or a board this machine lacks."""

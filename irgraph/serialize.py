@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from irgraph.atomic import atomic_folder
+from irgraph.dtypes import DType
 from irgraph.errors import ConfigError, IRError
 from irgraph.ir import Graph
 from irgraph.parser import parse
@@ -54,8 +55,14 @@ def save(
     return target
 
 
-def load(path: str | os.PathLike[str]) -> Graph:
-    """Read a saved graph folder (weights memory-mapped; absent for structure-only graphs)."""
+def load(path: str | os.PathLike[str], *, cast_weights: bool = False) -> Graph:
+    """Read a saved graph folder (weights memory-mapped; absent for structure-only graphs).
+
+    Every stored tensor must be one the graph declares, in the declared dtype: a weight stored
+    as int64 or f16 where the graph says f32 is an error, unless `cast_weights` (the CLI's
+    `--cast-weights`) asks to cast it on read (numpy's astype, a copy per read; never from
+    a float to an integer dtype).
+    """
     folder = Path(path)
     text_file = folder / GRAPH_FILE
     if not text_file.is_file():
@@ -83,7 +90,40 @@ def load(path: str | os.PathLike[str]) -> Graph:
                     got=shape,
                     where=str(weights_file),
                 )
+            _check_dtype(graph.weights, name, v.type.dtype, cast_weights, weights_file)
+        unused = sorted(set(graph.weights) - set(graph.stored_names()))
+        if unused:
+            raise ConfigError(
+                f"{len(unused)} stored tensor(s) are not parameters of the graph: "
+                + ", ".join(map(repr, unused[:5]))
+                + (", ..." if len(unused) > 5 else ""),
+                where=str(weights_file),
+            )
     return graph
+
+
+def _check_dtype(store: WeightStore, name: str, declared: DType, cast: bool, where: Path) -> None:
+    """ConfigError unless `name` is stored as the graph declares it (or `cast` may convert it)."""
+    if declared.is_packed:
+        return
+    _, stored = store.shape_dtype(name)
+    want = declared.numpy
+    if np.dtype(stored) == want:
+        return
+    lossy = np.dtype(stored) in _FLOATS and not declared.is_float
+    if cast and not lossy:
+        store.cast(name, want)
+        return
+    hint = "" if lossy else " (pass --cast-weights, or cast_weights=True, to cast it on load)"
+    raise ConfigError(
+        f"weight {name!r} is stored in another dtype than the graph declares{hint}",
+        expected=str(declared),
+        got=str(np.dtype(stored)),
+        where=str(where),
+    )
+
+
+_FLOATS = {DType.f32.numpy, DType.f16.numpy, DType.bf16.numpy, np.dtype(np.float64)}
 
 
 def _check_quantized(

@@ -64,6 +64,7 @@ class WeightStore(Mapping[str, np.ndarray]):
     def __init__(self, arrays: Mapping[str, np.ndarray] | None = None):
         self._arrays: dict[str, np.ndarray] = dict(arrays or {})
         self._lazy: dict[str, tuple[Path, str, tuple[int, ...], int]] = {}
+        self._casts: dict[str, np.dtype] = {}
 
     @staticmethod
     def from_arrays(arrays: Mapping[str, np.ndarray]) -> WeightStore:
@@ -76,6 +77,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         for p in map(Path, paths):
             header, start = read_header(p)
             size = p.stat().st_size
+            spans: list[tuple[int, int, str]] = []
             for name, info in header.items():
                 if name == "__metadata__":
                     continue
@@ -100,9 +102,21 @@ class WeightStore(Mapping[str, np.ndarray]):
                         where=str(p),
                     )
                 store._lazy[name] = (p, dtype, shape, start + begin)
+                if end > begin:
+                    spans.append((begin, end, name))
+            _check_disjoint(spans, p)
         return store
 
+    def cast(self, name: str, dtype: np.dtype) -> None:
+        """Read `name` as `dtype` from now on (a copy per read; `load(..., cast_weights=True)`)."""
+        self._casts[name] = np.dtype(dtype)
+
     def __getitem__(self, name: str) -> np.ndarray:
+        array = self._read(name)
+        cast = self._casts.get(name)
+        return array if cast is None else array.astype(cast)
+
+    def _read(self, name: str) -> np.ndarray:
         if name in self._arrays:
             return self._arrays[name]
         if name not in self._lazy:
@@ -126,9 +140,24 @@ class WeightStore(Mapping[str, np.ndarray]):
         """Shape and dtype without touching the data."""
         if name in self._arrays:
             a = self._arrays[name]
-            return a.shape, a.dtype
-        _, dtype, shape, _ = self._lazy[name]
-        return shape, np.dtype(_TO_NUMPY[dtype])
+            shape, stored = a.shape, a.dtype
+        else:
+            _, dtype, shape, _ = self._lazy[name]
+            stored = np.dtype(_TO_NUMPY[dtype])
+        return shape, self._casts.get(name, stored)
+
+
+def _check_disjoint(spans: list[tuple[int, int, str]], path: Path) -> None:
+    """ConfigError if two tensors' byte spans overlap: one write would change the other."""
+    spans.sort()
+    for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
+        if begin < end:
+            raise ConfigError(
+                f"tensors {first!r} and {second!r} overlap in the file",
+                expected=f"{second!r} to start at or after byte {end}",
+                got=begin,
+                where=str(path),
+            )
 
 
 def _entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:

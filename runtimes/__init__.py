@@ -21,7 +21,11 @@ from irgraph.serialize import is_graph_dir
 
 
 def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
-    path: str | os.PathLike[str], *, verify: bool = True
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    cast_weights: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Session:
     """Open a saved graph folder (reference interpreter) or a compiled artifact.
 
@@ -29,6 +33,10 @@ def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
     was checked while copying (README "Trust model"). `verify=False` skips the hashes and
     the copy for a folder you trust (multi-GB weights open faster); file names are still
     checked to stay inside the artifact. The CLI always verifies.
+
+    A saved graph's weights are checked as it opens: stored dtypes as declared (unless
+    `cast_weights`), every value finite (unless `allow_nonfinite`; one pass over the weights).
+    An artifact's weights were checked when it was compiled, and its file hashes when it opens.
     """
     folder = Path(path)
     manifest = folder / "manifest.json"
@@ -41,7 +49,9 @@ def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
     if is_graph_dir(folder):
         from irgraph.runtimes.interpreter import InterpreterSession
 
-        return InterpreterSession.open(folder)
+        return InterpreterSession.open(
+            folder, cast_weights=cast_weights, allow_nonfinite=allow_nonfinite
+        )
     raise RuntimeFailure(
         "not a saved graph or compiled artifact (no graph.irg or manifest.json)", where=str(folder)
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from irgraph.feeds import index_bounds
+from irgraph.finite import check_finite
 from irgraph.interpreter import run
 from irgraph.ir import Graph
 from irgraph.lm import graph_inputs
@@ -23,8 +24,14 @@ class InterpreterSession(Session):
         self.bounds = index_bounds(graph)
 
     @staticmethod
-    def open(path: Path) -> InterpreterSession:
-        session = InterpreterSession(load(path))
+    def open(
+        path: Path, *, cast_weights: bool = False, allow_nonfinite: bool = False
+    ) -> InterpreterSession:
+        """The saved graph at `path`, its weights checked (see `irgraph.runtimes.open`)."""
+        graph = load(path, cast_weights=cast_weights)
+        if not allow_nonfinite:
+            check_finite(graph, where=str(path))
+        session = InterpreterSession(graph)
         session.where = str(path)
         return session
 

@@ -21,7 +21,7 @@ import numpy as np
 from irgraph import artifact as shared
 from irgraph import lm
 from irgraph.backends import backend
-from irgraph.errors import RuntimeFailure
+from irgraph.errors import DeviceUnavailable, RuntimeFailure
 from irgraph.feeds import bounds_from_manifest
 from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.runtimes.base import Session
@@ -112,7 +112,7 @@ class TVMSession(Session):
         manifest = self.manifest
         info = manifest["tvm"]
         if manifest["target"] == "tvm-aarch64":
-            raise RuntimeFailure(
+            raise DeviceUnavailable(
                 "tvm-aarch64 artifacts run on the board with codegen/tvm/runner",
                 where=str(self.folder),
             )
@@ -126,7 +126,7 @@ class TVMSession(Session):
 
             self.device = tvm.cuda(0)
             if not self.device.exist:
-                raise RuntimeFailure(
+                raise DeviceUnavailable(
                     "this artifact needs a CUDA GPU", expected=info["needs"], where=str(self.folder)
                 )
         else:

@@ -54,3 +54,18 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
+
+
+def weight_options(command: Any) -> Any:
+    """`--cast-weights` and `--allow-nonfinite`, for the verbs that load a graph's weights."""
+    command = click.option(
+        "--allow-nonfinite",
+        is_flag=True,
+        help="Use weights that hold NaN or Inf (refused by default: they make NaN logits).",
+    )(command)
+    return click.option(
+        "--cast-weights",
+        is_flag=True,
+        help="Saved graphs: cast weights stored in another dtype than the graph declares "
+        "(e.g. f16 or int64 where it says f32) instead of refusing them.",
+    )(command)

@@ -8,9 +8,12 @@ from pathlib import Path
 import click
 
 from irgraph.backends import BACKENDS, backend_for, compile_options, compile_targets
+from irgraph.cli.common import weight_options
+from irgraph.cli.compile_checks import check_lm_outputs, load_check, refuse_inapplicable_options
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
+from irgraph.finite import check_finite
 from irgraph.ir import Graph
 from irgraph.model_zoo import SIZES, Size
 
@@ -24,11 +27,13 @@ def default_passes(target: str, options: Mapping[str, str] | None = None) -> str
     return backend.default_pipeline(chosen)
 
 
-def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Path]]:
+def load_source(
+    source: str, size: Size, seed: int, *, cast_weights: bool = False
+) -> tuple[Graph, dict[str, Path]]:
     """The graph SOURCE names and files to carry into the artifact (tokenizer.json).
 
     An existing folder is a saved graph (graph.irg) or a Hugging Face checkpoint
-    (config.json); anything else is a zoo model name.
+    (config.json); anything else is a zoo model name. `cast_weights`: see `serialize.load`.
     """
     from irgraph.serialize import is_graph_dir, load
 
@@ -36,7 +41,7 @@ def load_source(source: str, size: Size, seed: int) -> tuple[Graph, dict[str, Pa
     if path.is_dir():
         extra = {TOKENIZER: path / TOKENIZER} if (path / TOKENIZER).is_file() else {}
         if is_graph_dir(path):
-            return load(path), extra
+            return load(path, cast_weights=cast_weights), extra
         if (path / "config.json").is_file():
             from irgraph.model_zoo.hf_import import import_hf
 
@@ -111,6 +116,13 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     help="Skip the target's default passes, run after --passes "
     "(`irgraph passes list --target T` shows them).",
 )
+@click.option(
+    "--no-load-check",
+    is_flag=True,
+    help="Do not open the artifact and run one token through it after writing it "
+    "(for an artifact built for another machine's runtime, e.g. --dtype bf16 for a GPU).",
+)
+@weight_options
 @pipeline_options
 def compile_(
     source: str,
@@ -126,19 +138,26 @@ def compile_(
     allow_arch_change: bool,
     timing: bool,
     check_mode: str,
+    no_load_check: bool,
+    cast_weights: bool,
+    allow_nonfinite: bool,
     **options: str,
 ) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder or zoo model) to an artifact."""
     from tqdm import tqdm
 
     replaced = check_output_option(out, [source], force)
-    graph, extra = load_source(source, size, seed)
+    graph, extra = load_source(source, size, seed, cast_weights=cast_weights)
+    if not allow_nonfinite:
+        check_finite(graph, where=source)
     backend = backend_for(target)
+    refuse_inapplicable_options(backend, target)
     defaults = "" if no_default_passes else default_passes(target, options)
     pipeline = ",".join(p for p in (passes, defaults) if p)
     graph = apply_pipeline(
         graph, pipeline, print_after, check, allow_arch_change, timing, check_mode=check_mode
     )
+    check_lm_outputs(graph)
     compile_graph = backend.load("compile")
     with tqdm(desc=f"compiling {graph.name} for {target}", leave=False) as bar:
 
@@ -160,6 +179,11 @@ def compile_(
     report_replaced(out, replaced)
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
+    if not no_load_check:
+        chosen = {
+            o.name: options[o.name] for o in backend.options if backend.applies(o.name, target)
+        }
+        load_check(result, graph, chosen)
     if check:
         low_precision = backend.name == "onnx" and options["dtype"] != "f32"
         _check_artifact(graph, result, 5e-2 if low_precision else 1e-4)

@@ -9,7 +9,7 @@ import numpy as np
 
 import irgraph.runtimes
 from irgraph.artifact import MANIFEST, read_listed
-from irgraph.cli.common import FiniteFloat, parse_ids
+from irgraph.cli.common import FiniteFloat, parse_ids, weight_options
 from irgraph.tokenizer import check_tokenizer, model_vocab
 
 TOKENIZER = "tokenizer.json"
@@ -74,6 +74,7 @@ class _Codec:
     "--stop-ids", help="Comma-separated ids that end a row (default: the model's eos_token_id)."
 )
 @click.option("--ids-only", is_flag=True, help="Print token ids, not text.")
+@weight_options
 def generate(
     path: str,
     prompts: tuple[str, ...],
@@ -85,11 +86,15 @@ def generate(
     seed: int | None,
     stop_ids: str | None,
     ids_only: bool,
+    cast_weights: bool,
+    allow_nonfinite: bool,
 ) -> None:
     """Generate tokens from the model at PATH (artifact or saved graph), streaming them."""
     if bool(prompts) == bool(prompt_ids):
         raise click.UsageError("give --prompt or --prompt-ids (not both)")
-    session = irgraph.runtimes.open(path)
+    session = irgraph.runtimes.open(
+        path, cast_weights=cast_weights, allow_nonfinite=allow_nonfinite
+    )
     vocab = model_vocab(session.bounds, session.meta)
     codec = _Codec(Path(path), vocab)
     rows = (

@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 import irgraph.runtimes
-from irgraph.cli.common import parse_ids
+from irgraph.cli.common import parse_ids, weight_options
 from irgraph.tokenizer import model_vocab
 
 
@@ -32,6 +32,7 @@ from irgraph.tokenizer import model_vocab
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"logits": [[...], ...]}, one row per position.'
 )
+@weight_options
 def run(
     path: str,
     ids: str,
@@ -39,9 +40,13 @@ def run(
     decoder_ids: str | None,
     prefix_len: int | None,
     as_json: bool,
+    cast_weights: bool,
+    allow_nonfinite: bool,
 ) -> None:
     """Run the model at PATH (saved graph or compiled artifact) on token ids and print logits."""
-    session = irgraph.runtimes.open(path)
+    session = irgraph.runtimes.open(
+        path, cast_weights=cast_weights, allow_nonfinite=allow_nonfinite
+    )
     vocab = model_vocab(session.bounds, session.meta)
     tokens = np.asarray([parse_ids(ids, "--ids", vocab)], dtype=np.int64)
     kw: dict[str, np.ndarray] = {}
