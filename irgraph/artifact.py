@@ -147,9 +147,11 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dic
     path = folder / MANIFEST
     if not path.is_file():
         raise RuntimeFailure(f"not an artifact: no {MANIFEST}", where=str(folder))
+    if path.is_symlink() and _root(folder) not in path.resolve().parents:
+        raise RuntimeFailure(f"{MANIFEST} resolves outside the artifact folder", where=str(path))
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, or nested past the limit
         raise RuntimeFailure(f"manifest is not JSON: {e}", where=str(path)) from None
     if (
         not isinstance(manifest, dict)
@@ -283,6 +285,7 @@ def _check_name(name: Any, key: str, where: str) -> None:
         or "/" in name
         or "\\" in name
         or "\0" in name
+        or len(name.encode("utf-8", "replace")) > 255
     ):
         raise RuntimeFailure(
             f"{key} must name a file in the artifact folder",
@@ -327,7 +330,12 @@ def _open_listed(root: Path, name: str, folder: Path) -> Iterator[BinaryIO]:
     path = root / name
     if not path.exists() and not path.is_symlink():
         raise RuntimeFailure(f"file {name} is missing", where=where)
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        raise RuntimeFailure(
+            f"file {name} cannot be resolved (a symlink loop?)", where=where
+        ) from None
     if resolved.parent != root and root not in resolved.parents:
         raise RuntimeFailure(
             f"file {name} resolves outside the artifact folder (a symlink)", where=where
@@ -336,9 +344,10 @@ def _open_listed(root: Path, name: str, folder: Path) -> Iterator[BinaryIO]:
         fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
         raise RuntimeFailure(f"file {name} cannot be opened: {e.strerror}", where=where) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RuntimeFailure(f"file {name} is not a regular file", where=where)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise RuntimeFailure(f"file {name} is not a regular file", where=where)
         yield f
 
 

@@ -124,27 +124,35 @@ class ORTSession(Session):
                     p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
                 ]
 
-            def load(file: str, key: str) -> Any:
-                path = files.path(file, key)
+            onnx_info = manifest["onnx"]
+            last, encoder = onnx_info.get("model_last"), onnx_info.get("encoder") or None
+            models = {"onnx.model": onnx_info.get("model")}
+            if last is not None:
+                models["onnx.model_last"] = last
+            if encoder is not None:
+                models["onnx.encoder.model"] = (
+                    encoder.get("model") if isinstance(encoder, dict) else encoder
+                )
+            paths = {key: files.path(name, key) for key, name in models.items()}
+            for path in paths.values():  # every name checked before anything loads
                 check_external_data(path, files)
+
+            def load(key: str) -> Any:
                 try:
                     return ort.InferenceSession(
-                        str(path), sess_options=session_options(threads), providers=providers
+                        str(paths[key]), sess_options=session_options(threads), providers=providers
                     )
                 except Exception as e:  # ORT's load errors are long: the first line, the file
                     raise RuntimeFailure(
                         f"onnxruntime cannot load the model: {str(e).splitlines()[0]}",
-                        where=str(self.folder / file),
+                        where=str(self.folder / models[key]),
                     ) from None
 
-            onnx_info = manifest["onnx"]
-            self.session = load(onnx_info["model"], "onnx.model")
-            last = onnx_info.get("model_last")
+            self.session = load("onnx.model")
             # generation steps: logits_last [batch, 1, vocab] where the artifact has it
-            self.step_session = load(last, "onnx.model_last") if last else self.session
-            self.step_logits = LOGITS_LAST if last else LOGITS
-            encoder = onnx_info.get("encoder")
-            self.encoder = load(encoder["model"], "onnx.encoder.model") if encoder else None
+            self.step_session = load("onnx.model_last") if last is not None else self.session
+            self.step_logits = LOGITS_LAST if last is not None else LOGITS
+            self.encoder = load("onnx.encoder.model") if encoder is not None else None
         self._encoder_io = (encoder["inputs"], encoder["outputs"]) if encoder else ((), ())
         self._encoded: tuple[Any, dict[str, np.ndarray]] | None = None
         self.providers = self.session.get_providers()

@@ -111,6 +111,8 @@ class TVMSession(Session):
 
         manifest = self.manifest
         info = manifest["tvm"]
+        library_path = files.path(info.get("library"), "tvm.library")  # both named before either
+        weights_path = files.path(info.get("weights"), "tvm.weights")  # loads
         if manifest["target"] == "tvm-aarch64":
             raise DeviceUnavailable(
                 "tvm-aarch64 artifacts run on the board with codegen/tvm/runner",
@@ -132,9 +134,7 @@ class TVMSession(Session):
         else:
             self.device = tvm.cpu()
         try:
-            library = tvm.runtime.load_module(str(files.path(info["library"], "tvm.library")))
-        except RuntimeFailure:
-            raise
+            library = tvm.runtime.load_module(str(library_path))
         except Exception as e:  # TVM's loader errors name no file
             raise RuntimeFailure(
                 f"cannot load the library: {str(e).splitlines()[0]}",
@@ -148,11 +148,8 @@ class TVMSession(Session):
             self.vm[info["function_last"]] if info.get("function_last") else self.function
         )
         self.outputs_last = info.get("outputs_last") or self.output_names
-        weights_file = self.folder / info["weights"]
-        if weights is None:
-            store: Mapping[str, Any] = WeightStore.open(files.path(info["weights"], "tvm.weights"))
-        else:
-            store = weights
+        weights_file = self.folder / weights_path.name
+        store: Mapping[str, Any] = WeightStore.open(weights_path) if weights is None else weights
         self.weights = []
         for arg in info["weight_args"]:
             if arg["name"] not in store:

@@ -94,13 +94,23 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", ["../model.so", "/etc/passwd", "sub/model.so", "", 7])
-def test_a_loaded_file_must_be_a_plain_name(built, tmp_path, loads, kind, name):
+FILE_KEYS = [("onnx", "model"), ("onnx", "model_last"), ("tvm", "library"), ("tvm", "weights")]
+
+
+@pytest.mark.parametrize(("kind", "key"), FILE_KEYS)
+@pytest.mark.parametrize("name", ["../model.so", "/etc/passwd", "sub/model.so", "", 7, "x" * 300])
+def test_a_loaded_file_must_be_a_plain_name(built, tmp_path, loads, kind, key, name):
     folder = _copy(built, kind, tmp_path)
-    _edit(folder, lambda m: m[kind].__setitem__(LOADER[kind], name))
-    message = _refused(folder, f"{kind}.{LOADER[kind]} must name a file in the artifact", loads)
-    assert repr(name) in message
+    _edit(folder, lambda m: m[kind].__setitem__(key, name))
+    message = _refused(folder, f"{kind}.{key} must name a file in the artifact", loads)
+    assert repr(name)[:100] in message
+
+
+@pytest.mark.parametrize(("kind", "key"), FILE_KEYS[::2])
+def test_a_missing_file_key_is_named(built, tmp_path, loads, kind, key):
+    folder = _copy(built, kind, tmp_path)
+    _edit(folder, lambda m: m[kind].pop(key))
+    _refused(folder, f"{kind}.{key} must name a file in the artifact", loads)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -153,6 +163,25 @@ def test_a_missing_file_is_named(built, tmp_path, loads, kind):
     folder = _copy(built, kind, tmp_path)
     (folder / BIG[kind]).unlink()
     _refused(folder, f"file {BIG[kind]} is missing", loads)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_symlink_loop_or_a_folder_in_place_of_a_file_is_refused(built, tmp_path, loads, kind):
+    folder = _copy(built, kind, tmp_path)
+    (folder / BIG[kind]).unlink()
+    os.symlink(BIG[kind], folder / BIG[kind])  # points at itself
+    _refused(folder, f"file {BIG[kind]} cannot be", loads)
+    (folder / BIG[kind]).unlink()
+    (folder / BIG[kind]).mkdir()
+    _refused(folder, f"file {BIG[kind]} is not a regular file", loads)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_manifest_outside_the_folder_is_refused(built, tmp_path, loads, kind):
+    folder = _copy(built, kind, tmp_path)
+    (folder / "manifest.json").rename(tmp_path / "manifest.json")
+    os.symlink(tmp_path / "manifest.json", folder / "manifest.json")
+    _refused(folder, "manifest.json resolves outside the artifact folder", loads)
 
 
 @pytest.mark.parametrize("kind", KINDS)
