@@ -91,9 +91,19 @@ def describe(graph: Graph) -> dict[str, Any]:
             "present_template": "present.%d.*",
         },
         "input_bounds": index_bounds(graph),  # what sessions check ids and positions against
-        "quantization": None,
+        "quantization": quantization(graph),
         "meta": graph.meta,
     }
+
+
+def quantization(graph: Graph) -> dict[str, str] | None:
+    """Quantized weight -> its type spec (`i4<g32,sym,f16>`, irgraph/quant.py); None if none."""
+    specs = {
+        name: f"{v.type.dtype}<{v.type.quant}>"
+        for name, v in graph.params.items()
+        if v.type.quant is not None
+    }
+    return specs or None
 
 
 def copy_extra_files(graph: Graph, files: Mapping[str, str | os.PathLike[str]], tmp: Path) -> None:

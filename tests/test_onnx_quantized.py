@@ -126,6 +126,8 @@ def _check_zoo(name: str, tmp_path) -> None:
         kw["encoder_ids"] = rng.integers(1, high, (2, 4))
     for flavour in ("ort", "portable"):
         session = ORTSession(compile_graph(graph, tmp_path / f"{name}-{flavour}", flavour=flavour))
+        specs = session.manifest["quantization"]
+        assert specs and set(specs.values()) <= {"i4<g32,sym,f16>", "i8<g32,sym,f16>"}
         for decode in (False, True):
             np.testing.assert_allclose(
                 session.forward(ids, decode=decode, **kw),
