@@ -228,10 +228,6 @@ class Artifact:
             )
         return self.root / name
 
-    def read_bytes(self, name: Any, key: str) -> bytes:
-        """A small listed file's verified bytes (e.g. tokenizer.json)."""
-        return self.path(name, key).read_bytes()
-
 
 @contextmanager
 def open_artifact(

@@ -166,7 +166,11 @@ int Run(int argc, char** argv) {
   std::vector<IO> outputs = ReadIO(Arr(Get(manifest, "outputs")));
   std::vector<ffi::Tensor> weights = LoadWeights(dir + "/weights.safetensors", Arr(Get(info, "weight_args")));
 
-  ffi::Module lib = ffi::Module::LoadFromFile(ffi::String(dir + "/" + Str(Get(info, "library"))));
+  std::string library = Str(Get(info, "library"));
+  if (library.empty() || library == "." || library == ".." ||
+      library.find('/') != std::string::npos || library.find('\\') != std::string::npos)
+    Fail("manifest: tvm.library must name a file in the artifact folder, got " + library);
+  ffi::Module lib = ffi::Module::LoadFromFile(ffi::String(dir + "/" + library));
   ffi::Module vm = lib->GetFunction("vm_load_executable", true).value()().cast<ffi::Module>();
   vm->GetFunction("vm_initialization", true).value()(static_cast<int>(kDLCPU), 0, 2);  // pooled allocator
   ffi::Function forward = vm->GetFunction(Str(Get(info, "function")), true).value();
