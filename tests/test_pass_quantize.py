@@ -204,3 +204,25 @@ def test_zoo_twin_survives_rtn(name):
 @pytest.mark.parametrize("name", [n for n in zoo.names() if n not in FAST])
 def test_every_zoo_twin_survives_rtn(name):
     _survives(name)
+
+
+def test_f16_graph_keeps_its_types_through_a_cast_after_the_quantized_table():
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("half")
+    ids = b.input("ids", "i64[batch, seq]")
+    h = b.embedding(ids, b.param("table", "f16[40, 32]"), hint="h")
+    b.output("y", b.linear(h, b.param("w", "f16[16, 32]"), hint="y"))
+    arrays = {
+        "table": rng.standard_normal((40, 32)).astype(np.float16),
+        "w": rng.standard_normal((16, 32)).astype(np.float16),
+    }
+    g = b.build(arrays)
+    q = quantized(g)
+    text = str(q)
+    assert "%h: f32[batch, seq, 32] = embedding(%ids, @table)" in text
+    assert '%h_1: f16[batch, seq, 32] = cast(%h) {dtype="f16"}' in text
+    assert q.outputs["y"].type == g.outputs["y"].type
+    ids_in = np.array([[3, 39, 0]])
+    h16 = q.weight("table")[ids_in].astype(np.float16)  # f32 rows, cast back to the graph's f16
+    want = (h16.astype(np.float32) @ q.weight("w").T).astype(np.float16)
+    np.testing.assert_array_equal(irgraph.run(q, {"ids": ids_in})["y"], want)
