@@ -319,3 +319,19 @@ def test_an_old_checkpoint_of_another_shape_is_a_clear_error(train_inputs, tmp_p
     result = invoke(*train_args(train_inputs, "b", out))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "model.safetensors: checkpoint does not fit the model: size mismatch" in result.output
+
+
+def test_trainer_api_refuses_a_folder_that_is_not_its_run(train_inputs, tmp_path):
+    from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
+    from irgraph.codegen.torch.trainer import TrainConfig, Trainer
+    from tests.helpers.torch_graphs import byte_llama
+
+    corpus = load_corpus([train_inputs["corpus"]], ByteTokenizer(), heldout_fraction=0.5)
+    config = TrainConfig(steps=1, batch_size=2, seq_len=16, eval_tokens=64, bf16=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    before = snapshot(tmp_path)
+    for out, words in ((tmp_path / "mine", "holds no training run"), ("/proc/x", "cannot create")):
+        with pytest.raises(ConfigError, match=words):
+            Trainer(byte_llama(), corpus, config, out).run(resume=False)
+    assert snapshot(tmp_path) == before

@@ -39,6 +39,7 @@ from irgraph.codegen.torch.objective import lm_batch, lm_loss
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.lm import graph_inputs
+from irgraph.output import check_location
 from irgraph.passes.merge_lora import merge_lora
 from irgraph.serialize import save
 
@@ -363,13 +364,23 @@ class Trainer:
             "world_size": self.world.size,
         }
 
+    def _check_out(self) -> None:
+        check_location(self.out)
+        if not self.out.is_dir() or not any(self.out.iterdir()):
+            return
+        why = foreign_run(self.out, self.graph, self.config, self.source)
+        if why is None and checkpoint.latest(self.out / CHECKPOINTS) is None:
+            why = "it is not empty and holds no training run"
+        if why is not None:
+            raise ConfigError(
+                f"the output folder is not this run's: {why}; use a new folder",
+                where=str(self.out),
+            )
+
     def _resume(self) -> tuple[int, list[EvalInfo]]:
         found = checkpoint.latest(self.out / CHECKPOINTS)
         if found is None:
             return 0, []
-        why = foreign_run(self.out, self.graph, self.config, self.source)
-        if why is not None:
-            raise ConfigError(f"cannot resume: {why}; use a new output folder", where=str(self.out))
         state = checkpoint.load(found, self.module, self.optimizer, self.names)
         return int(state["step"]), [EvalInfo(**e) for e in state.get("evals", [])]
 
@@ -380,7 +391,14 @@ class Trainer:
         on_step: Callable[[StepInfo], None] | None = None,
         on_eval: Callable[[EvalInfo], None] | None = None,
     ) -> TrainResult:
+        """Train to `config.steps`, resuming this run's checkpoints in `out_dir` if `resume`.
+
+        `out_dir` must be new, empty or hold this run's checkpoints (checked before the
+        first step); replacing anything else is the caller's decision (`irgraph train
+        --force` moves it aside first).
+        """
         cfg, world = self.config, self.world
+        self._check_out()
         start, evals = self._resume() if resume else (0, [])
         if start == 0:
             evals.append(self.evaluate(0))
