@@ -7,7 +7,10 @@ A refactor must not cost speed, but absolute tokens/s drift with machine load by
 effect being checked. So each commit's `benchmarks/decode.py` runs in its own process, the two
 commits alternating for --rounds rounds (old, new, old, new, ...), and what is compared is each
 irgraph system's decode ratio against genai-fp32 measured in the same process: a commit's
-median ratio over the rounds, then NEW's median / OLD's median. Both commits use one shared
+median ratio over the rounds, then NEW's median / OLD's median. The same is shown for decode
+tokens per CPU-second (the process's CPU time, which time slices lost to other processes do not
+inflate): on a loaded machine wall-clock ratios swing with whatever else runs during each
+system's turn, CPU-second ratios much less. Both commits use one shared
 --work folder, so the Hugging Face checkpoint and genai's build are the same bytes for both.
 `--quick` passes decode.py's --quick (4-layer hidden-256 model, 32 + 32 tokens: about a minute
 a run instead of several, noisier ratios).
@@ -28,6 +31,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MEASURES = {"decode_tps": "tok/s", "decode_tokens_per_cpu_second": "tok/CPU-s"}
 LAYOUT = {
     "passes": "passes",
     "codegen": "codegen",
@@ -63,15 +67,15 @@ def checkout(rev: str, work: Path) -> tuple[Path, Path]:
 
 def run_once(
     tree: Path, layout: Path, work: Path, only: str, threads: int, quick: bool
-) -> dict[str, float]:
-    """One decode.py run of the commit in `tree`: decode tok/s per system."""
+) -> dict[str, dict[str, float]]:
+    """One decode.py run of the commit in `tree`: per system, its MEASURES."""
     env = {**os.environ, "PYTHONPATH": str(layout), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, str(tree / "benchmarks" / "decode.py"), "--only", only, "--repeats", "3"]
     cmd += ["--threads", str(threads), "--work", str(work / "decode"), *(["--quick"] * quick)]
     subprocess.run(cmd, check=True, env=env, cwd=work, stdout=subprocess.DEVNULL)
     written = "decode-quick.json" if quick else "decode.json"
     results = json.loads((tree / "benchmarks" / "results" / written).read_text())["results"]
-    return {name: r["decode_tps"] for name, r in results.items()}
+    return {name: {m: r[m] for m in MEASURES} for name, r in results.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,19 +91,23 @@ def main(argv: list[str] | None = None) -> None:
     systems = [s for s in args.only.split(",") if s != "genai-fp32"]
     only = ",".join([*systems, "genai-fp32"])
     commits = {rev: checkout(rev, args.work) for rev in (args.old, args.new)}
-    ratios: dict[str, dict[str, list[float]]] = {rev: {s: [] for s in systems} for rev in commits}
+    # measure -> commit -> system -> ratio to genai-fp32, one per round
+    ratios = {m: {rev: {s: [] for s in systems} for rev in commits} for m in MEASURES}
     for r in range(args.rounds):
         for rev, (tree, layout) in commits.items():
-            tps = run_once(tree, layout, args.work, only, args.threads, args.quick)
-            for s in systems:
-                ratios[rev][s].append(tps[s] / tps["genai-fp32"])
-            shown = ", ".join(f"{s} {tps[s]:.1f}" for s in systems)
-            print(f"round {r} {rev}: {shown}, genai-fp32 {tps['genai-fp32']:.1f} tok/s", flush=True)
-    print(f"\ndecode ratio vs genai-fp32, median of {args.rounds} rounds, {args.threads} thread(s)")
-    print(f"{'system':<14}{args.old:>14}{args.new:>14}{'new / old':>11}")
-    for s in systems:
-        old, new = (statistics.median(ratios[rev][s]) for rev in commits)
-        print(f"{s:<14}{old:>13.3f}x{new:>13.3f}x{new / old:>11.3f}")
+            got = run_once(tree, layout, args.work, only, args.threads, args.quick)
+            for m, unit in MEASURES.items():
+                for s in systems:
+                    ratios[m][rev][s].append(got[s][m] / got["genai-fp32"][m])
+                shown = ", ".join(f"{s} {got[s][m]:.1f}" for s in [*systems, "genai-fp32"])
+                print(f"round {r} {rev}: {shown} {unit}", flush=True)
+    for m, unit in MEASURES.items():
+        print(f"\ndecode {unit} ratio vs genai-fp32, median of {args.rounds} rounds, ", end="")
+        print(f"{args.threads} thread(s)")
+        print(f"{'system':<14}{args.old:>14}{args.new:>14}{'new / old':>11}")
+        for s in systems:
+            old, new = (statistics.median(ratios[m][rev][s]) for rev in commits)
+            print(f"{s:<14}{old:>13.3f}x{new:>13.3f}x{new / old:>11.3f}")
 
 
 if __name__ == "__main__":
