@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from irgraph.backends import BACKENDS
-from irgraph.errors import RuntimeFailure
+from irgraph.errors import ConfigError, RuntimeFailure
 from irgraph.runtimes.base import Session
 from irgraph.serialize import is_graph_dir
 
@@ -41,6 +41,12 @@ def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
     folder = Path(path)
     manifest = folder / "manifest.json"
     if manifest.is_file():
+        if cast_weights:
+            raise ConfigError(
+                "casting weights applies to saved graphs: an artifact's weights were fixed "
+                "(and checked) when it was compiled (--cast-weights / cast_weights=True)",
+                where=str(folder),
+            )
         target = _target(manifest)
         for backend in BACKENDS:
             if target in backend.targets and backend.session:

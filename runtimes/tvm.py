@@ -21,6 +21,7 @@ import numpy as np
 from irgraph import artifact as shared
 from irgraph import lm
 from irgraph.backends import backend
+from irgraph.dtypes import DType
 from irgraph.errors import DeviceUnavailable, RuntimeFailure
 from irgraph.feeds import bounds_from_manifest
 from irgraph.lm import LOGITS, LOGITS_LAST
@@ -160,6 +161,14 @@ class TVMSession(Session):
                     f"weight {arg['name']!r} has the wrong shape",
                     expected=arg["shape"],
                     got=list(array.shape),
+                    where=str(weights_file),
+                )
+            want = DType.parse(arg["dtype"]).numpy
+            if array.dtype != want:  # tvm.runtime.tensor would pass other bytes on unchanged
+                raise RuntimeFailure(
+                    f"weight {arg['name']!r} has the wrong dtype",
+                    expected=str(arg["dtype"]),
+                    got=str(array.dtype),
                     where=str(weights_file),
                 )
             self.weights.append(tvm.runtime.tensor(array, self.device))

@@ -12,7 +12,7 @@ import pytest
 
 import irgraph.runtimes
 from irgraph import lm, model_zoo
-from irgraph.errors import InputError
+from irgraph.errors import ConfigError, InputError, RuntimeFailure
 from irgraph.feeds import bounds_from_manifest, context_limit, index_bounds
 from irgraph.runtimes.interpreter import InterpreterSession
 
@@ -153,3 +153,18 @@ def test_generate_refuses_to_run_past_the_position_table(sessions, backend):
         session.generate([[1, 2, 3]], POSITIONS - 1)
     with pytest.raises(InputError, match=rf"id out of range \(expected 0..31, got {VOCAB}\)"):
         session.generate([[1, VOCAB]], 2)
+
+
+def test_tvm_refuses_replacement_weights_of_another_dtype(sessions, graph):
+    from irgraph.runtimes.tvm import TVMSession
+
+    folder = sessions["tvm-llvm"].folder
+    weights = {n: np.asarray(graph.weight(n)) for n in graph.params}
+    weights["embed.weight"] = weights["embed.weight"].astype(np.float16)
+    with pytest.raises(RuntimeFailure, match="weight 'embed.weight' has the wrong dtype"):
+        TVMSession(folder, weights=weights)
+
+
+def test_casting_weights_is_refused_for_an_artifact(sessions):
+    with pytest.raises(ConfigError, match="casting weights applies to saved graphs"):
+        irgraph.runtimes.open(sessions["onnx"].folder, cast_weights=True)
