@@ -151,6 +151,50 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+# The JSON type of every manifest entry a reader uses; "str map": an object of strings.
+_FIELD_TYPES: dict[str, str] = {
+    "target": "string",
+    "model": "string",
+    "inputs": "array",
+    "outputs": "array",
+    "kv_cache": "object",
+    "meta": "object",
+    "tools": "object",
+    "requires": "str map",
+}
+_JSON_TYPES: dict[str, type] = {"string": str, "array": list, "object": dict, "str map": dict}
+
+
+def _check_field_types(manifest: dict[str, Any], path: Path) -> None:
+    """A manifest entry of the wrong JSON type fails here, by name, not as a traceback later."""
+    for key, kind in _FIELD_TYPES.items():
+        value = manifest.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, _JSON_TYPES[kind]):
+            bad, got = key, type(value).__name__
+        elif kind == "str map" and isinstance(value, dict):
+            bad, got = next(
+                (
+                    (f"{key}.{k}", type(v).__name__)
+                    for k, v in value.items()
+                    if not isinstance(v, str)
+                ),
+                ("", ""),
+            )
+        else:
+            bad = ""
+        if bad:
+            raise RuntimeFailure(
+                f"manifest entry {bad!r} has the wrong type",
+                expected="a string"
+                if bad != key
+                else f"a JSON {kind}".replace("str map", "object"),
+                got=got,
+                where=str(path),
+            )
+
+
 def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
     """The checked manifest of the artifact in `folder` (format, required tools, file hashes)."""
     folder = Path(folder)
@@ -179,6 +223,7 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dic
             got=got,
             where=str(path),
         )
+    _check_field_types(manifest, path)
     for package, minimum in (manifest.get("requires") or {}).items():
         installed = tool_version(package)
         if installed is None or _version_tuple(installed) < _version_tuple(minimum):

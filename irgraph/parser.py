@@ -80,6 +80,16 @@ class _Line:
 
     # -- grammar pieces ----------------------------------------------------------------------
 
+    def string(self) -> str:
+        """A quoted string token, its escapes decoded as JSON's."""
+        col = self.tokens[self.i][2] if self.i < len(self.tokens) else None
+        text = self.take("str")
+        try:
+            value: str = json.loads(text)
+        except json.JSONDecodeError as e:
+            self.fail(f"bad string escape: {e.msg}", col=col)
+        return value
+
     def dim(self) -> Dim:
         total: Dim = 0
         while True:
@@ -96,6 +106,9 @@ class _Line:
             else:
                 self.fail("bad dim", expected="an int or a symbol")
             if not self.accept("+"):
+                if isinstance(total, int) and total < 0:
+                    self.i -= 1
+                    self.fail("negative dim", expected="a size >= 0")
                 return total
 
     def type(self) -> TensorType:
@@ -136,9 +149,9 @@ class _Line:
                     items.append(self.attr_value())
                 self.take("p", "]")
             return items
-        self.i += 1
         if kind == "str":
-            return json.loads(text)
+            return self.string()
+        self.i += 1
         if kind == "num":
             return float(text) if any(c in text for c in ".eE") else int(text)
         if kind == "neg":
@@ -171,7 +184,7 @@ def parse(text: str) -> Graph:
     lineno, first = body[0]
     head = _Line(first, lineno)
     head.take("id", "graph")
-    graph = Graph(name=json.loads(head.take("str")))
+    graph = Graph(name=head.string())
     head.take("p", "{")
     head.done()
     scope: dict[str, Value] = {}

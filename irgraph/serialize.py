@@ -68,10 +68,18 @@ def load(path: str | os.PathLike[str], *, cast_weights: bool = False) -> Graph:
     if not text_file.is_file():
         raise ConfigError(f"not an irgraph graph folder: no {GRAPH_FILE}", where=str(folder))
     try:
-        graph = parse(text_file.read_text())
+        graph = parse(text_file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise IRError(
+            f"not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start}",
+            where=str(text_file),
+        ) from None
     except IRError as e:
         raise IRError(
-            e.message, expected=e.expected, got=e.got, where=f"{text_file}: {e.where}"
+            e.message,
+            expected=e.expected,
+            got=e.got,
+            where=f"{text_file}: {e.where}" if e.where else str(text_file),
         ) from None
     weights_file = folder / WEIGHTS_FILE
     if weights_file.is_file():
@@ -141,3 +149,18 @@ def _check_quantized(
                 got=f"{np.dtype(got_dtype)}{list(got)}",
                 where=str(where),
             )
+
+
+def load_with_weights(path: str | os.PathLike[str], *, cast_weights: bool = False) -> Graph:
+    """load(path) for running, compiling or training: a graph without weights is refused.
+
+    A saved graph without weights.safetensors is structure only (as a published-size
+    zoo model is saved) or has lost its weights file; either way the error names the file.
+    """
+    graph = load(path, cast_weights=cast_weights)
+    if graph.weights is None and graph.params:
+        raise ConfigError(
+            f"{WEIGHTS_FILE} is missing: the graph is structure only and cannot run",
+            where=str(Path(path)),
+        )
+    return graph

@@ -47,6 +47,14 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
             raise ConfigError(
                 "not a safetensors file (implausible header length)", got=n, where=str(path)
             )
+        size = os.fstat(f.fileno()).st_size
+        if 8 + n > size:
+            raise ConfigError(
+                "safetensors header runs past the end of the file (truncated?)",
+                expected=f"header length <= {size - 8}",
+                got=n,
+                where=str(path),
+            )
         try:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import pkgutil
@@ -44,5 +45,7 @@ def get(name: str) -> ZooEntry:
     """The entry for a name or alias (case-insensitive); ConfigError listing the names otherwise."""
     key = _aliases().get(name.lower())
     if key is None:
-        raise ConfigError(f"unknown zoo model {name!r}", expected=", ".join(names()))
+        close = difflib.get_close_matches(name.lower(), list(_aliases()), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown zoo model {name!r}{hint}", expected=", ".join(names()))
     return catalog()[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -215,6 +216,13 @@ class ModelConfig:
 
         for key in ("vocab_size", "hidden", "layers", "heads", "ffn"):
             need(getattr(self, key) > 0, key, "must be positive", getattr(self, key))
+        need(0 < self.norm_eps < 1, "norm_eps", "must be in (0, 1)", self.norm_eps)
+        need(
+            self.rotary is None or 0 < self.rotary.base < math.inf,
+            "rotary.base",
+            "must be positive and finite",
+            self.rotary and self.rotary.base,
+        )
         need(
             self.heads % self.n_kv_heads == 0,
             "kv_heads",

@@ -17,7 +17,7 @@ from typing import Any
 from irgraph.backends import BACKENDS
 from irgraph.errors import ConfigError, RuntimeFailure
 from irgraph.runtimes.base import Session
-from irgraph.serialize import is_graph_dir
+from irgraph.serialize import GRAPH_FILE, WEIGHTS_FILE, is_graph_dir
 
 
 def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
@@ -52,7 +52,14 @@ def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
             if target in backend.targets and backend.session:
                 session: Session = backend.load("session")(folder, verify=verify)
                 return session
+        raise RuntimeFailure(
+            "manifest names no target a runtime here opens",
+            expected=" | ".join(t for b in BACKENDS if b.session for t in b.targets),
+            got=repr(target),
+            where=str(manifest),
+        )
     if is_graph_dir(folder):
+        _refuse_artifact_without_manifest(folder)
         from irgraph.runtimes.interpreter import InterpreterSession
 
         return InterpreterSession.open(
@@ -61,6 +68,22 @@ def open(  # noqa: A001  (irgraph.runtimes.open reads naturally)
     raise RuntimeFailure(
         "not a saved graph or compiled artifact (no graph.irg or manifest.json)", where=str(folder)
     )
+
+
+def _refuse_artifact_without_manifest(folder: Path) -> None:
+    """An artifact whose manifest.json is gone would otherwise read as a weightless saved graph."""
+    if (folder / WEIGHTS_FILE).is_file():
+        return
+    others = sorted(
+        p.name for p in folder.iterdir() if p.name not in (GRAPH_FILE, "tokenizer.json")
+    )
+    if others:
+        raise RuntimeFailure(
+            f"manifest.json is missing, so not a compiled artifact (though it holds "
+            f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}), and {WEIGHTS_FILE} "
+            "is missing, so not a runnable saved graph",
+            where=str(folder),
+        )
 
 
 def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
@@ -82,11 +105,12 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dic
     )
 
 
-def _target(manifest: Path) -> str | None:
+def _target(manifest: Path) -> Any:
     try:
-        return json.loads(manifest.read_text()).get("target")
+        target = json.loads(manifest.read_bytes()).get("target")
     except (OSError, ValueError, AttributeError):
         raise RuntimeFailure("manifest.json is not a JSON object", where=str(manifest)) from None
+    return target
 
 
 __all__ = ["Session", "open", "read_manifest"]

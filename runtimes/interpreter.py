@@ -13,7 +13,7 @@ from irgraph.interpreter import run
 from irgraph.ir import Graph
 from irgraph.lm import graph_inputs
 from irgraph.runtimes.base import Session
-from irgraph.serialize import load
+from irgraph.serialize import load_with_weights
 
 
 class InterpreterSession(Session):
@@ -28,7 +28,7 @@ class InterpreterSession(Session):
         path: Path, *, cast_weights: bool = False, allow_nonfinite: bool = False
     ) -> InterpreterSession:
         """The saved graph at `path`, its weights checked (see `irgraph.runtimes.open`)."""
-        graph = load(path, cast_weights=cast_weights)
+        graph = load_with_weights(path, cast_weights=cast_weights)
         if not allow_nonfinite:
             check_finite(graph, where=str(path))
         session = InterpreterSession(graph)

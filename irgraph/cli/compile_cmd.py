@@ -35,13 +35,13 @@ def load_source(
     An existing folder is a saved graph (graph.irg) or a Hugging Face checkpoint
     (config.json); anything else is a zoo model name. `cast_weights`: see `serialize.load`.
     """
-    from irgraph.serialize import is_graph_dir, load
+    from irgraph.serialize import is_graph_dir, load_with_weights
 
     path = Path(source)
     if path.is_dir():
         extra = {TOKENIZER: path / TOKENIZER} if (path / TOKENIZER).is_file() else {}
         if is_graph_dir(path):
-            return load(path, cast_weights=cast_weights), extra
+            return load_with_weights(path, cast_weights=cast_weights), extra
         if (path / "config.json").is_file():
             from irgraph.model_zoo.hf_import import import_hf
 
@@ -56,7 +56,24 @@ def load_source(
         )
     from irgraph import model_zoo
 
+    if looks_like_a_path(source):
+        raise ConfigError("does not exist (SOURCE is a folder or a zoo model name)", where=source)
+    try:
+        model_zoo.get(source)
+    except ConfigError as e:
+        raise ConfigError(
+            f"not a folder, and {e.message}", expected=e.expected, where=source
+        ) from None
     return model_zoo.build(source, size=size, seed=seed), {}
+
+
+def looks_like_a_path(source: str) -> bool:
+    """Zoo names are bare words ('llama-2'); 'ckpt/llama', './x', '~/x' or 'x.irg' are paths."""
+    return (
+        any(c in source for c in "/\\~")
+        or source.startswith(".")
+        or source.endswith((".irg", ".json", ".safetensors"))
+    )
 
 
 def _backend_options(command: Callable[..., None]) -> Callable[..., None]:

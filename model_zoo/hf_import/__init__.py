@@ -14,6 +14,7 @@ computes in fp32.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from irgraph.dtypes import DType
@@ -46,6 +47,7 @@ def import_hf(path: str | os.PathLike[str]) -> Graph:
         config = config.replace(tied_embeddings=False)
     from irgraph.model_zoo.builder import build_graph
 
+    _check_layer_count(max(config.layers, config.encoder_layers), sources, where)
     graph = build_graph(config, weights=None)
     _check_coverage(graph, sources, str(ckpt.folder))
     graph = retype_params(
@@ -75,6 +77,19 @@ def import_to_dir(
     tokenizer = Path(path) / TOKENIZER_FILE
     extra = {TOKENIZER_FILE: tokenizer} if tokenizer.is_file() else {}
     return save(graph, out, extra_files=extra, overwrite=overwrite, inputs=[path])
+
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def _check_layer_count(layers: int, sources: dict[str, Source], where: str) -> None:
+    """More layers than the checkpoint holds fail here, before the graph is built (a config
+    stating 10**12 layers would otherwise build until memory runs out)."""
+    held = max((int(m[1]) + 1 for name in sources if (m := _LAYER.search(name))), default=0)
+    if layers > held:
+        raise ConfigError(
+            f"declares {layers} layers, but the checkpoint holds tensors for {held}", where=where
+        )
 
 
 def _check_coverage(graph: Graph, sources: dict[str, Source], where: str) -> None:

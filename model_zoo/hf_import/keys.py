@@ -11,6 +11,7 @@ a quantization block) therefore fails loudly instead of importing wrong.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -180,16 +181,25 @@ class HFConfig:
             )
         return default
 
-    def int(self, key: str, default: Any = _MISSING) -> int:
+    def int(self, key: str, default: Any = _MISSING, minimum: int = 0) -> int:
+        """An integer >= minimum: every integer a config states is a size, count or index."""
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"key {key!r} must be an integer", got=repr(value), where=self.where)
+        if value < minimum:
+            raise ConfigError(
+                f"key {key!r} must be at least {minimum}", got=repr(value), where=self.where
+            )
         return value
 
     def float(self, key: str, default: Any = _MISSING) -> float:
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"key {key!r} must be a number", got=repr(value), where=self.where)
+        if not math.isfinite(value):  # Python's json reads NaN and Infinity
+            raise ConfigError(
+                f"key {key!r} must be a finite number", got=repr(value), where=self.where
+            )
         return float(value)
 
     def bool(self, key: str, default: Any = _MISSING) -> bool:

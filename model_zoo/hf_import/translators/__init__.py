@@ -55,7 +55,21 @@ def translate(raw: dict[str, Any], where: str) -> Plan:
             got=repr(model_type),
             where=where,
         )
-    return TRANSLATORS[model_type].translate(c)
+    try:
+        return TRANSLATORS[model_type].translate(c)
+    except ConfigError as e:  # the ModelConfig check names a field: say which file set it
+        if e.where.startswith(where):
+            raise
+        raise ConfigError(
+            e.message, expected=e.expected, got=e.got, where=f"{where}: {e.where}".rstrip(": ")
+        ) from None
+    except (ArithmeticError, TypeError) as e:
+        # Keys read through HFConfig.int/float are checked; this catches the combinations
+        # (a size of zero that divides another, a string where a number belongs in a key
+        # read by `first`) before they surface as a traceback.
+        raise ConfigError(
+            f"values do not fit together ({type(e).__name__}: {e})", where=where
+        ) from None
 
 
 __all__ = ["SUPPORTED", "TRANSLATORS", "translate"]

@@ -18,7 +18,7 @@ HARMLESS = ("ep_size",)  # expert-parallel degree
 
 
 def translate(c: HFConfig) -> Plan:
-    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads", minimum=1)
     c.only("num_key_value_heads", (None, heads), "MLA expands keys and values for every head")
     c.only("attention_bias", (False,), "biased MLA projections are not supported")
     c.only("mlp_bias", (False,))

@@ -12,7 +12,7 @@ MODEL_TYPES = ("gpt_neox",)
 
 
 def translate(c: HFConfig) -> Plan:
-    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads", minimum=1)
     max_position = c.int("max_position_embeddings", 2048)
     bias = c.bool("attention_bias", True)
     parallel = c.bool("use_parallel_residual", True)

@@ -33,7 +33,7 @@ _DEFAULTS = {
 def translate(c: HFConfig) -> Plan:
     model_type = c.get("model_type")
     d = _DEFAULTS[model_type]
-    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads", minimum=1)
     head_dim = c.int("head_dim", hidden // heads)
     max_position = c.int("max_position_embeddings", d.max_position)
     ffn = c.int("intermediate_size")

@@ -12,7 +12,7 @@ MODEL_TYPES = ("nemotron",)
 
 
 def translate(c: HFConfig) -> Plan:
-    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads")
+    hidden, heads = c.int("hidden_size"), c.int("num_attention_heads", minimum=1)
     head_dim = c.int("head_dim", hidden // heads)
     max_position = c.int("max_position_embeddings", 4096)
     bias = c.bool("attention_bias", False)
