@@ -132,7 +132,7 @@ def forward(
         ids = ids[None]
     cache = empty_cache(inputs, ids.shape[0])
     if not decode:
-        return np.asarray(run(make_feeds(inputs, ids, cache, past_len=0, **kw))["logits"])
+        return _logits(run(make_feeds(inputs, ids, cache, past_len=0, **kw)))
     rows = []
     prefix = kw.pop("prefix_len", None)
     mask = kw.pop("mask", None)
@@ -148,9 +148,19 @@ def forward(
                 inputs, ids[:, lo:hi], cache, past_len=lo, prefix_len=prefix, mask=step_mask, **kw
             )
         )
-        rows.append(np.asarray(out["logits"]))
+        rows.append(_logits(out))
         cache = {name: np.asarray(out[present_name(name)]) for name in cache}
     return np.concatenate(rows, axis=1)
+
+
+def _logits(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    if LOGITS not in outputs:
+        raise IRError(
+            "the model has no logits output to run as a language model",
+            expected=LOGITS,
+            got=", ".join(outputs) or "no outputs",
+        )
+    return np.asarray(outputs[LOGITS])
 
 
 def graph_inputs(graph: Graph) -> dict[str, TensorType]:

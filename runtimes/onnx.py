@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,19 @@ class ORTSession(Session):
         self._presents = {past: lm.present_name(past) for past in lm.cache_inputs(self.inputs)}
         self._float = np.float16 if manifest["onnx"]["dtype"] == "f16" else np.float32
 
+    @contextmanager
+    def _ort_errors(self) -> Iterator[None]:
+        """ORT's failures at run time as one RuntimeFailure line naming the artifact.
+
+        `Session.check` refuses bad feeds first; this is for what only ORT finds.
+        """
+        try:
+            yield
+        except Exception as e:  # ORT raises its own pybind exception types, with long messages
+            raise RuntimeFailure(
+                f"onnxruntime failed: {str(e).splitlines()[0][:400]}", where=str(self.folder)
+            ) from None
+
     def _check_padding(self, feeds: Mapping[str, Any]) -> None:
         if not self.left_padding and "attention_mask" in feeds:
             mask = np.asarray(feeds["attention_mask"])
@@ -180,9 +194,10 @@ class ORTSession(Session):
         names, outputs = self._encoder_io
         key = tuple((n, np.asarray(feeds[n]).shape, np.asarray(feeds[n]).tobytes()) for n in names)
         if self._encoded is None or self._encoded[0] != key:
-            results = self.encoder.run(
-                list(outputs), {n: self._feed(n, np.asarray(feeds[n])) for n in names}
-            )
+            with self._ort_errors():
+                results = self.encoder.run(
+                    list(outputs), {n: self._feed(n, np.asarray(feeds[n])) for n in names}
+                )
             self._encoded = (key, dict(zip(outputs, results)))
         return {**{n: v for n, v in feeds.items() if n in self._ort_inputs}, **self._encoded[1]}
 
@@ -202,7 +217,8 @@ class ORTSession(Session):
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_padding(feeds)
         arrays = {n: self._feed(n, np.asarray(v)) for n, v in self._decoder_feeds(feeds).items()}
-        results = self.session.run(self.output_names, arrays)
+        with self._ort_errors():
+            results = self.session.run(self.output_names, arrays)
         return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
 
     def _step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -227,7 +243,8 @@ class ORTSession(Session):
             for n, v in feeds.items()
         }
         names = [self.step_logits, *self._presents.values()]
-        results = self.step_session.run_with_ort_values(names, values)
+        with self._ort_errors():
+            results = self.step_session.run_with_ort_values(names, values)
         out = dict(zip(names, results))
         cache = {past: out[present] for past, present in self._presents.items()}
         return _to_f32(out[self.step_logits].numpy()), cache
@@ -249,7 +266,8 @@ class ORTSession(Session):
             if name not in self._presents:
                 binding.bind_cpu_input(name, self._feed(name, np.asarray(value)))
         binding.bind_output(self.step_logits)
-        self.step_session.run_with_iobinding(binding)
+        with self._ort_errors():
+            self.step_session.run_with_iobinding(binding)
         logits = binding.get_outputs()[0].numpy()
         return _to_f32(logits), dict.fromkeys(self._presents, shared)
 

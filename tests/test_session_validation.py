@@ -168,3 +168,24 @@ def test_tvm_refuses_replacement_weights_of_another_dtype(sessions, graph):
 def test_casting_weights_is_refused_for_an_artifact(sessions):
     with pytest.raises(ConfigError, match="casting weights applies to saved graphs"):
         irgraph.runtimes.open(sessions["onnx"].folder, cast_weights=True)
+
+
+def test_onnxruntime_failures_at_run_time_are_one_line(sessions, monkeypatch):
+    class Failing:
+        def run(self, *args):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : boom\nmore detail")
+
+    session = sessions["onnx"]
+    monkeypatch.setattr(session, "session", Failing())
+    with pytest.raises(RuntimeFailure, match=r"onnxruntime failed: \[ONNXRuntimeError\].*boom$"):
+        session.forward([[1, 2]])
+
+
+def test_forward_needs_a_logits_output(graph):
+    from irgraph.errors import IRError
+
+    session = InterpreterSession(graph)
+    session.graph = tiny_learned()
+    session.graph.outputs = {"hidden": session.graph.outputs["logits"]}
+    with pytest.raises(IRError, match=r"no logits output .*expected logits, got hidden"):
+        session.forward([[1, 2]])
