@@ -189,3 +189,21 @@ def test_forward_needs_a_logits_output(graph):
     session.graph.outputs = {"hidden": session.graph.outputs["logits"]}
     with pytest.raises(IRError, match=r"no logits output .*expected logits, got hidden"):
         session.forward([[1, 2]])
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tvm-llvm"])
+def test_the_cli_refuses_with_one_line_where_tvm_gave_garbage(sessions, backend):
+    from click.testing import CliRunner
+
+    from irgraph.cli import main
+
+    folder = str(sessions[backend].folder)
+    too_long = ",".join(["1"] * (POSITIONS + 1))
+    for args, message in (
+        (["run", folder, "--ids", too_long], "past + new tokens (9) exceed the model's context"),
+        (["run", folder, "--ids", f"1,{VOCAB}"], f"token id {VOCAB} is out of range"),
+        (["generate", folder, "--prompt-ids", "1,2,3", "-n", "7"], "runs past the model's"),
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code in (1, 2) and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
