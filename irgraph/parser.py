@@ -55,7 +55,7 @@ class _Line:
             message,
             expected=expected,
             got=repr(got) if expected else None,
-            where=f"line {self.lineno}, col {col + 1}: {self.text.strip()}",
+            where=f"line {self.lineno}, col {col + 1}: {_shown(self.text)}",
         )
 
     def peek(self) -> tuple[str, str]:
@@ -139,14 +139,17 @@ class _Line:
             self.take("p", "]")
         return TensorType(dtype, tuple(dims), quant)
 
-    def attr_value(self) -> Any:
+    def attr_value(self, depth: int = 0) -> Any:
         kind, text = self.peek()
         if self.accept("["):
+            if depth >= _MAX_NESTING:  # deeper lists would exhaust Python's recursion limit
+                self.i -= 1
+                self.fail("attribute lists nested too deeply", expected=f"<= {_MAX_NESTING} levels")
             items: list[Any] = []
             if not self.accept("]"):
-                items.append(self.attr_value())
+                items.append(self.attr_value(depth + 1))
                 while self.accept(","):
-                    items.append(self.attr_value())
+                    items.append(self.attr_value(depth + 1))
                 self.take("p", "]")
             return items
         if kind == "str":
@@ -160,6 +163,15 @@ class _Line:
             return _WORDS[text]
         self.i -= 1
         self.fail("bad attribute value", expected="a number, string, true/false/none or [list]")
+
+
+_MAX_NESTING = 32
+_SHOWN = 120  # characters of the offending line an error quotes
+
+
+def _shown(line: str) -> str:
+    text = line.strip()
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 _WORDS = {"true": True, "false": False, "none": None, "inf": float("inf"), "nan": float("nan")}
@@ -232,7 +244,7 @@ def parse(text: str) -> Graph:
         raise IRError(
             "graph text ends without its closing brace",
             expected="}",
-            where=f"line {last}: {text.strip()}",
+            where=f"line {last}: {_shown(text)}",
         )
     return graph
 
@@ -311,14 +323,14 @@ def _node(line: _Line, scope: dict[str, Value], graph: Graph) -> Node:
             e.message,
             expected=e.expected,
             got=e.got,
-            where=f"line {line.lineno}: {line.text.strip()}",
+            where=f"line {line.lineno}: {_shown(line.text)}",
         ) from None
     if len(types) != len(outs) or any(t != ty for t, (_, ty) in zip(types, outs)):
         raise IRError(
             f"declared result types of {op} differ from the inferred ones",
             expected=", ".join(map(str, types)),
             got=", ".join(str(t) for _, t in outs),
-            where=f"line {line.lineno}: {line.text.strip()}",
+            where=f"line {line.lineno}: {_shown(line.text)}",
         )
     values = []
     for name, ty in outs:

@@ -57,7 +57,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], int]:
             )
         try:
             header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, or nested past the limit
             raise ConfigError(f"safetensors header is not JSON: {e}", where=str(path)) from None
     if not isinstance(header, dict):
         raise ConfigError(

@@ -108,7 +108,7 @@ def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dic
 def _target(manifest: Path) -> Any:
     try:
         target = json.loads(manifest.read_bytes()).get("target")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         raise RuntimeFailure("manifest.json is not a JSON object", where=str(manifest)) from None
     return target
 

@@ -93,7 +93,7 @@ def load(
         state = json.loads((path / "state.json").read_text())
         tensors = load_file(path / "model.safetensors")
         moments = load_file(path / "optimizer.safetensors")
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # bad JSON or UTF-8, or nested too deep
         raise ConfigError(f"unreadable checkpoint: {e}", where=str(path)) from None
     try:
         missing, unexpected = module.load_state_dict(tensors, strict=False)

@@ -234,7 +234,7 @@ def foreign_run(
         return None
     try:
         state = json.loads((found / "state.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # bad JSON or UTF-8, or nested too deep
         return f"its checkpoint {found.name}/state.json is unreadable ({e})"
     if not isinstance(state, dict):
         return f"its checkpoint {found.name}/state.json is not a JSON object"

@@ -39,7 +39,7 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read: {e}", where=str(path)) from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ConfigError(f"not valid JSON: {e}", where=str(path)) from None
 
 
