@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import time
 import typing
 from abc import ABC, abstractmethod
@@ -164,7 +165,8 @@ class OptionSpec:
         """`raw` as a value of this option, or a PassError naming pass, option, expected and got."""
         value = _coerce(pass_name, self.name, self.type, raw, from_text)
         outside = (
-            (self.choices is not None and value not in self.choices)
+            (isinstance(value, float) and not math.isfinite(value))  # nan passes every bound
+            or (self.choices is not None and value not in self.choices)
             or (self.min is not None and value < self.min)
             or (self.max is not None and value > self.max)
         )

@@ -147,7 +147,19 @@ CASES: list[Case] = [
     Case("zoo-build-seed=-1", ("zoo-build",), "--seed", args=("--seed", "-1")),
     Case("zoo-size", ("zoo-show", "zoo-build"), "--size", args=("--size", "huge")),
     Case("target", ("compile",), "--target", args=("--target", "gguf-9")),
-    Case("passes", ("opt",), "no-such-pass", args=("--passes", "no-such-pass")),
+    *(
+        Case(f"passes={spec}", ("opt", "compile"), culprit, args=("--passes", spec))
+        for spec, culprit in [
+            ("no-such-pass", "unknown pass 'no-such-pass'"),
+            ("cse(", "unclosed option list of pass cse"),
+            ("cse,,dce", "pipeline"),
+            ("cse(x=1)", "unknown option 'x' for pass cse"),
+            ("merge-lora(alpha=nan)", "option 'alpha' of pass merge-lora"),
+            ("merge-lora(alpha=inf)", "option 'alpha' of pass merge-lora"),
+            ("constant-fold(max_elements=-1)", "option 'max_elements' of pass constant-fold"),
+            ("constant-fold(max_elements=1e999)", "option 'max_elements' of pass constant-fold"),
+        ]
+    ),
     *(
         Case(f"train{opt}={value}", ("train",), opt, args=(opt, value))
         for opt, value in [

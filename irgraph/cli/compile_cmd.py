@@ -163,6 +163,10 @@ def compile_(
     """Compile SOURCE (saved graph folder, HF checkpoint folder or zoo model) to an artifact."""
     from tqdm import tqdm
 
+    if passes:  # parsed alone, before any work, so that an error quotes the user's own text
+        from irgraph.passes import parse_pipeline
+
+        parse_pipeline(passes)
     replaced = check_output_option(out, [source], force)
     graph, extra = load_source(source, size, seed, cast_weights=cast_weights)
     if not allow_nonfinite:
