@@ -47,6 +47,8 @@ def index_bounds(graph: Graph) -> dict[str, int]:
     for node in graph.nodes:
         opdef = get_op(node.op)
         for index, bound in opdef.indices.items():
+            if bound.negative:  # a bound of [-n, n): not the 0..n-1 `check_feeds` checks
+                continue
             ids = node.inputs[opdef.inputs.index(index)]
             table = node.inputs[opdef.inputs.index(bound.table)]
             if ids not in by_value or table is None:

@@ -106,6 +106,7 @@ class IndexBound:
     table: str  # name of the indexed input
     axis: int = 0
     axis_attr: str | None = None
+    negative: bool = False  # -n <= i < 0 counts from the end too (gather, as numpy.take)
 
     def bound(self, table: TensorType, attrs: Mapping[str, Any]) -> Dim:
         axis = attrs.get(self.axis_attr, self.axis) if self.axis_attr else self.axis

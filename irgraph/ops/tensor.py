@@ -312,7 +312,7 @@ class Gather(OpDef):
     name = "gather"
     inputs = ("data", "indices")
     category = Category.DATA_MOVEMENT
-    indices = {"indices": IndexBound("data", axis_attr="axis")}
+    indices = {"indices": IndexBound("data", axis_attr="axis", negative=True)}
     attrs = {"axis": Attr("int", 0)}
 
     def infer(self, data: TensorType, indices: TensorType, axis: int) -> list[TensorType]:
