@@ -37,6 +37,10 @@ def no_progress(done: int, total: int, what: str) -> None:
     """The default progress callback: report nothing."""
 
 
+def no_log(message: str) -> None:
+    """The default log callback: say nothing."""
+
+
 @dataclass(frozen=True)
 class PassContext:
     """Inputs a pass may need that are not in the graph; every field has a harmless default.
@@ -44,12 +48,14 @@ class PassContext:
     calibration: batches of token ids, int64 [batch, seq] each (windows of real text).
     seed: for any random choice a pass makes, and for the --check inputs.
     progress: `progress(done, total, what)`, called by long passes as they go.
+    log: `log(message)`, for warnings a user should see (the CLI prints them to stderr).
     gradients: a GradientProvider, filled by the CLI from the torch backend.
     """
 
     calibration: Sequence[np.ndarray] = ()
     seed: int = 0
     progress: Progress = field(default=no_progress, compare=False)
+    log: Callable[[str], None] = field(default=no_log, compare=False)
     gradients: GradientProvider | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,8 +78,8 @@ class PassContext:
         """The calibration batches, or a PassError naming pass `p` when there are none."""
         if not self.calibration:
             raise PassError(
-                f"pass {p.name} needs calibration data",
-                expected="PassContext(calibration=[int64 [batch, seq] token ids, ...])",
+                f"pass {p.name} needs calibration data (--calibration PATH on the command line)",
+                expected="--calibration PATH, or PassContext(calibration=[int64 [batch, seq] ...])",
                 got="no batches",
             )
         return tuple(self.calibration)

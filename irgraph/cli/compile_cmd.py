@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
 from irgraph.backends import BACKENDS, backend_for, compile_options, compile_targets
+from irgraph.cli import calibration as calib
 from irgraph.cli.common import weight_options
 from irgraph.cli.compile_checks import check_lm_outputs, load_check, refuse_inapplicable_options
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
@@ -158,11 +160,12 @@ def compile_(
     no_load_check: bool,
     cast_weights: bool,
     allow_nonfinite: bool,
-    **options: str,
+    **options: Any,
 ) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder or zoo model) to an artifact."""
     from tqdm import tqdm
 
+    calibration = calib.from_options(options)  # the rest of `options` are the backend's
     if passes:  # parsed alone, before any work, so that an error quotes the user's own text
         from irgraph.passes import parse_pipeline
 
@@ -176,7 +179,15 @@ def compile_(
     defaults = "" if no_default_passes else default_passes(target, options)
     pipeline = ",".join(p for p in (passes, defaults) if p)
     graph = apply_pipeline(
-        graph, pipeline, print_after, check, allow_arch_change, timing, check_mode=check_mode
+        graph,
+        pipeline,
+        print_after,
+        check,
+        allow_arch_change,
+        timing,
+        check_mode=check_mode,
+        calibration=calibration,
+        tokenizer=extra.get(TOKENIZER),
     )
     check_lm_outputs(graph)
     compile_graph = backend.load("compile")

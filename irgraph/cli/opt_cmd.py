@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
+from irgraph.cli import calibration as calib
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.serialize import load, save
@@ -30,13 +34,23 @@ def opt(
     allow_arch_change: bool,
     timing: bool,
     check_mode: str,
+    **calibration: Any,
 ) -> None:
     """Run a pass pipeline on the saved graph at PATH and save the result to -o."""
     if not passes:
         raise click.BadParameter("needs a pipeline", param_hint="--passes")
     replaced = check_output_option(output, [path], force)
+    tokenizer = Path(path) / "tokenizer.json"
     graph = apply_pipeline(
-        load(path), passes, print_after, check, allow_arch_change, timing, check_mode=check_mode
+        load(path),
+        passes,
+        print_after,
+        check,
+        allow_arch_change,
+        timing,
+        check_mode=check_mode,
+        calibration=calib.from_options(calibration),
+        tokenizer=tokenizer if tokenizer.is_file() else None,
     )
     save(graph, output, overwrite=force, inputs=[path])
     report_replaced(output, replaced)

@@ -6,23 +6,27 @@ def compile(path, ..., passes, print_after, check, allow_arch_change, timing, ch
     graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing,
                            check_mode=check_mode)
 
-Passes run with a PassContext whose progress is a tqdm bar on stderr and whose
-gradients come from the torch backend (loaded only if a pass asks).
+Passes run with a PassContext whose progress is a tqdm bar on stderr, whose warnings go to
+stderr, whose calibration batches come from --calibration (calibration.py) and whose gradients
+come from the torch backend (loaded only if a pass asks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from irgraph.cli.calibration import Calibration, calibration_options
 from irgraph.ir import Graph
 from irgraph.passes.equivalence import CHECK_MODES
 
 
 def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --passes, --print-after, --check, --check-mode, --allow-arch-change and --timing."""
+    """Add --passes, --print-after, --check, --check-mode, --allow-arch-change, --timing and
+    the calibration options (calibration.py; `calibration.from_options` collects them)."""
     options = [
         click.option(
             "--passes",
@@ -60,7 +64,7 @@ def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         fn = option(fn)
-    return fn
+    return calibration_options(fn)
 
 
 def apply_pipeline(
@@ -72,14 +76,24 @@ def apply_pipeline(
     timing: bool,
     *,
     check_mode: str = "auto",
+    calibration: Calibration | None = None,
+    tokenizer: Path | None = None,
 ) -> Graph:
-    """Run the pipeline from the CLI options; the IR after --print-after passes goes to stdout."""
+    """Run the pipeline from the CLI options; the IR after --print-after passes goes to stdout.
+
+    Calibration text is encoded with `tokenizer` (the graph's tokenizer.json), else as bytes.
+    """
     if not passes:
-        if print_after or check or allow_arch_change:
+        if print_after or check or allow_arch_change or (calibration and calibration.paths):
             raise click.BadParameter("needs a pipeline", param_hint="--passes")
         return graph
     from irgraph.cli.providers import TorchGradients, TqdmProgress
+    from irgraph.feeds import index_bounds
     from irgraph.passes import PassContext, run_pipeline
+    from irgraph.tokenizer import model_vocab
+
+    calibration = calibration or Calibration()
+    batches = calibration.batches(tokenizer, model_vocab(index_bounds(graph), graph.meta))
 
     def show(p: Any, g: Graph) -> None:
         click.echo(f"// IR after {p}")
@@ -88,7 +102,13 @@ def apply_pipeline(
     result = run_pipeline(
         graph,
         passes,
-        ctx=PassContext(progress=TqdmProgress(), gradients=TorchGradients()),
+        ctx=PassContext(
+            calibration=batches,
+            seed=calibration.seed,
+            progress=TqdmProgress(),
+            log=lambda message: click.echo(message, err=True),
+            gradients=TorchGradients(),
+        ),
         check=check,
         check_mode=None if check_mode == "auto" else check_mode,
         allow_arch_change=allow_arch_change,

@@ -9,9 +9,11 @@ zero points; `skip` is a quoted, comma-separated list of globs over parameter na
 weights are quantized and which stay float (norms, biases, routers, rotary tables) is
 common.py's docstring; the numerics are irgraph/quant.py's.
 
-Methods: `rtn` (rtn.py) rounds to nearest and needs no data. `gptq` (damp, act_order, block),
-`awq` (grid) and `w8a8` are declared with the options they will read and are not implemented
-yet. An option the chosen method does not read is an error, as is quantizing a weight twice.
+Methods: `rtn` (rtn.py) rounds to nearest and needs no data. `gptq` (gptq.py: damp, act_order,
+block) needs calibration data (PassContext.calibration, `--calibration` on the CLI) and quantizes
+layer by layer (calibrate.py). `awq` (grid) and `w8a8` are declared with the options they will
+read and are not implemented yet. An option the chosen method does not read is an error, as is
+quantizing a weight twice.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes.context import PassContext
 from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, option, register_pass
-from irgraph.passes.quantize import rtn
+from irgraph.passes.quantize import gptq, rtn
 from irgraph.passes.quantize.common import retype, select
 from irgraph.quant import QuantSpec
 
@@ -41,7 +43,8 @@ USES: dict[str, frozenset[str]] = {  # the options each method reads
     "awq": WEIGHT_GRID | {"grid"},
     "w8a8": SHARED,
 }
-METHODS: dict[str, WeightQuantizer] = {"rtn": rtn.quantize_weight}  # the implemented ones
+METHODS: dict[str, WeightQuantizer] = {"rtn": rtn.quantize_weight}  # weight by weight
+DATA_METHODS = frozenset({"gptq"})  # whole-graph methods that read calibration data
 
 
 @register_pass
@@ -49,7 +52,7 @@ METHODS: dict[str, WeightQuantizer] = {"rtn": rtn.quantize_weight}  # the implem
 class Quantize(Pass):
     name = "quantize"
     kind = APPROXIMATE
-    summary = "quantize weights to 8, 4 or 3 bits (rtn; gptq, awq and w8a8 not yet)"
+    summary = "quantize weights to 8, 4 or 3 bits (rtn, gptq; awq and w8a8 not yet)"
     method: Literal["rtn", "gptq", "awq", "w8a8"] = option("rtn", doc="quantization method")
     bits: int = option(4, choices=(3, 4, 8), doc="bits per weight (3 is stored in i4)")
     group: int = option(128, min=0, doc="input columns per scale; 0 = per output channel")
@@ -79,10 +82,10 @@ class Quantize(Pass):
             raise PassError(
                 "option 'group' of pass quantize", expected="0 (per channel) or >= 2", got="1"
             )
-        if self.method not in METHODS:
+        if self.method not in METHODS and self.method not in DATA_METHODS:
             raise PassError(
                 f"quantize(method={self.method}) is not implemented yet",
-                expected=" | ".join(METHODS),
+                expected=" | ".join([*METHODS, *sorted(DATA_METHODS)]),
                 got=self.method,
             )
 
@@ -95,7 +98,11 @@ class Quantize(Pass):
             for name, bits in chosen.items()
         }
         arrays = None
-        if graph.weights is not None:
+        notes: list[str] = []
+        if graph.weights is not None and self.method == "gptq":
+            opts = gptq.Options(self.damp, self.block, self.act_order)
+            arrays, notes = gptq.quantize_graph(graph, specs, opts, ctx, self)
+        elif graph.weights is not None:
             quantize = METHODS[self.method]
             arrays = {}
             for i, (name, spec) in enumerate(specs.items()):
@@ -104,4 +111,5 @@ class Quantize(Pass):
             ctx.progress(len(specs), len(specs), "")
         result = retype(graph, specs, arrays)
         kinds = sorted({f"{s.storage}<{s}>" for s in specs.values()})
-        return PassResult(result, True, f"quantized {len(specs)} weights ({', '.join(kinds)})")
+        note = f"quantized {len(specs)} weights ({', '.join(kinds)})"
+        return PassResult(result, True, "; ".join([note, *notes]))

@@ -1,0 +1,158 @@
+"""Calibration statistics for data-driven quantization: the inputs of each linear, layer by layer.
+
+    for stage in linear_stages(graph, names):
+        hessians = collect_hessians(graph, batches, stage.inputs, weights, progress, what)
+        ... quantize stage.params, put their dequantized values into `weights` ...
+
+A *stage* (a "layer" in the GPTQ paper's sequential order) is a set of linear weights whose
+inputs do not depend on one another: q/k/v after a norm, then o, then gate/up, then down, then
+the next block's q/k/v. Stage s holds the linears whose input lies behind s other quantized
+linears, found from the graph (no names are read). Each stage is calibrated by running the
+interpreter's own op references on the graph with the already-quantized weights of earlier
+stages replaced by their dequantized values (what the quantized graph computes), so later
+layers see the errors of earlier ones. Runs stop at the last value the stage needs and free
+every value after its last use, so memory stays at one batch's live activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from irgraph.ir import Graph, Node, Value
+from irgraph.lm import empty_cache, graph_inputs, is_encoder_decoder, make_feeds
+from irgraph.passes.context import Progress
+from irgraph.registry import get_op
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Weights quantized together, and the distinct activations (linear inputs) they read."""
+
+    params: tuple[str, ...]
+    inputs: tuple[Value, ...]
+
+
+def linear_inputs(graph: Graph, names: Collection[str]) -> dict[str, list[Value]]:
+    """Param -> the activations x of every `linear(x, @param)` reading it, for params in `names`."""
+    uses: dict[str, list[Value]] = {}
+    for node in graph.nodes:
+        x, w = node.inputs[:2] if node.op == "linear" else (None, None)
+        if x is not None and w is not None and w.param is not None and w.param in names:
+            if x not in uses.get(w.param, []):
+                uses.setdefault(w.param, []).append(x)
+    return uses
+
+
+def linear_stages(graph: Graph, uses: Mapping[str, Sequence[Value]]) -> list[Stage]:
+    """`uses` (param -> its linears' inputs) grouped into stages, in dependency order.
+
+    depth(v) counts the quantized linears on the longest path to v; a weight's stage is the
+    largest depth among its inputs.
+    """
+    quantized = {
+        id(node)
+        for node in graph.nodes
+        if node.op == "linear" and node.inputs[1] is not None and node.inputs[1].param in uses
+    }
+    depth: dict[Value, int] = {}
+    for node in graph.nodes:
+        d = max((depth.get(v, 0) for v in node.inputs if v is not None), default=0)
+        for out in node.outputs:
+            depth[out] = d + (1 if id(node) in quantized else 0)
+    by_stage: dict[int, list[str]] = {}
+    for name, xs in uses.items():
+        by_stage.setdefault(max(depth.get(x, 0) for x in xs), []).append(name)
+    stages = []
+    for s in sorted(by_stage):
+        params = tuple(by_stage[s])
+        inputs = tuple(dict.fromkeys(x for p in params for x in uses[p]))
+        stages.append(Stage(params, inputs))
+    return stages
+
+
+def collect_hessians(
+    graph: Graph,
+    batches: Sequence[np.ndarray],
+    inputs: Sequence[Value],
+    weights: Mapping[str, np.ndarray],
+    progress: Progress,
+    what: str,
+) -> dict[Value, np.ndarray]:
+    """H = 2·XᵀX / rows (float64 [K, K]) of each activation in `inputs` over all batches.
+
+    X is the activation with its leading axes flattened to rows (one per token). `weights`
+    replaces graph weights by name (the dequantized values of already-quantized ones).
+    """
+    sums: dict[Value, np.ndarray] = {}
+    rows = 0
+    for i, ids in enumerate(batches):
+        progress(i, len(batches), what)
+        values = evaluate(graph, feeds_for(graph, ids), set(inputs), weights)
+        for x in inputs:
+            a = values[x].reshape(-1, values[x].shape[-1]).astype(np.float64)
+            sums[x] = sums[x] + 2.0 * (a.T @ a) if x in sums else 2.0 * (a.T @ a)
+        rows += int(np.prod(values[inputs[0]].shape[:-1]))
+    progress(len(batches), len(batches), what)
+    return {x: h / max(rows, 1) for x, h in sums.items()}
+
+
+def feeds_for(graph: Graph, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Prefill feeds for token ids [batch, seq] (an encoder-decoder reads them on both sides)."""
+    inputs = graph_inputs(graph)
+    cache = empty_cache(inputs, ids.shape[0])
+    extra = {"encoder_ids": ids} if is_encoder_decoder(inputs) else {}
+    return make_feeds(inputs, ids, cache, past_len=0, **extra)
+
+
+def evaluate(
+    graph: Graph,
+    feeds: Mapping[str, np.ndarray],
+    targets: set[Value],
+    weights: Mapping[str, np.ndarray],
+) -> dict[Value, np.ndarray]:
+    """The values in `targets`, running the graph's nodes in order only as far as they need.
+
+    Numerics are the interpreter's (each op's registry `ref`, results stored in the declared
+    dtype); a value is dropped after its last use unless it is a target.
+    """
+    stop = _last_producer(graph.nodes, targets)
+    last_use: dict[Value, int] = {}
+    for i, node in enumerate(graph.nodes[: stop + 1]):
+        for v in node.inputs:
+            if v is not None:
+                last_use[v] = i
+    values: dict[Value, np.ndarray] = {}
+    for name, v in graph.inputs.items():
+        if name in feeds:
+            values[v] = np.asarray(feeds[name]).astype(v.type.dtype.numpy, copy=False)
+    params = {v: name for name, v in graph.params.items()}
+    for i, node in enumerate(graph.nodes[: stop + 1]):
+        opdef = get_op(node.op)
+        args: list[np.ndarray | None] = []
+        for v in node.inputs:
+            if v is None:
+                args.append(None)
+            elif v in values:
+                args.append(values[v])
+            else:  # a parameter, read where it is used
+                name = params[v]
+                args.append(weights[name] if name in weights else graph.weight(name))
+        results = opdef.ref(*opdef.pad(args), **node.attrs)
+        for out, res in zip(node.outputs, results):
+            if out in last_use or out in targets:  # outputs nothing reads (caches) are dropped
+                values[out] = np.asarray(res).astype(out.type.dtype.numpy, copy=False)
+        for v in node.inputs:
+            if v is not None and last_use.get(v) == i and v not in targets:
+                values.pop(v, None)
+    return {v: values[v] for v in targets}
+
+
+def _last_producer(nodes: Sequence[Node], targets: set[Value]) -> int:
+    last = -1
+    for i, node in enumerate(nodes):
+        if any(o in targets for o in node.outputs):
+            last = i
+    return last

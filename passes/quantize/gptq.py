@@ -1,0 +1,171 @@
+"""GPTQ (Frantar et al. 2022): round one column at a time, moving each error onto later columns.
+
+For a linear y = x·Wᵀ with calibration inputs X, H = 2·XᵀX / rows is the Hessian of the layer's
+squared output error. Columns (input features) are rounded in order; the rounding error of
+column j, scaled by the inverse Hessian, is subtracted from the columns not yet rounded, so they
+absorb it (the Optimal Brain Surgeon update, with the upper Cholesky factor of H⁻¹ as in the
+paper). Details, as in the reference implementation (IST-DASLab/gptq) and AutoGPTQ:
+
+- dead inputs (H[j, j] = 0: a feature that is always 0) get H[j, j] = 1 and a zero column;
+- damping adds damp·mean(diag H) to the diagonal; when the Cholesky factorisation still fails
+  the damping is raised tenfold (up to 10) and the weight is reported, instead of failing;
+- updates are lazy in blocks of `block` columns (one matrix product per block);
+- act_order rounds columns in order of decreasing H[j, j] with *static groups*: each group's
+  scale and zero point are chosen on the original columns before permuting, so the stored
+  weight is in the original order and kernels need no permutation index. Without act_order,
+  a group's grid is chosen from the updated columns when its first column comes up.
+
+The grid and rounding are irgraph.quant's (as RTN's): `choose_scales` picks each group's scale
+in the stored scale dtype, and columns round against it with round-half-to-even and clamp; the
+stored arrays come from `quantize_arrays`, so with H = I the result is exactly RTN's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from irgraph.errors import PassError
+from irgraph.ir import Graph
+from irgraph.passes.context import PassContext
+from irgraph.passes.quantize import rtn
+from irgraph.passes.quantize.calibrate import collect_hessians, linear_inputs, linear_stages
+from irgraph.quant import QuantSpec, choose_scales, dequantize, quantize_arrays
+
+MAX_DAMP = 10.0  # the last damping tried, as a fraction of mean(diag H)
+
+
+@dataclass(frozen=True)
+class Options:
+    damp: float = 0.01
+    block: int = 128
+    act_order: bool = True
+
+
+def quantize_graph(
+    graph: Graph, specs: Mapping[str, QuantSpec], opts: Options, ctx: PassContext, p: Any
+) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Stored arrays of every weight in `specs`, and notes for people (raised damping, RTN ones).
+
+    `p` is the pass, named when calibration data is missing. Weights read by linears are
+    GPTQ'd stage by stage (calibrate.py), each stage calibrated with the earlier stages
+    already quantized. Weights read otherwise (embedding tables, MoE
+    expert stacks, a table tied to the LM head) are rounded to nearest, before any stage runs.
+    """
+    uses = linear_inputs(graph, specs)
+    other = {v.param for node in graph.nodes if node.op != "linear" for v in node.inputs if v}
+    gptq = {name: xs for name, xs in uses.items() if name not in other}
+    batches = ctx.need_calibration(p) if gptq else ()
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    current: dict[str, np.ndarray] = {}  # dequantized values of the weights quantized so far
+    for name, spec in specs.items():
+        if name not in gptq:
+            arrays[name] = rtn.quantize_weight(np.asarray(graph.weight(name)), spec)
+            current[name] = _dequantized(graph, name, spec, arrays[name])
+    rounded = len(specs) - len(gptq)
+    notes = [f"{rounded} weights not read by a linear rounded to nearest"] if rounded else []
+    stages = linear_stages(graph, gptq)
+    for s, stage in enumerate(stages):
+        what = f"gptq layer {s + 1}/{len(stages)}"
+        hessians = collect_hessians(graph, batches, stage.inputs, current, ctx.progress, what)
+        for name in stage.params:
+            h = sum(hessians[x] for x in gptq[name]) / len(gptq[name])
+            w = np.asarray(graph.weight(name), np.float32)
+            arrays[name], damp = quantize_weight(w, np.asarray(h), specs[name], opts, name)
+            current[name] = _dequantized(graph, name, specs[name], arrays[name])
+            if damp != opts.damp:
+                note = f"@{name}: Cholesky failed at damp={opts.damp}, quantized at damp={damp}"
+                ctx.log(f"warning: quantize(method=gptq) {note}")
+                notes.append(note)
+    return arrays, notes
+
+
+def _dequantized(
+    graph: Graph, name: str, spec: QuantSpec, stored: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    shape = tuple(int(d) for d in graph.params[name].type.shape)  # type: ignore[arg-type]
+    return dequantize(spec, shape, stored)
+
+
+def quantize_weight(
+    w: np.ndarray, h: np.ndarray, spec: QuantSpec, opts: Options, name: str = "weight"
+) -> tuple[dict[str, np.ndarray], float]:
+    """(stored arrays, damping used) of w [N, K] with Hessian h [K, K] (float64)."""
+    n, k = w.shape
+    w = np.array(w, np.float64)
+    h = np.array(h, np.float64)
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    g = spec.group_size(k)
+    blocks = spec.blocks(k)
+    scales = np.zeros((n, blocks), spec.scale_dtype.numpy)
+    zeros = None if spec.sym else np.zeros((n, blocks), np.int8)
+    static = opts.act_order or spec.group == 0
+    if static:  # every group's grid from the original columns, in their original order
+        scales, zeros = choose_scales(w.astype(np.float32), spec)
+    perm = np.argsort(-np.diag(h), kind="stable") if opts.act_order else np.arange(k)
+    if opts.act_order:
+        w, h = w[:, perm], h[np.ix_(perm, perm)]
+    hinv, damp = _inverse_factor(h, opts.damp, name)
+    q = np.zeros_like(w)
+    for i1 in range(0, k, opts.block):
+        i2 = min(i1 + opts.block, k)
+        err = np.zeros((n, i2 - i1))
+        for i in range(i1, i2):
+            col = perm[i]
+            b = col // g
+            if not static and col % g == 0:  # a new group: its grid from the updated columns
+                s_b, z_b = choose_scales(w[:, col : col + g].astype(np.float32), spec)
+                scales[:, b] = s_b[:, 0]
+                if zeros is not None and z_b is not None:
+                    zeros[:, b] = z_b[:, 0]
+            z = None if zeros is None else zeros[:, b]
+            q[:, i] = _round(w[:, i], scales[:, b], z, spec)
+            e = (w[:, i] - q[:, i]) / hinv[i, i]
+            w[:, i:i2] -= np.outer(e, hinv[i, i:i2])
+            err[:, i - i1] = e
+        w[:, i2:] -= err @ hinv[i1:i2, i2:]
+    q = q[:, np.argsort(perm)]
+    return quantize_arrays(q.astype(np.float32), spec, scales, zeros), damp
+
+
+def _round(
+    col: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, spec: QuantSpec
+) -> np.ndarray:
+    """Column `col` [N] rounded on its grid and dequantized: irgraph.quant's arithmetic, in f32."""
+    s = scale.astype(np.float32)
+    z = np.zeros_like(s) if zero is None else zero.astype(np.float32)
+    x = col.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(s > 0, np.round(x / s) + z, z)
+    return ((np.clip(q, spec.qmin, spec.qmax) - z) * s).astype(np.float64)
+
+
+def _inverse_factor(h: np.ndarray, damp: float, name: str) -> tuple[np.ndarray, float]:
+    """(U, damp): upper Cholesky factor of (H + damp·mean(diag H)·I)⁻¹, raising damp tenfold
+    until both factorisations succeed."""
+    mean = float(np.mean(np.diag(h)))
+    tried = []
+    d = damp
+    while True:
+        tried.append(d)
+        try:
+            lower = np.linalg.cholesky(h + d * mean * np.eye(len(h)))
+            inv = np.linalg.inv(lower)
+            u = np.linalg.cholesky(inv.T @ inv).T
+            if np.all(np.isfinite(u)):
+                return u, d
+        except np.linalg.LinAlgError:
+            pass
+        if d >= MAX_DAMP:
+            raise PassError(
+                f"quantize(method=gptq): the Hessian of @{name} is not positive definite even "
+                "with damping",
+                expected="calibration data that exercises the layer's inputs",
+                got=f"Cholesky failed at damp={', '.join(map(str, tried))}",
+            )
+        d = min(max(d * 10, 0.01), MAX_DAMP)

@@ -1,0 +1,143 @@
+"""quantize(method=gptq) (issue 13): known answers against RTN, damping retries, dead inputs,
+layer-by-layer calibration on the already-quantized layers, and its options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from irgraph import lm
+from irgraph.dtypes import DType
+from irgraph.errors import PassError
+from irgraph.ir import Graph
+from irgraph.passes import PassContext, run_pipeline
+from irgraph.passes.quantize import gptq, rtn
+from irgraph.passes.quantize.calibrate import evaluate, feeds_for, linear_inputs, linear_stages
+from irgraph.quant import QuantSpec, dequantize
+from tests.helpers.handbuilt import VOCAB, tiny_llama
+
+F16 = DType.f16
+
+
+def _spec(bits: int = 4, group: int = 8, sym: bool = True) -> QuantSpec:
+    return QuantSpec(bits, group, sym, F16)
+
+
+def _correlated(rows: int, k: int, seed: int = 0) -> np.ndarray:
+    """Inputs whose features are strongly correlated (a few latent factors plus noise)."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((rows, 4)) @ rng.standard_normal((4, k))
+    return (latent + 0.1 * rng.standard_normal((rows, k))).astype(np.float32)
+
+
+@pytest.mark.parametrize("act_order", [True, False])
+@pytest.mark.parametrize(
+    "spec", [_spec(), _spec(3, 0), _spec(4, 6, sym=False), _spec(8, 16)], ids=str
+)
+def test_identity_hessian_gives_exactly_rtn(spec, act_order):
+    # K = 20: group 6 pads the last group, group 16 leaves a group of 4
+    w = np.random.default_rng(1).standard_normal((5, 20)).astype(np.float32)
+    got, damp = gptq.quantize_weight(w, np.eye(20), spec, gptq.Options(act_order=act_order))
+    want = rtn.quantize_weight(w, spec)
+    assert damp == 0.01 and set(got) == set(want)
+    for suffix in want:
+        np.testing.assert_array_equal(got[suffix], want[suffix])
+
+
+@pytest.mark.parametrize("act_order", [True, False])
+@pytest.mark.parametrize("bits, group", [(4, 8), (3, 0)])
+def test_gptq_lowers_layer_output_error_on_correlated_inputs(bits, group, act_order):
+    x = _correlated(512, 32)
+    w = np.random.default_rng(2).standard_normal((24, 32)).astype(np.float32)
+    spec = _spec(bits, group)
+    h = 2 * x.T.astype(np.float64) @ x / len(x)
+    stored, _ = gptq.quantize_weight(w, h, spec, gptq.Options(act_order=act_order, block=8))
+
+    def error(arrays):
+        return float(np.sum((x @ w.T - x @ dequantize(spec, w.shape, arrays).T) ** 2))
+
+    assert error(stored) < 0.5 * error(rtn.quantize_weight(w, spec))
+
+
+def test_dead_inputs_get_a_zero_column_and_no_nan():
+    x = _correlated(64, 16)
+    x[:, [3, 7]] = 0.0  # features that never fire
+    w = np.random.default_rng(3).standard_normal((4, 16)).astype(np.float32)
+    h = 2 * x.T.astype(np.float64) @ x / len(x)
+    stored, damp = gptq.quantize_weight(w, h, _spec(), gptq.Options(damp=0.0))
+    deq = dequantize(_spec(), w.shape, stored)
+    assert damp == 0.0 and np.all(np.isfinite(deq))
+    np.testing.assert_array_equal(deq[:, [3, 7]], 0.0)
+
+
+def test_cholesky_failure_retries_at_larger_damping_then_fails_clearly():
+    w = np.ones((2, 2), np.float32)
+    # eigenvalues 2.05 and -0.05 (mean diag 1): indefinite at damp 0.01, positive at 0.1
+    _, damp = gptq.quantize_weight(
+        w, np.array([[1.0, 1.05], [1.05, 1.0]]), _spec(group=2), gptq.Options()
+    )
+    assert damp == pytest.approx(0.1)
+    with pytest.raises(PassError, match=r"Hessian of @w .* damp=0.01, 0.1, 1.0, 10.0"):
+        gptq.quantize_weight(
+            w, np.array([[1.0, 21.0], [21.0, 1.0]]), _spec(group=2), gptq.Options(), "w"
+        )
+
+
+def _calibration(n: int = 2, seq: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(4)
+    return [rng.integers(0, VOCAB, (2, seq)) for _ in range(n)]
+
+
+def test_stages_follow_the_layers_in_order():
+    g = tiny_llama()
+    stages = linear_stages(g, linear_inputs(g, set(g.params)))
+    names = [sorted(p.split(".", 2)[-1] for p in s.params) for s in stages]
+    block = [
+        ["k.weight", "q.weight", "v.weight"],
+        ["o.weight"],
+        ["gate.weight", "up.weight"],
+        ["down.weight"],
+    ]
+    assert names == block * 2 + [["weight"]]  # then the LM head
+    assert [len(s.inputs) for s in stages] == [1, 1, 1, 1] * 2 + [1]  # q/k/v share one input
+
+
+def test_calibration_runs_the_quantized_earlier_layers():
+    """A stage's activations are the quantized graph's own, computed by the interpreter."""
+    g = tiny_llama()
+    ctx = PassContext(calibration=_calibration())
+    q = run_pipeline(g, "quantize(method=gptq, bits=4, group=8)", ctx=ctx).graph
+    feeds = feeds_for(g, _calibration()[0])
+    current = {name: np.asarray(q.weight(name)) for name in q.params}
+    logits = evaluate(g, feeds, {g.outputs["logits"]}, current)[g.outputs["logits"]]
+    np.testing.assert_allclose(logits, lm.interpret(q, _calibration()[0]), rtol=1e-5, atol=1e-5)
+
+
+def _layer_error(g: Graph, q: Graph, batches: list[np.ndarray]) -> float:
+    ids = np.concatenate(batches)
+    return float(np.mean((lm.interpret(q, ids) - lm.interpret(g, ids)) ** 2))
+
+
+def test_gptq_pass_beats_rtn_on_its_calibration_data_and_reports():
+    g = tiny_llama()
+    seen: list[str] = []
+    ctx = PassContext(calibration=_calibration(4), progress=lambda d, t, what: seen.append(what))
+    result = run_pipeline(g, "quantize(method=gptq, bits=3, group=8)", ctx=ctx, check=False)
+    rtn_graph = run_pipeline(g, "quantize(method=rtn, bits=3, group=8)").graph
+    assert str(result.graph.params["layers.0.q.weight"].type) == "i4<b3,g8,sym,f16>[32, 32]"
+    assert _layer_error(g, result.graph, _calibration(4)) < _layer_error(
+        g, rtn_graph, _calibration(4)
+    )
+    assert "quantize: gptq layer 1/9" in seen and "quantize: gptq layer 9/9" in seen
+    assert "1 weights not read by a linear rounded to nearest" in result.records[-1].note
+
+
+def test_gptq_without_calibration_names_the_option():
+    with pytest.raises(PassError, match="needs calibration data.*--calibration"):
+        run_pipeline(tiny_llama(), "quantize(method=gptq)")
+
+
+@pytest.mark.parametrize("option", ["damp=0.1", "act_order=false", "block=64"])
+def test_gptq_options_are_errors_for_other_methods(option):
+    with pytest.raises(PassError, match=f"{option.split('=')[0]} of pass quantize are not used"):
+        run_pipeline(tiny_llama(), f"quantize(method=rtn, {option})")
