@@ -10,6 +10,7 @@ little-endian header length, a JSON header, then raw little-endian data.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Iterable, Iterator, Mapping
@@ -94,7 +95,7 @@ class WeightStore(Mapping[str, np.ndarray]):
                 dtype, shape, begin, end = _entry(p, name, info)
                 # Checked here, not at first use: a bad offset would otherwise surface later as
                 # numpy's mmap error, far from the file that caused it.
-                nbytes = int(np.prod(shape)) * np.dtype(_TO_NUMPY[dtype]).itemsize
+                nbytes = math.prod(shape) * np.dtype(_TO_NUMPY[dtype]).itemsize
                 if end - begin != nbytes:
                     raise ConfigError(
                         f"tensor {name!r}: data_offsets span {end - begin} bytes",
@@ -130,7 +131,7 @@ class WeightStore(Mapping[str, np.ndarray]):
         if name not in self._lazy:
             raise KeyError(name)
         path, dtype, shape, offset = self._lazy[name]
-        if int(np.prod(shape)) == 0:
+        if math.prod(shape) == 0:
             return np.zeros(shape, dtype=_TO_NUMPY[dtype])
         return np.memmap(path, dtype=_TO_NUMPY[dtype], mode="r", offset=offset, shape=shape)
 
@@ -170,20 +171,22 @@ def _check_disjoint(spans: list[tuple[int, int, str]], path: Path) -> None:
 
 def _entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int, int]:
     """(dtype, shape, begin, end) of one header entry; ConfigError naming the file if malformed."""
-    try:
-        dtype, shape, (begin, end) = (
-            info["dtype"],
-            tuple(int(d) for d in info["shape"]),
-            info["data_offsets"],
+
+    def ints(value: Any) -> bool:  # JSON integers only: not 2.5, true, "3" or Infinity
+        return isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
         )
-        begin, end = int(begin), int(end)
-    except (KeyError, TypeError, ValueError):
+
+    ok = isinstance(info, dict) and isinstance(info.get("dtype"), str)
+    ok = ok and ints(info.get("shape")) and ints(info.get("data_offsets"))
+    if not ok or len(info["data_offsets"]) != 2:
         raise ConfigError(
             f"tensor {name!r} has a malformed entry",
             expected='{"dtype", "shape", "data_offsets": [begin, end]}',
-            got=info,
+            got=repr(info)[:200],
             where=str(path),
-        ) from None
+        )
+    dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
     if dtype not in _TO_NUMPY:
         raise ConfigError(
             f"tensor {name!r} has unsupported dtype",
@@ -193,7 +196,9 @@ def _entry(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], int,
         )
     if begin < 0 or end < begin or min(shape, default=0) < 0:
         raise ConfigError(
-            f"tensor {name!r} has negative data_offsets or shape", got=info, where=str(path)
+            f"tensor {name!r} has negative data_offsets or shape",
+            got=repr(info)[:200],
+            where=str(path),
         )
     return dtype, shape, begin, end
 

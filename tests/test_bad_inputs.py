@@ -64,18 +64,55 @@ def _files(kind: str) -> list[Path]:
     return sorted((CORPUS / kind).iterdir())
 
 
-def _file_cases(kind: str, target: str, base: str, verbs: tuple[str, ...]) -> list[Case]:
-    """One case per corpus file of `kind`: it replaces `target` in a good `base` folder."""
+def _file_cases(
+    kind: str,
+    target: str,
+    base: str,
+    verbs: tuple[str, ...],
+    only: tuple[str, ...] = (),
+    culprits: Mapping[str, str] | None = None,
+) -> list[Case]:
+    """One case per corpus file of `kind` (or those in `only`): it replaces `target` in a good
+    `base` folder; the error names `target`, or what `culprits` says for that file."""
     return [
-        Case(f"{kind}/{f.name}", verbs, target, base, {target: f"{kind}/{f.name}"})
+        Case(
+            f"{base}/{target}:{kind}/{f.name}",
+            verbs,
+            (culprits or {}).get(f.name, target),
+            base,
+            {target: f"{kind}/{f.name}"},
+        )
         for f in _files(kind)
+        if not only or f.name in only
     ]
+
+
+JSON_GARBAGE = (
+    "not_json.json",
+    "a_list.json",
+    "not_utf8.json",
+    "empty.json",
+    "nested_too_deep.json",
+)
 
 
 CASES: list[Case] = [
     *_file_cases("ir", "graph.irg", "graph", READ_GRAPH),
     *_file_cases("safetensors", "weights.safetensors", "graph", READ_GRAPH),
     *_file_cases("hf_config", "config.json", "hf", READ_HF),
+    *_file_cases(
+        "safetensors",
+        "model.safetensors",
+        "hf",
+        READ_HF,
+        culprits={  # a checkpoint of another model: the tensor is named
+            "other_model.safetensors": "checkpoint tensor 'unrelated.weight' has no role",
+            "wrong_shape.safetensors": "checkpoint tensor 'embed.weight' has no role",
+        },
+    ),
+    *_file_cases("hf_config", "generation_config.json", "hf", ("import-hf",), JSON_GARBAGE),
+    *_file_cases("hf_config", "model.safetensors.index.json", "hf", READ_HF, JSON_GARBAGE),
+    *_file_cases("tokenizer", "tokenizer.json", "hf", ("import-hf",)),
     *_file_cases("manifest", "manifest.json", "artifact", OPEN_ARTIFACT),
     *_file_cases("tokenizer", "tokenizer.json", "graph", ("generate-text", "train")),
     # missing files: the message names the file that is missing

@@ -28,6 +28,7 @@ from irgraph.model_zoo.hf_import.translators.common import TOKEN_KEYS
 from irgraph.model_zoo.hf_import.weights import MappedWeights, Source, assemble
 from irgraph.output import check_output
 from irgraph.serialize import save
+from irgraph.tokenizer import check_tokenizer
 
 
 def import_hf(path: str | os.PathLike[str]) -> Graph:
@@ -76,6 +77,8 @@ def import_to_dir(
     graph = import_hf(path)
     tokenizer = Path(path) / TOKENIZER_FILE
     extra = {TOKENIZER_FILE: tokenizer} if tokenizer.is_file() else {}
+    if extra:  # an unreadable tokenizer is refused here, not when the graph is first used
+        check_tokenizer(tokenizer, None)
     return save(graph, out, extra_files=extra, overwrite=overwrite, inputs=[path])
 
 

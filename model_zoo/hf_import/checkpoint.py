@@ -94,11 +94,15 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             )
     gen_file = folder / "generation_config.json"
     generation = _read_json(gen_file) if gen_file.is_file() else {}
+    if not isinstance(generation, dict):
+        raise ConfigError(
+            "must hold a JSON object", got=type(generation).__name__, where=str(gen_file)
+        )
     tokenizer = folder / TOKENIZER_FILE
     return Checkpoint(
         folder,
         config,
         tensors,
-        generation if isinstance(generation, dict) else {},
+        generation,
         tokenizer if tokenizer.is_file() else None,
     )
