@@ -214,7 +214,7 @@ def quantize(
     q = q.reshape(*lead, -1)
     kp = spec.padded(k)
     if q.shape[-1] < kp:  # an odd per-channel row of nibbles: one more padding value
-        q = np.concatenate([q, z[..., 0, :1].astype(np.int8).repeat(1, -1)], axis=-1)
+        q = np.concatenate([q, z[..., 0, :1].astype(np.int8)], axis=-1)
     return q
 
 
