@@ -55,6 +55,7 @@ UNARY = [
     "fast_gelu",
 ]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
+WEIGHT_DTYPES = ["f32", "f16", "i4<g32,sym,f16>", "i4<b3,ch,asym,f32>", "i8<g16,asym,f16>"]
 
 
 class RandomGraph:
@@ -66,12 +67,12 @@ class RandomGraph:
         self.pool: list = []  # float values [batch, seq, d] and friends
         self.params = 0
 
-    def param(self, shape) -> object:
+    def param(self, shape, dtype: str = "f32") -> object:
         self.params += 1
         name = (
             f"{self.draw(PARAM_NAME, label='param')}.{self.params}"  # unique, with dots and slashes
         )
-        return self.b.param(name, f"f32[{', '.join(map(str, shape))}]")
+        return self.b.param(name, f"{dtype}[{', '.join(map(str, shape))}]")
 
     def hint(self) -> str | None:
         return self.draw(HINT, label="hint")
@@ -133,7 +134,8 @@ class RandomGraph:
         elif kind == "linear":
             n = self.draw(st.sampled_from([4, 8, 12]))
             bias = self.param((n,)) if self.draw(st.booleans()) else None
-            out = b.linear(x, self.param((n, d)), bias, hint=h)
+            weight = self.draw(st.sampled_from(WEIGHT_DTYPES), label="weight dtype")
+            out = b.linear(x, self.param((n, d), weight), bias, hint=h)
         elif kind == "norm":
             if self.draw(st.booleans()):
                 bias = self.param((d,)) if self.draw(st.booleans()) else None
