@@ -6,6 +6,7 @@ import click
 
 from irgraph.cli import (
     compile_cmd,
+    eval_cmd,
     explain_cmd,
     generate_cmd,
     import_cmd,
@@ -41,4 +42,5 @@ main.add_command(train_cmd.train)
 main.add_command(import_cmd.import_hf)
 main.add_command(compile_cmd.compile_)
 main.add_command(generate_cmd.generate)
+main.add_command(eval_cmd.eval_)
 main.add_command(zoo_cmd.zoo)
