@@ -36,10 +36,8 @@ class _Line:
 
     def __init__(self, text: str, lineno: int):
         self.text, self.lineno, self.tokens, self.i = text, lineno, [], 0
-        pos = 0
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
+        pos, end = 0, len(text.rstrip())  # linear in the line's length, however long
+        while pos < end:
             m = _TOKEN.match(text, pos)
             if not m or m.end() == pos:
                 self.fail(f"unexpected character {text[pos:].strip()[:1]!r}", col=pos)
