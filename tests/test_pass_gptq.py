@@ -12,7 +12,13 @@ from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes import PassContext, run_pipeline
 from irgraph.passes.quantize import gptq, rtn
-from irgraph.passes.quantize.calibrate import evaluate, feeds_for, linear_inputs, linear_stages
+from irgraph.passes.quantize.calibrate import (
+    Calibrator,
+    evaluate,
+    feeds_for,
+    linear_inputs,
+    linear_stages,
+)
 from irgraph.quant import QuantSpec, dequantize
 from tests.helpers.handbuilt import VOCAB, tiny_llama
 
@@ -141,3 +147,24 @@ def test_gptq_without_calibration_names_the_option():
 def test_gptq_options_are_errors_for_other_methods(option):
     with pytest.raises(PassError, match=f"{option.split('=')[0]} of pass quantize are not used"):
         run_pipeline(tiny_llama(), f"quantize(method=rtn, {option})")
+
+
+def test_resumed_calibration_equals_running_each_stage_from_the_start():
+    """Calibrator resumes each batch where the last stage stopped; the statistics are those of
+    a fresh run with the same (partly quantized) weights."""
+    g = tiny_llama()
+    batches = _calibration(2, 6)
+    uses = linear_inputs(g, set(g.params) - {"embed.weight"})
+    calibrator = Calibrator(g, batches)
+    current: dict[str, np.ndarray] = {}
+    for stage in linear_stages(g, uses):
+        got = calibrator.hessians(stage.inputs, current, lambda *_: None, "")
+        for x in stage.inputs:
+            acts = [evaluate(g, feeds_for(g, ids), {x}, current)[x] for ids in batches]
+            a = np.concatenate([v.reshape(-1, v.shape[-1]) for v in acts]).astype(np.float64)
+            np.testing.assert_allclose(got[x], 2 * a.T @ a / len(a), rtol=1e-12)
+        for name in stage.params:  # the next stage sees these weights rounded
+            current[name] = dequantize(
+                _spec(), g.params[name].type.shape, rtn.quantize_weight(g.weight(name), _spec())
+            )
+    assert calibrator.restarts == 0 and all(done > 0 for done, _ in calibrator.states)

@@ -1,7 +1,8 @@
 """Calibration statistics for data-driven quantization: the inputs of each linear, layer by layer.
 
-    for stage in linear_stages(graph, names):
-        hessians = collect_hessians(graph, batches, stage.inputs, weights, progress, what)
+    calibrator = Calibrator(graph, batches)
+    for stage in linear_stages(graph, linear_inputs(graph, names)):
+        hessians = calibrator.hessians(stage.inputs, weights, progress, what)
         ... quantize stage.params, put their dequantized values into `weights` ...
 
 A *stage* (a "layer" in the GPTQ paper's sequential order) is a set of linear weights whose
@@ -10,8 +11,9 @@ the next block's q/k/v. Stage s holds the linears whose input lies behind s othe
 linears, found from the graph (no names are read). Each stage is calibrated by running the
 interpreter's own op references on the graph with the already-quantized weights of earlier
 stages replaced by their dequantized values (what the quantized graph computes), so later
-layers see the errors of earlier ones. Runs stop at the last value the stage needs and free
-every value after its last use, so memory stays at one batch's live activations.
+layers see the errors of earlier ones. Runs stop at the last value the stage needs and drop
+every value after its last use; each batch resumes where the previous stage stopped, so the
+whole calibration costs about one run of the graph.
 """
 
 from __future__ import annotations
@@ -73,30 +75,116 @@ def linear_stages(graph: Graph, uses: Mapping[str, Sequence[Value]]) -> list[Sta
     return stages
 
 
-def collect_hessians(
-    graph: Graph,
-    batches: Sequence[np.ndarray],
-    inputs: Sequence[Value],
-    weights: Mapping[str, np.ndarray],
-    progress: Progress,
-    what: str,
-) -> dict[Value, np.ndarray]:
-    """H = 2·XᵀX / rows (float64 [K, K]) of each activation in `inputs` over all batches.
+class Calibrator:
+    """The graph run on the calibration batches, stage by stage, resuming where it stopped.
 
-    X is the activation with its leading axes flattened to rows (one per token). `weights`
-    replaces graph weights by name (the dequantized values of already-quantized ones).
+    Each batch keeps the values still needed past the last node it ran, so stage s continues
+    from stage s-1's stopping point instead of rerunning the graph from the start. If a node
+    already run reads a weight whose value has changed since (the order of nodes put it before
+    the stopping point), that batch starts again from the first node.
     """
-    sums: dict[Value, np.ndarray] = {}
-    rows = 0
-    for i, ids in enumerate(batches):
-        progress(i, len(batches), what)
-        values = evaluate(graph, feeds_for(graph, ids), set(inputs), weights)
-        for x in inputs:
-            a = values[x].reshape(-1, values[x].shape[-1]).astype(np.float64)
-            sums[x] = sums[x] + 2.0 * (a.T @ a) if x in sums else 2.0 * (a.T @ a)
-        rows += int(np.prod(values[inputs[0]].shape[:-1]))
-    progress(len(batches), len(batches), what)
-    return {x: h / max(rows, 1) for x, h in sums.items()}
+
+    def __init__(self, graph: Graph, batches: Sequence[np.ndarray]):
+        self.graph = graph
+        self.batches = list(batches)
+        self.last_use: dict[Value, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for v in node.inputs:
+                if v is not None:
+                    self.last_use[v] = i
+        self.params = {v: name for name, v in graph.params.items()}
+        self.readers: dict[str, int] = {}  # param -> first node reading it
+        for i, node in enumerate(graph.nodes):
+            for v in node.inputs:
+                if v is not None and v.param is not None:
+                    self.readers.setdefault(v.param, i)
+        self.states: list[tuple[int, dict[Value, np.ndarray]]] = [(0, {}) for _ in self.batches]
+        self.used: dict[str, np.ndarray] = {}  # the weight values the states were computed with
+        self.restarts = 0  # batches run again from the first node
+
+    def hessians(
+        self,
+        inputs: Sequence[Value],
+        weights: Mapping[str, np.ndarray],
+        progress: Progress,
+        what: str,
+    ) -> dict[Value, np.ndarray]:
+        """H = 2·XᵀX / rows (float64 [K, K]) of each activation in `inputs` over all batches.
+
+        X is the activation with its leading axes flattened to rows (one per token). `weights`
+        replaces graph weights by name (the dequantized values of already-quantized ones).
+        """
+        changed = [n for n, w in weights.items() if self.used.get(n) is not w]
+        restart = min((self.readers.get(n, len(self.graph.nodes)) for n in changed), default=-1)
+        self.used = dict(weights)
+        targets = set(inputs)
+        stop = _last_producer(self.graph.nodes, targets)
+        sums: dict[Value, np.ndarray] = {}
+        rows = 0
+        for b, ids in enumerate(self.batches):
+            progress(b, len(self.batches), what)
+            done, values = self.states[b]
+            if (
+                restart >= 0
+                and restart < done
+                or not all(x in values for x in inputs if self._index(x) < done)
+            ):
+                done, values = 0, {}
+                self.restarts += 1
+            if done == 0:
+                values = self._feeds(ids)
+            done = self._run(values, done, stop + 1, weights, targets)
+            for x in inputs:
+                a = values[x].reshape(-1, values[x].shape[-1]).astype(np.float64)
+                sums[x] = sums[x] + 2.0 * (a.T @ a) if x in sums else 2.0 * (a.T @ a)
+            rows += int(np.prod(values[inputs[0]].shape[:-1]))
+            for x in inputs:  # targets no later node reads
+                if self.last_use.get(x, -1) < done:
+                    values.pop(x, None)
+            self.states[b] = (done, values)
+        progress(len(self.batches), len(self.batches), what)
+        return {x: h / max(rows, 1) for x, h in sums.items()}
+
+    def _index(self, v: Value) -> int:
+        return next(i for i, n in enumerate(self.graph.nodes) if v in n.outputs)
+
+    def _feeds(self, ids: np.ndarray) -> dict[Value, np.ndarray]:
+        feeds = feeds_for(self.graph, ids)
+        return {
+            v: np.asarray(feeds[name]).astype(v.type.dtype.numpy, copy=False)
+            for name, v in self.graph.inputs.items()
+            if name in feeds
+        }
+
+    def _run(
+        self,
+        values: dict[Value, np.ndarray],
+        start: int,
+        stop: int,
+        weights: Mapping[str, np.ndarray],
+        targets: set[Value],
+    ) -> int:
+        """Run nodes [start, stop) into `values`, dropping each value after its last use."""
+        for i in range(start, stop):
+            node = self.graph.nodes[i]
+            opdef = get_op(node.op)
+            args: list[np.ndarray | None] = []
+            for v in node.inputs:
+                if v is None:
+                    args.append(None)
+                elif v in values:
+                    args.append(values[v])
+                else:  # a parameter, read where it is used
+                    name = self.params[v]
+                    args.append(weights[name] if name in weights else self.graph.weight(name))
+            results = opdef.ref(*opdef.pad(args), **node.attrs)
+            for out, res in zip(node.outputs, results):
+                if out in self.last_use or out in targets:  # outputs nothing reads are dropped
+                    values[out] = np.asarray(res).astype(out.type.dtype.numpy, copy=False)
+            for v in node.inputs:
+                if v is not None and self.last_use.get(v) == i and v not in targets:
+                    values.pop(v, None)
+        return max(start, stop)
 
 
 def feeds_for(graph: Graph, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -113,40 +201,18 @@ def evaluate(
     targets: set[Value],
     weights: Mapping[str, np.ndarray],
 ) -> dict[Value, np.ndarray]:
-    """The values in `targets`, running the graph's nodes in order only as far as they need.
+    """The values in `targets` for `feeds`, running the graph's nodes in order as far as needed.
 
     Numerics are the interpreter's (each op's registry `ref`, results stored in the declared
-    dtype); a value is dropped after its last use unless it is a target.
+    dtype), with `weights` replacing graph weights by name.
     """
-    stop = _last_producer(graph.nodes, targets)
-    last_use: dict[Value, int] = {}
-    for i, node in enumerate(graph.nodes[: stop + 1]):
-        for v in node.inputs:
-            if v is not None:
-                last_use[v] = i
-    values: dict[Value, np.ndarray] = {}
-    for name, v in graph.inputs.items():
-        if name in feeds:
-            values[v] = np.asarray(feeds[name]).astype(v.type.dtype.numpy, copy=False)
-    params = {v: name for name, v in graph.params.items()}
-    for i, node in enumerate(graph.nodes[: stop + 1]):
-        opdef = get_op(node.op)
-        args: list[np.ndarray | None] = []
-        for v in node.inputs:
-            if v is None:
-                args.append(None)
-            elif v in values:
-                args.append(values[v])
-            else:  # a parameter, read where it is used
-                name = params[v]
-                args.append(weights[name] if name in weights else graph.weight(name))
-        results = opdef.ref(*opdef.pad(args), **node.attrs)
-        for out, res in zip(node.outputs, results):
-            if out in last_use or out in targets:  # outputs nothing reads (caches) are dropped
-                values[out] = np.asarray(res).astype(out.type.dtype.numpy, copy=False)
-        for v in node.inputs:
-            if v is not None and last_use.get(v) == i and v not in targets:
-                values.pop(v, None)
+    calibrator = Calibrator(graph, [])
+    values = {
+        v: np.asarray(feeds[name]).astype(v.type.dtype.numpy, copy=False)
+        for name, v in graph.inputs.items()
+        if name in feeds
+    }
+    calibrator._run(values, 0, _last_producer(graph.nodes, targets) + 1, weights, targets)
     return {v: values[v] for v in targets}
 
 

@@ -32,7 +32,7 @@ from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
-from irgraph.passes.quantize.calibrate import collect_hessians, linear_inputs, linear_stages
+from irgraph.passes.quantize.calibrate import Calibrator, linear_inputs, linear_stages
 from irgraph.quant import QuantSpec, choose_scales, dequantize, quantize_arrays
 
 MAX_DAMP = 10.0  # the last damping tried, as a fraction of mean(diag H)
@@ -68,9 +68,10 @@ def quantize_graph(
     rounded = len(specs) - len(gptq)
     notes = [f"{rounded} weights not read by a linear rounded to nearest"] if rounded else []
     stages = linear_stages(graph, gptq)
+    calibrator = Calibrator(graph, batches)
     for s, stage in enumerate(stages):
         what = f"gptq layer {s + 1}/{len(stages)}"
-        hessians = collect_hessians(graph, batches, stage.inputs, current, ctx.progress, what)
+        hessians = calibrator.hessians(stage.inputs, current, ctx.progress, what)
         for name in stage.params:
             h = sum(hessians[x] for x in gptq[name]) / len(gptq[name])
             w = np.asarray(graph.weight(name), np.float32)
