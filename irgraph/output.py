@@ -57,7 +57,7 @@ def check_location(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
     path, such as zoo model names, are skipped).
     """
     given = Path(out)
-    where = str(out)
+    where = str(out) or "''"
     if given.is_symlink():
         raise ConfigError(
             "the output folder is a symbolic link; name the folder itself", where=where
@@ -121,9 +121,14 @@ def check_output(
     short list of the irgraph output's files, for the caller to report.
     """
     target = check_location(out, inputs)
-    if not target.is_dir() or not any(target.iterdir()):
-        return ""
-    files = irgraph_output_files(target)
+    try:
+        if not target.is_dir() or not any(target.iterdir()):
+            return ""
+        files = irgraph_output_files(target)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read the output folder: {e.strerror or e}", where=str(out)
+        ) from None
     if not force:
         if files is None:
             raise ConfigError(
