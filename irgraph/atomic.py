@@ -19,7 +19,8 @@ from pathlib import Path
 from irgraph.output import check_output
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -44,7 +45,7 @@ def atomic_folder(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_umask())
+        tmp.chmod(0o777 & ~current_umask())
         if target.exists():
             # rename(2) onto an empty folder replaces it: a unique name, never another's .old
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import irgraph
+from irgraph.atomic import current_umask
 from irgraph.cli import main
 from irgraph.errors import ConfigError
 from irgraph.model_zoo.hf_import import import_to_dir
@@ -96,12 +97,6 @@ def test_a_new_or_empty_folder_is_written_without_force(verb, inputs, tmp_path):
         assert result.exit_code == 0, result.output
         assert "replaced" not in result.output and (out / "graph.irg").is_file()
         assert out.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # not mkdtemp's 0700
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @pytest.mark.parametrize(
@@ -248,8 +243,10 @@ def train_args(inputs, source: str, out, *extra) -> list:
 def test_train_resumes_its_own_run_and_refuses_another_models(train_inputs, tmp_path):
     out = tmp_path / "run"
     assert invoke(*train_args(train_inputs, "a", out)).exit_code == 0
-    state = json.loads((out / "checkpoints" / "step-0000002" / "state.json").read_text())
+    step = out / "checkpoints" / "step-0000002"
+    state = json.loads((step / "state.json").read_text())
     assert state["source"] == str(train_inputs["a"]) and len(state["model_hash"]) == 16
+    assert step.stat().st_mode & 0o777 == 0o777 & ~current_umask()
     again = invoke(*train_args(train_inputs, "a", out))
     assert again.exit_code == 0 and "resumed from step 2" in again.output
     before = snapshot(tmp_path)

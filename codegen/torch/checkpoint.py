@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from irgraph.atomic import current_umask
 from irgraph.errors import ConfigError
 
 PREFIX = "step-"
@@ -74,6 +75,7 @@ def save(
         (tmp / "state.json").write_text(
             json.dumps({"step": step, **state}, indent=2, sort_keys=True)
         )
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would make it private
         target = folder / f"{PREFIX}{step:07d}"
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
