@@ -269,15 +269,16 @@ def test_tampered_artifact_is_refused(llama_artifact, tmp_path):
 
 
 def test_bad_feeds_name_the_input(llama_artifact):
-    from irgraph.errors import RuntimeFailure
+    from irgraph.errors import InputError
 
     session = TVMSession(llama_artifact)
     feeds = lm.make_feeds(
         session.inputs, np.array([[1, 2]]), lm.empty_cache(session.inputs, 1), past_len=0
     )
-    with pytest.raises(RuntimeFailure, match="past_key_values.0.key"):
+    # Session.check refuses these before the VM sees them (tests/test_session_validation.py)
+    with pytest.raises(InputError, match="'past_key_values.0.key' has the wrong shape"):
         session.run({**feeds, "past_key_values.0.key": np.zeros((1, 3, 0, 8), np.float32)})
-    with pytest.raises(RuntimeFailure, match="TVM VM rejected"):  # past lengths that disagree
+    with pytest.raises(InputError, match="dim past is 0 here but 4 elsewhere"):
         session.run({**feeds, "past_key_values.0.key": np.zeros((1, 2, 4, 8), np.float32)})
-    with pytest.raises(RuntimeFailure, match="input_ids"):
+    with pytest.raises(InputError, match="missing inputs: input_ids"):
         session.run({k: v for k, v in feeds.items() if k != "input_ids"})
