@@ -140,3 +140,12 @@ def test_nonfinite_weights_are_refused_by_run_generate_and_compile(graph, tmp_pa
     result = cli("run", folder, "--ids", "1,2", "--allow-nonfinite", "--json")
     assert result.exit_code == 0, result.output
     assert np.isnan(json.loads(result.output)["logits"]).all()  # what the check protects from
+
+
+def test_opt_cast_weights_saves_the_declared_dtype(graph, tmp_path):
+    folder = saved(graph, tmp_path / "g", **{"norm.weight": np.ones(32, np.float16)})
+    refused = cli("opt", folder, "--passes", "dce", "-o", tmp_path / "out")
+    assert refused.exit_code == 1 and "--cast-weights" in refused.output
+    result = cli("opt", folder, "--passes", "dce", "-o", tmp_path / "out", "--cast-weights")
+    assert result.exit_code == 0, result.output
+    assert load(tmp_path / "out").weights.shape_dtype("norm.weight")[1] == np.float32

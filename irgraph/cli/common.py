@@ -56,16 +56,21 @@ class FiniteFloat(click.FloatRange):
         return rv
 
 
-def weight_options(command: Any) -> Any:
-    """`--cast-weights` and `--allow-nonfinite`, for the verbs that load a graph's weights."""
-    command = click.option(
-        "--allow-nonfinite",
-        is_flag=True,
-        help="Use weights that hold NaN or Inf (refused by default: they make NaN logits).",
-    )(command)
+def cast_weights_option(command: Any) -> Any:
+    """`--cast-weights`, for the verbs that load a saved graph's weights."""
     return click.option(
         "--cast-weights",
         is_flag=True,
         help="Saved graphs: cast weights stored in another dtype than the graph declares "
         "(e.g. f16 or int64 where it says f32) instead of refusing them.",
     )(command)
+
+
+def weight_options(command: Any) -> Any:
+    """`--cast-weights` and `--allow-nonfinite`, for the verbs that run or compile weights."""
+    command = click.option(
+        "--allow-nonfinite",
+        is_flag=True,
+        help="Use weights that hold NaN or Inf (refused by default: they make NaN logits).",
+    )(command)
+    return cast_weights_option(command)

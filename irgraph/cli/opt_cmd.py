@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from irgraph.cli import calibration as calib
+from irgraph.cli.common import cast_weights_option
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.serialize import load, save
@@ -23,6 +24,7 @@ from irgraph.serialize import load, save
     help="Folder for the transformed graph (written atomically); new or empty unless --force.",
 )
 @force_option
+@cast_weights_option
 @pipeline_options
 def opt(
     path: str,
@@ -34,15 +36,19 @@ def opt(
     allow_arch_change: bool,
     timing: bool,
     check_mode: str,
+    cast_weights: bool,
     **calibration: Any,
 ) -> None:
-    """Run a pass pipeline on the saved graph at PATH and save the result to -o."""
+    """Run a pass pipeline on the saved graph at PATH and save the result to -o.
+
+    With --cast-weights, weights stored in another dtype than declared are saved cast.
+    """
     if not passes:
         raise click.BadParameter("needs a pipeline", param_hint="--passes")
     replaced = check_output_option(output, [path], force)
     tokenizer = Path(path) / "tokenizer.json"
     graph = apply_pipeline(
-        load(path),
+        load(path, cast_weights=cast_weights),  # saved with the declared dtypes
         passes,
         print_after,
         check,
