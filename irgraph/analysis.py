@@ -53,9 +53,15 @@ def node_flops(node: Node, env: dict[str, int]) -> int:
     return opdef.flops(ins, [v.type for v in node.outputs], env, **node.attrs)
 
 
-def graph_flops(graph: Graph, seq: int, past: int, batch: int = 1) -> int:
+def flops_env(graph: Graph, seq: int, past: int, batch: int = 1) -> dict[str, int]:
+    """Sizes for the graph's symbols: batch, seq, past, and any other input symbol = seq."""
     env = {"batch": batch, "seq": seq, "past": past}
     env.update({s: seq for v in graph.inputs.values() for s in v.type.symbols if s not in env})
+    return env
+
+
+def graph_flops(graph: Graph, seq: int, past: int, batch: int = 1) -> int:
+    env = flops_env(graph, seq, past, batch)
     return sum(node_flops(n, env) for n in graph.nodes)
 
 
@@ -159,3 +165,44 @@ def to_networkx(graph: Graph) -> nx.MultiDiGraph[tuple[str, Any]]:
         g.add_node(("output", name))
         g.add_edge(source[v], ("output", name))
     return g
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """One node's share of `cost(graph, context)`: summed over the nodes, each field gives
+    the graph's figure (prefill as FLOPs for the whole prompt: divide the sum by `context`)."""
+
+    prefill_flops: int  # for a prompt of `context` tokens
+    decode_flops: int  # one new token after `context - 1` cached
+    weight_bytes: int  # the parameters this node is the first to read
+    kv_bytes_per_token: int  # the past-cache inputs this node is the first to read
+
+
+def node_costs(graph: Graph, context: int = 4096, kv_bits: int = 16) -> list[NodeCost]:
+    """Per node, the FLOPs, weight and KV-cache bytes that `cost` totals (for `irgraph view`).
+
+    A parameter or cache input read by several nodes (tied embeddings) counts once, at its
+    first reader, so the columns sum to `cost`'s figures for every parameter that is used.
+    """
+    if context < 1:
+        raise ConfigError("context length must be at least 1", got=context, where="cost")
+    prefill, decode = flops_env(graph, context, 0), flops_env(graph, 1, context - 1)
+    past = {
+        v: v.type.numel({s: 1 for s in v.type.symbols}) * kv_bits // 8
+        for name, v in graph.inputs.items()
+        if name.startswith(PAST_PREFIX)
+    }
+    seen: set[Value] = set()
+    rows = []
+    for node in graph.nodes:
+        fresh = [v for v in dict.fromkeys(node.inputs) if v is not None and v not in seen]
+        seen.update(fresh)
+        rows.append(
+            NodeCost(
+                node_flops(node, prefill),
+                node_flops(node, decode),
+                sum(v.type.nbytes() for v in fresh if v.param),
+                sum(past.get(v, 0) for v in fresh),
+            )
+        )
+    return rows

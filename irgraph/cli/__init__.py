@@ -15,6 +15,7 @@ from irgraph.cli import (
     passes_cmd,
     run_cmd,
     train_cmd,
+    view_cmd,
     zoo_cmd,
 )
 from irgraph.cli.group import DEBUG_FLAG, IrgraphGroup
@@ -44,3 +45,4 @@ main.add_command(compile_cmd.compile_)
 main.add_command(generate_cmd.generate)
 main.add_command(eval_cmd.eval_)
 main.add_command(zoo_cmd.zoo)
+main.add_command(view_cmd.view)

@@ -11,7 +11,9 @@ from irgraph.cli import calibration as calib
 from irgraph.cli.common import cast_weights_option
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
+from irgraph.cli.view_cmd import check_html_output, write_page
 from irgraph.serialize import load, save
+from irgraph.view.diff import recorded_diff
 
 
 @click.command()
@@ -25,11 +27,19 @@ from irgraph.serialize import load, save
 )
 @force_option
 @cast_weights_option
+@click.option(
+    "--view",
+    "view_html",
+    type=click.Path(dir_okay=False),
+    help="Also write the result as an HTML page (irgraph view) marking the nodes the passes "
+    "added, rewrote or removed; an existing file is replaced only with --force.",
+)
 @pipeline_options
 def opt(
     path: str,
     output: str,
     force: bool,
+    view_html: str | None,
     passes: str,
     print_after: tuple[str, ...],
     check: bool,
@@ -46,9 +56,12 @@ def opt(
     if not passes:
         raise click.BadParameter("needs a pipeline", param_hint="--passes")
     replaced = check_output_option(output, [path], force)
+    if view_html is not None:
+        check_html_output(view_html, force)
     tokenizer = Path(path) / "tokenizer.json"
+    before = load(path, cast_weights=cast_weights)  # saved with the declared dtypes
     graph = apply_pipeline(
-        load(path, cast_weights=cast_weights),  # saved with the declared dtypes
+        before,
         passes,
         print_after,
         check,
@@ -61,3 +74,6 @@ def opt(
     save(graph, output, overwrite=force, inputs=[path])
     report_replaced(output, replaced)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.params)} params)", err=True)
+    if view_html is not None:
+        diff = recorded_diff(before, graph)
+        write_page(graph, view_html, context=4096, diff=diff, before=before)
