@@ -121,3 +121,10 @@ def test_sampling_refuses_nan_inf_and_negative_seeds_from_the_api_too(kw):
 def test_cost_refuses_an_empty_context():
     with pytest.raises(ConfigError, match="context length must be at least 1"):
         cost(tiny_llama(), context=0)
+
+
+def test_a_nul_byte_in_an_argument_is_a_usage_error(tmp_path):
+    result = invoke("opt", str(tmp_path), "--passes", "dce", "-o", "a\x00b")
+    assert (
+        result.exit_code == 2 and result.output == "Error: argument 'a\\x00b' contains a NUL byte\n"
+    )

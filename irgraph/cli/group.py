@@ -54,6 +54,9 @@ class IrgraphGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         argv = list(sys.argv[1:] if args is None else args)
         debug = wants_debug(argv)
+        for arg in argv:  # no shell passes one, but a caller can; every path API refuses it
+            if "\x00" in arg:
+                fail(f"argument {arg!r} contains a NUL byte", 2, False)
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
