@@ -27,7 +27,7 @@ _PAGE = """<!DOCTYPE html>
 <button id="collapse">fold layers</button>
 <button id="expand">unfold all</button>
 <button id="fit">fit</button>
-<span class="legend"><span style="border-color:#1a9641">added</span>
+<span class="legend" id="legend"><span style="border-color:#1a9641">added</span>
 <span style="border-color:#e08000">rewritten</span>
 <span style="border-color:#d7191c">removed</span></span>
 </div>

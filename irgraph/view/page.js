@@ -23,6 +23,20 @@
   });
   DATA.inputs.forEach(function (v) { byId[v.id] = v; });
   DATA.outputs.forEach(function (v) { byId[v.id] = v; });
+  // A source read in many layers (position ids, the attention mask) would draw an edge into
+  // every layer and drag the layout sideways: it is drawn once, without edges into blocks.
+  var readers = {};
+  DATA.nodes.concat(DATA.outputs).forEach(function (n) {
+    (n.in || []).forEach(function (src) {
+      if (!readers[src]) readers[src] = {};
+      readers[src][n.block || ""] = true;
+    });
+  });
+  var shared = {};
+  Object.keys(readers).forEach(function (src) {
+    var count = Object.keys(readers[src]).filter(function (b) { return b; }).length;
+    if (count >= 3) shared[src] = count;
+  });
   var folded = DATA.nodes.length > 150;
   blockOrder.forEach(function (b) { expanded[b] = !folded; });
 
@@ -74,7 +88,7 @@
           label: v.block + "  (" + blockNodes[v.block].length + " nodes)" +
             (changed ? "  \u0394" + changed : "") });
       } else {
-        var label = v.op || v.name;
+        var label = (v.op || v.name) + (shared[v.id] ? "  \u2192 " + shared[v.id] + " layers" : "");
         g.setNode(r, { kind: v.op ? "node" : "io", data: v,
           width: Math.max(60, 7 * label.length + 16), height: 28, label: label });
         if (v.block && expanded[v.block]) {
@@ -87,6 +101,7 @@
     vertices.forEach(function (v) {
       (v.in || []).forEach(function (src) {
         var a = rep(src), b = rep(v.id);
+        if (shared[src] && v.block) return;
         if (a !== b && g.hasNode(a)) g.setEdge(a, b);
       });
     });
@@ -101,7 +116,10 @@
     var values = {};
     g.nodes().forEach(function (id) {
       var d = g.node(id);
-      if (d.kind === "block") values[id] = blockValue(d.block);
+      if (d.kind === "block") {
+        values[id] = blockValue(d.block);
+        d.label += "  " + fmt(values[id]);
+      }
       else if (d.kind === "node") values[id] = metricValue(d.data);
       if (values[id] > max) max = values[id];
     });
@@ -148,10 +166,11 @@
   function apply() {
     scene.setAttribute("transform", "translate(" + view.x + "," + view.y + ") scale(" + view.k + ")");
   }
-  function fit() {
+  function fit(whole) {
     var w = +scene.dataset.width || 1, h = +scene.dataset.height || 1;
     var box = svg.getBoundingClientRect();
-    view.k = Math.min(1.2, box.width / w, box.height / h);
+    // the first view is readable (fits the width, starts at the top); "fit" shows everything
+    view.k = Math.min(1.2, box.width / w, whole ? box.height / h : Infinity);
     view.x = (box.width - w * view.k) / 2;
     view.y = 10;
     apply();
@@ -237,12 +256,12 @@
   });
   select.addEventListener("change", function () { metric = select.value; topTable(); draw(); });
   document.getElementById("expand").addEventListener("click", function () {
-    blockOrder.forEach(function (b) { expanded[b] = true; }); draw(); fit();
+    blockOrder.forEach(function (b) { expanded[b] = true; }); draw(); fit(true);
   });
   document.getElementById("collapse").addEventListener("click", function () {
-    blockOrder.forEach(function (b) { expanded[b] = false; }); draw(); fit();
+    blockOrder.forEach(function (b) { expanded[b] = false; }); draw(); fit(true);
   });
-  document.getElementById("fit").addEventListener("click", fit);
+  document.getElementById("fit").addEventListener("click", function () { fit(true); });
   var drag = null;
   svg.addEventListener("mousedown", function (e) { drag = { x: e.clientX - view.x, y: e.clientY - view.y }; });
   window.addEventListener("mouseup", function () { drag = null; });
@@ -261,9 +280,15 @@
   }, { passive: false });
 
   document.getElementById("title").textContent = DATA.title;
+  if (!DATA.diff) document.getElementById("legend").style.display = "none";
+  // page.html#expand=layers.0,layers.1 opens those blocks (links, screenshots)
+  var wanted = /expand=([^&]*)/.exec(location.hash);
+  if (wanted) decodeURIComponent(wanted[1]).split(",").forEach(function (b) {
+    if (b in expanded) expanded[b] = true;
+  });
   totals();
   topTable();
   draw();
-  fit();
+  fit(!folded);
   document.body.dataset.ready = "1";
 })();
