@@ -199,7 +199,9 @@
     (n.params || []).forEach(function (p) { row(table, "@" + p[0], p[1]); });
     if (n.cost) Object.keys(DATA.metrics).forEach(function (k) {
       var v = n.cost[k];
-      row(table, DATA.metrics[k], fmt(k === "prefill_flops" ? v / DATA.totals.context : v));
+      var bytes = k === "weight_bytes" || k === "kv_bytes_per_token";
+      row(table, DATA.metrics[k],
+        fmt(k === "prefill_flops" ? v / DATA.totals.context : v) + (bytes ? "B" : ""));
     });
     box.appendChild(table);
     if (n.text) {
@@ -281,11 +283,22 @@
 
   document.getElementById("title").textContent = DATA.title;
   if (!DATA.diff) document.getElementById("legend").style.display = "none";
-  // page.html#expand=layers.0,layers.1 opens those blocks (links, screenshots)
+  // page.html#fold&expand=layers.0,layers.1&select=n42: fold every block, open those, show n42
+  if (/(^#|&)fold(&|$)/.test(location.hash)) {
+    folded = true;
+    blockOrder.forEach(function (b) { expanded[b] = false; });
+  }
   var wanted = /expand=([^&]*)/.exec(location.hash);
   if (wanted) decodeURIComponent(wanted[1]).split(",").forEach(function (b) {
     if (b in expanded) expanded[b] = true;
   });
+  var pick = /select=([^&]*)/.exec(location.hash);
+  if (pick && byId[decodeURIComponent(pick[1])]) {
+    var chosen = byId[decodeURIComponent(pick[1])];
+    if (chosen.block) expanded[chosen.block] = true;
+    selected = chosen.id;
+    show(chosen);
+  }
   totals();
   topTable();
   draw();
