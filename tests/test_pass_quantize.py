@@ -122,7 +122,7 @@ def test_three_bits_fit_in_i4_and_report_stored_size():
         ),
         ("quantize(group=-1)", "option 'group' of pass quantize (expected int, 0 <= group"),
         ("quantize(grid=10)", "option(s) grid of pass quantize are not used by method=rtn"),
-        ("quantize(method=awq)", "quantize(method=awq) is not implemented yet"),
+        ("quantize(method=w8a8)", "quantize(method=w8a8) is not implemented yet"),
         ('quantize(skip="nope.*")', "skip pattern 'nope.*' of pass quantize matches no parameter"),
     ],
 )

@@ -11,9 +11,10 @@ common.py's docstring; the numerics are irgraph/quant.py's.
 
 Methods: `rtn` (rtn.py) rounds to nearest and needs no data. `gptq` (gptq.py: damp, act_order,
 block) needs calibration data (PassContext.calibration, `--calibration` on the CLI) and quantizes
-layer by layer (calibrate.py). `awq` (grid) and `w8a8` are declared with the options they will
-read and are not implemented yet. An option the chosen method does not read is an error, as is
-quantizing a weight twice.
+layer by layer (calibrate.py). `awq` (awq.py: grid) needs calibration data too: it scales input
+channels (folded into the preceding norm or linear) and clips each group before rounding.
+`w8a8` is declared with the options it will read and is not implemented yet.
+An option the chosen method does not read is an error, as is quantizing a weight twice.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes.context import PassContext
 from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, option, register_pass
-from irgraph.passes.quantize import gptq, rtn
+from irgraph.passes.quantize import awq, gptq, rtn
 from irgraph.passes.quantize.common import retype, select
 from irgraph.quant import QuantSpec
 
@@ -44,7 +45,7 @@ USES: dict[str, frozenset[str]] = {  # the options each method reads
     "w8a8": SHARED,
 }
 METHODS: dict[str, WeightQuantizer] = {"rtn": rtn.quantize_weight}  # weight by weight
-DATA_METHODS = frozenset({"gptq"})  # whole-graph methods that read calibration data
+DATA_METHODS = frozenset({"gptq", "awq"})  # whole-graph methods that read calibration data
 
 
 @register_pass
@@ -52,7 +53,7 @@ DATA_METHODS = frozenset({"gptq"})  # whole-graph methods that read calibration 
 class Quantize(Pass):
     name = "quantize"
     kind = APPROXIMATE
-    summary = "quantize weights to 8, 4 or 3 bits (rtn, gptq; awq and w8a8 not yet)"
+    summary = "quantize weights to 8, 4 or 3 bits (rtn, gptq, awq; w8a8 not yet)"
     method: Literal["rtn", "gptq", "awq", "w8a8"] = option("rtn", doc="quantization method")
     bits: int = option(4, choices=(3, 4, 8), doc="bits per weight (3 is stored in i4)")
     group: int = option(128, min=0, doc="input columns per scale; 0 = per output channel")
@@ -62,7 +63,7 @@ class Quantize(Pass):
     damp: float = option(0.01, min=0, doc="gptq: damping, a fraction of mean(diag H)")
     act_order: bool = option(True, doc="gptq: columns in order of decreasing activation")
     block: int = option(128, min=1, doc="gptq: columns per lazy block update")
-    grid: int = option(20, min=1, doc="awq: points of the scale-exponent search")
+    grid: int = option(20, min=1, doc="awq: points of the scale-exponent and clip searches")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +103,8 @@ class Quantize(Pass):
         if graph.weights is not None and self.method == "gptq":
             opts = gptq.Options(self.damp, self.block, self.act_order)
             arrays, notes = gptq.quantize_graph(graph, specs, opts, ctx, self)
+        elif graph.weights is not None and self.method == "awq":
+            graph, arrays, notes = awq.quantize_graph(graph, specs, self.grid, ctx, self)
         elif graph.weights is not None:
             quantize = METHODS[self.method]
             arrays = {}
