@@ -131,10 +131,10 @@ def find_groups(graph: Graph, names: Sequence[str]) -> list[Group]:
     uses = linear_inputs(graph, names)
     readers: dict[Value, list[Node]] = {}
     param_uses: dict[str, int] = {}
-    for node in graph.nodes:
-        for v in node.inputs:
+    for each in graph.nodes:
+        for v in each.inputs:
             if v is not None:
-                readers.setdefault(v, []).append(node)
+                readers.setdefault(v, []).append(each)
                 if v.param is not None:
                     param_uses[v.param] = param_uses.get(v.param, 0) + 1
     producers = graph.producers()
@@ -144,10 +144,10 @@ def find_groups(graph: Graph, names: Sequence[str]) -> list[Group]:
     for x in xs:
         params = tuple(p for p in uses if uses[p] == [x])
         why = ""
-        for node in readers.get(x, []):
-            w = node.inputs[1] if node.op == "linear" else None
-            if w is None or w.param not in params or node.inputs[0] is not x:
-                why = f"its input is also read by {node.op}"
+        for reader in readers.get(x, []):
+            w = reader.inputs[1] if reader.op == "linear" else None
+            if w is None or w.param not in params or reader.inputs[0] is not x:
+                why = f"its input is also read by {reader.op}"
             elif param_uses.get(w.param, 0) != 1:
                 why = f"@{w.param} is read more than once"
         if x in outputs:
