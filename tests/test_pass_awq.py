@@ -12,8 +12,8 @@ from irgraph.dtypes import DType
 from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes import PassContext, run_pipeline
+from irgraph.passes.calibrate import evaluate, feeds_for
 from irgraph.passes.quantize import awq
-from irgraph.passes.quantize.calibrate import evaluate, feeds_for
 from irgraph.quant import QuantSpec
 from irgraph.weights import WeightStore
 from tests.helpers.handbuilt import VOCAB, tiny_llama

@@ -11,14 +11,14 @@ from irgraph.dtypes import DType
 from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes import PassContext, run_pipeline
-from irgraph.passes.quantize import gptq, rtn
-from irgraph.passes.quantize.calibrate import (
+from irgraph.passes.calibrate import (
     Calibrator,
     evaluate,
     feeds_for,
     linear_inputs,
     linear_stages,
 )
+from irgraph.passes.quantize import gptq, rtn
 from irgraph.quant import QuantSpec, dequantize
 from tests.helpers.handbuilt import VOCAB, tiny_llama
 

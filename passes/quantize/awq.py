@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes.calibrate import evaluate, feeds_for, linear_inputs
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
-from irgraph.passes.quantize.calibrate import evaluate, feeds_for, linear_inputs
 from irgraph.quant import QuantSpec, dequantize
 from irgraph.weights import WeightStore
 

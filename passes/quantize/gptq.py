@@ -30,9 +30,9 @@ import numpy as np
 
 from irgraph.errors import PassError
 from irgraph.ir import Graph
+from irgraph.passes.calibrate import Calibrator, linear_inputs, linear_stages
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
-from irgraph.passes.quantize.calibrate import Calibrator, linear_inputs, linear_stages
 from irgraph.quant import QuantSpec, choose_scales, dequantize, quantize_arrays
 
 MAX_DAMP = 10.0  # the last damping tried, as a fraction of mean(diag H)

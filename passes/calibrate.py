@@ -1,4 +1,4 @@
-"""Calibration statistics for data-driven quantization: the inputs of each linear, layer by layer.
+"""Calibration statistics for data-driven passes (quantize, prune): the inputs of each linear.
 
     calibrator = Calibrator(graph, batches)
     for stage in linear_stages(graph, linear_inputs(graph, names)):
