@@ -10,6 +10,7 @@ tree of symlinks with the installed layout and reports errors under their real p
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,15 @@ def real_path(line: str) -> str:
         if line.startswith(target + "/"):
             return folder + line[len(target) :]
     return line
+
+
+@pytest.fixture(autouse=True)
+def keep_recursion_limit():
+    """mypy raises the interpreter's recursion limit and leaves it raised; later tests in the
+    same process (JSON nested too deep in tests/test_bad_inputs.py) rely on the default one."""
+    limit = sys.getrecursionlimit()
+    yield
+    sys.setrecursionlimit(limit)
 
 
 @pytest.fixture(scope="module")
