@@ -47,7 +47,7 @@ CONFIGS = {  # name -> pipeline ("" = the float model)
 def split_files() -> tuple[list[Path], list[Path]]:
     """(training files, held-out files) of the reference model's corpus, split as it was."""
     from benchmarks.reference_model import TRAIN, stdlib_files
-    from irgraph.codegen.torch.data import is_heldout
+    from irgraph.text import is_heldout
 
     root, files = stdlib_files()
     held = [

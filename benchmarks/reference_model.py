@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from irgraph import Graph
-from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer, bf16_supported, save_trained
 from irgraph.model_zoo import config as zoo_config
 from irgraph.model_zoo.builder import build_graph
 from irgraph.model_zoo.config import RotaryConfig
 from irgraph.serialize import is_graph_dir
+from irgraph.text import ByteTokenizer, load_corpus
 from irgraph.weights import WeightStore
 
 MODEL = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +92,26 @@ def test_an_artifact_is_scored_by_its_own_session(model, tmp_path):
     want = _eval(model, tmp_path / "a.txt", "--seq", "16")
     assert got["tokens"] == want["tokens"] == 96
     assert got["bits_per_byte"] == pytest.approx(want["bits_per_byte"], rel=1e-5)
+
+
+def test_eval_and_calibration_read_text_without_loading_torch(model, tmp_path):
+    """Text reading is core (irgraph.text): scoring an ONNX artifact and calibrating GPTQ in the
+    interpreter never import torch (only `train` needs it)."""
+    (tmp_path / "a.txt").write_bytes(TEXT)
+    art = tmp_path / "art"
+    r = CliRunner().invoke(main, ["compile", str(model), "--target", "onnx", "-o", str(art)])
+    assert r.exit_code == 0, r.output
+    script = f"""
+import sys
+from click.testing import CliRunner
+from irgraph.cli import main
+r = CliRunner().invoke(main, ["eval", {str(art)!r}, "--corpus", {str(tmp_path / "a.txt")!r}])
+assert r.exit_code == 0, r.output
+r = CliRunner().invoke(main, ["opt", {str(model)!r}, "--passes", "quantize(method=gptq)",
+    "--calibration", {str(tmp_path / "a.txt")!r}, "--calibration-samples", "2",
+    "--calibration-seq", "16", "-o", {str(tmp_path / "q")!r}])
+assert r.exit_code == 0, r.output
+print(sorted(m for m in sys.modules if m.split(".")[0] == "torch"))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

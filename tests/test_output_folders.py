@@ -319,8 +319,8 @@ def test_an_old_checkpoint_of_another_shape_is_a_clear_error(train_inputs, tmp_p
 
 
 def test_trainer_api_refuses_a_folder_that_is_not_its_run(train_inputs, tmp_path):
-    from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
     from irgraph.codegen.torch.trainer import TrainConfig, Trainer
+    from irgraph.text import ByteTokenizer, load_corpus
     from tests.helpers.torch_graphs import byte_llama
 
     corpus = load_corpus([train_inputs["corpus"]], ByteTokenizer(), heldout_fraction=0.5)

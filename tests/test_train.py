@@ -16,8 +16,8 @@ import irgraph
 import irgraph.model_zoo
 from irgraph import ConfigError
 from irgraph.cli import main
-from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer, lr_at
+from irgraph.text import ByteTokenizer, load_corpus
 from tests.helpers.torch_graphs import byte_llama
 
 STDLIB_JSON = Path(sysconfig.get_paths()["stdlib"]) / "json"  # ~45 kB of Python on every machine

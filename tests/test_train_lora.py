@@ -11,11 +11,11 @@ import pytest
 import irgraph
 from irgraph import ConfigError
 from irgraph.codegen.torch import numpy_runner
-from irgraph.codegen.torch.data import ByteTokenizer, load_corpus
 from irgraph.codegen.torch.lora import choose_targets
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer
 from irgraph.lm import forward, graph_inputs
 from irgraph.passes.merge_lora import LoraWeights, merge_lora
+from irgraph.text import ByteTokenizer, load_corpus
 from tests.helpers.torch_graphs import byte_llama
 
 IDS = np.array([[100, 101, 102, 32, 61, 32, 49, 10]])

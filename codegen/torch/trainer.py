@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from irgraph.codegen.torch import checkpoint, lora
 from irgraph.codegen.torch.attention import unpadded_self_attention
-from irgraph.codegen.torch.data import Corpus, batch_windows, eval_windows
+from irgraph.codegen.torch.data import batch_windows, eval_windows
 from irgraph.codegen.torch.module import GraphModule, to_torch, torch_feeds, with_weights
 from irgraph.codegen.torch.objective import lm_batch, lm_loss
 from irgraph.errors import ConfigError
@@ -42,6 +42,7 @@ from irgraph.lm import graph_inputs
 from irgraph.output import check_location
 from irgraph.passes.merge_lora import merge_lora
 from irgraph.serialize import save
+from irgraph.text import Corpus
 
 CHECKPOINTS = "checkpoints"
 

@@ -20,6 +20,7 @@ import click
 import numpy as np
 
 from irgraph.errors import ConfigError
+from irgraph.text import ByteTokenizer, JsonTokenizer, text_files
 
 BATCH = 8  # windows per calibration batch (one interpreter run each)
 
@@ -52,8 +53,6 @@ class Calibration:
 
 
 def _encode(paths: tuple[str, ...], tokenizer: Path | None, vocab: int | None) -> np.ndarray:
-    from irgraph.codegen.torch.data import ByteTokenizer, JsonTokenizer, text_files
-
     tok = JsonTokenizer(tokenizer) if tokenizer is not None else ByteTokenizer()
     files: list[Path] = []
     for p in paths:

@@ -20,6 +20,7 @@ from irgraph.artifact import MANIFEST, read_listed
 from irgraph.cli.common import weight_options
 from irgraph.errors import ConfigError
 from irgraph.heldout import score_windows, token_windows
+from irgraph.text import text_files
 from irgraph.tokenizer import check_tokenizer, model_vocab
 
 TOKENIZER = "tokenizer.json"
@@ -104,8 +105,6 @@ def _encode(
     folder: Path, corpus: tuple[str, ...], vocab: int | None
 ) -> tuple[np.ndarray, int, str]:
     """(token stream, its length in bytes, tokenizer name) of the corpus text."""
-    from irgraph.codegen.torch.data import text_files
-
     if (folder / MANIFEST).is_file():  # an artifact: its own listed, hash-checked copy
         data = read_listed(folder, TOKENIZER)
     else:

@@ -191,7 +191,6 @@ def train(
     """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
     from tqdm import tqdm
 
-    from irgraph.codegen.torch.data import ByteTokenizer, JsonTokenizer, load_corpus
     from irgraph.codegen.torch.trainer import (
         EvalInfo,
         StepInfo,
@@ -201,6 +200,7 @@ def train(
         foreign_run,
         save_trained,
     )
+    from irgraph.text import ByteTokenizer, JsonTokenizer, load_corpus
 
     main = int(os.environ.get("RANK", "0")) == 0
     seed = int(recipe["seed"])
