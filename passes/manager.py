@@ -17,7 +17,8 @@ when a pipeline is parsed and when a Pass is constructed in Python.
 A pipeline is text, `"cse,fuse-parallel-attention,constant-fold(max_elements=1024)"`,
 or a Python list of names, Pass objects and (name, {options}) pairs.
 `run_pipeline` verifies the graph after every pass, optionally checks each pass
-against the interpreter (equivalence.py, in the pass's `check_mode`), times
+against the interpreter (equivalence.py, in the pass's `check_mode`; an approximate
+pass also gets per-layer and logits errors on the calibration data, layer_errors.py), times
 every pass, and on any failure raises a PassError naming the pass and the
 passes that ran before it.
 """
@@ -37,8 +38,10 @@ from typing import Any, ClassVar, Literal
 
 from irgraph.errors import IrgraphError, PassError
 from irgraph.ir import Graph
+from irgraph.lm import LOGITS
 from irgraph.passes.context import PassContext
 from irgraph.passes.equivalence import CHECK_MODES, DECODE_STEPS, RANDOM_IO, compare
+from irgraph.passes.layer_errors import LayerErrors, layer_errors, random_batches
 
 EXACT = "exact"  # outputs identical up to float rounding (checked at 1e-5)
 APPROXIMATE = "approximate"  # outputs change by a measured error (quantization, pruning)
@@ -416,6 +419,7 @@ class PassRecord:
     note: str = ""
     max_error: float | None = None  # from the equivalence check, when it ran
     check_seconds: float = 0.0
+    layers: LayerErrors | None = None  # an approximate pass's --check on the calibration data
 
 
 @dataclass
@@ -440,6 +444,8 @@ class PipelineResult:
                 f"{r.text:<40} {r.kind:<12} {r.seconds * 1e3:>9.2f} {r.verify_seconds * 1e3:>9.2f} "
                 f"{nodes:>13} {err:>9}  {r.note if r.modified else 'unchanged'}"
             )
+            if r.layers is not None:
+                lines += [f"    {line}" for line in r.layers.lines()]
         return "\n".join(lines)
 
 
@@ -464,7 +470,9 @@ def run_pipeline(
     given, replaces its seed.
     check: compare before/after of every modified pass in the interpreter and fail
     an exact pass above `tolerance`; approximate and architecture-changing passes
-    get their error measured, not bounded. The comparison is each pass's
+    get their error measured, not bounded; an approximate pass also gets its error per layer
+    and at the logits on the calibration data (ctx.calibration; random ids without any, see
+    layer_errors.py). The comparison is each pass's
     `check_mode` unless `check_mode` names one for all ("random-io": the same random
     inputs and caches into both graphs, prefill and a decode step; "end-to-end": the
     same token ids, prefill then `check_steps` decode steps, each graph with its own cache).
@@ -511,6 +519,7 @@ def run_pipeline(
                 raise PassError(f"produced an invalid graph: {e}", where=where) from e
         t2 = time.perf_counter()
         max_error = None
+        layers = None
         if check and out.modified:
             mode = check_mode or p.check_mode
             try:
@@ -532,6 +541,19 @@ def run_pipeline(
                     got=f"{cmp.max_error:.3g}",
                     where=where,
                 )
+            if p.kind == APPROXIMATE and LOGITS in before.outputs and LOGITS in out.graph.outputs:
+                batches = ctx.calibration or random_batches(before, ctx.seed)
+                data = "calibration data" if ctx.calibration else "random ids"
+                try:
+                    layers = layer_errors(
+                        before,
+                        out.graph,
+                        batches,
+                        progress=_prefixed(ctx, f"{p.name} check"),
+                    )
+                except IrgraphError as e:
+                    raise PassError(f"cannot be checked per layer: {e}", where=where) from e
+                layers = dataclasses.replace(layers, data=f"{data}, {layers.data}")
         t3 = time.perf_counter()
         result.records.append(
             PassRecord(
@@ -545,6 +567,7 @@ def run_pipeline(
                 out.note,
                 max_error,
                 t3 - t2,
+                layers,
             )
         )
         result.graph = out.graph
