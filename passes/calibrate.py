@@ -18,11 +18,13 @@ whole calibration costs about one run of the graph.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from irgraph.activations import ACTIVATIONS
+from irgraph.errors import PassError
 from irgraph.ir import Graph, Node, Value
 from irgraph.lm import empty_cache, graph_inputs, is_encoder_decoder, make_feeds
 from irgraph.passes.context import Progress
@@ -31,10 +33,32 @@ from irgraph.registry import get_op
 
 @dataclass(frozen=True)
 class Stage:
-    """Weights quantized together, and the distinct activations (linear inputs) they read."""
+    """Weights quantized together, and the distinct activations (linear inputs) they read.
+
+    `experts`: the moe_experts nodes whose w_down this stage holds; `Calibrator.hessians`
+    gives their per-expert statistics (`inputs` then holds each node's x).
+    """
 
     params: tuple[str, ...]
     inputs: tuple[Value, ...]
+    experts: tuple[Node, ...] = ()
+
+
+EXPERT_STACKS = ("w_up", "w_gate", "w_down")  # moe_experts' stacked weights [experts, N, K]
+
+
+def expert_stacks(graph: Graph, names: Collection[str]) -> dict[str, tuple[Node, str]]:
+    """Param -> (moe_experts node, "w_up" | "w_gate" | "w_down") for the stacks in `names`."""
+    found: dict[str, tuple[Node, str]] = {}
+    for node in graph.nodes:
+        if node.op != "moe_experts":
+            continue
+        slots = get_op(node.op).inputs
+        for role in EXPERT_STACKS:
+            v = node.inputs[slots.index(role + "?" if role == "w_gate" else role)]
+            if v is not None and v.param is not None and v.param in names:
+                found[v.param] = (node, role)
+    return found
 
 
 def linear_inputs(graph: Graph, names: Collection[str]) -> dict[str, list[Value]]:
@@ -48,31 +72,72 @@ def linear_inputs(graph: Graph, names: Collection[str]) -> dict[str, list[Value]
     return uses
 
 
-def linear_stages(graph: Graph, uses: Mapping[str, Sequence[Value]]) -> list[Stage]:
-    """`uses` (param -> its linears' inputs) grouped into stages, in dependency order.
+def linear_stages(
+    graph: Graph,
+    uses: Mapping[str, Sequence[Value]],
+    experts: Mapping[str, tuple[Node, str]] | None = None,
+) -> list[Stage]:
+    """`uses` (param -> its linears' inputs) and `experts` (expert_stacks) grouped into
+    stages, in dependency order.
 
-    depth(v) counts the quantized linears on the longest path to v; a weight's stage is the
-    largest depth among its inputs.
+    depth(v) counts the quantized linears on the longest path to v (a moe_experts node with
+    quantized stacks counts two: up/gate, then down); a weight's stage is the largest depth
+    among its inputs; an expert stack's is its node's x depth, plus one for w_down.
     """
+    experts = experts or {}
     quantized = {
-        id(node)
+        id(node): 1
         for node in graph.nodes
         if node.op == "linear" and node.inputs[1] is not None and node.inputs[1].param in uses
     }
+    quantized.update({id(node): 2 for node, _ in experts.values()})
     depth: dict[Value, int] = {}
     for node in graph.nodes:
         d = max((depth.get(v, 0) for v in node.inputs if v is not None), default=0)
         for out in node.outputs:
-            depth[out] = d + (1 if id(node) in quantized else 0)
+            depth[out] = d + quantized.get(id(node), 0)
     by_stage: dict[int, list[str]] = {}
+    reads: dict[str, list[Value]] = {name: list(xs) for name, xs in uses.items()}
     for name, xs in uses.items():
         by_stage.setdefault(max(depth.get(x, 0) for x in xs), []).append(name)
+    for name, (node, role) in experts.items():
+        x = node.inputs[0]
+        assert x is not None  # moe_experts requires x
+        reads[name] = [x]
+        by_stage.setdefault(depth.get(x, 0) + (role == "w_down"), []).append(name)
     stages = []
     for s in sorted(by_stage):
         params = tuple(by_stage[s])
-        inputs = tuple(dict.fromkeys(x for p in params for x in uses[p]))
-        stages.append(Stage(params, inputs))
+        inputs = tuple(dict.fromkeys(x for p in params for x in reads[p]))
+        downs = tuple(experts[p][0] for p in params if p in experts and experts[p][1] == "w_down")
+        stages.append(Stage(params, inputs, downs))
     return stages
+
+
+def expert_count(node: Node) -> int:
+    """Experts in a moe_experts node's stacks (w_up [experts, ffn, hidden])."""
+    up = node.inputs[get_op(node.op).inputs.index("w_up")]
+    n = up.type.shape[0] if up is not None else None
+    if not isinstance(n, int):
+        raise PassError("moe_experts needs a concrete expert count", got=str(n))
+    return n
+
+
+def expert_hidden(
+    node: Node, x: np.ndarray, weight: Callable[[str], np.ndarray], expert: int
+) -> np.ndarray:
+    """The input of expert `expert`'s down projection for every row of x [rows, hidden]:
+    act(x·W_gateᵀ)·(x·W_upᵀ), or act(x·W_upᵀ) without a gate (what moe_experts computes)."""
+    slots = get_op(node.op).inputs
+    up = node.inputs[slots.index("w_up")]
+    gate = node.inputs[slots.index("w_gate?")]
+    assert up is not None and up.param is not None  # expert_stacks reads params only
+    fn = ACTIVATIONS[node.attrs["act"]].fn
+    xs = x.astype(np.float32)
+    h = xs @ weight(up.param)[expert].astype(np.float32).T
+    if gate is None or gate.param is None:
+        return np.asarray(fn(h))
+    return np.asarray(fn(xs @ weight(gate.param)[expert].astype(np.float32).T) * h)
 
 
 class Calibrator:
@@ -108,12 +173,21 @@ class Calibrator:
         weights: Mapping[str, np.ndarray],
         progress: Progress,
         what: str,
+        experts: Sequence[Node] = (),
     ) -> dict[Value, np.ndarray]:
         """H = 2·XᵀX / rows (float64 [K, K]) of each activation in `inputs` over all batches.
 
         X is the activation with its leading axes flattened to rows (one per token). `weights`
         replaces graph weights by name (the dequantized values of already-quantized ones).
+        For each moe_experts node in `experts` (its x among `inputs`), the entry keyed by its
+        output is [experts, F, F]: each expert's down-projection input Hessian with *every*
+        token run through it (expert_hidden), so an expert the router rarely picks still gets
+        full statistics.
         """
+
+        def weight(name: str) -> np.ndarray:
+            return weights[name] if name in weights else self.graph.weight(name)
+
         changed = [n for n, w in weights.items() if self.used.get(n) is not w]
         restart = min((self.readers.get(n, len(self.graph.nodes)) for n in changed), default=-1)
         self.used = dict(weights)
@@ -137,6 +211,17 @@ class Calibrator:
             for x in inputs:
                 a = values[x].reshape(-1, values[x].shape[-1]).astype(np.float64)
                 sums[x] = sums[x] + 2.0 * (a.T @ a) if x in sums else 2.0 * (a.T @ a)
+            for node in experts:
+                moe_x = node.inputs[0]
+                assert moe_x is not None  # moe_experts requires x
+                a = values[moe_x].reshape(-1, values[moe_x].shape[-1])
+                hs = [
+                    expert_hidden(node, a, weight, e).astype(np.float64)
+                    for e in range(expert_count(node))
+                ]
+                stacked = np.stack([2.0 * (h.T @ h) for h in hs])
+                out = node.outputs[0]
+                sums[out] = sums[out] + stacked if out in sums else stacked
             rows += int(np.prod(values[inputs[0]].shape[:-1]))
             for x in inputs:  # targets no later node reads
                 if self.last_use.get(x, -1) < done:

@@ -12,7 +12,7 @@ from irgraph.dtypes import DType
 from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes import PassContext, run_pipeline
-from irgraph.passes.calibrate import evaluate, feeds_for
+from irgraph.passes.calibrate import evaluate, expert_hidden, expert_stacks, feeds_for
 from irgraph.passes.quantize import awq
 from irgraph.quant import QuantSpec
 from irgraph.weights import WeightStore
@@ -169,3 +169,26 @@ def test_awq_needs_calibration_and_its_grid_is_refused_elsewhere():
             PassError, match=f"grid of pass quantize are not used by method={method}"
         ):
             run_pipeline(tiny_llama(), f"quantize(method={method}, grid=10)")
+
+
+def test_experts_are_clipped_one_by_one_on_every_token():
+    """MoE stacks are not scaled (the router reads their input too) but each expert is clipped
+    on every calibration token; its output error over all tokens does not exceed RTN's."""
+    g = zoo.build("mixtral-8x22b", size="tiny", seed=0)
+    batches = _calibration(3, 12, vocab=50)
+    ctx = PassContext(calibration=batches)
+    result = run_pipeline(g, "quantize(method=awq, bits=3, group=16)", ctx=ctx)
+    stacks = expert_stacks(g, set(g.params))
+    assert f"{len(stacks)} expert stacks clipped expert by expert" in result.records[-1].note
+    rtn_graph = run_pipeline(g, "quantize(method=rtn, bits=3, group=16)").graph
+    for name, (node, role) in stacks.items():
+        x = node.inputs[0]
+        acts = [evaluate(g, feeds_for(g, ids), {x}, {})[x] for ids in batches]
+        a = np.concatenate([v.reshape(-1, v.shape[-1]) for v in acts])
+        w = np.asarray(g.weight(name))
+        xs = [expert_hidden(node, a, g.weight, e) if role == "w_down" else a for e in range(len(w))]
+        err = [
+            sum(float(np.sum((xs[e] @ (q.weight(name)[e] - w[e]).T) ** 2)) for e in range(len(w)))
+            for q in (result.graph, rtn_graph)
+        ]
+        assert err[0] < err[1], name

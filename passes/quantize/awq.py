@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 
 from irgraph.ir import Graph, Node, Value
-from irgraph.passes.calibrate import evaluate, feeds_for, linear_inputs
+from irgraph.passes.calibrate import (
+    evaluate,
+    expert_hidden,
+    expert_stacks,
+    feeds_for,
+    linear_inputs,
+)
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
 from irgraph.quant import QuantSpec, dequantize
@@ -230,18 +236,24 @@ def with_weights(graph: Graph, updates: Mapping[str, np.ndarray]) -> Graph:
 
 
 def scale_graph(
-    graph: Graph, specs: Mapping[str, QuantSpec], grid: int, ctx: PassContext, p: Any
+    graph: Graph,
+    specs: Mapping[str, QuantSpec],
+    grid: int,
+    ctx: PassContext,
+    p: Any,
+    extra: Sequence[Value] = (),
 ) -> tuple[Graph, list[Group], dict[Value, np.ndarray], list[str]]:
     """The float graph with AWQ's scales folded in (same function), its groups, the sampled
-    calibration rows of each group's input, and notes for people."""
+    calibration rows of each group's input (and of the `extra` values), and notes for people."""
     uses = linear_inputs(graph, specs)
     other = {v.param for node in graph.nodes if node.op != "linear" for v in node.inputs if v}
     names = [name for name in specs if name in uses and name not in other]
     groups = find_groups(graph, names)
-    if not groups:
+    targets = list(dict.fromkeys([*(gr.x for gr in groups), *extra]))
+    if not targets:
         return graph, [], {}, []
     batches = ctx.need_calibration(p)
-    means, rows = collect(graph, batches, [gr.x for gr in groups], ctx)
+    means, rows = collect(graph, batches, targets, ctx)
     current: dict[str, np.ndarray] = {}
 
     def get(name: str) -> np.ndarray:
@@ -273,22 +285,47 @@ def quantize_graph(
 ) -> tuple[Graph, dict[str, dict[str, np.ndarray]], list[str]]:
     """(graph with folded float weights, stored arrays of every weight in `specs`, notes).
 
-    Weights not read by exactly one linear input (embedding tables, tied heads, MoE stacks)
-    are rounded to nearest.
+    MoE expert stacks are not scaled (their input is the router's too, which stays float) but
+    clipped expert by expert, each expert on every sampled calibration token whatever the router
+    picks (down on that expert's own hidden activations). Weights read otherwise (embedding
+    tables, tied heads) are rounded to nearest.
     """
-    scaled, groups, rows, notes = scale_graph(graph, specs, grid, ctx, p)
+    experts = expert_stacks(graph, specs)
+    expert_xs = [node.inputs[0] for node, _ in experts.values() if node.inputs[0] is not None]
+    scaled, groups, rows, notes = scale_graph(graph, specs, grid, ctx, p, expert_xs)
     x_of = {name: gr.x for gr in groups for name in gr.params}
     arrays: dict[str, dict[str, np.ndarray]] = {}
+
+    def sampled(x: Value) -> np.ndarray:
+        xs = rows[x]
+        return xs[np.linspace(0, len(xs) - 1, min(CLIP_ROWS, len(xs))).astype(int)]
+
     for i, (name, spec) in enumerate(specs.items()):
         ctx.progress(i, len(specs), "awq clip")
         w = np.asarray(scaled.weight(name), np.float32)
         if name in x_of and w.ndim == 2:
-            xs = rows[x_of[name]]
-            xs = xs[np.linspace(0, len(xs) - 1, min(CLIP_ROWS, len(xs))).astype(int)]
-            w = search_clip(w, xs, spec, grid)
+            w = search_clip(w, sampled(x_of[name]), spec, grid)
+        elif name in experts and experts[name][0].inputs[0] in rows:
+            node, role = experts[name]
+            xs = sampled(node.inputs[0])  # type: ignore[arg-type]
+            w = np.stack(
+                [
+                    search_clip(
+                        w[e],
+                        expert_hidden(node, xs, scaled.weight, e) if role == "w_down" else xs,
+                        spec,
+                        grid,
+                    )
+                    for e in range(len(w))
+                ]
+            )
         arrays[name] = rtn.quantize_weight(w, spec)
     ctx.progress(len(specs), len(specs), "awq clip")
-    rounded = len(specs) - len(x_of.keys() & specs.keys())
+    rounded = len(specs) - len(x_of.keys() & specs.keys()) - len(experts)
+    if experts:
+        notes.append(
+            f"{len(experts)} expert stacks clipped expert by expert on every token (not scaled)"
+        )
     if rounded:
         notes.append(f"{rounded} weights not read by one linear input rounded to nearest")
     for note in notes:

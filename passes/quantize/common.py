@@ -3,7 +3,8 @@
 Quantized: every weight an op reads in its stored dtype (the registry's `stored_dtype` trait:
 linear weights, embedding tables, MoE expert stacks) of rank >= 2, unless a `skip` glob names
 it or some other op reads it in float. Everything else stays float: norms, biases, routers
-(`moe_router` reads its weight in float), rotary and ALiBi tables (computed, not weights).
+(`moe_router` reads its weight in float), rotary and ALiBi tables (computed, not weights),
+relative-position bias tables (T5) and MLA's kv_b (`latent_attention` reads it in float).
 The LM head (the linear that computes the logits) gets 8 bits when the rest gets fewer:
 ORT's int8-activation path flips argmax on outlier-heavy heads (shared/notes/onnxruntime.md).
 """

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from irgraph.errors import PassError
-from irgraph.ir import Graph
-from irgraph.passes.calibrate import Calibrator, linear_inputs, linear_stages
+from irgraph.ir import Graph, Node, Value
+from irgraph.passes.calibrate import Calibrator, expert_stacks, linear_inputs, linear_stages
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
 from irgraph.quant import QuantSpec, choose_scales, dequantize, quantize_arrays
@@ -52,36 +52,77 @@ def quantize_graph(
 
     `p` is the pass, named when calibration data is missing. Weights read by linears are
     GPTQ'd stage by stage (calibrate.py), each stage calibrated with the earlier stages
-    already quantized. Weights read otherwise (embedding tables, MoE
-    expert stacks, a table tied to the LM head) are rounded to nearest, before any stage runs.
+    already quantized. MoE expert stacks are GPTQ'd expert by expert: up/gate on the Hessian
+    of the experts' input, down on each expert's own hidden activations, every expert fed
+    every calibration token whatever the router picks (routers stay float). Weights read
+    otherwise (embedding tables, a table tied to the LM head) are rounded to nearest, before
+    any stage runs.
     """
     uses = linear_inputs(graph, specs)
-    other = {v.param for node in graph.nodes if node.op != "linear" for v in node.inputs if v}
-    gptq = {name: xs for name, xs in uses.items() if name not in other}
-    batches = ctx.need_calibration(p) if gptq else ()
+    readers: dict[str, set[str]] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            if v is not None and v.param is not None:
+                readers.setdefault(v.param, set()).add(node.op)
+    gptq = {name: xs for name, xs in uses.items() if readers[name] == {"linear"}}
+    experts = {
+        name: use
+        for name, use in expert_stacks(graph, specs).items()
+        if readers[name] == {"moe_experts"}
+    }
+    batches = ctx.need_calibration(p) if gptq or experts else ()
     arrays: dict[str, dict[str, np.ndarray]] = {}
     current: dict[str, np.ndarray] = {}  # dequantized values of the weights quantized so far
     for name, spec in specs.items():
-        if name not in gptq:
+        if name not in gptq and name not in experts:
             arrays[name] = rtn.quantize_weight(np.asarray(graph.weight(name)), spec)
             current[name] = _dequantized(graph, name, spec, arrays[name])
-    rounded = len(specs) - len(gptq)
+    rounded = len(specs) - len(gptq) - len(experts)
     notes = [f"{rounded} weights not read by a linear rounded to nearest"] if rounded else []
-    stages = linear_stages(graph, gptq)
+    stages = linear_stages(graph, gptq, experts)
     calibrator = Calibrator(graph, batches)
     for s, stage in enumerate(stages):
         what = f"gptq layer {s + 1}/{len(stages)}"
-        hessians = calibrator.hessians(stage.inputs, current, ctx.progress, what)
+        hessians = calibrator.hessians(stage.inputs, current, ctx.progress, what, stage.experts)
         for name in stage.params:
-            h = sum(hessians[x] for x in gptq[name]) / len(gptq[name])
             w = np.asarray(graph.weight(name), np.float32)
-            arrays[name], damp = quantize_weight(w, np.asarray(h), specs[name], opts, name)
+            if name in experts:  # one GPTQ per expert, each on every calibration token
+                arrays[name], damp = _quantize_experts(
+                    w, hessians, experts[name], specs[name], opts, name
+                )
+            else:
+                h = sum(hessians[x] for x in gptq[name]) / len(gptq[name])
+                arrays[name], damp = quantize_weight(w, np.asarray(h), specs[name], opts, name)
             current[name] = _dequantized(graph, name, specs[name], arrays[name])
             if damp != opts.damp:
                 note = f"@{name}: Cholesky failed at damp={opts.damp}, quantized at damp={damp}"
                 ctx.log(f"warning: quantize(method=gptq) {note}")
                 notes.append(note)
+    if experts:
+        notes.append(
+            f"{len(experts)} expert stacks quantized expert by expert, every expert calibrated "
+            "on every token"
+        )
     return arrays, notes
+
+
+def _quantize_experts(
+    w: np.ndarray,
+    hessians: Mapping[Value, np.ndarray],
+    use: tuple[Node, str],
+    spec: QuantSpec,
+    opts: Options,
+    name: str,
+) -> tuple[dict[str, np.ndarray], float]:
+    """(stored arrays, largest damping used) of an expert stack w [experts, N, K], GPTQ'd
+    expert by expert: up/gate on the Hessian of the experts' input x, down on each expert's
+    own (Calibrator.hessians keys those [experts, F, F] by the moe node's output)."""
+    node, role = use
+    x = node.inputs[0]
+    assert x is not None  # moe_experts requires x
+    hs = hessians[node.outputs[0]] if role == "w_down" else [hessians[x]] * len(w)
+    done = [quantize_weight(w[e], hs[e], spec, opts, f"{name}[{e}]") for e in range(len(w))]
+    return {k: np.stack([d[0][k] for d in done]) for k in done[0][0]}, max(d[1] for d in done)
 
 
 def _dequantized(
