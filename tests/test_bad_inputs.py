@@ -195,6 +195,11 @@ CASES: list[Case] = [
             ("merge-lora(alpha=inf)", "option 'alpha' of pass merge-lora"),
             ("constant-fold(max_elements=-1)", "option 'max_elements' of pass constant-fold"),
             ("constant-fold(max_elements=1e999)", "option 'max_elements' of pass constant-fold"),
+            ("quantize(bits=5)", "option 'bits' of pass quantize (expected int, one of 3, 4, 8"),
+            ("quantize(group=-1)", "option 'group' of pass quantize (expected int, 0 <= group"),
+            ("quantize(damp=0.1)", "option(s) damp of pass quantize are not used by method=rtn"),
+            ("quantize(method=gptq)", "needs calibration data (--calibration PATH"),
+            ("quantize(bits=4),quantize(bits=4)", "is already quantized"),
         ]
     ),
     *(
