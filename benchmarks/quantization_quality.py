@@ -1,15 +1,17 @@
-"""Quantization quality on the reference model: held-out bits per byte of RTN and GPTQ (issue 13).
+"""Quantization quality on the reference model: held-out bits per byte of RTN, GPTQ, AWQ (issue 13).
 
     .venv/bin/python -m benchmarks.quantization_quality [--steps N] [--samples 128] [--seq 512]
+        [--eval-tokens 65536] [--only "gptq w4 g32" ...] [--out results.json]
 
 The reference model (benchmarks/reference_model.py; trained first if its cache is empty, about
 40 minutes on 2 cores; `--steps` trains a shorter recipe for smoke runs) is quantized by each
-configuration below, GPTQ calibrated on windows of its *training* split, and every variant is
-scored on the held-out split (the same files the reference model held out) with
+configuration below, GPTQ and AWQ calibrated on windows of its *training* split, and every
+variant is scored on the held-out split (the same files the reference model held out) with
 `irgraph.heldout` through the reference interpreter (the quantized graph's own numerics).
 Printed: bits per byte, Δ vs fp32, the saved weights' bytes and the quantization time, then
-the issue's targets (GPTQ beats RTN at 4 and 3 bits; w4 GPTQ within 0.043 bits/byte of fp32;
-w8 within 1%). Writes benchmarks/results/quantization_quality.json.
+the issue's targets (GPTQ and AWQ beat RTN at 4 and 3 bits; w4 GPTQ and AWQ within 0.043
+bits/byte of fp32; w8 within 1%). Writes the rows to --out (default
+benchmarks/results/quantization_quality.json).
 """
 
 from __future__ import annotations
@@ -30,17 +32,17 @@ from irgraph.ir import Graph
 from irgraph.passes import PassContext, run_pipeline
 from irgraph.serialize import load, save
 
+GRIDS = {"w4 g32": (4, 32), "w4 g64": (4, 64), "w4 g128": (4, 128), "w3 g32": (3, 32)}
+# 576 (the FFN width) = 4.5 groups of 128: g128 pads the last group
+DATA_METHODS = ("gptq", "awq")
 CONFIGS = {  # name -> pipeline ("" = the float model)
     "fp32": "",
     "rtn w8": "quantize(method=rtn, bits=8, group=0)",
-    "rtn w4 g32": "quantize(method=rtn, bits=4, group=32)",
-    "gptq w4 g32": "quantize(method=gptq, bits=4, group=32)",
-    "rtn w4 g64": "quantize(method=rtn, bits=4, group=64)",
-    "gptq w4 g64": "quantize(method=gptq, bits=4, group=64)",
-    "rtn w4 g128": "quantize(method=rtn, bits=4, group=128)",  # 576 = 4.5 groups: padded
-    "gptq w4 g128": "quantize(method=gptq, bits=4, group=128)",
-    "rtn w3 g32": "quantize(method=rtn, bits=3, group=32)",
-    "gptq w3 g32": "quantize(method=gptq, bits=3, group=32)",
+    **{
+        f"{method} {grid}": f"quantize(method={method}, bits={bits}, group={group})"
+        for grid, (bits, group) in GRIDS.items()
+        for method in ("rtn", *DATA_METHODS)
+    },
 }
 
 
@@ -74,6 +76,12 @@ def main() -> None:
     ap.add_argument("--eval-seq", type=int, default=256)
     ap.add_argument("--eval-tokens", type=int, default=65536, help="held-out tokens scored")
     ap.add_argument("--only", nargs="*", help="configurations to run (default: all)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "quantization_quality.json",
+        help="where the rows go as JSON",
+    )
     args = ap.parse_args()
     from benchmarks.reference_model import reference_model
 
@@ -118,22 +126,24 @@ def main() -> None:
         )
     by = {r["config"]: r["bits_per_byte"] for r in rows}
     checks = [
-        (f"gptq beats rtn at {c}", by[f"gptq {c}"] < by[f"rtn {c}"])
-        for c in ("w4 g32", "w4 g64", "w4 g128", "w3 g32")
-        if f"gptq {c}" in by and f"rtn {c}" in by
+        (f"{m} beats rtn at {c}", by[f"{m} {c}"] < by[f"rtn {c}"])
+        for m in DATA_METHODS
+        for c in GRIDS
+        if f"{m} {c}" in by and f"rtn {c}" in by
     ]
     checks += [
-        (f"gptq {c} within 0.043 of fp32", by[f"gptq {c}"] - by["fp32"] <= 0.043)
-        for c in ("w4 g32", "w4 g64", "w4 g128")
-        if f"gptq {c}" in by
+        (f"{m} {c} within 0.043 of fp32", by[f"{m} {c}"] - by["fp32"] <= 0.043)
+        for m in DATA_METHODS
+        for c in GRIDS
+        if c.startswith("w4") and f"{m} {c}" in by
     ]
     if "rtn w8" in by:
         checks.append(("rtn w8 within 1% of fp32", by["rtn w8"] <= 1.01 * by["fp32"]))
     for what, ok in checks:
         print(f"{'ok  ' if ok else 'MISS'} {what}")
-    out = Path(__file__).parent / "results" / "quantization_quality.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "rows": rows, "checks": checks}, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    saved = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "checks": checks}
+    args.out.write_text(json.dumps(saved, indent=2))
 
 
 if __name__ == "__main__":
