@@ -93,10 +93,10 @@ def layer_errors(
         ref = _run(before, ids, [p_before[n] for n in names])
         got = _run(after, ids, [p_after[n] for n in names])
         for name, r, g in zip([*names, LOGITS], ref, got):
-            sq_diff[name] += float(np.sum(np.square(g - r)))
-            sq_ref[name] += float(np.sum(np.square(r)))
-        worst = max(worst, float(np.max(np.abs(got[-1] - ref[-1]))))
-        top = max(top, float(np.max(np.abs(ref[-1]))))
+            sq_diff[name] += float(np.sum(np.square(g - r, dtype=np.float64)))
+            sq_ref[name] += float(np.sum(np.square(r, dtype=np.float64)))
+        worst = max(worst, float(np.max(np.abs(got[-1] - ref[-1]), initial=0.0)))
+        top = max(top, float(np.max(np.abs(ref[-1]), initial=0.0)))
     progress(len(batches), len(batches), "layer errors")
     rel = {n: float(np.sqrt(sq_diff[n] / sq_ref[n])) if sq_ref[n] else 0.0 for n in sq_diff}
     tokens = sum(int(ids.size) for ids in batches)
@@ -106,7 +106,7 @@ def layer_errors(
 
 
 def _run(graph: Graph, ids: np.ndarray, points: Sequence[Value]) -> list[np.ndarray]:
-    """float64 values of `points`, then of the logits, for token ids `ids`."""
+    """float32 values of `points`, then of the logits, for token ids `ids` (sums are float64)."""
     logits = graph.outputs[LOGITS]
     values = evaluate(graph, feeds_for(graph, ids), {*points, logits}, {})
-    return [np.asarray(values[v], np.float64) for v in (*points, logits)]
+    return [np.asarray(values[v], np.float32) for v in (*points, logits)]
