@@ -1,7 +1,7 @@
 """Quantization quality on the reference model: held-out bits per byte of RTN, GPTQ, AWQ (issue 13).
 
     .venv/bin/python -m benchmarks.quantization_quality [--steps N] [--samples 128] [--seq 512]
-        [--eval-tokens 65536] [--only "gptq w4 g32" ...] [--out results.json]
+        [--eval-tokens 65536] [--only "gptq w4 g32" ...] [--out results.json] [--model DIR]
 
 The reference model (benchmarks/reference_model.py; trained first if its cache is empty, about
 40 minutes on 2 cores; `--steps` trains a shorter recipe for smoke runs) is quantized by each
@@ -71,6 +71,9 @@ def evaluate(graph: Graph, windows: np.ndarray) -> Score:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, help="reference model step override (smoke runs)")
+    ap.add_argument(
+        "--model", type=Path, help="a saved graph folder instead (e.g. a training checkpoint's)"
+    )
     ap.add_argument("--samples", type=int, default=128, help="calibration windows")
     ap.add_argument("--seq", type=int, default=512, help="calibration window length")
     ap.add_argument("--eval-seq", type=int, default=256)
@@ -85,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     from benchmarks.reference_model import reference_model
 
-    model = load(reference_model(args.steps, log=lambda m: print(m, flush=True)))
+    model = load(args.model or reference_model(args.steps, log=lambda m: print(m, flush=True)))
     train_files, held_files = split_files()
     texts = tuple(str(f) for f in train_files if f.stat().st_size)  # empty files are refused
     calibration = Calibration(texts, args.samples, args.seq, seed=0)
