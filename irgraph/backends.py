@@ -138,6 +138,31 @@ BACKENDS: tuple[Backend, ...] = (
         ),
     ),
     Backend(
+        name="gguf",
+        targets=("gguf",),
+        help="model.gguf for llama.cpp (laptops, phones, boards; llama-cpp-python runs it)",
+        lowerings="irgraph.codegen.gguf.lowerings:LOWERINGS",
+        compile="irgraph.codegen.gguf:compile_graph",
+        default_passes="irgraph.codegen.gguf:default_pipeline",
+        session="irgraph.runtimes.gguf:GGUFSession",
+        reader="irgraph.artifact:read_manifest",
+        options=(
+            CompileOption(
+                "dtype",
+                ("f32", "f16", "bf16"),
+                "f32",
+                "compute precision of weights and activations.",
+            ),
+            CompileOption(
+                "requantize",
+                ("none", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"),
+                "none",
+                "quantize every weight matrix to this GGML type (quantized graphs whose form "
+                "GGML lacks need it).",
+            ),
+        ),
+    ),
+    Backend(
         name="torch",
         targets=("torch",),
         help="a trainable torch.nn.Module (irgraph train, torch.export); no artifact",
@@ -147,7 +172,7 @@ BACKENDS: tuple[Backend, ...] = (
 
 
 def backend(name: str) -> Backend:
-    """The backend row called `name` ("onnx", "tvm", "torch")."""
+    """The backend row called `name` ("onnx", "tvm", "gguf", "torch")."""
     for row in BACKENDS:
         if row.name == name:
             return row

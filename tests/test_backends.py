@@ -68,6 +68,8 @@ def test_every_backend_row_loads_and_its_lowerings_cover_the_same_ops():
     tables = {b.name: b.load("lowerings") for b in BACKENDS}
     assert all(isinstance(t, LoweringTable) and t.target == name for name, t in tables.items())
     assert sorted(tables["onnx"]) == sorted(tables["tvm"]) == sorted(tables["torch"])
+    # GGUF's table reads structure (llama.cpp has fixed graph builders): a subset of the ops
+    assert set(tables["gguf"]) < set(tables["onnx"]) and "linear" in tables["gguf"]
     for b in BACKENDS:
         if b.compile:
             assert callable(b.load("compile")) and b.session and b.reader
@@ -80,11 +82,17 @@ def test_every_backend_row_loads_and_its_lowerings_cover_the_same_ops():
 
 
 def test_targets_and_options_come_from_the_table():
-    assert compile_targets() == ["onnx", "tvm-llvm", "tvm-cuda", "tvm-aarch64"]
+    assert compile_targets() == ["onnx", "tvm-llvm", "tvm-cuda", "tvm-aarch64", "gguf"]
     assert backend_for("tvm-cuda").name == "tvm" and backend("torch").compile == ""
-    assert [o.flag for o in compile_options()] == ["--flavour", "--dtype", "--cuda-arch"]
-    with pytest.raises(ConfigError, match="unknown target 'gguf'.*expected onnx \\| tvm-llvm"):
-        backend_for("gguf")
+    assert [o.flag for o in compile_options()] == [
+        "--flavour",
+        "--dtype",
+        "--cuda-arch",
+        "--requantize",
+    ]
+    assert backend_for("gguf").name == "gguf" and backend("gguf").applies("dtype", "gguf")
+    with pytest.raises(ConfigError, match="unknown target 'mlc'.*expected onnx \\| tvm-llvm"):
+        backend_for("mlc")
     with pytest.raises(ConfigError, match="backend 'torch' has no session"):
         backend("torch").load("session")
     with pytest.raises(ConfigError, match="has no compile option 'flavour'"):

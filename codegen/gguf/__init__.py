@@ -1,0 +1,138 @@
+"""GGUF codegen (imported as `irgraph.codegen.gguf`): IR graph -> `model.gguf` for llama.cpp.
+
+    from irgraph.codegen.gguf import compile_graph
+    compile_graph(graph, "out/llama-gguf", dtype="f16")
+
+llama.cpp runs its own graph builder per architecture, so a GGUF file holds weights and
+hyperparameters only. The graph's structure picks the architecture (`structure.read`, then
+`archs.choose`: by what the nodes compute, never by the model's name); the weights get
+gguf-py's tensor names, llama.cpp's rotary row order and their storage types
+(`tensors.plan`), and the file is written by gguf-py's `GGUFWriter`. Everything that can
+refuse the graph runs before a byte is written.
+
+The artifact: `model.gguf`, `graph.irg`, `manifest.json` (its `gguf` entry: architecture,
+dtype, tensor types, fallbacks, vocabulary), plus a carried tokenizer.json.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from irgraph.artifact import copy_extra_files, tool_version, write_artifact
+from irgraph.backends import backend
+from irgraph.codegen.gguf.archs import choose
+from irgraph.codegen.gguf.structure import read
+from irgraph.codegen.gguf.tensors import REQUANTIZE, plan, write_tensors
+from irgraph.codegen.gguf.vocab import write_vocab
+from irgraph.errors import CodegenError, ConfigError
+from irgraph.ir import Graph
+from irgraph.output import check_output
+from irgraph.passes import run_pipeline
+
+TARGET = "gguf"
+MODEL_FILE = "model.gguf"
+DTYPES = backend("gguf").option("dtype").choices  # "f32" | "f16" | "bf16"
+DEFAULT_PASSES = "dce"  # the file holds weights only: nothing to fuse for llama.cpp's builders
+
+Progress = Callable[[int, int], None]
+
+
+def default_pipeline(options: Mapping[str, str]) -> str:
+    """The passes `irgraph compile` runs for this target after the user's."""
+    return DEFAULT_PASSES
+
+
+def _import_gguf() -> Any:
+    try:
+        import gguf
+    except ImportError:
+        raise ConfigError(
+            "--target gguf needs the gguf package: pip install 'irgraph[llama]'"
+        ) from None
+    return gguf
+
+
+def compile_graph(
+    graph: Graph,
+    out: str | os.PathLike[str],
+    *,
+    target: str = TARGET,
+    dtype: str = "f32",
+    requantize: str = "none",
+    force: bool = False,
+    progress: Progress | None = None,
+    extra_files: Mapping[str, Path] | None = None,
+    passes: Mapping[str, str] | None = None,
+    default_passes: bool = True,
+) -> Path:
+    """Compile `graph` into the GGUF artifact folder `out` and return its path.
+
+    `dtype`: storage of the weight matrices (norms, biases and the router stay f32);
+    `requantize`: a GGML block type every matrix is quantized to (quantized IR weights from
+    their dequantized values), "none" to keep the graph's own. The other arguments are every
+    backend's (`irgraph.backends`).
+    """
+    check_output(
+        out, extra_files.values() if extra_files else (), force=force, force_name="force=True"
+    )
+    if target != TARGET:
+        raise ConfigError(f"the GGUF backend has one target, {TARGET!r}", got=target)
+    if dtype not in DTYPES:
+        raise ConfigError("unknown GGUF dtype", expected=" | ".join(DTYPES), got=dtype)
+    if requantize not in REQUANTIZE:
+        raise ConfigError(
+            "unknown GGML type for --requantize", expected=" | ".join(REQUANTIZE), got=requantize
+        )
+    gguf = _import_gguf()
+    if graph.weights is None:
+        raise CodegenError("graph has no weights (structure only); a GGUF file needs them")
+    if default_passes:
+        graph = run_pipeline(graph, DEFAULT_PASSES).graph
+        passes = {**(passes or {}), "default": DEFAULT_PASSES}
+    structure = read(graph)
+    arch = choose(structure, graph.name)
+    tensors = plan(graph, structure, arch, dtype, requantize)
+
+    def emit(tmp: Path) -> dict[str, Any]:
+        writer = gguf.GGUFWriter(str(tmp / MODEL_FILE), arch.gguf_name)
+        writer.add_name(graph.name)
+        arch.keys(writer, structure)
+        vocabulary = write_vocab(writer, graph, structure.vocab)
+        write_tensors(writer, tensors.tensors)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        copy_extra_files(graph, extra_files or {}, tmp)
+        return {
+            "gguf": {
+                "model": MODEL_FILE,
+                "architecture": arch.gguf_name,
+                "dtype": dtype,
+                "requantize": requantize,
+                "tensor_types": dict(Counter(t.ggml for t in tensors.tensors)),
+                "fallbacks": tensors.fallbacks,
+                "rope": arch.rope,
+                "vocabulary": vocabulary,
+                "context_length": structure.max_position or 2048,
+            },
+            "left_padding": False,
+            "passes": passes,
+        }
+
+    return write_artifact(
+        out,
+        graph,
+        TARGET,
+        emit,
+        force=force,
+        tools={"gguf": tool_version("gguf")},
+        requires={},
+    )
+
+
+__all__ = ["DEFAULT_PASSES", "MODEL_FILE", "compile_graph", "default_pipeline"]

@@ -1,0 +1,135 @@
+"""`--target gguf`: the written file read back with gguf-py's GGUFReader (keys, names, shapes,
+types), llama.cpp's rotary row order against the interpreter's rotary, q4_0 / q8_0 blocks
+dequantized by gguf equal to the IR's weights bit for bit, and the refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from irgraph import model_zoo
+from irgraph.codegen.gguf import compile_graph
+from irgraph.codegen.gguf.tensors import rope_order
+from irgraph.errors import CodegenError, ConfigError
+from irgraph.passes import run_pipeline
+from irgraph.registry import get_op
+
+gguf = pytest.importorskip("gguf")
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return model_zoo.build("llama-2", size="tiny", seed=0)
+
+
+def _reader(folder):
+    return gguf.GGUFReader(str(folder / "model.gguf"))
+
+
+def _field(reader, key):
+    field = reader.fields[key]
+    value = field.parts[field.data[0]]
+    if field.types[0] == gguf.GGUFValueType.STRING:
+        return bytes(value).decode()
+    return value.tolist()[0]
+
+
+def _tensors(reader):
+    return {t.name: t for t in reader.tensors}
+
+
+def test_llama_f32_keys_names_shapes(llama, tmp_path):
+    out = compile_graph(llama, tmp_path / "a")
+    r = _reader(out)
+    q = llama.params["layers.0.attn.q.weight"].type.shape
+    k = llama.params["layers.0.attn.k.weight"].type.shape
+    hidden = int(llama.params["embed.weight"].type.shape[1])
+    assert _field(r, "general.architecture") == "llama"
+    assert _field(r, "llama.embedding_length") == hidden
+    assert _field(r, "llama.block_count") == sum(
+        n.startswith("layers.") and n.endswith(".attn_norm.weight") for n in llama.params
+    )
+    heads = _field(r, "llama.attention.head_count")
+    kv_heads = _field(r, "llama.attention.head_count_kv")
+    assert heads * (int(q[0]) // heads) == int(q[0]) and kv_heads == int(k[0]) // (
+        int(q[0]) // heads
+    )
+    assert _field(r, "tokenizer.ggml.model") == "llama"
+    tensors = _tensors(r)
+    assert len(tensors) == len(llama.params)
+    t = tensors["blk.0.attn_q.weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.F32
+    assert list(t.shape) == [int(q[1]), int(q[0])]  # ggml order: ne0 = input features
+    assert tensors["token_embd.weight"].data.shape == tuple(llama.params["embed.weight"].type.shape)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["target"] == "gguf" and manifest["gguf"]["architecture"] == "llama"
+    assert set(manifest["files"]) == {"model.gguf", "graph.irg"}
+
+
+def test_llama_rows_are_permuted_for_interleaved_rope(llama, tmp_path):
+    """q and k rows follow llama.cpp's pair order; rotating them with interleaved pairs is the
+    IR's rotate-half rotation, permuted (v and o untouched)."""
+    r = _tensors(_reader(compile_graph(llama, tmp_path / "a")))
+    q = llama.weight("layers.0.attn.q.weight")
+    heads = _field(_reader(tmp_path / "a"), "llama.attention.head_count")
+    hd = q.shape[0] // heads
+    order = rope_order(hd, hd, to_interleaved=True)
+    rows = (np.arange(heads)[:, None] * hd + order).reshape(-1)
+    np.testing.assert_array_equal(r["blk.0.attn_q.weight"].data, q[rows])
+    np.testing.assert_array_equal(
+        r["blk.0.attn_v.weight"].data, llama.weight("layers.0.attn.v.weight")
+    )
+    x = np.random.default_rng(0).standard_normal((1, 3, heads, hd)).astype(np.float32)
+    pos = np.arange(3)[None]
+    rotary = get_op("rotary")
+    ir = rotary.ref(x, pos, **{**_rotary_attrs(llama), "interleaved": False})[0]
+    cpp = rotary.ref(x[..., order], pos, **{**_rotary_attrs(llama), "interleaved": True})[0]
+    np.testing.assert_allclose(cpp, ir[..., order], rtol=1e-6, atol=1e-6)
+
+
+def _rotary_attrs(graph):
+    node = next(n for n in graph.nodes if n.op == "rotary")
+    return dict(node.attrs)
+
+
+def test_f16_matrices_f32_norms(llama, tmp_path):
+    tensors = _tensors(_reader(compile_graph(llama, tmp_path / "a", dtype="f16")))
+    assert tensors["blk.0.ffn_gate.weight"].tensor_type == gguf.GGMLQuantizationType.F16
+    assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    np.testing.assert_array_equal(
+        tensors["blk.0.ffn_down.weight"].data,
+        llama.weight("layers.0.mlp.down.weight").astype(np.float16),
+    )
+
+
+@pytest.mark.parametrize("bits, ggml", [(4, "Q4_0"), (8, "Q8_0"), (3, "Q4_0")])
+def test_quantized_blocks_dequantize_to_the_ir_weight_bit_for_bit(llama, tmp_path, bits, ggml):
+    graph = run_pipeline(llama, f"quantize(method=rtn,bits={bits},group=32)").graph
+    tensors = _tensors(_reader(compile_graph(graph, tmp_path / "a")))
+    name = "layers.0.mlp.down.weight"
+    assert graph.params[name].type.quant is not None
+    t = tensors["blk.0.ffn_down.weight"]
+    assert t.tensor_type == getattr(gguf.GGMLQuantizationType, ggml)
+    dequantized = gguf.quants.dequantize(t.data, t.tensor_type)
+    assert dequantized.tobytes() == graph.weight(name).astype(np.float32).tobytes()
+
+
+def test_other_quantized_forms_are_refused_without_requantize(llama, tmp_path):
+    graph = run_pipeline(llama, "quantize(method=rtn,bits=4,group=0)").graph
+    with pytest.raises(CodegenError, match="no GGML equivalent.*--requantize"):
+        compile_graph(graph, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    tensors = _tensors(_reader(compile_graph(graph, tmp_path / "b", requantize="q8_0")))
+    t = tensors["blk.0.attn_k.weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+
+
+def test_unknown_ggml_type_and_dtype_are_refused(llama, tmp_path):
+    with pytest.raises(ConfigError, match="unknown GGML type.*q8_0"):
+        compile_graph(llama, tmp_path / "a", requantize="q3_x")
+    with pytest.raises(ConfigError, match="unknown GGUF dtype"):
+        compile_graph(llama, tmp_path / "a", dtype="f8")
+    assert not (tmp_path / "a").exists()
