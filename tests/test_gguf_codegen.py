@@ -133,3 +133,40 @@ def test_unknown_ggml_type_and_dtype_are_refused(llama, tmp_path):
     with pytest.raises(ConfigError, match="unknown GGUF dtype"):
         compile_graph(llama, tmp_path / "a", dtype="f8")
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    "name, arch",
+    [
+        ("mixtral", "llama"),
+        ("gpt-neox-20b", "gptneox"),
+        ("bloom", "bloom"),
+        ("starcoder", "starcoder"),
+        ("gpt-3", "gpt2"),
+    ],
+)
+def test_architecture_follows_structure(name, arch, tmp_path):
+    graph = model_zoo.build(name, size="tiny", seed=0)
+    r = _reader(compile_graph(graph, tmp_path / "a"))
+    assert _field(r, "general.architecture") == arch
+    tensors = _tensors(r)
+    if arch == "llama":  # experts: one [experts, ffn, hidden] stack per layer
+        up = graph.weight("layers.0.moe.experts.up")
+        np.testing.assert_array_equal(tensors["blk.0.ffn_up_exps.weight"].data, up)
+        assert _field(r, "llama.expert_used_count") == 2
+        return
+    # q, k, v rows stacked in one tensor; NEOX rope and ALiBi need no row permutation
+    qkv = np.concatenate([graph.weight(f"layers.0.attn.{x}.weight") for x in "qkv"])
+    np.testing.assert_array_equal(tensors["blk.0.attn_qkv.weight"].data, qkv)
+    assert "blk.0.attn_qkv.bias" in tensors and "output_norm.bias" in tensors
+
+
+def test_a_structure_no_builder_computes_is_refused_by_name(tmp_path):
+    graph = model_zoo.build("palm", size="tiny", seed=0)
+    with pytest.raises(CodegenError) as info:
+        compile_graph(graph, tmp_path / "a")
+    message = str(info.value)
+    assert "no llama.cpp architecture computes this graph" in message
+    assert "llama: scaled logits, layer norm (the builder uses RMSNorm), parallel block" in message
+    assert "falcon:" in message and "bloom:" in message
+    assert not (tmp_path / "a").exists()

@@ -56,6 +56,11 @@ class Arch:
     lacks: Demands  # what in `structure` this builder does not compute ([] = fits)
     keys: Callable[[Any, Structure], None]  # writes the architecture's hyperparameter keys
     fused_qkv: bool = False  # the builder reads one ATTN_QKV tensor (q, k, v rows stacked)
+    # Biases the builder requires: written as zeros where the graph has none (same numbers).
+    # Roles as in LAYER_TENSORS / MODEL_TENSORS; "attn.q" etc. take their weight's row count.
+    zero_biases: tuple[str, ...] = ()
+    untie: bool = False  # the builder requires an OUTPUT tensor: a tied head is written twice
+    roles: Callable[[Structure], dict[str, str]] = lambda s: {}  # role -> MODEL_TENSOR override
 
     @property
     def gguf_name(self) -> str:
@@ -159,7 +164,166 @@ def _llama_lacks(s: Structure) -> list[str]:
     return lacks
 
 
-ARCHS: tuple[Arch, ...] = (Arch("LLAMA", "norm", _llama_lacks, _llama_keys),)
+def _layer_norm_keys(w: Any, s: Structure) -> None:
+    _common_keys(w, s)
+    w.add_layer_norm_eps(s.norm_eps)
+
+
+def _neox_keys(w: Any, s: Structure) -> None:
+    _layer_norm_keys(w, s)
+    _rope_keys(w, s)
+    w.add_parallel_residual(s.block == "parallel_two_norms")
+
+
+def _falcon_keys(w: Any, s: Structure) -> None:
+    _layer_norm_keys(w, s)
+    _rope_keys(w, s)
+
+
+GELU = ("gelu", "gelu_tanh")  # ggml_gelu: tanh-approximate, through an f16 table on CPU
+
+
+def _gelu_layer_norm(s: Structure, arch: str) -> list[str]:
+    """What every GELU / LayerNorm builder here (GPT-2 family, NeoX, BLOOM, Falcon) lacks."""
+    lacks = _decoder_basics(s) + _default_scale(s)
+    if s.norm != "layer":
+        lacks.append(f"{s.norm} norm (the {arch} builder uses LayerNorm)")
+    if s.gated or s.act not in GELU:
+        lacks.append(f"{'gated ' if s.gated else ''}{s.act} MLP (the {arch} builder uses GELU)")
+    if s.window:
+        lacks.append(f"sliding window {s.window} (the {arch} builder applies none)")
+    if s.lm_head_bias:
+        lacks.append("an LM head bias")
+    if s.moe is not None or s.latent is not None:
+        lacks.append("routed experts" if s.moe is not None else "latent attention")
+    return lacks
+
+
+def _rotary_ok(s: Structure) -> list[str]:
+    if s.position != "rotary":
+        return [f"{s.position} positions (the builder uses rotary)"]
+    if s.rotary.get("scaling", "none") not in ("none", "linear"):
+        return [f"rotary scaling {s.rotary['scaling']}"]
+    return []
+
+
+def _neox_lacks(s: Structure) -> list[str]:
+    """src/models/gptneox.cpp: LayerNorm, parallel two-norm (use_parallel_residual) or
+    sequential block, NEOX (rotate-half) rope, partial rotary allowed, GELU MLP, biases."""
+    lacks = _gelu_layer_norm(s, "gptneox") + _rotary_ok(s)
+    if s.block not in ("parallel_two_norms", "sequential"):
+        lacks.append(f"{s.block} block")
+    if s.embedding_norm:
+        lacks.append("an embedding norm")
+    return lacks
+
+
+def _falcon_lacks(s: Structure) -> list[str]:
+    """src/models/falcon.cpp: LayerNorm, parallel block with one norm (7B) or two (40B:
+    attn_norm_2 for attention), NEOX rope, GELU MLP, no projection biases."""
+    lacks = _gelu_layer_norm(s, "falcon") + _rotary_ok(s)
+    if s.block not in ("parallel", "parallel_two_norms"):
+        lacks.append(f"{s.block} block")
+    if s.qkv_bias or s.out_bias or s.mlp_bias:
+        lacks.append("projection biases")
+    if s.embedding_norm:
+        lacks.append("an embedding norm")
+    return lacks
+
+
+def _falcon_roles(s: Structure) -> dict[str, str]:
+    # Falcon-40B: the attention reads attn_norm_2, the MLP reads attn_norm
+    if s.block == "parallel_two_norms":
+        return {"attn_norm": "ATTN_NORM_2", "mlp_norm": "ATTN_NORM"}
+    return {}
+
+
+def _bloom_lacks(s: Structure) -> list[str]:
+    """src/models/bloom.cpp: LayerNorm after the embedding, ALiBi (max bias 8), sequential,
+    GELU MLP, biases."""
+    lacks = _gelu_layer_norm(s, "bloom")
+    if s.position != "alibi":
+        lacks.append(f"{s.position} positions (the builder uses ALiBi)")
+    if s.block != "sequential":
+        lacks.append(f"{s.block} block")
+    if not s.embedding_norm:
+        lacks.append("no embedding norm (the builder norms the embeddings)")
+    return lacks
+
+
+def _learned_lacks(s: Structure, arch: str) -> list[str]:
+    lacks = _gelu_layer_norm(s, arch)
+    if s.position != "learned":
+        lacks.append(f"{s.position} positions (the builder uses a learned table)")
+    if s.block != "sequential":
+        lacks.append(f"{s.block} block")
+    if s.embedding_norm:
+        lacks.append("an embedding norm")
+    return lacks
+
+
+def _gpt2_lacks(s: Structure) -> list[str]:
+    """src/models/gpt2.cpp: GPT-2 / GPT-3 form: learned positions, LayerNorm, GELU, biases;
+    the same builder as StarCoder's, which this row leaves the grouped-KV graphs to."""
+    lacks = _learned_lacks(s, "gpt2")
+    if s.kv_heads != s.heads:
+        lacks.append(f"{s.kv_heads} KV heads for {s.heads} (gpt_bigcode's form)")
+    return lacks
+
+
+def _starcoder_lacks(s: Structure) -> list[str]:
+    """src/models/starcoder.cpp (gpt_bigcode): GPT-2's form with multi-query attention."""
+    lacks = _learned_lacks(s, "starcoder")
+    if s.kv_heads == s.heads:
+        lacks.append("as many KV heads as query heads (GPT-2's form)")
+    return lacks
+
+
+ALL_BIASES = (
+    "attn.q",
+    "attn.k",
+    "attn.v",
+    "attn.o",
+    "mlp.up",
+    "mlp.down",
+    "attn_norm",
+    "mlp_norm",
+    "norm",
+)
+
+ARCHS: tuple[Arch, ...] = (
+    Arch("LLAMA", "norm", _llama_lacks, _llama_keys),
+    Arch(
+        "GPTNEOX",
+        "neox",
+        _neox_lacks,
+        _neox_keys,
+        fused_qkv=True,
+        zero_biases=ALL_BIASES,
+        untie=True,
+    ),
+    Arch(
+        "FALCON",
+        "neox",
+        _falcon_lacks,
+        _falcon_keys,
+        fused_qkv=True,
+        zero_biases=("attn_norm", "mlp_norm", "norm"),
+        roles=_falcon_roles,
+    ),
+    Arch(
+        "BLOOM",
+        "",
+        _bloom_lacks,
+        _layer_norm_keys,
+        fused_qkv=True,
+        zero_biases=(*ALL_BIASES, "embed_norm"),
+    ),
+    Arch("GPT2", "", _gpt2_lacks, _layer_norm_keys, fused_qkv=True, zero_biases=ALL_BIASES),
+    Arch(
+        "STARCODER", "", _starcoder_lacks, _layer_norm_keys, fused_qkv=True, zero_biases=ALL_BIASES
+    ),
+)
 
 
 def choose(s: Structure, graph_name: str) -> Arch:

@@ -81,10 +81,13 @@ def _role(name: str) -> tuple[int | None, str, str] | None:
     return (None, stem, kind) if stem in MODEL_TENSORS else None
 
 
-def gguf_name(layer: int | None, role: str, kind: str) -> str:
+def gguf_name(layer: int | None, role: str, kind: str, roles: dict[str, str] | None = None) -> str:
+    """The GGUF tensor name of an IR role (`roles`: an architecture's overrides)."""
     import gguf
 
-    member = LAYER_TENSORS[role] if layer is not None else MODEL_TENSORS[role]
+    member = (roles or {}).get(role) or (
+        LAYER_TENSORS[role] if layer is not None else MODEL_TENSORS[role]
+    )
     base = gguf.TENSOR_NAMES[getattr(gguf.MODEL_TENSOR, member)]
     return f"{base.format(bid=layer)}.{kind}"
 
@@ -131,6 +134,7 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
     result = Plan()
     compute = {"f32": "F32", "f16": "F16", "bf16": "BF16"}[dtype]
     rope_rows = _rope_rows(s, arch)
+    roles = arch.roles(s)
     refused = []
     for name, value in graph.params.items():
         role = _role(name)
@@ -145,7 +149,7 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
         layer, r, kind = role
         shape = tuple(int(d) for d in value.type.shape)  # type: ignore[arg-type]  # static
         rows = rope_rows.get(r)
-        out = gguf_name(layer, r, kind)
+        out = gguf_name(layer, r, kind, roles)
         spec = value.type.quant
         if spec is not None and requantize == "none":
             t = _repack(spec, graph.stored(name), shape)
@@ -172,9 +176,30 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
             got=", ".join(refused[:4]) + (", ..." if len(refused) > 4 else ""),
             where=f"target gguf, graph {graph.name!r}",
         )
+    result.tensors += _zero_biases(graph, arch, roles)
+    if arch.untie and s.tied:
+        embed = next(t for t in result.tensors if t.name == gguf_name(None, "embed", "weight"))
+        result.tensors.append(Tensor(gguf_name(None, "lm_head", "weight"), embed.array, embed.ggml))
     if arch.fused_qkv:
         result.tensors = list(_fuse_qkv(result.tensors))
     return result
+
+
+def _zero_biases(graph: Graph, arch: Arch, roles: dict[str, str]) -> list[Tensor]:
+    """Zeros for the biases `arch`'s builder requires and the graph lacks (the same numbers)."""
+    zeros = []
+    layers = sorted({int(n.split(".")[1]) for n in graph.params if n.startswith("layers.")})
+    for role in arch.zero_biases:
+        for layer in layers if role in LAYER_TENSORS else [None]:
+            stem = role if layer is None else f"layers.{layer}.{role}"
+            weight = graph.params.get(f"{stem}.weight")
+            if weight is None or f"{stem}.bias" in graph.params:
+                continue
+            rows = int(weight.type.shape[0])  # type: ignore[arg-type]  # params are static
+            zeros.append(
+                Tensor(gguf_name(layer, role, "bias", roles), np.zeros(rows, np.float32), "F32")
+            )
+    return zeros
 
 
 def _rope_rows(s: Structure, arch: Arch) -> dict[str, np.ndarray]:

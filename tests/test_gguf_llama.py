@@ -1,0 +1,78 @@
+"""llama.cpp on irgraph's GGUF files vs the interpreter (needs the irgraph[llama] extra).
+
+f32 files, KV cache in f32, flash attention off: logits within 1e-3 of the interpreter for a
+prefill and for 16 decode steps through llama.cpp's cache, and greedy tokens equal. Quantized
+graphs: q8_0 / q4_0 weights are the IR's bit for bit, so the difference left is llama.cpp's
+int8 quantization of the activations (its q8 dot products), measured and bounded here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import irgraph.runtimes
+from irgraph import lm, model_zoo
+from irgraph.codegen.gguf import compile_graph
+from irgraph.passes import run_pipeline
+from irgraph.runtimes.interpreter import InterpreterSession
+
+pytestmark = pytest.mark.llama
+pytest.importorskip("llama_cpp", reason="llama.cpp runs through the irgraph[llama] extra")
+
+PROMPT, STEPS = 8, 16
+# (zoo twin, llama.cpp architecture its structure maps to)
+TWINS = [
+    ("llama-2", "llama"),
+    ("mixtral", "llama"),
+    ("gpt-neox-20b", "gptneox"),
+    ("bloom", "bloom"),
+    ("starcoder", "starcoder"),
+    ("gpt-3", "gpt2"),
+]
+
+
+def _ids(graph, rows, seq, seed=0):
+    vocab = int(graph.params["embed.weight"].type.shape[0])
+    return np.random.default_rng(seed).integers(3, vocab, (rows, seq))
+
+
+def _max_err(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
+@pytest.mark.parametrize("name, arch", TWINS)
+def test_f32_matches_the_interpreter(name, arch, tmp_path):
+    graph = model_zoo.build(name, size="tiny", seed=0)
+    folder = compile_graph(graph, tmp_path / "a")
+    session = irgraph.runtimes.open(folder)
+    assert session.manifest["gguf"]["architecture"] == arch
+    ids = _ids(graph, 2, PROMPT + STEPS)
+    prefill = _max_err(session.forward(ids[:, :PROMPT]), lm.interpret(graph, ids[:, :PROMPT]))
+    decode = _max_err(session.forward(ids, decode=True), lm.interpret(graph, ids, decode=True))
+    assert prefill <= 1e-3 and decode <= 1e-3, (prefill, decode)
+    prompts = [list(ids[0, :PROMPT]), list(ids[1, : PROMPT - 3])]  # two lengths: two lanes
+    assert session.generate(prompts, STEPS) == InterpreterSession(graph).generate(prompts, STEPS)
+
+
+def test_run_takes_prefill_feeds_and_refuses_padding(tmp_path):
+    graph = model_zoo.build("llama-2", size="tiny", seed=0)
+    session = irgraph.runtimes.open(compile_graph(graph, tmp_path / "a"))
+    ids = _ids(graph, 1, 5)
+    feeds = lm.make_feeds(session.inputs, ids, lm.empty_cache(session.inputs, 1), past_len=0)
+    np.testing.assert_allclose(session.run(feeds)["logits"], lm.interpret(graph, ids), atol=1e-3)
+    with pytest.raises(irgraph.errors.RuntimeFailure, match="no padding"):
+        session.forward(ids, mask=np.array([[0, 1, 1, 1, 1]]))
+
+
+@pytest.mark.parametrize("bits, bound", [(8, 2e-2), (4, 5e-2)])
+def test_quantized_graph_within_the_int8_activation_error(bits, bound, tmp_path):
+    graph = run_pipeline(
+        model_zoo.build("llama-2", size="tiny", seed=0),
+        f"quantize(method=rtn,bits={bits},group=32)",
+    ).graph
+    session = irgraph.runtimes.open(compile_graph(graph, tmp_path / "a"))
+    ids = _ids(graph, 1, PROMPT)
+    ref = lm.interpret(graph, ids)
+    err = _max_err(session.forward(ids), ref)
+    assert err <= bound * float(np.abs(ref).max()), err
