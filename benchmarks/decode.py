@@ -1,7 +1,7 @@
 """Prefill and decode speed of irgraph's ONNX artifact against its peers, on one LLaMA checkpoint.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/decode.py [--quick]
-        [--only irgraph-onnx,genai-fp32] [--threads 1] [--repeats 3] [--work DIR]
+        [--only irgraph-onnx,genai-fp32] [--threads 1] [--repeats 3] [--work DIR] [--plot]
 
 The script makes the checkpoint itself (once, cached under --work): a
 Hugging Face LlamaForCausalLM with random weights, ~125M parameters (12 layers,
@@ -33,7 +33,9 @@ decode_tps) measurement), e.g. a TVM row:
     from benchmarks.decode import SYSTEMS, Bench
     SYSTEMS["irgraph-tvm"] = lambda bench: bench.session_run(TVMSession(...))
 
-Results also go to benchmarks/results/decode.json.
+Results also go to benchmarks/results/decode.json; `--plot` draws them beside it as
+decode.png (tok/s per system with each row's roofline: benchmarks/plots.py, needs
+matplotlib, `irgraph[plot]`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -339,7 +342,14 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parser.add_argument(
         "--work", type=Path, default=ROOT.parent / ".cache" / "benchmarks" / "decode"
     )
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="also draw the results as a PNG beside the JSON (needs matplotlib)",
+    )
     args = parser.parse_args(argv)
+    if args.plot:
+        _plots()._figure(1, 1)  # no matplotlib: say so before the run, not after it
     names = list(SYSTEMS) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
@@ -390,29 +400,34 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     print(table(results, same, cpu))
     out = ROOT / "results" / ("decode-quick.json" if args.quick else "decode.json")
     out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "dims": dims,
-                "tokens": length,
-                "threads": args.threads,
-                "repeats": bench.repeats,
-                "results": {
-                    k: {
-                        "prefill_tps": v[0],
-                        "decode_tps": v[1],
-                        "tokens_equal_hf": same.get(k),
-                        "decode_tokens_per_cpu_second": cpu.get(k),
-                    }
-                    for k, v in results.items()
-                },
-            },
-            indent=2,
-            default=float,
-        )
-        + "\n"
-    )
+    record = {
+        "dims": dims,
+        "tokens": length,
+        "threads": args.threads,
+        "repeats": bench.repeats,
+        "results": {
+            k: {
+                "prefill_tps": v[0],
+                "decode_tps": v[1],
+                "tokens_equal_hf": same.get(k),
+                "decode_tokens_per_cpu_second": cpu.get(k),
+            }
+            for k, v in results.items()
+        },
+    }
+    out.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    if args.plot:
+        print(f"plot: {_plots().speed_race(record, out.with_suffix('.png'))}")
     return results
+
+
+def _plots() -> Any:
+    """benchmarks/plots.py, whether this file runs as a script or as benchmarks.decode."""
+    try:
+        from benchmarks import plots
+    except ImportError:  # `python benchmarks/decode.py`: this folder is on sys.path
+        import plots  # type: ignore[no-redef]
+    return plots
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Quantization quality on the reference model: held-out bits per byte of RTN, GPTQ, AWQ (issue 13).
 
     .venv/bin/python -m benchmarks.quantization_quality [--steps N] [--samples 128] [--seq 512]
-        [--eval-tokens 65536] [--only "gptq w4 g32" ...] [--out results.json] [--model DIR]
+        [--eval-tokens 65536] [--only "gptq w4 g32" ...] [--out results.json] [--model DIR] [--plot]
 
 The reference model (benchmarks/reference_model.py; trained first if its cache is empty, about
 40 minutes on 2 cores; `--steps` trains a shorter recipe for smoke runs) is quantized by each
@@ -11,7 +11,8 @@ variant is scored on the held-out split (the same files the reference model held
 Printed: bits per byte, Δ vs fp32, the saved weights' bytes and the quantization time, then
 the issue's targets (GPTQ and AWQ beat RTN at 4 and 3 bits; w4 GPTQ and AWQ within 0.043
 bits/byte of fp32; w8 within 1%). Writes the rows to --out (default
-benchmarks/results/quantization_quality.json).
+benchmarks/results/quantization_quality.json); --plot also draws bits per byte vs size
+beside it as .png (benchmarks/plots.py).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def main() -> None:
         default=Path(__file__).parent / "results" / "quantization_quality.json",
         help="where the rows go as JSON",
     )
+    ap.add_argument("--plot", action="store_true", help="also draw bits/byte vs size (PNG)")
     args = ap.parse_args()
     from benchmarks.reference_model import reference_model
 
@@ -147,6 +149,19 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     saved = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "checks": checks}
     args.out.write_text(json.dumps(saved, indent=2))
+    if args.plot:
+        from benchmarks.plots import bpb_vs_size
+
+        points = [
+            {
+                "label": r["config"],
+                "size_mib": r["saved_mib"],
+                "bits_per_byte": r["bits_per_byte"],
+                "group": r["config"].split()[0],  # the method: fp32, rtn, gptq, awq
+            }
+            for r in rows
+        ]
+        print(bpb_vs_size(points, args.out.with_suffix(".png"), "reference model: quantization"))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from irgraph.output import check_output
+from irgraph.output import check_output, check_output_file
 
 
 def current_umask() -> int:
@@ -60,4 +60,32 @@ def atomic_folder(
             tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def atomic_file(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    force_name: str = "overwrite=True",
+) -> Iterator[Path]:
+    """Yield a temporary sibling file to write; on success it replaces `path` (umask mode).
+
+    The file rule (`irgraph.output.check_output_file`) is checked first; a failure leaves
+    the old file, if any, as it was and no temporary file behind.
+    """
+    target = Path(path)
+    check_output_file(target, inputs, force=overwrite, force_name=force_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.chmod(0o666 & ~current_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise

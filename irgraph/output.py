@@ -11,7 +11,8 @@
 
 All of this is checked before any work starts (`check_output`), so that an hour of
 training or compiling never ends in "cannot save". The write itself is atomic
-(`irgraph.atomic.atomic_folder`), which checks again.
+(`irgraph.atomic.atomic_folder`), which checks again. A command that writes one file
+(an HTML page) follows the same rule for a file (`check_output_file`, `atomic_file`).
 """
 
 from __future__ import annotations
@@ -90,20 +91,64 @@ def check_location(out: PathLike, inputs: Iterable[PathLike] = ()) -> Path:
                 "write to another folder",
                 where=where,
             )
+    _check_parent(target, "folder", where)
+    return target
+
+
+def _check_parent(target: Path, what: str, where: str) -> None:
+    """Refuse a location whose nearest existing parent is a file or cannot be written."""
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(
-            f"the output folder would lie under {parent}, which is a file", where=where
+            f"the output {what} would lie under {parent}, which is a file", where=where
         )
     try:  # os.access says yes to root even on /proc; only trying tells
         os.rmdir(tempfile.mkdtemp(prefix=".irgraph-probe.", dir=parent))
     except OSError as e:
         raise ConfigError(
-            f"cannot create the output folder in {parent}: {e.strerror or e}", where=where
+            f"cannot create the output {what} in {parent}: {e.strerror or e}", where=where
         ) from None
-    return target
+
+
+def check_output_file(
+    out: PathLike,
+    inputs: Iterable[PathLike] = (),
+    *,
+    force: bool = False,
+    force_name: str = "--force",
+) -> str:
+    """The rule for a command that writes one file (`irgraph view`'s page), before any work.
+
+    As for folders: a symbolic link, a path under a file, an unwritable location, and a
+    file that is or lies inside one of `inputs` are refused; an existing file is replaced
+    only with `force` (and only a regular file). Returns "an existing file" when `force`
+    will replace one, else "".
+    """
+    given = Path(out)
+    where = str(out) or "''"
+    if given.is_symlink():
+        raise ConfigError("the output file is a symbolic link; name the file itself", where=where)
+    target = given.resolve()
+    if target.is_dir():
+        raise ConfigError("the output path is a folder", expected="a file", where=where)
+    for inp in inputs:
+        src = Path(inp)
+        if src.exists() and _inside(target, src.resolve()):
+            what = "is" if src.resolve() == target else "lies inside"
+            raise ConfigError(
+                f"the output file {what} an input of this command ({inp}); write elsewhere",
+                where=where,
+            )
+    _check_parent(target, "file", where)
+    if not target.exists():
+        return ""
+    if not force:
+        raise ConfigError(f"the output file exists; pass {force_name} to replace it", where=where)
+    if not target.is_file():
+        raise ConfigError("the output path exists and is not a regular file", where=where)
+    return "an existing file"
 
 
 def check_output(

@@ -19,6 +19,7 @@ from irgraph.dtypes import DType
 from irgraph.errors import ConfigError, IRError
 from irgraph.ir import Graph
 from irgraph.parser import parse
+from irgraph.progress import Progress, no_progress
 from irgraph.quant import QuantSpec
 from irgraph.weights import WeightStore, save_safetensors
 
@@ -37,8 +38,11 @@ def save(
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike[str]] = (),
+    progress: Progress = no_progress,
 ) -> Path:
     """Write `graph` to folder `path` atomically; `extra_files` (name -> source) are copied in.
+
+    `progress` hears of every weight written.
 
     A non-empty `path` is refused unless `overwrite=True`, and even then replaced only if
     it is an irgraph output; a folder holding `inputs` (paths the caller read the graph
@@ -49,7 +53,9 @@ def save(
     with atomic_folder(target, overwrite=overwrite, inputs=sources) as tmp:
         (tmp / GRAPH_FILE).write_text(str(graph))
         if graph.weights is not None:
-            save_safetensors(graph.weights, tmp / WEIGHTS_FILE, names=graph.stored_names())
+            save_safetensors(
+                graph.weights, tmp / WEIGHTS_FILE, names=graph.stored_names(), progress=progress
+            )
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
     return target

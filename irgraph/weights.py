@@ -21,6 +21,7 @@ import ml_dtypes
 import numpy as np
 
 from irgraph.errors import ConfigError
+from irgraph.progress import Progress, no_progress
 
 _TO_NUMPY = {
     "F64": np.float64,
@@ -208,8 +209,11 @@ def save_safetensors(
     path: str | os.PathLike[str],
     metadata: Mapping[str, str] | None = None,
     names: Iterable[str] | None = None,
+    progress: Progress = no_progress,
 ) -> None:
     """Write arrays (those in `names`, default all) as one safetensors file, tensor by tensor.
+
+    `progress` hears of every tensor written.
 
     A WeightStore's shapes and dtypes come from `shape_dtype` and each tensor is
     fetched only when it is written, so a store that computes tensors on access
@@ -241,7 +245,9 @@ def save_safetensors(
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(blob)))
         f.write(blob)
-        for name in names:
+        what = f"writing {Path(path).name}"
+        for i, name in enumerate(names):
+            progress(i, len(names), what)
             a = np.asarray(arrays[name])
             if (
                 a.shape != tuple(header[name]["shape"])
@@ -254,3 +260,4 @@ def save_safetensors(
                     where=str(path),
                 )
             np.ascontiguousarray(a).tofile(f)  # little-endian hosts only (x86-64, aarch64)
+        progress(len(names), len(names), what)

@@ -21,8 +21,7 @@ import numpy as np
 
 from irgraph.errors import PassError
 from irgraph.ir import Graph
-
-Progress = Callable[[int, int, str], None]  # progress(done, total, what)
+from irgraph.progress import Progress, no_progress
 
 
 class GradientProvider(Protocol):
@@ -31,10 +30,6 @@ class GradientProvider(Protocol):
     def gradients(self, graph: Graph, batches: Sequence[np.ndarray]) -> Mapping[str, np.ndarray]:
         """{param name: gradient array shaped like the weight} (mean over the batches)."""
         ...
-
-
-def no_progress(done: int, total: int, what: str) -> None:
-    """The default progress callback: report nothing."""
 
 
 def no_log(message: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +37,7 @@ from irgraph.ir import Graph
 from irgraph.output import check_output
 from irgraph.passes import run_pipeline
 from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
+from irgraph.progress import Progress, no_progress
 from irgraph.registry import get_op
 
 MODEL_FILE, ENCODER_FILE = "model.onnx", "encoder.onnx"
@@ -62,9 +63,6 @@ def default_pipeline(options: Mapping[str, str]) -> str:
     return DEFAULT_PASSES[options.get("flavour", "ort")]
 
 
-Progress = Callable[[int, int], None]
-
-
 def _value_info(e: Emitter, name: str, t: Any) -> Any:
     shape = [d if isinstance(d, int) else str(d) for d in t.shape]
     return helper.make_tensor_value_info(name, e.onnx_type(t.dtype), shape)
@@ -78,10 +76,11 @@ def build_model(
     data: BinaryIO | None = None,
     data_name: str = DATA_FILE,
     written: dict[str, onnx.TensorProto] | None = None,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external
-    weights; `written`: the tensors earlier models put in it (shared, see `Emitter`)."""
+    weights; `written`: the tensors earlier models put in it (shared, see `Emitter`);
+    `progress` hears of every node lowered (its weights written)."""
     if flavour not in FLAVOURS:
         raise ConfigError(
             f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour
@@ -96,9 +95,9 @@ def build_model(
         )
     LOWERINGS.missing(graph)  # fail before writing anything, naming every op the target lacks
     e = Emitter(graph, flavour, DType(dtype), data, data_name, written)
+    what = f"lowering {graph.name} to ONNX"
     for i, node in enumerate(graph.nodes):
-        if progress is not None:
-            progress(i, len(graph.nodes))
+        progress(i, len(graph.nodes), what)
         node = dataclasses.replace(
             node, inputs=tuple(get_op(node.op).pad(node.inputs))
         )  # absent -> None
@@ -110,8 +109,7 @@ def build_model(
             ) from None
         for v, name in zip(node.outputs, outs):
             e.bind(v, name)
-    if progress is not None:
-        progress(len(graph.nodes), len(graph.nodes))
+    progress(len(graph.nodes), len(graph.nodes), what)
     outputs = []
     for name, v in graph.outputs.items():
         current = e.name(v)
@@ -163,7 +161,7 @@ def compile_graph(
     flavour: str = "ort",
     dtype: str = "f32",
     force: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = no_progress,
     extra_files: Mapping[str, Path] | None = None,
     passes: Mapping[str, str] | None = None,
     default_passes: bool = True,
@@ -203,11 +201,16 @@ def compile_graph(
                         written=written,
                         progress=progress,
                     )
-        for file, model in models.items():
+        for i, (file, model) in enumerate(models.items()):
+            progress(i, len(models), "saving the ONNX model")
             onnx.save_model(model, tmp / file)
+        progress(len(models), len(models), "saving the ONNX model")
         del models
-        for file in (model_file, MODEL_LAST_FILE) if FORWARD_LAST in entries else (model_file,):
+        checked = (model_file, MODEL_LAST_FILE) if FORWARD_LAST in entries else (model_file,)
+        for i, file in enumerate(checked):
+            progress(i, len(checked), "checking the ONNX model")
             onnx.checker.check_model(str(tmp / file))
+        progress(len(checked), len(checked), "checking the ONNX model")
         if (tmp / data_file).stat().st_size == 0:
             (tmp / data_file).unlink()
         return {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,21 @@ from irgraph.ir import Graph
 from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.output import check_output
 from irgraph.passes import run_pipeline
+from irgraph.progress import Progress, no_progress
 from irgraph.weights import save_safetensors
 
 LIBRARY, WEIGHTS = "model.so", "weights.safetensors"
 # The passes `irgraph compile` runs for TVM targets after the user's (`--no-default-passes` skips
 # them): logits_last gives the artifact its `forward_last` (the LM head on the last row only).
 DEFAULT_PASSES = "last-position-logits"
+# What `compile_graph` reports to `progress`, in order (tvm.compile is one long step)
+BUILD_STAGES = (
+    "lowering to Relax",
+    "Relax pipeline",
+    "tvm.compile",
+    "exporting the library",
+    "writing the weights",
+)
 
 
 def default_pipeline(options: Mapping[str, str]) -> str:
@@ -71,7 +80,7 @@ def compile_graph(
     cuda_arch: str = "sm_80",
     force: bool = False,
     extra_files: Mapping[str, Path] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress = no_progress,
     passes: Mapping[str, str] | None = None,
     default_passes: bool = True,
 ) -> Path:
@@ -80,7 +89,7 @@ def compile_graph(
     A non-empty `out` is refused unless `force=True`, and even then replaced only if it
     is an irgraph output; this is checked before the (slow) build (`irgraph.output`).
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
-    `progress(done, total)` hears of the build as one step (TVM reports no finer progress).
+    `progress(done, total, what)` hears of each build stage as it starts (BUILD_STAGES).
     `passes` (the pipelines that made `graph`) goes into the manifest. `default_passes` runs
     DEFAULT_PASSES first (`irgraph compile` runs them itself, after --passes, and turns this off).
     """
@@ -102,16 +111,22 @@ def compile_graph(
     if store is None:  # the default passes keep the weights they were given
         raise ConfigError("the default passes dropped the weights", where=graph.name)
     started = time.perf_counter()
-    if progress is not None:
-        progress(0, 1)
+
+    def stage(name: str) -> None:
+        i = BUILD_STAGES.index(name)
+        progress(i, len(BUILD_STAGES), f"TVM build {i + 1}/{len(BUILD_STAGES)}: {name}")
+
+    stage("lowering to Relax")
     mod, weight_args = lowering.build_module(
         graph, spec.name.removeprefix("tvm-"), packed=spec.packed
     )
-    ex = targets.compile_module(mod, spec)
+    ex = targets.compile_module(mod, spec, stage)
     cuda_check = targets.check_cuda_kernels(ex, spec.cuda_arch) if spec.cuda_arch else None
 
     def emit(tmp: Path) -> dict[str, Any]:
+        stage("exporting the library")
         targets.export(ex, spec, tmp / LIBRARY)
+        stage("writing the weights")
         save_safetensors(  # as stored: a quantized weight's data, scales and zero points
             {name: np.asarray(store[name]) for name in graph.stored_names()}, tmp / WEIGHTS
         )
@@ -158,8 +173,7 @@ def compile_graph(
         tools={"apache-tvm": tvm.__version__, "apache-tvm-ffi": tvm_ffi.__version__},
         requires={"apache-tvm": tvm.__version__},
     )
-    if progress is not None:
-        progress(1, 1)
+    progress(len(BUILD_STAGES), len(BUILD_STAGES), "TVM build")
     return folder
 
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,14 +116,21 @@ def _cuda_pipeline(target: Target) -> tvm.transform.Pass:
     return pipeline
 
 
-def compile_module(mod: tvm.IRModule, spec: TargetSpec) -> relax.VMExecutable:
+def compile_module(
+    mod: tvm.IRModule, spec: TargetSpec, stage: Callable[[str], None] | None = None
+) -> relax.VMExecutable:
     """Build a Relax module for the target; for CUDA, fail unless every kernel is a GPU kernel.
 
-    The same module gives the same bytes every build (codegen/tvm/reproducible.py).
+    `stage(name)` hears when each of the two long steps starts (the Relax pipeline, then
+    tvm.compile's TIR passes and code generation). The same module gives the same bytes
+    every build (codegen/tvm/reproducible.py).
     """
+    stage = stage or (lambda name: None)
     with spec.target:
+        stage("Relax pipeline")
         if spec.device != "cuda":
             lowered = sort_shape_func_stores(relax.get_pipeline("default")(mod))
+            stage("tvm.compile")
             return tvm.compile(lowered, target=spec.target, relax_pipeline=None)
         lowered = sort_shape_func_stores(_cuda_pipeline(spec.target)(mod))
         host_kernels = [
@@ -135,6 +143,7 @@ def compile_module(mod: tvm.IRModule, spec: TargetSpec) -> relax.VMExecutable:
                 f"kernels left unscheduled would run on the host: {', '.join(host_kernels)}",
                 where=f"target tvm-cuda ({spec.cuda_arch})",
             )
+        stage("tvm.compile")
         return tvm.compile(lowered, target=spec.target, relax_pipeline=None)
 
 

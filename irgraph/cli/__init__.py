@@ -19,6 +19,7 @@ from irgraph.cli import (
     zoo_cmd,
 )
 from irgraph.cli.group import DEBUG_FLAG, IrgraphGroup
+from irgraph.cli.progress import set_quiet
 
 
 @click.group(cls=IrgraphGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,12 +27,21 @@ from irgraph.cli.group import DEBUG_FLAG, IrgraphGroup
 @click.option(
     DEBUG_FLAG, is_flag=True, help="Show the Python traceback of a failure (also IRGRAPH_DEBUG=1)."
 )
-def main(debug: bool) -> None:
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Draw no progress bars (they are drawn on stderr only when it is a terminal).",
+)
+def main(debug: bool, quiet: bool) -> None:
     """irgraph: declare, transform, compile and run large-language-model graphs.
 
     A failure prints one `Error: ...` line and exits non-zero: 1 for bad input,
     2 for bad usage, 70 for an internal error (a bug; --debug shows where).
+    Long steps (import, lowering, build, calibration, training) show a progress
+    bar on a terminal; --quiet turns it off.
     """
+    set_quiet(quiet)
 
 
 main.add_command(inspect_cmd.inspect)

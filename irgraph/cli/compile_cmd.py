@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import click
 
 from irgraph.backends import BACKENDS, backend_for, compile_options, compile_targets
 from irgraph.cli import calibration as calib
+from irgraph.cli import progress
 from irgraph.cli.common import weight_options
 from irgraph.cli.compile_checks import check_lm_outputs, load_check, refuse_inapplicable_options
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
@@ -142,7 +144,11 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     "(for an artifact built for another machine's runtime, e.g. --dtype bf16 for a GPU).",
 )
 @weight_options
-@pipeline_options
+@partial(
+    pipeline_options,
+    check_help="Check the artifact against the interpreter (the logits of a short prompt, "
+    "prefill and decode), and every pass run before it (see --check-mode).",
+)
 def compile_(
     source: str,
     target: str,
@@ -163,8 +169,6 @@ def compile_(
     **options: Any,
 ) -> None:
     """Compile SOURCE (saved graph folder, HF checkpoint folder or zoo model) to an artifact."""
-    from tqdm import tqdm
-
     calibration = calib.from_options(options)  # the rest of `options` are the backend's
     if passes:  # parsed alone, before any work, so that an error quotes the user's own text
         from irgraph.passes import parse_pipeline
@@ -188,21 +192,17 @@ def compile_(
         check_mode=check_mode,
         calibration=calibration,
         tokenizer=extra.get(TOKENIZER),
+        check_needs_passes=False,
     )
     check_lm_outputs(graph)
     compile_graph = backend.load("compile")
-    with tqdm(desc=f"compiling {graph.name} for {target}", leave=False) as bar:
-
-        def progress(i: int, total: int) -> None:
-            bar.total = total
-            bar.update(i - bar.n)
-
+    with progress.reporter() as report:
         result = compile_graph(
             graph,
             out,
             target=target,
             force=force,
-            progress=progress,
+            progress=report,
             extra_files=extra,
             passes={"user": passes, "default": defaults},
             default_passes=False,

@@ -17,6 +17,7 @@ import numpy as np
 
 import irgraph.runtimes
 from irgraph.artifact import MANIFEST, read_listed
+from irgraph.cli import progress
 from irgraph.cli.common import weight_options
 from irgraph.errors import ConfigError
 from irgraph.heldout import score_windows, token_windows
@@ -59,8 +60,6 @@ def eval_(
     allow_nonfinite: bool,
 ) -> None:
     """Held-out bits per byte and perplexity of the graph or artifact at PATH on --corpus."""
-    from tqdm import tqdm
-
     session = irgraph.runtimes.open(
         path, cast_weights=cast_weights, allow_nonfinite=allow_nonfinite
     )
@@ -69,17 +68,13 @@ def eval_(
     vocab = model_vocab(session.bounds, session.meta)
     stream, n_bytes, tokenizer = _encode(Path(path), corpus, vocab)
     windows = token_windows(stream, seq, max_tokens)
-    with tqdm(total=len(windows), desc="eval", unit="window", leave=False, disable=None) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-
+    with progress.reporter() as report:
         score = score_windows(
             session.forward,
             windows,
             bytes_per_token=n_bytes / len(stream),
             batch=batch_size,
-            progress=progress,
+            progress=lambda done, total: report(done, total, "eval (windows)"),
         )
     result = {
         "bits_per_byte": score.bits_per_byte,

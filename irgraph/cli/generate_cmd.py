@@ -1,7 +1,14 @@
-"""`irgraph generate ART --prompt TEXT | --prompt-ids 1,2,3`: stream generated tokens."""
+"""`irgraph generate ART --prompt TEXT | --prompt-ids 1,2,3`: stream generated tokens.
+
+Every mode streams as tokens come: one prompt's text (or, with --ids-only, its ids),
+or with --json one JSON line per token of every row. A batch of prompts without
+--json prints one line per row at the end. Ctrl-C stops generating and keeps what
+was printed (the batch lines show what was generated so far); the exit status is 130.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -61,19 +68,37 @@ class _Codec:
 @click.option(
     "--temperature", type=FiniteFloat(min=0), default=0.0, show_default=True, help="0 = greedy."
 )
-@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="0 = off.")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Sample from the k likeliest tokens (0 = off; needs --temperature > 0).",
+)
 @click.option(
     "--top-p",
     type=FiniteFloat(min=0, max=1, min_open=True),
     default=1.0,
     show_default=True,
-    help="1 = off.",
+    help="Sample from the smallest set of tokens holding this much probability (1 = off; "
+    "needs --temperature > 0).",
 )
 @click.option("--seed", type=click.IntRange(min=0), help="Sampling seed.")
 @click.option(
     "--stop-ids", help="Comma-separated ids that end a row (default: the model's eos_token_id)."
 )
-@click.option("--ids-only", is_flag=True, help="Print token ids, not text.")
+@click.option(
+    "--ids-only",
+    is_flag=True,
+    help="Print token ids, not text (one prompt: streamed as they come, space-separated).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='JSON lines, one per token as it comes: {"row", "index", "id", "text"} ("text": the '
+    "row's text that token adds).",
+)
 @weight_options
 def generate(
     path: str,
@@ -86,12 +111,21 @@ def generate(
     seed: int | None,
     stop_ids: str | None,
     ids_only: bool,
+    as_json: bool,
     cast_weights: bool,
     allow_nonfinite: bool,
 ) -> None:
     """Generate tokens from the model at PATH (artifact or saved graph), streaming them."""
     if bool(prompts) == bool(prompt_ids):
         raise click.UsageError("give --prompt or --prompt-ids (not both)")
+    if temperature == 0 and (top_k or top_p < 1):
+        given = " and ".join(o for o, on in (("--top-k", top_k), ("--top-p", top_p < 1)) if on)
+        raise click.UsageError(
+            f"{given} sample from the model's distribution: give --temperature > 0 "
+            "(the default 0 is greedy, which ignores them)"
+        )
+    if ids_only and as_json:
+        raise click.UsageError("give --ids-only or --json (the JSON lines hold the ids)")
     session = irgraph.runtimes.open(
         path, cast_weights=cast_weights, allow_nonfinite=allow_nonfinite
     )
@@ -108,10 +142,8 @@ def generate(
         if stop_ids
         else ([int(eos)] if isinstance(eos, int) else [])
     )
-    generated: list[list[int]] = [[] for _ in rows]
-    text = ids_only or len(rows) > 1
-    shown = ""
-    for tokens in session.stream(
+    printer = _Printer(codec, len(rows), ids_only, as_json)
+    tokens = session.stream(
         rows,
         max_new_tokens,
         temperature=temperature,
@@ -119,16 +151,56 @@ def generate(
         top_p=top_p,
         seed=seed,
         stop_ids=stops,
-    ):
-        for r, t in enumerate(np.asarray(tokens).tolist()):
-            if t >= 0:
-                generated[r].append(t)
-        if not text and tokens[0] >= 0:  # one prompt: stream its text as it grows
-            full = codec.decode(generated[0])
-            click.echo(full[len(shown) :], nl=False)
-            shown = full
-    if not text:
-        click.echo()
-        return
-    for r, ids in enumerate(generated):
-        click.echo(" ".join(map(str, ids)) if ids_only else f"[{r}] {codec.decode(ids)}")
+    )
+    try:
+        for step in tokens:
+            printer.step(np.asarray(step).tolist())
+    except KeyboardInterrupt:
+        printer.finish()
+        n = sum(map(len, printer.generated))
+        click.echo(f"interrupted: kept the {n} token(s) generated so far", err=True)
+        raise click.exceptions.Exit(130) from None
+    printer.finish()
+
+
+class _Printer:
+    """Prints generated tokens in the chosen form, as they come (see the module docstring)."""
+
+    def __init__(self, codec: _Codec, rows: int, ids_only: bool, as_json: bool):
+        self.codec = codec
+        self.ids_only = ids_only
+        self.as_json = as_json
+        self.streams = as_json or rows == 1  # a batch without --json prints at the end
+        self.generated: list[list[int]] = [[] for _ in range(rows)]
+        self.shown = ["" for _ in range(rows)]
+
+    def step(self, tokens: list[int]) -> None:
+        for r, t in enumerate(tokens):
+            if t < 0:  # this row has stopped
+                continue
+            self.generated[r].append(t)
+            if self.as_json:
+                record = {"row": r, "index": len(self.generated[r]) - 1, "id": t}
+                click.echo(json.dumps({**record, "text": self._new_text(r)}))
+            elif self.streams and self.ids_only:
+                click.echo(f"{' ' if len(self.generated[r]) > 1 else ''}{t}", nl=False)
+            elif self.streams:
+                click.echo(self._new_text(r), nl=False)
+
+    def _new_text(self, r: int) -> str:
+        """The text row r's latest token adds (a token may end half a character: then "")."""
+        full = self.codec.decode(self.generated[r])
+        new = full[len(self.shown[r]) :]
+        self.shown[r] = full
+        return new
+
+    def finish(self) -> None:
+        """End the streamed line, or print the batch's rows."""
+        if self.as_json:
+            return
+        if self.streams:
+            click.echo()
+            return
+        for r, ids in enumerate(self.generated):
+            text = " ".join(map(str, ids)) if self.ids_only else f"[{r}] {self.codec.decode(ids)}"
+            click.echo(text)

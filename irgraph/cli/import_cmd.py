@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from irgraph.cli import progress
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 
 
@@ -25,7 +26,8 @@ def import_hf(hf_dir: str, out: str, force: bool) -> None:
     from irgraph.serialize import load
 
     replaced = check_output_option(out, [hf_dir], force)
-    target = import_to_dir(hf_dir, out, overwrite=force)
+    with progress.reporter() as report:
+        target = import_to_dir(hf_dir, out, overwrite=force, progress=report)
     report_replaced(out, replaced)
     graph = load(target)
     params = sum(int(v.type.numel({})) for v in graph.params.values())

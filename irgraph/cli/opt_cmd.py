@@ -57,7 +57,7 @@ def opt(
         raise click.BadParameter("needs a pipeline", param_hint="--passes")
     replaced = check_output_option(output, [path], force)
     if view_html is not None:
-        check_html_output(view_html, force)
+        check_html_output(view_html, force, [path])
     tokenizer = Path(path) / "tokenizer.json"
     before = load(path, cast_weights=cast_weights)  # saved with the declared dtypes
     graph = apply_pipeline(
@@ -76,4 +76,4 @@ def opt(
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.params)} params)", err=True)
     if view_html is not None:
         diff = recorded_diff(before, graph)
-        write_page(graph, view_html, context=4096, diff=diff, before=before)
+        write_page(graph, view_html, context=4096, diff=diff, before=before, force=force)

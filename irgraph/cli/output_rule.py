@@ -1,8 +1,10 @@
-"""The output-folder rule on the command line: one `--force` option and one check.
+"""The output rule on the command line: one `--force` option and one check.
 
 Every verb that writes a folder (import-hf, opt, compile, zoo build, train) checks
 its `-o` before any work starts (`irgraph.output.check_output`) and reports what
-`--force` replaced once it has written the new folder.
+`--force` replaced once it has written the new folder. A verb that writes one file
+(`view -o page.html`, `opt --view`) checks it by the same rule for a file
+(`irgraph.output.check_output_file`) and writes it with `irgraph.atomic.atomic_file`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from irgraph.output import check_output
+from irgraph.output import check_output, check_output_file
 
 FORCE_HELP = (
     "Replace a non-empty output folder, if it is an irgraph output (graph, artifact or "
@@ -24,7 +26,13 @@ FORCE_HELP = (
     "inputs, is never replaced."
 )
 
+FILE_FORCE_HELP = (
+    "Replace an existing output file; a folder, a symbolic link or one of this command's "
+    "inputs is never replaced."
+)
+
 force_option = click.option("--force", is_flag=True, help=FORCE_HELP)
+force_file_option = click.option("--force", is_flag=True, help=FILE_FORCE_HELP)
 
 
 def check_output_option(
@@ -32,6 +40,13 @@ def check_output_option(
 ) -> str:
     """Refuse a bad `-o` before the work starts; returns what it will replace ("" if nothing)."""
     return check_output(out, [i for i in inputs if i], force=force)
+
+
+def check_output_file_option(
+    out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], force: bool
+) -> str:
+    """Refuse a bad output file before the work starts; returns what it will replace."""
+    return check_output_file(out, [i for i in inputs if i], force=force)
 
 
 def report_replaced(out: str | os.PathLike[str], replaced: str) -> None:

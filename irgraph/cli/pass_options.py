@@ -6,7 +6,7 @@ def compile(path, ..., passes, print_after, check, allow_arch_change, timing, ch
     graph = apply_pipeline(graph, passes, print_after, check, allow_arch_change, timing,
                            check_mode=check_mode)
 
-Passes run with a PassContext whose progress is a tqdm bar on stderr, whose warnings go to
+Passes run with a PassContext whose progress is the CLI's bar (progress.py), whose warnings go to
 stderr, whose calibration batches come from --calibration (calibration.py) and whose gradients
 come from the torch backend (loaded only if a pass asks).
 """
@@ -23,8 +23,13 @@ from irgraph.cli.calibration import Calibration, calibration_options
 from irgraph.ir import Graph
 from irgraph.passes.equivalence import CHECK_MODES
 
+CHECK_HELP = (
+    "Check every pass against the interpreter (see --check-mode); "
+    "fail an exact pass that changes the outputs."
+)
 
-def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+
+def pipeline_options(fn: Callable[..., Any], check_help: str = CHECK_HELP) -> Callable[..., Any]:
     """Add --passes, --print-after, --check, --check-mode, --allow-arch-change, --timing and
     the calibration options (calibration.py; `calibration.from_options` collects them)."""
     options = [
@@ -40,12 +45,7 @@ def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             metavar="PASS",
             help="Print the IR after this pass (repeatable; 'all' for every pass).",
         ),
-        click.option(
-            "--check",
-            is_flag=True,
-            help="Check every pass against the interpreter (see --check-mode); "
-            "fail an exact pass that changes the outputs.",
-        ),
+        click.option("--check", is_flag=True, help=check_help),
         click.option(
             "--check-mode",
             type=click.Choice(["auto", *CHECK_MODES]),
@@ -78,16 +78,24 @@ def apply_pipeline(
     check_mode: str = "auto",
     calibration: Calibration | None = None,
     tokenizer: Path | None = None,
+    check_needs_passes: bool = True,
 ) -> Graph:
     """Run the pipeline from the CLI options; the IR after --print-after passes goes to stdout.
 
     Calibration text is encoded with `tokenizer` (the graph's tokenizer.json), else as bytes.
+    `check_needs_passes=False`: --check has more to check than passes (compile's artifact).
     """
     if not passes:
-        if print_after or check or allow_arch_change or (calibration and calibration.paths):
+        if (
+            print_after
+            or (check and check_needs_passes)
+            or allow_arch_change
+            or (calibration and calibration.paths)
+        ):
             raise click.BadParameter("needs a pipeline", param_hint="--passes")
         return graph
-    from irgraph.cli.providers import TorchGradients, TqdmProgress
+    from irgraph.cli import progress
+    from irgraph.cli.providers import TorchGradients
     from irgraph.feeds import index_bounds
     from irgraph.passes import PassContext, run_pipeline
     from irgraph.tokenizer import model_vocab
@@ -99,22 +107,23 @@ def apply_pipeline(
         click.echo(f"// IR after {p}")
         click.echo(str(g), nl=False)
 
-    result = run_pipeline(
-        graph,
-        passes,
-        ctx=PassContext(
-            calibration=batches,
-            seed=calibration.seed,
-            progress=TqdmProgress(),
-            log=lambda message: click.echo(message, err=True),
-            gradients=TorchGradients(),
-        ),
-        check=check,
-        check_mode=None if check_mode == "auto" else check_mode,
-        allow_arch_change=allow_arch_change,
-        print_after=print_after,
-        on_print=show,
-    )
+    with progress.reporter() as report:
+        result = run_pipeline(
+            graph,
+            passes,
+            ctx=PassContext(
+                calibration=batches,
+                seed=calibration.seed,
+                progress=report,
+                log=lambda message: click.echo(message, err=True),
+                gradients=TorchGradients(),
+            ),
+            check=check,
+            check_mode=None if check_mode == "auto" else check_mode,
+            allow_arch_change=allow_arch_change,
+            print_after=print_after,
+            on_print=show,
+        )
     if timing or check:
         click.echo(result.table(), err=True)
     return result.graph

@@ -1,4 +1,4 @@
-"""What the CLI hands passes through their PassContext: a progress bar and backend providers.
+"""What the CLI hands passes through their PassContext: backend providers (progress: progress.py).
 
 Passes never import torch; the CLI may. `TorchGradients` computes gradients of
 the language-model loss with the torch backend, importing it only when a pass
@@ -8,7 +8,6 @@ asks for gradients, so a pipeline that needs none never loads torch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -37,23 +36,3 @@ class TorchGradients:
             for name, p in module.named_parameters()
             if p.grad is not None
         }
-
-
-class TqdmProgress:
-    """progress(done, total, what) as tqdm bars on stderr: one bar per `what`, closed when done."""
-
-    def __init__(self) -> None:
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        from tqdm import tqdm
-
-        bar = self.bars.get(what)
-        if bar is None:
-            bar = self.bars[what] = tqdm(total=total, desc=what, leave=False, disable=None)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-            del self.bars[what]

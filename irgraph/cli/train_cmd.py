@@ -1,13 +1,16 @@
 """`irgraph train SOURCE --corpus PATH --steps N -o DIR`: train or fine-tune a graph via PyTorch.
 
 SOURCE is what `irgraph compile` takes: a saved graph folder, a Hugging Face
-checkpoint folder, or a zoo model name (with `--size`, default tiny). Zoo
-models read bytes as tokens; a folder with a `tokenizer.json` uses it (and DIR
-gets a copy). DIR ends as a saved graph with the trained weights (ready for
-`irgraph run` / `compile`), its `train.json` summary, and resumable
-checkpoints in DIR/checkpoints/. Rerunning the same SOURCE and recipe into DIR
-resumes; a DIR holding anything else follows the output-folder rule
-(`irgraph/output.py`, `--force`). Under `torchrun --nproc_per_node N` the run is
+checkpoint folder, or a zoo model name (with `--size`, default tiny; at published
+size it gets seeded random weights when training fits in memory, and is refused
+with the estimate when not: train_memory.py). Zoo models read bytes as tokens;
+a folder with a `tokenizer.json` uses it (and DIR gets a copy). DIR ends as a
+saved graph with the trained weights (ready for `irgraph run` / `compile`), its
+`train.json` summary, resumable checkpoints in DIR/checkpoints/ and, when
+matplotlib is installed (`irgraph[plot]`), the loss curve DIR/loss.png
+(loss_plot.py). Rerunning the same SOURCE and recipe into DIR resumes; a DIR
+holding anything else follows the output-folder rule (`irgraph/output.py`,
+`--force`). Under `torchrun --nproc_per_node N` the run is
 data-parallel (DDP); only rank 0 reports and writes.
 """
 
@@ -18,8 +21,11 @@ from pathlib import Path
 
 import click
 
+from irgraph.analysis import cost
+from irgraph.cli import progress, train_memory
 from irgraph.cli.common import FiniteFloat
-from irgraph.cli.compile_cmd import TOKENIZER, load_source
+from irgraph.cli.compile_cmd import TOKENIZER, load_source, looks_like_a_path
+from irgraph.cli.loss_plot import write_loss_curve
 from irgraph.cli.output_rule import check_output_option, replaced_in_place
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
@@ -62,7 +68,8 @@ def vocab_size(graph: Graph) -> int:
     type=click.Choice(SIZES),
     default="tiny",
     show_default=True,
-    help="Zoo models: tiny twin or published size.",
+    help="Zoo models: tiny twin, or published size (seeded random weights; refused with the "
+    "memory estimate when training would not fit).",
 )
 @click.option(
     "--tokenizer",
@@ -189,8 +196,6 @@ def train(
     **recipe: float,
 ) -> None:
     """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
-    from tqdm import tqdm
-
     from irgraph.codegen.torch.trainer import (
         EvalInfo,
         StepInfo,
@@ -206,7 +211,7 @@ def train(
     seed = int(recipe["seed"])
     inputs = [source, *corpus, tokenizer]
     check_location(out_dir, [i for i in inputs if i])  # before loading anything
-    graph, extra = load_source(source, size, seed)
+    graph, extra = _load_trainee(source, size, seed, recipe, lora_rank > 0)
     tok_file = tokenizer or extra.get(TOKENIZER)
     tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
     config = TrainConfig.from_dict(
@@ -236,7 +241,7 @@ def train(
             f"{data.tokenizer}, bf16 {'on' if config.bf16 else 'off'}"
         )
     trainer = Trainer(graph, data, config, out_dir, source=source_id)
-    bar = tqdm(total=steps, disable=not main, unit="step", dynamic_ncols=True)
+    bar = progress.bar(draw=main, total=steps, desc="training", unit="step")
 
     def on_step(s: StepInfo) -> None:
         bar.n = s.step
@@ -244,7 +249,7 @@ def train(
 
     def on_eval(e: EvalInfo) -> None:
         if main:
-            tqdm.write(
+            bar.write(
                 f"step {e.step}: held-out loss {e.loss:.4f}, perplexity {e.perplexity:.2f}, "
                 f"{e.bits_per_byte:.3f} bits/byte"
             )
@@ -264,6 +269,39 @@ def train(
             )
     if main:
         click.echo(f"saved the trained graph to {out_dir}")
+        curve = write_loss_curve(
+            out_dir,
+            [(s.step, s.loss) for s in result.history],
+            [(e.step, e.loss) for e in result.evals],
+            f"{graph.name}: {config.batch_size} x {config.seq_len} tokens per step",
+        )
+        if curve is not None:
+            click.echo(f"loss curve: {curve}")
+
+
+def _load_trainee(
+    source: str, size: Size, seed: int, recipe: dict[str, float], lora: bool
+) -> tuple[Graph, dict[str, Path]]:
+    """load_source, but a published-size zoo model gets seeded weights if training it fits in
+    memory, and a refusal with the estimate if not (train_memory.py)."""
+    from irgraph import model_zoo
+
+    if size != "published" or Path(source).exists() or looks_like_a_path(source):
+        return load_source(source, size, seed)
+    name = model_zoo.get(source).name
+    config = model_zoo.config(name, "published")
+    params = cost(model_zoo.build(name, size="published")).params
+    batch, accum = int(recipe["batch_size"]), int(recipe["grad_accum"])
+    need = train_memory.estimate(
+        config, params, -(-batch // accum), int(recipe["seq_len"]), lora=lora
+    )
+    train_memory.check_fits(name, need, train_memory.available_memory())
+    click.echo(
+        f"{name} at published size: seeded random weights (seed {seed}), training needs about "
+        f"{train_memory.gib(need.total)}",
+        err=True,
+    )
+    return model_zoo.build_graph(config, weights="random", seed=seed), {}
 
 
 def _plan_output(

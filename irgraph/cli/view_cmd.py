@@ -7,13 +7,14 @@ nodes that differ from PATH marked; `irgraph opt --view` marks what its passes c
 
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from irgraph import model_zoo
+from irgraph.atomic import atomic_file
+from irgraph.cli.output_rule import check_output_file_option, force_file_option
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.serialize import GRAPH_FILE, load
@@ -21,7 +22,7 @@ from irgraph.view.data import view_data
 from irgraph.view.diff import Diff, structural_diff
 from irgraph.view.html import render
 
-OUTPUT_HELP = "The HTML file to write; an existing file is replaced only with --force."
+OUTPUT_HELP = "The HTML file to write (its folder is made); an existing file only with --force."
 
 
 def read_graph(path: str, size: str | None) -> Graph:
@@ -40,15 +41,9 @@ def read_graph(path: str, size: str | None) -> Graph:
     )
 
 
-def check_html_output(output: str, force: bool) -> None:
-    """Refuse a folder, a missing parent or (without --force) an existing file, before any work."""
-    out = Path(output)
-    if out.is_dir():
-        raise click.BadParameter(f"{output} is a folder (expected an .html file)", param_hint="-o")
-    if not out.parent.is_dir():
-        raise click.BadParameter(f"folder {out.parent} does not exist", param_hint="-o")
-    if out.exists() and not force:
-        raise click.BadParameter(f"{output} exists (add --force to replace it)", param_hint="-o")
+def check_html_output(output: str, force: bool, inputs: Sequence[str | None] = ()) -> None:
+    """The output rule for a file (output_rule.py), before any work."""
+    check_output_file_option(output, [i for i in inputs if i and Path(i).exists()], force)
 
 
 def write_page(
@@ -59,26 +54,13 @@ def write_page(
     diff: Diff | None = None,
     before: Graph | None = None,
     title: str | None = None,
+    force: bool = False,
 ) -> None:
-    """Write the page atomically: a reader never sees half a file."""
+    """Write the page atomically (a reader never sees half a file), with the user's umask."""
     page = render(view_data(graph, context=context, diff=diff, before=before, title=title))
-    out = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(output, overwrite=force, force_name="--force") as tmp:
+        tmp.write_text(page, encoding="utf-8")
     click.echo(f"wrote {output} ({len(page) / 2**20:.2f} MiB, {len(graph.nodes)} nodes)", err=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @click.command()
@@ -97,7 +79,7 @@ def _umask() -> int:
     show_default=True,
     help="Context length for FLOPs per token (as irgraph inspect).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output file.")
+@force_file_option
 def view(
     path: str, output: str, size: str | None, against: str | None, context: int, force: bool
 ) -> None:
@@ -107,10 +89,10 @@ def view(
     and its nodes matched to PATH's by structure (op, attributes, parameter names, matched
     inputs): added, rewritten and removed nodes are marked.
     """
-    check_html_output(output, force)
+    check_html_output(output, force, [path, against])
     graph = read_graph(path, size)
     if against is None:
-        write_page(graph, output, context=context)
+        write_page(graph, output, context=context, force=force)
         return
     after = read_graph(against, size)
     diff = structural_diff(graph, after)
@@ -121,4 +103,5 @@ def view(
         diff=diff,
         before=graph,
         title=f"{after.name} (diff against {graph.name})",
+        force=force,
     )

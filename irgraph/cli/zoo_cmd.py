@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from irgraph import model_zoo
-from irgraph.analysis import cost
+from irgraph.analysis import Cost, cost
 from irgraph.cli.inspect_cmd import format_cost
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.model_zoo import Size
@@ -24,9 +24,10 @@ def zoo() -> None:
     """The surveyed architectures (the LLM survey's Table 5 and friends)."""
 
 
-def model_row(name: str) -> dict[str, Any]:
+def model_row(name: str, c: Cost | None = None) -> dict[str, Any]:
+    """`zoo list --json`'s object for `name`; `c`: its cost (default: at published size)."""
     entry = model_zoo.get(name)
-    c = cost(model_zoo.build(name, size="published"))
+    c = c or cost(model_zoo.build(name, size="published"))
     return {
         "name": name,
         "aliases": list(entry.aliases),
@@ -56,21 +57,45 @@ def list_(as_json: bool) -> None:
         f"{'KV B/tok':>10}"
     )
     for r in rows:
+        mark = "*" if r["params_note"] else " "
         click.echo(
-            f"{r['name']:18} {r['published_params'] / 1e9:9.1f}B {r['params'] / 1e9:9.1f}B "
+            f"{r['name']:18} {r['published_params'] / 1e9:9.1f}B {r['params'] / 1e9:9.1f}B{mark}"
             f"{r['active_params'] / 1e9:8.1f}B {r['flops_per_token'] / 1e9:10.1f} "
             f"{r['kv_bytes_per_token']:>10,}"
         )
+    for r in rows:  # why computed and published parameters differ, where the entry says
+        if r["params_note"]:
+            click.echo(f"* {r['name']}: {r['params_note']}")
 
 
 @zoo.command()
 @click.argument("name")
 @SIZE
 @click.option("--no-text", is_flag=True, help="Statistics and sources only.")
-def show(name: str, size: Size | None, no_text: bool) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: the fields of `zoo list --json` for this size, sources, notes "
+    'and (unless --no-text) the IR text as "ir".',
+)
+def show(name: str, size: Size | None, no_text: bool, as_json: bool) -> None:
     """Show NAME's graph (IR text), statistics, survey row and sources (default: published size)."""
     entry = model_zoo.get(name)
     graph = model_zoo.build(entry.name, size=size or "published")
+    if as_json:
+        c = cost(graph)
+        row = {
+            **model_row(entry.name, c),
+            "size": size or "published",
+            "nodes": len(graph.nodes),
+            "sources": dict(entry.sources),
+            "notes": list(entry.notes),
+        }
+        if not no_text:
+            row["ir"] = str(graph)
+        click.echo(json.dumps(row, indent=1))
+        return
     if not no_text:
         click.echo(str(graph), nl=False)
     click.echo(format_cost(graph.name, len(graph.nodes), cost(graph)))

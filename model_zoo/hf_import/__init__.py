@@ -27,6 +27,7 @@ from irgraph.model_zoo.hf_import.translators import SUPPORTED, translate
 from irgraph.model_zoo.hf_import.translators.common import TOKEN_KEYS
 from irgraph.model_zoo.hf_import.weights import MappedWeights, Source, assemble
 from irgraph.output import check_output
+from irgraph.progress import Progress, no_progress
 from irgraph.serialize import save
 from irgraph.tokenizer import check_tokenizer
 
@@ -66,9 +67,15 @@ def import_hf(path: str | os.PathLike[str]) -> Graph:
 
 
 def import_to_dir(
-    path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    progress: Progress = no_progress,
 ) -> Path:
     """Import `path` and save it as a graph folder `out` (atomic), tokenizer.json carried along.
+
+    `progress` hears of every weight read, transformed and written (the slow part).
 
     A non-empty `out` is refused unless `overwrite=True` (and then replaced only if irgraph
     wrote it); `out` overlapping the checkpoint folder is always refused (`irgraph.output`).
@@ -79,7 +86,9 @@ def import_to_dir(
     extra = {TOKENIZER_FILE: tokenizer} if tokenizer.is_file() else {}
     if extra:  # an unreadable tokenizer is refused here, not when the graph is first used
         check_tokenizer(tokenizer, None)
-    return save(graph, out, extra_files=extra, overwrite=overwrite, inputs=[path])
+    return save(
+        graph, out, extra_files=extra, overwrite=overwrite, inputs=[path], progress=progress
+    )
 
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
