@@ -13,8 +13,9 @@ no backend, and opening an ONNX artifact never imports TVM.
 
 Every compile function takes `(graph, out, *, target, force, extra_files, progress, passes,
 default_passes, **options)` with the options its row declares, and returns the artifact
-folder; `passes` records the pipelines that made the graph in the manifest, and
-`default_passes=True` (the Python API's default) runs the row's default pipeline first.
+folder; `progress(done, total, what)` (irgraph.progress) hears of its long steps; `passes`
+records the pipelines that made the graph in the manifest, and `default_passes=True` (the
+Python API's default) runs the row's default pipeline first.
 """
 
 from __future__ import annotations
