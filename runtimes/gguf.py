@@ -166,6 +166,18 @@ class GGUFSession(Session):
             self.llama.llama_model_free(self.model)
             self.model = None
 
+    def tokenize(self, text: str) -> list[int]:
+        """llama.cpp's token ids for `text` from the file's own vocabulary (no BOS added)."""
+        llama = self.llama
+        vocab = llama.llama_model_get_vocab(self.model)
+        data = text.encode("utf-8")
+        room = len(data) + 8
+        out = (llama.llama_token * room)()
+        n = llama.llama_tokenize(vocab, data, len(data), out, room, False, False)
+        if n < 0:
+            raise RuntimeFailure("llama.cpp could not tokenize the text", where=self.where)
+        return list(out[:n])
+
     def _check_unpadded(self, feeds: Mapping[str, Any]) -> None:
         mask = feeds.get("attention_mask")
         if mask is not None and not np.all(np.asarray(mask) == 1):

@@ -170,3 +170,46 @@ def test_a_structure_no_builder_computes_is_refused_by_name(tmp_path):
     assert "llama: scaled logits, layer norm (the builder uses RMSNorm), parallel block" in message
     assert "falcon:" in message and "bloom:" in message
     assert not (tmp_path / "a").exists()
+
+
+def byte_level_bpe(folder, vocab_size=300):
+    """A GPT-2-style tokenizer.json (ByteLevel pre-tokenizer and decoder) trained on a text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = folder / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog; 12 + 345 = 357.\n" * 50)
+    tok.train(
+        [str(text)],
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok.save(str(folder / "tokenizer.json"))
+    return tok
+
+
+def test_a_byte_level_bpe_tokenizer_becomes_gpt2_keys(tmp_path):
+    from irgraph.model_zoo.builder import build_graph
+
+    llama = build_graph(
+        model_zoo.config("llama-2", "tiny").replace(vocab_size=320), weights="random"
+    )
+    tok = byte_level_bpe(tmp_path)
+    out = compile_graph(
+        llama, tmp_path / "a", extra_files={"tokenizer.json": tmp_path / "tokenizer.json"}
+    )
+    r = _reader(out)
+    assert _field(r, "tokenizer.ggml.model") == "gpt2"
+    assert _field(r, "tokenizer.ggml.pre") == "gpt-2"
+    field = r.fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(field.parts[i]).decode() for i in field.data]
+    vocab = int(llama.params["embed.weight"].type.shape[0])
+    assert len(tokens) == vocab
+    assert tokens[: tok.get_vocab_size()] == [
+        tok.id_to_token(i) for i in range(tok.get_vocab_size())
+    ]
+    assert len(r.fields["tokenizer.ggml.merges"].data) > 0
+    assert "tokenizer.json" in json.loads((out / "manifest.json").read_text())["files"]

@@ -55,6 +55,24 @@ def test_f32_matches_the_interpreter(name, arch, tmp_path):
     assert session.generate(prompts, STEPS) == InterpreterSession(graph).generate(prompts, STEPS)
 
 
+@pytest.mark.parametrize(
+    "case, arch", [("llama", "llama"), ("falcon-7b", "falcon"), ("falcon-40b", "gptneox")]
+)
+def test_hf_imports_match_the_interpreter(case, arch, tmp_path):
+    from irgraph.model_zoo.hf_import import import_hf
+    from tests.helpers.hf_tiny import make_model, save_model
+
+    graph = import_hf(save_model(make_model(case), tmp_path / "hf"))
+    session = irgraph.runtimes.open(compile_graph(graph, tmp_path / "a"))
+    assert session.manifest["gguf"]["architecture"] == arch
+    ids = _ids(graph, 1, PROMPT + STEPS)
+    assert (
+        _max_err(session.forward(ids, decode=True), lm.interpret(graph, ids, decode=True)) <= 1e-3
+    )
+    prompt = [list(ids[0, :PROMPT])]
+    assert session.generate(prompt, STEPS) == InterpreterSession(graph).generate(prompt, STEPS)
+
+
 def test_run_takes_prefill_feeds_and_refuses_padding(tmp_path):
     graph = model_zoo.build("llama-2", size="tiny", seed=0)
     session = irgraph.runtimes.open(compile_graph(graph, tmp_path / "a"))
@@ -76,3 +94,27 @@ def test_quantized_graph_within_the_int8_activation_error(bits, bound, tmp_path)
     ref = lm.interpret(graph, ids)
     err = _max_err(session.forward(ids), ref)
     assert err <= bound * float(np.abs(ref).max()), err
+
+
+def test_llama_cpp_tokenizes_like_tokenizers(tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from irgraph.model_zoo.builder import build_graph
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog; 12 + 345 = 357.\n" * 50)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train([str(corpus)], trainers.BpeTrainer(vocab_size=300, initial_alphabet=alphabet))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    graph = build_graph(
+        model_zoo.config("llama-2", "tiny").replace(vocab_size=320), weights="random"
+    )
+    folder = compile_graph(
+        graph, tmp_path / "a", extra_files={"tokenizer.json": tmp_path / "tokenizer.json"}
+    )
+    session = irgraph.runtimes.open(folder)
+    for text in ["the lazy dog", "  quick, brown 1234 foxes!\n\tnew line", "héllo wörld 😀"]:
+        assert session.tokenize(text) == tok.encode(text).ids, text

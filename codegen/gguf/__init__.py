@@ -35,6 +35,7 @@ from irgraph.passes import run_pipeline
 
 TARGET = "gguf"
 MODEL_FILE = "model.gguf"
+TOKENIZER = "tokenizer.json"
 DTYPES = backend("gguf").option("dtype").choices  # "f32" | "f16" | "bf16"
 DEFAULT_PASSES = "dce"  # the file holds weights only: nothing to fuse for llama.cpp's builders
 
@@ -101,7 +102,10 @@ def compile_graph(
         writer = gguf.GGUFWriter(str(tmp / MODEL_FILE), arch.gguf_name)
         writer.add_name(graph.name)
         arch.keys(writer, structure)
-        vocabulary = write_vocab(writer, graph, structure.vocab)
+        tokenizer = (extra_files or {}).get(TOKENIZER)
+        vocabulary = write_vocab(
+            writer, graph, structure.vocab, Path(tokenizer) if tokenizer else None
+        )
         write_tensors(writer, tensors.tensors)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
