@@ -33,7 +33,7 @@ class Recorder:
         return by
 
 
-def test_onnx_lowering_reports_every_node_then_saving_and_checking(tmp_path):
+def test_onnx_lowering_reports_every_node_and_weight_then_saving_and_checking(tmp_path):
     graph = tiny_llama()
     report = Recorder()
     compile_graph(graph, tmp_path / "art", progress=report, default_passes=False)
@@ -43,6 +43,7 @@ def test_onnx_lowering_reports_every_node_then_saving_and_checking(tmp_path):
     whats = list(dict.fromkeys(w for _, _, w in report.reports))
     assert whats == [
         f"lowering {graph.name} to ONNX",
+        "writing the ONNX weights",
         "saving the ONNX model",
         "checking the ONNX model",
     ]

@@ -119,7 +119,7 @@ def build_model(
     inputs = [_value_info(e, n, v.type) for n, v in graph.inputs.items()]
     nodes = _live(e.nodes, set(graph.outputs))
     used = {i for n in nodes for i in n.input}
-    initializers = e.initializer_protos(used)
+    initializers = e.initializer_protos(used, progress)
     onnx_graph = helper.make_graph(nodes, graph.name, inputs, outputs, initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if flavour == "ort":

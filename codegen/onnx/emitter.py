@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from irgraph.dtypes import DType
 from irgraph.ir import Graph, Node, Value
+from irgraph.progress import Progress, no_progress
 
 DATA_FILE = "model.onnx.data"
 _ALIGN, _PAGE = (
@@ -202,10 +203,15 @@ class Emitter:
         self._weights.setdefault((name, "derived"), make)
         return name
 
-    def initializer_protos(self, used: set[str]) -> list[TensorProto]:
-        """Constants plus the used weights, each converted and streamed to the data file in turn."""
+    def initializer_protos(
+        self, used: set[str], progress: Progress = no_progress
+    ) -> list[TensorProto]:
+        """Constants plus the used weights, each converted and streamed to the data file in turn
+        (`progress` hears of every weight)."""
         protos = [t for t in self.initializers if t.name in used]
-        for (name, _), make in self._weights.items():
+        weights = list(self._weights.items())
+        for i, ((name, _), make) in enumerate(weights):
+            progress(i, len(weights), "writing the ONNX weights")
             if name in used and name in self._written:  # another model of the artifact wrote it
                 shared = TensorProto()
                 shared.CopyFrom(self._written[name])
@@ -216,6 +222,7 @@ class Emitter:
                     array = array.astype(self.np_float, copy=False)
                 protos.append(self._external(np.ascontiguousarray(array), name))
                 del array
+        progress(len(weights), len(weights), "writing the ONNX weights")
         return protos
 
     def flatten(self, x: str) -> str:
