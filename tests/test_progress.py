@@ -109,5 +109,5 @@ def test_tvm_build_reports_its_stages_in_order(tmp_path):
     graph = tiny_llama()
     tvm_compile(graph, tmp_path / "tvm", progress=report)
     seen = [(done, what) for done, _, what in report.reports]
-    expected = [(i, f"TVM build {i + 1}/5: {s}") for i, s in enumerate(BUILD_STAGES)]
+    expected = [(i, f"TVM build: {s}") for i, s in enumerate(BUILD_STAGES)]
     assert seen == [*expected, (5, "TVM build")]

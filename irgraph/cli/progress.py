@@ -77,9 +77,11 @@ class Reporter:
                 self.bar = bar(total=total, desc=what)
                 self.ticker = threading.Thread(target=self._tick, daemon=True)
                 self.ticker.start()
-            elif what != self.what:
+            elif what != self.what:  # a new step: its own clock and rate, from `done` on
                 self.bar.set_description_str(what, refresh=False)
-                self.bar.reset(total=total)
+                self.bar.initial = self.bar.last_print_n = done
+                self.bar.start_t = self.bar.last_print_t = self.bar._time()
+                self.drawn = 0.0  # show the new step at once
             self.what = what
             self.bar.total = total
             self.bar.n = done
