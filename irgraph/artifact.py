@@ -41,7 +41,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from irgraph import lm
+from irgraph import kvcache
 from irgraph.atomic import atomic_folder
 from irgraph.errors import RuntimeFailure
 from irgraph.feeds import index_bounds
@@ -78,18 +78,13 @@ def io_entry(name: str, t: Any) -> dict[str, Any]:
 
 def describe(graph: Graph) -> dict[str, Any]:
     """The target-independent manifest entries of a graph: IO and KV-cache layout and naming."""
-    past = [n for n in graph.inputs if n.startswith(lm.PAST_PREFIX)]
     return {
         "model": graph.name,
         "inputs": [io_entry(n, v.type) for n, v in graph.inputs.items()],
         "outputs": [io_entry(n, v.type) for n, v in graph.outputs.items()],
-        "kv_cache": {
-            "layout": "bnsh",
-            "past": past,
-            "present": [lm.present_name(n) for n in past],
-            "past_template": "past_key_values.%d.{key,value,latent}",
-            "present_template": "present.%d.*",
-        },
+        "kv_cache": kvcache.manifest_entry(
+            graph.meta, {n: v.type for n, v in graph.inputs.items()}
+        ),
         "input_bounds": index_bounds(graph),  # what sessions check ids and positions against
         "quantization": quantization(graph),
         "meta": graph.meta,

@@ -10,6 +10,8 @@ Graph inputs (by name):
   decoder_input_ids, encoder_attention_mask  encoder-decoder models
   encoder_position_ids                     encoder-decoders with learned or rotary positions
 Outputs: `logits` f32[batch, seq, vocab] and `present.{i}.*` for every `past_key_values.{i}.*`.
+The cache shapes above are the default contract (concat BNSH); passes may restate it in the
+graph's meta (other layouts, bounded or quantized storage): see kvcache.py.
 
 `forward` drives any backend through a `run(feeds) -> outputs` callable, for a
 full prefill or token by token through the KV cache.

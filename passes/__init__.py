@@ -20,8 +20,10 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     fuse_gate_up,
     fuse_parallel_attention,
     fuse_qkv,
+    gqa_to_mha,
     last_position,
     merge_lora,
+    mha_to_gqa,
     parallelize_blocks,
     quantize,
 )

@@ -30,6 +30,7 @@ from irgraph.dtypes import DType
 from irgraph.errors import PassError
 from irgraph.interpreter import run
 from irgraph.ir import Graph, Value
+from irgraph.kvcache import require_drivable
 from irgraph.lm import (
     LOGITS,
     LOGITS_LAST,
@@ -252,6 +253,7 @@ def _need_weights(graph: Graph) -> None:
 
 def _need_language_model(graph: Graph) -> None:
     """The end-to-end check drives the graph as a language model: logits out, caches paired."""
+    require_drivable(graph.meta, f"graph {graph.name!r}")
     inputs = graph_inputs(graph)
     token = "decoder_input_ids" if is_encoder_decoder(inputs) else "input_ids"
     missing = [n for n in (token,) if n not in inputs]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from irgraph import lm
+from irgraph import kvcache, lm
 from irgraph.feeds import check_feeds
 from irgraph.runtimes import generate as _generate
 from irgraph.types import TensorType
@@ -56,6 +56,7 @@ class Session(ABC):
 
     def forward(self, ids: Any, *, decode: bool = False, **kw: Any) -> np.ndarray:
         """Logits [batch, seq, vocab] for ids, in one call or token by token through the cache."""
+        kvcache.require_drivable(self.meta, self.where or "the session")
         return lm.forward(self.run, self.inputs, np.asarray(ids), decode=decode, **kw)
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from irgraph import lm
+from irgraph import kvcache, lm
 from irgraph.errors import ConfigError, InputError
 from irgraph.feeds import context_limit
 
@@ -106,6 +106,7 @@ def stream(
         raise ConfigError("max_new_tokens must be at least 1", got=max_new_tokens)
     rows = _prompts(prompts)
     inputs = session.inputs
+    kvcache.require_drivable(session.meta, session.where or "the session")
     _check_context(session, rows, max_new_tokens)
     pad = int(session.meta.get("pad_token_id") or 0) if pad_id is None else pad_id
     encdec = lm.is_encoder_decoder(inputs)

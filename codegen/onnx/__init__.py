@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 import onnx
 from onnx import helper
 
+from irgraph import kvcache
 from irgraph.artifact import copy_extra_files, tool_version, write_artifact
 from irgraph.backends import backend
 from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (register their lowerings)
@@ -138,7 +139,11 @@ def build_model(
         "gqa": gqa > 0,
         # past and present may be one buffer (GQA reads lengths from the mask): genai's and our
         # fast path
-        "share_buffer": gqa > 0 and gqa == attention and "attention_mask" in graph.inputs,
+        # (the runtime's shared buffer grows along BNSH's axis 2, concat storage only)
+        "share_buffer": gqa > 0
+        and gqa == attention
+        and "attention_mask" in graph.inputs
+        and kvcache.contract_of(graph.meta) == kvcache.CacheContract(),
     }
     return model, facts
 

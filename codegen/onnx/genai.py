@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from irgraph import lm
+from irgraph import kvcache, lm
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph
 
@@ -20,6 +20,8 @@ DEFAULT_CONTEXT = 4096
 
 def genai_config(graph: Graph, *, share_buffer: bool, model_file: str) -> dict[str, Any] | None:
     """The config dict, or None when the graph is not a plain KV-cached decoder genai can drive."""
+    if kvcache.contract_of(graph.meta) != kvcache.CacheContract():
+        return None  # genai's decoder drives concat BNSH caches only
     past = [n for n in graph.inputs if n.startswith(lm.PAST_PREFIX)]
     other = set(graph.inputs) - set(past)
     if "input_ids" not in other or not other <= _DECODER_INPUTS or not past:
