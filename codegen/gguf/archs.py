@@ -132,8 +132,9 @@ def _default_scale(s: Structure) -> list[str]:
 
 
 def _llama_lacks(s: Structure) -> list[str]:
-    """src/models/llama.cpp: RMS pre-norm, sequential, full rotary, SwiGLU (or softmax-routed
-    SwiGLU experts, Mixtral), optional q/k/v/o and MLP biases, no sliding window."""
+    """src/models/llama.cpp: RMS pre-norm, sequential, full rotary (linear scaling, or LLaMA-3's
+    through a rope_freqs tensor), SwiGLU (or softmax-routed SwiGLU experts, Mixtral), optional
+    q/k/v/o and MLP biases, no sliding window."""
     lacks = _decoder_basics(s) + _default_scale(s)
     if s.norm != "rms":
         lacks.append(f"{s.norm} norm (the builder uses RMSNorm)")
@@ -143,7 +144,7 @@ def _llama_lacks(s: Structure) -> list[str]:
         lacks.append(f"{s.position} positions (the builder uses rotary)")
     elif s.rotary_dim != s.head_dim:
         lacks.append(f"partial rotary ({s.rotary_dim} of {s.head_dim})")
-    elif s.rotary.get("scaling", "none") not in ("none", "linear"):
+    elif s.rotary.get("scaling", "none") not in ("none", "linear", "llama3"):
         lacks.append(f"rotary scaling {s.rotary['scaling']}")
     if not s.gated or s.act != "silu":
         lacks.append(f"{'gated ' if s.gated else ''}{s.act} MLP (the builder uses SwiGLU)")

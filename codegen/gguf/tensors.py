@@ -177,12 +177,28 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
             where=f"target gguf, graph {graph.name!r}",
         )
     result.tensors += _zero_biases(graph, arch, roles)
+    if s.rotary.get("scaling") == "llama3":
+        result.tensors.append(_rope_freqs(s))
     if arch.untie and s.tied:
         embed = next(t for t in result.tensors if t.name == gguf_name(None, "embed", "weight"))
         result.tensors.append(Tensor(gguf_name(None, "lm_head", "weight"), embed.array, embed.ggml))
     if arch.fused_qkv:
         result.tensors = list(_fuse_qkv(result.tensors))
     return result
+
+
+def _rope_freqs(s: Structure) -> Tensor:
+    """LLaMA-3 rope scaling as llama.cpp reads it: per-pair divisors of the rotation angle,
+    the plain inverse frequencies over the IR's scaled ones (`irgraph.ops.rotary`)."""
+    import gguf
+
+    from irgraph.ops.rotary import inv_frequencies
+
+    keys = ("base", "original_max_position", "low_freq_factor", "high_freq_factor", "factor")
+    plain = inv_frequencies(s.rotary_dim, float(s.rotary["base"]))
+    scaled = inv_frequencies(s.rotary_dim, scaling="llama3", **{k: s.rotary[k] for k in keys})
+    name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
+    return Tensor(name, (plain / scaled).astype(np.float32), "F32")
 
 
 def _zero_biases(graph: Graph, arch: Arch, roles: dict[str, str]) -> list[Tensor]:
