@@ -213,3 +213,30 @@ def test_a_byte_level_bpe_tokenizer_becomes_gpt2_keys(tmp_path):
     ]
     assert len(r.fields["tokenizer.ggml.merges"].data) > 0
     assert "tokenizer.json" in json.loads((out / "manifest.json").read_text())["files"]
+
+
+def deepseek_v2_ungrouped():
+    """The DeepSeek-v2 twin routing over all experts at once (llama.cpp's grouped rule differs)."""
+    import dataclasses
+
+    from irgraph.model_zoo.builder import build_graph
+
+    cfg = model_zoo.config("deepseek-v2", "tiny")
+    cfg = cfg.replace(moe=dataclasses.replace(cfg.moe, n_group=1, topk_group=1))
+    return build_graph(cfg, weights="random")
+
+
+def test_deepseek_v2_latent_attention_and_its_grouped_routing(tmp_path):
+    with pytest.raises(CodegenError, match="deepseek2: group-limited routing over 2 groups"):
+        compile_graph(model_zoo.build("deepseek-v2", size="tiny", seed=0), tmp_path / "a")
+    graph = deepseek_v2_ungrouped()
+    r = _reader(compile_graph(graph, tmp_path / "b"))
+    assert _field(r, "general.architecture") == "deepseek2"
+    assert _field(r, "deepseek2.leading_dense_block_count") == 1
+    assert _field(r, "deepseek2.attention.kv_lora_rank") == 32
+    assert _field(r, "deepseek2.rope.scaling.type") == "yarn"
+    tensors = _tensors(r)
+    np.testing.assert_array_equal(  # interleaved rope already: no row permutation
+        tensors["blk.1.attn_q_b.weight"].data, graph.weight("layers.1.attn.q_b.weight")
+    )
+    assert "blk.0.ffn_gate.weight" in tensors and "blk.1.ffn_up_shexp.weight" in tensors

@@ -55,6 +55,24 @@ def test_f32_matches_the_interpreter(name, arch, tmp_path):
     assert session.generate(prompts, STEPS) == InterpreterSession(graph).generate(prompts, STEPS)
 
 
+def test_deepseek_v2_latent_attention_matches_the_interpreter(tmp_path):
+    import dataclasses
+
+    from irgraph.model_zoo.builder import build_graph
+
+    cfg = model_zoo.config("deepseek-v2", "tiny")
+    cfg = cfg.replace(moe=dataclasses.replace(cfg.moe, n_group=1, topk_group=1))
+    graph = build_graph(cfg, weights="random")
+    session = irgraph.runtimes.open(compile_graph(graph, tmp_path / "a"))
+    assert session.manifest["gguf"]["architecture"] == "deepseek2"
+    ids = _ids(graph, 1, PROMPT + STEPS)
+    assert (
+        _max_err(session.forward(ids, decode=True), lm.interpret(graph, ids, decode=True)) <= 1e-3
+    )
+    prompt = [list(ids[0, :PROMPT])]
+    assert session.generate(prompt, STEPS) == InterpreterSession(graph).generate(prompt, STEPS)
+
+
 @pytest.mark.parametrize(
     "case, arch", [("llama", "llama"), ("falcon-7b", "falcon"), ("falcon-40b", "gptneox")]
 )

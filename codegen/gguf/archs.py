@@ -28,6 +28,12 @@ LAYER_TENSORS: dict[str, str] = {
     "mlp.up": "FFN_UP",
     "mlp.gate": "FFN_GATE",
     "mlp.down": "FFN_DOWN",
+    "attn.q_a": "ATTN_Q_A",  # DeepSeek-v2 latent attention: low-rank q
+    "attn.q_a_norm": "ATTN_Q_A_NORM",
+    "attn.q_b": "ATTN_Q_B",
+    "attn.kv_a": "ATTN_KV_A_MQA",  # the cached latent and the shared rotated key part
+    "attn.kv_a_norm": "ATTN_KV_A_NORM",
+    "attn.kv_b": "ATTN_KV_B",  # latent -> per-head key (no rope) and value
     "moe.router": "FFN_GATE_INP",  # the router's logits
     "moe.experts.up": "FFN_UP_EXP",  # [experts, ffn, hidden], one tensor for all experts
     "moe.experts.gate": "FFN_GATE_EXP",
@@ -69,7 +75,7 @@ class Arch:
         return str(gguf.MODEL_ARCH_NAMES[getattr(gguf.MODEL_ARCH, self.name)])
 
 
-def _common_keys(w: Any, s: Structure) -> None:
+def _common_keys(w: Any, s: Structure, head_dims: bool = True) -> None:
     w.add_context_length(s.max_position or 2048)
     w.add_embedding_length(s.hidden)
     w.add_block_count(s.layers)
@@ -77,7 +83,7 @@ def _common_keys(w: Any, s: Structure) -> None:
     w.add_head_count(s.heads)
     w.add_head_count_kv(s.kv_heads)
     w.add_vocab_size(s.vocab)
-    if s.head_dim * s.heads != s.hidden:
+    if head_dims and s.head_dim * s.heads != s.hidden:
         w.add_key_length(s.head_dim)
         w.add_value_length(s.head_dim)
 
@@ -280,6 +286,78 @@ def _starcoder_lacks(s: Structure) -> list[str]:
     return lacks
 
 
+def _deepseek2_keys(w: Any, s: Structure) -> None:
+    import gguf
+
+    latent, moe = s.latent, s.moe
+    if latent is None or moe is None:  # _deepseek2_lacks refused it
+        return
+    _common_keys(w, s, head_dims=False)
+    w.add_key_length(latent.nope_dim + latent.rope_dim)  # the decompressed (non-MLA) heads
+    w.add_value_length(latent.v_dim)
+    w.add_layer_norm_rms_eps(s.norm_eps)
+    w.add_rope_dimension_count(latent.rope_dim)
+    w.add_rope_freq_base(float(s.rotary["base"]))
+    if s.rotary.get("scaling") == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(float(s.rotary["factor"]))
+        w.add_rope_scaling_orig_ctx_len(int(s.rotary["original_max_position"]))
+        # llama.cpp divides this by 0.1 as it reads it (convert_hf_to_gguf writes 0.1 * it)
+        w.add_rope_scaling_yarn_log_mul(0.1 * float(s.rotary["mscale_all_dim"]))
+    w.add_q_lora_rank(latent.q_rank)
+    w.add_kv_lora_rank(latent.kv_rank)
+    w.add_leading_dense_block_count(moe.first_dense)
+    w.add_expert_feed_forward_length(moe.expert_ffn)
+    w.add_expert_count(moe.experts)
+    w.add_expert_used_count(moe.top_k)
+    w.add_expert_shared_count(moe.shared_ffn // moe.expert_ffn)
+    w.add_expert_weights_scale(moe.scaling)
+    w.add_expert_weights_norm(moe.normalize)
+    w.add_expert_gating_func(
+        gguf.ExpertGatingFuncType.SOFTMAX
+        if moe.scoring == "softmax"
+        else gguf.ExpertGatingFuncType.SIGMOID
+    )
+
+
+def _deepseek2_lacks(s: Structure) -> list[str]:
+    """src/models/deepseek2.cpp (non-MLA-cache path, attn_kv_b): RMS pre-norm, latent
+    attention with interleaved (NORM) rope on its rope part, YaRN with mscale = mscale_all_dim
+    (llama.cpp assumes it), leading dense SwiGLU layers then routed SwiGLU experts with shared
+    experts; groups of experts ranked by their top-two sum only (DeepSeek-V3's rule)."""
+    lacks = _decoder_basics(s)
+    if s.latent is None:
+        return [*lacks, "no latent attention"]
+    if s.moe is None:
+        lacks.append("no routed experts")
+    elif s.moe.n_group > 1:
+        lacks.append(
+            f"group-limited routing over {s.moe.n_group} groups scored by their best expert "
+            "(llama.cpp scores a group by its top two)"
+        )
+    elif s.moe.shared_ffn % s.moe.expert_ffn:
+        lacks.append("shared experts narrower than whole routed experts")
+    if s.norm != "rms" or s.block != "sequential" or not s.gated or s.act != "silu":
+        lacks.append(f"{s.norm} norm, {s.block} block, {s.act} MLP (the builder: RMS, SwiGLU)")
+    if not s.rotary or not s.rotary.get("interleaved"):
+        lacks.append("rotate-half rope on the latent rope part")
+    scaling = s.rotary.get("scaling", "none")
+    scale = (s.latent.nope_dim + s.latent.rope_dim) ** -0.5
+    if scaling == "yarn":
+        if s.rotary["mscale"] != s.rotary["mscale_all_dim"] or s.rotary.get("attention_factor"):
+            lacks.append("YaRN mscale differing from mscale_all_dim")
+        if (s.rotary["beta_fast"], s.rotary["beta_slow"]) != (32.0, 1.0):
+            lacks.append("YaRN betas other than 32 / 1")
+        from irgraph.ops.rotary import yarn_mscale
+
+        scale *= yarn_mscale(float(s.rotary["factor"]), float(s.rotary["mscale_all_dim"])) ** 2
+    elif scaling != "none":
+        lacks.append(f"rotary scaling {scaling}")
+    if s.attn_scale is not None and not math.isclose(s.attn_scale, scale, rel_tol=1e-6):
+        lacks.append(f"attention scale {s.attn_scale:g} (the builder uses {scale:g})")
+    return lacks
+
+
 ALL_BIASES = (
     "attn.q",
     "attn.k",
@@ -294,6 +372,7 @@ ALL_BIASES = (
 
 ARCHS: tuple[Arch, ...] = (
     Arch("LLAMA", "norm", _llama_lacks, _llama_keys),
+    Arch("DEEPSEEK2", "norm", _deepseek2_lacks, _deepseek2_keys),
     Arch(
         "GPTNEOX",
         "neox",
