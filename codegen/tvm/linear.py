@@ -37,6 +37,7 @@ from tvm import relax, sym, te, tirx
 from tvm.script import tirx as T
 
 from irgraph.codegen.tvm.lowering import Context
+from irgraph.codegen.tvm.quant_kernels import quantized_kernel
 from irgraph.ir import Node
 
 _OPAQUE = 8  # relax OpPatternKind.kOpaque: keep FuseOps from merging (and re-scheduling) the kernel
@@ -124,7 +125,10 @@ def lower_linear(
     out_type = node.outputs[0].type
     param = node.arg(1).param
     packed = ctx.weight_args.get(param) if param is not None else None
-    if packed is None:
+    quant = ctx.quant_args.get(param) if param is not None else None
+    if quant is not None:
+        y = _quantized(ctx, node, x, quant)
+    elif packed is None:
         y = ctx.bb.emit_te(_plain, x, weight, primfunc_name_hint="linear")
     else:
         nb = int(packed.ty.shape[2])
@@ -143,3 +147,23 @@ def lower_linear(
             bias = ctx.emit(relax.op.astype(bias, y.ty.dtype))
         y = ctx.emit(relax.op.add(y, bias))
     return y
+
+
+def _quantized(ctx: Context, node: Node, x: relax.Expr, parts: list[relax.Expr]) -> relax.Expr:
+    """x · dequantize(W)ᵀ on the packed stored parts (`quant_kernels`), fp32 activations."""
+    t = node.arg(1).type
+    assert t.quant is not None  # quant_args holds quantized params only
+    n, k = (int(d) for d in t.shape)  # type: ignore[arg-type]  # params are static
+    nb = int(parts[0].ty.shape[2])
+    spec, dtype = t.quant, x.ty.dtype
+    if dtype != "float32":
+        x = ctx.emit(relax.op.astype(x, "float32"))
+    mt = 2 if ctx.target == "aarch64" else 4
+    key = f"linear_{spec.storage}_{spec}_{n}x{k}_{nb}_{mt}"
+    gvar = ctx.kernel(key, lambda: quantized_kernel(n, k, nb, spec, mt))
+    lead = [ctx.dim(d) for d in node.arg(0).type.shape[:-1]]
+    rows = sym.Analyzer().simplify(reduce(lambda a, b: a * b, lead, tirx.IntImm("int64", 1)))
+    x2 = ctx.emit(relax.op.reshape(x, [rows, k]))
+    y2 = ctx.emit(relax.call_tir(gvar, [x2, *parts], out_ty=relax.TensorType([rows, n], "float32")))
+    y = ctx.emit(relax.op.reshape(y2, ctx.shape(node.outputs[0].type)))
+    return y if dtype == "float32" else ctx.emit(relax.op.astype(y, dtype))

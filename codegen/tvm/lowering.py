@@ -24,6 +24,7 @@ import tvm
 from tvm import relax, sym, tirx
 
 from irgraph.codegen.lowering import LoweringTable
+from irgraph.codegen.tvm.quant_kernels import fusable
 from irgraph.codegen.tvm.quantized import dequantized, stored_parts
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
@@ -81,7 +82,7 @@ class WeightArg:
             t = graph.params[self.param].type
             assert t.quant is not None  # `param` is set for quantized params only
             shape, dtype = t.quant.stored(static_shape(t))[self.name[len(self.param) :]]
-            return shape, DType.from_numpy(dtype)
+            return _regrouped(shape, self.layout), DType.from_numpy(dtype)
         t = graph.params[self.name].type
         return packed_shape(t, self.layout), t.dtype
 
@@ -98,6 +99,8 @@ class Context:
         self.dims = dims
         self.target = target  # "llvm" | "cuda" | "aarch64"
         self.weight_args: dict[str, relax.Var] = {}  # graph param -> its packed-layout argument
+        # quantized graph param -> its stored parts (data, scales[, zero points]), packed layout
+        self.quant_args: dict[str, list[relax.Var]] = {}
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
 
     def kernel(self, key: str, make: Callable[[], tirx.PrimFunc]) -> relax.GlobalVar:
@@ -171,8 +174,13 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
                 other_uses.add(v.param)
     args = []
     for name, v in graph.params.items():
-        if v.type.quant is not None:  # its stored parts, dequantized inside `forward`
-            args += [WeightArg(name + part, param=name) for part in stored_parts(v.type.quant)]
+        if v.type.quant is not None:  # its stored parts: packed for the fused kernels, or
+            parts = stored_parts(v.type.quant)  # plain, dequantized at the top of `forward`
+            if name in other_uses or name not in linear_block:
+                args += [WeightArg(name + part, param=name) for part in parts]
+            if name in linear_block:
+                layout = f"packed{linear_block[name]}"
+                args += [WeightArg(name + part, layout, param=name) for part in parts]
             continue
         if name in other_uses or name not in linear_block:
             args.append(WeightArg(name))
@@ -184,16 +192,24 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
 def _block(t: TensorType, packed: int) -> int:
     """The packing block for a linear weight.
 
-    `packed`, else half of it, when it divides the rows; else 0.
+    `packed`, else half of it, when it divides the rows; else 0. A quantized weight packs
+    when the fused kernels take its spec (`quant_kernels.fusable`).
     """
-    storable = t.quant is None and (t.dtype.is_float or t.dtype in (DType.i8, DType.u8))
+    if t.quant is not None:
+        storable = t.rank == 2 and fusable(t.quant, int(t.shape[-1]))  # type: ignore[arg-type]
+    else:
+        storable = t.dtype.is_float or t.dtype in (DType.i8, DType.u8)
     if not (packed and storable and t.rank == 2 and isinstance(t.shape[0], int)):
         return 0
     return next((nb for nb in (packed, packed // 2) if nb >= 8 and t.shape[0] % nb == 0), 0)
 
 
 def packed_shape(t: TensorType, layout: str) -> tuple[int, ...]:
-    shape = t.concrete({})  # a weight's dims are static (IRError naming a symbolic one)
+    return _regrouped(t.concrete({}), layout)  # a weight's dims are static
+
+
+def _regrouped(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """The shape of a 2-D array [N, C] in `layout`: itself, or [N/nb, C, nb] for packed{nb}."""
     if layout == "plain":
         return shape
     nb = int(layout.removeprefix("packed"))
@@ -245,13 +261,15 @@ def _emit_function(
         params.append(
             relax.Var(arg.arg_name, relax.TensorType(shape, tvm_dtype(dtype, f"weight {arg.name}")))
         )
-        if arg.layout != "plain":
+        if arg.layout != "plain" and not arg.param:
             ctx.weight_args[arg.name] = params[-1]
     for v, var in zip(graph.inputs.values(), inputs):
         values[v] = var
     parts: dict[str, list[relax.Expr]] = {}
     for arg, var in zip(weight_args, params):
-        if arg.param:
+        if arg.param and arg.layout != "plain":
+            ctx.quant_args.setdefault(arg.param, []).append(var)
+        elif arg.param:
             parts.setdefault(arg.param, []).append(var)
         elif arg.layout == "plain":
             values[graph.params[arg.name]] = var
