@@ -67,17 +67,17 @@ def speed_race(results: Mapping[str, Any], path: str | Path, title: str = "") ->
                 label="roofline (weights streamed / bandwidth)" if n == 0 else None,
             )
             share = speeds[y.index(yi)] / float(r)
-            ax.text(r, yi + 0.42, f"{share:.0%}", color=MARK, fontsize=7, ha="center")
+            ax.text(r, yi, f" {share:.0%} of roofline", color=MARK, fontsize=7, va="center")
     ax.set_yticks(y, systems)
     ax.set_xlabel("decode tokens / s")
-    ax.set_xlim(0, max([*speeds, *(float(r) for _, r in marks)]) * 1.15)
+    ax.set_xlim(0, max([*speeds, *(float(r) for _, r in marks)]) * 1.2)
     dims = results.get("dims", {})
     ax.set_title(
         title
         or f"decode speed, batch 1, {results.get('tokens', '?')} + {results.get('tokens', '?')} "
         f"tokens, {results.get('threads', '?')} thread(s), hidden {dims.get('hidden_size', '?')}"
     )
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -102,7 +102,14 @@ def bpb_vs_size(
             ax.annotate(
                 str(r["label"]), (x, y_), textcoords="offset points", xytext=(4, 4), fontsize=7
             )
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.margins(x=0.15, y=0.1)
     ax.set_xlabel("size (MiB, log scale)")
     ax.set_ylabel("held-out bits per byte (lower is better)")
     ax.set_title(title)
