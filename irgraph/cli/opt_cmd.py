@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from irgraph.cli import calibration as calib
+from irgraph.cli import progress
 from irgraph.cli.common import cast_weights_option
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
@@ -71,7 +72,8 @@ def opt(
         calibration=calib.from_options(calibration),
         tokenizer=tokenizer if tokenizer.is_file() else None,
     )
-    save(graph, output, overwrite=force, inputs=[path])
+    with progress.reporter() as report:
+        save(graph, output, overwrite=force, inputs=[path], progress=report)
     report_replaced(output, replaced)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.params)} params)", err=True)
     if view_html is not None:

@@ -115,7 +115,7 @@ def apply_pipeline(
                 calibration=batches,
                 seed=calibration.seed,
                 progress=report,
-                log=lambda message: click.echo(message, err=True),
+                log=progress.note,
                 gradients=TorchGradients(),
             ),
             check=check,

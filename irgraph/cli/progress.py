@@ -58,6 +58,17 @@ def bar(draw: bool = True, **options: Any) -> Any:
     )
 
 
+def note(message: str) -> None:
+    """A line on stderr that does not tear a progress line drawn there (tqdm clears and redraws
+    it around the message)."""
+    if drawing():
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 class Reporter:
     """progress(done, total, what) as one tqdm line; a step that changes `what` restarts it."""
 
