@@ -156,10 +156,14 @@ BACKENDS: tuple[Backend, ...] = (
             ),
             CompileOption(
                 "requantize",
-                ("none", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"),
+                (
+                    "none",
+                    *("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"),
+                    *("q2_k", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_m", "q6_k"),
+                ),
                 "none",
                 "quantize every weight matrix to this GGML type (quantized graphs whose form "
-                "GGML lacks need it).",
+                "GGML lacks need it); k-quants use llama.cpp's quantizer.",
             ),
         ),
     ),

@@ -240,3 +240,16 @@ def test_deepseek_v2_latent_attention_and_its_grouped_routing(tmp_path):
         tensors["blk.1.attn_q_b.weight"].data, graph.weight("layers.1.attn.q_b.weight")
     )
     assert "blk.0.ffn_gate.weight" in tensors and "blk.1.ffn_up_shexp.weight" in tensors
+
+
+def test_k_quants_need_llama_cpp(llama, tmp_path):
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        with pytest.raises(
+            ConfigError, match="q4_k_m runs llama.cpp's quantizer.*irgraph\\[llama\\]"
+        ):
+            compile_graph(llama, tmp_path / "a", requantize="q4_k_m")
+        assert not (tmp_path / "a").exists()
+    else:
+        pytest.skip("llama-cpp-python is installed (tests/test_gguf_llama.py runs k-quants)")

@@ -136,3 +136,21 @@ def test_llama_cpp_tokenizes_like_tokenizers(tmp_path):
     session = irgraph.runtimes.open(folder)
     for text in ["the lazy dog", "  quick, brown 1234 foxes!\n\tnew line", "héllo wörld 😀"]:
         assert session.tokenize(text) == tok.encode(text).ids, text
+
+
+def test_k_quants_through_llama_cpp_quantizer(tmp_path):
+    import gguf
+
+    from irgraph.model_zoo.builder import build_graph
+
+    # 256-wide rows: whole k-quant super-blocks
+    cfg = model_zoo.config("llama-2", "tiny").replace(hidden=256, ffn=512, head_dim=64)
+    graph = build_graph(cfg, weights="random")
+    folder = compile_graph(graph, tmp_path / "a", requantize="q4_k_m")
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(folder / "model.gguf").tensors}
+    assert types["blk.0.attn_q.weight"] in ("Q4_K", "Q5_K", "Q6_K")
+    assert not (folder / "model.gguf.f32").exists()
+    session = irgraph.runtimes.open(folder)
+    ids = _ids(graph, 1, PROMPT)
+    ref = lm.interpret(graph, ids)
+    assert _max_err(session.forward(ids), ref) <= 0.2 * float(np.abs(ref).max())

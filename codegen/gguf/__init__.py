@@ -16,6 +16,7 @@ dtype, tensor types, fallbacks, vocabulary), plus a carried tokenizer.json.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from irgraph.artifact import copy_extra_files, tool_version, write_artifact
 from irgraph.backends import backend
 from irgraph.codegen.gguf.archs import choose
 from irgraph.codegen.gguf.structure import read
-from irgraph.codegen.gguf.tensors import REQUANTIZE, plan, write_tensors
+from irgraph.codegen.gguf.tensors import KQUANTS, REQUANTIZE, plan, write_tensors
 from irgraph.codegen.gguf.vocab import write_vocab
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.ir import Graph
@@ -40,6 +41,7 @@ DTYPES = backend("gguf").option("dtype").choices  # "f32" | "f16" | "bf16"
 DEFAULT_PASSES = "dce"  # the file holds weights only: nothing to fuse for llama.cpp's builders
 
 Progress = Callable[[int, int], None]
+_LOG: Any = None  # the no-op llama.cpp log callback, kept alive while llama.cpp holds it
 
 
 def default_pipeline(options: Mapping[str, str]) -> str:
@@ -55,6 +57,34 @@ def _import_gguf() -> Any:
             "--target gguf needs the gguf package: pip install 'irgraph[llama]'"
         ) from None
     return gguf
+
+
+def _import_llama(requantize: str) -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ConfigError(
+            f"--requantize {requantize} runs llama.cpp's quantizer: pip install 'irgraph[llama]'"
+        ) from None
+    return llama_cpp
+
+
+def _kquantize(llama: Any, source: Path, out: Path, requantize: str) -> None:
+    """`source` (f32) quantized by llama.cpp's llama_model_quantize into `out`; `source` removed.
+
+    llama.cpp picks each tensor's type for the k-quant mix and falls back where a row is not a
+    whole 256-block (the manifest's tensor_types lists what it chose).
+    """
+    global _LOG
+    if _LOG is None:  # library code prints nothing: llama.cpp's log goes nowhere
+        _LOG = llama.llama_log_callback(lambda level, text, data: None)
+        llama.llama_log_set(_LOG, ctypes.c_void_p(0))
+    params = llama.llama_model_quantize_default_params()
+    params.ftype = KQUANTS[requantize]
+    rc = llama.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
+    source.unlink()
+    if rc != 0:
+        raise CodegenError(f"llama.cpp's quantizer failed for {requantize} (code {rc})")
 
 
 def compile_graph(
@@ -84,11 +114,14 @@ def compile_graph(
         raise ConfigError(f"the GGUF backend has one target, {TARGET!r}", got=target)
     if dtype not in DTYPES:
         raise ConfigError("unknown GGUF dtype", expected=" | ".join(DTYPES), got=dtype)
-    if requantize not in REQUANTIZE:
+    if requantize not in (*REQUANTIZE, *KQUANTS):
         raise ConfigError(
-            "unknown GGML type for --requantize", expected=" | ".join(REQUANTIZE), got=requantize
+            "unknown GGML type for --requantize",
+            expected=" | ".join((*REQUANTIZE, *KQUANTS)),
+            got=requantize,
         )
     gguf = _import_gguf()
+    llama = _import_llama(requantize) if requantize in KQUANTS else None
     if graph.weights is None:
         raise CodegenError("graph has no weights (structure only); a GGUF file needs them")
     if default_passes:
@@ -96,10 +129,11 @@ def compile_graph(
         passes = {**(passes or {}), "default": DEFAULT_PASSES}
     structure = read(graph)
     arch = choose(structure, graph.name)
-    tensors = plan(graph, structure, arch, dtype, requantize)
+    tensors = plan(graph, structure, arch, "f32" if llama else dtype, requantize)
 
     def emit(tmp: Path) -> dict[str, Any]:
-        writer = gguf.GGUFWriter(str(tmp / MODEL_FILE), arch.gguf_name)
+        path = tmp / (MODEL_FILE + ".f32" if llama else MODEL_FILE)
+        writer = gguf.GGUFWriter(str(path), arch.gguf_name)
         writer.add_name(graph.name)
         arch.keys(writer, structure)
         tokenizer = (extra_files or {}).get(TOKENIZER)
@@ -111,6 +145,8 @@ def compile_graph(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        if llama is not None:
+            _kquantize(llama, path, tmp / MODEL_FILE, requantize)
         copy_extra_files(graph, extra_files or {}, tmp)
         return {
             "gguf": {
@@ -118,7 +154,9 @@ def compile_graph(
                 "architecture": arch.gguf_name,
                 "dtype": dtype,
                 "requantize": requantize,
-                "tensor_types": dict(Counter(t.ggml for t in tensors.tensors)),
+                "tensor_types": dict(
+                    Counter(t.tensor_type.name for t in gguf.GGUFReader(tmp / MODEL_FILE).tensors)
+                ),
                 "fallbacks": tensors.fallbacks,
                 "rope": arch.rope,
                 "vocabulary": vocabulary,

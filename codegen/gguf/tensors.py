@@ -36,7 +36,9 @@ from irgraph.ir import Graph
 from irgraph.quant import QuantSpec, unpack
 
 QK = 32  # GGML's block width for q4_0, q4_1, q8_0, q5_*
-REQUANTIZE = ("none", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+REQUANTIZE = ("none", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")  # gguf-py's quantizer
+# k-quants: llama.cpp's own quantizer (llama_model_quantize) on an f32 file, LLAMA_FTYPE_MOSTLY_*
+KQUANTS = {"q2_k": 10, "q3_k_m": 12, "q4_k_s": 14, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
 
 
 @dataclass
@@ -151,7 +153,7 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
         rows = rope_rows.get(r)
         out = gguf_name(layer, r, kind, roles)
         spec = value.type.quant
-        if spec is not None and requantize == "none":
+        if spec is not None and requantize == "none":  # k-quants start from dequantized f32
             t = _repack(spec, graph.stored(name), shape)
             if t is None:
                 refused.append(f"{name} ({value.type.dtype}<{spec}>)")
@@ -163,7 +165,7 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
         if not _is_matrix(r, kind, shape):
             result.tensors.append(Tensor(out, np.ascontiguousarray(array), "F32"))
             continue
-        want = requantize.upper() if requantize != "none" else compute
+        want = requantize.upper() if requantize in REQUANTIZE[1:] else compute
         if want not in ("F32", "F16", "BF16") and shape[-1] % QK:
             fallback = "F32" if compute == "F32" else "F16"
             result.fallbacks[out] = f"{shape[-1]} columns are not whole {QK}-blocks: {fallback}"
@@ -259,4 +261,13 @@ def write_tensors(writer: Any, tensors: list[Tensor]) -> None:
         writer.add_tensor(t.name, t.array, raw_dtype=raw)
 
 
-__all__ = ["REQUANTIZE", "Plan", "Tensor", "gguf_name", "plan", "rope_order", "write_tensors"]
+__all__ = [
+    "KQUANTS",
+    "REQUANTIZE",
+    "Plan",
+    "Tensor",
+    "gguf_name",
+    "plan",
+    "rope_order",
+    "write_tensors",
+]
