@@ -29,7 +29,7 @@ def qkv(b=2, s=5, hq=4, hkv=4, d=8, dv=None):
 
 
 def hand_mask(
-    sq, total, batch=1, *, causal=True, window=0, prefix_len=None, key_mask=None
+    sq, total, batch=1, *, causal=True, window=0, stride=0, prefix_len=None, key_mask=None
 ) -> torch.Tensor:
     """Boolean [batch, 1, sq, total], written out loop by loop: query i sits at past+i."""
     past = total - sq
@@ -41,6 +41,8 @@ def hand_mask(
                 if causal:
                     ok = j <= past + i or (prefix_len is not None and j < prefix_len[b])
                 if window and not (past + i - j < window):
+                    ok = False
+                if stride and (past + i - j) % stride:
                     ok = False
                 if key_mask is not None and not key_mask[b, j]:
                     ok = False
@@ -112,6 +114,22 @@ def test_softcap():
     close(out, torch_attention(q, k, v, hand_mask(5, 5), softcap=2.0))
     (plain, _, _) = run_op("attention", q, k, v)
     assert np.abs(out - plain).max() > 1e-3
+
+
+def test_strided():
+    """Child et al. 2019's strided pattern: query i sees keys i, i-3, i-6, ... (stride 3)."""
+    q, k, v = qkv(s=9, hkv=2)
+    (out, _, _) = run_op("attention", q, k, v, stride=3)
+    close(out, torch_attention(q, k, v, hand_mask(9, 9, stride=3)))
+    rows = torch.arange(9)
+    every_third = ((rows[:, None] - rows[None, :]) % 3 == 0) & (rows[None, :] <= rows[:, None])
+    close(out, sdpa(q, k, v, attn_mask=every_third))
+    # decode: two new queries over a 5-token cache, bidirectional (negative distances too)
+    pk, pv = randn(RNG, 2, 2, 5, 8), randn(RNG, 2, 2, 5, 8)
+    q2, k2, v2 = qkv(s=2, hkv=2)
+    (out, pk2, pv2) = run_op("attention", q2, k2, v2, pk, pv, causal=False, stride=2)
+    k_all, v_all = (np.transpose(x, (0, 2, 1, 3)) for x in (pk2, pv2))  # (B, T, Hkv, D)
+    close(out, torch_attention(q2, k_all, v_all, hand_mask(2, 7, causal=False, stride=2)))
 
 
 def test_sliding_window():

@@ -3,7 +3,7 @@
 Attention picks the strongest form that can express the IR node exactly:
   ort flavour       GroupQueryAttention (com.microsoft) for causal self-attention
                     with a KV cache and no bias / prefix mask
-  portable flavour  Attention-23 when there is no key mask, window or prefix
+  portable flavour  Attention-23 when there is no key mask, window, stride or prefix
   otherwise         a decomposition (MatMul, masks built from Range, Softmax)
 The decomposition follows `irgraph.ops.attention.sdpa`: grouped heads share
 their KV head by a reshape (no K/V copies), and a query with no visible key
@@ -41,14 +41,21 @@ def _bnsh(e: Emitter, x: str) -> str:
 
 
 def visible_mask(
-    e: Emitter, q_len: str, total: str, key_mask: str, prefix: str, causal: bool, window: int
+    e: Emitter,
+    q_len: str,
+    total: str,
+    key_mask: str,
+    prefix: str,
+    causal: bool,
+    window: int,
+    stride: int = 0,
 ) -> str | None:
     """Bool mask broadcastable to [B, 1, S, T] (None: everything visible).
 
     q_len/total: int64 scalars.
     """
-    qpos = kpos = ""  # positions, set when causal or window needs them
-    if causal or window:
+    qpos = kpos = ""  # positions, set when causal, window or stride needs them
+    if causal or window or stride:
         past = e.op1("Sub", total, q_len)
         qpos = e.op1(
             "Unsqueeze", e.op1("Range", past, total, e.const(1, np.int64)), e.ints(1)
@@ -72,6 +79,10 @@ def visible_mask(
     if window:
         near = e.op1("Less", e.op1("Sub", qpos, kpos), e.const(window, np.int64))  # (S, T)
         allowed = near if allowed is None else e.op1("And", allowed, near)
+    if stride:  # Mod of int64 takes the divisor's sign, as numpy's %
+        step = e.op1("Mod", e.op1("Sub", qpos, kpos), e.const(stride, np.int64))
+        on = e.op1("Equal", step, e.const(0, np.int64))  # (S, T)
+        allowed = on if allowed is None else e.op1("And", allowed, on)
     if key_mask:
         keys = e.op1("Unsqueeze", e.op1("Cast", key_mask, to=9), e.ints(1, 2))  # (B, 1, 1, T)
         allowed = keys if allowed is None else e.op1("And", allowed, keys)
@@ -95,6 +106,7 @@ def sdpa(
     window: int = 0,
     scale: float | None = None,
     softcap: float = 0.0,
+    stride: int = 0,
 ) -> str:
     """Attention over BNSH q [B,Hq,S,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,S,Dv]."""
     group = hq // hkv
@@ -114,7 +126,7 @@ def sdpa(
     if bias:
         scores = e.op1("Add", scores, bias)
     allowed = visible_mask(
-        e, e.scalar_dim(q, 2), e.scalar_dim(k, 2), key_mask, prefix, causal, window
+        e, e.scalar_dim(q, 2), e.scalar_dim(k, 2), key_mask, prefix, causal, window, stride
     )
     if allowed is not None:
         scores = e.op1("Where", allowed, scores, e.const(-np.inf, e.np_float))
@@ -147,6 +159,7 @@ def _gqa_fits(e: Emitter, node: Node) -> bool:
         e.flavour == "ort"
         and pk is not None
         and node.attrs["causal"]
+        and not node.attrs["stride"]
         and bias is None
         and prefix is None
         and e.dtype in (DType.f32, DType.f16)
@@ -279,6 +292,7 @@ def _attention(e: Emitter, node: Node, *ins: str) -> list[str]:
         and km is None
         and prefix is None
         and not a["window"]
+        and not a["stride"]
         and hq % hkv == 0
         and dv == d
     ):
@@ -307,6 +321,7 @@ def _attention(e: Emitter, node: Node, *ins: str) -> list[str]:
             window=a["window"],
             scale=a["scale"],
             softcap=a["softcap"],
+            stride=a["stride"],
         )
     return [
         e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0],

@@ -93,6 +93,7 @@ def visible(
     causal: bool,
     window: int,
     device: torch.device,
+    stride: int = 0,
 ) -> torch.Tensor:
     """Boolean [batch|1, 1, sq, total]: which key each query may attend to.
 
@@ -110,6 +111,8 @@ def visible(
             allowed = allowed & rule
     if window:
         allowed = allowed & ((qpos - kpos) < window)
+    if stride:
+        allowed = allowed & ((qpos - kpos) % stride == 0)
     if key_mask is not None:
         allowed = allowed & key_mask.bool()[:, None, None, :]
     return allowed
@@ -134,6 +137,7 @@ def sdpa(
     window: int = 0,
     scale: float | None = None,
     softcap: float = 0.0,
+    stride: int = 0,
 ) -> torch.Tensor:
     """Attention over BNSH tensors, k/v possibly with fewer (grouped) heads.
 
@@ -156,12 +160,13 @@ def sdpa(
         and bias is None
         and not softcap
         and not window
+        and not stride
         and prefix_len is None
         and sq == total
     ):
         # Plain causal self-attention (training, prefill): the kernel skips the masked blocks.
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-    allowed = visible(sq, total, key_mask, prefix_len, causal, window, q.device)
+    allowed = visible(sq, total, key_mask, prefix_len, causal, window, q.device, stride)
     any_visible = allowed.any(dim=-1, keepdim=True)
     # Rows with no visible key attend everywhere and are zeroed after: finite values and gradients.
     allowed = allowed | ~any_visible
@@ -210,6 +215,7 @@ def _attention(
         a["window"],
         a["scale"],
         a["softcap"],
+        a["stride"],
     )
     return out.transpose(1, 2), k_all, v_all
 

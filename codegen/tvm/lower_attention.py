@@ -162,9 +162,10 @@ def _visible(
     prefix_len: relax.Expr | None,
     causal: bool,
     window: int,
+    stride: int = 0,
 ) -> relax.Expr | None:
     """Boolean [batch, 1, seq, total] of the keys each query may see; None when all are visible."""
-    if not (causal or window or key_mask is not None):
+    if not (causal or window or stride or key_mask is not None):
         return None
     batch, sq, total = shape
     names = [n for n, v in (("key_mask", key_mask), ("prefix_len", prefix_len)) if v is not None]
@@ -183,6 +184,8 @@ def _visible(
                 ok = tirx.And(ok, c)
             if window:
                 ok = tirx.And(ok, past + i - j < window)
+            if stride:
+                ok = tirx.And(ok, tirx.floormod(past + i - j, stride) == 0)
             if "key_mask" in t:
                 ok = tirx.And(ok, t["key_mask"][b, j] != tirx.const(0, t["key_mask"].dtype))
             return ok
@@ -206,6 +209,7 @@ def sdpa(
     window: int = 0,
     scale: float,
     softcap: float = 0.0,
+    stride: int = 0,
 ) -> relax.Var:
     """Attention over BNSH q [B,Hq,Sq,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,Sq,Dv].
 
@@ -243,7 +247,7 @@ def sdpa(
         scores = ctx.emit(
             op.add(scores, op.astype(bias, dtype) if bias.ty.dtype != dtype else bias)
         )
-    allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window)
+    allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window, stride)
     if ctx.target != "cuda":
         if allowed is None:
             allowed = ctx.emit(op.full([batch, 1, sq, total], relax.const(True, "bool"), "bool"))
@@ -312,6 +316,7 @@ def _attention(
         window=a["window"],
         scale=scale,
         softcap=a["softcap"],
+        stride=a["stride"],
     )
     return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), k_all, v_all]
 

@@ -8,7 +8,9 @@ new)` along the sequence, so one graph serves prefill (past = 0) and decode.
 Masking, for query i of a call with `past` cached tokens (absolute position
 past+i) and key j (absolute position j):
   causal      j <= past+i           (bottom-right aligned)
-  window W    past+i - j < W        (sliding window, Mistral's convention)
+  window W    past+i - j < W        (sliding window, Mistral's convention; a locally banded
+                                    layer of GPT-3)
+  stride S    (past+i - j) % S == 0 (the strided pattern of Child et al. 2019, Sec. 4.2)
   prefix_len  j < prefix_len[b] is always visible (prefix-LM: GLM, U-PaLM)
   key_mask    key_mask[b, j] != 0   (padding)
 A query with no visible key outputs zeros rather than NaN.
@@ -50,6 +52,7 @@ class Attention(OpDef):
     attrs = {
         "causal": Attr("bool", True),
         "window": Attr("int", 0, doc="sliding window in tokens; 0 = unlimited"),
+        "stride": Attr("int", 0, doc="keys at distances that are multiples of stride; 0 = off"),
         "scale": Attr("float", None, optional=True, doc="softmax scale; default 1/sqrt(head_dim)"),
         "softcap": Attr("float", 0.0, doc="cap·tanh(s/cap) on scores (Grok-1); 0 = off"),
     }
@@ -142,6 +145,7 @@ class Attention(OpDef):
         prefix_len: np.ndarray | None,
         causal: bool,
         window: int,
+        stride: int,
         scale: float | None,
         softcap: float,
     ) -> list[np.ndarray]:
@@ -161,6 +165,7 @@ class Attention(OpDef):
             prefix_len=prefix_len,
             causal=causal,
             window=window,
+            stride=stride,
             scale=scale,
             softcap=softcap,
         )
@@ -187,6 +192,7 @@ def visible(
     prefix_len: np.ndarray | None = None,
     causal: bool = True,
     window: int = 0,
+    stride: int = 0,
 ) -> np.ndarray:
     """Boolean [batch, 1, sq, total]: which key each query may attend to."""
     past = total - sq
@@ -200,6 +206,8 @@ def visible(
         allowed &= rule[:, None] if rule.ndim == 3 else rule
     if window:
         allowed &= (qpos - kpos) < window
+    if stride:
+        allowed &= (qpos - kpos) % stride == 0
     if key_mask is not None:
         allowed &= np.asarray(key_mask).astype(bool)[:, None, None, :]
     return allowed
@@ -216,6 +224,7 @@ def sdpa(
     window: int = 0,
     scale: float | None = None,
     softcap: float = 0.0,
+    stride: int = 0,
 ) -> np.ndarray:
     """Attention over BNSH tensors; k/v may have fewer heads than q (grouped)."""
     b, hq, sq, d = q.shape
@@ -229,7 +238,7 @@ def sdpa(
         scores = np.float32(softcap) * np.tanh(scores / np.float32(softcap))
     if bias is not None:
         scores = scores + bias.astype(np.float32)
-    allowed = visible(sq, total, b, key_mask, prefix_len, causal, window)
+    allowed = visible(sq, total, b, key_mask, prefix_len, causal, window, stride)
     scores = np.where(allowed, scores, -np.inf)
     any_visible = allowed.any(axis=-1, keepdims=True)
     probs = softmax_np(np.where(any_visible, scores, 0.0), -1) * any_visible

@@ -387,6 +387,21 @@ def _build() -> list[OpCase]:
             ),
             {"window": 3, "softcap": 2.0},
         ),
+        OpCase(  # strided (Child et al. 2019) decode step over a 2-token cache, padded mask
+            "attention-strided",
+            "attention",
+            (
+                randn(2, 3, 4, 8),
+                randn(2, 3, 2, 8),
+                randn(2, 3, 2, 8),
+                randn(2, 2, 2, 8),
+                randn(2, 2, 2, 8),
+                mask,
+                None,
+                None,
+            ),
+            {"stride": 2},
+        ),
         OpCase(  # bidirectional over the new tokens (an encoder)
             "attention-bidirectional",
             "attention",
