@@ -14,10 +14,13 @@ from irgraph import model_zoo
 from irgraph.analysis import cost
 from irgraph.cli import main
 from irgraph.errors import ConfigError
-from irgraph.model_zoo.config import Arch
+from irgraph.model_zoo.config import Arch, ModelConfig, Position
 
 NAMES = model_zoo.names()  # the catalog is the one list; test_the_43_names checks its size
-IDS = np.array([[5, 17, 99, 200, 3, 42, 7, 8, 250, 1]])
+# 20 decoder tokens and 12 encoder tokens: distances reach T5's log-spaced buckets (16+ one-way
+# with 32 buckets, 8+ either way in the encoder's bidirectional half), checked below.
+IDS = np.array([[5, 17, 99, 200, 3, 42, 7, 8, 250, 1, 64, 33, 128, 9, 77, 180, 2, 11, 240, 36]])
+ENCODER_IDS = IDS[:, :12]
 
 
 def test_the_43_names():
@@ -27,7 +30,7 @@ def test_the_43_names():
 def _kwargs(graph: irgraph.Graph) -> dict:
     kw: dict = {}
     if "decoder_input_ids" in graph.inputs:
-        kw["encoder_ids"] = IDS[:, :6]
+        kw["encoder_ids"] = ENCODER_IDS
     if "prefix_len" in graph.inputs:
         kw["prefix_len"] = np.array([4])  # 4 bidirectional tokens, 6 decoded through the cache
     return kw
@@ -42,6 +45,21 @@ def test_tiny_twin_decodes_like_full_recompute(name):
     assert full.shape == (1, IDS.shape[1], 256)
     assert np.isfinite(full).all() and full.std() > 1e-3  # not degenerate
     np.testing.assert_allclose(cached, full, atol=1e-5, rtol=0)
+
+
+def test_decode_inputs_reach_the_log_spaced_buckets():
+    relative = [n for n in NAMES if model_zoo.config(n, "tiny").position is Position.RELATIVE]
+    assert "t5" in relative
+    for name in relative:
+        tiny = model_zoo.config(name, "tiny")
+        exact = tiny.relative_buckets // 2  # one-way: distances below this are exact
+        assert IDS.shape[1] - 1 >= exact, name
+        if tiny.arch is Arch.ENCODER_DECODER:  # bidirectional: half the buckets each way
+            assert ENCODER_IDS.shape[1] - 1 >= exact // 2, name
+
+
+def _attention_width(config: ModelConfig) -> int:
+    return config.heads * config.dim_per_head
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,11 +89,40 @@ def test_tiny_twin_keeps_the_structure(name):
     assert (tiny.ffn == tiny.hidden) == (published.ffn == published.hidden)  # Arctic's dense MLP
     assert (tiny.logit_scale == 1) == (published.logit_scale == 1)  # T5, PaLM, Grok-1
     assert tiny.vocab_size >= 256
+    # non-square attention stays non-square, in the same direction (T5 wider, PaLM narrower)
+    assert np.sign(_attention_width(tiny) - tiny.hidden) == np.sign(
+        _attention_width(published) - published.hidden
+    )
+    if published.position is Position.ALIBI:  # ALiBi's slopes branch on a power-of-two count
+        assert (tiny.heads & (tiny.heads - 1) == 0) == (
+            published.heads & (published.heads - 1) == 0
+        )
+    if published.moe is not None and published.moe.n_group > 1:
+        moe = tiny.require_moe("test")  # group-limited routing has groups to drop and to keep
+        per_group = moe.num_experts // moe.n_group
+        kept = moe.topk_group * per_group  # experts in the kept groups
+        assert moe.n_group > moe.topk_group > 1 and 1 < moe.top_k <= kept < moe.num_experts
     graph = model_zoo.build(name)
     ops = {node.op for node in graph.nodes}
     assert ("moe_experts" in ops) == (published.moe is not None)
     assert ("latent_attention" in ops) == (published.mla is not None)
     assert ("decoder_input_ids" in graph.inputs) == (published.arch is Arch.ENCODER_DECODER)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_twin_linear_inputs_are_multiples_of_32(name):
+    """Quantization groups and GGUF blocks cut every linear's input into 32-wide pieces."""
+    graph = model_zoo.build(name, weights=False)
+    widths = []  # (op, input width)
+    for node in graph.nodes:
+        if node.op == "linear":
+            widths.append(("linear", node.arg(1).type.shape[1]))
+        elif node.op == "moe_experts":  # up/gate [E, F, D] read D; down [E, D, F] reads F
+            widths += [("experts.up", node.arg(3).type.shape[2])]
+            widths += [("experts.down", node.arg(4).type.shape[2])]
+        elif node.op == "latent_attention":  # kv_b [heads·(nope+v), kv_rank]
+            widths.append(("kv_b", node.arg(3).type.shape[1]))
+    assert widths and all(isinstance(w, int) and w % 32 == 0 for _, w in widths), widths
 
 
 def test_published_graphs_build_without_weights():
