@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from irgraph.errors import IRError
 from irgraph.ir import Graph, Node, Value
 from irgraph.registry import OpDef, get_op
+from irgraph.sparsity import records
 from irgraph.types import TensorType
 
 
@@ -42,6 +43,7 @@ def verify(graph: Graph) -> None:
     for name, v in graph.inputs.items():
         if v.type.quant is not None:
             raise IRError(f"input %{name} has a quantized type; only params are quantized")
+    records(graph)  # the sparsity record names params of this graph, in its documented form
     if graph.weights is not None:
         missing = [p for p in graph.stored_names() if p not in graph.weights]
         if missing:

@@ -25,6 +25,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     merge_lora,
     mha_to_gqa,
     parallelize_blocks,
+    prune,
     quantize,
 )
 from irgraph.passes.context import GradientProvider, PassContext, load_calibration

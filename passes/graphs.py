@@ -15,6 +15,8 @@ import numpy as np
 
 from irgraph.errors import PassError
 from irgraph.ir import Graph, Node, Value
+from irgraph.sparsity import META_KEY as SPARSITY
+from irgraph.sparsity import with_records
 from irgraph.weights import WeightStore
 
 
@@ -136,6 +138,8 @@ def rebuild(
             result.outputs.values()
         )
         result.params = {name: v for name, v in params.items() if v in used}
+        if SPARSITY in result.meta:  # records of params no longer in the graph go with them
+            result.meta = with_records(result.meta, {}, result.params)
     if graph.weights is not None and (set(result.params) != set(graph.params) or new_weights):
         added = dict(new_weights or {})
         result.weights = WeightStore(

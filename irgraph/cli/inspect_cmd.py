@@ -9,6 +9,7 @@ import click
 
 from irgraph.analysis import Cost, QuantizedWeights, cost, quantized_weights
 from irgraph.serialize import load
+from irgraph.sparsity import PatternSummary, summary
 
 
 @click.command()
@@ -27,6 +28,7 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     graph = load(path)
     c = cost(graph, context=context)
     quant = quantized_weights(graph)
+    sparse = summary(graph)
     stats = {
         "name": graph.name,
         "nodes": len(graph.nodes),
@@ -34,6 +36,7 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
         "outputs": list(graph.outputs),
         **dataclasses.asdict(c),
         "quantized": [dataclasses.asdict(q) for q in quant],
+        "sparsity": [dataclasses.asdict(p) for p in sparse],
     }
     if as_json:
         click.echo(json.dumps(stats, indent=2))
@@ -43,6 +46,8 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     click.echo(format_cost(graph.name, len(graph.nodes), c))
     if quant:
         click.echo(format_quantized(quant))
+    if sparse:
+        click.echo(format_sparsity(sparse))
 
 
 def format_cost(name: str, nodes: int, c: Cost) -> str:
@@ -65,5 +70,17 @@ def format_quantized(kinds: list[QuantizedWeights]) -> str:
         lines.append(
             f"#     {q.spec:<20} {q.count:>4} weights  {q.params:,} values  "
             f"{q.bytes_before / 2**20:,.2f} MiB -> {q.bytes_after / 2**20:,.2f} MiB"
+        )
+    return "\n".join(lines)
+
+
+def format_sparsity(patterns: list[PatternSummary]) -> str:
+    """One line per pruning pattern (irgraph/sparsity.py's record), recorded vs stored zeros."""
+    lines = ["#   pruned weights (stored dense: zeros save no bytes)"]
+    for p in patterns:
+        zeros = "" if p.measured is None else f", {p.measured:.1%} zeros stored"
+        lines.append(
+            f"#     {p.pattern:<20} {p.count:>4} weights  {p.params:,} values  "
+            f"sparsity {p.recorded:.1%} recorded{zeros}"
         )
     return "\n".join(lines)

@@ -28,13 +28,13 @@ from irgraph.weights import WeightStore
 HEAD_BITS = 8
 
 
-def parse_skip(skip: str, graph: Graph) -> list[str]:
+def parse_skip(skip: str, graph: Graph, pass_name: str = "quantize") -> list[str]:
     """The globs of `skip` ("lm_head.weight,*.router.*"); each must match some parameter."""
     globs = [g.strip() for g in skip.split(",") if g.strip()]
     for g in globs:
         if not any(fnmatch.fnmatchcase(name, g) for name in graph.params):
             raise PassError(
-                f"skip pattern {g!r} of pass quantize matches no parameter",
+                f"skip pattern {g!r} of pass {pass_name} matches no parameter",
                 expected='globs over parameter names, e.g. skip="lm_head.weight,*.mlp.*"',
                 got=", ".join(list(graph.params)[:4]) + (", ..." if len(graph.params) > 4 else ""),
             )

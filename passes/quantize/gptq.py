@@ -6,9 +6,8 @@ column j, scaled by the inverse Hessian, is subtracted from the columns not yet 
 absorb it (the Optimal Brain Surgeon update, with the upper Cholesky factor of H⁻¹ as in the
 paper). Details, as in the reference implementation (IST-DASLab/gptq) and AutoGPTQ:
 
-- dead inputs (H[j, j] = 0: a feature that is always 0) get H[j, j] = 1 and a zero column;
-- damping adds damp·mean(diag H) to the diagonal; when the Cholesky factorisation still fails
-  the damping is raised tenfold (up to 10) and the weight is reported, instead of failing;
+- dead inputs and damping are passes/obs.py's (shared with SparseGPT): a dead input gets a
+  zero column; damping is raised tenfold when Cholesky fails and the weight is reported;
 - updates are lazy in blocks of `block` columns (one matrix product per block);
 - act_order rounds columns in order of decreasing H[j, j] with *static groups*: each group's
   scale and zero point are chosen on the original columns before permuting, so the stored
@@ -28,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from irgraph.errors import PassError
+from irgraph import sparsity
 from irgraph.ir import Graph, Node, Value
+from irgraph.passes import obs
 from irgraph.passes.calibrate import Calibrator, expert_stacks, linear_inputs, linear_stages
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
 from irgraph.quant import QuantSpec, choose_scales, dequantize, quantize_arrays
-
-MAX_DAMP = 10.0  # the last damping tried, as a fraction of mean(diag H)
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,7 @@ def quantize_graph(
     rounded = len(specs) - len(gptq) - len(experts)
     notes = [f"{rounded} weights not read by a linear rounded to nearest"] if rounded else []
     stages = linear_stages(graph, gptq, experts)
+    pruned = sparsity.records(graph)
     calibrator = Calibrator(graph, batches)
     for s, stage in enumerate(stages):
         what = f"gptq layer {s + 1}/{len(stages)}"
@@ -92,7 +91,10 @@ def quantize_graph(
                 )
             else:
                 h = sum(hessians[x] for x in gptq[name]) / len(gptq[name])
-                arrays[name], damp = quantize_weight(w, np.asarray(h), specs[name], opts, name)
+                keep = sparsity.mask(w) if name in pruned else None
+                arrays[name], damp = quantize_weight(
+                    w, np.asarray(h), specs[name], opts, name, keep
+                )
             current[name] = _dequantized(graph, name, specs[name], arrays[name])
             if damp != opts.damp:
                 note = f"@{name}: Cholesky failed at damp={opts.damp}, quantized at damp={damp}"
@@ -133,15 +135,21 @@ def _dequantized(
 
 
 def quantize_weight(
-    w: np.ndarray, h: np.ndarray, spec: QuantSpec, opts: Options, name: str = "weight"
+    w: np.ndarray,
+    h: np.ndarray,
+    spec: QuantSpec,
+    opts: Options,
+    name: str = "weight",
+    keep: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], float]:
-    """(stored arrays, damping used) of w [N, K] with Hessian h [K, K] (float64)."""
+    """(stored arrays, damping used) of w [N, K] with Hessian h [K, K] (float64).
+
+    `keep` (bool [N, K]), for a pruned weight (irgraph/sparsity.py), holds its kept entries:
+    the others are rounded to exactly 0 and their error spreads to later columns, so the
+    quantized weight keeps the pruning pattern (SparseGPT's joint prune-and-quantize).
+    """
     n, k = w.shape
-    w = np.array(w, np.float64)
-    h = np.array(h, np.float64)
-    dead = np.diag(h) == 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
+    w, h = obs.dead_inputs(w, h)
     g = spec.group_size(k)
     blocks = spec.blocks(k)
     scales = np.zeros((n, blocks), spec.scale_dtype.numpy)
@@ -152,7 +160,8 @@ def quantize_weight(
     perm = np.argsort(-np.diag(h), kind="stable") if opts.act_order else np.arange(k)
     if opts.act_order:
         w, h = w[:, perm], h[np.ix_(perm, perm)]
-    hinv, damp = _inverse_factor(h, opts.damp, name)
+    kept = np.ones(w.shape, bool) if keep is None else np.asarray(keep, bool)[:, perm]
+    hinv, damp = obs.inverse_factor(h, opts.damp, name, "quantize(method=gptq)")
     q = np.zeros_like(w)
     for i1 in range(0, k, opts.block):
         i2 = min(i1 + opts.block, k)
@@ -166,7 +175,7 @@ def quantize_weight(
                 if zeros is not None and z_b is not None:
                     zeros[:, b] = z_b[:, 0]
             z = None if zeros is None else zeros[:, b]
-            q[:, i] = _round(w[:, i], scales[:, b], z, spec)
+            q[:, i] = np.where(kept[:, i], _round(w[:, i], scales[:, b], z, spec), 0.0)
             e = (w[:, i] - q[:, i]) / hinv[i, i]
             w[:, i:i2] -= np.outer(e, hinv[i, i:i2])
             err[:, i - i1] = e
@@ -185,29 +194,3 @@ def _round(
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(s > 0, np.round(x / s) + z, z)
     return ((np.clip(q, spec.qmin, spec.qmax) - z) * s).astype(np.float64)
-
-
-def _inverse_factor(h: np.ndarray, damp: float, name: str) -> tuple[np.ndarray, float]:
-    """(U, damp): upper Cholesky factor of (H + damp·mean(diag H)·I)⁻¹, raising damp tenfold
-    until both factorisations succeed."""
-    mean = float(np.mean(np.diag(h)))
-    tried = []
-    d = damp
-    while True:
-        tried.append(d)
-        try:
-            lower = np.linalg.cholesky(h + d * mean * np.eye(len(h)))
-            inv = np.linalg.inv(lower)
-            u = np.linalg.cholesky(inv.T @ inv).T
-            if np.all(np.isfinite(u)):
-                return u, d
-        except np.linalg.LinAlgError:
-            pass
-        if d >= MAX_DAMP:
-            raise PassError(
-                f"quantize(method=gptq): the Hessian of @{name} is not positive definite even "
-                "with damping",
-                expected="calibration data that exercises the layer's inputs",
-                got=f"Cholesky failed at damp={', '.join(map(str, tried))}",
-            )
-        d = min(max(d * 10, 0.01), MAX_DAMP)
