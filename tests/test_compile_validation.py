@@ -31,10 +31,15 @@ def compile_(*args):
         (
             "tvm-llvm",
             ["--dtype", "f16"],
-            "--dtype does not apply to target tvm-llvm (only to onnx)",
+            "--dtype does not apply to target tvm-llvm (only to onnx, gguf)",
         ),
         ("tvm-llvm", ["--cuda-arch", "sm_80"], "--cuda-arch does not apply to target tvm-llvm"),
         ("onnx", ["--cuda-arch", "sm_90"], "(only to tvm-cuda)"),
+        (
+            "onnx",
+            ["--requantize", "q8_0"],
+            "--requantize does not apply to target onnx (only to gguf)",
+        ),
     ],
 )
 def test_options_that_do_not_apply_to_the_target_are_refused(

@@ -253,3 +253,16 @@ def test_k_quants_need_llama_cpp(llama, tmp_path):
         assert not (tmp_path / "a").exists()
     else:
         pytest.skip("llama-cpp-python is installed (tests/test_gguf_llama.py runs k-quants)")
+
+
+def test_rows_that_are_not_whole_blocks_fall_back_and_say_so(tmp_path):
+    from irgraph.model_zoo.builder import build_graph
+
+    graph = build_graph(model_zoo.config("llama-2", "tiny").replace(ffn=48), weights="random")
+    out = compile_graph(graph, tmp_path / "a", requantize="q8_0")
+    tensors = _tensors(_reader(out))
+    assert tensors["blk.0.ffn_down.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    assert tensors["blk.0.ffn_up.weight"].tensor_type == gguf.GGMLQuantizationType.Q8_0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "blk.0.ffn_down.weight" in manifest["gguf"]["fallbacks"]
+    assert any(n.startswith("blk.0.ffn_down.weight kept as 48 columns") for n in manifest["notes"])

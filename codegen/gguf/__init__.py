@@ -163,6 +163,8 @@ def compile_graph(
                 "context_length": structure.max_position or 2048,
             },
             "left_padding": False,
+            # what `irgraph compile` prints after the artifact's name
+            "notes": [f"{name} kept as {why}" for name, why in tensors.fallbacks.items()],
             "passes": passes,
         }
 

@@ -211,6 +211,8 @@ def compile_(
     report_replaced(out, replaced)
     files = sorted(p.name for p in result.iterdir())
     click.echo(f"compiled {graph.name} for {target} -> {result} ({', '.join(files)})")
+    for note in _manifest_notes(result):
+        click.echo(f"note: {note}")
     if not no_load_check:
         chosen = {
             o.name: options[o.name] for o in backend.options if backend.applies(o.name, target)
@@ -219,6 +221,14 @@ def compile_(
     if check:
         low_precision = backend.name == "onnx" and options["dtype"] != "f32"
         _check_artifact(graph, result, 5e-2 if low_precision else 1e-4)
+
+
+def _manifest_notes(folder: Path) -> list[str]:
+    """The `notes` a backend left in the manifest (GGUF: tensors that kept a fallback type)."""
+    import json
+
+    notes = json.loads((folder / "manifest.json").read_text()).get("notes") or []
+    return [str(n) for n in notes]
 
 
 def _check_artifact(graph: Graph, folder: Path, tolerance: float) -> None:
