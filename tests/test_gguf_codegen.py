@@ -12,6 +12,7 @@ import pytest
 from irgraph import model_zoo
 from irgraph.codegen.gguf import compile_graph
 from irgraph.codegen.gguf.tensors import rope_order
+from irgraph.dtypes import DType
 from irgraph.errors import CodegenError, ConfigError
 from irgraph.passes import run_pipeline
 from irgraph.registry import get_op
@@ -104,9 +105,13 @@ def test_f16_matrices_f32_norms(llama, tmp_path):
     )
 
 
-@pytest.mark.parametrize("bits, ggml", [(4, "Q4_0"), (8, "Q8_0"), (3, "Q4_0")])
-def test_quantized_blocks_dequantize_to_the_ir_weight_bit_for_bit(llama, tmp_path, bits, ggml):
-    graph = run_pipeline(llama, f"quantize(method=rtn,bits={bits},group=32)").graph
+@pytest.mark.parametrize(
+    "bits, sym, ggml",
+    [(4, "true", "Q4_0"), (8, "true", "Q8_0"), (3, "true", "Q4_0")],
+)
+def test_quantized_blocks_dequantize_to_the_ir_weight_bit_for_bit(llama, tmp_path, bits, sym, ggml):
+    pipeline = f"quantize(method=rtn,bits={bits},group=32,sym={sym})"
+    graph = run_pipeline(llama, pipeline).graph
     tensors = _tensors(_reader(compile_graph(graph, tmp_path / "a")))
     name = "layers.0.mlp.down.weight"
     assert graph.params[name].type.quant is not None
@@ -266,3 +271,24 @@ def test_rows_that_are_not_whole_blocks_fall_back_and_say_so(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert "blk.0.ffn_down.weight" in manifest["gguf"]["fallbacks"]
     assert any(n.startswith("blk.0.ffn_down.weight kept as 48 columns") for n in manifest["notes"])
+
+
+def test_asymmetric_4_bit_becomes_q4_1_only_where_its_min_is_exact_in_f16():
+    """q4_1 stores m = -(z + 8)·d in f16: exact for zero points with z + 8 a power of two (or 0)
+    here, so gguf's d·n + m is the IR's (q - z)·d bit for bit; RTN's zero points mostly are not."""
+    from irgraph.codegen.gguf.tensors import _repack
+    from irgraph.quant import QuantSpec, dequantize, pack
+
+    spec = QuantSpec.parse(DType.i4, ["g32", "asym", "f16"])
+    rng = np.random.default_rng(0)
+    q = rng.integers(-8, 8, (6, 64)).astype(np.int8)
+    scales = (rng.random((6, 2)) * 0.1 + 0.01).astype(np.float16)
+    zeros = (rng.choice([0, 1, 2, 4, 8], (6, 2)) - 8).astype(np.int8)
+    stored = {"": pack(q, spec), ".scales": scales, ".zero_points": zeros}
+    t = _repack(spec, stored, (6, 64))
+    assert t is not None and t.ggml == "Q4_1"
+    got = gguf.quants.dequantize(t.array, gguf.GGMLQuantizationType.Q4_1)
+    assert got.tobytes() == dequantize(spec, (6, 64), stored).astype(np.float32).tobytes()
+    stored[".zero_points"] = np.full((6, 2), -5, np.int8)  # z + 8 = 3: -3·d needs 13 bits
+    stored[".scales"] = np.full((6, 2), 0.0999, np.float16)
+    assert _repack(spec, stored, (6, 64)) is None

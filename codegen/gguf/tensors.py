@@ -6,6 +6,8 @@ A quantized IR weight whose form GGML has is repacked without touching a value:
 
     i4<g32,sym,f16> (also b3) -> q4_0: f16 d, 16 bytes: byte j = (q_j + 8) | (q_{j+16} + 8) << 4
     i8<g32,sym,f16>           -> q8_0: f16 d, 32 int8
+    i4<g32,asym,f16>          -> q4_1: f16 d, f16 m = -(z + 8)·d, the nibbles as q4_0's
+                                 (only where every m is exact in f16)
 
 so gguf's (and llama.cpp's) dequantization d · (nibble - 8) or d · q is the IR's
 float32(q) · float32(scale), bit for bit. Other quantized forms are refused unless
@@ -103,17 +105,30 @@ def _repack(
 ) -> Tensor | None:
     """The GGML block form of a quantized IR weight, bit-exact (None: GGML has no such form)."""
     *lead, k = shape
-    if not (spec.sym and spec.group == QK and spec.scale_dtype is DType.f16 and k % QK == 0):
+    if not (spec.group == QK and spec.scale_dtype is DType.f16 and k % QK == 0):
+        return None
+    if not spec.sym and spec.bits == 8:
         return None
     q = unpack(stored[""], spec)[..., :k].reshape(*lead, k // QK, QK)
-    d = np.asarray(stored[".scales"], dtype=np.float16).reshape(*lead, k // QK, 1).view(np.uint8)
+    scales = np.asarray(stored[".scales"], dtype=np.float16).reshape(*lead, k // QK, 1)
+    d = scales.view(np.uint8)
     if spec.bits == 8:
         blocks = np.concatenate([d, q.astype(np.int8).view(np.uint8)], axis=-1)
         return Tensor("", blocks.reshape(*lead, -1), "Q8_0")
     nib = (q.astype(np.int16) + 8).astype(np.uint8)  # q in [-8, 7] (b3: [-4, 3])
     packed = nib[..., : QK // 2] | (nib[..., QK // 2 :] << 4)
-    blocks = np.concatenate([d, packed], axis=-1)
-    return Tensor("", blocks.reshape(*lead, -1), "Q4_0")
+    if spec.sym:
+        blocks = np.concatenate([d, packed], axis=-1)
+        return Tensor("", blocks.reshape(*lead, -1), "Q4_0")
+    # asymmetric: w = (q - z)·s = (q + 8)·s + m with m = -(z + 8)·s, exact in f32 (s has 11
+    # significant bits, z + 8 at most 5); q4_1 stores m in f16, so it must be exact there too
+    z = np.asarray(stored[".zero_points"], dtype=np.float32).reshape(*lead, k // QK, 1)
+    m = -(z + 8) * scales.astype(np.float32)
+    m16 = m.astype(np.float16)
+    if not np.array_equal(m16.astype(np.float32), m):
+        return None
+    blocks = np.concatenate([d, m16.view(np.uint8), packed], axis=-1)
+    return Tensor("", blocks.reshape(*lead, -1), "Q4_1")
 
 
 def _convert(array: np.ndarray, ggml: str) -> np.ndarray:
@@ -174,7 +189,8 @@ def plan(graph: Graph, s: Structure, arch: Arch, dtype: str, requantize: str) ->
     if refused:
         raise CodegenError(
             "quantized weights have no GGML equivalent (q4_0 / q8_0 need symmetric groups of 32 "
-            "with f16 scales); pass --requantize q8_0|q4_0|... to quantize them again",
+            "with f16 scales, q4_1 asymmetric 4-bit ones whose -(z+8)·scale is exact in f16); "
+            "pass --requantize q8_0|q4_0|... to quantize them again",
             got=", ".join(refused[:4]) + (", ..." if len(refused) > 4 else ""),
             where=f"target gguf, graph {graph.name!r}",
         )
