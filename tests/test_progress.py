@@ -100,6 +100,7 @@ def test_quiet_flag_and_no_terminal_draw_nothing(tmp_path):
     assert result.exit_code == 0 and "\r" not in result.stderr  # CliRunner's stderr: no terminal
 
 
+@pytest.mark.slow  # a real TVM build (about 10 s)
 def test_tvm_build_reports_its_stages_in_order(tmp_path):
     pytest.importorskip("tvm")
     from irgraph.codegen.tvm.artifact import BUILD_STAGES

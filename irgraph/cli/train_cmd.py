@@ -196,6 +196,12 @@ def train(
     **recipe: float,
 ) -> None:
     """Train SOURCE (graph folder, HF checkpoint or zoo name) on --corpus for --steps into DIR."""
+    main = int(os.environ.get("RANK", "0")) == 0
+    seed = int(recipe["seed"])
+    inputs = [source, *corpus, tokenizer]
+    check_location(out_dir, [i for i in inputs if i])  # before loading anything
+    graph, extra = _load_trainee(source, size, seed, recipe, lora_rank > 0)  # before torch loads
+
     from irgraph.codegen.torch.trainer import (
         EvalInfo,
         StepInfo,
@@ -207,11 +213,6 @@ def train(
     )
     from irgraph.text import ByteTokenizer, JsonTokenizer, load_corpus
 
-    main = int(os.environ.get("RANK", "0")) == 0
-    seed = int(recipe["seed"])
-    inputs = [source, *corpus, tokenizer]
-    check_location(out_dir, [i for i in inputs if i])  # before loading anything
-    graph, extra = _load_trainee(source, size, seed, recipe, lora_rank > 0)
     tok_file = tokenizer or extra.get(TOKENIZER)
     tok = JsonTokenizer(tok_file) if tok_file else ByteTokenizer()
     config = TrainConfig.from_dict(
