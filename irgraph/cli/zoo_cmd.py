@@ -9,6 +9,7 @@ import click
 
 from irgraph import model_zoo
 from irgraph.analysis import Cost, cost
+from irgraph.cli import progress
 from irgraph.cli.inspect_cmd import format_cost
 from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
 from irgraph.model_zoo import Size
@@ -48,7 +49,12 @@ def model_row(name: str, c: Cost | None = None) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per model.")
 def list_(as_json: bool) -> None:
     """List every model with computed parameters, FLOPs/token (4096 context) and KV cache/token."""
-    rows = [model_row(name) for name in model_zoo.names()]
+    names = model_zoo.names()
+    rows = []
+    with progress.reporter() as report:  # 43 published graphs to build and cost: seconds
+        for i, name in enumerate(names):
+            report(i, len(names), "building and costing the published graphs")
+            rows.append(model_row(name))
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
