@@ -26,6 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node
+from irgraph.passes import run_pipeline
 from irgraph.types import Dim, Sym
 
 Ctx = TypeVar("Ctx", contravariant=True)
@@ -56,6 +57,18 @@ def static_dim(d: Dim, node: Node, what: str) -> int:
             f"{node.op}: {what} must be a static dim", expected="an int", got=str(d), where=node.op
         )
     return d
+
+
+# Ops the ONNX and TVM backends lower by rewriting them in the IR first, with no lowering of
+# their own: latent attention runs absorbed (passes/absorb_latent.py), as the IR states it.
+LEGALIZE = {"latent_attention": "absorb-latent"}
+
+
+def legalize(graph: Graph) -> Graph:
+    """`graph` with the ops in LEGALIZE rewritten by their passes (unchanged when it has none)."""
+    ops = {n.op for n in graph.nodes}
+    pipeline = ",".join(p for op, p in LEGALIZE.items() if op in ops)
+    return run_pipeline(graph, pipeline).graph if pipeline else graph
 
 
 _REQUIRED: Any = object()  # `get`'s "no default given" marker

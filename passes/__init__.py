@@ -12,6 +12,7 @@ Each pass lives in its own module, imported here to register it.
 
 from irgraph.errors import PassError
 from irgraph.passes import (  # noqa: F401  (importing registers the passes)
+    absorb_latent,
     canonicalize,
     constant_fold,
     cse,

@@ -442,11 +442,15 @@ class PipelineResult:
             nodes = f"{r.nodes_before}->{r.nodes_after}"
             lines.append(
                 f"{r.text:<40} {r.kind:<12} {r.seconds * 1e3:>9.2f} {r.verify_seconds * 1e3:>9.2f} "
-                f"{nodes:>13} {err:>9}  {r.note if r.modified else 'unchanged'}"
+                f"{nodes:>13} {err:>9}  {r.note if r.modified else _unchanged(r.note)}"
             )
             if r.layers is not None:
                 lines += [f"    {line}" for line in r.layers.lines()]
         return "\n".join(lines)
+
+
+def _unchanged(note: str) -> str:
+    return f"unchanged: {note}" if note else "unchanged"
 
 
 def run_pipeline(

@@ -157,32 +157,6 @@ def test_grouped_moe_kernel_tiles_tails_and_idle_experts(per_pair, n, r):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("rank", [32, 37])  # whole vectors; a lane tail
-def test_latent_kernels_read_kv_b_in_place(rank):
-    from irgraph.codegen.tvm.latent_kernels import absorb_kernel, expand_kernel
-
-    heads, nope, rope, v_dim, batch, seq = 3, 5, 4, 6, 2, 3
-    rng = np.random.default_rng(0)
-    q = rng.standard_normal((batch, heads, seq, nope + rope)).astype(np.float32)
-    o = rng.standard_normal((batch, heads, seq, rank)).astype(np.float32)
-    kv_b = rng.standard_normal((heads * (nope + v_dim), rank)).astype(np.float32)
-    w = kv_b.reshape(heads, nope + v_dim, rank)
-    got = run(
-        build(absorb_kernel(heads, nope + rope, nope, v_dim, rank, "float32", "float32")),
-        q,
-        kv_b,
-        out_shape=(batch, heads, seq, rank),
-    )
-    np.testing.assert_allclose(got, q[..., :nope] @ w[:, :nope], rtol=1e-5, atol=1e-5)
-    got = run(
-        build(expand_kernel(heads, nope, v_dim, rank, "float32", "float32")),
-        o,
-        kv_b,
-        out_shape=(batch, heads, seq, v_dim),
-    )
-    np.testing.assert_allclose(got, o @ np.swapaxes(w[:, nope:], 1, 2), rtol=1e-5, atol=1e-5)
-
-
 def test_fast_tanh_and_erf_match_float64():
     import math
 

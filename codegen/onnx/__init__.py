@@ -27,6 +27,7 @@ from onnx import helper
 from irgraph import kvcache
 from irgraph.artifact import copy_extra_files, tool_version, write_artifact
 from irgraph.backends import backend
+from irgraph.codegen.lowering import legalize
 from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (register their lowerings)
 from irgraph.codegen.onnx.emitter import DATA_FILE, ONNX_DTYPES, Emitter
 from irgraph.codegen.onnx.genai import GENAI_FILE, genai_config
@@ -94,6 +95,7 @@ def build_model(
         raise CodegenError(
             "graph has no weights (structure only); an ONNX artifact needs them", where=graph.name
         )
+    graph = legalize(graph)
     LOWERINGS.missing(graph)  # fail before writing anything, naming every op the target lacks
     e = Emitter(graph, flavour, DType(dtype), data, data_name, written)
     what = f"lowering {graph.name} to ONNX"

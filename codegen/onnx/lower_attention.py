@@ -1,4 +1,5 @@
-"""Attention, rotary, ALiBi, T5 relative bias and latent attention lowered to ONNX.
+"""Attention, rotary, ALiBi and T5 relative bias lowered to ONNX (latent attention arrives
+absorbed: codegen/lowering.py `legalize`, passes/absorb_latent.py).
 
 Attention picks the strongest form that can express the IR node exactly:
   ort flavour       GroupQueryAttention (com.microsoft) for causal self-attention
@@ -503,56 +504,3 @@ def _relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
         axis=0,
     )
     return e.op("Expand", [e.op1("Unsqueeze", bias, e.ints(0)), shape], [e.result(node, 0)])
-
-
-# -- DeepSeek-v2 latent attention -----------------------------------------------------------
-
-
-@lowers("latent_attention")
-def _latent_attention(e: Emitter, node: Node, *ins: str) -> list[str]:
-    """The up-projection absorbed: multi-query attention over the latent cache.
-
-    As in the TVM lowering.
-
-    Each query head becomes [q_nope·W_k, q_rope], all heads attend to the shared cache rows
-    [c, k_rope] with values c, and W_v maps the result to v_dim; K and V are never re-expanded.
-    The weight slices of kv_b are initializer-only subgraphs that ORT folds at load.
-    """
-    q, latent, past = node.arg(0), node.arg(1), node.inputs[4]
-    a = node.attrs
-    heads = static_dim(q.type.shape[2], node, "heads")
-    dq = static_dim(q.type.shape[3], node, "query head_dim")
-    rank, nope, vd = static_dim(latent.type.shape[2], node, "kv rank"), a["nope_dim"], a["v_dim"]
-    new = e.op1("Concat", ins[1], e.op1("Squeeze", ins[2], e.ints(2)), axis=-1)  # (B, S, R+rope)
-    cache = (
-        e.op("Concat", [ins[4], new], [e.result(node, 1)], axis=1)[0]
-        if past is not None
-        else e.op("Identity", [new], [e.result(node, 1)])[0]
-    )
-    w_k, w_v = e.op(
-        "Split",
-        [e.op1("Reshape", ins[3], e.ints(heads, nope + vd, rank)), e.ints(nope, vd)],
-        2,
-        axis=1,
-    )  # (H, nope, R), (H, dv, R)
-    q_nope, q_rope = e.op("Split", [_bnsh(e, ins[0]), e.ints(nope, dq - nope)], 2, axis=-1)
-    query = e.op1("Concat", e.op1("MatMul", q_nope, w_k), q_rope, axis=-1)  # (B, H, S, R+rope)
-    keys = e.op1(
-        "Unsqueeze", cache, e.ints(1)
-    )  # (B, 1, T, R+rope): one KV head for every query head
-    values = e.op1("Slice", keys, e.ints(0), e.ints(rank), e.ints(3))  # (B, 1, T, R)
-    out = sdpa(
-        e,
-        query,
-        keys,
-        values,
-        hq=heads,
-        hkv=1,
-        head_dim=rank + dq - nope,
-        v_dim=rank,
-        key_mask=ins[5],
-        causal=a["causal"],
-        scale=a["scale"] if a["scale"] is not None else dq**-0.5,
-    )  # (B, H, S, R)
-    out = e.op1("MatMul", out, e.op1("Transpose", w_v, perm=[0, 2, 1]))  # (B, H, S, dv)
-    return [e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0], cache]

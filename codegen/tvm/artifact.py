@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from irgraph import artifact as shared
+from irgraph.codegen.lowering import legalize
 from irgraph.codegen.tvm import lowering, targets
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
@@ -104,6 +105,7 @@ def compile_graph(
         raise ConfigError(
             "graph has no weights (structure only); a TVM artifact needs them", where=graph.name
         )
+    graph = legalize(graph)  # so the weights saved are the ones the lowered graph reads
     if default_passes:
         graph = run_pipeline(graph, DEFAULT_PASSES).graph
         passes = {**(passes or {}), "default": DEFAULT_PASSES}

@@ -1,4 +1,5 @@
-"""Lowerings of rotary, attention (with its KV cache and masks), ALiBi, T5 bias and MLA.
+"""Lowerings of rotary, attention (with its KV cache and masks), ALiBi and T5 bias (MLA arrives
+absorbed into attention: codegen/lowering.py `legalize`).
 
 Attention follows the op's reference (`irgraph/ops/attention.py`) step by
 step: present = concat(past, new) along the sequence, grouped query heads read
@@ -21,7 +22,6 @@ from tvm import relax, te, tirx
 
 from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.tvm.attention_kernels import scores_kernel, softmax_kernel, weighted_sum_kernel
-from irgraph.codegen.tvm.latent_kernels import absorb_kernel, expand_kernel
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, t5_buckets
@@ -363,83 +363,3 @@ def _relative_position_bias(
     if bias.ty.dtype != "float32":
         bias = ctx.emit(op.astype(bias, "float32"))
     return [ctx.emit(op.broadcast_to(op.expand_dims(bias, [0]), [batch, heads, sq, total]))]
-
-
-@lowers("latent_attention")
-def _latent_attention(
-    ctx: Context,
-    node: Node,
-    q: relax.Expr,
-    latent: relax.Expr,
-    k_rope: relax.Expr,
-    kv_b: relax.Expr,
-    past_latent: relax.Expr | None,
-    key_mask: relax.Expr | None,
-) -> list[relax.Expr]:
-    """Latent attention with the up-projection absorbed.
-
-    Multi-query attention over the latent cache.
-
-    kv_b = [W_k; W_v] per head. q_nope·(c·W_kᵀ)ᵀ = (q_nope·W_k)·cᵀ and p·(c·W_vᵀ) = (p·c)·W_vᵀ, so
-    each query head becomes [q_nope·W_k, q_rope] (kv_rank+rope), every head attends to the one
-    shared cache row [c, k_rope] with values c, and W_v maps the result back to v_dim. Keys and
-    values are never re-expanded: a decoded token costs O(total·heads·(kv_rank+rope)) instead of
-    O(total·kv_rank·heads·(nope+v_dim)). On CPUs the two kv_b products are the kernels of
-    `latent_kernels.py`, which read kv_b in place.
-    """
-    a = node.attrs
-    nope, dv = a["nope_dim"], a["v_dim"]
-    b, s, h, q_dim = node.arg(0).type.shape
-    heads, dq = static_dim(h, node, "heads"), static_dim(q_dim, node, "query head_dim")
-    rank = static_dim(node.arg(1).type.shape[2], node, "kv rank")
-    new = ctx.emit(op.concat([latent, op.squeeze(k_rope, [2])], axis=2))  # (B, S, R+rope)
-    cache = ctx.emit(op.concat([past_latent, new], axis=1)) if past_latent is not None else new
-    total = ctx.dim(node.outputs[1].type.shape[1])
-    qb = ctx.emit(op.permute_dims(q, [0, 2, 1, 3]))  # (B, H, S, nope+rope)
-    batch, seq, dtype, wd = ctx.dim(b), ctx.dim(s), q.ty.dtype, kv_b.ty.dtype
-    if ctx.target == "cuda":  # dlight schedules the batched matmuls
-        w = ctx.emit(
-            op.reshape(kv_b, [heads, nope + dv, rank])
-        )  # per head: W_k rows, then W_v rows
-        q_abs = ctx.emit(
-            op.matmul(_slice(ctx, qb, 3, 0, nope), _slice(ctx, w, 1, 0, nope))
-        )  # (B, H, S, R)
-    else:
-        kernel = ctx.kernel(
-            f"latent_absorb_{heads}x{dq}x{nope}x{dv}x{rank}_{dtype}_{wd}",
-            lambda: absorb_kernel(heads, dq, nope, dv, rank, dtype, wd),
-        )
-        q_abs = ctx.emit(
-            relax.call_tir(
-                kernel, [qb, kv_b], out_ty=relax.TensorType([batch, heads, seq, rank], dtype)
-            )
-        )
-    query = ctx.emit(op.concat([q_abs, _slice(ctx, qb, 3, nope, dq)], axis=3))  # (B, H, S, R+rope)
-    keys = ctx.emit(
-        op.expand_dims(cache, [1])
-    )  # (B, 1, T, R+rope): one KV head for every query head
-    scale = 1.0 / math.sqrt(dq) if a["scale"] is None else a["scale"]
-    out = sdpa(
-        ctx,
-        query,
-        keys,
-        _slice(ctx, keys, 3, 0, rank),
-        [batch, seq, total],
-        key_mask=key_mask,
-        causal=a["causal"],
-        scale=scale,
-    )  # (B, H, S, R)
-    if ctx.target == "cuda":
-        w_v = ctx.emit(op.permute_dims(_slice(ctx, w, 1, nope, nope + dv), [0, 2, 1]))  # (H, R, dv)
-        out = ctx.emit(op.matmul(out, w_v))
-    else:
-        kernel = ctx.kernel(
-            f"latent_expand_{heads}x{nope}x{dv}x{rank}_{dtype}_{wd}",
-            lambda: expand_kernel(heads, nope, dv, rank, dtype, wd),
-        )
-        out = ctx.emit(
-            relax.call_tir(
-                kernel, [out, kv_b], out_ty=relax.TensorType([batch, heads, seq, dv], dtype)
-            )
-        )
-    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), cache]

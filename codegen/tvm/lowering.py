@@ -23,7 +23,7 @@ import numpy as np
 import tvm
 from tvm import relax, sym, tirx
 
-from irgraph.codegen.lowering import LoweringTable
+from irgraph.codegen.lowering import LoweringTable, legalize
 from irgraph.codegen.tvm.quant_kernels import fusable
 from irgraph.codegen.tvm.quantized import dequantized, stored_parts
 from irgraph.dtypes import DType
@@ -232,6 +232,7 @@ def build_module(
     import irgraph.codegen.tvm.lower_basic  # noqa: F401
     import irgraph.codegen.tvm.lower_moe  # noqa: F401
 
+    graph = legalize(graph)  # compile_graph has done it already (and saved those weights)
     LOWERINGS.missing(graph, where=f"target tvm-{target}")
     bb = relax.BlockBuilder()
     weight_args = _weight_layouts(graph, packed)

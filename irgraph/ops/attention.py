@@ -356,8 +356,9 @@ class LatentAttention(OpDef):
     Keys and values are re-expanded with kv_b ([heads·(nope+v_dim), kv_rank]):
     k = [c·W_kᵀ, k_rope], v = c·W_vᵀ. q is `[batch, seq, heads, nope+rope_dim]`
     with its rope part already rotated. That is the definition (and this reference);
-    the ONNX and TVM backends compute the same thing with W_k and W_v absorbed
-    into the query and the output, never expanding the cache, and `flops` counts that.
+    the pass absorb-latent rewrites it with W_k and W_v absorbed into the query and
+    the output, never expanding the cache (the ONNX and TVM backends lower that
+    form), and `flops` counts the absorbed form.
     """
 
     name = "latent_attention"
