@@ -65,6 +65,20 @@ class Activation(enum.Enum):
     SIGMOID = "sigmoid"
 
 
+class AttentionKind(enum.Enum):
+    """Which keys a layer's queries see (within the causal / prefix rule)."""
+
+    DENSE = "dense"  # every key
+    LOCAL = "local"  # a band: the `span` most recent keys, itself included (GPT-3's sparse layers)
+    STRIDED = "strided"  # keys at distances that are multiples of `span` (Child et al. 2019)
+
+
+@dataclass(frozen=True)
+class LayerAttention:
+    kind: AttentionKind = AttentionKind.DENSE
+    span: int = 0  # LOCAL: band width in tokens; STRIDED: stride; DENSE: 0
+
+
 class RopeScaling(enum.Enum):
     NONE = "none"
     LINEAR = "linear"
@@ -169,6 +183,9 @@ class ModelConfig:
     attn_scale: float | None = None  # softmax scale; None = 1/sqrt(head_dim)
     attn_softcap: float = 0.0  # Grok-1: 30·tanh(s/30)
     sliding_window: int = 0
+    # per-layer attention kinds, cycled: layer i uses attention_pattern[i % len] (GPT-3: dense,
+    # local); () = dense in every layer (with sliding_window, if set)
+    attention_pattern: tuple[LayerAttention, ...] = ()
     embedding_scale: float = 1.0  # multiply token embeddings (Gemma/Grok-style); 1 = none
     logit_scale: float = 1.0  # multiply the final logits (e.g. Grok-1 output multiplier); 1 = none
     deepnorm_alpha: float = (
@@ -191,6 +208,15 @@ class ModelConfig:
     @property
     def dim_per_head(self) -> int:
         return self.head_dim or self.hidden // self.heads
+
+    def layer_mask(self, layer: int) -> tuple[int, int]:
+        """(window, stride) of the attention attrs for layer `layer` of a stack."""
+        if not self.attention_pattern:
+            return self.sliding_window, 0
+        spec = self.attention_pattern[layer % len(self.attention_pattern)]
+        if spec.kind is AttentionKind.LOCAL:
+            return spec.span, 0
+        return 0, spec.span if spec.kind is AttentionKind.STRIDED else 0
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
@@ -293,6 +319,19 @@ class ModelConfig:
                 "softmax | sigmoid",
                 self.moe.scoring,
             )
+        for i, spec in enumerate(self.attention_pattern):
+            need(
+                (spec.span > 0) == (spec.kind is not AttentionKind.DENSE),
+                f"attention_pattern[{i}].span",
+                "local and strided layers need a positive span; dense layers none",
+                spec,
+            )
+        need(
+            not (self.attention_pattern and self.sliding_window),
+            "sliding_window",
+            "a window in every layer and a per-layer attention_pattern exclude each other",
+            self.sliding_window,
+        )
         if self.mla is not None:
             need(
                 self.position is Position.ROTARY,
@@ -331,7 +370,8 @@ def _required(value: _T | None, key: str, user: str, model: str) -> _T:
 
 
 _ENUMS = {
-    e.__name__: e for e in (Arch, Norm, NormPlacement, Position, Block, Activation, RopeScaling)
+    e.__name__: e
+    for e in (Arch, Norm, NormPlacement, Position, Block, Activation, RopeScaling, AttentionKind)
 }
 _NESTED = {"rotary": RotaryConfig, "moe": MoeConfig, "mla": MlaConfig}
 
@@ -348,6 +388,17 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         ftype = fields[key].type
         if key in _NESTED and value is not None:
             value = _from_dict(_NESTED[key], value, f"{where}.{key}")
+        elif key == "attention_pattern":
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
+                raise ConfigError(
+                    "bad value for attention_pattern",
+                    expected='a list of {"kind": ..., "span": ...}',
+                    got=value,
+                    where=where,
+                )
+            value = tuple(
+                _from_dict(LayerAttention, v, f"{where}.{key}[{i}]") for i, v in enumerate(value)
+            )
         else:
             enum_cls = _ENUMS.get(str(ftype))
             if enum_cls is not None:
@@ -369,6 +420,8 @@ def _to_plain(obj: Any) -> Any:
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, enum.Enum):
         return obj.value
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
     return obj
 
 

@@ -67,6 +67,10 @@ CLAIM_CHECKS = {
     "grouped-query attention": lambda c: 1 < c.n_kv_heads < c.heads,
     "multi-head latent attention": lambda c: c.mla is not None,
     "query layer": lambda c: c.query_layer,
+    "dense and locally banded sparse attention alternating (Sparse Transformer)": lambda c: (
+        {c.layer_mask(i)[0] > 0 for i in range(c.layers)} == {True, False}
+    ),
+    "dense+sparse attention": lambda c: len({c.layer_mask(i) for i in range(c.layers)}) > 1,
     "ALiBi": lambda c: c.position is Position.ALIBI,
     "RoPE": lambda c: c.position is Position.ROTARY,
     "rotary": lambda c: c.position is Position.ROTARY,

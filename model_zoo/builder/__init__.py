@@ -52,6 +52,11 @@ def check_buildable(config: ModelConfig) -> None:
             "latent attention has no bidirectional prefix",
         ),
         (mla and config.sliding_window > 0, "sliding_window", "latent attention has no window"),
+        (
+            mla and bool(config.attention_pattern),
+            "attention_pattern",
+            "latent attention has no window or stride",
+        ),
         (mla and config.attn_softcap > 0, "attn_softcap", "latent attention has no softcap"),
         (
             config.block is not Block.SEQUENTIAL and config.norm_placement is not NormPlacement.PRE,

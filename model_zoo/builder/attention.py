@@ -68,8 +68,12 @@ def self_attention(
     kv_heads: int | None = None,
     head_dim: int | None = None,
     query_source: Value | None = None,
+    stack_layer: int | None = None,
 ) -> Value:
-    """Multi-head self-attention of h; `query_source` replaces h as the query input (PanGu-α)."""
+    """Multi-head self-attention of h; `query_source` replaces h as the query input (PanGu-α).
+
+    `layer` names the KV cache (-1: none); `stack_layer` (default `layer`) is the layer's index in
+    its stack, which picks its kind in the config's attention_pattern."""
     cfg, b = ctx.cfg, ctx.b
     hidden = hidden or cfg.hidden
     nh = heads or cfg.heads
@@ -92,6 +96,7 @@ def self_attention(
         q = b.rotary(q, io.positions, hint="q_rot", **attrs)
         k = b.rotary(k, io.positions, hint="k_rot", **attrs)
     past_k, past_v = _cache(ctx, layer, kv, hd) if io.cached else (None, None)
+    window, stride = cfg.layer_mask(layer if stack_layer is None else stack_layer)
     out, present_k, present_v = b.attention(
         q,
         k,
@@ -102,7 +107,8 @@ def self_attention(
         io.bias,
         io.prefix_len,
         causal=io.causal,
-        window=cfg.sliding_window,
+        window=window,
+        stride=stride,
         scale=cfg.attn_scale,
         softcap=cfg.attn_softcap,
         hint="attn",

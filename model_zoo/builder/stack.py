@@ -211,7 +211,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
     for i in range(cfg.encoder_layers):
         prefix = f"encoder.layers.{i}"
 
-        def encoder_attend(h: Value, prefix: str = prefix) -> Value:
+        def encoder_attend(h: Value, prefix: str = prefix, i: int = i) -> Value:
             return self_attention(
                 ctx,
                 h,
@@ -222,6 +222,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
                 heads=heads,
                 kv_heads=kv_heads,
                 head_dim=head_dim,
+                stack_layer=i,
             )
 
         feed, beside = feeds(ctx, i, "encoder.layers", cfg.encoder_ffn or None)

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from irgraph.model_zoo.config import UNSIZED, Activation, Position, ZooEntry
+from irgraph.model_zoo.config import (
+    UNSIZED,
+    Activation,
+    AttentionKind,
+    LayerAttention,
+    Position,
+    ZooEntry,
+)
 from irgraph.model_zoo.survey_table5 import cite, survey, survey_params
 
 _GPT3 = survey("GPT-3 (175B)")
 _CODEX = survey("Codex (12B)")
+
+# GPT-3's sparse layers: "alternating dense and locally banded sparse attention patterns in the
+# layers of the transformer, similar to the Sparse Transformer" (Brown et al. 2020 Sec. 2.1). The
+# band width is not published: 128 tokens is assumed, the block the Sparse Transformer used for
+# its text model (Child et al. 2019: enwik8 with stride 128), 1/16 of GPT-3's 2048 context.
+# Which half is dense is not published either: even layers dense, odd layers banded.
+GPT3_BAND = 128
+_GPT3_ATTENTION = (LayerAttention(), LayerAttention(AttentionKind.LOCAL, GPT3_BAND))
 
 # GPT-2/GPT-3 block: pre-LayerNorm, learned absolute positions, tanh-GELU MLP of 4·d,
 # biases everywhere, LM head tied to the token embedding.
@@ -38,6 +53,7 @@ GPT_3 = ZooEntry(
         heads=96,
         head_dim=128,
         ffn=4 * 12288,
+        attention_pattern=_GPT3_ATTENTION,
     ),
     published_params=175_000_000_000,
     survey_params=survey_params(_GPT3.size),
@@ -70,11 +86,18 @@ GPT_3 = ZooEntry(
             "position",
             "activation",
         ),
+        **cite(
+            "Brown et al. 2020 Sec. 2.1: alternating dense and locally banded sparse layers "
+            "(Sparse Transformer). Assumed: a 128-token band (Child et al. 2019's text stride) in "
+            "the odd layers",
+            "attention_pattern",
+        ),
     },
     notes=(
-        "GPT-3 alternates dense and locally banded sparse attention layers; the IR's attention is "
-        "dense in every layer (a sliding window in every layer would be wrong for the dense "
-        "half). Parameters are unaffected.",
+        "GPT-3 alternates dense and locally banded sparse attention layers (Sec. 2.1); the band "
+        "width and which layers are banded are not published. Assumed: even layers dense, odd "
+        "layers see the 128 most recent tokens (the Sparse Transformer's stride for text, Child "
+        "et al. 2019). Parameters are unaffected; the KV cache still keeps every token.",
     ),
 )
 

@@ -131,8 +131,10 @@ HYPERCLOVA = ZooEntry(
         ),
     },
     notes=(
-        "The survey's 'dense+sparse' comes from GPT-3's alternating locally banded sparse layers; "
-        "the IR's attention is dense everywhere (no parameter change).",
+        "The survey's 'dense+sparse attention' comes from GPT-3's alternating locally banded "
+        "sparse layers. Kim et al. 2021 describe HyperCLOVA only as a Korean variant of GPT-3 "
+        "trained with Megatron-LM, whose attention is dense, and name no sparse layers or band "
+        "width: the entry is dense in every layer (no parameter change).",
         "Vocabulary size is not published; 50,000 is our choice.",
     ),
 )
