@@ -22,6 +22,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     fuse_parallel_attention,
     fuse_qkv,
     gqa_to_mha,
+    kv_layout,
     last_position,
     merge_lora,
     mha_to_gqa,
