@@ -35,6 +35,17 @@ never moves a value outside the range:
 `round` is round-half-to-even (numpy's and torch's rounding). [qmin, qmax] is [-2^(b-1),
 2^(b-1) - 1]: [-8, 7] for 4 bits, [-4, 3] for 3 bits (kept in i4 containers, sized as stored),
 [-128, 127] for 8. A group whose values are all zero gets scale 0 and q = z = 0: exact zeros.
+Activations quantized per token (W8A8, a linear's `act_quant="i8_token"`; the weight is
+i8<ch,sym,...>): dynamic, one scale per row x[..., :] of the linear's input, computed at run time
+so prefill and cached decode quantize every token the same way:
+
+    sx = float32(max|x_row|) / 127                 (float32 division)
+    qx = clamp(round(x / d), -128, 127)            d = sx, or 1 where sx = 0 (an all-zero row)
+    y  = (Σ_k qx·qw) · sx · sw  (+ bias)           the integer dot product (int32 on kernels)
+
+`linear_i8_token` computes y exactly in float64 from the dequantized weight (qw·sw is exact in
+float32 for f16 scales) and rounds once to float32; kernels accumulate in int32 and rescale in
+float32, within a few float32 ulps of it.
 """
 
 from __future__ import annotations
@@ -50,6 +61,8 @@ from irgraph.errors import IRError
 SCALES = ".scales"
 ZEROS = ".zero_points"
 BITS = (3, 4, 8)
+ACT_NONE, ACT_I8_TOKEN = "none", "i8_token"  # a linear's act_quant attribute
+ACT_QMAX = 127
 SCALE_DTYPES = (DType.f16, DType.f32)
 
 
@@ -260,3 +273,26 @@ def dequantize(
     g, nb = spec.group_size(k), spec.blocks(k)
     w = (q[..., : nb * g].reshape(*lead, nb, g) - z) * s
     return np.ascontiguousarray(w.reshape(*lead, nb * g)[..., :k])
+
+
+# -- activations quantized per token (W8A8) ----------------------------------------------------
+
+
+def quantize_tokens(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(qx int8 [..., K], sx float32 [...]) of x [..., K]: one symmetric scale per row (token)."""
+    x = np.asarray(x, dtype=np.float32)
+    sx = (np.abs(x).max(axis=-1, initial=np.float32(0)) / np.float32(ACT_QMAX)).astype(np.float32)
+    d = np.where(sx > 0, sx, np.float32(1))[..., None]
+    q = np.clip(np.round(x / d), -ACT_QMAX - 1, ACT_QMAX)
+    return q.astype(np.int8), sx
+
+
+def linear_i8_token(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """x·Wᵀ with x quantized per token, W [N, K] the dequantized i8 weight qw·sw (float32).
+
+    Σ_k qx·(qw·sw) = sw·Σ_k qx·qw exactly in float64 (integers below 2^53), times sx, then one
+    rounding to float32: the module docstring's definition.
+    """
+    qx, sx = quantize_tokens(x)
+    acc = qx.astype(np.float64) @ np.asarray(weight, dtype=np.float64).T
+    return (acc * sx.astype(np.float64)[..., None]).astype(np.float32)

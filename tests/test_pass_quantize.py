@@ -122,7 +122,10 @@ def test_three_bits_fit_in_i4_and_report_stored_size():
         ),
         ("quantize(group=-1)", "option 'group' of pass quantize (expected int, 0 <= group"),
         ("quantize(grid=10)", "option(s) grid of pass quantize are not used by method=rtn"),
-        ("quantize(method=w8a8)", "quantize(method=w8a8) is not implemented yet"),
+        (
+            "quantize(method=w8a8, bits=8)",
+            "option(s) bits of pass quantize are not used by method=w8a8",
+        ),
         ('quantize(skip="nope.*")', "skip pattern 'nope.*' of pass quantize matches no parameter"),
     ],
 )

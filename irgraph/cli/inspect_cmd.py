@@ -8,6 +8,7 @@ import json
 import click
 
 from irgraph.analysis import Cost, QuantizedWeights, cost, quantized_weights
+from irgraph.quant import ACT_NONE
 from irgraph.serialize import load
 from irgraph.sparsity import PatternSummary, summary
 
@@ -29,6 +30,7 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
     c = cost(graph, context=context)
     quant = quantized_weights(graph)
     sparse = summary(graph)
+    act_i8 = sum(1 for n in graph.nodes if n.attrs.get("act_quant", ACT_NONE) != ACT_NONE)
     stats = {
         "name": graph.name,
         "nodes": len(graph.nodes),
@@ -37,6 +39,7 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
         **dataclasses.asdict(c),
         "quantized": [dataclasses.asdict(q) for q in quant],
         "sparsity": [dataclasses.asdict(p) for p in sparse],
+        "int8_activation_linears": act_i8,
     }
     if as_json:
         click.echo(json.dumps(stats, indent=2))
@@ -48,6 +51,8 @@ def inspect(path: str, context: int, as_json: bool, no_text: bool) -> None:
         click.echo(format_quantized(quant))
     if sparse:
         click.echo(format_sparsity(sparse))
+    if act_i8:
+        click.echo(f"#   int8 activations per token (dynamic): {act_i8} linears")
 
 
 def format_cost(name: str, nodes: int, c: Cost) -> str:

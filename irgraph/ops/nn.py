@@ -13,6 +13,7 @@ import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.errors import IRError
+from irgraph.quant import ACT_I8_TOKEN, ACT_NONE, linear_i8_token
 from irgraph.registry import Attr, Category, Dropout, IndexBound, OpDef, expect, given, register
 from irgraph.types import TensorType
 
@@ -54,17 +55,44 @@ class Embedding(OpDef):
 
 @register
 class Linear(OpDef):
-    """x·Wᵀ (+ b), W: [out, in]. The weight may be any float or quantized dtype."""
+    """x·Wᵀ (+ b), W: [out, in]. The weight may be any float or quantized dtype.
+
+    act_quant="i8_token" (W8A8, quantize(method=w8a8)): x is quantized to int8 per token at run
+    time and multiplied in integers with an i8<ch,sym> weight (irgraph/quant.py defines it).
+    """
 
     name = "linear"
     inputs = ("x", "weight", "bias?")
     category = Category.LINEAR
     weights = ("weight", "bias")
     stored_dtype = ("weight", "bias")  # converted inside the kernel
+    attrs = {
+        "act_quant": Attr(
+            "str",
+            ACT_NONE,
+            choices=(ACT_NONE, ACT_I8_TOKEN),
+            doc="activations: float, or int8 with one dynamic scale per token",
+        )
+    }
     dropout = Dropout.RESIDUAL
 
-    def infer(self, x: TensorType, weight: TensorType, bias: TensorType | None) -> list[TensorType]:
+    def infer(
+        self,
+        x: TensorType,
+        weight: TensorType,
+        bias: TensorType | None,
+        act_quant: str = ACT_NONE,
+    ) -> list[TensorType]:
         expect(weight.rank == 2, "linear weight must be [out, in]", got=weight)
+        if act_quant == ACT_I8_TOKEN:
+            q = weight.quant
+            expect(
+                q is not None and q.bits == 8 and q.group == 0 and q.sym,
+                'linear act_quant="i8_token" needs an int8 per-channel symmetric weight',
+                expected="i8<ch,sym,f16|f32>",
+                got=weight,
+            )
+            expect(x.dtype.is_float, "linear act_quant input must be float", got=x.dtype)
         expect(
             x.shape[-1] == weight.shape[1],
             "linear input features differ from weight [out, in]",
@@ -80,8 +108,17 @@ class Linear(OpDef):
             )
         return [TensorType(x.dtype, (*x.shape[:-1], weight.shape[0]))]
 
-    def ref(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> list[np.ndarray]:
-        y = x.astype(np.float32) @ weight.astype(np.float32).T
+    def ref(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        act_quant: str = ACT_NONE,
+    ) -> list[np.ndarray]:
+        if act_quant == ACT_I8_TOKEN:
+            y = linear_i8_token(x, weight)
+        else:
+            y = x.astype(np.float32) @ weight.astype(np.float32).T
         return [y if bias is None else y + bias.astype(np.float32)]
 
     def flops(

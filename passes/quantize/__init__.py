@@ -13,7 +13,9 @@ Methods: `rtn` (rtn.py) rounds to nearest and needs no data. `gptq` (gptq.py: da
 block) needs calibration data (PassContext.calibration, `--calibration` on the CLI) and quantizes
 layer by layer (calibrate.py). `awq` (awq.py: grid) needs calibration data too: it scales input
 channels (folded into the preceding norm or linear) and clips each group before rounding.
-`w8a8` is declared with the options it will read and is not implemented yet.
+`w8a8` (w8a8.py) quantizes linear weights to int8 per output channel and marks their linears
+to quantize activations to int8 per token at run time (no data needed; `smoothquant` before it
+moves activation outliers into the weights); it reads only `skip` and `scale_dtype`.
 An option the chosen method does not read is an error, as is quantizing a weight twice.
 """
 
@@ -30,7 +32,7 @@ from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes.context import PassContext
 from irgraph.passes.manager import APPROXIMATE, Pass, PassResult, option, register_pass
-from irgraph.passes.quantize import awq, gptq, rtn
+from irgraph.passes.quantize import awq, gptq, rtn, w8a8
 from irgraph.passes.quantize.common import retype, select
 from irgraph.quant import QuantSpec
 
@@ -45,7 +47,6 @@ USES: dict[str, frozenset[str]] = {  # the options each method reads
     "w8a8": SHARED,
 }
 METHODS: dict[str, WeightQuantizer] = {"rtn": rtn.quantize_weight}  # weight by weight
-DATA_METHODS = frozenset({"gptq", "awq"})  # whole-graph methods that read calibration data
 
 
 @register_pass
@@ -53,7 +54,9 @@ DATA_METHODS = frozenset({"gptq", "awq"})  # whole-graph methods that read calib
 class Quantize(Pass):
     name = "quantize"
     kind = APPROXIMATE
-    summary = "quantize weights to 8, 4 or 3 bits (rtn, gptq, awq; w8a8 not yet)"
+    summary = (
+        "quantize weights to 8, 4 or 3 bits (rtn, gptq, awq) or weights and activations (w8a8)"
+    )
     method: Literal["rtn", "gptq", "awq", "w8a8"] = option("rtn", doc="quantization method")
     bits: int = option(4, choices=(3, 4, 8), doc="bits per weight (3 is stored in i4)")
     group: int = option(128, min=0, doc="input columns per scale; 0 = per output channel")
@@ -83,14 +86,14 @@ class Quantize(Pass):
             raise PassError(
                 "option 'group' of pass quantize", expected="0 (per channel) or >= 2", got="1"
             )
-        if self.method not in METHODS and self.method not in DATA_METHODS:
-            raise PassError(
-                f"quantize(method={self.method}) is not implemented yet",
-                expected=" | ".join([*METHODS, *sorted(DATA_METHODS)]),
-                got=self.method,
-            )
 
     def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
+        if self.method == "w8a8":
+            result, names, w8a8_notes = w8a8.quantize_graph(
+                graph, DType(self.scale_dtype), self.skip, ctx
+            )
+            note = f"quantized {len(names)} linears to int8 weights (ch) and activations (token)"
+            return PassResult(result, bool(names), "; ".join([note, *w8a8_notes]))
         chosen = select(graph, self.bits, self.skip)
         if not chosen:
             return PassResult(graph, False, "no float weights to quantize")
