@@ -18,9 +18,11 @@ from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.lowering import LoweringTable
 from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.codegen.onnx.quantized import block_size, matmul_nbits
+from irgraph.codegen.onnx.w8a8 import linear_i8_token
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Node, Value
+from irgraph.quant import ACT_NONE
 
 LOWERINGS: LoweringTable[Emitter, str] = LoweringTable("onnx")
 lowers = LOWERINGS.lowers
@@ -245,6 +247,8 @@ def transposed(e: Emitter, weight: Value) -> str:
 @lowers("linear")
 def _linear(e: Emitter, node: Node, *ins: str) -> list[str]:
     weight, bias = node.arg(1), node.inputs[2]
+    if node.attrs.get("act_quant", ACT_NONE) != ACT_NONE:
+        return linear_i8_token(e, node, ins[0], ins[2])
     if weight.type.quant is not None and e.flavour == "ort" and block_size(weight):
         out = e.result(node, 0) if bias is None else e.fresh("matmulnbits")
         y = matmul_nbits(e, ins[0], weight, out)

@@ -23,6 +23,7 @@ from irgraph.activations import ACTIVATIONS as CORE_ACTIVATIONS
 from irgraph.codegen.lowering import Lowering, LoweringTable
 from irgraph.dtypes import DType
 from irgraph.ir import Node
+from irgraph.quant import ACT_I8_TOKEN, ACT_NONE, ACT_QMAX
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,25 @@ def _linear(
 ) -> tuple[torch.Tensor, ...]:
     if not weight.is_floating_point():
         weight = weight.float()  # stored integer weights: the reference casts them, unscaled
-    return (F.linear(f32(x), f32(weight), None if bias is None else f32(bias)),)
+    x = f32(x)
+    if node.attrs.get("act_quant", ACT_NONE) == ACT_I8_TOKEN:
+        return (linear_i8_token(x, f32(weight), None if bias is None else f32(bias)),)
+    return (F.linear(x, f32(weight), None if bias is None else f32(bias)),)
+
+
+def linear_i8_token(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """x·Wᵀ with x quantized to int8 per token (irgraph/quant.py); W is the dequantized qw·sw.
+
+    The rounded activations are qx·sx with qx integers in float32, so (qx·Wᵀ)·sx is the
+    integer product rescaled. Gradients pass the rounding straight through (to x and W).
+    """
+    sx = x.abs().amax(dim=-1, keepdim=True) / ACT_QMAX
+    d = torch.where(sx > 0, sx, torch.ones_like(sx))
+    qx = torch.clamp(torch.round(x / d), -ACT_QMAX - 1, ACT_QMAX)
+    qx = x / d + (qx - x / d).detach()  # straight-through: forward qx, gradient of x / d
+    return F.linear(qx, weight, None) * sx + (0 if bias is None else bias)
 
 
 @lowers("layer_norm")

@@ -18,8 +18,10 @@ from irgraph.codegen.tvm.fast_math import fast_erf, fast_exp, fast_tanh
 from irgraph.codegen.tvm.linear import lower_linear
 from irgraph.codegen.tvm.lowering import Context, lowers, tvm_dtype
 from irgraph.codegen.tvm.norm_kernels import rms_norm_kernel
+from irgraph.codegen.tvm.w8a8 import linear_i8_token
 from irgraph.errors import CodegenError
 from irgraph.ir import Node
+from irgraph.quant import ACT_NONE
 
 op = relax.op
 
@@ -279,4 +281,6 @@ def _add_rms_norm(
 def _linear(
     ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr, bias: relax.Expr | None
 ) -> list[relax.Expr]:
+    if node.attrs.get("act_quant", ACT_NONE) != ACT_NONE:
+        return [linear_i8_token(ctx, node, x, bias)]
     return [lower_linear(ctx, node, x, weight, bias)]

@@ -30,6 +30,7 @@ from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node, Value
 from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
+from irgraph.quant import ACT_NONE
 from irgraph.registry import get_op
 from irgraph.types import Dim, TensorType
 
@@ -102,6 +103,7 @@ class Context:
         # quantized graph param -> its stored parts (data, scales[, zero points]), packed layout
         self.quant_args: dict[str, list[relax.Var]] = {}
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
+        self.stored: dict[str, list[relax.Expr]] = {}  # quantized param -> its stored parts
 
     def kernel(self, key: str, make: Callable[[], tirx.PrimFunc]) -> relax.GlobalVar:
         """The module's one GlobalVar for a hand-written kernel variant.
@@ -274,17 +276,34 @@ def _emit_function(
             parts.setdefault(arg.param, []).append(var)
         elif arg.layout == "plain":
             values[graph.params[arg.name]] = var
+    ctx.stored = parts
     with bb.function(name, inputs + params, attrs={"num_input": len(inputs)}):
         with bb.dataflow():
+            reads = float_reads(graph)
             for param, stored in parts.items():
                 t = graph.params[param].type
                 assert t.quant is not None
-                values[graph.params[param]] = dequantized(bb, t.quant, static_shape(t), stored)
+                if param in reads:  # W8A8 linears read the stored parts themselves
+                    values[graph.params[param]] = dequantized(bb, t.quant, static_shape(t), stored)
             for node in graph.nodes:
                 _lower_node(ctx, node, values)
             outs = [values[v] for v in graph.outputs.values()]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
+
+
+def float_reads(graph: Graph) -> set[str]:
+    """Params some node reads as a float tensor (all but the weights of W8A8 linears)."""
+    return {
+        v.param
+        for node in graph.nodes
+        for i, v in enumerate(node.inputs)
+        if v is not None
+        and v.param is not None
+        and not (
+            node.op == "linear" and i == 1 and node.attrs.get("act_quant", ACT_NONE) != ACT_NONE
+        )
+    }
 
 
 def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> None:
