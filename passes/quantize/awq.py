@@ -4,12 +4,8 @@ For the linears that read one activation x (q/k/v after a norm; gate/up; the q/k
 of a shared-norm parallel block), the input channels get scales s = s_X^α with s_X = mean |x|
 per channel over the calibration data (normalised by sqrt(max s · min s), as in the reference
 mit-han-lab/llm-awq auto_scale.py). The weights' columns are multiplied by s and whatever
-produces x is divided by it, so the float function is unchanged before rounding:
-
-    rms_norm / layer_norm / add_rms_norm (normed)   weight (and bias) / s
-    glu(gate, up)                                   rows of up's linear (and its bias) / s
-    relu(h), h a linear's output                    rows of that linear (and its bias) / s
-    linear                                          rows of that linear (and its bias) / s
+produces x is divided by it (passes/scale_fold.py, shared with smoothquant), so the float
+function is unchanged before rounding.
 
 α is searched on `grid` points i/grid (α = 0 is s = 1, plain rounding, so the choice is never
 worse than it on the objective): the error of the group's outputs x·Wᵀ against
@@ -19,24 +15,20 @@ measured at its linears' outputs (what the reference does for o and down). Then 
 groups are clipped: max |w| shrunk by i/grid for i < grid/2, the shrink with the lowest error
 of the group's partial products kept (llm-awq auto_clip.py; it skips q/k, this clips all).
 
-Not scaled (clip only), with a note: a group whose x is read by anything but its linears, or
-whose producer is none of the above (a norm without weight; gelu, where llm-awq inserts a
-scaling op; attention output: v→o is not scaled, since it would change the KV cache the graph
-returns, GQA or not), or whose producer's parameters are read elsewhere. Statistics come
+Not scaled (clip only), with a note: a group scale_fold.py cannot fold (gelu, where llm-awq
+inserts a scaling op; v→o, which would change the KV cache the graph returns). Statistics come
 from one interpreter run over the float graph (the reference also calibrates on float
-activations); folding into a producer commutes with scaling it as a consumer, so the order of
-groups does not matter beyond f16 scale rounding.
+activations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from irgraph.ir import Graph, Node, Value
+from irgraph.ir import Graph, Value
 from irgraph.passes.calibrate import (
     evaluate,
     expert_hidden,
@@ -46,29 +38,12 @@ from irgraph.passes.calibrate import (
 )
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
+from irgraph.passes.scale_fold import Group, find_groups, fold, with_weights
 from irgraph.quant import QuantSpec, dequantize
-from irgraph.weights import WeightStore
 
 SEARCH_ROWS = 4096  # calibration rows (tokens) kept per activation for the searches
 CLIP_ROWS = 512  # of which the clip search reads (llm-awq's n_sample_token)
 MAX_SHRINK = 0.5  # the clip search shrinks max |w| by at most this fraction
-NORMS = {"rms_norm": 0, "layer_norm": 0, "add_rms_norm": 1}  # op -> output that is normed
-THROUGH = {  # op -> input that a scale passes through: op(.., h / s, ..) = op(.., h, ..) / s
-    "glu": 1,  # act(gate) · up/s = (act(gate) · up)/s
-    "relu": 0,  # relu(h/s) = relu(h)/s for s > 0 (OPT's fc1 -> fc2 in llm-awq)
-}
-
-
-@dataclass(frozen=True)
-class Group:
-    """Linears (by weight) reading one activation x, and where x's scale is folded."""
-
-    x: Value
-    params: tuple[str, ...]
-    vectors: tuple[str, ...]  # producer params divided by s elementwise (norm weight, bias)
-    rows: tuple[str, ...]  # producer params whose rows (axis 0) are divided by s
-    offset: float  # the norm's weight_offset: (w + offset) / s - offset
-    why_not: str  # non-empty: not scaled, and why
 
 
 def fake_quant(w: np.ndarray, spec: QuantSpec) -> np.ndarray:
@@ -132,67 +107,6 @@ def search_clip(w: np.ndarray, xs: np.ndarray, spec: QuantSpec, grid: int) -> np
     return np.clip(wg, -best_max, best_max).reshape(n, nb * g)[:, :k]
 
 
-def find_groups(graph: Graph, names: Sequence[str]) -> list[Group]:
-    """The activations read by linears of `names`, each with its fold (or why it has none)."""
-    uses = linear_inputs(graph, names)
-    readers: dict[Value, list[Node]] = {}
-    param_uses: dict[str, int] = {}
-    for each in graph.nodes:
-        for v in each.inputs:
-            if v is not None:
-                readers.setdefault(v, []).append(each)
-                if v.param is not None:
-                    param_uses[v.param] = param_uses.get(v.param, 0) + 1
-    producers = graph.producers()
-    outputs = set(graph.outputs.values())
-    groups = []
-    xs = dict.fromkeys(x for p in uses if len(uses[p]) == 1 for x in uses[p])
-    for x in xs:
-        params = tuple(p for p in uses if uses[p] == [x])
-        why = ""
-        for reader in readers.get(x, []):
-            w = reader.inputs[1] if reader.op == "linear" else None
-            if w is None or w.param not in params or reader.inputs[0] is not x:
-                why = f"its input is also read by {reader.op}"
-            elif param_uses.get(w.param, 0) != 1:
-                why = f"@{w.param} is read more than once"
-        if x in outputs:
-            why = "its input is a graph output"
-        vectors: tuple[str, ...] = ()
-        rows: tuple[str, ...] = ()
-        offset = 0.0
-        node = producers.get(x)
-        if node is None:
-            why = why or "its input is a graph input"
-        elif node.op in NORMS and node.outputs[NORMS[node.op]] is x:
-            w_slot = 2 if node.op == "add_rms_norm" else 1
-            ps = [node.inputs[w_slot], *(node.inputs[2:3] if node.op == "layer_norm" else [])]
-            vectors = tuple(v.param for v in ps if v is not None and v.param is not None)
-            offset = float(node.attrs.get("weight_offset", 0.0))
-            if not vectors or ps[0] is None or ps[0].param is None:
-                why = why or f"{node.op} has no weight to fold into"
-        elif node.op in THROUGH or node.op == "linear":
-            lin: Node | None = node
-            if node.op in THROUGH:
-                h = node.inputs[THROUGH[node.op]]
-                lin = producers.get(h) if h is not None and len(readers[h]) == 1 else None
-            if lin is None or lin.op != "linear":
-                why = why or f"{node.op}'s input is not a linear's alone"
-            else:
-                rows = tuple(v.param for v in lin.inputs[1:] if v is not None and v.param)
-                if len(rows) != len([v for v in lin.inputs[1:] if v is not None]):
-                    why = why or "the producing linear's weight is computed"
-        else:
-            why = why or f"it is produced by {node.op} (no weight to fold into)"
-        producer_params = (*vectors, *rows)
-        if any(param_uses.get(p, 0) != 1 for p in producer_params):
-            why = why or "the producer's parameters are read elsewhere"
-        if any(not graph.params[p].type.dtype.is_float for p in producer_params):
-            why = why or "the producer's parameters are not float"
-        groups.append(Group(x, params, vectors, rows, offset, why))
-    return groups
-
-
 def collect(
     graph: Graph, batches: Sequence[np.ndarray], targets: Sequence[Value], ctx: PassContext
 ) -> tuple[dict[Value, np.ndarray], dict[Value, np.ndarray]]:
@@ -215,24 +129,6 @@ def collect(
     return {x: s / max(count, 1) for x, s in sums.items()}, {
         x: np.concatenate(r) for x, r in rows.items()
     }
-
-
-def with_weights(graph: Graph, updates: Mapping[str, np.ndarray]) -> Graph:
-    """`graph` whose weight store has `updates` (float params, cast to their declared dtype)."""
-    if graph.weights is None:
-        return graph
-    arrays = {n: graph.weights[n] for n in graph.weights}
-    for name, a in updates.items():
-        arrays[name] = np.asarray(a).astype(graph.params[name].type.dtype.numpy)
-    return Graph(
-        graph.name,
-        dict(graph.inputs),
-        dict(graph.params),
-        list(graph.nodes),
-        dict(graph.outputs),
-        dict(graph.meta),
-        WeightStore(arrays),
-    )
 
 
 def scale_graph(
@@ -267,14 +163,7 @@ def scale_graph(
             continue
         ws = [get(n) for n in gr.params]
         s, _, _ = search_scale(rows[gr.x], means[gr.x], ws, [specs[n] for n in gr.params], grid)
-        for name, w in zip(gr.params, ws):
-            current[name] = w * s
-        for name in gr.vectors:
-            off = gr.offset if name == gr.vectors[0] else 0.0
-            current[name] = (get(name) + off) / s - off
-        for name in gr.rows:
-            a = get(name)
-            current[name] = a / s.reshape(-1, *([1] * (a.ndim - 1)))
+        current.update(fold(gr, s, get))
         rows[gr.x] = rows[gr.x] / s  # the input the scaled weights now read
     ctx.progress(len(groups), len(groups), "awq scales")
     return with_weights(graph, current), groups, rows, notes
