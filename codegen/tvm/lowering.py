@@ -169,7 +169,8 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
         for i, v in enumerate(node.inputs):
             if v is None or v.param is None:
                 continue
-            block = _block(v.type, packed) if node.op == "linear" and i == 1 else 0
+            w8a8 = node.attrs.get("act_quant", ACT_NONE) != ACT_NONE  # reads the plain parts
+            block = _block(v.type, packed) if node.op == "linear" and i == 1 and not w8a8 else 0
             if block:
                 linear_block[v.param] = block
             else:
