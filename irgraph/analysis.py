@@ -13,6 +13,7 @@ import networkx as nx
 
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph, Node, Value
+from irgraph.kvcache import contract_of, is_scale
 from irgraph.lm import PAST_PREFIX
 from irgraph.registry import get_op
 
@@ -25,6 +26,8 @@ class Cost:
     prefill_flops_per_token: float  # forward FLOPs per token, prompt of `context` tokens
     decode_flops_per_token: float  # forward FLOPs for one new token after `context - 1` cached
     kv_bytes_per_token: int  # KV cache per token at `kv_bits` precision, all layers
+    kv_stored_bytes_per_token: int  # the same as the graph stores it (its dtypes, scales included)
+    kv_max_tokens: int | None  # a bounded (ring) cache's size in tokens; None: grows with context
     context: int
 
 
@@ -65,13 +68,45 @@ def graph_flops(graph: Graph, seq: int, past: int, batch: int = 1) -> int:
     return sum(node_flops(n, env) for n in graph.nodes)
 
 
-def kv_bytes_per_token(graph: Graph, kv_bits: int = 16) -> int:
+def kv_bytes_per_token(graph: Graph, kv_bits: int | None = 16) -> int:
+    """KV-cache bytes one token adds, over all layers (a cache input's size at past = 1).
+
+    kv_bits: every cached value counted at that width (the zoo's 16-bit convention; a
+    quantized cache's scale inputs left out); None: as the graph stores it, each cache
+    input at its own dtype, scale inputs included.
+    """
     total = 0
     for name, v in graph.inputs.items():
-        if name.startswith(PAST_PREFIX):
-            env = {s: 1 for s in v.type.symbols}
+        if not name.startswith(PAST_PREFIX) or (kv_bits is not None and is_scale(name)):
+            continue
+        env = {s: 1 for s in v.type.symbols}
+        if kv_bits is None:
+            total += v.type.nbytes(env)
+        else:
             total += v.type.numel(env) * kv_bits // 8
     return total
+
+
+def kv_max_tokens(graph: Graph) -> int | None:
+    """The most tokens the cache holds (a ring cache's window); None when it grows unbounded."""
+    contract = contract_of(graph.meta)
+    return contract.window if contract.storage == "ring" else None
+
+
+def max_context(graph: Graph, memory: int) -> int | None:
+    """The longest context whose weights and KV cache (as stored) fit `memory` bytes at batch 1.
+
+    (memory - weight bytes) // KV bytes per token; 0 when the weights alone do not fit; None
+    when the cache puts no limit (no cache, or a bounded one that fits).
+    """
+    free = memory - sum(v.type.nbytes() for v in graph.params.values())
+    if free < 0:
+        return 0
+    per_token = kv_bytes_per_token(graph, None)
+    bounded = kv_max_tokens(graph)
+    if per_token == 0 or (bounded is not None and bounded * per_token <= free):
+        return None
+    return free // per_token
 
 
 def cost(graph: Graph, context: int = 4096, kv_bits: int = 16) -> Cost:
@@ -87,6 +122,8 @@ def cost(graph: Graph, context: int = 4096, kv_bits: int = 16) -> Cost:
         prefill_flops_per_token=graph_flops(graph, context, 0) / context,
         decode_flops_per_token=float(graph_flops(graph, 1, context - 1)),
         kv_bytes_per_token=kv_bytes_per_token(graph, kv_bits),
+        kv_stored_bytes_per_token=kv_bytes_per_token(graph, None),
+        kv_max_tokens=kv_max_tokens(graph),
         context=context,
     )
 
