@@ -44,6 +44,8 @@ CONFIGS = {  # name -> pipeline ("" = the float model)
         for grid, (bits, group) in GRIDS.items()
         for method in ("rtn", *DATA_METHODS)
     },
+    "w8a8": "quantize(method=w8a8)",  # int8 weights per channel, int8 activations per token
+    "smoothquant w8a8": "smoothquant(alpha=0.5),quantize(method=w8a8)",
 }
 
 
