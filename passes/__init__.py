@@ -56,7 +56,7 @@ from irgraph.passes.manager import (
     register_pass,
     run_pipeline,
 )
-from irgraph.passes.prune import ffn, layers  # noqa: F401  (structured pruning passes)
+from irgraph.passes.prune import ffn, heads, layers  # noqa: F401  (structured pruning passes)
 from irgraph.passes.rewrite import Explanation, Rule, apply_rules, explain
 
 

@@ -12,6 +12,7 @@ from irgraph import lm
 from irgraph.errors import PassError
 from irgraph.ir import Graph
 from irgraph.passes import PassContext, compare, run_pipeline
+from irgraph.passes.prune.heads import head_sites, removal
 from irgraph.passes.prune.layers import residual_blocks
 from irgraph.passes.prune.shrink import ffn_groups
 from irgraph.weights import WeightStore
@@ -166,7 +167,8 @@ def _backends_match(graph: Graph, tmp_path) -> None:
 )
 def test_pruned_models_compile_and_match_the_interpreter(name, tmp_path):
     g = zoo.build(name, size="tiny", seed=0)
-    pruned = _run(g, "prune-ffn(fraction=0.25),drop-layers")
+    heads = "prune-heads(fraction=0.25)" if name == "t5" else "prune-heads(fraction=0.5)"
+    pruned = _run(g, f"prune-ffn(fraction=0.25),{heads},drop-layers")
     pruned.verify()
     _backends_match(pruned, tmp_path)
 
@@ -202,6 +204,7 @@ def test_taylor_importance_comes_from_the_context_provider():
         ("prune-ffn(fraction=1.0)", "every channel of an FFN would go"),
         ("drop-layers(n=2)", "drop-layers would drop every block"),
         ("drop-layers(n=0)", "option 'n' of pass drop-layers"),
+        ("prune-heads(fraction=1.0)", "every head of a layer would go"),
     ],
 )
 def test_bad_structured_options(spec, message):
@@ -217,3 +220,44 @@ def test_drop_layers_keeps_a_block_in_every_stack():
 def test_structured_passes_need_arch_change():
     with pytest.raises(PassError, match="changes the architecture"):
         run_pipeline(zoo.build("llama-2", size="tiny"), "prune-ffn")
+
+
+@pytest.mark.parametrize(
+    "heads, kv, n, want",
+    [
+        (8, 8, 3, (3, "groups")),  # MHA: heads go with their keys and values
+        (8, 1, 3, (3, "heads")),  # MQA: query heads only
+        (8, 2, 4, (4, "groups")),  # GQA, G = 4: one whole KV group
+        (8, 2, 2, (2, "per-group")),  # one query head from each group
+        (8, 2, 3, (2, "per-group")),  # rounded down to a valid count
+        (12, 4, 6, (6, "groups")),  # G = 3: two whole groups
+        (12, 4, 4, (4, "per-group")),  # 4 = KV: one from each group
+        (4, 2, 1, (0, "groups")),
+    ],
+)
+def test_head_removal_keeps_the_grouping_valid(heads, kv, n, want):
+    assert removal(heads, kv, n) == want
+
+
+def test_removing_a_silent_kv_group_is_exact_and_shrinks_the_cache():
+    g = zoo.build("llama-2", size="tiny", seed=0)
+    sites, skipped = head_sites(g)
+    assert len(sites) == 2 and skipped == 0
+    s = sites[0]
+    assert (s.heads, s.kv_heads, s.head_dim) == (4, 2, 16)
+    silenced = {}
+    for site in sites:  # query heads 2 and 3 (KV group 1) of every attention add nothing
+        silenced[site.o] = np.array(g.weight(site.o))
+        silenced[site.o][:, 32:64] = 0.0
+    z = _with(g, silenced)
+    wo = silenced[s.o]
+    ctx = PassContext(calibration=_calibration())
+    result = run_pipeline(
+        z, "prune-heads(fraction=0.5)", ctx=ctx, allow_arch_change=True, check=True
+    )
+    out = result.graph
+    assert result.records[0].max_error is not None and result.records[0].max_error <= 1e-5
+    assert str(out.inputs["past_key_values.0.key"].type) == "f32[batch, 1, past, 16]"
+    assert out.params[s.q.weight].type.shape == (32, 64)
+    np.testing.assert_array_equal(out.weight(s.k.weight), g.weight(s.k.weight)[:16])
+    np.testing.assert_array_equal(out.weight(s.o), wo[:, :32])
