@@ -1,7 +1,8 @@
 """GGUF on aarch64 (slow tier): llama.cpp cross-built from the pinned llama-cpp-python sdist
 runs irgraph's f32 GGUF under qemu-aarch64 with the interpreter's logits (<= 1e-3; GELU models
-within ggml's f16 GELU table), prefill and 23 decode steps. The first run builds the runner (minutes on 2 cores; cached under
-~/.cache/irgraph/gguf-aarch64); IRGRAPH_LLAMA_SDIST names the sdist."""
+within ggml's f16 GELU table), prefill and 23 decode steps. The first run builds the runner
+(20 minutes at nice 19 on 2 shared cores; cached under ~/.cache/irgraph/gguf-aarch64); the
+runs add about 2.5 minutes. IRGRAPH_LLAMA_SDIST names the sdist."""
 
 from __future__ import annotations
 
