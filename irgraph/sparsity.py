@@ -31,6 +31,7 @@ import numpy as np
 
 from irgraph.errors import IRError
 from irgraph.ir import Graph
+from irgraph.weights import WeightStore
 
 META_KEY = "sparsity"
 UNSTRUCTURED = "unstructured"
@@ -197,3 +198,24 @@ def summary(graph: Graph) -> list[PatternSummary]:
             zeros = sum(measured(graph.weight(n)) * k for (n, _), k in zip(items, sizes)) / total
         rows.append(PatternSummary(pattern, len(items), sum(sizes), recorded, zeros))
     return rows
+
+
+def remasked(graph: Graph, reference: Graph) -> Graph:
+    """`graph` with each weight that `reference` records as pruned multiplied by its mask in
+    `reference` (how a merged LoRA update, W + M⊙ΔW, keeps the pattern)."""
+    recorded = records(reference)
+    if not recorded or graph.weights is None:
+        return graph
+    arrays = {n: np.asarray(graph.weights[n]) for n in graph.stored_names()}
+    for name in recorded:
+        w = arrays[name]
+        arrays[name] = np.where(mask(reference.weight(name)), w, 0).astype(w.dtype)
+    return Graph(
+        graph.name,
+        dict(graph.inputs),
+        dict(graph.params),
+        list(graph.nodes),
+        dict(graph.outputs),
+        dict(graph.meta),
+        WeightStore(arrays),
+    )

@@ -5,9 +5,10 @@ cosine decay to `min_lr_ratio`·lr, gradient clipping, dropout on the residual
 branches, bf16 autocast, gradient accumulation, a seed that fixes every batch
 and dropout mask, held-out loss (perplexity, bits per byte), checkpoints in
 `DIR/checkpoints/` that resume to the same weights as an uninterrupted run,
-optional LoRA. Under `torchrun` each process takes its share of every global
-batch and `torch.nn.parallel.DistributedDataParallel` averages the gradients
-(gloo on CPU, nccl on GPUs).
+optional LoRA. A graph with pruned weights (irgraph/sparsity.py's record) trains with masked
+gradients and stays exactly as sparse; LoRA merges as W + M⊙(α/r·BA). Under `torchrun`
+each process takes its share of every global batch and
+`torch.nn.parallel.DistributedDataParallel` averages the gradients (gloo on CPU, nccl on GPUs).
 
 The library reports through callbacks (`on_step`, `on_eval`); printing and
 progress bars belong to the CLI.
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from irgraph import sparsity
 from irgraph.codegen.torch import checkpoint, lora
 from irgraph.codegen.torch.attention import unpadded_self_attention
 from irgraph.codegen.torch.data import batch_windows, eval_windows
@@ -216,6 +218,20 @@ def _optimizer(
     return opt, {id(p): n for n, p in named}
 
 
+def _sparsity_masks(
+    module: GraphModule, graph: Graph, device: Any
+) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+    """(parameter, kept entries) of every trained weight the graph records as pruned
+    (irgraph/sparsity.py): fine-tuning keeps its pattern."""
+    masks = []
+    for name in sparsity.records(graph):
+        p = module.weight(name)
+        if isinstance(p, torch.nn.Parameter) and p.requires_grad:
+            keep = torch.from_numpy(sparsity.mask(np.asarray(graph.weight(name))))
+            masks.append((p, keep.to(device=device, dtype=p.dtype)))
+    return masks
+
+
 def model_hash(graph: Graph) -> str:
     """Hash of the graph's text form: what a run's checkpoints were trained from."""
     return hashlib.sha256(str(graph).encode()).hexdigest()[:16]
@@ -299,6 +315,7 @@ class Trainer:
             else None
         )
         self.optimizer, self.names = _optimizer(self.module, config)
+        self.masks = _sparsity_masks(self.module, graph, self.world.device)
         self.ddp = (
             torch.nn.parallel.DistributedDataParallel(self.module) if self.world.size > 1 else None
         )
@@ -428,11 +445,17 @@ class Trainer:
                     loss = lm_loss(self.model(**feeds)["logits"], targets, weights) / cfg.grad_accum
                 loss.backward()
                 loss_sum += float(loss.detach())
+            for p, keep in self.masks:  # pruned entries get no gradient (nor Adam moments)
+                if p.grad is not None:
+                    p.grad.mul_(keep)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(
                     [p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip
                 )
             self.optimizer.step()
+            with torch.no_grad():  # and stay exactly zero (weight decay, float residue)
+                for p, keep in self.masks:
+                    p.mul_(keep)
             self.optimizer.zero_grad(set_to_none=True)
             if world.size > 1:
                 reduced = torch.tensor([loss_sum], device=world.device)
@@ -473,9 +496,10 @@ class Trainer:
     def trained_graph(self) -> Graph:
         """The graph with the module's weights, LoRA adapters merged in."""
         trained = with_weights(self.graph, self.module)
-        return (
-            merge_lora(trained, self.adapters.weights()) if self.adapters is not None else trained
-        )
+        if self.adapters is None:
+            return trained
+        # W + M⊙(α/r·BA): the merged update keeps each pruned weight's pattern
+        return sparsity.remasked(merge_lora(trained, self.adapters.weights()), self.graph)
 
 
 def save_trained(
