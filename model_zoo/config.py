@@ -41,7 +41,10 @@ class Position(enum.Enum):
     LEARNED = "learned"  # absolute learned table (GPT-3, OPT)
     ROTARY = "rotary"  # RoPE (GPT-NeoX, LLaMA, PaLM)
     ALIBI = "alibi"  # ALiBi bias (BLOOM)
-    RELATIVE = "relative"  # T5 relative-position buckets (T5, Gopher-style relative)
+    RELATIVE = "relative"  # T5 relative-position buckets: a learned bias per head and bucket
+    # Transformer-XL (Dai et al. 2019): sinusoids of the distance projected per layer, learned
+    # biases u and v per layer (Gopher, Chinchilla, ERNIE 3.0)
+    TRANSFORMER_XL = "transformer_xl"
     NONE = "none"
 
 

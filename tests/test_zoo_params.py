@@ -74,7 +74,7 @@ CLAIM_CHECKS = {
     "ALiBi": lambda c: c.position is Position.ALIBI,
     "RoPE": lambda c: c.position is Position.ROTARY,
     "rotary": lambda c: c.position is Position.ROTARY,
-    "relative positions": lambda c: c.position is Position.RELATIVE,
+    "relative positions": lambda c: c.position in (Position.RELATIVE, Position.TRANSFORMER_XL),
     "learned positions": lambda c: c.position is Position.LEARNED,
     "layer norm": lambda c: c.norm is Norm.LAYER,
     "pre-layer norm": lambda c: c.norm is Norm.LAYER and c.norm_placement is NormPlacement.PRE,

@@ -31,7 +31,7 @@ from irgraph.codegen.onnx.emitter import Emitter
 from irgraph.codegen.onnx.lowerings import lowers
 from irgraph.dtypes import DType
 from irgraph.ir import Node, Value
-from irgraph.ops.attention import alibi_slopes
+from irgraph.ops.attention import alibi_slopes, xl_inv_frequencies
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 F32 = np.float32
@@ -504,3 +504,38 @@ def _relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
         axis=0,
     )
     return e.op("Expand", [e.op1("Unsqueeze", bias, e.ints(0)), shape], [e.result(node, 0)])
+
+
+@lowers("xl_relative_bias")
+def _xl_relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
+    """One projected sinusoid per distance (past+2·seq-1 rows), then a gather per (i, j)."""
+    q = node.arg(0)
+    heads = static_dim(q.type.shape[2], node, "heads")
+    head_dim = static_dim(q.type.shape[3], node, "head_dim")
+    width = static_dim(node.arg(2).type.shape[1], node, "sinusoid width")
+    sq, total = e.scalar_dim(ins[0], 1), e.scalar_dim(ins[1], 1)
+    zero, one = e.const(0, np.int64), e.const(1, np.int64)
+    dist = e.op1(  # distance of row l: total-1-l, down to 1-seq
+        "Range", e.op1("Sub", total, one), e.op1("Neg", sq), e.const(-1, np.int64)
+    )
+    freqs = e.const(xl_inv_frequencies(width).astype(F32).reshape(1, -1), F32)
+    angles = e.op1("Mul", e.op1("Unsqueeze", e.op1("Cast", dist, to=1), e.ints(1)), freqs)
+    sinusoid = e.op1("Concat", e.op1("Sin", angles), e.op1("Cos", angles), axis=-1)  # (L, W)
+    weight = e.op1("Transpose", e.op1("Cast", ins[2], to=1), perm=[1, 0])  # (W, H·D)
+    r = e.op1("Reshape", e.op1("MatMul", sinusoid, weight), e.ints(-1, heads, head_dim))
+    qt = e.op1("Transpose", e.op1("Cast", ins[0], to=1), perm=[0, 2, 1, 3])  # (B, H, S, D)
+    scores = e.op1("MatMul", qt, e.op1("Transpose", r, perm=[1, 2, 0]))  # (B, H, S, L)
+    i = e.op1("Unsqueeze", e.op1("Range", zero, sq, one), e.ints(1))
+    j = e.op1("Unsqueeze", e.op1("Range", zero, total, one), e.ints(0))
+    index = e.op1("Add", e.op1("Sub", e.op1("Sub", sq, one), i), j)  # (S, T): row s-1-i+j
+    shape = e.op1(
+        "Concat",
+        e.dim(ins[0], 0),
+        e.ints(heads),
+        e.op1("Unsqueeze", sq, e.ints(0)),
+        e.op1("Unsqueeze", total, e.ints(0)),
+        axis=0,
+    )
+    bias = e.op1("GatherElements", scores, e.op1("Expand", index, shape), axis=3)
+    bias = e.op1("Mul", bias, e.const(np.asarray(node.attrs["scale"], F32), F32))
+    return e.op("Cast", [bias], [e.result(node, 0)], to=e.onnx_type(DType.f32))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from irgraph.codegen.torch.lowerings import TorchContext, attention_scale, f32, lowers
 from irgraph.ir import Node
-from irgraph.ops.attention import alibi_slopes
+from irgraph.ops.attention import alibi_slopes, xl_inv_frequencies
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 # -- rotary -----------------------------------------------------------------------------------
@@ -267,6 +267,25 @@ def _relative_position_bias(
     buckets = t5_buckets(relative, bidirectional, table.shape[0], max_distance)
     bias = F.embedding(buckets, table.float()).permute(2, 0, 1)  # (H, Sq, T)
     return (bias[None].expand(x.shape[0], -1, -1, -1),)
+
+
+@lowers("xl_relative_bias")
+def _xl_relative_bias(
+    ctx: TorchContext, node: Node, q: torch.Tensor, key_mask: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """One projected sinusoid per distance (past+2·seq-1 of them), then a gather per (i, j)."""
+    b, s, h, d = q.shape
+    total = key_mask.shape[1]
+    dev = q.device
+    inv = torch.from_numpy(xl_inv_frequencies(weight.shape[1])).float().to(dev)
+    dist = torch.arange(total - 1, -s, -1, device=dev).float()  # distance of row l: total-1-l
+    angles = dist[:, None] * inv[None, :]  # (L, width/2)
+    r = F.linear(torch.cat([angles.sin(), angles.cos()], dim=-1), f32(weight)).reshape(-1, h, d)
+    scores = torch.einsum("bihd,lhd->bhil", f32(q), r)  # (B, H, S, L)
+    # query i, key j: distance past+i-j sits at row total-1-(past+i-j) = s-1-i+j
+    index = (s - 1) - torch.arange(s, device=dev)[:, None] + torch.arange(total, device=dev)
+    index = index[None, None].expand(b, h, -1, -1)
+    return (torch.gather(scores, 3, index) * node.attrs["scale"],)
 
 
 @lowers("latent_attention")

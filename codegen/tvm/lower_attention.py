@@ -24,7 +24,7 @@ from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.tvm.attention_kernels import scores_kernel, softmax_kernel, weighted_sum_kernel
 from irgraph.codegen.tvm.lowering import Context, array_const, lowers
 from irgraph.ir import Node
-from irgraph.ops.attention import alibi_slopes, t5_buckets
+from irgraph.ops.attention import alibi_slopes, t5_buckets, xl_inv_frequencies
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 op = relax.op
@@ -363,3 +363,51 @@ def _relative_position_bias(
     if bias.ty.dtype != "float32":
         bias = ctx.emit(op.astype(bias, "float32"))
     return [ctx.emit(op.broadcast_to(op.expand_dims(bias, [0]), [batch, heads, sq, total]))]
+
+
+@lowers("xl_relative_bias")
+def _xl_relative_bias(
+    ctx: Context, node: Node, q: relax.Expr, key_mask: relax.Expr | None, weight: relax.Expr
+) -> list[relax.Expr]:
+    """One projected sinusoid per distance (past+2·seq-1 rows), then a gather per (i, j)."""
+    qt = node.arg(0).type
+    heads = static_dim(qt.shape[2], node, "heads")
+    head_dim = static_dim(qt.shape[3], node, "head_dim")
+    width = static_dim(node.arg(2).type.shape[1], node, "sinusoid width")
+    half, scale = width // 2, float(node.attrs["scale"])
+    batch, sq = ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1])
+    total = ctx.dim(node.outputs[0].type.shape[3])
+    rows = total + sq - 1
+
+    def sinusoid(freqs: te.Tensor) -> te.Tensor:  # (L, W): row l is distance total-1-l
+        def rule(row: tirx.Var, c: tirx.Var) -> tirx.PrimExpr:
+            angle = (total - 1 - row).astype("float32") * freqs[tirx.floormod(c, half)]
+            return tirx.Select(c < half, tirx.sin(angle), tirx.cos(angle))
+
+        return te.compute((rows, width), rule, name="xl_sinusoid")
+
+    table = ctx.bb.emit_te(
+        sinusoid,
+        array_const(xl_inv_frequencies(width).astype(np.float32)),
+        primfunc_name_hint="xl_sinusoid",
+    )
+    w = weight if weight.ty.dtype == "float32" else ctx.emit(op.astype(weight, "float32"))
+    r = ctx.emit(op.matmul(table, op.permute_dims(w, [1, 0])))  # (L, H·D)
+    if q.ty.dtype != "float32":
+        q = ctx.emit(op.astype(q, "float32"))
+
+    def bias(qt: te.Tensor, rt: te.Tensor) -> te.Tensor:
+        # query i, key j: distance past+i-j sits in row s-1-i+j; no reshape of the symbolic L
+        d = te.reduce_axis((0, head_dim), name="d")
+        return te.compute(
+            (batch, heads, sq, total),
+            lambda b, h, i, j: te.sum(
+                qt[b, i, h, d]
+                * rt[sq - 1 - i + j, h * head_dim + d]
+                * tirx.const(scale, "float32"),
+                d,
+            ),
+            name="xl_bias",
+        )
+
+    return [ctx.bb.emit_te(bias, q, r, primfunc_name_hint="xl_bias")]

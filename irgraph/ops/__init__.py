@@ -5,7 +5,8 @@
 - `nn`: embedding, linear, layer_norm, rms_norm
 - `rotary`: rotary position embedding with every scaling real checkpoints use
 - `attention`: attention with masks, GQA/MQA, sliding window, explicit KV cache;
-  position biases (ALiBi, T5 relative buckets); DeepSeek-v2 latent attention
+  position biases (ALiBi, T5 relative buckets, Transformer-XL's projected sinusoids);
+  DeepSeek-v2 latent attention
 - `moe`: top-k router and expert MLPs
 """
 

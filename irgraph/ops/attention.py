@@ -347,6 +347,76 @@ class RelativePositionBias(OpDef):
         return [np.broadcast_to(bias[None], (x.shape[0], *bias.shape)).copy()]
 
 
+def xl_inv_frequencies(width: int) -> np.ndarray:
+    """Transformer-XL's sinusoid frequencies 1/10000^(2k/width), k < width/2 (float64)."""
+    return 1.0 / (10000.0 ** (np.arange(0, width, 2, dtype=np.float64) / width))
+
+
+@register
+class XlRelativeBias(OpDef):
+    """Transformer-XL's position term (Dai et al. 2019, Sec. 3.3, terms (b) + (d)) as a bias
+    [batch, heads, seq, past+seq] = scale · (q_i + v)ᵀ · W_r R_{past+i-j}.
+
+    `q` is the query with the learned bias v already added ([batch, seq, heads, head_dim]);
+    R_d = [sin(d·f), cos(d·f)] is the sinusoid of distance d (width = weight's input width,
+    f = xl_inv_frequencies) and W_r (`weight`, [heads·head_dim, width]) the layer's projection
+    (`r_net`). Query i sits at position past+i (past = key_mask width - seq), as in the causal
+    mask; negative distances (keys after the query) get their sinusoid too. The content terms
+    (a) + (c) are attention of (q + u) on k; `scale` is the attention's softmax scale.
+    """
+
+    name = "xl_relative_bias"
+    inputs = ("q", "key_mask", "weight")
+    category = Category.POSITION
+    weights = ("weight",)
+    attrs = {"scale": Attr("float")}
+
+    def infer(
+        self, q: TensorType, key_mask: TensorType, weight: TensorType, scale: float
+    ) -> list[TensorType]:
+        expect(q.rank == 4, "q must be [batch, seq, heads, head_dim]", got=q)
+        expect(key_mask.rank == 2, "key_mask must be [batch, past+seq]", got=key_mask)
+        b, s, h, d = q.shape
+        expect(
+            weight.rank == 2
+            and isinstance(h, int)
+            and isinstance(d, int)
+            and weight.shape[0] == h * d
+            and isinstance(weight.shape[1], int)
+            and weight.shape[1] % 2 == 0,
+            "weight must be [heads*head_dim, even width]",
+            expected=f"[{h}*{d}, even]",
+            got=weight.shape,
+        )
+        return [TensorType(DType.f32, (b, h, s, key_mask.shape[1]))]
+
+    def ref(
+        self, q: np.ndarray, key_mask: np.ndarray, weight: np.ndarray, scale: float
+    ) -> list[np.ndarray]:
+        b, s, h, d = q.shape
+        total = key_mask.shape[1]
+        dist = (total - s + np.arange(s))[:, None] - np.arange(total)[None, :]  # (S, T)
+        angles = dist[..., None] * xl_inv_frequencies(weight.shape[1])  # (S, T, width/2)
+        sinusoid = np.concatenate([np.sin(angles), np.cos(angles)], axis=-1)  # (S, T, width)
+        r = (sinusoid @ weight.astype(np.float64).T).reshape(s, total, h, d)  # (S, T, H, D)
+        bias = np.einsum("bihd,ijhd->bhij", q.astype(np.float64), r) * scale
+        return [bias.astype(np.float32)]
+
+    def flops(
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
+    ) -> int:
+        """The distance-table form the backends run: past+2·seq-1 projected sinusoids, then one
+        product per query and distance."""
+        b, h, s, total = outs[0].concrete(env)
+        rows, width = given(ins, 2).concrete(env)
+        distances = total + s - 1
+        return 2 * distances * width * rows + 2 * b * s * distances * rows
+
+
 @register
 class LatentAttention(OpDef):
     """DeepSeek-v2 multi-head latent attention over a compressed KV cache.

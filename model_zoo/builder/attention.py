@@ -95,6 +95,9 @@ def self_attention(
         attrs = rotary_attrs(cfg.rotary, hd)
         q = b.rotary(q, io.positions, hint="q_rot", **attrs)
         k = b.rotary(k, io.positions, hint="k_rot", **attrs)
+    bias = io.bias
+    if cfg.position is Position.TRANSFORMER_XL:
+        q, bias = xl_position(ctx, q, prefix, io.key_mask, hidden, nh, hd)
     past_k, past_v = _cache(ctx, layer, kv, hd) if io.cached else (None, None)
     window, stride = cfg.layer_mask(layer if stack_layer is None else stack_layer)
     out, present_k, present_v = b.attention(
@@ -104,7 +107,7 @@ def self_attention(
         past_k,
         past_v,
         io.key_mask,
-        io.bias,
+        bias,
         io.prefix_len,
         causal=io.causal,
         window=window,
@@ -118,6 +121,21 @@ def self_attention(
         b.output(f"present.{layer}.value", present_v)
     out = b.reshape(out, shape=[0, 0, nh * hd])  # (B, S, nh·hd)
     return ctx.linear(out, f"{prefix}.o", hidden, nh * hd, cfg.out_bias, hint="attn_out")
+
+
+def xl_position(
+    ctx: BuildContext, q: Value, prefix: str, key_mask: Value, hidden: int, nh: int, hd: int
+) -> tuple[Value, Value]:
+    """Transformer-XL's relative attention (Dai et al. 2019, Sec. 3.3) as (q + u, bias): the
+    content terms (a)+(c) are attention of q + u on k, the position terms (b)+(d) the bias
+    scale·(q + v)ᵀ·W_r·R_{i-j}. u, v and W_r belong to the layer (the released code's `untie_r`).
+    """
+    scale = ctx.cfg.attn_scale or 1 / math.sqrt(hd)
+    u = ctx.param(f"{prefix}.r_w_bias", (nh, hd), 0.1)  # (nh, hd): broadcasts over (B, S, nh, hd)
+    v = ctx.param(f"{prefix}.r_r_bias", (nh, hd), 0.1)
+    w_r = ctx.param(f"{prefix}.r.weight", (nh * hd, hidden), 1 / math.sqrt(hidden))
+    bias = ctx.b.xl_relative_bias(ctx.b.add(q, v), key_mask, w_r, scale=scale, hint="xl_bias")
+    return ctx.b.add(q, u, hint="q"), bias
 
 
 def latent_attention(ctx: BuildContext, h: Value, prefix: str, layer: int, io: AttnInputs) -> Value:

@@ -228,7 +228,7 @@ _ERNIE_FAMILY = replace(
     layers=48,
     norm_placement=NormPlacement.POST,
     final_norm=False,
-    position=Position.RELATIVE,
+    position=Position.TRANSFORMER_XL,
     max_position=512,
     activation=Activation.GELU,
     qkv_bias=True,
@@ -248,8 +248,12 @@ _ERNIE_FINAL_NORM = cite(
     "final_norm",
 )
 _ERNIE_XL = (
-    "Transformer-XL's relative encoding and segment recurrence memory are approximated by T5 "
-    "relative buckets without memory."
+    "Transformer-XL backbone: relative attention with sinusoids of the distance projected per "
+    "layer and learned biases u and v (Dai et al. 2019, Sec. 3.3). "
+    + "u and v are per layer, as the released code builds them with `untie_r` (kimiyoung/"
+    "transformer-xl, mem_transformer.py; sharing them would save 2 x heads x head_dim per layer). "
+    "Segment recurrence memory is a training-time feature (the previous segment's hidden states, "
+    "without gradient): it is not modelled; at inference the KV cache plays its part."
 )
 
 ERNIE_3 = ZooEntry(

@@ -27,7 +27,7 @@ _GOPHER_FAMILY = replace(
     vocab_size=32000,
     head_dim=128,
     norm=Norm.RMS,
-    position=Position.RELATIVE,
+    position=Position.TRANSFORMER_XL,
     max_position=2048,
     activation=Activation.GELU,
     qkv_bias=True,
@@ -35,10 +35,14 @@ _GOPHER_FAMILY = replace(
     mlp_bias=True,
 )
 _XL_NOTE = (
-    "Gopher-family models use Transformer-XL relative encodings, whose per-layer projection of "
-    "the sinusoidal relative embeddings is a d_model x d_model matrix; the IR approximates the "
-    "encoding with T5 relative buckets (a per-head bias table), so the computed count is ~7.5% "
-    "under the paper's: 80 layers x d_model^2 (21.5B for Gopher, 5.4B for Chinchilla) is the gap."
+    "Transformer-XL relative encoding (Dai et al. 2019, Sec. 3.3), as Gopher Sec. 3 says: "
+    "sinusoids of the distance projected by a per-layer d_model x d_model matrix W_r, with "
+    "learned biases u and v. W_r is 80 x d_model^2 of the count (21.5B for Gopher, 5.4B for "
+    "Chinchilla): without it the count was ~7.5% short. "
+    + "u and v are per layer, as the released code builds them with `untie_r` (kimiyoung/"
+    "transformer-xl, mem_transformer.py; sharing them would save 2 x heads x head_dim per layer). "
+    "Segment recurrence memory is a training-time feature (the previous segment's hidden states, "
+    "without gradient): it is not modelled; at inference the KV cache plays its part."
 )
 _GOPHER_CHOICES = (
     "Biases follow the survey ('yes'); the papers do not say. Untied input/output embeddings: "

@@ -325,8 +325,13 @@ GLAM = ZooEntry(
         "Experts are plain GELU MLPs (2 matrices); only the dense layers use the gated unit: this "
         "split reproduces both published counts (1.162T total, 96.6B activated), which all-gated "
         "or all-plain FFNs do not.",
-        "GLaM's per-layer relative positional bias (Transformer-XL style) is approximated by T5 "
-        "buckets: a bias per head and distance, no extra projection weights.",
+        "GLaM cites Dai et al. 2019 for a per-layer relative positional bias. Transformer-XL's "
+        "full form would add a d_model x heads·head_dim projection per layer (64 x 8192 x 16384 = "
+        "8.6B, all activated): 105B activated against the published 96.6B, which the structure "
+        "without it meets to 0.01%. So the published counts hold no such projection, and the "
+        "entry keeps a learned bias per head and distance bucket (T5 buckets, one table for the "
+        "stack; per-layer tables would add 0.26M): an approximation of a bias whose exact form "
+        "GLaM does not publish.",
         "Biases follow the survey ('yes'); norm is pre-LayerNorm (survey 'layer'); tied "
         "embeddings make the activated count match 96.6B.",
     ),

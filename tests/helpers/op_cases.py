@@ -367,6 +367,12 @@ def _build() -> list[OpCase]:
             (randn(*X3), np.ones((2, 5), np.int64), Param(randn(32, 4))),
             {"bidirectional": True, "max_distance": 16},
         ),
+        OpCase(  # Transformer-XL position term: 3 queries after 2 cached keys, 4 heads of 8
+            "xl_relative_bias",
+            "xl_relative_bias",
+            (randn(2, 3, 4, 8), np.ones((2, 5), np.int64), Param(randn(32, 16, scale=0.3))),
+            {"scale": 0.35},
+        ),
         OpCase(  # prefill: no cache, causal, grouped query heads (4 q, 2 kv)
             "attention-gqa",
             "attention",
