@@ -163,6 +163,11 @@ class ModelConfig:
     cross_attention_layers: int = (
         0  # only the top N decoder layers cross-attend (CodeT5+: 1); 0 = all
     )
+    # The encoder's own context (learned position rows; AlphaCode: 1536 against the decoder's
+    # 768) and rotary settings (CodeT5+: CodeGen-350M rotates half of each head); 0 / None = the
+    # decoder's max_position / rotary.
+    encoder_max_position: int = 0
+    encoder_rotary: RotaryConfig | None = None
     norm: Norm = Norm.LAYER
     norm_placement: NormPlacement = NormPlacement.PRE
     norm_eps: float = 1e-5
@@ -282,9 +287,22 @@ class ModelConfig:
             "an encoder-decoder model needs encoder layers",
             self.encoder_layers,
         )
-        for key in ("encoder_hidden", "encoder_heads", "encoder_ffn", "cross_attention_layers"):
+        need(
+            self.encoder_rotary is None or self.position is Position.ROTARY,
+            "encoder_rotary",
+            "rotary settings go with position=rotary (and only then)",
+            self.encoder_rotary,
+        )
+        for key in (
+            "encoder_hidden",
+            "encoder_heads",
+            "encoder_ffn",
+            "cross_attention_layers",
+            "encoder_max_position",
+            "encoder_rotary",
+        ):
             need(
-                getattr(self, key) == 0 or self.arch is Arch.ENCODER_DECODER,
+                not getattr(self, key) or self.arch is Arch.ENCODER_DECODER,
                 key,
                 "only encoder-decoder models set it",
                 getattr(self, key),
@@ -376,7 +394,12 @@ _ENUMS = {
     e.__name__: e
     for e in (Arch, Norm, NormPlacement, Position, Block, Activation, RopeScaling, AttentionKind)
 }
-_NESTED = {"rotary": RotaryConfig, "moe": MoeConfig, "mla": MlaConfig}
+_NESTED = {
+    "rotary": RotaryConfig,
+    "encoder_rotary": RotaryConfig,
+    "moe": MoeConfig,
+    "mla": MlaConfig,
+}
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -106,7 +106,6 @@ def tiny_config(config: ModelConfig, overrides: dict[str, Any] | None = None) ->
         kv_heads=_kv_heads(config),
         ffn=hidden if config.ffn == config.hidden else FFN,
         layers=LAYERS,
-        max_position=MAX_POSITION,
         encoder_layers=LAYERS if config.encoder_layers else 0,
         encoder_hidden=32 if enc_narrow else 0,
         encoder_heads=2 if enc_narrow else 0,
@@ -114,7 +113,13 @@ def tiny_config(config: ModelConfig, overrides: dict[str, Any] | None = None) ->
         cross_attention_layers=min(config.cross_attention_layers, 1),
         sliding_window=4 if config.sliding_window else 0,
         attention_pattern=_pattern(config.attention_pattern),
+        # an encoder context longer than the decoder's stays longer (AlphaCode 1536 / 768)
+        max_position=MAX_POSITION // 2
+        if config.encoder_max_position > config.max_position
+        else MAX_POSITION,
+        encoder_max_position=MAX_POSITION if config.encoder_max_position else 0,
         rotary=_rotary(config.rotary),
+        encoder_rotary=_rotary(config.encoder_rotary),
         moe=_moe(config.moe),
         mla=_mla(config.mla),
         bos_token_id=1,

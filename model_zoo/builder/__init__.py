@@ -32,6 +32,7 @@ def graph_meta(config: ModelConfig) -> dict[str, object]:
     }
     if config.arch is Arch.ENCODER_DECODER:
         meta["decoder_start_token_id"] = config.decoder_start_token_id
+        meta["encoder_max_position"] = config.encoder_max_position or config.max_position
     return meta
 
 

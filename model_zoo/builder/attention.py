@@ -69,11 +69,13 @@ def self_attention(
     head_dim: int | None = None,
     query_source: Value | None = None,
     stack_layer: int | None = None,
+    rotary: RotaryConfig | None = None,
 ) -> Value:
     """Multi-head self-attention of h; `query_source` replaces h as the query input (PanGu-α).
 
     `layer` names the KV cache (-1: none); `stack_layer` (default `layer`) is the layer's index in
-    its stack, which picks its kind in the config's attention_pattern."""
+    its stack, which picks its kind in the config's attention_pattern; `rotary` replaces the
+    config's rotary settings (an encoder's own, CodeT5+)."""
     cfg, b = ctx.cfg, ctx.b
     hidden = hidden or cfg.hidden
     nh = heads or cfg.heads
@@ -91,8 +93,9 @@ def self_attention(
     q = b.reshape(q, shape=[0, 0, nh, hd], hint="q")  # (B, S, nh, hd)
     k = b.reshape(k, shape=[0, 0, kv, hd], hint="k")  # (B, S, kv, hd)
     v = b.reshape(v, shape=[0, 0, kv, hd], hint="v")
-    if cfg.position is Position.ROTARY and cfg.rotary is not None:
-        attrs = rotary_attrs(cfg.rotary, hd)
+    rotary = rotary or cfg.rotary
+    if cfg.position is Position.ROTARY and rotary is not None:
+        attrs = rotary_attrs(rotary, hd)
         q = b.rotary(q, io.positions, hint="q_rot", **attrs)
         k = b.rotary(k, io.positions, hint="k_rot", **attrs)
     bias = io.bias

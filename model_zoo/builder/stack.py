@@ -89,8 +89,15 @@ def block(
 
 
 def embed(
-    ctx: BuildContext, ids: Value, positions: Value | None, table: str, pos_table: str, width: int
+    ctx: BuildContext,
+    ids: Value,
+    positions: Value | None,
+    table: str,
+    pos_table: str,
+    width: int,
+    rows: int = 0,
 ) -> Value:
+    """Token embedding (+ learned positions: `rows` of them, default max_position)."""
     cfg, b = ctx.cfg, ctx.b
     # Encoder and decoder of a same-width encoder-decoder share one token table (T5).
     weight = b.graph.params.get(table) or ctx.param(table, (cfg.vocab_size, width), width**-0.5)
@@ -100,7 +107,7 @@ def embed(
     if cfg.position is Position.LEARNED:
         x = b.add(
             x,
-            b.embedding(positions, ctx.param(pos_table, (cfg.max_position, width), 0.1)),
+            b.embedding(positions, ctx.param(pos_table, (rows or cfg.max_position, width), 0.1)),
             hint="x",
         )
     return x
@@ -205,7 +212,8 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
     head_dim = width // cfg.encoder_heads if cfg.encoder_heads else cfg.dim_per_head
     kv_heads = cfg.encoder_heads or cfg.n_kv_heads
     table = "embed.weight" if width == cfg.hidden else "encoder.embed.weight"
-    e = embed(ctx, enc_ids, enc_pos, table, "encoder.embed_positions.weight", width)
+    context = cfg.encoder_max_position or cfg.max_position  # AlphaCode: 1536 in, 768 out
+    e = embed(ctx, enc_ids, enc_pos, table, "encoder.embed_positions.weight", width, context)
     enc_bias = position_bias(ctx, e, enc_mask, "encoder.relative_bias.weight", True, heads)
     enc_io = AttnInputs(enc_pos, enc_mask, enc_bias, causal=False, cached=False)
     for i in range(cfg.encoder_layers):
@@ -223,6 +231,7 @@ def build_encoder_decoder(ctx: BuildContext) -> None:
                 kv_heads=kv_heads,
                 head_dim=head_dim,
                 stack_layer=i,
+                rotary=cfg.encoder_rotary,
             )
 
         feed, beside = feeds(ctx, i, "encoder.layers", cfg.encoder_ffn or None)

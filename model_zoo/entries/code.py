@@ -83,6 +83,7 @@ CODET5PLUS = ZooEntry(
         encoder_heads=16,
         encoder_ffn=4 * 1024,
         cross_attention_layers=1,
+        encoder_rotary=RotaryConfig(fraction=32 / 64, interleaved=True),
         decoder_start_token_id=50256,
     ),
     published_params=16_000_000_000,
@@ -103,6 +104,7 @@ CODET5PLUS = ZooEntry(
             "encoder_hidden",
             "encoder_heads",
             "encoder_ffn",
+            "encoder_rotary",
             "arch",
         ),
         **cite(
@@ -121,8 +123,8 @@ CODET5PLUS = ZooEntry(
         "CodeT5+/instruct_tune_codet5p.py checks hasattr(layer, 'crossattention') per layer), "
         "each with a learned scalar gate alpha_xattn on its output; the IR's cross-attention is "
         "ungated (one scalar per layer, no count change).",
-        "The encoder keeps the decoder's rotary fraction (1/4 of its 64-dim heads = 16 dims); "
-        "CodeGen-350M rotates 32 of 64. No parameter change.",
+        "The encoder has CodeGen-350M's own rotary settings: 32 of each 64-dim head rotate "
+        "(rotary_dim 32), where the decoder rotates 64 of 256. No parameter change.",
     ),
 )
 

@@ -179,7 +179,8 @@ ALPHACODE = ZooEntry(
         ffn=6 * 6144,
         norm=Norm.LAYER,
         position=Position.LEARNED,
-        max_position=1536,
+        max_position=768,
+        encoder_max_position=1536,
         activation=Activation.GELU,
         tied_embeddings=True,
     ),
@@ -204,6 +205,7 @@ ALPHACODE = ZooEntry(
             "decoder 768",
             "vocab_size",
             "max_position",
+            "encoder_max_position",
         ),
         **cite(
             "Derived, not stated: d_ff = 6 d_model is the width at which Table 3's totals come out "
