@@ -492,6 +492,8 @@ class ZooEntry:
     aliases: tuple[str, ...] = ()
     # parameters one token runs through (MoE), as its makers publish it; 0 where none is published
     published_active: int = 0
+    # what the entry builds only approximately: "what — why", shown by `irgraph zoo list`
+    approximate: tuple[str, ...] = ()
     tiny_overrides: dict[str, Any] = field(
         default_factory=dict
     )  # fields the tiny twin sets explicitly

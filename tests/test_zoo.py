@@ -162,10 +162,29 @@ def test_cli_zoo_list_json():
         "flops_per_token",
         "kv_bytes_per_token",
         "params_note",
+        "published_active",
+        "approximate",
     }
     assert all(keys <= set(r) for r in rows)
+    assert next(r for r in rows if r["name"] == "gpt-3")["approximate"]
     dsv2 = next(r for r in rows if r["name"] == "deepseek-v2")
     assert dsv2["kv_bytes_per_token"] == 60 * (512 + 64) * 2
+
+
+def test_readme_lists_what_stays_approximate():
+    """The README's table names exactly the entries with an `approximate` field."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("What stays approximate, and why", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1] for line in table.splitlines()[2:]]
+    listed = {  # names as the README spells them, through the catalog's aliases
+        model_zoo.get(name.strip().replace(" ", "-")).name
+        for row in rows
+        for name in row.split(",")
+    }
+    approximate = {n for n in NAMES if model_zoo.get(n).approximate}
+    assert listed == approximate
 
 
 def test_cli_zoo_build_and_run(tmp_path):

@@ -37,10 +37,12 @@ def model_row(name: str, c: Cost | None = None) -> dict[str, Any]:
         "survey_params": entry.survey_params,
         "params": c.params,
         "active_params": c.active_params,
+        "published_active": entry.published_active,
         "flops_per_token": c.prefill_flops_per_token,
         "decode_flops_per_token": c.decode_flops_per_token,
         "kv_bytes_per_token": c.kv_bytes_per_token,
         "params_note": entry.params_note,
+        "approximate": list(entry.approximate),
         "claims": list(entry.claims),
     }
 
@@ -48,7 +50,9 @@ def model_row(name: str, c: Cost | None = None) -> dict[str, Any]:
 @zoo.command("list")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per model.")
 def list_(as_json: bool) -> None:
-    """List every model with computed parameters, FLOPs/token (4096 context) and KV cache/token."""
+    """List every model with computed parameters (published beside them; active ones for MoE),
+    FLOPs/token (4096 context) and KV cache/token, then what each entry builds only
+    approximately, and why."""
     names = model_zoo.names()
     rows = []
     with progress.reporter() as report:  # 43 published graphs to build and cost: seconds
@@ -59,19 +63,24 @@ def list_(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1))
         return
     click.echo(
-        f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'GFLOP/tok':>10} "
-        f"{'KV B/tok':>10}"
+        f"{'name':18} {'published':>10} {'computed':>10} {'active':>9} {'pub.active':>10} "
+        f"{'GFLOP/tok':>10} {'KV B/tok':>10}"
     )
     for r in rows:
         mark = "*" if r["params_note"] else " "
+        approx = "~" if r["approximate"] else " "
+        pub_active = f"{r['published_active'] / 1e9:9.1f}B" if r["published_active"] else ""
         click.echo(
-            f"{r['name']:18} {r['published_params'] / 1e9:9.1f}B {r['params'] / 1e9:9.1f}B{mark}"
-            f"{r['active_params'] / 1e9:8.1f}B {r['flops_per_token'] / 1e9:10.1f} "
-            f"{r['kv_bytes_per_token']:>10,}"
+            f"{r['name']:17}{approx} {r['published_params'] / 1e9:9.1f}B "
+            f"{r['params'] / 1e9:9.1f}B{mark}{r['active_params'] / 1e9:8.1f}B {pub_active:>10} "
+            f"{r['flops_per_token'] / 1e9:10.1f} {r['kv_bytes_per_token']:>10,}"
         )
     for r in rows:  # why computed and published parameters differ, where the entry says
         if r["params_note"]:
             click.echo(f"* {r['name']}: {r['params_note']}")
+    for r in rows:  # what stays approximate, and why
+        for item in r["approximate"]:
+            click.echo(f"~ {r['name']}: {item}")
 
 
 @zoo.command()

@@ -99,6 +99,12 @@ PANGU_ALPHA = ZooEntry(
 
 PANGU_SIGMA = ZooEntry(
     name="pangu-sigma",
+    approximate=(
+        (
+            "Random Routed Experts as a learned top-1 router: the fixed (domain, token) -> expert "
+            "map needs a domain-id input the IR does not have yet"
+        ),
+    ),
     aliases=("pangu-σ", "pangu-sigma-1085b"),
     config=replace(
         _PANGU_FAMILY,
@@ -258,6 +264,9 @@ _ERNIE_XL = (
 
 ERNIE_3 = ZooEntry(
     name="ernie-3.0",
+    approximate=(
+        ("the universal representation module only: the task-specific modules have another width"),
+    ),
     aliases=("ernie3", "ernie-3.0-10b"),
     config=replace(_ERNIE_FAMILY, name="ernie-3.0", hidden=4096, heads=64, ffn=4 * 4096),
     published_params=10_000_000_000,
@@ -303,6 +312,12 @@ ERNIE_3 = ZooEntry(
 
 ERNIE_3_TITAN = ZooEntry(
     name="ernie-3.0-titan",
+    approximate=(
+        (
+            "the universal representation module only: the task modules' dims, the FFN width and "
+            "the vocabulary are unpublished (computed 95B of 260B)"
+        ),
+    ),
     aliases=("ernie-titan", "ernie-3.0-titan-260b"),
     config=replace(_ERNIE_FAMILY, name="ernie-3.0-titan", hidden=12288, heads=192, ffn=4 * 12288),
     published_params=260_000_000_000,

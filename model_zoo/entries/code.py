@@ -74,6 +74,12 @@ CODEGEN = ZooEntry(
 
 CODET5PLUS = ZooEntry(
     name="codet5plus",
+    approximate=(
+        (
+            "ungated cross-attention: no source read here confirms the form of the released code's "
+            "scalar gate alpha_xattn"
+        ),
+    ),
     aliases=("codet5+", "codet5p", "codet5p-16b"),
     config=_CODEGEN_16B.replace(
         name="codet5plus",

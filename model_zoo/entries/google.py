@@ -269,6 +269,12 @@ LAMDA = ZooEntry(
 
 GLAM = ZooEntry(
     name="glam",
+    approximate=(
+        (
+            "its per-layer relative bias as one T5 bucket table per stack: GLaM does not publish "
+            "the form, and Transformer-XL's projections would put the activated count 9% over 96.6B"
+        ),
+    ),
     aliases=("glam-64b-64e",),
     config=ModelConfig(
         name="glam",
@@ -453,6 +459,9 @@ U_PALM = ZooEntry(
 
 PALM_2 = ZooEntry(
     name="palm-2",
+    approximate=(
+        ("PaLM's block at a depth that gives 340B: a closed model, no architecture is published"),
+    ),
     aliases=("palm2",),
     config=_PALM_540B.replace(name="palm-2", arch=Arch.PREFIX_LM, layers=74),
     tiny_overrides=_PALM_TINY,

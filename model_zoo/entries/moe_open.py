@@ -153,6 +153,12 @@ SNOWFLAKE_ARCTIC = ZooEntry(
 
 GROK_1 = ZooEntry(
     name="grok-1",
+    approximate=(
+        (
+            "active parameters 83.8B against the published 78.5B: xAI's figure is a rounded '25% of"
+            " the weights'"
+        ),
+    ),
     aliases=("grok", "grok-1-314b"),
     config=ModelConfig(
         name="grok-1",

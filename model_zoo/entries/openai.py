@@ -43,6 +43,12 @@ _GPT_FAMILY = replace(
 
 GPT_3 = ZooEntry(
     name="gpt-3",
+    approximate=(
+        (
+            "the banded layers (128 tokens wide, the odd layers): GPT-3 publishes neither band "
+            "width nor order; assumed from the Sparse Transformer"
+        ),
+    ),
     aliases=("gpt3", "gpt-3-175b", "davinci"),
     config=replace(
         _GPT_FAMILY,
