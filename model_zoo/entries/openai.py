@@ -109,6 +109,12 @@ GPT_3 = ZooEntry(
 
 CODEX = ZooEntry(
     name="codex",
+    approximate=(
+        (
+            "the banded layers (128 tokens wide, the odd layers), as GPT-3's: neither band "
+            "width nor order is published"
+        ),
+    ),
     aliases=("codex-12b",),
     config=replace(
         _GPT_FAMILY,
@@ -119,6 +125,7 @@ CODEX = ZooEntry(
         heads=40,
         head_dim=128,
         ffn=4 * 5140,
+        attention_pattern=_GPT3_ATTENTION,
     ),
     published_params=12_000_000_000,
     survey_params=survey_params(_CODEX.size),
@@ -147,6 +154,11 @@ CODEX = ZooEntry(
             "vocab_size",
         ),
         **cite("Chen et al. 2021 (Codex) abstract/Sec. 3: 12B parameters", "published_params"),
+        **cite(
+            "Brown et al. 2020 Sec. 2.1: every GPT-3 size alternates dense and locally banded "
+            "sparse layers; fine-tuning keeps the architecture. The band is GPT-3's assumed one",
+            "attention_pattern",
+        ),
     },
     notes=(
         "The survey's nL 96 / nH 96 / HS 12288 are GPT-3 175B's dims; Codex-12B is built on "
@@ -154,6 +166,8 @@ CODEX = ZooEntry(
         "5120 != 5140).",
         "GPT-3 13B counts 12.9B with the whitespace-extended vocabulary; the Codex paper rounds "
         "to 12B.",
+        "Attention alternates dense and locally banded layers as in every GPT-3 size (Brown et "
+        "al. 2020 Sec. 2.1), with GPT-3's assumed 128-token band in the odd layers.",
     ),
 )
 
