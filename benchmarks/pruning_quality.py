@@ -1,0 +1,157 @@
+"""Pruning quality on the reference model: held-out bits per byte of each pruning (issue 17).
+
+    .venv/bin/python -m benchmarks.pruning_quality [--samples 64] [--seq 256]
+        [--eval-tokens 32768] [--recovery-steps 200] [--only "wanda 50%" ...] [--out FILE]
+        [--model DIR]
+
+The reference model (benchmarks/reference_model.py, trained into its cache) is pruned by each
+configuration below; Wanda, SparseGPT, OWL and the structured passes are calibrated on windows
+of its *training* split, and every variant is scored on the held-out split with
+`irgraph.heldout` through the reference interpreter. The structured rows (25% of the heads,
+25% of the FFN channels, 1 of 4 blocks dropped) are also scored after a recovery fine-tune of
+`--recovery-steps` steps on the training split (the reference recipe at a tenth of its peak
+learning rate). Printed: bits per byte, Δ vs dense, parameters, saved bytes and the pruning
+time, then the published orderings (Δ of Wanda and of SparseGPT each <= 0.8 x magnitude's, at
+50% and at 2:4). Unstructured and N:M rows save no bytes: weights are stored dense. Writes the
+rows to --out (default benchmarks/results/pruning_quality.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.quantization_quality import evaluate, saved_bytes, split_files
+from irgraph.cli.calibration import Calibration
+from irgraph.heldout import token_windows
+from irgraph.ir import Graph
+from irgraph.passes import PassContext, run_pipeline
+from irgraph.serialize import load
+
+CONFIGS = {  # name -> pipeline ("" = the dense model)
+    "dense": "",
+    **{
+        f"{method} {label}": f"prune(method={method}, {opts})"
+        for label, opts in (("50%", "sparsity=0.5"), ("2:4", 'pattern="2:4"'))
+        for method in ("magnitude", "wanda", "sparsegpt")
+    },
+    "wanda 70%": "prune(method=wanda, sparsity=0.7)",
+    "wanda owl 70%": "prune(method=wanda, sparsity=0.7, allocation=owl)",
+    "heads 25%": "prune-heads(fraction=0.25)",
+    "ffn 25%": "prune-ffn(fraction=0.25)",
+    "drop 1 of 4 layers": "drop-layers(n=1)",
+}
+STRUCTURED = ("heads 25%", "ffn 25%", "drop 1 of 4 layers")
+
+
+def recover(graph: Graph, steps: int, out: Path) -> Graph:
+    """`graph` fine-tuned for `steps` on the reference model's training split."""
+    from benchmarks.reference_model import TRAIN, stdlib_files
+    from irgraph.codegen.torch.trainer import TrainConfig, Trainer, bf16_supported
+    from irgraph.text import ByteTokenizer, load_corpus
+
+    recipe = {**TRAIN, "steps": steps, "warmup": min(20, steps), "lr": TRAIN["lr"] / 10}
+    recipe.update(eval_every=0, eval_tokens=8192, checkpoint_every=0, bf16=bf16_supported())
+    recipe["compile"] = False  # compiling costs minutes; a short fine-tune does not win them back
+    config = TrainConfig.from_dict(recipe)
+    root, files = stdlib_files()
+    split = {"heldout_fraction": config.heldout_fraction, "seed": config.seed, "base": root}
+    corpus = load_corpus(files, ByteTokenizer(), **split)
+    return Trainer(graph, corpus, config, out).run().graph
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, help="a saved graph folder instead of the cached one")
+    ap.add_argument("--samples", type=int, default=64, help="calibration windows")
+    ap.add_argument("--seq", type=int, default=256, help="calibration window length")
+    ap.add_argument("--eval-seq", type=int, default=256)
+    ap.add_argument("--eval-tokens", type=int, default=32768, help="held-out tokens scored")
+    ap.add_argument("--recovery-steps", type=int, default=200, help="0: no recovery rows")
+    ap.add_argument("--only", nargs="*", help="configurations to run (default: all)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "pruning_quality.json",
+        help="where the rows go as JSON",
+    )
+    args = ap.parse_args()
+    from benchmarks.reference_model import reference_model
+
+    model = load(args.model or reference_model(log=lambda m: print(m, flush=True)))
+    train_files, held_files = split_files()
+    texts = tuple(str(f) for f in train_files if f.stat().st_size)
+    batches = Calibration(texts, args.samples, args.seq, seed=0).batches(None, 256)
+    held = np.frombuffer(b"".join(f.read_bytes() for f in held_files), np.uint8)
+    windows = token_windows(held.astype(np.int64), args.eval_seq, args.eval_tokens)
+    print(
+        f"calibration: {args.samples} x {args.seq} bytes of {len(train_files)} training files; "
+        f"held out: {windows.shape[0]} windows of {args.eval_seq} from {len(held_files)} files",
+        flush=True,
+    )
+    ctx = PassContext(calibration=batches)
+    rows: list[dict] = []
+    base = None
+
+    def record(name: str, graph: Graph, seconds: float) -> None:
+        nonlocal base
+        bpb = evaluate(graph, windows).bits_per_byte
+        base = bpb if base is None else base
+        params = sum(int(np.prod(v.type.shape)) for v in graph.params.values())  # type: ignore[arg-type]
+        row = {
+            "config": name,
+            "bits_per_byte": round(bpb, 4),
+            "delta": round(bpb - base, 4),
+            "params": params,
+            "saved_mib": round(saved_bytes(graph) / 2**20, 2),
+            "seconds": round(seconds, 1),
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    for name, pipeline in CONFIGS.items():
+        if args.only and name not in args.only and name != "dense":
+            continue
+        t0 = time.perf_counter()
+        graph = model
+        if pipeline:
+            graph = run_pipeline(model, pipeline, ctx=ctx, allow_arch_change=True).graph
+        record(name, graph, time.perf_counter() - t0)
+        if name in STRUCTURED and args.recovery_steps:
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as tmp:
+                tuned = recover(graph, args.recovery_steps, Path(tmp) / "run")
+            record(f"{name} + {args.recovery_steps} steps", tuned, time.perf_counter() - t0)
+    print(
+        "\n| config | bits/byte | Δ vs dense | params | saved MiB | s |\n|---|---|---|---|---|---|"
+    )
+    for r in rows:
+        print(
+            f"| {r['config']} | {r['bits_per_byte']:.4f} | {r['delta']:+.4f} | "
+            f"{r['params']:,} | {r['saved_mib']:.2f} | {r['seconds']:.1f} |"
+        )
+    by = {r["config"]: r["delta"] for r in rows}
+    checks = [
+        (
+            f"{m} {c}: Δ {by[f'{m} {c}']:+.4f} <= 0.8 x magnitude's {by[f'magnitude {c}']:+.4f}",
+            by[f"{m} {c}"] <= 0.8 * by[f"magnitude {c}"],
+        )
+        for c in ("50%", "2:4")
+        for m in ("wanda", "sparsegpt")
+        if f"{m} {c}" in by and f"magnitude {c}" in by
+    ]
+    for what, ok in checks:
+        print(f"{'ok  ' if ok else 'MISS'} {what}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    saved = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "checks": checks}
+    args.out.write_text(json.dumps(saved, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
