@@ -147,7 +147,7 @@ def test_unknown_ggml_type_and_dtype_are_refused(llama, tmp_path):
         ("gpt-neox-20b", "gptneox"),
         ("bloom", "bloom"),
         ("starcoder", "starcoder"),
-        ("gpt-3", "gpt2"),
+        ("hyperclova", "gpt2"),
     ],
 )
 def test_architecture_follows_structure(name, arch, tmp_path):
@@ -232,7 +232,7 @@ def deepseek_v2_ungrouped():
 
 
 def test_deepseek_v2_latent_attention_and_its_grouped_routing(tmp_path):
-    with pytest.raises(CodegenError, match="deepseek2: group-limited routing over 2 groups"):
+    with pytest.raises(CodegenError, match=r"deepseek2: group-limited routing over \d+ groups"):
         compile_graph(model_zoo.build("deepseek-v2", size="tiny", seed=0), tmp_path / "a")
     graph = deepseek_v2_ungrouped()
     r = _reader(compile_graph(graph, tmp_path / "b"))
@@ -292,3 +292,11 @@ def test_asymmetric_4_bit_becomes_q4_1_only_where_its_min_is_exact_in_f16():
     stored[".zero_points"] = np.full((6, 2), -5, np.int8)  # z + 8 = 3: -3·d needs 13 bits
     stored[".scales"] = np.full((6, 2), 0.0999, np.float16)
     assert _repack(spec, stored, (6, 64)) is None
+
+
+def test_gpt3_alternating_banded_layers_are_refused(tmp_path):
+    """GPT-3's twin alternates dense and banded layers; llama.cpp's gpt2 builder has one kind
+    (HyperCLOVA, dense GPT-3 form, is the gpt2 row's twin above)."""
+    with pytest.raises(CodegenError, match="layers differ in attention window .*GPT-3"):
+        compile_graph(model_zoo.build("gpt-3", size="tiny", seed=0), tmp_path / "a")
+    assert not (tmp_path / "a").exists()

@@ -28,7 +28,7 @@ TWINS = [
     ("gpt-neox-20b", "gptneox"),
     ("bloom", "bloom"),
     ("starcoder", "starcoder"),
-    ("gpt-3", "gpt2"),
+    ("hyperclova", "gpt2"),
 ]
 
 

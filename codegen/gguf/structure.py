@@ -288,7 +288,11 @@ def read(graph: Graph) -> Structure:
         final_norm="norm.weight" in f.norms,
         embedding_norm="embed_norm.weight" in f.norms,
         causal=all(bool(n.attrs.get("causal", True)) for n in attention),
-        window=_only({int(n.attrs.get("window", 0)) for n in f.attention} or {0}, "window", graph),
+        window=_only(
+            {int(n.attrs.get("window", 0)) for n in f.attention} or {0},
+            "attention window (dense and banded layers: GPT-3's sparse pattern)",
+            graph,
+        ),
         softcap=_only(
             {float(n.attrs.get("softcap", 0.0)) for n in f.attention} or {0.0}, "softcap", graph
         ),
