@@ -15,6 +15,7 @@ from irgraph import GraphBuilder, lm
 from irgraph.codegen.onnx import compile_graph as compile_onnx
 from irgraph.codegen.torch import numpy_runner, to_torch
 from irgraph.codegen.tvm.artifact import compile_graph as compile_tvm
+from irgraph.errors import CodegenError
 from irgraph.interpreter import run
 from irgraph.ir import Graph
 from irgraph.passes import PassContext, run_pipeline
@@ -124,3 +125,12 @@ def test_llama_through_tvm_and_torch_matches_interpreter(llama_w8a8, tmp_path):
         )
         got = lm.forward(numpy_runner(module), lm.graph_inputs(graph), ids, decode=decode)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg="torch")
+
+
+def test_gguf_refuses_w8a8_even_when_requantizing(llama_w8a8, tmp_path):
+    pytest.importorskip("gguf")
+    from irgraph.codegen.gguf import compile_graph as compile_gguf
+
+    with pytest.raises(CodegenError, match=r"W8A8 linear .*has no llama\.cpp form"):
+        compile_gguf(llama_w8a8["w8a8"], tmp_path / "g", requantize="q8_0")
+    assert not (tmp_path / "g").exists()

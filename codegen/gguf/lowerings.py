@@ -20,7 +20,9 @@ from typing import Any
 
 from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.lowering import LoweringTable
+from irgraph.errors import CodegenError
 from irgraph.ir import Graph, Node
+from irgraph.quant import ACT_NONE
 
 Tag = str | None  # the parameter a value is a view of, or None
 
@@ -78,6 +80,13 @@ def _embedding(f: Facts, node: Node, ids: Tag, weight: Tag) -> list[Tag]:
 
 @lowers("linear")
 def _linear(f: Facts, node: Node, x: Tag, weight: Tag, bias: Tag = None) -> list[Tag]:
+    if node.attrs.get("act_quant", ACT_NONE) != ACT_NONE:  # ggml quantizes per 32-value block
+        raise CodegenError(
+            "a W8A8 linear (int8 activations per token) has no llama.cpp form",
+            expected="a graph without quantize(method=w8a8), e.g. quantize(method=rtn, bits=8)",
+            got=f'linear(..., @{_param(node, 1)}) {{act_quant="{node.attrs["act_quant"]}"}}',
+            where="target gguf",
+        )
     name = _param(node, 1)
     if name is not None:
         f.linears[name] = node
