@@ -8,9 +8,9 @@ The re-expanded form runs in PyTorch eager.
 The layer is the `latent_attention` op at DeepSeek-V2-Lite's sizes (16 heads,
 nope 128 + rope 64, v 128, kv_rank 512, random weights) with its latent cache
 as input. irgraph's ONNX and TVM backends run it with kv_b absorbed into the
-query and the output (multi-query attention over the [c, k_rope] cache, see
-codegen/tvm/lower_attention.py); the PyTorch eager module of irgraph's training
-path re-expands K and V from the cache every call, as the op's definition
+query and the output (multi-query attention over the [c, k_rope] cache: the
+pass absorb-latent, which both run before lowering); the PyTorch eager module
+of irgraph's training path re-expands K and V from the cache every call, as the op's definition
 does. Each system decodes one token after `context` cached tokens, one thread,
 calls interleaved; the table shows median latencies, each backend's speed-up
 over PyTorch eager, and the analysed FLOPs of the two forms. Outputs are

@@ -47,6 +47,7 @@ RECIPE_FLAGS = (
     "seed",
     "weight_decay",
     "grad_clip",
+    "eval_every",
 )
 
 
