@@ -117,6 +117,14 @@ BACKENDS: tuple[Backend, ...] = (
                 "f32",
                 "compute precision of weights and activations.",
             ),
+            CompileOption(
+                "accuracy_level",
+                ("1", "4"),
+                "1",
+                "quantized linears' MatMulNBits compute (ort flavour): 1 = fp32, the "
+                "interpreter's numbers; 4 = activations quantized per block to int8 (faster, "
+                "approximate).",
+            ),
         ),
     ),
     Backend(

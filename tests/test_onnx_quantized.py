@@ -96,7 +96,7 @@ def test_i4_layout_is_matmulnbits_layout(spec, k):
     [
         (QuantSpec(4, 32, True, DType.f16), 64, True),
         (QuantSpec(4, 16, False, DType.f32), 40, True),
-        (QuantSpec(8, 32, False, DType.f16), 64, True),
+        (QuantSpec(8, 32, False, DType.f16), 64, False),  # 8 bits: MatMulNBits at level 4 only
         (QuantSpec(4, 0, True, DType.f16), 64, True),  # per channel: one block of K
         (QuantSpec(4, 0, False, DType.f16), 37, False),  # odd K: explicit dequantize
         (QuantSpec(3, 24, True, DType.f32), 40, False),  # not a power of two

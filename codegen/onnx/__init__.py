@@ -46,6 +46,7 @@ MODEL_FILE, ENCODER_FILE = "model.onnx", "encoder.onnx"
 MODEL_LAST_FILE = "model_last.onnx"  # forward_last: logits_last only; weights in model.onnx.data
 FLAVOURS = backend("onnx").option("flavour").choices  # "ort" | "portable"
 DTYPES = backend("onnx").option("dtype").choices  # "f32" | "f16" | "bf16"
+ACCURACY_LEVELS = backend("onnx").option("accuracy_level").choices  # "1" | "4" (MatMulNBits)
 OPSET = 23
 TARGET = "onnx"
 # The passes `irgraph compile` runs for this target after the user's (`--no-default-passes` skips
@@ -79,10 +80,13 @@ def build_model(
     data_name: str = DATA_FILE,
     written: dict[str, onnx.TensorProto] | None = None,
     progress: Progress = no_progress,
+    accuracy_level: str | int = "1",
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The ONNX model of `graph` and facts for the manifest. `data`: a binary file for external
     weights; `written`: the tensors earlier models put in it (shared, see `Emitter`);
-    `progress` hears of every node lowered (its weights written)."""
+    `progress` hears of every node lowered (its weights written); `accuracy_level`: quantized
+    linears' MatMulNBits compute (codegen/onnx/quantized.py)."""
+    _check_accuracy_level(accuracy_level)
     if flavour not in FLAVOURS:
         raise ConfigError(
             f"unknown ONNX flavour {flavour!r}", expected=" | ".join(FLAVOURS), got=flavour
@@ -97,7 +101,7 @@ def build_model(
         )
     graph = legalize(graph)
     LOWERINGS.missing(graph)  # fail before writing anything, naming every op the target lacks
-    e = Emitter(graph, flavour, DType(dtype), data, data_name, written)
+    e = Emitter(graph, flavour, DType(dtype), data, data_name, written, int(accuracy_level))
     what = f"lowering {graph.name} to ONNX"
     for i, node in enumerate(graph.nodes):
         progress(i, len(graph.nodes), what)
@@ -138,6 +142,7 @@ def build_model(
     attention = sum(n.op in ("attention", "latent_attention") for n in graph.nodes)
     facts = {
         "ops": sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in nodes}),
+        "quantized": _quantized_ops(graph, nodes),
         "gqa": gqa > 0,
         # past and present may be one buffer (GQA reads lengths from the mask): genai's and our
         # fast path
@@ -148,6 +153,38 @@ def build_model(
         and kvcache.contract_of(graph.meta) == kvcache.CacheContract(),
     }
     return model, facts
+
+
+def _quantized_ops(graph: Graph, nodes: list[onnx.NodeProto]) -> dict[str, list[str]] | None:
+    """Quantized weight -> the ops that read it (MatMulNBits, GatherBlockQuantized, dequantized).
+
+    The names are `quantized.py`'s initializer names: `W.nbits` (MatMulNBits) and `W.nbits2d`
+    (GatherBlockQuantized) packed for the contrib ops, `W.quantized` for the standard-op
+    dequantize.
+    """
+    readers: dict[str, set[str]] = {}
+    for node in nodes:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    result = {}
+    for name, v in graph.params.items():
+        if v.type.quant is not None:
+            ops = readers.get(f"{name}.nbits", set()) | readers.get(f"{name}.nbits2d", set())
+            ops &= {"MatMulNBits", "GatherBlockQuantized"}
+            if f"{name}.quantized" in readers:
+                ops.add("dequantized")
+            if ops:
+                result[name] = sorted(ops)
+    return result or None
+
+
+def _check_accuracy_level(level: str | int) -> None:
+    if str(level) not in ACCURACY_LEVELS:
+        raise ConfigError(
+            f"unknown MatMulNBits accuracy_level {level!r}",
+            expected=" | ".join(ACCURACY_LEVELS),
+            got=level,
+        )
 
 
 def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
@@ -172,6 +209,7 @@ def compile_graph(
     extra_files: Mapping[str, Path] | None = None,
     passes: Mapping[str, str] | None = None,
     default_passes: bool = True,
+    accuracy_level: str | int = "1",
 ) -> Path:
     """Compile `graph` into the ONNX artifact folder `out` and return its path.
 
@@ -207,6 +245,7 @@ def compile_graph(
                         data_name=data_file,
                         written=written,
                         progress=progress,
+                        accuracy_level=accuracy_level,
                     )
         for i, (file, model) in enumerate(models.items()):
             progress(i, len(models), "saving the ONNX model")
@@ -245,8 +284,10 @@ def compile_graph(
                 "encoder": encoder,
                 "flavour": flavour,
                 "dtype": dtype,
+                "accuracy_level": int(accuracy_level),
                 "opset": OPSET,
                 "ops": facts["ops"],
+                "quantized": facts["quantized"],
                 "external_data": (tmp / DATA_FILE).exists(),
                 "share_buffer": facts["share_buffer"],
             },
@@ -272,6 +313,7 @@ def compile_graph(
         raise ConfigError(
             f"unknown compute dtype {dtype!r}", expected=" | ".join(DTYPES), got=dtype
         )
+    _check_accuracy_level(accuracy_level)
     if default_passes:
         graph = run_pipeline(graph, DEFAULT_PASSES[flavour]).graph
         passes = {**(passes or {}), "default": DEFAULT_PASSES[flavour]}
@@ -293,6 +335,7 @@ __all__ = [
     "FLAVOURS",
     "MODEL_FILE",
     "MODEL_LAST_FILE",
+    "ACCURACY_LEVELS",
     "ONNX_DTYPES",
     "build_model",
     "compile_graph",

@@ -52,10 +52,13 @@ class Emitter:
         data: BinaryIO | None,
         data_name: str = DATA_FILE,
         written: dict[str, TensorProto] | None = None,
+        accuracy_level: int = 1,
     ):
         """`written`: external tensors already in `data` (name -> proto), shared by the models
-        of one artifact so a weight two models use is stored once; new ones are added to it."""
+        of one artifact so a weight two models use is stored once; new ones are added to it.
+        `accuracy_level`: MatMulNBits' compute (1 fp32, 4 int8 activations; `quantized.py`)."""
         self.graph, self.flavour, self.dtype = graph, flavour, dtype
+        self.accuracy_level = accuracy_level
         self.nodes: list[Any] = []
         self.initializers: list[TensorProto] = []
         self._data, self._data_name = data, data_name

@@ -17,7 +17,12 @@ from collections.abc import Callable
 from irgraph.activations import ACTIVATIONS
 from irgraph.codegen.lowering import LoweringTable
 from irgraph.codegen.onnx.emitter import Emitter
-from irgraph.codegen.onnx.quantized import block_size, matmul_nbits
+from irgraph.codegen.onnx.quantized import (
+    block_size,
+    gather_block_quantized,
+    matmul_nbits,
+    use_matmul_nbits,
+)
 from irgraph.codegen.onnx.w8a8 import linear_i8_token
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
@@ -229,6 +234,8 @@ def _reduce(e: Emitter, node: Node, *ins: str) -> list[str]:
 @lowers("embedding")
 def _embedding(e: Emitter, node: Node, *ins: str) -> list[str]:
     table = node.arg(1)
+    if table.type.quant is not None and e.flavour == "ort" and block_size(table):
+        return [gather_block_quantized(e, ins[0], table, e.result(node, 0))]
     out = e.op(
         "Gather", [ins[1], ins[0]], [e.result(node, 0)] if table.type.dtype.is_float else 1, axis=0
     )
@@ -249,7 +256,7 @@ def _linear(e: Emitter, node: Node, *ins: str) -> list[str]:
     weight, bias = node.arg(1), node.inputs[2]
     if node.attrs.get("act_quant", ACT_NONE) != ACT_NONE:
         return linear_i8_token(e, node, ins[0], ins[2])
-    if weight.type.quant is not None and e.flavour == "ort" and block_size(weight):
+    if weight.type.quant is not None and use_matmul_nbits(e, weight):
         out = e.result(node, 0) if bias is None else e.fresh("matmulnbits")
         y = matmul_nbits(e, ins[0], weight, out)
         return [y] if bias is None else e.op("Add", [y, ins[2]], [e.result(node, 0)])

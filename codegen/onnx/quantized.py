@@ -7,10 +7,15 @@ order is the same (element 2j in the low nibble). 3-bit weights run as 4-bit one
 [-4, 3] are 4-bit values.
 
 - `ort` flavour, a linear whose group is a power of two >= 16 (or per channel with such a K):
-  one `com.microsoft` MatMulNBits, accuracy_level 0 (fp32 compute: it dequantizes exactly as
-  the interpreter, (q - z) * scale, then multiplies).
-- Everything else (the portable flavour, other groups, embedding tables, a tied LM head read by
-  an embedding): the weight is unpacked and dequantized by standard ops (BitwiseAnd, BitShift,
+  one `com.microsoft` MatMulNBits with the compile option `accuracy_level`: 1 (the default)
+  computes in fp32, dequantizing exactly as the interpreter, (q - z) * scale, then multiplying;
+  4 quantizes the activations per block to int8 and runs integer dot products (faster on CPUs,
+  approximate: the error is measured in tests/test_onnx_quant_kernels.py). 8-bit weights take
+  it at level 4 only (`use_matmul_nbits`).
+- `ort` flavour, an embedding table with such a group: one GatherBlockQuantized (the table stays
+  packed; the gathered rows are dequantized exactly).
+- Everything else (the portable flavour, other groups, a tied LM head read by an embedding
+  besides): the weight is unpacked and dequantized by standard ops (BitwiseAnd, BitShift,
   Cast, Sub, Mul) into the float tensor the op reads; ORT folds that subgraph at load time.
 - MoE expert stacks are read through `Emitter.weight`, which dequantizes at export: their
   float initializer computes the same numbers (QMoE is the kernels issue's).
@@ -72,6 +77,19 @@ def block_size(v: Value) -> int:
     return g
 
 
+def use_matmul_nbits(e: Emitter, v: Value) -> bool:
+    """Whether the linear weight v lowers to MatMulNBits (else to the explicit dequantize).
+
+    ORT 1.32's CPU MatMulNBits has no fast fp32 kernel for 8 bits: 32000x256 at M=1 takes 32 ms
+    at accuracy_level 1 against 0.6 ms at 4 (4 bits: 1.6 ms and 0.4 ms). So 8-bit weights take
+    MatMulNBits only at level 4; at level 1 they are dequantized by standard ops, which ORT
+    folds into a float initializer at load (f32 MatMul speed, float memory, exact numbers).
+    """
+    spec, _ = _spec(v)
+    nbits_ok = spec.storage is DType.i4 or e.accuracy_level == 4
+    return e.flavour == "ort" and bool(block_size(v)) and nbits_ok
+
+
 def matmul_nbits(e: Emitter, x: str, v: Value, out: str) -> str:
     """x · Wᵀ for a quantized W [N, K] as one MatMulNBits (check `block_size(v)` first)."""
     spec, (n, k) = _spec(v)
@@ -82,16 +100,8 @@ def matmul_nbits(e: Emitter, x: str, v: Value, out: str) -> str:
     scales = e.derived(f"{name}.nbits_scales", lambda: _scales(e, v).reshape(-1))
     inputs = [x, b, scales]
     if not spec.sym:
-
-        def zeros() -> np.ndarray:
-            z = _zeros_unsigned(e, v)
-            assert z is not None
-            if bits == 8:
-                return z.reshape(-1)
-            z = np.concatenate([z, np.zeros((n, nb % 2), np.uint8)], axis=1)  # whole bytes per row
-            return (z[:, 0::2] | (z[:, 1::2] << 4)).reshape(-1)
-
-        inputs.append(e.derived(f"{name}.nbits_zeros", zeros))
+        zeros = e.derived(f"{name}.nbits_zeros", lambda: _zeros_packed(e, v).reshape(-1))
+        inputs.append(zeros)
     return e.op(
         "MatMulNBits",
         inputs,
@@ -101,8 +111,49 @@ def matmul_nbits(e: Emitter, x: str, v: Value, out: str) -> str:
         N=n,
         bits=bits,
         block_size=g,
-        accuracy_level=0,
+        accuracy_level=e.accuracy_level,
     )[0]
+
+
+def _zeros_packed(e: Emitter, v: Value) -> np.ndarray:
+    """Unsigned zero points [N, blocks] (8 bits) or two per byte, low first [N, ⌈blocks/2⌉] (4)."""
+    spec, (n, k) = _spec(v)
+    z = _zeros_unsigned(e, v)
+    assert z is not None  # asymmetric
+    if spec.storage is DType.i8:
+        return z
+    z = np.concatenate([z, np.zeros((n, spec.blocks(k) % 2), np.uint8)], axis=1)  # whole bytes
+    return z[:, 0::2] | (z[:, 1::2] << 4)
+
+
+def gather_block_quantized(e: Emitter, ids: str, v: Value, out: str) -> str:
+    """Rows `ids` of a quantized table [V, D] as one GatherBlockQuantized (check `block_size`).
+
+    The table stays packed (ORT's layout, as for MatMulNBits); the op dequantizes only the rows
+    it gathers, (q - z) · scale, exactly the interpreter's numbers.
+    """
+    spec, (rows, k) = _spec(v)
+    g, name = block_size(v), v.param or ""
+    # not MatMulNBits' 3-D `.nbits`: a tied LM head reads the same bytes in that shape (both ops
+    # want constant initializers, so a tied table is stored twice)
+    data = e.derived(f"{name}.nbits2d", lambda: _unsigned(e, v))
+    inputs = [data, ids, e.derived(f"{name}.nbits_scales2d", lambda: _scales(e, v))]
+    if not spec.sym:
+        inputs.append(e.derived(f"{name}.nbits_zeros2d", lambda: _zeros_packed(e, v)))
+    padded = spec.blocks(k) * g != k  # the op returns whole groups: cut the padding off
+    y = e.op(
+        "GatherBlockQuantized",
+        inputs,
+        [e.fresh("gathered")] if padded else [out],
+        domain="com.microsoft",
+        bits=8 if spec.storage is DType.i8 else 4,
+        block_size=g,
+        gather_axis=0,
+        quantize_axis=1,
+    )[0]
+    if padded:
+        return e.op("Slice", [y, e.ints(0), e.ints(k), e.ints(-1)], [out])[0]
+    return y
 
 
 def dequantized(e: Emitter, v: Value) -> str:
