@@ -2,7 +2,8 @@
 
 One graph holds many quantized linears (each its own input, so each its own K), compiled once
 and run at decode (batch·seq = 1), batch > 1 and prefill shapes; the reference is the
-interpreter on the same graph (it dequantizes, then multiplies). The manifest shows which
+interpreter on the same graph (it dequantizes, then multiplies); a quantized embedding table is
+gathered row by row, bit-exact. The manifest shows which
 weights took the fused kernels (packed stored parts) and which the materialising fallback.
 """
 
@@ -52,6 +53,13 @@ def _graph(cases: list[tuple[QuantSpec, int, int]]) -> Graph:
         x = b.input(f"x{i}", f"f32[batch, seq, {k}]")
         wv = b.param(f"w{i}", f"{spec.storage}<{spec}>[{n}, {k}]")
         b.output(f"y{i}", b.linear(x, wv, hint=f"y{i}"))
+    spec = QuantSpec(4, 16, False, DType.f16)  # a table read only by an embedding: rows gathered
+    w = rng.standard_normal((50, 40)).astype(np.float32)
+    arrays.update(
+        {"table" + s: a for s, a in quantize_arrays(w, spec, *choose_scales(w, spec)).items()}
+    )
+    table = b.param("table", f"i4<{spec}>[50, 40]")
+    b.output("rows", b.embedding(b.input("ids", "i64[batch, seq]"), table, hint="rows"))
     return b.build(arrays)
 
 
@@ -64,7 +72,9 @@ def _check(cases: list[tuple[QuantSpec, int, int]], tmp_path) -> TVMSession:
             f"x{i}": rng.standard_normal((batch, seq, k)).astype(np.float32)
             for i, (_, _, k) in enumerate(cases)
         }
+        feeds["ids"] = rng.integers(0, 50, (batch, seq))
         got, want = session.run(feeds), run(graph, feeds)
+        np.testing.assert_array_equal(got["rows"], want["rows"])
         for i, case in enumerate(cases):
             np.testing.assert_allclose(
                 got[f"y{i}"], want[f"y{i}"], rtol=1e-4, atol=1e-4, err_msg=f"{case} {batch}x{seq}"

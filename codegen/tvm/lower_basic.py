@@ -18,6 +18,7 @@ from irgraph.codegen.tvm.fast_math import fast_erf, fast_exp, fast_tanh
 from irgraph.codegen.tvm.linear import lower_linear
 from irgraph.codegen.tvm.lowering import Context, lowers, tvm_dtype
 from irgraph.codegen.tvm.norm_kernels import rms_norm_kernel
+from irgraph.codegen.tvm.quantized import gathered
 from irgraph.codegen.tvm.w8a8 import linear_i8_token
 from irgraph.errors import CodegenError
 from irgraph.ir import Node
@@ -233,10 +234,19 @@ def _reduce(ctx: Context, node: Node, x: relax.Expr) -> list[relax.Expr]:
 
 
 @lowers("embedding")
-def _embedding(ctx: Context, node: Node, ids: relax.Expr, table: relax.Expr) -> list[relax.Expr]:
-    y = ctx.emit(
-        op.take(table, ids, axis=0, mode="wrap")
-    )  # np.take for -n..n-1; never out of bounds
+def _embedding(
+    ctx: Context, node: Node, ids: relax.Expr, table: relax.Expr | None
+) -> list[relax.Expr]:
+    param = node.arg(1).param
+    if table is None and param in ctx.quant_tables:  # a quantized table: only its rows dequantized
+        t = node.arg(1).type
+        assert t.quant is not None
+        shape = (int(t.shape[0]), int(t.shape[1]))  # type: ignore[arg-type]  # params are static
+        y = gathered(ctx.bb, t.quant, shape, ctx.quant_tables[param], ids)
+    else:
+        y = ctx.emit(
+            op.take(table, ids, axis=0, mode="wrap")
+        )  # np.take for -n..n-1; never out of bounds
     want = tvm_dtype(node.outputs[0].type.dtype)
     return [y if y.ty.dtype == want else ctx.emit(op.astype(y, want))]
 

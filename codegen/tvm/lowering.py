@@ -102,6 +102,8 @@ class Context:
         self.weight_args: dict[str, relax.Var] = {}  # graph param -> its packed-layout argument
         # quantized graph param -> its stored parts (data, scales[, zero points]), packed layout
         self.quant_args: dict[str, list[relax.Var]] = {}
+        # quantized tables read only by embeddings -> their plain stored parts (gathered packed)
+        self.quant_tables: dict[str, list[relax.Expr]] = {}
         self.kernels: dict[str, relax.GlobalVar] = {}  # shared hand-written kernels by shape
         self.stored: dict[str, list[relax.Expr]] = {}  # quantized param -> its stored parts
 
@@ -280,11 +282,13 @@ def _emit_function(
     ctx.stored = parts
     with bb.function(name, inputs + params, attrs={"num_input": len(inputs)}):
         with bb.dataflow():
-            reads = float_reads(graph)
+            reads, tables = float_reads(graph), _embedding_only(graph)
             for param, stored in parts.items():
                 t = graph.params[param].type
                 assert t.quant is not None
-                if param in reads:  # W8A8 linears read the stored parts themselves
+                if param in tables:
+                    ctx.quant_tables[param] = stored
+                elif param in reads:  # W8A8 linears read the stored parts themselves
                     values[graph.params[param]] = dequantized(bb, t.quant, static_shape(t), stored)
             for node in graph.nodes:
                 _lower_node(ctx, node, values)
@@ -307,6 +311,16 @@ def float_reads(graph: Graph) -> set[str]:
     }
 
 
+def _embedding_only(graph: Graph) -> set[str]:
+    """Quantized params whose every use is an embedding's table (dequantized as gathered)."""
+    uses: dict[str, set[tuple[str, int]]] = {}
+    for node in graph.nodes:
+        for i, v in enumerate(node.inputs):
+            if v is not None and v.param is not None and v.type.quant is not None:
+                uses.setdefault(v.param, set()).add((node.op, i))
+    return {p for p, u in uses.items() if u == {("embedding", 1)}}
+
+
 def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> None:
     where = f"node {node.op} -> {node.outputs[0]!r}"
     args: list[relax.Expr | None] = []
@@ -317,6 +331,8 @@ def _lower_node(ctx: Context, node: Node, values: dict[Value, relax.Expr]) -> No
             args.append(values[v])
         elif v.param is not None and node.op == "linear" and i == 1:
             args.append(None)  # packed weight only: the linear lowering reads ctx.weight_args
+        elif v.param in ctx.quant_tables and node.op == "embedding" and i == 1:
+            args.append(None)  # the embedding lowering gathers from ctx.quant_tables
         else:
             raise CodegenError(
                 "input value has no lowering yet (graph not in topological order?)", where=where
