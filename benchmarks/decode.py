@@ -18,6 +18,12 @@ tokens, each system in this one process:
   hf-eager       transformers LlamaForCausalLM, eager attention, its KV cache (DynamicCache)
   genai-fp32     onnxruntime-genai's builder output (-p fp32 -e cpu) driven by og.Generator
   roofline       bytes of weights streamed per token / bandwidth of a large numpy GEMV
+  irgraph-{onnx,tvm}-int4[-g128] | -int8   the graph through quantize(bits=4, group=32 | 128)
+                 or quantize(bits=8, group=0) (RTN; LM head 8 bits, embedding table quantized
+                 too), then as above: ONNX MatMulNBits + GatherBlockQuantized (accuracy_level 1;
+                 irgraph-onnx-int4-al4: 4, int8 activations), TVM fused dequantize-linear kernels
+  genai-int4     onnxruntime-genai's -p int4 build
+  roofline-int4  the int4-g32 row's stored bytes (scales, 8-bit head; no table) / bandwidth
 
 Every system is set up and warmed up first, then measured in --repeats
 interleaved rounds (so load from other processes hits all alike); the table
@@ -49,6 +55,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +179,48 @@ def irgraph_tvm(bench: Bench) -> Run:
     return bench.session_run(TVMSession(art, threads=bench.threads))
 
 
+def quantized_graph(bench: Bench, scheme: str):
+    """The checkpoint quantized by RTN: scheme "int4-g32" | "int4-g128" | "int8" (per channel).
+
+    The pass keeps the LM head at 8 bits and quantizes the embedding table like the rest.
+    """
+    from irgraph.passes import run_pipeline
+
+    bits, _, group = scheme.removeprefix("int").partition("-g")
+    pipeline = f"quantize(bits={bits}, group={group or 0})"
+    return run_pipeline(load_graph(bench.hf_dir), pipeline).graph
+
+
+def irgraph_onnx_quantized(bench: Bench, scheme: str, accuracy_level: int = 1) -> Run:
+    from irgraph.codegen.onnx import compile_graph
+    from irgraph.runtimes.onnx import ORTSession
+
+    art = bench.work / f"irgraph-onnx-{scheme}-al{accuracy_level}"
+    graph = quantized_graph(bench, scheme)
+    compile_graph(graph, art, flavour="ort", dtype="f32", force=True, accuracy_level=accuracy_level)
+    return bench.session_run(
+        ORTSession(art, threads=bench.threads, providers=["CPUExecutionProvider"])
+    )
+
+
+def irgraph_tvm_quantized(bench: Bench, scheme: str) -> Run:
+    from irgraph.codegen.tvm.artifact import compile_graph
+    from irgraph.runtimes.tvm import TVMSession
+
+    art = bench.work / f"irgraph-tvm-llvm-{scheme}"
+    compile_graph(quantized_graph(bench, scheme), art, target="tvm-llvm", force=True)
+    return bench.session_run(TVMSession(art, threads=bench.threads))
+
+
+def quantized_roofline(bench: Bench, scheme: str) -> Run:
+    """Decode bound of a quantized row: its stored bytes (scales, zero points and the 8-bit LM
+    head included, embedding table excluded) / the bandwidth of a large GEMV."""
+    graph = quantized_graph(bench, scheme)
+    tables = {n.inputs[1].param for n in graph.nodes if n.op == "embedding"}
+    streamed = sum(v.type.nbytes() for name, v in graph.params.items() if name not in tables)
+    return lambda: (float("nan"), stream_bandwidth() / streamed)
+
+
 def load_graph(hf_dir: Path):
     """The checkpoint as an irgraph graph (weights memory-mapped)."""
     from irgraph.model_zoo.hf_import import import_hf
@@ -210,10 +259,11 @@ def hf_eager(bench: Bench) -> Run:
     return once
 
 
-def genai_fp32(bench: Bench) -> Run:
+def genai_fp32(bench: Bench, precision: str = "fp32") -> Run:
+    """onnxruntime-genai's own build (-p fp32 | int4, -e cpu) driven by og.Generator."""
     import onnxruntime_genai as og
 
-    out = bench.work / "genai-fp32"
+    out = bench.work / f"genai-{precision}"
     if not (out / "genai_config.json").is_file():
         subprocess.run(
             [
@@ -225,7 +275,7 @@ def genai_fp32(bench: Bench) -> Run:
                 "-o",
                 str(out),
                 "-p",
-                "fp32",
+                precision,
                 "-e",
                 "cpu",
                 "-c",
@@ -305,6 +355,16 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "hf-eager": hf_eager,
     "genai-fp32": genai_fp32,
     "roofline": roofline,
+    # quantized rows (issue 15): RTN int4 g32 / g128 and int8 per channel, LM head 8 bits
+    "irgraph-onnx-int4": partial(irgraph_onnx_quantized, scheme="int4-g32"),
+    "irgraph-onnx-int4-al4": partial(irgraph_onnx_quantized, scheme="int4-g32", accuracy_level=4),
+    "irgraph-onnx-int4-g128": partial(irgraph_onnx_quantized, scheme="int4-g128"),
+    "irgraph-onnx-int8": partial(irgraph_onnx_quantized, scheme="int8"),
+    "irgraph-tvm-int4": partial(irgraph_tvm_quantized, scheme="int4-g32"),
+    "irgraph-tvm-int4-g128": partial(irgraph_tvm_quantized, scheme="int4-g128"),
+    "irgraph-tvm-int8": partial(irgraph_tvm_quantized, scheme="int8"),
+    "genai-int4": partial(genai_fp32, precision="int4"),
+    "roofline-int4": partial(quantized_roofline, scheme="int4-g32"),
 }
 
 
