@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from irgraph.ir import Graph, Node, Value
 from irgraph.kvcache import LAYOUTS, contract_of, is_scale, with_contract
@@ -57,16 +57,16 @@ class KvLayout(Pass):
         tail: list[Node] = []
         for name in names:
             present = PRESENT_PREFIX + name[len(PAST_PREFIX) :]
-            old = graph.outputs.get(present)
-            if old is None:
+            result = graph.outputs.get(present)
+            if result is None:
                 continue
-            producer = index.producer.get(old)
+            producer = index.producer.get(result)
             if producer is not None and _is_swap(producer):
                 outputs[present] = producer.arg(0)
             else:
-                new = Value(old.type.with_shape(_swap(old.type.shape)), hint=old.hint)
-                tail.append(Node("transpose", (old,), (new,), {"perm": SWAP}))
-                outputs[present] = new
+                swapped = Value(result.type.with_shape(_swap(result.type.shape)), hint=result.hint)
+                tail.append(Node("transpose", (result,), (swapped,), {"perm": SWAP}))
+                outputs[present] = swapped
         nodes = []
         for node in [*head, *graph.nodes, *tail]:
             ins = tuple(subst.get(v, v) if v is not None else None for v in node.inputs)
@@ -90,5 +90,5 @@ def _is_swap(node: Node) -> bool:
     return node.op == "transpose" and tuple(node.attrs["perm"]) == SWAP
 
 
-def _swap(shape: tuple) -> tuple:
+def _swap(shape: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(shape[i] for i in SWAP)
