@@ -115,7 +115,10 @@ def generate(
     cast_weights: bool,
     allow_nonfinite: bool,
 ) -> None:
-    """Generate tokens from the model at PATH (artifact or saved graph), streaming them."""
+    """Generate tokens from the model at PATH (artifact or saved graph), streaming them.
+
+    Ctrl-C stops generating and keeps what was printed (exit status 130).
+    """
     if bool(prompts) == bool(prompt_ids):
         raise click.UsageError("give --prompt or --prompt-ids (not both)")
     if temperature == 0 and (top_k or top_p < 1):
