@@ -116,6 +116,9 @@ def read(path: str, size: str | None) -> Graph:
     """A saved graph or artifact folder, else a zoo name at `size` (view's reader)."""
     if Path(path).is_dir():
         return load(path)
+    if path not in model_zoo.names() and (Path(path).exists() or "/" in path):
+        what = "is a file" if Path(path).exists() else "does not exist"
+        raise click.BadParameter(f"Directory {path!r} {what}.", param_hint="'PATH'")
     return read_graph(path, size)
 
 
