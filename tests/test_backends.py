@@ -90,6 +90,7 @@ def test_targets_and_options_come_from_the_table():
     assert [o.flag for o in compile_options()] == [
         "--flavour",
         "--dtype",
+        "--accuracy-level",
         "--cuda-arch",
         "--requantize",
     ]

@@ -7,6 +7,7 @@ import onnx
 import pytest
 
 from irgraph import GraphBuilder, lm
+from irgraph.codegen.lowering import LEGALIZE
 from irgraph.codegen.onnx import build_model, compile_graph
 from irgraph.codegen.onnx.lowerings import LOWERINGS
 from irgraph.errors import CodegenError, ConfigError, RuntimeFailure
@@ -30,7 +31,8 @@ def _session(graph, tmp_path, flavour, dtype="f32"):
 
 
 def test_every_registered_op_has_a_lowering():
-    assert sorted(OPS) == sorted(set(OPS) & set(LOWERINGS))
+    # latent attention reaches ONNX rewritten by absorb-latent (codegen/lowering.py LEGALIZE)
+    assert sorted(set(OPS) - set(LOWERINGS)) == sorted(LEGALIZE)
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

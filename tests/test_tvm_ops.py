@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from irgraph import GraphBuilder, lm
+from irgraph.codegen.lowering import LEGALIZE
 from irgraph.codegen.tvm import LOWERINGS
 from irgraph.codegen.tvm.artifact import compile_graph
 from irgraph.errors import CodegenError
@@ -117,7 +118,8 @@ def llama_artifact(tmp_path_factory):
 
 
 def test_every_registry_op_has_a_lowering():
-    assert sorted(set(OPS) - set(LOWERINGS)) == []
+    # latent attention reaches TVM rewritten by absorb-latent (codegen/lowering.py LEGALIZE)
+    assert sorted(set(OPS) - set(LOWERINGS)) == sorted(LEGALIZE)
 
 
 def test_primitives_match_interpreter(primitives):
