@@ -93,12 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     commits = {rev: checkout(rev, args.work) for rev in (args.old, args.new)}
     # measure -> commit -> system -> ratio to genai-fp32, one per round
     ratios = {m: {rev: {s: [] for s in systems} for rev in commits} for m in MEASURES}
+    absolute = {m: {rev: {s: [] for s in systems} for rev in commits} for m in MEASURES}
     for r in range(args.rounds):
         for rev, (tree, layout) in commits.items():
             got = run_once(tree, layout, args.work, only, args.threads, args.quick)
             for m, unit in MEASURES.items():
                 for s in systems:
                     ratios[m][rev][s].append(got[s][m] / got["genai-fp32"][m])
+                    absolute[m][rev][s].append(got[s][m])
                 shown = ", ".join(f"{s} {got[s][m]:.1f}" for s in [*systems, "genai-fp32"])
                 print(f"round {r} {rev}: {shown} {unit}", flush=True)
     for m, unit in MEASURES.items():
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         for s in systems:
             old, new = (statistics.median(ratios[m][rev][s]) for rev in commits)
             print(f"{s:<14}{old:>13.3f}x{new:>13.3f}x{new / old:>11.3f}")
+    print(f"\nabsolute decode tok/s, median of {args.rounds} rounds (an idle machine only)")
+    for s in systems:
+        old, new = (statistics.median(absolute["decode_tps"][rev][s]) for rev in commits)
+        print(f"{s:<14}{old:>14.1f}{new:>14.1f}{new / old:>11.3f}")
 
 
 if __name__ == "__main__":
