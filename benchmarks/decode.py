@@ -337,6 +337,46 @@ def stream_bandwidth(mib: int = 512) -> float:
     return matrix.nbytes / min(times)
 
 
+def llama_cpp(bench: Bench, requantize: str) -> Run:
+    """llama.cpp (llama-cpp-python's `Llama`, its own greedy generate loop) on the GGUF file
+    irgraph writes for the checkpoint: f32, or q4_0 blocks written by gguf-py (needs
+    irgraph[llama])."""
+    from llama_cpp import Llama
+
+    from irgraph.codegen.gguf import compile_graph
+
+    art = bench.work / f"irgraph-gguf-{requantize}"
+    compile_graph(load_graph(bench.hf_dir), art, requantize=requantize, force=True)
+    llm = Llama(
+        model_path=str(art / "model.gguf"),
+        n_ctx=2 * len(bench.prompt) + 8,
+        n_threads=bench.threads,
+        n_threads_batch=bench.threads,
+        n_batch=len(bench.prompt),
+        verbose=False,
+    )
+
+    def once() -> tuple:
+        llm.reset()
+        stamps: list[tuple[float, float]] = []
+        tokens: list[int] = []
+        start = time.perf_counter()
+        for token in llm.generate(bench.prompt, temp=0.0, top_k=1, reset=True):
+            stamps.append((time.perf_counter(), time.process_time()))
+            tokens.append(int(token))
+            if len(tokens) == bench.new_tokens:
+                break
+        steps = len(stamps) - 1
+        return (
+            len(bench.prompt) / (stamps[0][0] - start),
+            steps / (stamps[-1][0] - stamps[0][0]),
+            tokens,
+            steps / (stamps[-1][1] - stamps[0][1]),
+        )
+
+    return once
+
+
 def roofline(bench: Bench) -> Run:
     """Decode bound: every weight but the embedding table is streamed once per token."""
     from safetensors import safe_open
@@ -365,6 +405,8 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "irgraph-tvm-int8": partial(irgraph_tvm_quantized, scheme="int8"),
     "genai-int4": partial(genai_fp32, precision="int4"),
     "roofline-int4": partial(quantized_roofline, scheme="int4-g32"),
+    "llamacpp-f32": partial(llama_cpp, requantize="none"),
+    "llamacpp-q4_0": partial(llama_cpp, requantize="q4_0"),
 }
 
 
