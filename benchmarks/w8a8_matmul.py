@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.w8a8_matmul [--k 4096] [--n 4096] [--rows 1 16 128]
 
-One linear y = x·Wᵀ, W [N, K], on ORT's CPU provider with one thread (shared/notes/
-onnxruntime.md §7.17), each variant in its own session, median of `--iters` runs after warm-up:
+One linear y = x·Wᵀ, W [N, K], on ORT's CPU provider with one thread (docs/
+onnxruntime.md §5), each variant in its own session, median of `--iters` runs after warm-up:
 
     fp32              irgraph's lowering of a float linear (one MatMul)
     w8a8 per-token    irgraph's lowering of quantize(method=w8a8): the explicit per-token ops

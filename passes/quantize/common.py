@@ -6,7 +6,7 @@ it or some other op reads it in float. Everything else stays float: norms, biase
 (`moe_router` reads its weight in float), rotary and ALiBi tables (computed, not weights),
 relative-position bias tables (T5) and MLA's kv_b (`latent_attention` reads it in float).
 The LM head (the linear that computes the logits) gets 8 bits when the rest gets fewer:
-ORT's int8-activation path flips argmax on outlier-heavy heads (shared/notes/onnxruntime.md).
+ORT's int8-activation path flips argmax on outlier-heavy heads (docs/onnxruntime.md §5).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ scales. The numerics are irgraph/quant.py's `linear_i8_token`; per-token scales 
 result independent of the other tokens, so prefill and cached decode agree.
 
 Stays float: the LM head (as in SmoothQuant's reference, which quantizes the decoder layers'
-linears only; an int8-activation head flips argmax on outlier-heavy models, shared/notes/
-onnxruntime.md §7), embedding tables and MoE expert stacks (not read by a `linear`), and what
+linears only; an int8-activation head flips argmax on outlier-heavy models, docs/
+onnxruntime.md §5), embedding tables and MoE expert stacks (not read by a `linear`), and what
 every quantize method keeps float (common.py). Run `smoothquant(alpha=0.5)` first to move
 activation outliers into the weights.
 """
