@@ -103,17 +103,28 @@ class Bench:
             tokens = session.generate(
                 [self.prompt],
                 self.new_tokens,
-                callback=lambda i, t: stamps.append((time.perf_counter(), time.process_time())),
+                callback=lambda i, t: stamps.append(stamp()),
             )[0]
-            steps = len(stamps) - 1
-            return (
-                len(self.prompt) / (stamps[0][0] - start),
-                steps / (stamps[-1][0] - stamps[0][0]),
-                tokens,
-                steps / (stamps[-1][1] - stamps[0][1]),
-            )
+            return measured(len(self.prompt), start, stamps, tokens)
 
         return once
+
+
+def stamp() -> tuple[float, float]:
+    """(wall clock, process CPU time) when a token arrives."""
+    return time.perf_counter(), time.process_time()
+
+
+def measured(prompt: int, start: float, stamps: list[tuple[float, float]], tokens: list) -> tuple:
+    """(prefill tok/s, decode tok/s, tokens, decode tok/CPU-s) from each token's `stamp()`; the
+    first token ends the prefill."""
+    steps = len(stamps) - 1
+    return (
+        prompt / (stamps[0][0] - start),
+        steps / (stamps[-1][0] - stamps[0][0]),
+        tokens,
+        steps / (stamps[-1][1] - stamps[0][1]),
+    )
 
 
 def make_checkpoint(folder: Path, dims: dict) -> Path:
@@ -362,17 +373,11 @@ def llama_cpp(bench: Bench, requantize: str) -> Run:
         tokens: list[int] = []
         start = time.perf_counter()
         for token in llm.generate(bench.prompt, temp=0.0, top_k=1, reset=True):
-            stamps.append((time.perf_counter(), time.process_time()))
+            stamps.append(stamp())
             tokens.append(int(token))
             if len(tokens) == bench.new_tokens:
                 break
-        steps = len(stamps) - 1
-        return (
-            len(bench.prompt) / (stamps[0][0] - start),
-            steps / (stamps[-1][0] - stamps[0][0]),
-            tokens,
-            steps / (stamps[-1][1] - stamps[0][1]),
-        )
+        return measured(len(bench.prompt), start, stamps, tokens)
 
     return once
 
