@@ -139,6 +139,19 @@ def test_every_method_and_pattern_records_and_honours_its_pattern(method, patter
     assert sparsity.records(back) == recs and str(back) == str(p)
 
 
+def test_group_layer_compares_over_the_whole_weight():
+    g = tiny_llama()
+    p = _prune("prune(sparsity=0.5, group=layer)", g)
+    w, kept = g.weight("layers.0.up.weight"), p.weight("layers.0.up.weight")
+    np.testing.assert_array_equal(kept, w * masks.flat_mask(np.abs(w), 0.5))
+    per_row = (kept == 0).sum(axis=1)
+    assert (kept == 0).sum() == w.size // 2 and per_row.min() < per_row.max()
+    assert sparsity.records(p)["layers.0.up.weight"].fraction == 0.5
+    row = _prune("prune(method=wanda, sparsity=0.5)", g).weight("layers.0.up.weight")
+    layer = _prune("prune(method=wanda, sparsity=0.5, group=layer)", g).weight("layers.0.up.weight")
+    assert np.all((row == 0).sum(axis=1) == w.shape[1] // 2) and not np.array_equal(row, layer)
+
+
 def test_record_text_and_kept_weights_of_magnitude():
     g = tiny_llama()
     p = _prune('prune(pattern="2:4", skip="*.o.weight")', g)
@@ -203,6 +216,9 @@ def test_inspect_shows_recorded_and_stored_sparsity(tmp_path):
         ('prune(pattern="2:4", allocation=owl)', "pattern=2:4 fixes the sparsity"),
         ("prune(allocation=owl, sparsity=0.95)", "owl layer sparsities"),
         ("prune(owl_lambda=0.1)", "owl_lambda of pass prune are not used"),
+        ('prune(pattern="2:4", group=layer)', "pattern=2:4 groups columns within each row"),
+        ("prune(method=sparsegpt, group=layer)", "group of pass prune are not used by"),
+        ("prune(group=column)", "group"),
         ("prune(method=wanda, damp=0.1)", "damp of pass prune are not used by method=wanda"),
         ('prune(skip="nope.*")', "skip pattern 'nope.\\*' of pass prune matches no parameter"),
         ("prune,prune", "weight @layers.0.q.weight is already pruned"),

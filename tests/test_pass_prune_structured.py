@@ -1,6 +1,7 @@
 """Structured pruning (issue 17): prune-ffn and drop-layers shrink the graph; the pruned tiny
-LLaMA-2 (GQA), Mixtral (MoE) and T5 (enc-dec) compile to ONNX and TVM and match the interpreter
-on the pruned graph; removing what has zero importance is exact (end-to-end check); bad input."""
+LLaMA-2 (GQA), Mixtral (MoE), T5 (enc-dec) and an HF-imported Falcon-7B form (MQA + parallel
+attention) compile to ONNX and TVM and match the interpreter on the pruned graph; removing what
+has zero importance is exact (end-to-end check); bad input."""
 
 from __future__ import annotations
 
@@ -170,6 +171,23 @@ def test_pruned_models_compile_and_match_the_interpreter(name, tmp_path):
     heads = "prune-heads(fraction=0.25)" if name == "t5" else "prune-heads(fraction=0.5)"
     pruned = _run(g, f"prune-ffn(fraction=0.25),{heads},drop-layers")
     pruned.verify()
+    _backends_match(pruned, tmp_path)
+
+
+def test_pruned_falcon_form_import_compiles_and_matches_the_interpreter(tmp_path):
+    """MQA + parallel attention from an HF checkpoint: query heads go (the one KV head stays),
+    the FFN shrinks, a block is dropped; every backend matches the interpreter."""
+    from irgraph.model_zoo.hf_import import import_hf
+    from tests.helpers.hf_tiny import make_model, save_model
+
+    g = import_hf(save_model(make_model("falcon-7b"), tmp_path / "hf"))
+    sites, _ = head_sites(g)
+    assert [(s.heads, s.kv_heads) for s in sites] == [(4, 1), (4, 1)]
+    pruned = _run(g, "prune-heads(fraction=0.5),prune-ffn(fraction=0.25),drop-layers")
+    pruned.verify()
+    kept, _ = head_sites(pruned)
+    assert [(s.heads, s.kv_heads) for s in kept] == [(2, 1)]
+    assert pruned.inputs["past_key_values.0.key"].type.shape[1] == 1
     _backends_match(pruned, tmp_path)
 
 

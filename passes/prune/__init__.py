@@ -1,7 +1,7 @@
 """prune: zero a fraction of each linear weight, unstructured or N:M (issue 17).
 
-    prune(method=magnitude | wanda | sparsegpt, sparsity=0.5, pattern="", allocation=uniform,
-          owl_lambda=0.08, owl_m=5.0, skip="", damp=0.01, block=128)
+    prune(method=magnitude | wanda | sparsegpt, sparsity=0.5, pattern="", group=row,
+          allocation=uniform, owl_lambda=0.08, owl_m=5.0, skip="", damp=0.01, block=128)
 
 Kind: approximate. Weights stay dense (pruned entries are exact zeros, every backend runs them
 unchanged and no bytes are saved); irgraph/sparsity.py's record in the graph's meta says which
@@ -12,6 +12,12 @@ from the dense graph) and quantized ones (prune before quantizing).
 
 - `magnitude`: the lowest |W| of each output row (masks.py). Needs no data.
 - `wanda`: the lowest |W|·‖X_j‖₂ of each row, X the layer's calibration inputs.
+
+`group` is the comparison group of the unstructured magnitude and Wanda masks: `row` (the
+default, Wanda's per-output group) or `layer`, the whole weight at once. `magnitude` with
+`group=layer` is the baseline the Wanda and SparseGPT papers compare against (Wanda's
+`prune_magnitude` thresholds the flattened |W|); per row it is a stronger baseline (Wanda's
+Table 6 ablation). SparseGPT chooses its mask per block of `block` columns, as published.
 - `sparsegpt`: OBS reconstruction (sparsegpt.py, with GPTQ's Hessian machinery; `damp`,
   `block`); the remaining weights change to make up for the pruned ones.
 
@@ -45,8 +51,8 @@ from irgraph.weights import WeightStore
 
 SHARED = frozenset({"method", "sparsity", "pattern", "allocation", "owl_lambda", "owl_m", "skip"})
 USES: dict[str, frozenset[str]] = {  # the options each method reads
-    "magnitude": SHARED,
-    "wanda": SHARED,
+    "magnitude": SHARED | {"group"},
+    "wanda": SHARED | {"group"},
     "sparsegpt": SHARED | {"damp", "block"},
 }
 OWL_OPTIONS = frozenset({"owl_lambda", "owl_m"})
@@ -62,6 +68,9 @@ class Prune(Pass):
     method: Literal["magnitude", "wanda", "sparsegpt"] = option("magnitude", doc="pruning method")
     sparsity: float = option(0.5, doc="fraction of each weight set to zero, 0 <= s < 1")
     pattern: str = option("", doc='N:M semi-structured pattern, e.g. "2:4"; "" = unstructured')
+    group: Literal["row", "layer"] = option(
+        "row", doc="magnitude, wanda: compare scores per output row or over the whole weight"
+    )
     allocation: Literal["uniform", "owl"] = option("uniform", doc="per-layer sparsity")
     owl_lambda: float = option(0.08, min=0, doc="owl: layer sparsities within S +- lambda")
     owl_m: float = option(5.0, min=0, doc="owl: an outlier scores above m x its layer's mean")
@@ -94,6 +103,12 @@ class Prune(Pass):
                 raise PassError(
                     f"option 'pattern' of pass prune: {e.message}", expected=e.expected, got=e.got
                 ) from None
+            if self.group != "row":
+                raise PassError(
+                    f"pattern={self.pattern} groups columns within each row",
+                    expected="group=row (the default) with a pattern",
+                    got=f"group={self.group}",
+                )
             if self.sparsity != defaults["sparsity"] or self.allocation != "uniform":
                 raise PassError(
                     f"pattern={self.pattern} fixes the sparsity of every weight",
@@ -188,7 +203,7 @@ class Prune(Pass):
             for i, (name, f) in enumerate(fractions.items()):
                 ctx.progress(i, len(fractions), name)
                 w = np.asarray(graph.weight(name))
-                out[name] = np.where(_mask(np.abs(w), f, nm), w, 0).astype(w.dtype)
+                out[name] = np.where(self._mask(np.abs(w), f, nm), w, 0).astype(w.dtype)
             ctx.progress(len(fractions), len(fractions), "")
             return out
         batches = ctx.need_calibration(self)
@@ -202,7 +217,7 @@ class Prune(Pass):
                 h = np.asarray(sum(hessians[x] for x in uses[name]) / len(uses[name]))
                 w = np.asarray(graph.weight(name))
                 if self.method == "wanda":
-                    keep = _mask(wanda_scores(w, h), fractions[name], nm)
+                    keep = self._mask(wanda_scores(w, h), fractions[name], nm)
                     out[name] = np.where(keep, w, 0).astype(w.dtype)
                     continue
                 out[name], damp = sparsegpt.prune_weight(
@@ -211,6 +226,13 @@ class Prune(Pass):
                 if damp != self.damp:
                     ctx.log(f"warning: prune(method=sparsegpt) @{name}: damp raised to {damp}")
         return out
+
+    def _mask(self, scores: np.ndarray, fraction: float, nm: tuple[int, int] | None) -> np.ndarray:
+        if nm is not None:
+            return masks.nm_mask(scores, *nm)
+        if self.group == "layer":
+            return masks.flat_mask(scores, fraction)
+        return masks.row_mask(scores, fraction)
 
     def _owl(self, graph: Graph, names: list[str], ctx: PassContext) -> dict[str, float]:
         """Each weight's sparsity under OWL, from the dense graph's Wanda scores per block."""
@@ -241,7 +263,3 @@ def block_of(name: str) -> str:
     weight outside numbered blocks is a block of its own)."""
     m = _BLOCK.match(name)
     return m.group(1) if m else name
-
-
-def _mask(scores: np.ndarray, fraction: float, nm: tuple[int, int] | None) -> np.ndarray:
-    return masks.nm_mask(scores, *nm) if nm is not None else masks.row_mask(scores, fraction)

@@ -5,8 +5,10 @@ al. 2023). Every mask here returns the *kept* entries (bool, the scores' shape) 
 exact count; ties go by position, the earlier entry pruned first (a stable sort), so a mask
 never depends on the sort's whims.
 
-- `row_mask`: the int(K·fraction) lowest scores of every row (Wanda's comparison group, used
-  for magnitude too, so the two differ only in the score);
+- `row_mask`: the int(K·fraction) lowest scores of every row (Wanda's comparison group, and
+  magnitude's by default, so the two differ only in the score);
+- `flat_mask`: the int(size·fraction) lowest of the whole array (`group=layer`: the published
+  magnitude baseline; SparseGPT's per-block mask);
 - `nm_mask`: the M - N lowest scores in every group of M consecutive columns of each row;
 - `owl_sparsities`: OWL (Yin et al. 2023) gives layers with more outliers (scores above
   m × their layer's mean) less sparsity.
