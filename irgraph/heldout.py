@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class Score:
     tokens: int
     windows: int
     bytes_per_token: float
+    window_nats: tuple[float, ...] = field(default=(), repr=False, compare=False)  # per window
 
     @property
     def loss(self) -> float:
@@ -70,15 +71,27 @@ def score_windows(
     progress: Callable[[int, int], None] | None = None,
 ) -> Score:
     """Summed next-token loss of `windows` [n, seq + 1]; `forward(ids)` gives logits [b, seq, V]."""
-    nats = 0.0
+    per_window: list[float] = []
     for i in range(0, len(windows), batch):
         rows = windows[i : i + batch]
         logits = np.asarray(forward(rows[:, :-1]), np.float64)
         top = logits.max(axis=-1, keepdims=True)
         log_z = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))
         picked = np.take_along_axis(logits, rows[:, 1:, None], axis=-1)[..., 0]
-        nats += float(np.sum(log_z - picked))
+        per_window += np.sum(log_z - picked, axis=-1).tolist()
         if progress is not None:
             progress(min(i + batch, len(windows)), len(windows))
     tokens = int(windows.shape[0] * (windows.shape[1] - 1))
-    return Score(nats, tokens, len(windows), bytes_per_token)
+    nats = float(np.sum(per_window))
+    return Score(nats, tokens, len(windows), bytes_per_token, tuple(per_window))
+
+
+def paired_difference(a: Score, b: Score) -> tuple[float, float]:
+    """(bits per byte of a - b, its standard error) from the two scores' per-window losses on
+    the same windows: the windows' differences vary far less than the windows themselves, so
+    two models' gap is known much better than either one's bits per byte."""
+    if len(a.window_nats) != len(b.window_nats) or len(a.window_nats) < 2:
+        raise ValueError("paired_difference needs two scores of the same >= 2 windows")
+    per_byte = (a.tokens / a.windows) * a.bytes_per_token * math.log(2)
+    d = (np.asarray(a.window_nats) - np.asarray(b.window_nats)) / per_byte
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))

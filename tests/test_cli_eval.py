@@ -116,3 +116,22 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "torch"))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_paired_difference_is_the_mean_and_standard_error_of_window_differences():
+    from irgraph.heldout import Score, paired_difference, score_windows
+
+    rng = np.random.default_rng(0)
+    windows = rng.integers(0, 8, (6, 5))
+    logits_a = rng.standard_normal((6, 4, 8))
+    logits_b = logits_a + 0.3 * rng.standard_normal((6, 4, 8))
+    it_a, it_b = iter(np.split(logits_a, 3)), iter(np.split(logits_b, 3))
+    a = score_windows(lambda ids: next(it_a), windows, bytes_per_token=1.0, batch=2)
+    b = score_windows(lambda ids: next(it_b), windows, bytes_per_token=1.0, batch=2)
+    assert len(a.window_nats) == 6 and sum(a.window_nats) == pytest.approx(a.nats)
+    mean, se = paired_difference(a, b)
+    assert mean == pytest.approx(a.bits_per_byte - b.bits_per_byte)
+    d = (np.array(a.window_nats) - np.array(b.window_nats)) / (4 * math.log(2))
+    assert se == pytest.approx(d.std(ddof=1) / math.sqrt(6)) and se > 0
+    with pytest.raises(ValueError, match="same >= 2 windows"):
+        paired_difference(a, Score(1.0, 4, 1, 1.0, (1.0,)))

@@ -8,10 +8,11 @@ produces x is divided by it (passes/scale_fold.py, shared with smoothquant), so 
 function is unchanged before rounding.
 
 α is searched on `grid` points i/grid (α = 0 is s = 1, plain rounding, so the choice is never
-worse than it on the objective): the error of the group's outputs x·Wᵀ against
-x·(Q(W·diag(s))·diag(s)⁻¹)ᵀ, summed over the group's linears, on sampled calibration rows.
-The reference measures the whole attention module's output for q/k/v; here every group is
-measured at its linears' outputs (what the reference does for o and down). Then each weight's
+worse than it on the objective), the group's weights W replaced by Q(W·diag(s))·diag(s)⁻¹.
+The objective is the reference's: for a group read through a norm (q/k/v; gate/up; a parallel
+block's q/k/v + MLP-in) the error of the block's output, attention or MLP with the rest of it
+float, on the first calibration windows (awq_block.py); for the others (down after up) the
+error of the group's own outputs x·Wᵀ on sampled calibration rows. Then each weight's
 groups are clipped: max |w| shrunk by i/grid for i < grid/2, the shrink with the lowest error
 of the group's partial products kept (llm-awq auto_clip.py; it skips q/k, this clips all).
 
@@ -23,7 +24,7 @@ activations).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from irgraph.passes.calibrate import (
 )
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
+from irgraph.passes.quantize.awq_block import BlockLoss, block_output, windows_for
 from irgraph.passes.scale_fold import Group, find_groups, fold, with_weights
 from irgraph.quant import QuantSpec, dequantize
 
@@ -76,11 +78,25 @@ def search_scale(
     ws: Sequence[np.ndarray],
     specs: Sequence[QuantSpec],
     grid: int,
+    loss: Callable[[np.ndarray], float] | None = None,
 ) -> tuple[np.ndarray, float, list[float]]:
-    """(s, α, loss per grid point) with the lowest `scale_loss`; α = 0 (s = 1) is point 0."""
-    losses = [scale_loss(xs, ws, specs, channel_scales(x_mean, i / grid)) for i in range(grid)]
+    """(s, α, loss per grid point) with the lowest loss of s (default `scale_loss` on xs);
+    α = 0 (s = 1) is point 0."""
+    loss = loss or (lambda s: scale_loss(xs, ws, specs, s))
+    losses = [loss(channel_scales(x_mean, i / grid)) for i in range(grid)]
     best = int(np.argmin(losses))
     return channel_scales(x_mean, best / grid), best / grid, losses
+
+
+def rounded_loss(
+    block: BlockLoss, names: Sequence[str], ws: Sequence[np.ndarray], specs: Sequence[QuantSpec]
+) -> Callable[[np.ndarray], float]:
+    """s -> the block's error with the weights `names` rounded under scales s."""
+
+    def loss(s: np.ndarray) -> float:
+        return block({n: fake_quant(w * s, sp) / s for n, w, sp in zip(names, ws, specs)})
+
+    return loss
 
 
 def search_clip(w: np.ndarray, xs: np.ndarray, spec: QuantSpec, grid: int) -> np.ndarray:
@@ -162,7 +178,13 @@ def scale_graph(
             notes.append(f"not scaled: {', '.join('@' + n for n in gr.params)} ({gr.why_not})")
             continue
         ws = [get(n) for n in gr.params]
-        s, _, _ = search_scale(rows[gr.x], means[gr.x], ws, [specs[n] for n in gr.params], grid)
+        gspecs = [specs[n] for n in gr.params]
+        loss = None
+        span = block_output(graph, gr)
+        if span is not None:  # llm-awq's objective: the block's output, the rest of it float
+            block = BlockLoss(graph, span, windows_for(batches, SEARCH_ROWS), current)
+            loss = rounded_loss(block, gr.params, ws, gspecs)
+        s, _, _ = search_scale(rows[gr.x], means[gr.x], ws, gspecs, grid, loss)
         current.update(fold(gr, s, get))
         rows[gr.x] = rows[gr.x] / s  # the input the scaled weights now read
     ctx.progress(len(groups), len(groups), "awq scales")
