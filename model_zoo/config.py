@@ -179,6 +179,9 @@ class ModelConfig:
     rotary: RotaryConfig | None = None
     relative_buckets: int = 32
     relative_max_distance: int = 128
+    # RELATIVE: one bucket table per layer (GLaM's "per-layer relative positional bias") instead
+    # of T5's one table per stack, computed in the first layer and shared
+    relative_per_layer: bool = False
     activation: Activation = Activation.GELU
     gated_mlp: bool = False  # act(x·W_g)·(x·W_u) (SwiGLU, GeGLU)
     block: Block = Block.SEQUENTIAL

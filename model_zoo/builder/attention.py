@@ -99,6 +99,9 @@ def self_attention(
         q = b.rotary(q, io.positions, hint="q_rot", **attrs)
         k = b.rotary(k, io.positions, hint="k_rot", **attrs)
     bias = io.bias
+    if cfg.position is Position.RELATIVE and cfg.relative_per_layer:
+        table = f"{prefix}.relative_bias.weight"
+        bias = relative_bias(ctx, h, io.key_mask, table, not io.causal, nh)
     if cfg.position is Position.TRANSFORMER_XL:
         q, bias = xl_position(ctx, q, prefix, io.key_mask, hidden, nh, hd)
     past_k, past_v = _cache(ctx, layer, kv, hd) if io.cached else (None, None)
@@ -124,6 +127,22 @@ def self_attention(
         b.output(f"present.{layer}.value", present_v)
     out = b.reshape(out, shape=[0, 0, nh * hd])  # (B, S, nh·hd)
     return ctx.linear(out, f"{prefix}.o", hidden, nh * hd, cfg.out_bias, hint="attn_out")
+
+
+def relative_bias(
+    ctx: BuildContext, x: Value, key_mask: Value, table: str, bidirectional: bool, heads: int
+) -> Value:
+    """T5's bucketed relative-position bias [batch, heads, seq, past+seq] from table `table`."""
+    cfg = ctx.cfg
+    weight = ctx.param(table, (cfg.relative_buckets, heads), 0.5)
+    return ctx.b.relative_position_bias(
+        x,
+        key_mask,
+        weight,
+        bidirectional=bidirectional,
+        max_distance=cfg.relative_max_distance,
+        hint="rel_bias",
+    )
 
 
 def xl_position(

@@ -15,6 +15,7 @@ from irgraph.model_zoo.builder.attention import (
     AttnInputs,
     cross_attention,
     latent_attention,
+    relative_bias,
     self_attention,
 )
 from irgraph.model_zoo.builder.context import BuildContext, feature_width
@@ -119,17 +120,9 @@ def position_bias(
     cfg, b = ctx.cfg, ctx.b
     if cfg.position is Position.ALIBI:
         return b.alibi(key_mask, num_heads=heads, hint="alibi")
-    if cfg.position is Position.RELATIVE:
-        weight = ctx.param(table, (cfg.relative_buckets, heads), 0.5)
-        return b.relative_position_bias(
-            x,
-            key_mask,
-            weight,
-            bidirectional=bidirectional,
-            max_distance=cfg.relative_max_distance,
-            hint="rel_bias",
-        )
-    return None
+    if cfg.position is Position.RELATIVE and not cfg.relative_per_layer:
+        return relative_bias(ctx, x, key_mask, table, bidirectional, heads)
+    return None  # none, or one per layer (self_attention makes it)
 
 
 def lm_head(ctx: BuildContext, x: Value, final_norm: bool = True) -> None:

@@ -271,8 +271,9 @@ GLAM = ZooEntry(
     name="glam",
     approximate=(
         (
-            "its per-layer relative bias as one T5 bucket table per stack: GLaM does not publish "
-            "the form, and Transformer-XL's projections would put the activated count 9% over 96.6B"
+            "its per-layer relative bias in T5's bucket form (32 buckets, distance 128): GLaM "
+            "publishes neither the form nor its sizes, and Transformer-XL's projections would put "
+            "the activated count 9% over 96.6B"
         ),
     ),
     aliases=("glam-64b-64e",),
@@ -287,6 +288,7 @@ GLAM = ZooEntry(
         activation=Activation.GELU,
         gated_mlp=True,
         position=Position.RELATIVE,
+        relative_per_layer=True,
         max_position=1024,
         qkv_bias=True,
         out_bias=True,
@@ -323,6 +325,7 @@ GLAM = ZooEntry(
             "activation",
             "gated_mlp",
             "position",
+            "relative_per_layer",
         ),
         **cite("GLaM: 256K SentencePiece vocabulary", "vocab_size"),
     },
