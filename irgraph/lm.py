@@ -7,6 +7,7 @@ Graph inputs (by name):
   past_key_values.{i}.key / .value         f32[batch, kv_heads, past, head_dim] (BNSH)
   past_key_values.{i}.latent               f32[batch, past, kv_rank+rope_dim] (MLA)
   prefix_len       i64[batch]              prefix-LM models: bidirectional prefix length
+  domain_ids       i64[batch]              random routed experts (PanGu-Σ): each row's domain
   decoder_input_ids, encoder_attention_mask  encoder-decoder models
   encoder_position_ids                     encoder-decoders with learned or rotary positions
 Outputs: `logits` f32[batch, seq, vocab] and `present.{i}.*` for every `past_key_values.{i}.*`.
@@ -31,6 +32,7 @@ LOGITS = "logits"
 # The last position's logits [batch, 1, vocab] (pass last-position-logits): what a generation step
 # samples from. Backends give it its own entry point (`forward_last`) beside `forward`.
 LOGITS_LAST = "logits_last"
+DOMAIN = "domain_ids"  # i64[batch]: the domain of each row (random routed experts)
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
 Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
@@ -70,11 +72,13 @@ def make_feeds(
     encoder_ids: np.ndarray | None = None,
     encoder_mask: np.ndarray | None = None,
     prefix_len: np.ndarray | None = None,
+    domain: np.ndarray | int | None = None,
 ) -> dict[str, np.ndarray]:
     """Feeds for one call: `ids` are the new tokens [batch, seq] after `past_len` cached ones.
 
     `mask` covers past+new tokens (default all ones); positions count real
-    tokens only, so left-padded rows get the positions they would have alone.
+    tokens only, so left-padded rows get the positions they would have alone. `domain` (one id,
+    or one per row; default 0) feeds a model that routes by domain.
     """
     ids = np.asarray(ids, dtype=np.int64)
     batch, seq = ids.shape
@@ -90,6 +94,7 @@ def make_feeds(
         "prefix_len": None
         if prefix_len is None
         else np.asarray(prefix_len, dtype=np.int64).reshape(batch),
+        DOMAIN: np.full((batch,), 0, np.int64) if domain is None else _per_row(domain, batch),
     }
     if is_encoder_decoder(inputs):
         if encoder_ids is None:
@@ -114,6 +119,16 @@ def make_feeds(
                     raise IRError(f"model input {name!r} needs a value")
             feeds[name] = value
     return feeds
+
+
+def _per_row(value: np.ndarray | int, batch: int) -> np.ndarray:
+    """One value per row: a scalar repeated, or an array of `batch`."""
+    a = np.asarray(value, dtype=np.int64)
+    if a.ndim == 0:
+        return np.full((batch,), int(a), np.int64)
+    if a.shape != (batch,):
+        raise IRError("one domain id per row", expected=f"shape ({batch},)", got=a.shape)
+    return a
 
 
 def forward(

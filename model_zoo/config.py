@@ -125,6 +125,10 @@ class MoeConfig:
     gated: bool | None = (
         None  # experts gated? None = as the dense MLP (gated_mlp); GLaM: dense GeGLU, plain experts
     )
+    # PanGu-Σ's Random Routed Experts: `domains` > 0 splits the experts into that many equal
+    # groups, and each token goes to one expert of its row's domain (graph input domain_ids) by
+    # a fixed random (domain, token) -> expert table instead of a learned router (top_k 1)
+    domains: int = 0
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,21 @@ class ModelConfig:
             "rotary.base",
             "must be positive and finite",
             self.rotary and self.rotary.base,
+        )
+        moe = self.moe
+        need(
+            moe is None
+            or moe.domains == 0
+            or (moe.num_experts % moe.domains == 0 and moe.top_k == 1),
+            "moe.domains",
+            "random routed experts need domains dividing num_experts, and top_k 1",
+            moe and (moe.domains, moe.num_experts, moe.top_k),
+        )
+        need(
+            moe is None or moe.domains == 0 or self.arch is not Arch.ENCODER_DECODER,
+            "moe.domains",
+            "random routed experts are built for decoder stacks only",
+            self.arch,
         )
         need(
             self.heads % self.n_kv_heads == 0,

@@ -77,6 +77,7 @@ def _moe(moe: MoeConfig | None) -> MoeConfig | None:
         shared_experts=min(moe.shared_experts, 1),
         n_group=4 if grouped else 1,
         topk_group=2 if grouped else 1,
+        domains=min(moe.domains, 2),  # random routed experts: 2 domains of 2 experts
     )
 
 

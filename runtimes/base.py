@@ -89,11 +89,18 @@ class Session(ABC):
         seed: int | None = None,
         stop_ids: Sequence[int] = (),
         pad_id: int | None = None,
+        domain: int = 0,
     ) -> Iterator[np.ndarray]:
         """Yield each step's new tokens ([batch] int64, -1 for rows that have stopped)."""
         sampling = _generate.Sampling(temperature, top_k, top_p, seed)
         return _generate.stream(
-            self, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids, pad_id=pad_id
+            self,
+            prompts,
+            max_new_tokens,
+            sampling=sampling,
+            stop_ids=stop_ids,
+            pad_id=pad_id,
+            domain=domain,
         )
 
     def generate(
@@ -108,8 +115,10 @@ class Session(ABC):
         stop_ids: Sequence[int] = (),
         pad_id: int | None = None,
         callback: Callable[[int, np.ndarray], None] | None = None,
+        domain: int = 0,
     ) -> list[list[int]]:
-        """New tokens per prompt: greedy by default, else sampled (temperature, top-k/p, seed)."""
+        """New tokens per prompt: greedy by default, else sampled (temperature, top-k/p, seed);
+        `domain`: the rows' domain id where the model routes by domain (PanGu-Σ)."""
         sampling = _generate.Sampling(temperature, top_k, top_p, seed)
         return _generate.generate(
             self,
@@ -119,4 +128,5 @@ class Session(ABC):
             stop_ids=stop_ids,
             pad_id=pad_id,
             callback=callback,
+            domain=domain,
         )

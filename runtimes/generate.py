@@ -100,10 +100,15 @@ def stream(
     sampling: Sampling = Sampling(),
     stop_ids: Sequence[int] = (),
     pad_id: int | None = None,
+    domain: int = 0,
 ) -> Iterator[np.ndarray]:
-    """Yield the new token of every row per step ([batch] int64; -1 once a row has stopped)."""
+    """Yield the new token of every row per step ([batch] int64; -1 once a row has stopped).
+
+    `domain` is every row's domain id for a model that routes by domain (PanGu-Σ)."""
     if max_new_tokens < 1:
         raise ConfigError("max_new_tokens must be at least 1", got=max_new_tokens)
+    if lm.DOMAIN not in session.inputs and domain != 0:
+        raise ConfigError("only models with random routed experts take a domain", got=domain)
     rows = _prompts(prompts)
     inputs = session.inputs
     kvcache.require_drivable(session.meta, session.where or "the session")
@@ -117,6 +122,9 @@ def stream(
             [i for i, r in enumerate(rows) if len(r) == n] for n in sorted({len(r) for r in rows})
         ]
     lanes = [_start(session, [rows[i] for i in g], g, pad, encdec) for g in groups]
+    if lm.DOMAIN in inputs:
+        for lane in lanes:
+            lane.extra["domain"] = np.full((len(lane.rows),), domain, dtype=np.int64)
     rng = np.random.default_rng(sampling.seed)
     stops = set(int(s) for s in stop_ids)
     done = np.zeros(len(rows), dtype=bool)
@@ -204,12 +212,19 @@ def generate(
     stop_ids: Sequence[int] = (),
     pad_id: int | None = None,
     callback: Callable[[int, np.ndarray], None] | None = None,
+    domain: int = 0,
 ) -> list[list[int]]:
     """The generated tokens of every row (a stop id is included; nothing after it)."""
     result: list[list[int]] = [[] for _ in _prompts(prompts)]
     for step, tokens in enumerate(
         stream(
-            session, prompts, max_new_tokens, sampling=sampling, stop_ids=stop_ids, pad_id=pad_id
+            session,
+            prompts,
+            max_new_tokens,
+            sampling=sampling,
+            stop_ids=stop_ids,
+            pad_id=pad_id,
+            domain=domain,
         )
     ):
         if callback is not None:

@@ -83,6 +83,20 @@ def _router(e: Emitter, node: Node, *ins: str) -> list[str]:
     ]
 
 
+@lowers("moe_fixed_router")
+def _fixed_router(e: Emitter, node: Node, ids: str, domain: str, table: str) -> list[str]:
+    """experts = table.flat[domain·vocab + ids] (one Gather), weight 1."""
+    vocab = static_dim(node.arg(2).type.shape[1], node, "vocab")
+    flat = e.op1("Reshape", table, e.ints(-1))
+    at = e.op1("Add", e.op1("Mul", e.op1("Unsqueeze", domain, e.ints(1)), e.ints(vocab)), ids)
+    indices = e.op1("Unsqueeze", e.op1("Gather", flat, at, axis=0), e.ints(-1))
+    ones = e.op1("Expand", e.const(np.float32(1.0), np.float32), e.op1("Shape", indices))
+    return [
+        e.op("Identity", [ones], [e.result(node, 0)])[0],
+        e.op("Identity", [indices], [e.result(node, 1)])[0],
+    ]
+
+
 def _stacked_t(e: Emitter, v: Value) -> str:
     """[E, out, in] -> [E, in, out] so that x [1, T, in] @ W gives [E, T, out]."""
     if v.param is None:

@@ -116,6 +116,15 @@ def dense_experts(
     return (combine.t().unsqueeze(-1).to(y.dtype) * y).sum(0)  # (T, H)
 
 
+@lowers("moe_fixed_router")
+def _moe_fixed_router(
+    ctx: TorchContext, node: Node, ids: torch.Tensor, domain: torch.Tensor, table: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """experts = table[domain, ids], weight 1 (no gradient: nothing here is learned)."""
+    experts = table[domain[:, None], ids].unsqueeze(-1)
+    return torch.ones(experts.shape, dtype=torch.float32, device=experts.device), experts
+
+
 @lowers("moe_experts")
 def _moe_experts(
     ctx: TorchContext,

@@ -71,6 +71,20 @@ def _moe_router(ctx: Context, node: Node, x: relax.Expr, weight: relax.Expr) -> 
     return [weights, indices]
 
 
+@lowers("moe_fixed_router")
+def _moe_fixed_router(
+    ctx: Context, node: Node, ids: relax.Expr, domain: relax.Expr, table: relax.Expr
+) -> list[relax.Expr]:
+    """experts = table.flat[domain·vocab + ids] (one take), weight 1."""
+    vocab = static_dim(node.arg(2).type.shape[1], node, "vocab")
+    flat = ctx.emit(op.reshape(table, [-1]))
+    at = ctx.emit(
+        op.add(op.multiply(op.expand_dims(domain, [1]), relax.const(vocab, "int64")), ids)
+    )
+    indices = ctx.emit(op.expand_dims(op.take(flat, at, axis=0), [-1]))
+    return [ctx.emit(op.astype(op.ones_like(indices), "float32")), indices]
+
+
 def _topk(ctx: Context, scores: relax.Expr, k: int) -> relax.Var:
     """Indices (int64) of the k largest along the last axis, largest first, ties to the lower index.
 

@@ -74,3 +74,31 @@ def weight_options(command: Any) -> Any:
         help="Use weights that hold NaN or Inf (refused by default: they make NaN logits).",
     )(command)
     return cast_weights_option(command)
+
+
+def domain_option(command: Any) -> Any:
+    """`--domain N`, for the verbs that run a model: the domain id of models that route by it."""
+    return click.option(
+        "--domain",
+        type=click.IntRange(min=0),
+        help="Models with random routed experts (PanGu-Σ): the domain id of every row (default 0).",
+    )(command)
+
+
+def checked_domain(session: Any, domain: int | None) -> dict[str, int]:
+    """{"domain": N} for a session whose model takes a domain id (N within its table), {} for
+    one that does not (where giving --domain is an error)."""
+    from irgraph.lm import DOMAIN
+
+    if DOMAIN not in session.inputs:
+        if domain is not None:
+            raise click.BadParameter(
+                "only models with random routed experts take a domain", param_hint="--domain"
+            )
+        return {}
+    domains = session.bounds.get(DOMAIN)
+    if domain is not None and domains is not None and domain >= domains:
+        raise click.BadParameter(
+            f"expected a domain id in 0..{domains - 1}, got {domain}", param_hint="--domain"
+        )
+    return {"domain": domain or 0}

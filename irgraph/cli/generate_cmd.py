@@ -16,7 +16,13 @@ import numpy as np
 
 import irgraph.runtimes
 from irgraph.artifact import MANIFEST, read_listed
-from irgraph.cli.common import FiniteFloat, parse_ids, weight_options
+from irgraph.cli.common import (
+    FiniteFloat,
+    checked_domain,
+    domain_option,
+    parse_ids,
+    weight_options,
+)
 from irgraph.tokenizer import check_tokenizer, model_vocab
 
 TOKENIZER = "tokenizer.json"
@@ -99,6 +105,7 @@ class _Codec:
     help='JSON lines, one per token as it comes: {"row", "index", "id", "text"} ("text": the '
     "row's text that token adds).",
 )
+@domain_option
 @weight_options
 def generate(
     path: str,
@@ -114,6 +121,7 @@ def generate(
     as_json: bool,
     cast_weights: bool,
     allow_nonfinite: bool,
+    domain: int | None,
 ) -> None:
     """Generate tokens from the model at PATH (artifact or saved graph), streaming them.
 
@@ -154,6 +162,7 @@ def generate(
         top_p=top_p,
         seed=seed,
         stop_ids=stops,
+        **checked_domain(session, domain),
     )
     try:
         for step in tokens:

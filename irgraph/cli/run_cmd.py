@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 import irgraph.runtimes
-from irgraph.cli.common import parse_ids, weight_options
+from irgraph.cli.common import checked_domain, domain_option, parse_ids, weight_options
 from irgraph.tokenizer import model_vocab
 
 
@@ -32,6 +32,7 @@ from irgraph.tokenizer import model_vocab
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"logits": [[...], ...]}, one row per position.'
 )
+@domain_option
 @weight_options
 def run(
     path: str,
@@ -40,6 +41,7 @@ def run(
     decoder_ids: str | None,
     prefix_len: int | None,
     as_json: bool,
+    domain: int | None,
     cast_weights: bool,
     allow_nonfinite: bool,
 ) -> None:
@@ -65,7 +67,7 @@ def run(
         raise click.BadParameter(
             "only prefix-LM models take a prefix length", param_hint="--prefix-len"
         )
-    logits = session.forward(tokens, decode=decode, **kw)[0]
+    logits = session.forward(tokens, decode=decode, **kw, **checked_domain(session, domain))[0]
     if as_json:
         click.echo(json.dumps({"logits": [[float(x) for x in row] for row in logits]}))
         return

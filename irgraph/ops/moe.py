@@ -126,6 +126,45 @@ class MoeRouter(OpDef):
 
 
 @register
+class MoeFixedRouter(OpDef):
+    """PanGu-Σ's Random Routed Experts: each token goes to expert table[domain, token id], weight 1.
+
+    No learned gate: the table [domains, vocab] is a fixed random map made when the model is
+    (each domain's row picks among that domain's own experts), and the domain id of each row
+    [batch] is a graph input (`domain_ids`). Output as moe_router's with k = 1."""
+
+    name = "moe_fixed_router"
+    inputs = ("ids", "domain", "table")
+    category = Category.ROUTER
+    outputs = ("weights", "indices")
+    indices = {"domain": IndexBound("table", 0), "ids": IndexBound("table", 1)}
+
+    def infer(self, ids: TensorType, domain: TensorType, table: TensorType) -> list[TensorType]:
+        for what, t, rank in (("ids", ids, 2), ("domain", domain, 1), ("table", table, 2)):
+            expect(
+                t.dtype == DType.i64 and t.rank == rank,
+                f"moe_fixed_router {what} must be i64 of rank {rank}",
+                expected=f"i64, rank {rank}",
+                got=t,
+            )
+        shape = (*ids.shape, 1)
+        return [TensorType(DType.f32, shape), TensorType(DType.i64, shape)]
+
+    def ref(self, ids: np.ndarray, domain: np.ndarray, table: np.ndarray) -> list[np.ndarray]:
+        experts = np.asarray(table)[np.asarray(domain)[:, None], np.asarray(ids)]
+        return [np.ones((*experts.shape, 1), np.float32), experts[..., None].astype(np.int64)]
+
+    def flops(
+        self,
+        ins: Sequence[TensorType | None],
+        outs: Sequence[TensorType],
+        env: Mapping[str, int],
+        **attrs: Any,
+    ) -> int:
+        return 0  # a table lookup
+
+
+@register
 class MoeExperts(OpDef):
     """Σ_k weights[k] · expert_{indices[k]}(x): gated act(x·W_gᵀ)·(x·W_uᵀ) or plain act(x·W_uᵀ)."""
 

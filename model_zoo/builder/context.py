@@ -26,6 +26,7 @@ class Init:
     shape: tuple[int, ...]
     std: float
     mean: float = 0.0
+    group: int = 0  # > 0: an i64 routing table, row d drawn uniformly from [d·group, (d+1)·group)
 
 
 def feature_width(x: Value) -> int:
@@ -48,6 +49,11 @@ class BuildContext:
     def param(self, name: str, shape: tuple[int, ...], std: float, mean: float = 0.0) -> Value:
         self.inits[name] = Init(tuple(int(d) for d in shape), std, mean)
         return self.b.param(name, f"f32[{', '.join(map(str, shape))}]")
+
+    def routing_table(self, name: str, domains: int, vocab: int, group: int) -> Value:
+        """A fixed random map i64[domains, vocab] -> expert, each domain among its own `group`."""
+        self.inits[name] = Init((domains, vocab), 0.0, group=group)
+        return self.b.param(name, f"i64[{domains}, {vocab}]")
 
     def linear(
         self, x: Value, name: str, out: int, inp: int, bias: bool, hint: str | None = None
@@ -89,6 +95,10 @@ class BuildContext:
             arrays = {}
             for name, init in self.inits.items():
                 rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+                if init.group:
+                    offsets = np.arange(init.shape[0], dtype=np.int64)[:, None] * init.group
+                    arrays[name] = offsets + rng.integers(0, init.group, init.shape)
+                    continue
                 arrays[name] = (init.mean + init.std * rng.standard_normal(init.shape)).astype(
                     np.float32
                 )

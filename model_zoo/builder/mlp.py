@@ -48,17 +48,24 @@ def moe_mlp(ctx: BuildContext, h: Value, prefix: str) -> Value:
     cfg, b, moe = ctx.cfg, ctx.b, ctx.cfg.require_moe("a routed MLP")
     gated = cfg.gated_mlp if moe.gated is None else moe.gated
     e, f, d = moe.num_experts, moe.expert_ffn, feature_width(h)
-    router = ctx.param(f"{prefix}.moe.router.weight", (e, d), 1 / math.sqrt(d))
-    weights, indices = b.moe_router(
-        h,
-        router,
-        top_k=moe.top_k,
-        scoring=moe.scoring,
-        normalize=moe.normalize,
-        n_group=moe.n_group,
-        topk_group=moe.topk_group,
-        scaling=moe.scaling,
-    )
+    if moe.domains:  # PanGu-Σ: a fixed random (domain, token) -> expert map, no learned gate
+        table = ctx.routing_table(
+            f"{prefix}.moe.routes", moe.domains, cfg.vocab_size, e // moe.domains
+        )
+        ids, domain = b.graph.inputs["input_ids"], b.graph.inputs["domain_ids"]
+        weights, indices = b.moe_fixed_router(ids, domain, table)
+    else:
+        router = ctx.param(f"{prefix}.moe.router.weight", (e, d), 1 / math.sqrt(d))
+        weights, indices = b.moe_router(
+            h,
+            router,
+            top_k=moe.top_k,
+            scoring=moe.scoring,
+            normalize=moe.normalize,
+            n_group=moe.n_group,
+            topk_group=moe.topk_group,
+            scaling=moe.scaling,
+        )
     up = ctx.param(f"{prefix}.moe.experts.up", (e, f, d), 1 / math.sqrt(d))
     down = ctx.param(f"{prefix}.moe.experts.down", (e, d, f), 1 / math.sqrt(f))
     gate = ctx.param(f"{prefix}.moe.experts.gate", (e, f, d), 1 / math.sqrt(d)) if gated else None

@@ -147,6 +147,8 @@ def build_decoder_only(ctx: BuildContext) -> None:
     positions = b.input("position_ids", "i64[batch, seq]")
     mask = b.input("attention_mask", "i64[batch, past+seq]")
     prefix_len = b.input("prefix_len", "i64[batch]") if cfg.arch is Arch.PREFIX_LM else None
+    if cfg.moe is not None and cfg.moe.domains:
+        b.input("domain_ids", "i64[batch]")  # PanGu-Σ: each row's domain picks its experts
     x = embed(ctx, ids, positions, "embed.weight", "embed_positions.weight", cfg.hidden)
     if cfg.embedding_norm:
         x = ctx.norm(x, "embed_norm")

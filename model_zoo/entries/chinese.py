@@ -101,8 +101,8 @@ PANGU_SIGMA = ZooEntry(
     name="pangu-sigma",
     approximate=(
         (
-            "Random Routed Experts as a learned top-1 router: the fixed (domain, token) -> expert "
-            "map needs a domain-id input the IR does not have yet"
+            "its 640 experts as 40 domain groups of 16: the sources read here give neither the "
+            "domain count nor the group size"
         ),
     ),
     aliases=("pangu-σ", "pangu-sigma-1085b"),
@@ -115,7 +115,9 @@ PANGU_SIGMA = ZooEntry(
         heads=40,
         ffn=20480,
         activation=Activation.FAST_GELU,
-        moe=MoeConfig(num_experts=640, top_k=1, expert_ffn=20480, first_dense=31, normalize=False),
+        moe=MoeConfig(
+            num_experts=640, top_k=1, expert_ffn=20480, first_dense=31, normalize=False, domains=40
+        ),
     ),
     published_params=1_085_000_000_000,
     survey_params=survey_params(_PANGU_S.size),
@@ -139,7 +141,9 @@ PANGU_SIGMA = ZooEntry(
         ),
         **cite(
             "Ren et al. 2023 Sec. 3: bottom layers shared and dense, top layers Random Routed "
-            "Experts; 1.085T parameters",
+            "Experts (experts grouped by domain; within its domain's group a token goes to one "
+            "expert by a fixed random map, no learned gate; survey Sec. 3 agrees); 1.085T "
+            "parameters",
             "moe",
             "published_params",
         ),
@@ -148,8 +152,9 @@ PANGU_SIGMA = ZooEntry(
     },
     notes=(
         "Random Routed Experts send each token to one expert of its domain's group by a fixed "
-        "random map, with no learned gate; the IR approximates it with a learned top-1 router "
-        "(the router's 3.3M weights per sparse layer are ours).",
+        "random map, with no learned gate: op moe_fixed_router reads an i64 [domains, vocab] "
+        "table per sparse layer (drawn independently per layer) and the graph input domain_ids "
+        "(`--domain` on the CLI, default 0).",
         "The expert layout is our reconstruction, not published dims: 8 sparse top layers of 640 "
         "experts (the FFN of the 13B base, 2 x 5120 x 20480 each) over 31 dense blocks; it "
         "reproduces the 1.085T total, which the paper states without a per-layer table.",

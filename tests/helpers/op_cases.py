@@ -440,6 +440,18 @@ def _build() -> list[OpCase]:
             {"top_k": 2, "scoring": "sigmoid", "scaling": 1.5},
         ),
     ]
+    table = np.stack([d * 3 + RNG.integers(0, 3, 10) for d in range(2)]).astype(np.int64)
+    cases.append(
+        OpCase(  # PanGu-Σ's random routed experts: 2 domains x 3 experts, vocabulary 10
+            "moe_fixed_router",
+            "moe_fixed_router",
+            (RNG.integers(0, 10, (2, 3)), np.array([1, 0], np.int64), Param(table)),
+            torch_ref=lambda ids, domain, table: (
+                torch.ones((*ids.shape, 1)),
+                table[domain[:, None], ids].unsqueeze(-1),
+            ),
+        )
+    )
     experts = np.stack([RNG.permutation(4)[:2] for _ in range(6)]).reshape(2, 3, 2)
     routing = positive(2, 3, 2)
     for act, gated in (("silu", True), ("gelu", False)):
