@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irgraph import sparsity
+from irgraph import lm, sparsity
 from irgraph.codegen.torch.trainer import TrainConfig, Trainer
+from irgraph.heldout import score_windows
 from irgraph.passes import run_pipeline
 from irgraph.text import ByteTokenizer, load_corpus
 from tests.helpers.torch_graphs import byte_llama
@@ -45,8 +46,16 @@ def test_lora_merge_is_masked(corpus, tmp_path):
     pruned = run_pipeline(byte_llama(), "prune(sparsity=0.5)").graph
     targets = ("layers.*.q.weight", "layers.*.down.weight")
     trainer = Trainer(pruned, corpus, _config(lora_rank=4, lora_targets=targets), tmp_path)
-    merged = trainer.run().graph
+    result = trainer.run()
+    merged = result.graph
     assert sparsity.check(merged) == []
+    # the masked merge is scored on the held-out windows beside the adapter as trained
+    ref = score_windows(
+        lambda ids: lm.interpret(merged, ids), trainer.heldout, bytes_per_token=1.0
+    ).bits_per_byte
+    assert result.merged_eval is not None and result.merged_eval.step == result.evals[-1].step
+    assert result.merged_eval.bits_per_byte == pytest.approx(ref, rel=1e-4)
+    assert result.merged_eval.bits_per_byte != result.evals[-1].bits_per_byte
     name = "layers.0.q.weight"
     np.testing.assert_array_equal(merged.weight(name) == 0, pruned.weight(name) == 0)
     assert not np.array_equal(merged.weight(name), pruned.weight(name))

@@ -6,7 +6,9 @@ branches, bf16 autocast, gradient accumulation, a seed that fixes every batch
 and dropout mask, held-out loss (perplexity, bits per byte), checkpoints in
 `DIR/checkpoints/` that resume to the same weights as an uninterrupted run,
 optional LoRA. A graph with pruned weights (irgraph/sparsity.py's record) trains with masked
-gradients and stays exactly as sparse; LoRA merges as W + M⊙(α/r·BA). Under `torchrun`
+gradients and stays exactly as sparse; LoRA merges as W + M⊙(α/r·BA), which is not the
+adapter as trained: the run scores the merged graph on the held-out windows too
+(`TrainResult.merged_eval`, beside `evals[-1]`; `train.json`'s masked_merge_eval). Under `torchrun`
 each process takes its share of every global batch and
 `torch.nn.parallel.DistributedDataParallel` averages the gradients (gloo on CPU, nccl on GPUs).
 
@@ -177,6 +179,9 @@ class TrainResult:
     evals: list[EvalInfo] = field(default_factory=list)
     resumed_from: int = 0
     seconds: float = 0.0
+    # LoRA on a pruned graph: the held-out score of the saved graph, W + M⊙(α/r·BA), which is
+    # not the adapter as trained (that is evals[-1]): the mask drops the update's pruned entries
+    merged_eval: EvalInfo | None = None
 
 
 @dataclass
@@ -351,9 +356,11 @@ class Trainer:
             torch.from_numpy(weights).to(dev),
         )
 
-    def evaluate(self, step: int) -> EvalInfo:
-        """Held-out loss over the fixed evaluation windows (shared out over processes)."""
-        self.module.eval()
+    def evaluate(self, step: int, module: GraphModule | None = None) -> EvalInfo:
+        """Held-out loss over the fixed evaluation windows (shared out over processes), of the
+        module being trained or of `module`."""
+        model = self.module if module is None else module
+        model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.world.device)
         with torch.no_grad(), self._batch_context():
             for windows in np.array_split(
@@ -362,7 +369,7 @@ class Trainer:
                 if len(windows) == 0:
                     continue
                 feeds, targets, weights = self._tensors(windows)
-                loss = lm_loss(self.module(**feeds)["logits"], targets, weights)
+                loss = lm_loss(model(**feeds)["logits"], targets, weights)
                 n = weights.sum()
                 total += torch.stack([loss.double() * n, n.double()])
         if self.world.size > 1:
@@ -491,6 +498,9 @@ class Trainer:
                 )
         result.evals, result.seconds = evals, time.perf_counter() - t0
         result.graph = self.trained_graph()
+        if self.adapters is not None and sparsity.records(self.graph):
+            merged = to_torch(result.graph).to(world.device)
+            result.merged_eval = self.evaluate(cfg.steps, merged)
         return result
 
     def trained_graph(self) -> Graph:
@@ -525,6 +535,11 @@ def save_trained(
         "resumed_from": result.resumed_from,
         "seconds": round(result.seconds, 2),
         "evals": [dataclasses.asdict(e) for e in result.evals],
+        **(
+            {"masked_merge_eval": dataclasses.asdict(result.merged_eval)}
+            if result.merged_eval is not None
+            else {}
+        ),
         **(extra or {}),
     }
     (staged / "train.json").write_text(json.dumps(summary, indent=2))

@@ -260,6 +260,12 @@ def train(
         bar.close()
         if result.resumed_from and main:
             click.echo(f"resumed from step {result.resumed_from}")
+        if result.merged_eval is not None and main and result.evals:
+            trained, merged = result.evals[-1].bits_per_byte, result.merged_eval.bits_per_byte
+            click.echo(
+                f"LoRA merged with the pruning mask (W + M*(alpha/r*BA)): {merged:.4f} bits/byte "
+                f"held out, the adapter as trained {trained:.4f} (delta {merged - trained:+.4f})"
+            )
         if main:
             save_trained(
                 out_dir,
