@@ -21,7 +21,8 @@ tokens, each system in this one process:
   irgraph-{onnx,tvm}-int4[-g128] | -int8   the graph through quantize(bits=4, group=32 | 128)
                  or quantize(bits=8, group=0) (RTN; LM head 8 bits, embedding table quantized
                  too), then as above: ONNX MatMulNBits + GatherBlockQuantized (accuracy_level 1;
-                 irgraph-onnx-int4-al4: 4, int8 activations), TVM fused dequantize-linear kernels
+                 irgraph-onnx-int4-al4: 4, int8 activations; -h4: the LM head 4 bits too),
+                 TVM fused dequantize-linear kernels
   genai-int4     onnxruntime-genai's -p int4 build
   roofline-int4  the int4-g32 row's stored bytes (scales, 8-bit head; no table) / bandwidth
 
@@ -191,14 +192,18 @@ def irgraph_tvm(bench: Bench) -> Run:
 
 
 def quantized_graph(bench: Bench, scheme: str):
-    """The checkpoint quantized by RTN: scheme "int4-g32" | "int4-g128" | "int8" (per channel).
+    """The checkpoint quantized by RTN: scheme "int4-g32" | "int4-g128" | "int8" (per channel),
+    with "-h4" the LM head at 4 bits too (head_bits=4, as genai's int4 build).
 
-    The pass keeps the LM head at 8 bits and quantizes the embedding table like the rest.
+    The pass keeps the LM head at 8 bits by default and quantizes the embedding table like the
+    rest.
     """
     from irgraph.passes import run_pipeline
 
+    scheme, h4, _ = scheme.partition("-h4")
     bits, _, group = scheme.removeprefix("int").partition("-g")
-    pipeline = f"quantize(bits={bits}, group={group or 0})"
+    head = ", head_bits=4" if h4 else ""
+    pipeline = f"quantize(bits={bits}, group={group or 0}{head})"
     return run_pipeline(load_graph(bench.hf_dir), pipeline).graph
 
 
@@ -403,6 +408,9 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     # quantized rows (issue 15): RTN int4 g32 / g128 and int8 per channel, LM head 8 bits
     "irgraph-onnx-int4": partial(irgraph_onnx_quantized, scheme="int4-g32"),
     "irgraph-onnx-int4-al4": partial(irgraph_onnx_quantized, scheme="int4-g32", accuracy_level=4),
+    "irgraph-onnx-int4-al4-h4": partial(
+        irgraph_onnx_quantized, scheme="int4-g32-h4", accuracy_level=4
+    ),
     "irgraph-onnx-int4-g128": partial(irgraph_onnx_quantized, scheme="int4-g128"),
     "irgraph-onnx-int8": partial(irgraph_onnx_quantized, scheme="int8"),
     "irgraph-tvm-int4": partial(irgraph_tvm_quantized, scheme="int4-g32"),

@@ -89,6 +89,17 @@ def test_what_is_quantized_and_what_stays_float():
     )
 
 
+def test_head_bits_sets_the_lm_head_floor():
+    g = tiny_llama()
+    head = "lm_head.weight" if "lm_head.weight" in g.params else "embed.weight"
+    four = quantized(g, "quantize(bits=4, group=32, head_bits=4)")
+    assert str(four.params[head].type).startswith("i4<g32,sym,f16>")
+    eight = quantized(g, "quantize(bits=8, group=32, head_bits=4)")  # never below bits
+    assert str(eight.params[head].type).startswith("i8<g32,sym,f16>")
+    with pytest.raises(PassError, match="head_bits of pass quantize are not used"):
+        quantized(g, "quantize(method=w8a8, head_bits=4)")
+
+
 def test_asymmetric_per_channel_and_skip_globs():
     g = tiny_llama()
     q = quantized(

@@ -1,11 +1,12 @@
 """quantize: weights to int8 / int4 / 3-bit, one method per module (issue 13).
 
-    quantize(method=rtn, bits=4, group=128, sym=true, scale_dtype=f16, skip="")
+    quantize(method=rtn, bits=4, group=128, sym=true, scale_dtype=f16, skip="", head_bits=8)
 
 Kind: approximate. `bits` is 3, 4 or 8 (3-bit values live in i4 containers); `group` is the
 number of input columns that share a scale, 0 for one scale per output channel (a group that
 does not divide K pads the last group with zeros, as ORT's MatMulNBits does); `sym=false` adds
-zero points; `skip` is a quoted, comma-separated list of globs over parameter names. Which
+zero points; `skip` is a quoted, comma-separated list of globs over parameter names; the LM
+head gets max(bits, head_bits) bits (default 8: docs/onnxruntime.md §5). Which
 weights are quantized and which stay float (norms, biases, routers, rotary tables) is
 common.py's docstring; the numerics are irgraph/quant.py's.
 
@@ -39,7 +40,7 @@ from irgraph.quant import QuantSpec
 WeightQuantizer = Callable[[np.ndarray, QuantSpec], dict[str, np.ndarray]]
 
 SHARED = frozenset({"method", "skip", "scale_dtype"})
-WEIGHT_GRID = SHARED | {"bits", "group", "sym"}
+WEIGHT_GRID = SHARED | {"bits", "group", "sym", "head_bits"}
 USES: dict[str, frozenset[str]] = {  # the options each method reads
     "rtn": WEIGHT_GRID,
     "gptq": WEIGHT_GRID | {"damp", "act_order", "block"},
@@ -63,6 +64,12 @@ class Quantize(Pass):
     sym: bool = option(True, doc="symmetric (no zero points)")
     scale_dtype: Literal["f16", "f32"] = option("f16", doc="dtype of the scales")
     skip: str = option("", doc='comma-separated globs of weights kept float, e.g. "lm_head.*"')
+    head_bits: int = option(
+        8,
+        choices=(3, 4, 8),
+        doc="the LM head gets max(bits, head_bits): 8 keeps its argmax under ORT's int8 "
+        "activations; 4 is what onnxruntime-genai's int4 build does (half the head's bytes)",
+    )
     damp: float = option(0.01, min=0, doc="gptq: damping, a fraction of mean(diag H)")
     act_order: bool = option(True, doc="gptq: columns in order of decreasing activation")
     block: int = option(128, min=1, doc="gptq: columns per lazy block update")
@@ -94,7 +101,7 @@ class Quantize(Pass):
             )
             note = f"quantized {len(names)} linears to int8 weights (ch) and activations (token)"
             return PassResult(result, bool(names), "; ".join([note, *w8a8_notes]))
-        chosen = select(graph, self.bits, self.skip)
+        chosen = select(graph, self.bits, self.skip, self.head_bits)
         if not chosen:
             return PassResult(graph, False, "no float weights to quantize")
         specs = {

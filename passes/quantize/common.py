@@ -25,7 +25,7 @@ from irgraph.types import TensorType
 from irgraph.verifier import infer_node
 from irgraph.weights import WeightStore
 
-HEAD_BITS = 8
+HEAD_BITS = 8  # the LM head's default floor (quantize's head_bits)
 
 
 def parse_skip(skip: str, graph: Graph, pass_name: str = "quantize") -> list[str]:
@@ -70,8 +70,9 @@ def lm_head(graph: Graph) -> str | None:
     return None
 
 
-def select(graph: Graph, bits: int, skip: str) -> dict[str, int]:
-    """Parameter name -> bits of every weight to quantize; PassError if one is already quantized."""
+def select(graph: Graph, bits: int, skip: str, head_bits: int = HEAD_BITS) -> dict[str, int]:
+    """Parameter name -> bits of every weight to quantize (the LM head max(bits, head_bits));
+    PassError if one is already quantized."""
     globs = parse_skip(skip, graph)
     head = lm_head(graph)
     chosen: dict[str, int] = {}
@@ -87,7 +88,7 @@ def select(graph: Graph, bits: int, skip: str) -> dict[str, int]:
             )
         if not t.dtype.is_float:
             continue
-        chosen[name] = max(bits, HEAD_BITS) if name == head else bits
+        chosen[name] = max(bits, head_bits) if name == head else bits
     return chosen
 
 
