@@ -48,6 +48,8 @@ CONFIGS = {  # name -> pipeline ("" = the float model)
         for grid, (bits, group) in GRIDS.items()
         for method in ("rtn", *DATA_METHODS)
     },
+    # the LM head at 4 bits too (head_bits=4, as onnxruntime-genai's int4 build): what it costs
+    "rtn w4 g32 head4": "quantize(method=rtn, bits=4, group=32, head_bits=4)",
     "w8a8": "quantize(method=w8a8)",  # int8 weights per channel, int8 activations per token
     "smoothquant w8a8": "smoothquant(alpha=0.5),quantize(method=w8a8)",
 }
@@ -152,6 +154,9 @@ def main() -> None:
         for c in GRIDS
         if c.startswith("w4") and f"{m} {c}" in by
     ]
+    if "rtn w4 g32 head4" in scores and "rtn w4 g32" in scores:
+        gap, se = paired_difference(scores["rtn w4 g32 head4"], scores["rtn w4 g32"])
+        print(f"note: a 4-bit LM head costs {gap:+.4f} ± {se:.4f} bits/byte at rtn w4 g32")
     if "rtn w8" in by:
         checks.append(("rtn w8 within 1% of fp32", by["rtn w8"] <= 1.01 * by["fp32"]))
     for what, ok in checks:
