@@ -21,8 +21,7 @@ tokens, each system in this one process:
   irgraph-{onnx,tvm}-int4[-g128] | -int8   the graph through quantize(bits=4, group=32 | 128)
                  or quantize(bits=8, group=0) (RTN; LM head 8 bits, embedding table quantized
                  too), then as above: ONNX MatMulNBits + GatherBlockQuantized (accuracy_level 1;
-                 irgraph-onnx-int4-al4: 4, int8 activations; -h4: the LM head 4 bits too;
-                 -fused: q/k/v fused before quantizing),
+                 irgraph-onnx-int4-al4: 4, int8 activations; -h4: the LM head 4 bits too),
                  TVM fused dequantize-linear kernels
   genai-int4     onnxruntime-genai's -p int4 build
   roofline-int4  the int4-g32 row's stored bytes (scales, 8-bit head; no table) / bandwidth
@@ -194,22 +193,17 @@ def irgraph_tvm(bench: Bench) -> Run:
 
 def quantized_graph(bench: Bench, scheme: str):
     """The checkpoint quantized by RTN: scheme "int4-g32" | "int4-g128" | "int8" (per channel),
-    with "-h4" the LM head at 4 bits too (head_bits=4, as genai's int4 build) and "-fused"
-    q/k/v fused into one linear before quantizing (as genai's build has them).
+    with "-h4" the LM head at 4 bits too (head_bits=4, as genai's int4 build).
 
     The pass keeps the LM head at 8 bits by default and quantizes the embedding table like the
     rest.
     """
     from irgraph.passes import run_pipeline
 
-    scheme, fused, _ = scheme.partition("-fused")
     scheme, h4, _ = scheme.partition("-h4")
     bits, _, group = scheme.removeprefix("int").partition("-g")
     head = ", head_bits=4" if h4 else ""
-    # fusion must come first: a quantized weight is not fused (ONNX's default pipeline would
-    # fuse q/k/v of the float graph, max_width=2, after the user's passes)
-    first = "fuse-qkv(max_width=2)," if fused else ""
-    pipeline = f"{first}quantize(bits={bits}, group={group or 0}{head})"
+    pipeline = f"quantize(bits={bits}, group={group or 0}{head})"
     return run_pipeline(load_graph(bench.hf_dir), pipeline).graph
 
 
@@ -416,9 +410,6 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "irgraph-onnx-int4-al4": partial(irgraph_onnx_quantized, scheme="int4-g32", accuracy_level=4),
     "irgraph-onnx-int4-al4-h4": partial(
         irgraph_onnx_quantized, scheme="int4-g32-h4", accuracy_level=4
-    ),
-    "irgraph-onnx-int4-al4-h4-fused": partial(
-        irgraph_onnx_quantized, scheme="int4-g32-h4-fused", accuracy_level=4
     ),
     "irgraph-onnx-int4-g128": partial(irgraph_onnx_quantized, scheme="int4-g128"),
     "irgraph-onnx-int8": partial(irgraph_onnx_quantized, scheme="int8"),

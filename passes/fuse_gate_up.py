@@ -63,7 +63,9 @@ class FuseGateUpRule(Rule):
         self.max_width = max_width
 
     def check(self, index: GraphIndex, cand: Candidate) -> str | None:
-        return group_problem(index, cand.linears) or width_problem(cand.linears, self.max_width)
+        return group_problem(index, cand.linears, quantized_ok=True) or width_problem(
+            cand.linears, self.max_width
+        )
 
     def rewrite(self, rw: Rewriter, cand: Candidate) -> None:
         fuse_linears(rw, cand.x, cand.linears, "gate_up")

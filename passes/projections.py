@@ -92,28 +92,34 @@ def source_linear(index: GraphIndex, v: Value | None) -> tuple[Node | None, str]
     return None, "nothing"
 
 
-def linear_problem(index: GraphIndex, node: Node) -> str | None:
-    """Why the linear `node` cannot be fused (weights computed or quantized), or None."""
+def linear_problem(index: GraphIndex, node: Node, quantized_ok: bool = False) -> str | None:
+    """Why the linear `node` cannot be fused (weights computed, or quantized unless
+    `quantized_ok`: stacking rows keeps every per-row group as it was), or None."""
     w = node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if w is None or w.param is None:
         return f"the weight of {index.describe(node)} is computed, not a parameter"
-    if not w.type.dtype.is_float:
+    if not w.type.dtype.is_float and not (quantized_ok and w.type.quant is not None):
         return f"the weight @{w.param} is quantized ({w.type.dtype}); fuse before quantizing"
     if bias is not None and bias.param is None:
         return f"the bias of {index.describe(node)} is computed, not a parameter"
     return None
 
 
-def group_problem(index: GraphIndex, linears: Sequence[Node]) -> str | None:
-    """Why these linears cannot become one, or None."""
+def group_problem(
+    index: GraphIndex, linears: Sequence[Node], quantized_ok: bool = False
+) -> str | None:
+    """Why these linears cannot become one (stacked along output rows), or None."""
     for n in linears:
-        reason = linear_problem(index, n)
+        reason = linear_problem(index, n, quantized_ok)
         if reason:
             return reason
     dtypes = {n.inputs[1].type.dtype for n in linears if n.inputs[1] is not None}
     if len(dtypes) > 1:
         return f"the weights differ in dtype ({', '.join(sorted(map(str, dtypes)))})"
+    specs = {str(n.inputs[1].type.quant) for n in linears if n.inputs[1] is not None}
+    if len(specs) > 1:
+        return f"the weights are quantized differently ({', '.join(sorted(specs))})"
     bias_dtypes = {
         n.inputs[2].type.dtype for n in linears if len(n.inputs) > 2 and n.inputs[2] is not None
     }
@@ -156,11 +162,14 @@ def fuse_linears(rw: Rewriter, x: Value, linears: Sequence[Node], tag: str) -> N
     prefix = common_prefix(name for name in names if name)
     sizes = [eval_dim(w.type.shape[0], {}) for w in ws]
     wt = ws[0].type
-    weight = rw.param(
-        f"{prefix}{tag}.weight",
-        TensorType(wt.dtype, (sum(sizes), wt.shape[1])),
-        np.concatenate([rw.weight(w) for w in ws], axis=0) if rw.has_weights else None,
-    )
+    fused_type = TensorType(wt.dtype, (sum(sizes), wt.shape[1]), wt.quant)
+    stacked: np.ndarray | dict[str, np.ndarray] | None = None
+    if rw.has_weights and wt.quant is not None:  # stored rows (data, scales, zeros) stacked
+        parts = [rw.stored(w) for w in ws]
+        stacked = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+    elif rw.has_weights:
+        stacked = np.concatenate([rw.weight(w) for w in ws], axis=0)
+    weight = rw.param(f"{prefix}{tag}.weight", fused_type, stacked)
     inputs = [x, weight]
     biases = [_bias(n) for n in linears]
     if any(b is not None for b in biases):

@@ -128,21 +128,38 @@ class Rewriter:
         self.inserted.setdefault(self._anchor, []).append(Node(op, tuple(inputs), outs, checked))
         return outs[0] if len(outs) == 1 and not opdef.outputs[0].startswith("*") else outs
 
-    def param(self, wanted: str, type: TensorType, array: np.ndarray | None = None) -> Value:
-        """A new parameter named `wanted` (made unique); its array kept if the graph has weights."""
+    def param(
+        self,
+        wanted: str,
+        type: TensorType,
+        array: np.ndarray | Mapping[str, np.ndarray] | None = None,
+    ) -> Value:
+        """A new parameter named `wanted` (made unique); its array kept if the graph has weights
+        (a quantized type: its stored arrays, suffix -> array, as `Graph.stored` gives them)."""
         name = fresh_param_name(self.graph, wanted, self.new_params)
         v = Value(type, param=name)
         self.new_params[name] = v
         if self.has_weights:
             if array is None:
                 raise PassError(f"new param @{name} needs an array: the graph has weights")
-            self.new_weights[name] = np.ascontiguousarray(array, dtype=type.dtype.numpy)
+            if isinstance(array, Mapping):
+                for suffix, a in array.items():
+                    self.new_weights[name + suffix] = np.ascontiguousarray(a)
+            else:
+                self.new_weights[name] = np.ascontiguousarray(array, dtype=type.dtype.numpy)
         return v
 
     def weight(self, v: Value) -> np.ndarray:
         if v.param is None:
             raise PassError(f"{v!r} is not a parameter")
         return np.asarray(self.graph.weight(v.param))
+
+    def stored(self, v: Value) -> dict[str, np.ndarray]:
+        """The stored arrays of parameter `v` (suffix -> array; a quantized weight's data, scales
+        and zero points)."""
+        if v.param is None:
+            raise PassError(f"{v!r} is not a parameter")
+        return {k: np.asarray(a) for k, a in self.graph.stored(v.param).items()}
 
     def replace(self, old: Value, new: Value) -> None:
         """Every use of `old` (including graph outputs) reads `new` instead."""

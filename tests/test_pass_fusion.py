@@ -187,6 +187,27 @@ def test_structure_only_and_quantized_graphs():
     assert e.reason == "the weight @up.weight is quantized (i8); fuse before quantizing"
 
 
+@pytest.mark.parametrize("spec", ["bits=4, group=8", "bits=8, group=0, sym=false"])
+def test_quantized_projections_fuse_by_stacking_their_stored_rows(spec):
+    """q/k/v and gate/up quantized alike stack their data, scales and zero points row-wise:
+    every per-row group stays as it was, so the fused graph computes the same numbers."""
+    from irgraph import lm
+
+    q = run_pipeline(tiny_llama(), f"quantize({spec})").graph
+    out = run_pipeline(q, "fuse-qkv,fuse-gate-up").graph
+    assert sum(n.op == "linear" for n in out.nodes) == sum(n.op == "linear" for n in q.nodes) - 6
+    fused = out.params["layers.0.qkv.weight"].type
+    assert fused.quant == q.params["layers.0.q.weight"].type.quant and fused.shape[0] == 64
+    parts = [q.stored(f"layers.0.{p}.weight") for p in ("q", "k", "v")]
+    for suffix, array in out.stored("layers.0.qkv.weight").items():
+        np.testing.assert_array_equal(array, np.concatenate([p[suffix] for p in parts]))
+    ids = np.array([[1, 2, 3, 4, 5]])
+    np.testing.assert_allclose(lm.interpret(out, ids), lm.interpret(q, ids), rtol=1e-6, atol=1e-6)
+    mixed = run_pipeline(tiny_llama(), 'quantize(bits=4, group=8, skip="layers.0.k.weight")')
+    (e,) = [x for x in explain(find_rules("fuse-qkv")[0], mixed.graph) if x.reason]
+    assert "differ in dtype" in e.reason
+
+
 @pytest.mark.parametrize(
     "pipeline",
     [
