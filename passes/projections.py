@@ -120,6 +120,9 @@ def group_problem(
     specs = {str(n.inputs[1].type.quant) for n in linears if n.inputs[1] is not None}
     if len(specs) > 1:
         return f"the weights are quantized differently ({', '.join(sorted(specs))})"
+    attrs = {tuple(sorted(n.attrs.items())) for n in linears}
+    if len(attrs) > 1:  # e.g. W8A8's act_quant: one fused linear computes one way
+        return "the linears' attributes differ"
     bias_dtypes = {
         n.inputs[2].type.dtype for n in linears if len(n.inputs) > 2 and n.inputs[2] is not None
     }
@@ -183,7 +186,7 @@ def fuse_linears(rw: Rewriter, x: Value, linears: Sequence[Node], tag: str) -> N
                 ]
             )
         inputs.append(rw.param(f"{prefix}{tag}.bias", TensorType(bdtype, (sum(sizes),)), arr))
-    y = rw.emit("linear", *inputs, hint=tag)
+    y = rw.emit("linear", *inputs, hint=tag, **linears[0].attrs)  # group_problem: all alike
     parts = rw.emit("split", y, axis=-1, sizes=sizes)
     for node, part in zip(linears, parts):
         part.hint = node.outputs[0].hint  # a new value: naming it after what it replaces reads best
