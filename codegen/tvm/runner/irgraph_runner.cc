@@ -117,11 +117,20 @@ std::vector<ffi::Tensor> LoadWeights(const std::string& path, const JArray& weig
     auto it = header.find(ffi::String(name));
     if (it == header.end()) Fail("weights: no tensor " + name);
     JObject entry = Obj((*it).second);
-    if (Str(Get(entry, "dtype")) != "F32") Fail("runner supports F32 weights, " + name + " is not");
+    std::string dtype = Str(Get(entry, "dtype"));
     JArray offsets = Arr(Get(entry, "data_offsets"));
-    const float* src = reinterpret_cast<const float*>(data + offsets[0].cast<int64_t>());
     std::vector<int64_t> shape;
     for (const ffi::Any& d : Arr(Get(arg, "shape"))) shape.push_back(d.cast<int64_t>());
+    if (dtype == "I64" && layout == "plain") {  // an integer table (PanGu-Σ's expert routes)
+      ffi::Tensor t = Empty(shape, DLDataType{kDLInt, 64, 1});
+      size_t count = 1;
+      for (int64_t d : shape) count *= d;
+      std::memcpy(t.data_ptr(), data + offsets[0].cast<int64_t>(), count * sizeof(int64_t));
+      out.push_back(t);
+      continue;
+    }
+    if (dtype != "F32") Fail("runner supports F32 and plain I64 weights, " + name + " is " + dtype);
+    const float* src = reinterpret_cast<const float*>(data + offsets[0].cast<int64_t>());
     ffi::Tensor t = Empty(shape, DLDataType{kDLFloat, 32, 1});
     float* dst = static_cast<float*>(t.data_ptr());
     size_t count = 1;
@@ -149,13 +158,16 @@ std::vector<int64_t> ParseIds(const std::string& text) {
 }
 
 int Run(int argc, char** argv) {
-  if (argc < 2) Fail("usage: irgraph_runner ARTIFACT_DIR --prompt 1,2,3 --steps N [--logits FILE]");
+  if (argc < 2)
+    Fail("usage: irgraph_runner ARTIFACT_DIR --prompt 1,2,3 --steps N [--logits FILE] [--domain D]");
   std::string dir = argv[1], prompt_text, logits_path;
   int steps = 8;
+  int64_t domain = 0;  // domain_ids of models that route by domain (PanGu-Σ)
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--prompt") prompt_text = argv[i + 1];
     else if (flag == "--steps") steps = std::atoi(argv[i + 1]);
+    else if (flag == "--domain") domain = std::stoll(argv[i + 1]);
     else if (flag == "--logits") logits_path = argv[i + 1];
     else Fail("unknown option " + flag);
   }
@@ -210,6 +222,7 @@ int Run(int argc, char** argv) {
       else if (io.name == "position_ids") args.push_back(I64({1, seq}, pos));
       else if (io.name == "attention_mask") args.push_back(I64({1, past + seq}, mask));
       else if (io.name == "prefix_len") args.push_back(I64({1}, {static_cast<int64_t>(prompt.size())}));
+      else if (io.name == "domain_ids") args.push_back(I64({1}, {domain}));
       else if (cache.count(io.name)) args.push_back(cache[io.name]);
       else Fail("runner cannot feed model input " + io.name);
     }
