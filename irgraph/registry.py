@@ -148,6 +148,8 @@ class OpDef(ABC):
     """Multiplies a gate into a value (glu, mul): its inputs may be a gated MLP's projections."""
     dropout: ClassVar[Dropout] = Dropout.NEVER
     """Where training applies dropout to the output."""
+    no_arithmetic: ClassVar[bool] = False
+    """Moves, reshapes or looks data up and computes nothing: 0 FLOPs (reshape, gather, ...)."""
 
     def active_fraction(self, types: Sequence[TensorType | None], **attrs: Any) -> float | None:
         """Fraction of the `routed` weights one token uses, None if unknown (a symbolic count)."""
@@ -188,8 +190,8 @@ class OpDef(ABC):
         env: Mapping[str, int],
         **attrs: Any,
     ) -> int:
-        """Default: one FLOP per output element (elementwise ops)."""
-        return sum(t.numel(env) for t in outs)
+        """Default: one FLOP per output element (elementwise ops); 0 for `no_arithmetic`."""
+        return 0 if self.no_arithmetic else sum(t.numel(env) for t in outs)
 
     def pad(self, args: Iterable[Any]) -> list[Any]:
         """Arguments with absent trailing optional inputs filled with None."""

@@ -134,6 +134,7 @@ class MoeFixedRouter(OpDef):
     [batch] is a graph input (`domain_ids`). Output as moe_router's with k = 1."""
 
     name = "moe_fixed_router"
+    no_arithmetic = True
     inputs = ("ids", "domain", "table")
     category = Category.ROUTER
     outputs = ("weights", "indices")
@@ -153,15 +154,6 @@ class MoeFixedRouter(OpDef):
     def ref(self, ids: np.ndarray, domain: np.ndarray, table: np.ndarray) -> list[np.ndarray]:
         experts = np.asarray(table)[np.asarray(domain)[:, None], np.asarray(ids)]
         return [np.ones((*experts.shape, 1), np.float32), experts[..., None].astype(np.int64)]
-
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0  # a table lookup
 
 
 @register

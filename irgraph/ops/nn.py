@@ -23,6 +23,7 @@ class Embedding(OpDef):
     """table[ids]: token, learned-position or query-position lookup."""
 
     name = "embedding"
+    no_arithmetic = True
     inputs = ("ids", "table")
     category = Category.EMBEDDING
     weights = ("table",)
@@ -42,15 +43,6 @@ class Embedding(OpDef):
             bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
             raise IRError("embedding id out of range", expected=f"0..{table.shape[0] - 1}", got=bad)
         return [np.take(table, ids, axis=0).astype(np.float32)]
-
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
 
 
 @register

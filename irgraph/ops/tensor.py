@@ -69,6 +69,7 @@ class Matmul(OpDef):
 @register
 class Reshape(OpDef):
     name = "reshape"
+    no_arithmetic = True
     inputs = ("x",)
     category = Category.DATA_MOVEMENT
     transparent = True
@@ -102,15 +103,6 @@ class Reshape(OpDef):
     def ref(self, x: np.ndarray, shape: tuple[int, ...]) -> list[np.ndarray]:
         target = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
         return [x.reshape(target)]
-
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
 
 
 def _fmt(shape: Any) -> str:
@@ -152,6 +144,7 @@ def _divide(total: Any, known: list[Dim]) -> Dim:
 @register
 class Transpose(OpDef):
     name = "transpose"
+    no_arithmetic = True
     inputs = ("x",)
     category = Category.DATA_MOVEMENT
     transparent = True
@@ -169,19 +162,11 @@ class Transpose(OpDef):
     def ref(self, x: np.ndarray, perm: tuple[int, ...]) -> list[np.ndarray]:
         return [np.ascontiguousarray(np.transpose(x, perm))]
 
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
-
 
 @register
 class Concat(OpDef):
     name = "concat"
+    no_arithmetic = True
     inputs = ("*xs",)
     category = Category.DATA_MOVEMENT
     attrs = {"axis": Attr("int")}
@@ -207,21 +192,13 @@ class Concat(OpDef):
     def ref(self, *xs: np.ndarray, axis: int) -> list[np.ndarray]:
         return [np.concatenate(xs, axis=axis)]
 
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
-
 
 @register
 class Split(OpDef):
     """Split along `axis` into pieces of the given sizes; one output per piece."""
 
     name = "split"
+    no_arithmetic = True
     inputs = ("x",)
     category = Category.DATA_MOVEMENT
     transparent = True
@@ -243,21 +220,13 @@ class Split(OpDef):
     def ref(self, x: np.ndarray, axis: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
         return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
 
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
-
 
 @register
 class Slice(OpDef):
     """x[start:end:step] along one axis (end clamps; negative start/end count from the end)."""
 
     name = "slice"
+    no_arithmetic = True
     inputs = ("x",)
     category = Category.DATA_MOVEMENT
     transparent = True
@@ -295,21 +264,13 @@ class Slice(OpDef):
         index[axis] = slice(start, end, step)
         return [x[tuple(index)]]
 
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
-
 
 @register
 class Gather(OpDef):
     """data indexed by integer `indices` along `axis` (numpy.take)."""
 
     name = "gather"
+    no_arithmetic = True
     inputs = ("data", "indices")
     category = Category.DATA_MOVEMENT
     indices = {"indices": IndexBound("data", axis_attr="axis", negative=True)}
@@ -326,15 +287,6 @@ class Gather(OpDef):
 
     def ref(self, data: np.ndarray, indices: np.ndarray, axis: int) -> list[np.ndarray]:
         return [np.take(data, indices, axis=axis)]
-
-    def flops(
-        self,
-        ins: Sequence[TensorType | None],
-        outs: Sequence[TensorType],
-        env: Mapping[str, int],
-        **attrs: Any,
-    ) -> int:
-        return 0
 
 
 @register
