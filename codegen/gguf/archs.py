@@ -4,7 +4,7 @@
 when none does, the CodegenError lists, per row, what the graph has that its builder lacks
 (read against the pinned llama.cpp's `src/models/<arch>.cpp`; see docs in the row comments).
 The weights' GGUF names come from gguf-py's tables (`gguf.TENSOR_NAMES`), keyed by the IR's
-parameter roles (`TENSORS` below, in the style of gguf-py's `tensor_mapping.py`).
+parameter roles (`irgraph.gguf_names`, shared with the GGUF importer).
 """
 
 from __future__ import annotations
@@ -16,39 +16,7 @@ from typing import Any
 
 from irgraph.codegen.gguf.structure import Structure
 from irgraph.errors import CodegenError
-
-# IR parameter role (after "layers.{i}.") -> gguf MODEL_TENSOR member name
-LAYER_TENSORS: dict[str, str] = {
-    "attn_norm": "ATTN_NORM",  # the attention input norm
-    "mlp_norm": "FFN_NORM",  # the MLP input norm
-    "attn.q": "ATTN_Q",
-    "attn.k": "ATTN_K",
-    "attn.v": "ATTN_V",
-    "attn.o": "ATTN_OUT",
-    "mlp.up": "FFN_UP",
-    "mlp.gate": "FFN_GATE",
-    "mlp.down": "FFN_DOWN",
-    "attn.q_a": "ATTN_Q_A",  # DeepSeek-v2 latent attention: low-rank q
-    "attn.q_a_norm": "ATTN_Q_A_NORM",
-    "attn.q_b": "ATTN_Q_B",
-    "attn.kv_a": "ATTN_KV_A_MQA",  # the cached latent and the shared rotated key part
-    "attn.kv_a_norm": "ATTN_KV_A_NORM",
-    "attn.kv_b": "ATTN_KV_B",  # latent -> per-head key (no rope) and value
-    "moe.router": "FFN_GATE_INP",  # the router's logits
-    "moe.experts.up": "FFN_UP_EXP",  # [experts, ffn, hidden], one tensor for all experts
-    "moe.experts.gate": "FFN_GATE_EXP",
-    "moe.experts.down": "FFN_DOWN_EXP",
-    "moe.shared.up": "FFN_UP_SHEXP",
-    "moe.shared.gate": "FFN_GATE_SHEXP",
-    "moe.shared.down": "FFN_DOWN_SHEXP",
-}
-MODEL_TENSORS: dict[str, str] = {
-    "embed": "TOKEN_EMBD",
-    "embed_positions": "POS_EMBD",
-    "embed_norm": "TOKEN_EMBD_NORM",
-    "norm": "OUTPUT_NORM",
-    "lm_head": "OUTPUT",
-}
+from irgraph.gguf_names import LAYER_TENSORS, MODEL_TENSORS
 
 Demands = Callable[[Structure], list[str]]
 

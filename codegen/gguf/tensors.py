@@ -34,6 +34,7 @@ from irgraph.codegen.gguf.archs import LAYER_TENSORS, MODEL_TENSORS, Arch
 from irgraph.codegen.gguf.structure import Structure
 from irgraph.dtypes import DType
 from irgraph.errors import CodegenError
+from irgraph.gguf_names import gguf_name, head_rows, rope_order
 from irgraph.ir import Graph
 from irgraph.quant import QuantSpec, unpack
 
@@ -58,22 +59,6 @@ class Plan:
     fallbacks: dict[str, str] = field(default_factory=dict)  # tensor -> why its type fell back
 
 
-def rope_order(head_dim: int, rotary_dim: int, to_interleaved: bool) -> np.ndarray:
-    """Feature order within one head: rotate-half pairs -> (2i, 2i+1) pairs, or back."""
-    half = rotary_dim // 2
-    order = np.arange(head_dim)
-    pairs = np.stack([np.arange(half), np.arange(half) + half], axis=1).reshape(-1)  # (i, i+h)
-    if to_interleaved:
-        order[:rotary_dim] = pairs  # new[2i] = old[i], new[2i+1] = old[i + half]
-    else:
-        order[pairs] = np.arange(rotary_dim)  # new[i] = old[2i], new[i + half] = old[2i + 1]
-    return order
-
-
-def _rows(heads: int, head_dim: int, order: np.ndarray) -> np.ndarray:
-    return (np.arange(heads)[:, None] * head_dim + order[None, :]).reshape(-1)
-
-
 def _role(name: str) -> tuple[int | None, str, str] | None:
     """(layer, role, 'weight'|'bias') of an IR parameter name, or None."""
     stem, _, kind = name.rpartition(".")
@@ -83,17 +68,6 @@ def _role(name: str) -> tuple[int | None, str, str] | None:
         _, layer, role = stem.split(".", 2)
         return (int(layer), role, kind) if role in LAYER_TENSORS else None
     return (None, stem, kind) if stem in MODEL_TENSORS else None
-
-
-def gguf_name(layer: int | None, role: str, kind: str, roles: dict[str, str] | None = None) -> str:
-    """The GGUF tensor name of an IR role (`roles`: an architecture's overrides)."""
-    import gguf
-
-    member = (roles or {}).get(role) or (
-        LAYER_TENSORS[role] if layer is not None else MODEL_TENSORS[role]
-    )
-    base = gguf.TENSOR_NAMES[getattr(gguf.MODEL_TENSOR, member)]
-    return f"{base.format(bid=layer)}.{kind}"
 
 
 def _is_matrix(role: str, kind: str, shape: tuple[int, ...]) -> bool:
@@ -242,8 +216,8 @@ def _rope_rows(s: Structure, arch: Arch) -> dict[str, np.ndarray]:
         return {}
     order = rope_order(s.head_dim, s.rotary_dim, to_interleaved=arch.rope == "norm")
     return {
-        "attn.q": _rows(s.heads, s.head_dim, order),
-        "attn.k": _rows(s.kv_heads, s.head_dim, order),
+        "attn.q": head_rows(s.heads, s.head_dim, order),
+        "attn.k": head_rows(s.kv_heads, s.head_dim, order),
     }
 
 
