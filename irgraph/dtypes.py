@@ -23,6 +23,7 @@ class DType(enum.Enum):
     i32 = "i32"
     i8 = "i8"
     u8 = "u8"
+    f8e4m3 = "f8e4m3"  # float8 e4m3fn (no infinities): quantized KV caches only
     i4 = "i4"
     bool = "bool"
 
@@ -75,6 +76,7 @@ _BITS = {
     DType.i32: 32,
     DType.i8: 8,
     DType.u8: 8,
+    DType.f8e4m3: 8,
     DType.i4: 4,
     DType.bool: 8,
 }
@@ -86,6 +88,7 @@ _NUMPY = {
     DType.i32: np.int32,
     DType.i8: np.int8,
     DType.u8: np.uint8,
+    DType.f8e4m3: ml_dtypes.float8_e4m3fn,
     DType.i4: np.int8,
     DType.bool: np.bool_,
 }

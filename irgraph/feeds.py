@@ -224,11 +224,16 @@ def _is_host(value: Any) -> bool:
 def _check_dtype(name: str, array: np.ndarray, t: TensorType, where: str) -> None:
     floats = t.dtype.is_float
     kind = array.dtype.kind
-    fine = (kind == "f" or array.dtype == DType.bf16.numpy) if floats else kind in "iub"
+    if t.dtype is DType.f8e4m3:  # a quantized KV cache: its own dtype exactly
+        fine, what = array.dtype == t.dtype.numpy, "float8_e4m3fn"
+    elif floats:
+        fine, what = kind == "f" or array.dtype == DType.bf16.numpy, "floats"
+    else:
+        fine, what = kind in "iub", "integers"
     if not fine:
         raise InputError(
             f"input {name!r} has the wrong dtype",
-            expected=f"{'floats' if floats else 'integers'} ({t})",
+            expected=f"{what} ({t})",
             got=str(array.dtype),
             where=where,
         )

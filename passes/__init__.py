@@ -29,6 +29,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     parallelize_blocks,
     prune,
     quantize,
+    quantize_kv,
     smoothquant,
 )
 from irgraph.passes.context import GradientProvider, PassContext, load_calibration

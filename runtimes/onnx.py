@@ -24,6 +24,7 @@ import numpy as np
 
 from irgraph import lm
 from irgraph.artifact import Artifact, open_artifact
+from irgraph.dtypes import DType
 from irgraph.errors import RuntimeFailure
 from irgraph.feeds import bounds_from_manifest
 from irgraph.lm import LOGITS, LOGITS_LAST
@@ -158,6 +159,7 @@ class ORTSession(Session):
         self._encoded: tuple[Any, dict[str, np.ndarray]] | None = None
         self.providers = self.session.get_providers()
         self._ort_inputs = {i.name: i.type for i in self.session.get_inputs()}
+        self._ort_outputs = {o.name: o.type for o in self.session.get_outputs()}
         self._presents = {past: lm.present_name(past) for past in lm.cache_inputs(self.inputs)}
         self._float = np.float16 if manifest["onnx"]["dtype"] == "f16" else np.float32
 
@@ -212,6 +214,11 @@ class ORTSession(Session):
             import ml_dtypes
 
             dtype = ml_dtypes.bfloat16
+        if self._ort_inputs.get(name) == F8:  # numpy has no float8: ORT takes its bytes
+            import onnxruntime as ort
+
+            raw = np.ascontiguousarray(value, dtype=dtype).view(np.uint8)
+            return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(raw, F8_ONNX)
         return np.ascontiguousarray(value, dtype=dtype)
 
     def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -219,7 +226,13 @@ class ORTSession(Session):
         arrays = {n: self._feed(n, np.asarray(v)) for n, v in self._decoder_feeds(feeds).items()}
         with self._ort_errors():
             results = self.session.run(self.output_names, arrays)
-        return {n: _to_f32(r) for n, r in zip(self.output_names, results)}
+        return {n: self._output(n, r) for n, r in zip(self.output_names, results)}
+
+    def _output(self, name: str, array: np.ndarray) -> np.ndarray:
+        """An output as the graph types it: float8 from ORT's bytes, f16/bf16 widened to f32."""
+        if self._ort_outputs.get(name) == F8:
+            return array.view(DType.f8e4m3.numpy)
+        return _to_f32(array)
 
     def _step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """One call keeping the cache on the device: (logits, present.* as OrtValues).
@@ -237,10 +250,11 @@ class ORTSession(Session):
             return self._shared_step(feeds)
         feeds = self._decoder_feeds(feeds)
         values = {
-            n: v
-            if isinstance(v, ort.OrtValue)
-            else ort.OrtValue.ortvalue_from_numpy(self._feed(n, v))
-            for n, v in feeds.items()
+            n: v if isinstance(v, ort.OrtValue) else self._feed(n, v) for n, v in feeds.items()
+        }
+        values = {
+            n: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(v)
+            for n, v in values.items()
         }
         names = [self.step_logits, *self._presents.values()]
         with self._ort_errors():
@@ -301,6 +315,10 @@ class _SharedKV:
             array[:, :, :past] = current[:, :, :past]
             buffers[name] = ort.OrtValue.ortvalue_from_numpy(array)
         return _SharedKV(buffers, capacity)
+
+
+F8 = "tensor(float8e4m3fn)"  # a quantized KV cache's ORT type (quantize-kv dtype=fp8_e4m3)
+F8_ONNX = 17  # TensorProto.FLOAT8E4M3FN
 
 
 def _to_f32(array: np.ndarray) -> np.ndarray:

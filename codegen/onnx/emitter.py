@@ -34,6 +34,7 @@ ONNX_DTYPES = {
     DType.i32: TensorProto.INT32,
     DType.i8: TensorProto.INT8,
     DType.u8: TensorProto.UINT8,
+    DType.f8e4m3: TensorProto.FLOAT8E4M3FN,
     DType.bool: TensorProto.BOOL,
 }
 

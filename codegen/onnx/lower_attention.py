@@ -1,5 +1,5 @@
-"""Attention, rotary, ALiBi and T5 relative bias lowered to ONNX (latent attention arrives
-absorbed: codegen/lowering.py `legalize`, passes/absorb_latent.py).
+"""Attention, rotary, ALiBi, T5 relative bias and KV-cache quantization lowered to ONNX
+(latent attention arrives absorbed: codegen/lowering.py `legalize`, passes/absorb_latent.py).
 
 Attention picks the strongest form that can express the IR node exactly:
   ort flavour       GroupQueryAttention (com.microsoft) for causal self-attention
@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from irgraph.codegen.lowering import static_dim
-from irgraph.codegen.onnx.emitter import Emitter
+from irgraph.codegen.onnx.emitter import ONNX_DTYPES, Emitter
 from irgraph.codegen.onnx.lowerings import lowers
 from irgraph.dtypes import DType
 from irgraph.ir import Node, Value
 from irgraph.ops.attention import alibi_slopes, xl_inv_frequencies
+from irgraph.ops.kv_quant import FLOOR, QMAX, reduce_axes
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 F32 = np.float32
@@ -539,3 +540,23 @@ def _xl_relative_bias(e: Emitter, node: Node, *ins: str) -> list[str]:
     bias = e.op1("GatherElements", scores, e.op1("Expand", index, shape), axis=3)
     bias = e.op1("Mul", bias, e.const(np.asarray(node.attrs["scale"], F32), F32))
     return e.op("Cast", [bias], [e.result(node, 0)], to=e.onnx_type(DType.f32))
+
+
+@lowers("kv_quantize")
+def _kv_quantize(e: Emitter, node: Node, x: str, scale: str) -> list[str]:
+    """New keys/values for a quantized cache (irgraph/ops/kv_quant.py): Round is half-to-even
+    and Cast to float8 saturates, as the reference."""
+    dtype, granularity = node.attrs["dtype"], node.attrs["granularity"]
+    xt = _bnsh(e, x)
+    if scale:
+        scale = e.op("Identity", [scale], [e.result(node, 1)])[0]
+    else:
+        amax = e.op1("ReduceMax", e.op1("Abs", xt), e.ints(*reduce_axes(granularity)), keepdims=1)
+        ratio = e.op1("Div", amax, e.const(QMAX[dtype]))
+        scale = e.op("Max", [ratio, e.const(float(FLOOR))], [e.result(node, 1)])[0]
+    scaled = e.op1("Div", xt, scale)
+    if dtype == "i8":
+        rounded = e.op1("Clip", e.op1("Round", scaled), e.const(-127.0), e.const(127.0))
+        return [e.op("Cast", [rounded], [e.result(node, 0)], to=ONNX_DTYPES[DType.i8])[0], scale]
+    q = e.op("Cast", [scaled], [e.result(node, 0)], to=ONNX_DTYPES[DType(dtype)], saturate=1)
+    return [q[0], scale]

@@ -169,6 +169,11 @@ def _transpose(e: Emitter, node: Node, *ins: str) -> list[str]:
 
 @lowers("concat")
 def _concat(e: Emitter, node: Node, *ins: str) -> list[str]:
+    if node.outputs[0].type.dtype is DType.f8e4m3:  # ORT's Concat has no float8 kernel:
+        f8 = e.onnx_type(DType.f8e4m3)  # through f32 and back, exact for every float8 value
+        wide = [e.op1("Cast", x, to=e.onnx_type(DType.f32)) for x in ins]
+        joined = e.op1("Concat", *wide, axis=node.attrs["axis"])
+        return e.op("Cast", [joined], [e.result(node, 0)], to=f8)
     return e.op("Concat", ins, [e.result(node, 0)], axis=node.attrs["axis"])
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from irgraph.codegen.torch.lowerings import TorchContext, attention_scale, f32, lowers
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, xl_inv_frequencies
+from irgraph.ops.kv_quant import FLOOR, QMAX, reduce_axes
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 # -- rotary -----------------------------------------------------------------------------------
@@ -328,3 +329,20 @@ def _latent_attention(
         scale=attention_scale(dq, scale),
     )
     return out.transpose(1, 2), cache
+
+
+@lowers("kv_quantize")
+def _kv_quantize(
+    ctx: TorchContext, node: Node, x: torch.Tensor, scale: torch.Tensor | None
+) -> tuple[torch.Tensor, ...]:
+    """New keys/values for a quantized cache (irgraph/ops/kv_quant.py); torch.round is
+    half-to-even, as the reference. No gradient flows through the rounding."""
+    dtype, granularity = node.attrs["dtype"], node.attrs["granularity"]
+    xt = f32(x).permute(0, 2, 1, 3)
+    if scale is None:
+        amax = xt.abs().amax(dim=reduce_axes(granularity), keepdim=True)
+        scale = (amax / QMAX[dtype]).clamp_min(float(FLOOR))
+    scaled = xt / scale
+    if dtype == "i8":
+        return torch.round(scaled).clamp(-127, 127).to(torch.int8), scale
+    return scaled.clamp(-QMAX[dtype], QMAX[dtype]).to(torch.float8_e4m3fn), scale

@@ -45,6 +45,7 @@ TORCH_DTYPES = {
     DType.i32: torch.int32,
     DType.i8: torch.int8,
     DType.u8: torch.uint8,
+    DType.f8e4m3: torch.float8_e4m3fn,
     DType.bool: torch.bool,
 }
 

@@ -44,6 +44,7 @@ _DTYPES = {
     DType.i32: "int32",
     DType.i8: "int8",
     DType.u8: "uint8",
+    DType.f8e4m3: "float8_e4m3fn",
     DType.bool: "bool",
 }
 

@@ -8,8 +8,9 @@
   position biases (ALiBi, T5 relative buckets, Transformer-XL's projected sinusoids);
   DeepSeek-v2 latent attention
 - `moe`: top-k router and expert MLPs
+- `kv_quant`: new keys and values quantized for an int8 / fp8 KV cache
 """
 
-from irgraph.ops import attention, elementwise, moe, nn, rotary, tensor
+from irgraph.ops import attention, elementwise, kv_quant, moe, nn, rotary, tensor
 
-__all__ = ["attention", "elementwise", "moe", "nn", "rotary", "tensor"]
+__all__ = ["attention", "elementwise", "kv_quant", "moe", "nn", "rotary", "tensor"]

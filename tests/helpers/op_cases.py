@@ -471,6 +471,23 @@ def _build() -> list[OpCase]:
                 {"act": act},
             )
         )
+    kv = randn(2, 3, 2, 8)
+    kv[0, 1] = 0.0  # an all-zero group: scale FLOOR, zeros back
+    channel_scale = (positive(1, 2, 1, 8) / 60).astype(np.float32)
+    for gran, dtype, scale in (
+        ("per-head", "i8", None),
+        ("per-token", "i8", None),
+        ("per-channel", "i8", Param(channel_scale)),
+        ("per-head", "f8e4m3", None),
+    ):
+        cases.append(
+            OpCase(
+                f"kv_quantize-{gran}-{dtype}",
+                "kv_quantize",
+                (kv, scale),
+                {"dtype": dtype, "granularity": gran},
+            )
+        )
     return cases
 
 
