@@ -10,6 +10,7 @@ from irgraph.cli import (
     explain_cmd,
     generate_cmd,
     import_cmd,
+    import_gguf_cmd,
     inspect_cmd,
     opt_cmd,
     passes_cmd,
@@ -51,6 +52,7 @@ main.add_command(explain_cmd.explain)
 main.add_command(opt_cmd.opt)
 main.add_command(train_cmd.train)
 main.add_command(import_cmd.import_hf)
+main.add_command(import_gguf_cmd.import_gguf)
 main.add_command(compile_cmd.compile_)
 main.add_command(generate_cmd.generate)
 main.add_command(eval_cmd.eval_)
