@@ -39,6 +39,7 @@ VERBS: dict[str, tuple[str, ...]] = {
     "explain": ("explain", "canonicalize", "{src}"),
     "train": ("train", "{src}", "--corpus", "{tmp}/corpus.txt", "--steps", "1", "-o", "{tmp}/out"),
     "import-hf": ("import-hf", "{src}", "-o", "{tmp}/out"),
+    "import-gguf": ("import-gguf", "{src}/model.gguf", "-o", "{tmp}/out"),
     "zoo-build": ("zoo", "build", "llama", "-o", "{tmp}/out"),
     "zoo-show": ("zoo", "show", "llama", "--no-text"),
 }
@@ -54,7 +55,7 @@ class Case:
     id: str
     verbs: tuple[str, ...]  # keys of VERBS
     culprit: str  # the error line contains it ({src} and {tmp} are filled in)
-    base: str = "graph"  # the folder {src} starts as: graph | artifact | hf | none
+    base: str = "graph"  # the folder {src} starts as: graph | artifact | hf | gguf | none
     put: Mapping[str, str | None] = field(default_factory=dict)  # file -> corpus file; None: rm
     args: tuple[str, ...] = ()  # appended to the verb's arguments
     src: str = "{tmp}/src"  # where the input lives (a missing path or zoo name for some cases)
@@ -114,6 +115,20 @@ CASES: list[Case] = [
     *_file_cases("hf_config", "model.safetensors.index.json", "hf", READ_HF, JSON_GARBAGE),
     *_file_cases("tokenizer", "tokenizer.json", "hf", ("import-hf",)),
     *_file_cases("manifest", "manifest.json", "artifact", OPEN_ARTIFACT),
+    *_file_cases(
+        "gguf",
+        "model.gguf",
+        "gguf",
+        ("import-gguf",),
+        culprits={
+            "empty.gguf": "model.gguf: empty file",
+            "not_gguf.gguf": "model.gguf: not a GGUF file",
+            "truncated_header.gguf": "model.gguf: truncated: the header needs",
+            "truncated_tensor_data.gguf": "model.gguf: truncated: tensor 'token_embd.weight'",
+            "unknown_architecture.gguf": "architecture 'mamba' is not imported",
+            "unknown_ggml_type.gguf": "tensor 'token_embd.weight' has an unknown GGML type 99",
+        },
+    ),
     *_file_cases("tokenizer", "tokenizer.json", "graph", ("generate-text", "train")),
     # missing files: the message names the file that is missing
     Case("no-graph.irg", READ_GRAPH, "graph.irg", put={"graph.irg": None}),
@@ -268,7 +283,16 @@ def bases(tmp_path_factory) -> dict[str, Path]:
     artifact = root / "artifact"
     result = CliRunner().invoke(main, ["compile", str(graph), "-o", str(artifact)])
     assert result.exit_code == 0, result.output
-    return {"graph": graph, "artifact": artifact, "hf": _hf_checkpoint(root / "hf")}
+    folders = {"graph": graph, "artifact": artifact, "hf": _hf_checkpoint(root / "hf")}
+    try:  # import-gguf's cases need the gguf package (irgraph[llama]); skipped without it
+        from irgraph import model_zoo
+        from irgraph.codegen.gguf import compile_graph
+
+        llama = model_zoo.build("llama-2", size="tiny", seed=0)
+        folders["gguf"] = compile_graph(llama, root / "gguf")
+    except irgraph.errors.ConfigError:
+        pass
+    return folders
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -285,6 +309,8 @@ def _prepare(case: Case, bases: Mapping[str, Path], tmp: Path) -> None:
     (tmp / "corpus.txt").write_text("a small training text. " * 50)
     if case.base == "none":
         return
+    if case.base not in bases:
+        pytest.skip(f"no {case.base} base here (its package is not installed)")
     src = tmp / "src"
     shutil.copytree(bases[case.base], src)
     for name, corpus_file in case.put.items():
@@ -312,9 +338,14 @@ def test_bad_input_fails_cleanly(case: Case, verb: str, bases, tmp_path, monkeyp
     assert _snapshot(tmp) == before
 
 
-@pytest.mark.parametrize("base,verb", [("graph", "run"), ("artifact", "run"), ("hf", "import-hf")])
+@pytest.mark.parametrize(
+    "base,verb",
+    [("graph", "run"), ("artifact", "run"), ("hf", "import-hf"), ("gguf", "import-gguf")],
+)
 def test_the_good_folders_work(base, verb, bases, tmp_path):
     """Each case breaks one thing in a folder that works, so its error is about that thing."""
+    if base not in bases:
+        pytest.skip(f"no {base} base here (its package is not installed)")
     args = [a.format(src=bases[base], tmp=tmp_path) for a in VERBS[verb]]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
