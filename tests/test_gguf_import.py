@@ -188,6 +188,25 @@ def test_byte_level_bpe_tokenizer_comes_back(tmp_path):
         assert rebuilt.decode(ids) == original.decode(ids)
 
 
+def test_add_bos_token_prepends_bos():
+    from tokenizers import Tokenizer
+
+    tokens = ["<s>", *(chr(c) for c in range(ord("a"), ord("z") + 1)), "ab"]
+    meta = {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": "gpt-2",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": [3] + [1] * (len(tokens) - 1),
+        "tokenizer.ggml.merges": ["a b"],
+        "tokenizer.ggml.bos_token_id": 0,
+        "tokenizer.ggml.add_bos_token": True,
+    }
+    tok = Tokenizer.from_str(vocabulary(meta).json)
+    assert tok.encode("abc").ids == [0, 27, 3]
+    meta["tokenizer.ggml.add_bos_token"] = False
+    assert Tokenizer.from_str(vocabulary(meta).json).encode("abc").ids == [27, 3]
+
+
 def test_a_vocabulary_that_cannot_be_rebuilt_is_said_so():
     meta = {
         "tokenizer.ggml.model": "llama",

@@ -8,8 +8,8 @@ The inverse of `codegen/gguf/vocab.py`, case by case:
                                   bytes without a tokenizer.json, so none is written
     "gpt2", pre gpt-2 / llama-bpe a byte-level BPE: vocabulary, merges, the pre-tokenizer regex
                                   llama.cpp names by `tokenizer.ggml.pre`, byte-level decoder,
-                                  control / user-defined tokens as added tokens; what llama.cpp
-                                  tokenizes this file with
+                                  control / user-defined tokens as added tokens, BOS prepended
+                                  where `add_bos_token` says so; what llama.cpp tokenizes with
     anything else                 not rebuilt (SentencePiece "llama" vocabularies: their
                                   normalizer and merge rules are not in the file), and the
                                   reason is returned for the command to print
@@ -65,6 +65,22 @@ def _is_byte_vocab(tokens: list[str], types: list[int]) -> bool:
     )
 
 
+def _prepend(token: str, token_id: int) -> dict[str, Any]:
+    """A post-processor adding BOS before every text (llama.cpp's add_bos_token)."""
+    bos = {"SpecialToken": {"id": token, "type_id": 0}}
+    return {
+        "type": "TemplateProcessing",
+        "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            bos,
+            {"Sequence": {"id": "A", "type_id": 0}},
+            bos,
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {token: {"id": token, "ids": [token_id], "tokens": [token]}},
+    }
+
+
 def _byte_level_bpe(meta: Mapping[str, Any], tokens: list[str], types: list[int]) -> str:
     n = len(tokens)
     while n and types[n - 1] == UNUSED and tokens[n - 1] == f"[PAD{n - 1}]":
@@ -83,6 +99,10 @@ def _byte_level_bpe(meta: Mapping[str, Any], tokens: list[str], types: list[int]
         if types[i] in (CONTROL, USER_DEFINED)
     ]
     merges = [m.split(" ", 1) for m in meta.get("tokenizer.ggml.merges") or []]
+    post: dict[str, Any] = {**_BYTE_LEVEL, "use_regex": True}
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    if meta.get("tokenizer.ggml.add_bos_token") is True and isinstance(bos, int) and 0 <= bos < n:
+        post = {"type": "Sequence", "processors": [post, _prepend(tokens[bos], bos)]}
     data = {
         "version": "1.0",
         "truncation": None,
@@ -90,7 +110,7 @@ def _byte_level_bpe(meta: Mapping[str, Any], tokens: list[str], types: list[int]
         "added_tokens": added,
         "normalizer": None,
         "pre_tokenizer": PRE_TOKENIZERS[meta["tokenizer.ggml.pre"]],
-        "post_processor": {**_BYTE_LEVEL, "use_regex": True},
+        "post_processor": post,
         "decoder": {**_BYTE_LEVEL, "use_regex": True},
         "model": {
             "type": "BPE",
