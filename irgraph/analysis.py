@@ -75,15 +75,16 @@ def kv_bytes_per_token(graph: Graph, kv_bits: int | None = 16) -> int:
     quantized cache's scale inputs left out); None: as the graph stores it, each cache
     input at its own dtype, scale inputs included.
     """
+    contract = contract_of(graph.meta)
     total = 0
     for name, v in graph.inputs.items():
         if not name.startswith(PAST_PREFIX) or (kv_bits is not None and is_scale(name)):
             continue
-        env = {s: 1 for s in v.type.symbols}
-        if kv_bits is None:
-            total += v.type.nbytes(env)
-        else:
-            total += v.type.numel(env) * kv_bits // 8
+        shape = list(v.type.shape)
+        shape[contract.seq_axis(name)] = 1  # one token (a ring's axis holds its window)
+        t = v.type.with_shape(tuple(shape))
+        env = {s: 1 for s in t.symbols}
+        total += t.nbytes(env) if kv_bits is None else t.numel(env) * kv_bits // 8
     return total
 
 

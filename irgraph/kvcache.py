@@ -16,8 +16,9 @@ and artifacts copy it into the manifest's `kv_cache` entry.
            scale inputs `past_key_values.{i}.{key,value}_scale` beside it.
 
 Every generate loop (lm.forward, runtimes/generate.py, the --check decoder) drives
-concat caches of either layout; `require_drivable` refuses the storages no loop
-drives yet, by name, instead of decoding garbage.
+concat caches of either layout and ring caches (fixed-size: present is fed back as past
+like any other); `require_drivable` refuses the storages no loop drives yet, by name,
+instead of decoding garbage.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from irgraph.types import TensorType
 
 LAYOUTS = ("bnsh", "bsnh")
 STORAGES = ("concat", "ring", "paged")
-DRIVABLE = ("concat",)  # storages every generate loop drives today
+DRIVABLE = ("concat", "ring")  # storages every generate loop drives today
 META_PREFIX = "kv_cache_"
 SCALE_SUFFIXES = ("_scale",)
 

@@ -30,6 +30,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     prune,
     quantize,
     quantize_kv,
+    sliding_window_cache,
     smoothquant,
 )
 from irgraph.passes.context import GradientProvider, PassContext, load_calibration

@@ -119,10 +119,10 @@ class QuantizeKv(Pass):
             rw.replace(att.outputs[0], rw.emit("attention", *ins, **att.attrs)[0])
         outputs: dict[str, Value] = {}
         for name, value in graph.outputs.items():
-            past = PAST_PREFIX + name[len(PRESENT_PREFIX) :]
-            outputs[name] = presents.get(past, value)
-            if past + "_scale" in presents:
-                outputs[name + "_scale"] = presents[past + "_scale"]
+            cache = PAST_PREFIX + name[len(PRESENT_PREFIX) :]
+            outputs[name] = presents.get(cache, value)
+            if cache + "_scale" in presents:
+                outputs[name + "_scale"] = presents[cache + "_scale"]
         staged.outputs = outputs
         out = rw.finish()
         note = f"{len(sites)} layers: KV cache {self.dtype} {self.granularity}"
@@ -151,6 +151,14 @@ class QuantizeKv(Pass):
         }
 
 
+def cache_names(node: Node, by_value: dict[Value, str]) -> tuple[str, str] | None:
+    """The graph-input names of a cached attention's past key and value, if both are inputs."""
+    pk, pv = node.inputs[3], node.inputs[4]
+    key = by_value.get(pk) if pk is not None else None
+    value = by_value.get(pv) if pv is not None else None
+    return (key, value) if key is not None and value is not None else None
+
+
 def _sites(graph: Graph) -> tuple[list[_Site], list[str]]:
     """Attention whose past key/value are f32 graph inputs read only by it and whose presents
     are the graph's outputs; reasons for the caches left alone."""
@@ -172,10 +180,9 @@ def _sites(graph: Graph) -> tuple[list[_Site], list[str]]:
     for node in graph.nodes:
         if node.op != "attention" or node.inputs[3] is None:
             continue
-        pk, pv = node.inputs[3], node.inputs[4]
-        names = (by_value.get(pk), by_value.get(pv))
+        names = cache_names(node, by_value)
         where = index.describe(node)
-        if names[0] is None or names[1] is None:
+        if names is None:
             skipped.append(f"{where}: its cache is not a graph input read directly")
             continue
         ok = all(
@@ -187,5 +194,5 @@ def _sites(graph: Graph) -> tuple[list[_Site], list[str]]:
         if not ok:
             skipped.append(f"{where}: its cache is shared, transformed or not f32")
             continue
-        sites.append(_Site(node, (names[0], names[1])))
+        sites.append(_Site(node, names))
     return sites, skipped

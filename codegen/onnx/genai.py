@@ -28,6 +28,7 @@ def genai_config(graph: Graph, *, share_buffer: bool, model_file: str) -> dict[s
         return None
     if (
         any(not (n.endswith(".key") or n.endswith(".value")) for n in past)
+        or any(not graph.inputs[n].type.dtype.is_float for n in past)  # quantize-kv's caches
         or "logits" not in graph.outputs
     ):
         return None

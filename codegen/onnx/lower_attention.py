@@ -109,8 +109,11 @@ def sdpa(
     scale: float | None = None,
     softcap: float = 0.0,
     stride: int = 0,
+    allowed: str = "",
 ) -> str:
-    """Attention over BNSH q [B,Hq,S,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,S,Dv]."""
+    """Attention over BNSH q [B,Hq,S,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,S,Dv].
+
+    `allowed` (bool [B, 1, S, T]) replaces the masks built from the other arguments."""
     group = hq // hkv
     scale = 1.0 / np.sqrt(head_dim) if scale is None else scale
     qg = e.op1("Reshape", q, e.ints(0, hkv, -1, head_dim)) if group > 1 else q  # (B, Hkv, G·S, D)
@@ -127,18 +130,16 @@ def sdpa(
         )
     if bias:
         scores = e.op1("Add", scores, bias)
-    allowed = visible_mask(
+    mask = allowed or visible_mask(
         e, e.scalar_dim(q, 2), e.scalar_dim(k, 2), key_mask, prefix, causal, window, stride
     )
-    if allowed is not None:
-        scores = e.op1("Where", allowed, scores, e.const(-np.inf, e.np_float))
+    if mask is not None:
+        scores = e.op1("Where", mask, scores, e.const(-np.inf, e.np_float))
     any_visible = None
-    if key_mask and allowed is not None:  # a fully masked row (padding) must give zeros, not NaN
+    if (key_mask or allowed) and mask is not None:  # a fully masked row must give 0, not NaN
         seen = e.op1(
             "ReduceMax",
-            e.op1(
-                "Cast", e.op1("Expand", allowed, e.op1("Shape", scores)), to=e.onnx_type(DType.f32)
-            ),
+            e.op1("Cast", e.op1("Expand", mask, e.op1("Shape", scores)), to=e.onnx_type(DType.f32)),
             e.ints(-1),
             keepdims=1,
         )
@@ -560,3 +561,68 @@ def _kv_quantize(e: Emitter, node: Node, x: str, scale: str) -> list[str]:
         return [e.op("Cast", [rounded], [e.result(node, 0)], to=ONNX_DTYPES[DType.i8])[0], scale]
     q = e.op("Cast", [scaled], [e.result(node, 0)], to=ONNX_DTYPES[DType(dtype)], saturate=1)
     return [q[0], scale]
+
+
+@lowers("ring_attention")
+def _ring_attention(
+    e: Emitter, node: Node, q: str, k: str, v: str, past_k: str, past_v: str, key_mask: str
+) -> list[str]:
+    """irgraph/ops/ring_attention.py in ONNX ops: key positions from the mask's width, the
+    visibility rules by position, and the new ring as a Gather of [slots, new tokens]."""
+    window = node.attrs["window"]
+    qt, kt, vt = (node.arg(i).type for i in range(3))
+    hq, d = static_dim(qt.shape[2], node, "query heads"), static_dim(qt.shape[3], node, "head_dim")
+    hkv = static_dim(kt.shape[2], node, "kv heads")
+    dv = static_dim(vt.shape[3], node, "v head_dim")
+    i64 = np.int64
+    seq = e.scalar_dim(q, 1)
+    t = e.op1("Sub", e.scalar_dim(key_mask, 1), seq)  # tokens before this call
+    slot = e.const(np.arange(window, dtype=i64))
+    w = e.const(window, i64)
+    t1 = e.op1("Sub", t, e.const(1, i64))
+    slots = e.op1("Sub", t1, e.op1("Mod", e.op1("Sub", t1, slot), w))  # Mod: divisor's sign
+    new_pos = e.op1("Add", t, e.op1("Range", e.const(0, i64), seq, e.const(1, i64)))
+    kpos = e.op1("Unsqueeze", e.op1("Concat", slots, new_pos, axis=0), e.ints(0))  # (1, W+S)
+    qpos = e.op1("Unsqueeze", new_pos, e.ints(1))  # (S, 1)
+    rule = e.op1(
+        "And",
+        e.op1(
+            "And", e.op1("GreaterOrEqual", kpos, e.const(0, i64)), e.op1("LessOrEqual", kpos, qpos)
+        ),
+        e.op1("Less", e.op1("Sub", qpos, kpos), w),
+    )  # (S, W+S)
+    flat = e.op1("Squeeze", kpos, e.ints(0))
+    real = e.op1(
+        "Cast", e.op1("Gather", key_mask, e.op1("Max", flat, e.const(0, i64)), axis=1), to=9
+    )  # (B, W+S)
+    allowed = e.op1(
+        "And", e.op1("Unsqueeze", rule, e.ints(0, 1)), e.op1("Unsqueeze", real, e.ints(1, 2))
+    )  # (B, 1, S, W+S)
+    k_all = e.op1("Concat", past_k, _bnsh(e, k), axis=2)
+    v_all = e.op1("Concat", past_v, _bnsh(e, v), axis=2)
+    a = node.attrs
+    out = sdpa(
+        e,
+        _bnsh(e, q),
+        k_all,
+        v_all,
+        hq=hq,
+        hkv=hkv,
+        head_dim=d,
+        v_dim=dv,
+        scale=a["scale"],
+        softcap=a["softcap"],
+        allowed=allowed,
+    )
+    first = e.op1("Mod", e.op1("Sub", slot, t), w)  # the first new token landing in each slot
+    last = e.op1(
+        "Add",
+        first,
+        e.op1("Mul", w, e.op1("Div", e.op1("Sub", e.op1("Sub", seq, e.const(1, i64)), first), w)),
+    )  # the last one (Div truncates; its result is used only where first < seq, so >= 0)
+    sources = e.op1("Where", e.op1("Less", first, seq), e.op1("Add", w, last), slot)
+    return [
+        e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0],
+        e.op("Gather", [k_all, sources], [e.result(node, 1)], axis=2)[0],
+        e.op("Gather", [v_all, sources], [e.result(node, 2)], axis=2)[0],
+    ]

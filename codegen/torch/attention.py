@@ -20,6 +20,7 @@ from irgraph.codegen.torch.lowerings import TorchContext, attention_scale, f32, 
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, xl_inv_frequencies
 from irgraph.ops.kv_quant import FLOOR, QMAX, reduce_axes
+from irgraph.ops.ring_attention import ring_sources, ring_visible
 from irgraph.ops.rotary import inv_frequencies, rotary_attention_factor
 
 # -- rotary -----------------------------------------------------------------------------------
@@ -346,3 +347,35 @@ def _kv_quantize(
     if dtype == "i8":
         return torch.round(scaled).clamp(-127, 127).to(torch.int8), scale
     return scaled.clamp(-QMAX[dtype], QMAX[dtype]).to(torch.float8_e4m3fn), scale
+
+
+@lowers("ring_attention")
+def _ring_attention(
+    ctx: TorchContext,
+    node: Node,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    past_key: torch.Tensor,
+    past_value: torch.Tensor,
+    key_mask: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """irgraph/ops/ring_attention.py: the key positions and ring sources as the reference
+    computes them (they depend only on sizes), the attention in torch."""
+    a = node.attrs
+    window, seq = a["window"], q.shape[1]
+    t = key_mask.shape[1] - seq
+    k_all = torch.cat([f32(past_key), f32(k).transpose(1, 2)], dim=2)  # (B, Hkv, W+S, D)
+    v_all = torch.cat([f32(past_value), f32(v).transpose(1, 2)], dim=2)
+    allowed = torch.from_numpy(ring_visible(key_mask.cpu().numpy(), window, seq)).to(q.device)
+    group = q.shape[2] // k.shape[2]
+    keys, values = k_all.repeat_interleave(group, 1), v_all.repeat_interleave(group, 1)
+    scores = _bmm(f32(q).transpose(1, 2), keys.transpose(-1, -2))
+    scores = scores * attention_scale(q.shape[3], a["scale"])
+    if a["softcap"]:
+        scores = a["softcap"] * torch.tanh(scores / a["softcap"])
+    any_visible = allowed.any(dim=-1, keepdim=True)
+    scores = scores.masked_fill(~(allowed | ~any_visible), float("-inf"))
+    out = _bmm(torch.softmax(scores, dim=-1), values) * any_visible
+    sources = torch.from_numpy(ring_sources(t, window, seq)).to(q.device)
+    return out.transpose(1, 2), k_all[:, :, sources], v_all[:, :, sources]

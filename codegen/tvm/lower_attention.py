@@ -212,8 +212,11 @@ def sdpa(
     scale: float,
     softcap: float = 0.0,
     stride: int = 0,
+    allowed: relax.Expr | None = None,
 ) -> relax.Var:
     """Attention over BNSH q [B,Hq,Sq,D], k [B,Hkv,T,D], v [B,Hkv,T,Dv] -> [B,Hq,Sq,Dv].
+
+    `allowed` (bool [B, 1, Sq, T]) replaces the masks built from the other arguments.
 
     Grouped-query attention never copies K/V per query head: query head h uses KV head
     h // group, so q viewed as [B, Hkv, group·Sq, D] multiplies the cache directly.
@@ -249,7 +252,8 @@ def sdpa(
         scores = ctx.emit(
             op.add(scores, op.astype(bias, dtype) if bias.ty.dtype != dtype else bias)
         )
-    allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window, stride)
+    if allowed is None:
+        allowed = _visible(ctx, shape, key_mask, prefix_len, causal, window, stride)
     if ctx.target != "cuda":
         if allowed is None:
             allowed = ctx.emit(op.full([batch, 1, sq, total], relax.const(True, "bool"), "bool"))
@@ -439,3 +443,69 @@ def _kv_quantize(
         scale = ctx.emit(op.maximum(ratio, relax.const(float(FLOOR), dt)))
     rounded = op.clip(op.round(op.divide(xt, scale)), -127.0, 127.0)
     return [ctx.emit(op.astype(rounded, "int8")), scale]
+
+
+@lowers("ring_attention")
+def _ring_attention(
+    ctx: Context,
+    node: Node,
+    q: relax.Expr,
+    k: relax.Expr,
+    v: relax.Expr,
+    past_key: relax.Expr,
+    past_value: relax.Expr,
+    key_mask: relax.Expr,
+) -> list[relax.Expr]:
+    """irgraph/ops/ring_attention.py: visibility by key position and the new ring's sources,
+    both computed in TE from the mask's width; attention through the shared kernels."""
+    a = node.attrs
+    window = a["window"]
+    qt = node.arg(0).type
+    d = static_dim(qt.shape[3], node, "head_dim")
+    batch, sq = ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1])
+    w = tirx.IntImm("int64", window)
+
+    def key_position(past: tirx.PrimExpr, j: tirx.PrimExpr) -> tirx.PrimExpr:
+        slot = past - 1 - tirx.floormod(past - 1 - j, w)
+        return tirx.if_then_else(j < w, slot, past + j - w)
+
+    def visible(mask: te.Tensor, query: te.Tensor) -> te.Tensor:
+        total, seq = mask.shape[1], query.shape[1]  # the sizes the kernel is called with
+
+        def rule(b: tirx.Var, _: tirx.Var, i: tirx.Var, j: tirx.Var) -> tirx.PrimExpr:
+            past = total - seq
+            p, at = key_position(past, j), past + i
+            seen = mask[b, tirx.max(p, tirx.IntImm("int64", 0))] != tirx.const(0, mask.dtype)
+            return tirx.all(p >= 0, p <= at, at - p < w, seen)
+
+        return te.compute((mask.shape[0], 1, seq, w + seq), rule, name="ring_visible")
+
+    def sources(mask: te.Tensor, query: te.Tensor) -> te.Tensor:
+        total, seq = mask.shape[1], query.shape[1]
+
+        def source(j: tirx.Var) -> tirx.PrimExpr:
+            first = tirx.floormod(j - (total - seq), w)
+            last = first + w * tirx.floordiv(seq - 1 - first, w)
+            return tirx.if_then_else(first < seq, w + last, j)
+
+        return te.compute((w,), source, name="ring_sources")
+
+    allowed = ctx.bb.emit_te(visible, key_mask, q, primfunc_name_hint="ring_mask")
+    index = ctx.bb.emit_te(sources, key_mask, q, primfunc_name_hint="ring_sources")
+    k_all = ctx.emit(op.concat([past_key, op.permute_dims(k, [0, 2, 1, 3])], axis=2))
+    v_all = ctx.emit(op.concat([past_value, op.permute_dims(v, [0, 2, 1, 3])], axis=2))
+    out = sdpa(
+        ctx,
+        ctx.emit(op.permute_dims(q, [0, 2, 1, 3])),
+        k_all,
+        v_all,
+        [batch, sq, w + sq],
+        scale=1.0 / math.sqrt(d) if a["scale"] is None else a["scale"],
+        softcap=a["softcap"],
+        allowed=allowed,
+    )
+    return [
+        ctx.emit(op.permute_dims(out, [0, 2, 1, 3])),
+        ctx.emit(op.take(k_all, index, axis=2, mode="clip")),
+        ctx.emit(op.take(v_all, index, axis=2, mode="clip")),
+    ]

@@ -32,7 +32,7 @@ from irgraph.ir import Graph, Node, Value
 from irgraph.passes.last_position import FORWARD, FORWARD_LAST, entry_graphs
 from irgraph.quant import ACT_NONE
 from irgraph.registry import get_op
-from irgraph.types import Dim, TensorType
+from irgraph.types import Dim, Sym, TensorType
 
 FUNCTION, FUNCTION_LAST = FORWARD, FORWARD_LAST  # the second: logits_last only (generation)
 
@@ -157,6 +157,32 @@ def symbols(graph: Graph) -> list[str]:
     return seen
 
 
+def dim_vars(graph: Graph) -> dict[str, tirx.PrimExpr]:
+    """A TIR expression per symbolic dim, from the shapes of the graph inputs.
+
+    Relax binds a shape variable only where an input's dim is that variable alone. A symbol
+    that appears only inside a sum (`past` in attention_mask [batch, past+seq] once a ring
+    cache has fixed-size caches) gets that whole dim as a variable of its own, and the symbol
+    is that variable minus the rest: past = past_seq - seq.
+    """
+    names = symbols(graph)
+    dims: dict[str, tirx.PrimExpr] = {}
+    for v in graph.inputs.values():
+        for d in v.type.shape:
+            if isinstance(d, Sym) and d.const == 0 and len(d.terms) == 1 and d.terms[0][1] == 1:
+                dims.setdefault(d.terms[0][0], tirx.Var(d.terms[0][0], "int64"))
+    for v in graph.inputs.values():
+        for d in v.type.shape:
+            if not isinstance(d, Sym):
+                continue
+            missing = [(n, c) for n, c in d.terms if n not in dims]
+            if len(missing) == 1 and missing[0][1] == 1:
+                whole = tirx.Var("_".join(n for n, _ in d.terms), "int64")
+                rest = sum((dims[n] * c for n, c in d.terms if n in dims), tirx.IntImm("int64", 0))
+                dims[missing[0][0]] = whole - rest - d.const
+    return {n: dims.get(n, tirx.Var(n, "int64")) for n in names}
+
+
 def tensor_type(ctx: Context, t: TensorType, where: str) -> relax.TensorType:
     return relax.TensorType(ctx.shape(t), tvm_dtype(t.dtype, where))
 
@@ -257,8 +283,7 @@ def _emit_function(
     name: str,
 ) -> None:
     """One Relax function `name`(inputs..., weights...) -> (outputs...) computing `graph`."""
-    dims = {d: tirx.Var(d, "int64") for d in symbols(graph)}
-    ctx = Context(bb, dims, target)
+    ctx = Context(bb, dim_vars(graph), target)
     ctx.kernels = kernels
     values: dict[Value, relax.Expr] = {}
     inputs = [relax.Var(n, tensor_type(ctx, v.type, f"input {n}")) for n, v in graph.inputs.items()]

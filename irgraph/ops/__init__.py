@@ -9,8 +9,18 @@
   DeepSeek-v2 latent attention
 - `moe`: top-k router and expert MLPs
 - `kv_quant`: new keys and values quantized for an int8 / fp8 KV cache
+- `ring_attention`: sliding-window attention over a ring-buffer cache of `window` slots
 """
 
-from irgraph.ops import attention, elementwise, kv_quant, moe, nn, rotary, tensor
+from irgraph.ops import attention, elementwise, kv_quant, moe, nn, ring_attention, rotary, tensor
 
-__all__ = ["attention", "elementwise", "kv_quant", "moe", "nn", "rotary", "tensor"]
+__all__ = [
+    "attention",
+    "elementwise",
+    "kv_quant",
+    "moe",
+    "nn",
+    "ring_attention",
+    "rotary",
+    "tensor",
+]

@@ -225,8 +225,12 @@ def sdpa(
     scale: float | None = None,
     softcap: float = 0.0,
     stride: int = 0,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Attention over BNSH tensors; k/v may have fewer heads than q (grouped)."""
+    """Attention over BNSH tensors; k/v may have fewer heads than q (grouped).
+
+    `allowed` ([batch, 1, sq, total] bool) replaces the masks computed from key_mask, prefix_len,
+    causal, window and stride, for callers whose keys are not in position order (ring caches)."""
     b, hq, sq, d = q.shape
     hkv, total = k.shape[1], k.shape[2]
     group = hq // hkv
@@ -238,7 +242,8 @@ def sdpa(
         scores = np.float32(softcap) * np.tanh(scores / np.float32(softcap))
     if bias is not None:
         scores = scores + bias.astype(np.float32)
-    allowed = visible(sq, total, b, key_mask, prefix_len, causal, window, stride)
+    if allowed is None:
+        allowed = visible(sq, total, b, key_mask, prefix_len, causal, window, stride)
     scores = np.where(allowed, scores, -np.inf)
     any_visible = allowed.any(axis=-1, keepdims=True)
     probs = softmax_np(np.where(any_visible, scores, 0.0), -1) * any_visible

@@ -488,6 +488,26 @@ def _build() -> list[OpCase]:
                 {"dtype": dtype, "granularity": gran},
             )
         )
+    # ring_attention: W=4 slots, 2 of 4 query heads' KV heads; past 5 (the ring has wrapped,
+    # one row left-padded), past 2 (half the slots empty) and a 6-token prefill (longer than W)
+    for past, seq in ((5, 3), (2, 1), (0, 6)):
+        mask = np.ones((2, past + seq), np.int64)
+        mask[1, : min(2, past + seq - 1)] = 0
+        cases.append(
+            OpCase(
+                f"ring_attention-past{past}-seq{seq}",
+                "ring_attention",
+                (
+                    randn(2, seq, 4, 8),
+                    randn(2, seq, 2, 8),
+                    randn(2, seq, 2, 8),
+                    randn(2, 2, 4, 8),
+                    randn(2, 2, 4, 8),
+                    mask,
+                ),
+                {"window": 4, "softcap": 0.0 if past else 5.0},
+            )
+        )
     return cases
 
 

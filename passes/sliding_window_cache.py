@@ -1,0 +1,128 @@
+"""sliding-window-cache: windowed attention keeps a ring buffer of `window` slots (exact).
+
+Every cached causal `attention` with a window (Mistral's sliding window, GPT-3's banded
+layers when all are banded) becomes `ring_attention` (irgraph/ops/ring_attention.py): its
+`past_key_values.{i}.key/.value` inputs are retyped to [batch, kv_heads, window, head_dim] and
+`present.*` returns the ring after this call's writes, so the cache stops growing; the
+contract (irgraph/kvcache.py) says storage ring with that window, which `inspect` reports as
+the cache's bound. Keys outside the window were invisible anyway, so the logits are those of
+the unbounded cache (checked end to end, on sequences longer than the window).
+
+No options: the window is the attention's own. Every cached attention must have the same
+window (the contract states one); graphs with unwindowed cached layers, bias, prefix or
+strided masks are left unchanged with a note saying which layer stopped it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+from irgraph.errors import PassError
+from irgraph.ir import Graph, Node, Value
+from irgraph.kvcache import contract_of, is_scale, with_contract
+from irgraph.lm import PAST_PREFIX, present_name
+from irgraph.passes.context import PassContext
+from irgraph.passes.equivalence import END_TO_END
+from irgraph.passes.graphs import GraphIndex
+from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
+from irgraph.passes.quantize_kv import cache_names
+from irgraph.passes.rewrite import Rewriter
+
+
+@register_pass
+@dataclass(frozen=True)
+class SlidingWindowCache(Pass):
+    name = "sliding-window-cache"
+    kind = EXACT
+    summary = "windowed attention keeps a ring-buffer KV cache of window slots"
+    check_mode: ClassVar[str] = END_TO_END
+
+    def apply(self, graph: Graph, ctx: PassContext) -> PassResult:
+        contract = contract_of(graph.meta)
+        if contract.storage == "ring":
+            return PassResult(graph, False, f"the cache is already a ring of {contract.window}")
+        if contract.storage != "concat" or contract.layout != "bnsh":
+            raise PassError(
+                "sliding-window-cache rewrites a concat bnsh cache",
+                expected="run it before kv-layout, paged-kv and quantize-kv",
+                got=f"{contract.storage} {contract.layout}",
+            )
+        sites, why = _sites(graph)
+        if why:
+            return PassResult(graph, False, f"nothing to bound: {why}")
+        window = sites[0][0].attrs["window"]
+        inputs = dict(graph.inputs)
+        for _, names in sites:
+            for name in names:
+                old = graph.inputs[name]
+                b, h, _, d = old.type.shape
+                inputs[name] = Value(old.type.with_shape((b, h, window, d)), hint=old.hint)
+        staged = Graph(graph.name, inputs, graph.params, graph.nodes, graph.outputs, graph.meta)
+        staged.weights = graph.weights
+        rw = Rewriter(staged)
+        outputs = dict(graph.outputs)
+        for node, names in sites:
+            rw.at(node)
+            a = node.attrs
+            out, present_k, present_v = rw.emit(
+                "ring_attention",
+                *node.inputs[:3],
+                inputs[names[0]],
+                inputs[names[1]],
+                _input(node, 5),
+                window=window,
+                scale=a["scale"],
+                softcap=a["softcap"],
+            )
+            rw.replace(node.outputs[0], out)
+            outputs[present_name(names[0])], outputs[present_name(names[1])] = present_k, present_v
+        staged.outputs = outputs
+        out_graph = rw.finish()
+        ring = dataclasses.replace(contract, storage="ring", window=window)
+        out_graph.meta = with_contract(out_graph.meta, ring)
+        return PassResult(
+            out_graph, True, f"{len(sites)} layers: a ring of {window} slots per cache"
+        )
+
+
+def _input(node: Node, i: int) -> Value | None:
+    """Optional input i (absent, or left off the end)."""
+    return node.inputs[i] if i < len(node.inputs) else None
+
+
+def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
+    """Every cached attention with its cache input names, or why the graph cannot take a ring."""
+    index = GraphIndex(graph)
+    by_value = {v: n for n, v in graph.inputs.items() if n.startswith(PAST_PREFIX)}
+    if any(is_scale(n) or n.endswith(".latent") for n in by_value.values()):
+        return [], "a quantized or latent cache (run sliding-window-cache first)"
+    sites: list[tuple[Node, tuple[str, str]]] = []
+    for node in graph.nodes:
+        if node.op != "attention" or node.inputs[3] is None:
+            continue
+        where = index.describe(node)
+        a = node.attrs
+        names = cache_names(node, by_value)
+        if not a["window"]:
+            return [], f"{where} has no window (every cached attention needs one)"
+        if not a["causal"] or a["stride"] or any(_input(node, i) is not None for i in (6, 7)):
+            return [], f"{where} is not plain causal (bias, prefix, stride or bidirectional)"
+        if _input(node, 5) is None:
+            return [], f"{where} has no key mask to count positions with"
+        if names is None or any(
+            graph.outputs.get(present_name(n)) is not node.outputs[1 + i]
+            or len(index.users_of(graph.inputs[n])) != 1
+            for i, n in enumerate(names)
+        ):
+            return [], f"{where}: its cache is not a graph input and output of its own"
+        if sites and a["window"] != sites[0][0].attrs["window"]:
+            return [], (
+                f"{where} has window {a['window']}, {index.describe(sites[0][0])} "
+                f"{sites[0][0].attrs['window']} (the contract states one)"
+            )
+        sites.append((node, names))
+    if not sites:
+        return [], "the graph has no cached attention with a window"
+    return sites, ""
