@@ -82,6 +82,8 @@ def kv_bytes_per_token(graph: Graph, kv_bits: int | None = 16) -> int:
             continue
         shape = list(v.type.shape)
         shape[contract.seq_axis(name)] = 1  # one token (a ring's axis holds its window)
+        if contract.storage == "paged":
+            shape[0] = 1  # [pages, block, ...]: one token of one page
         t = v.type.with_shape(tuple(shape))
         env = {s: 1 for s in t.symbols}
         total += t.nbytes(env) if kv_bits is None else t.numel(env) * kv_bits // 8

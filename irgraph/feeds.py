@@ -28,6 +28,7 @@ import numpy as np
 from irgraph.dtypes import DType
 from irgraph.errors import InputError
 from irgraph.ir import Graph
+from irgraph.lm import BLOCK_TABLE, CACHE_LENS, PAST_PREFIX
 from irgraph.types import TensorType
 
 POSITION_INPUTS = ("position_ids", "encoder_position_ids")
@@ -159,6 +160,8 @@ def check_feeds(
     (ORT values, TVM tensors) and are not checked.
     """
     check_names(inputs, feeds, where)
+    if BLOCK_TABLE in inputs:
+        _check_pages(inputs, feeds, where)
     arrays = {n: v for n, v in feeds.items() if _is_host(v)}
     arrays = {n: np.asarray(v) for n, v in arrays.items()}
     for name, array in arrays.items():
@@ -187,6 +190,38 @@ def check_feeds(
                 got=low if low < 0 else high,
                 where=where,
             )
+
+
+def _check_pages(inputs: Mapping[str, TensorType], feeds: Mapping[str, Any], where: str) -> None:
+    """A paged cache's block table names pages of the pool, and each row's pages hold its
+    cached and new tokens (a backend would read or write outside the pool otherwise)."""
+    table, lens = feeds.get(BLOCK_TABLE), feeds.get(CACHE_LENS)
+    if not _is_host(table) or not _is_host(lens):
+        return
+    table, lens = np.asarray(table), np.asarray(lens)
+    pool = next((v for n, v in feeds.items() if n.startswith(PAST_PREFIX)), None)
+    shape = getattr(pool, "shape", None)  # numpy, TVM tensor; an OrtValue's is a method
+    shape = shape() if callable(shape) else shape
+    pages = int(shape[0]) if shape is not None and len(shape) else None
+    if table.size and (table.min() < 0 or (pages is not None and table.max() >= pages)):
+        raise InputError(
+            f"input {BLOCK_TABLE!r}: page out of range",
+            expected=f"0..{(pages or 1) - 1}",
+            got=int(table.min() if table.min() < 0 else table.max()),
+            where=where,
+        )
+    block = next(t.shape[1] for n, t in inputs.items() if n.startswith(PAST_PREFIX))
+    seq = np.shape(feeds["input_ids"])[1] if "input_ids" in feeds else 1
+    if not isinstance(block, int) or table.ndim != 2:
+        return  # the type checks that follow name these
+    capacity = table.shape[1] * block
+    if lens.size and (lens.min() < 0 or lens.max() + seq > capacity):
+        raise InputError(
+            f"input {CACHE_LENS!r}: cached plus new tokens do not fit the row's pages",
+            expected=f"0 <= cache_lens and cache_lens + {seq} <= {capacity}",
+            got=int(lens.min() if lens.min() < 0 else lens.max()),
+            where=where,
+        )
 
 
 def _check_context(

@@ -16,9 +16,10 @@ and artifacts copy it into the manifest's `kv_cache` entry.
            scale inputs `past_key_values.{i}.{key,value}_scale` beside it.
 
 Every generate loop (lm.forward, runtimes/generate.py, the --check decoder) drives
-concat caches of either layout and ring caches (fixed-size: present is fed back as past
-like any other); `require_drivable` refuses the storages no loop drives yet, by name,
-instead of decoding garbage.
+concat caches of either layout, ring caches (fixed-size: present is fed back as past like
+any other) and paged ones (lm.make_feeds feeds block_table and cache_lens;
+runtimes/paged.py allocates pages as rows grow); `require_drivable` refuses a contract the
+graph's inputs do not match, by name, instead of decoding garbage.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from irgraph.errors import IRError
-from irgraph.lm import PAST_PREFIX, present_name
+from irgraph.lm import BLOCK_TABLE, PAST_PREFIX, present_name
 from irgraph.types import TensorType
 
 LAYOUTS = ("bnsh", "bsnh")
 STORAGES = ("concat", "ring", "paged")
-DRIVABLE = ("concat", "ring")  # storages every generate loop drives today
+DRIVABLE = STORAGES  # every generate loop drives each storage
 META_PREFIX = "kv_cache_"
 SCALE_SUFFIXES = ("_scale",)
 
@@ -74,8 +75,9 @@ class CacheContract:
                 )
 
     def seq_axis(self, past_name: str) -> int:
-        """The axis of cache input `past_name` that grows with the tokens."""
-        if past_name.endswith(".latent") or self.layout == "bsnh":
+        """The axis of cache input `past_name` that grows with the tokens (a page's tokens
+        for a paged pool [pages, block, kv_heads, head_dim])."""
+        if past_name.endswith(".latent") or self.layout == "bsnh" or self.storage == "paged":
             return 1
         return 2
 
@@ -145,8 +147,12 @@ def manifest_entry(meta: Mapping[str, Any], inputs: Mapping[str, TensorType]) ->
     return entry
 
 
-def require_drivable(meta: Mapping[str, Any], where: str) -> CacheContract:
-    """The contract, or IRError when no generate loop drives its storage yet."""
+def require_drivable(
+    meta: Mapping[str, Any], where: str, inputs: Mapping[str, TensorType] | None = None
+) -> CacheContract:
+    """The contract, or IRError when no generate loop drives its storage, or when `inputs`
+    (the graph's) are not the cache it states (a paged contract without a block table, a
+    ring whose caches do not hold `window` slots)."""
     contract = contract_of(meta)
     if contract.storage not in DRIVABLE:
         raise IRError(
@@ -154,6 +160,23 @@ def require_drivable(meta: Mapping[str, Any], where: str) -> CacheContract:
             "do not drive yet",
             expected=" | ".join(DRIVABLE),
             got=contract.storage,
+            where=where,
+        )
+    if inputs is None:
+        return contract
+    caches = {n: t for n, t in inputs.items() if n.startswith(PAST_PREFIX) and not is_scale(n)}
+    paged = BLOCK_TABLE in inputs
+    ring_ok = all(t.shape[contract.seq_axis(n)] == contract.window for n, t in caches.items())
+    if (contract.storage == "paged") != paged or (contract.storage == "ring" and not ring_ok):
+        raise IRError(
+            f"the graph's contract says its KV cache is {contract.storage}, but its inputs "
+            "are not such a cache",
+            expected={
+                "paged": "a block_table input and page pools",
+                "ring": f"caches of {contract.window} slots",
+            }.get(contract.storage, "no block_table input"),
+            got=", ".join(f"{n}: {t}" for n, t in list(caches.items())[:1])
+            + (", block_table" if paged else ""),
             where=where,
         )
     return contract

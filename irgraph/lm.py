@@ -8,6 +8,8 @@ Graph inputs (by name):
   past_key_values.{i}.latent               f32[batch, past, kv_rank+rope_dim] (MLA)
   prefix_len       i64[batch]              prefix-LM models: bidirectional prefix length
   domain_ids       i64[batch]              random routed experts (PanGu-Σ): each row's domain
+  block_table      i64[batch, blocks]      a paged cache (paged-kv): each row's pages in order
+  cache_lens       i64[batch]              a paged cache: tokens each row has cached
   decoder_input_ids, encoder_attention_mask  encoder-decoder models
   encoder_position_ids                     encoder-decoders with learned or rotary positions
 Outputs: `logits` f32[batch, seq, vocab] and `present.{i}.*` for every `past_key_values.{i}.*`.
@@ -33,6 +35,12 @@ LOGITS = "logits"
 # samples from. Backends give it its own entry point (`forward_last`) beside `forward`.
 LOGITS_LAST = "logits_last"
 DOMAIN = "domain_ids"  # i64[batch]: the domain of each row (random routed experts)
+BLOCK_TABLE = "block_table"  # a paged cache's page list per row (ops/paged_attention.py)
+CACHE_LENS = "cache_lens"  # a paged cache's cached tokens per row
+PAGED_TOKENS = 256  # tokens per row a paged cache holds when its caller does not say
+# inputs that make_feeds derives from the cache's state rather than from the tokens: a cache
+# rewrite may trade one for another (paged-kv: attention_mask -> block_table, cache_lens)
+CACHE_STATE = ("attention_mask", BLOCK_TABLE, CACHE_LENS)
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
 Runner = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
@@ -47,13 +55,28 @@ def cache_inputs(inputs: Mapping[str, TensorType]) -> dict[str, TensorType]:
     return {n: t for n, t in inputs.items() if n.startswith(PAST_PREFIX)}
 
 
-def empty_cache(inputs: Mapping[str, TensorType], batch: int) -> dict[str, np.ndarray]:
-    """Zero-length caches for every past input: the `past` dim is 0, others concrete."""
+def empty_cache(
+    inputs: Mapping[str, TensorType], batch: int, tokens: int | None = None
+) -> dict[str, np.ndarray]:
+    """Zero-length caches for every past input: the `past` dim is 0, others concrete.
+
+    A paged cache ([pages, block, ...]) gets a pool of `tokens` per row (PAGED_TOKENS when
+    None), `batch` rows of contiguous pages: what `make_feeds`'s default block table reads.
+    """
+    paged = BLOCK_TABLE in inputs
     cache = {}
     for name, t in cache_inputs(inputs).items():
-        shape = [
-            batch if str(d) == "batch" else (0 if not isinstance(d, int) else d) for d in t.shape
-        ]
+        if paged:
+            block = t.shape[1]
+            if not isinstance(block, int) or block < 1:
+                raise IRError("a paged cache needs a fixed block size", got=t, where=name)
+            per_row = -(-(PAGED_TOKENS if tokens is None else tokens) // block)
+            shape = [batch * per_row, *(d if isinstance(d, int) else 0 for d in t.shape[1:])]
+        else:
+            shape = [
+                batch if str(d) == "batch" else (0 if not isinstance(d, int) else d)
+                for d in t.shape
+            ]
         cache[name] = np.zeros(shape, dtype=t.dtype.numpy)
     return cache
 
@@ -73,18 +96,30 @@ def make_feeds(
     encoder_mask: np.ndarray | None = None,
     prefix_len: np.ndarray | None = None,
     domain: np.ndarray | int | None = None,
+    cache_lens: np.ndarray | None = None,
+    block_table: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Feeds for one call: `ids` are the new tokens [batch, seq] after `past_len` cached ones.
 
     `mask` covers past+new tokens (default all ones); positions count real
     tokens only, so left-padded rows get the positions they would have alone. `domain` (one id,
-    or one per row; default 0) feeds a model that routes by domain.
+    or one per row; default 0) feeds a model that routes by domain. A paged cache takes each
+    row's `cache_lens` (default `past_len`; positions follow them) and `block_table` (default:
+    row b owns the b-th equal share of the pool, as `empty_cache` allocates it).
     """
     ids = np.asarray(ids, dtype=np.int64)
     batch, seq = ids.shape
     if mask is None:
         mask = np.ones((batch, past_len + seq), dtype=np.int64)
     positions = (np.cumsum(mask, axis=1) - 1).clip(min=0)[:, past_len:]
+    if CACHE_LENS in inputs:
+        lens = np.full((batch,), past_len, np.int64) if cache_lens is None else cache_lens
+        lens = np.asarray(lens, dtype=np.int64).reshape(batch)
+        positions = lens[:, None] + np.arange(seq, dtype=np.int64)
+        if block_table is None:
+            pool = next(len(v) for n, v in cache.items() if n.startswith(PAST_PREFIX))
+            block_table = np.arange(pool - pool % batch, dtype=np.int64).reshape(batch, -1)
+        cache = {**cache, CACHE_LENS: lens, BLOCK_TABLE: np.asarray(block_table, np.int64)}
     feeds: dict[str, np.ndarray] = dict(cache)
     token_key = "decoder_input_ids" if is_encoder_decoder(inputs) else "input_ids"
     feeds[token_key] = ids
@@ -147,7 +182,7 @@ def forward(
     ids = np.asarray(ids, dtype=np.int64)
     if ids.ndim == 1:
         ids = ids[None]
-    cache = empty_cache(inputs, ids.shape[0])
+    cache = empty_cache(inputs, ids.shape[0], tokens=ids.shape[1])
     if not decode:
         return _logits(run(make_feeds(inputs, ids, cache, past_len=0, **kw)))
     rows = []

@@ -26,6 +26,7 @@ from irgraph.passes import (  # noqa: F401  (importing registers the passes)
     last_position,
     merge_lora,
     mha_to_gqa,
+    paged_kv,
     parallelize_blocks,
     prune,
     quantize,

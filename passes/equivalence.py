@@ -32,6 +32,7 @@ from irgraph.interpreter import run
 from irgraph.ir import Graph, Value
 from irgraph.kvcache import require_drivable
 from irgraph.lm import (
+    CACHE_STATE,
     LOGITS,
     LOGITS_LAST,
     PAST_PREFIX,
@@ -184,8 +185,8 @@ def compare_end_to_end(
     _need_weights(before)
     for graph in (before, after):
         _need_language_model(graph)
-    tokens_b = {n: t for n, t in graph_inputs(before).items() if not n.startswith(PAST_PREFIX)}
-    tokens_a = {n: t for n, t in graph_inputs(after).items() if not n.startswith(PAST_PREFIX)}
+    tokens_b = {n: t for n, t in graph_inputs(before).items() if not _cache_state(n)}
+    tokens_a = {n: t for n, t in graph_inputs(after).items() if not _cache_state(n)}
     if tokens_b != tokens_a:
         raise PassError(
             "the pass changed inputs other than the KV cache, so the same ids cannot drive both",
@@ -213,6 +214,11 @@ def compare_end_to_end(
             worst, where = err, f"logits at {label}: max error {err:.3g}"
         progress(step + 1, steps + 1, "end-to-end")
     return Comparison(worst, where)
+
+
+def _cache_state(name: str) -> bool:
+    """An input make_feeds derives from the cache (so a cache rewrite may change it)."""
+    return name.startswith(PAST_PREFIX) or name in CACHE_STATE
 
 
 class _Decoder:
@@ -253,7 +259,7 @@ def _need_weights(graph: Graph) -> None:
 
 def _need_language_model(graph: Graph) -> None:
     """The end-to-end check drives the graph as a language model: logits out, caches paired."""
-    require_drivable(graph.meta, f"graph {graph.name!r}")
+    require_drivable(graph.meta, f"graph {graph.name!r}", graph_inputs(graph))
     inputs = graph_inputs(graph)
     token = "decoder_input_ids" if is_encoder_decoder(inputs) else "input_ids"
     missing = [n for n in (token,) if n not in inputs]

@@ -56,7 +56,7 @@ class Session(ABC):
 
     def forward(self, ids: Any, *, decode: bool = False, **kw: Any) -> np.ndarray:
         """Logits [batch, seq, vocab] for ids, in one call or token by token through the cache."""
-        kvcache.require_drivable(self.meta, self.where or "the session")
+        kvcache.require_drivable(self.meta, self.where or "the session", self.inputs)
         return lm.forward(self.run, self.inputs, np.asarray(ids), decode=decode, **kw)
 
     def step(self, feeds: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:

@@ -24,6 +24,7 @@ import numpy as np
 from irgraph import kvcache, lm
 from irgraph.errors import ConfigError, InputError
 from irgraph.feeds import context_limit
+from irgraph.runtimes.paged import PagedDecoder
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def stream(
         raise ConfigError("only models with random routed experts take a domain", got=domain)
     rows = _prompts(prompts)
     inputs = session.inputs
-    kvcache.require_drivable(session.meta, session.where or "the session")
+    kvcache.require_drivable(session.meta, session.where or "the session", inputs)
     _check_context(session, rows, max_new_tokens)
     pad = int(session.meta.get("pad_token_id") or 0) if pad_id is None else pad_id
     encdec = lm.is_encoder_decoder(inputs)
@@ -121,36 +122,49 @@ def stream(
         groups = [
             [i for i, r in enumerate(rows) if len(r) == n] for n in sorted({len(r) for r in rows})
         ]
-    lanes = [_start(session, [rows[i] for i in g], g, pad, encdec) for g in groups]
-    if lm.DOMAIN in inputs:
-        for lane in lanes:
-            lane.extra["domain"] = np.full((len(lane.rows),), domain, dtype=np.int64)
+    extra = {"domain": np.full((len(rows),), domain, np.int64)} if lm.DOMAIN in inputs else {}
     rng = np.random.default_rng(sampling.seed)
     stops = set(int(s) for s in stop_ids)
     done = np.zeros(len(rows), dtype=bool)
-    for _ in range(max_new_tokens):
-        logits = np.empty((len(rows), 0), dtype=np.float32)
+    if lm.BLOCK_TABLE in inputs:  # a paged cache: rows prefilled alone, decoded as one batch
+        paged = PagedDecoder(session, rows, max_new_tokens, extra)
+        logits, advance = paged.prefill(), paged.step
+    else:
+        lanes = [_start(session, [rows[i] for i in g], g, pad, encdec) for g in groups]
         for lane in lanes:
-            feeds = lm.make_feeds(
-                inputs, lane.ids, lane.cache, past_len=lane.past, mask=lane.mask, **lane.extra
-            )
-            out, lane.cache = session.step(feeds)
-            lane.past = lane.mask.shape[1]
-            if logits.shape[1] == 0:
-                logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
-            logits[lane.rows] = out[:, -1]
+            lane.extra.update({k: v[lane.rows] for k, v in extra.items()})
+        logits = _lanes_step(session, lanes, len(rows))
+
+        def advance(tokens: np.ndarray) -> np.ndarray:
+            for lane in lanes:
+                lane.ids = tokens[lane.rows][:, None]
+                ones = np.ones((len(lane.rows), 1), dtype=np.int64)
+                lane.mask = np.concatenate([lane.mask, ones], axis=1)
+            return _lanes_step(session, lanes, len(rows))
+
+    for step in range(max_new_tokens):
         tokens = sampling.choose(logits, rng).astype(np.int64)
         tokens[done] = -1
         yield tokens
         done |= np.isin(tokens, list(stops)) if stops else np.zeros_like(done)
-        if done.all():
+        if done.all() or step == max_new_tokens - 1:
             return
-        for lane in lanes:
-            new = np.where(tokens[lane.rows] < 0, pad, tokens[lane.rows])[:, None]
-            lane.ids = new
-            lane.mask = np.concatenate(
-                [lane.mask, np.ones((len(lane.rows), 1), dtype=np.int64)], axis=1
-            )
+        logits = advance(np.where(tokens < 0, pad, tokens))
+
+
+def _lanes_step(session: Any, lanes: list[_Lane], batch: int) -> np.ndarray:
+    """One call per lane: the last logits of every row [batch, vocab]."""
+    logits = np.empty((batch, 0), dtype=np.float32)
+    for lane in lanes:
+        feeds = lm.make_feeds(
+            session.inputs, lane.ids, lane.cache, past_len=lane.past, mask=lane.mask, **lane.extra
+        )
+        out, lane.cache = session.step(feeds)
+        lane.past = lane.mask.shape[1]
+        if logits.shape[1] == 0:
+            logits = np.empty((batch, out.shape[-1]), dtype=np.float32)
+        logits[lane.rows] = out[:, -1]
+    return logits
 
 
 def _check_context(session: Any, rows: list[list[int]], max_new_tokens: int) -> None:

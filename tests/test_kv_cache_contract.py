@@ -49,12 +49,12 @@ def test_bad_contract_meta_is_one_clear_error_naming_the_key(meta, says):
         contract_of(meta)
 
 
-def test_generate_loops_refuse_a_storage_they_cannot_drive():
+def test_generate_loops_refuse_a_contract_the_inputs_do_not_match():
     g = tiny_llama()
     g.meta = with_contract(g.meta, CacheContract(storage="paged", block=16))
     session = InterpreterSession(g)
     for call in (lambda: session.generate([[1, 2]], 2), lambda: session.forward([[1, 2]])):
-        with pytest.raises(IRError, match="stores its KV cache as paged"):
+        with pytest.raises(IRError, match="says its KV cache is paged, but its inputs"):
             call()
     # the contract is about storage: the graph's own prefill still runs in the interpreter
     assert interpret(g, [[1, 2]]).shape[:2] == (1, 2)

@@ -626,3 +626,74 @@ def _ring_attention(
         e.op("Gather", [k_all, sources], [e.result(node, 1)], axis=2)[0],
         e.op("Gather", [v_all, sources], [e.result(node, 2)], axis=2)[0],
     ]
+
+
+@lowers("paged_attention")
+def _paged_attention(
+    e: Emitter,
+    node: Node,
+    q: str,
+    k: str,
+    v: str,
+    key_pages: str,
+    value_pages: str,
+    block_table: str,
+    cache_lens: str,
+) -> list[str]:
+    """irgraph/ops/paged_attention.py: ScatterND writes the new tokens into the pool seen as a
+    token table, Gather reads each row's pages in table order, and the causal rule masks by
+    each row's length."""
+    qt, kt, vt = (node.arg(i).type for i in range(3))
+    hq, d = static_dim(qt.shape[2], node, "query heads"), static_dim(qt.shape[3], node, "head_dim")
+    hkv = static_dim(kt.shape[2], node, "kv heads")
+    dv = static_dim(vt.shape[3], node, "v head_dim")
+    block = static_dim(node.arg(3).type.shape[1], node, "block")
+    i64 = np.int64
+    lens = e.op1("Cast", cache_lens, to=ONNX_DTYPES[DType.i64])
+    table = e.op1("Cast", block_table, to=ONNX_DTYPES[DType.i64])
+    seq = e.scalar_dim(q, 1)
+    pos = e.op1(
+        "Add",
+        e.op1("Unsqueeze", lens, e.ints(1)),
+        e.op1("Range", e.const(0, i64), seq, e.const(1, i64)),
+    )  # (B, S)
+    blk = e.const(block, i64)
+    page = e.op1("GatherElements", table, e.op1("Div", pos, blk), axis=1)
+    slot = e.op1(
+        "Reshape", e.op1("Add", e.op1("Mul", page, blk), e.op1("Mod", pos, blk)), e.ints(-1, 1)
+    )
+
+    def write(pool: str, new: str, heads: int, width: int, out: int) -> str:
+        flat = e.op1("Reshape", pool, e.ints(-1, heads, width))  # (pages·block, H, D)
+        rows = e.op1("ScatterND", flat, slot, e.op1("Reshape", new, e.ints(-1, heads, width)))
+        return e.op("Reshape", [rows, e.op1("Shape", pool)], [e.result(node, out)])[0]
+
+    def read(pool: str, heads: int, width: int) -> str:
+        rows = e.op1("Gather", pool, table, axis=0)  # (B, blocks, block, H, D)
+        return _bnsh(e, e.op1("Reshape", rows, e.ints(0, -1, heads, width)))  # (B, H, T, D)
+
+    present_k, present_v = write(key_pages, k, hkv, d, 1), write(value_pages, v, hkv, dv, 2)
+    keys, values = read(present_k, hkv, d), read(present_v, hkv, dv)
+    slots = e.op1("Range", e.const(0, i64), e.scalar_dim(keys, 2), e.const(1, i64))  # (T,)
+    allowed = e.op1(
+        "Unsqueeze", e.op1("LessOrEqual", slots, e.op1("Unsqueeze", pos, e.ints(2))), e.ints(1)
+    )  # (B, 1, S, T)
+    a = node.attrs
+    out = sdpa(
+        e,
+        _bnsh(e, q),
+        keys,
+        values,
+        hq=hq,
+        hkv=hkv,
+        head_dim=d,
+        v_dim=dv,
+        scale=a["scale"],
+        softcap=a["softcap"],
+        allowed=allowed,
+    )
+    return [
+        e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0],
+        present_k,
+        present_v,
+    ]

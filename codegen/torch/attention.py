@@ -379,3 +379,44 @@ def _ring_attention(
     out = _bmm(torch.softmax(scores, dim=-1), values) * any_visible
     sources = torch.from_numpy(ring_sources(t, window, seq)).to(q.device)
     return out.transpose(1, 2), k_all[:, :, sources], v_all[:, :, sources]
+
+
+@lowers("paged_attention")
+def _paged_attention(
+    ctx: TorchContext,
+    node: Node,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_pages: torch.Tensor,
+    value_pages: torch.Tensor,
+    block_table: torch.Tensor,
+    cache_lens: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """irgraph/ops/paged_attention.py: index_put writes the new tokens into the pool, indexing
+    by the block table reads each row's pages, the causal rule masks by row length."""
+    a = node.attrs
+    batch, seq = q.shape[:2]
+    block = key_pages.shape[1]
+    pos = cache_lens.long()[:, None] + torch.arange(seq, device=q.device)  # (B, S)
+    page = torch.gather(block_table.long(), 1, pos // block)
+    where = (page.reshape(-1), (pos % block).reshape(-1))
+
+    def write(pool: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        return f32(pool).index_put(where, f32(new).reshape(batch * seq, *new.shape[2:]))
+
+    def read(pool: torch.Tensor) -> torch.Tensor:
+        rows = pool[block_table.long()]  # (B, blocks, block, H, D)
+        return rows.reshape(batch, -1, *rows.shape[3:]).transpose(1, 2)  # (B, H, T, D)
+
+    present_k, present_v = write(key_pages, k), write(value_pages, v)
+    keys, values = read(present_k), read(present_v)
+    allowed = torch.arange(keys.shape[2], device=q.device)[None, None, :] <= pos[:, :, None]
+    group = q.shape[2] // k.shape[2]
+    scores = _bmm(f32(q).transpose(1, 2), keys.repeat_interleave(group, 1).transpose(-1, -2))
+    scores = scores * attention_scale(q.shape[3], a["scale"])
+    if a["softcap"]:
+        scores = a["softcap"] * torch.tanh(scores / a["softcap"])
+    scores = scores.masked_fill(~allowed[:, None], float("-inf"))  # a row always sees itself
+    out = _bmm(torch.softmax(scores, dim=-1), values.repeat_interleave(group, 1))
+    return out.transpose(1, 2), present_k, present_v

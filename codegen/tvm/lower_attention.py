@@ -509,3 +509,72 @@ def _ring_attention(
         ctx.emit(op.take(k_all, index, axis=2, mode="clip")),
         ctx.emit(op.take(v_all, index, axis=2, mode="clip")),
     ]
+
+
+@lowers("paged_attention")
+def _paged_attention(
+    ctx: Context,
+    node: Node,
+    q: relax.Expr,
+    k: relax.Expr,
+    v: relax.Expr,
+    key_pages: relax.Expr,
+    value_pages: relax.Expr,
+    block_table: relax.Expr,
+    cache_lens: relax.Expr,
+) -> list[relax.Expr]:
+    """irgraph/ops/paged_attention.py: each new token's row in the pool (a token table of
+    pages·block rows) computed in TE, scatter_nd writes them, take reads each row's pages in
+    table order, and the causal rule masks by each row's length."""
+    a = node.attrs
+    qt, kt, vt = (node.arg(i).type for i in range(3))
+    d, dv = static_dim(qt.shape[3], node, "head_dim"), static_dim(vt.shape[3], node, "v head_dim")
+    hkv = static_dim(kt.shape[2], node, "kv heads")
+    block = static_dim(node.arg(3).type.shape[1], node, "block")
+    batch, sq = ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1])
+    pages = ctx.dim(node.arg(3).type.shape[0])
+    blocks = ctx.dim(node.arg(5).type.shape[1])
+    blk = tirx.IntImm("int64", block)
+
+    def rows(table: te.Tensor, lens: te.Tensor, query: te.Tensor) -> te.Tensor:
+        seq = query.shape[1]
+
+        def row(n: tirx.Var, _: tirx.Var) -> tirx.PrimExpr:
+            pos = lens[n // seq].astype("int64") + n % seq
+            page = table[n // seq, tirx.floordiv(pos, blk)].astype("int64")
+            return page * blk + tirx.floormod(pos, blk)
+
+        return te.compute((query.shape[0] * seq, 1), row, name="paged_rows")
+
+    def visible(lens: te.Tensor, query: te.Tensor, table: te.Tensor) -> te.Tensor:
+        def rule(b: tirx.Var, _: tirx.Var, i: tirx.Var, j: tirx.Var) -> tirx.PrimExpr:
+            return j <= lens[b].astype("int64") + i
+
+        shape = (query.shape[0], 1, query.shape[1], table.shape[1] * blk)
+        return te.compute(shape, rule, name="paged_visible")
+
+    index = ctx.bb.emit_te(rows, block_table, cache_lens, q, primfunc_name_hint="paged_rows")
+    allowed = ctx.bb.emit_te(visible, cache_lens, q, block_table, primfunc_name_hint="paged_mask")
+
+    def write(pool: relax.Expr, new: relax.Expr, width: int) -> relax.Expr:
+        flat = op.reshape(pool, [pages * blk, hkv, width])
+        updates = op.reshape(new, [batch * sq, hkv, width])
+        return ctx.emit(op.reshape(op.scatter_nd(flat, index, updates), [pages, blk, hkv, width]))
+
+    def read(pool: relax.Expr, width: int) -> relax.Expr:
+        gathered = op.take(pool, block_table, axis=0, mode="clip")  # (B, blocks, block, H, D)
+        tokens = op.reshape(gathered, [batch, blocks * blk, hkv, width])
+        return ctx.emit(op.permute_dims(tokens, [0, 2, 1, 3]))
+
+    present_k, present_v = write(key_pages, k, d), write(value_pages, v, dv)
+    out = sdpa(
+        ctx,
+        ctx.emit(op.permute_dims(q, [0, 2, 1, 3])),
+        read(present_k, d),
+        read(present_v, dv),
+        [batch, sq, blocks * blk],
+        scale=1.0 / math.sqrt(d) if a["scale"] is None else a["scale"],
+        softcap=a["softcap"],
+        allowed=allowed,
+    )
+    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), present_k, present_v]

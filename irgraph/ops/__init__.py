@@ -10,9 +10,20 @@
 - `moe`: top-k router and expert MLPs
 - `kv_quant`: new keys and values quantized for an int8 / fp8 KV cache
 - `ring_attention`: sliding-window attention over a ring-buffer cache of `window` slots
+- `paged_attention`: causal attention over a KV cache in fixed-size pages with a block table
 """
 
-from irgraph.ops import attention, elementwise, kv_quant, moe, nn, ring_attention, rotary, tensor
+from irgraph.ops import (
+    attention,
+    elementwise,
+    kv_quant,
+    moe,
+    nn,
+    paged_attention,
+    ring_attention,
+    rotary,
+    tensor,
+)
 
 __all__ = [
     "attention",
@@ -20,6 +31,7 @@ __all__ = [
     "kv_quant",
     "moe",
     "nn",
+    "paged_attention",
     "ring_attention",
     "rotary",
     "tensor",

@@ -508,6 +508,25 @@ def _build() -> list[OpCase]:
                 {"window": 4, "softcap": 0.0 if past else 5.0},
             )
         )
+    # paged_attention: a pool of 7 pages of 4 tokens, rows of 5 and 2 cached tokens on
+    # scattered pages (row 0 crosses a page boundary), 2 new tokens each; and a prefill
+    for lens, seq, table in (([5, 2], 2, [[3, 0, 6], [5, 1, 1]]), ([0, 0], 3, [[2], [4]])):
+        cases.append(
+            OpCase(
+                f"paged_attention-seq{seq}",
+                "paged_attention",
+                (
+                    randn(2, seq, 4, 8),
+                    randn(2, seq, 2, 8),
+                    randn(2, seq, 2, 8),
+                    randn(7, 4, 2, 8),
+                    randn(7, 4, 2, 8),
+                    np.asarray(table, np.int64),
+                    np.asarray(lens, np.int64),
+                ),
+                {"softcap": 0.0 if seq == 2 else 5.0},
+            )
+        )
     return cases
 
 
