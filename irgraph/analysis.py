@@ -93,7 +93,11 @@ def kv_bytes_per_token(graph: Graph, kv_bits: int | None = 16) -> int:
 def kv_max_tokens(graph: Graph) -> int | None:
     """The most tokens the cache holds (a ring cache's window); None when it grows unbounded."""
     contract = contract_of(graph.meta)
-    return contract.window if contract.storage == "ring" else None
+    if contract.storage != "ring":
+        return None
+    caches = [(n, v.type) for n, v in graph.inputs.items() if n.startswith(PAST_PREFIX)]
+    bounded = all(t.shape[contract.seq_axis(n)] == contract.window for n, t in caches)
+    return contract.window if bounded else None  # GPT-3's dense layers keep growing
 
 
 def max_context(graph: Graph, memory: int) -> int | None:

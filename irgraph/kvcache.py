@@ -10,7 +10,8 @@ and artifacts copy it into the manifest's `kv_cache` entry.
            bsnh   [batch, past, kv_heads, head_dim] (the order the projections produce)
            Latent caches (`.latent`, DeepSeek-v2) are [batch, past, width] in both.
   storage  concat present = past followed by the new tokens: the cache grows every call
-           ring   `window` slots reused in turn: the cache stops growing (sliding window)
+           ring   `window` slots reused in turn: the cache stops growing (sliding window;
+                  a model's unwindowed layers, GPT-3's dense ones, keep concat caches)
            paged  blocks of `block` tokens addressed through a block table
   dtype    read from each cache input's type; a quantized cache (int8, fp8) comes with
            scale inputs `past_key_values.{i}.{key,value}_scale` beside it.
@@ -166,7 +167,8 @@ def require_drivable(
         return contract
     caches = {n: t for n, t in inputs.items() if n.startswith(PAST_PREFIX) and not is_scale(n)}
     paged = BLOCK_TABLE in inputs
-    ring_ok = all(t.shape[contract.seq_axis(n)] == contract.window for n, t in caches.items())
+    # windowed layers hold `window` slots; unwindowed ones (GPT-3's dense layers) keep growing
+    ring_ok = any(t.shape[contract.seq_axis(n)] == contract.window for n, t in caches.items())
     if (contract.storage == "paged") != paged or (contract.storage == "ring" and not ring_ok):
         raise IRError(
             f"the graph's contract says its KV cache is {contract.storage}, but its inputs "

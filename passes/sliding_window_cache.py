@@ -8,9 +8,10 @@ contract (irgraph/kvcache.py) says storage ring with that window, which `inspect
 the cache's bound. Keys outside the window were invisible anyway, so the logits are those of
 the unbounded cache (checked end to end, on sequences longer than the window).
 
-No options: the window is the attention's own. Every cached attention must have the same
-window (the contract states one); graphs with unwindowed cached layers, bias, prefix or
-strided masks are left unchanged with a note saying which layer stopped it.
+No options: the window is the attention's own. Cached attention without a window (GPT-3's
+dense layers between its banded ones) keeps its growing cache; the windowed layers must share
+one window (the contract states one), and a windowed layer with bias, prefix or strided masks
+leaves the graph unchanged with a note saying which layer stopped it.
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ class SlidingWindowCache(Pass):
         out_graph = rw.finish()
         ring = dataclasses.replace(contract, storage="ring", window=window)
         out_graph.meta = with_contract(out_graph.meta, ring)
-        return PassResult(
-            out_graph, True, f"{len(sites)} layers: a ring of {window} slots per cache"
-        )
+        cached = sum(n.op == "attention" and n.inputs[3] is not None for n in graph.nodes)
+        note = f"{len(sites)} layers: a ring of {window} slots per cache"
+        if cached > len(sites):
+            note += f"; {cached - len(sites)} unwindowed layers keep growing caches"
+        return PassResult(out_graph, True, note)
 
 
 def _input(node: Node, i: int) -> Value | None:
@@ -106,7 +109,7 @@ def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
         a = node.attrs
         names = cache_names(node, by_value)
         if not a["window"]:
-            return [], f"{where} has no window (every cached attention needs one)"
+            continue  # a dense layer (GPT-3 alternates them with banded ones) keeps its cache
         if not a["causal"] or a["stride"] or any(_input(node, i) is not None for i in (6, 7)):
             return [], f"{where} is not plain causal (bias, prefix, stride or bidirectional)"
         if _input(node, 5) is None:
@@ -124,5 +127,5 @@ def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
             )
         sites.append((node, names))
     if not sites:
-        return [], "the graph has no cached attention with a window"
+        return [], "no cached attention has a window"
     return sites, ""
