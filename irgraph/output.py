@@ -2,8 +2,9 @@
 
     - a missing or empty folder is written;
     - a non-empty folder is refused unless `force` is given, and even then it is
-      replaced only if it is an irgraph output (a saved graph, an artifact or a
-      training run: `graph.irg`, `manifest.json` or `checkpoints/step-*/state.json`);
+      replaced only if it is an irgraph output (a saved graph, an artifact, an exported
+      checkpoint or a training run: `graph.irg`, `manifest.json`, `irgraph_export.json`
+      or `checkpoints/step-*/state.json`);
     - a folder that overlaps the command's inputs (the same folder, an input inside
       it, or it inside an input folder) is never written, `force` or not;
     - a location that cannot be written (the current folder or one above it, a path
@@ -24,9 +25,9 @@ from pathlib import Path
 
 from irgraph.errors import ConfigError
 
-# The files whose presence makes a folder an irgraph output (what `save`, `write_artifact`
-# and training write); kept here so that the core does not import the writers.
-MARKERS = ("graph.irg", "manifest.json")
+# The files whose presence makes a folder an irgraph output (what `save`, `write_artifact`,
+# `export-hf` and training write); kept here so that the core does not import the writers.
+MARKERS = ("graph.irg", "manifest.json", "irgraph_export.json")
 CHECKPOINT_STATE = "checkpoints/step-*/state.json"
 
 PathLike = str | os.PathLike[str]

@@ -8,6 +8,7 @@ from irgraph.cli import (
     compile_cmd,
     eval_cmd,
     explain_cmd,
+    export_hf_cmd,
     generate_cmd,
     import_cmd,
     import_gguf_cmd,
@@ -53,6 +54,7 @@ main.add_command(opt_cmd.opt)
 main.add_command(train_cmd.train)
 main.add_command(import_cmd.import_hf)
 main.add_command(import_gguf_cmd.import_gguf)
+main.add_command(export_hf_cmd.export_hf)
 main.add_command(compile_cmd.compile_)
 main.add_command(generate_cmd.generate)
 main.add_command(eval_cmd.eval_)
