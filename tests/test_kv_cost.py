@@ -26,12 +26,12 @@ def test_mha_to_one_kv_head_on_a_32_head_model_keeps_one_32nd_of_the_cache():
     assert cost(back).kv_stored_bytes_per_token == cost(g).kv_stored_bytes_per_token
 
 
-def _cache_graph(dtype: str, scales: bool) -> Graph:
+def _cache_graph(dtype: str, scales: bool, slots: str = "past") -> Graph:
     """Only inputs: what the cost model reads (one layer, 4 KV heads of 16)."""
     inputs = {}
     for part in ("key", "value"):
         name = f"past_key_values.0.{part}"
-        inputs[name] = Value(parse_type(f"{dtype}[batch, 4, past, 16]"))
+        inputs[name] = Value(parse_type(f"{dtype}[batch, 4, {slots}, 16]"))
         if scales:  # one f32 scale per head and token
             inputs[f"{name}_scale"] = Value(parse_type("f32[batch, 4, past, 1]"))
     return Graph("cache", inputs=inputs)
@@ -45,10 +45,13 @@ def test_stored_bytes_follow_the_cache_dtype_and_count_scales():
 
 
 def test_a_ring_cache_reports_its_bound_and_fits_any_context_it_holds():
-    g = _cache_graph("f32", False)
+    g = _cache_graph("f32", False, slots="64")
     g.meta = with_contract(g.meta, CacheContract(storage="ring", window=64))
-    assert cost(g).kv_max_tokens == 64
+    assert cost(g).kv_max_tokens == 64 and kv_bytes_per_token(g, None) == 2 * 4 * 16 * 4
     assert max_context(g, 64 * 512) is None and max_context(g, 63 * 512) == 63
+    growing = _cache_graph("f32", False)  # a ring contract over growing caches: no bound
+    growing.meta = g.meta
+    assert cost(growing).kv_max_tokens is None
 
 
 def test_inspect_compares_two_graphs_and_the_context_that_fits(tmp_path):
