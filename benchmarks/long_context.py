@@ -5,12 +5,14 @@
 The model is a LLaMA-form decoder of ~125M parameters (12 layers, hidden 768, 12 heads with
 4 KV heads, FFN 2048, vocab 32000, rotary, 8192 positions; random weights: speed and memory
 do not depend on them), built by the zoo's builder. Each system is the model after one
-pipeline (none, gqa-to-mha, mha-to-gqa(kv_heads=1), kv-layout(layout=bsnh)), compiled to an
-ONNX artifact. For each context L, a fresh subprocess opens the artifact, feeds a random
-cache of L tokens (in the system's own cache shapes) and decodes `steps` tokens through
-`Session.step`, batch 1; it reports the median step time and its peak resident memory
-(ru_maxrss: weights, session and cache together). Prefill is not timed: the decode step at
-L cached tokens is what the cache shape changes. `--quick`: 4 layers, hidden 384, vocab 256.
+pipeline (none, gqa-to-mha, mha-to-gqa(kv_heads=1), kv-layout(layout=bsnh), quantize-kv
+(int8 per head), paged-kv(block=16), and sliding-window-cache on the same weights with a
+1024-token window), compiled to an ONNX artifact. For each context L, a fresh subprocess
+opens the artifact, feeds a random cache of L tokens (in the system's own cache shapes) and
+decodes `steps` tokens through `Session.step`, batch 1; it reports the median step time and
+its peak resident memory (ru_maxrss: weights, session and cache together). Prefill is not
+timed: the decode step at L cached tokens is what the cache shape changes. `--quick`: 4
+layers, hidden 384, vocab 256.
 Results go to benchmarks/results/long_context.json.
 """
 
@@ -34,19 +36,25 @@ SYSTEMS = {
     "gqa-to-mha": "gqa-to-mha",
     "mha-to-gqa(kv_heads=1)": "mha-to-gqa(kv_heads=1)",
     "kv-layout(bsnh)": "kv-layout(layout=bsnh)",
+    "quantize-kv(int8)": "quantize-kv",
+    "paged-kv(block=16)": "paged-kv(block=16)",
+    "sliding-window(1024)": "sliding-window-cache",  # on the model with a 1024-token window
 }
+WINDOW = 1024  # the window the sliding-window row's model attends within
 FULL = dict(hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, vocab_size=32000)
 QUICK = dict(hidden=384, layers=4, heads=12, kv_heads=4, ffn=768, vocab_size=256)
 POSITIONS = 8192
 
 
-def build(quick: bool):  # -> Graph
+def build(quick: bool, window: int = 0):  # -> Graph
     from irgraph import model_zoo
     from irgraph.model_zoo import build_graph
 
     base = model_zoo.config("llama-2", "published")
     dims = QUICK if quick else FULL
-    cfg = dataclasses.replace(base, name="llama-125m", max_position=POSITIONS, **dims)
+    cfg = dataclasses.replace(
+        base, name="llama-125m", max_position=POSITIONS, sliding_window=window, **dims
+    )
     return build_graph(cfg, weights="random", seed=0)
 
 
@@ -58,11 +66,19 @@ def measure(artifact: str, context: int, steps: int) -> dict:
     session = irgraph.runtimes.open(artifact)
     rng = np.random.default_rng(0)
     cache = {}
+    paged = lm.BLOCK_TABLE in session.inputs
     for name, t in lm.cache_inputs(session.inputs).items():
         shape = [
             1 if str(d) == "batch" else context if not isinstance(d, int) else d for d in t.shape
         ]
-        cache[name] = rng.standard_normal(shape).astype(np.float32) * 0.1
+        if paged:  # [pages, block, ...]: the pages `context + steps + 1` tokens need
+            shape[0] = -(-(context + steps + 1) // int(t.shape[1]))
+        if t.dtype.value == "i8":  # quantize-kv's cache
+            cache[name] = rng.integers(-127, 128, size=shape, dtype=np.int8)
+        elif name.endswith("_scale"):
+            cache[name] = np.full(shape, 1e-3, dtype=np.float32)
+        else:
+            cache[name] = rng.standard_normal(shape).astype(np.float32) * 0.1
     times = []
     ids = np.array([[1]], dtype=np.int64)
     for i in range(steps + 1):
@@ -96,20 +112,23 @@ def main() -> None:
     from irgraph.passes import run_pipeline
 
     contexts = [int(c) for c in args.contexts.split(",")]
-    graph = build(args.quick)
+    graph, windowed = build(args.quick), build(args.quick, window=WINDOW)
     params = sum(v.type.numel() for v in graph.params.values())
     results: dict = {"params": params, "contexts": contexts, "steps": args.steps, "systems": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for label, pipeline in SYSTEMS.items():
-            g = run_pipeline(graph, pipeline, allow_arch_change=True).graph if pipeline else graph
+            source = windowed if pipeline == "sliding-window-cache" else graph
+            g = run_pipeline(source, pipeline, allow_arch_change=True).graph if pipeline else graph
             art = compile_graph(g, Path(tmp) / label.split(" ")[0].replace("(", "_"))
             row = {"kv_bytes_per_token": kv_bytes_per_token(g, None), "runs": {}}
             for context in contexts:
                 out = subprocess.run(
                     [sys.executable, "-m", "benchmarks.long_context", "--steps", str(args.steps),
                      "--measure", str(art), str(context)],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True, text=True,
                 )  # fmt: skip
+                if out.returncode:
+                    sys.exit(f"{label} at {context} tokens failed:\n{out.stderr[-3000:]}")
                 row["runs"][context] = json.loads(out.stdout.strip().splitlines()[-1])
                 print(label, context, row["runs"][context], flush=True)
             results["systems"][label] = row

@@ -117,7 +117,7 @@ def make_feeds(
         lens = np.asarray(lens, dtype=np.int64).reshape(batch)
         positions = lens[:, None] + np.arange(seq, dtype=np.int64)
         if block_table is None:
-            pool = next(len(v) for n, v in cache.items() if n.startswith(PAST_PREFIX))
+            pool = next(_pages(v) for n, v in cache.items() if n.startswith(PAST_PREFIX))
             block_table = np.arange(pool - pool % batch, dtype=np.int64).reshape(batch, -1)
         cache = {**cache, CACHE_LENS: lens, BLOCK_TABLE: np.asarray(block_table, np.int64)}
     feeds: dict[str, np.ndarray] = dict(cache)
@@ -154,6 +154,15 @@ def make_feeds(
                     raise IRError(f"model input {name!r} needs a value")
             feeds[name] = value
     return feeds
+
+
+def _pages(pool: object) -> int:
+    """The leading dim of a cache held as numpy, a TVM tensor or an OrtValue (shape())."""
+    shape = getattr(pool, "shape", None)
+    shape = shape() if callable(shape) else shape
+    if not shape:
+        raise IRError("a paged cache pool needs a shape", got=type(pool).__name__)
+    return int(shape[0])
 
 
 def _per_row(value: np.ndarray | int, batch: int) -> np.ndarray:
