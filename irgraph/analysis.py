@@ -57,8 +57,15 @@ def node_flops(node: Node, env: dict[str, int]) -> int:
 
 
 def flops_env(graph: Graph, seq: int, past: int, batch: int = 1) -> dict[str, int]:
-    """Sizes for the graph's symbols: batch, seq, past, and any other input symbol = seq."""
+    """Sizes for the graph's symbols: batch, seq, past, and any other input symbol = seq.
+
+    A paged cache (paged-kv) gets the blocks each row needs for past + seq tokens and a pool
+    of that many pages per row."""
     env = {"batch": batch, "seq": seq, "past": past}
+    contract = contract_of(graph.meta)
+    if contract.storage == "paged":
+        blocks = -(-(past + seq) // contract.block)
+        env.update(blocks=blocks, pages=batch * blocks)
     env.update({s: seq for v in graph.inputs.values() for s in v.type.symbols if s not in env})
     return env
 
@@ -173,7 +180,7 @@ def quantized_weights(graph: Graph) -> list[QuantizedWeights]:
 
 def per_node(graph: Graph, seq: int = 1, past: int = 0) -> list[tuple[Node, int, int]]:
     """(node, FLOPs, parameter count) for each node."""
-    env = {"batch": 1, "seq": seq, "past": past}
+    env = flops_env(graph, seq, past)
     rows = []
     for node in graph.nodes:
         params = sum(v.type.numel() for v in node.inputs if v is not None and v.param)
