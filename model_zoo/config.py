@@ -370,6 +370,12 @@ class ModelConfig:
                 spec,
             )
         need(
+            self.sliding_window >= 0,
+            "sliding_window",
+            "a window of at least 1 token, or 0 for none",
+            self.sliding_window,
+        )
+        need(
             not (self.attention_pattern and self.sliding_window),
             "sliding_window",
             "a window in every layer and a per-layer attention_pattern exclude each other",

@@ -125,6 +125,16 @@ def test_a_ring_needs_a_positive_window():
         b.op("ring_attention", x, x, x, cache, cache, mask, window=0)
     with pytest.raises(IRError, match="a ring cache needs window > 0"):
         contract_of({"kv_cache_storage": "ring", "kv_cache_window": 0})
+    with pytest.raises(IRError, match="attention window must be >= 0"):
+        b.op("attention", x, x, x, window=-1)
+    import dataclasses
+
+    from irgraph import ConfigError
+    from irgraph.model_zoo import build_graph
+
+    windowed = dataclasses.replace(zoo.config("llama-2", "tiny"), sliding_window=-3)
+    with pytest.raises(ConfigError, match="sliding_window: a window of at least 1 token"):
+        build_graph(windowed)
 
 
 def test_a_quantized_cache_is_bounded_first(mistral):

@@ -74,6 +74,8 @@ class Attention(OpDef):
             "q, k, v must be [batch, seq, heads, head_dim]",
             got=(q, k, v),
         )
+        for key in ("window", "stride"):
+            expect(attrs[key] >= 0, f"attention {key} must be >= 0 (0 = off)", got=attrs[key])
         b, sq, hq, d = q.shape
         expect(
             k.shape[0] == b and v.shape[0] == b,
