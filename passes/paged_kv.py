@@ -20,16 +20,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from irgraph.dtypes import DType
-from irgraph.errors import PassError
-from irgraph.ir import Graph, Node, Value
-from irgraph.kvcache import contract_of, is_scale, with_contract
+from irgraph.ir import Graph, Value
+from irgraph.kvcache import contract_of, is_scale
 from irgraph.lm import BLOCK_TABLE, CACHE_LENS, PAST_PREFIX, present_name
+from irgraph.passes.cache_sites import Site, cache_names, replace_cached, require_concat_bnsh
 from irgraph.passes.context import PassContext
 from irgraph.passes.equivalence import END_TO_END
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import EXACT, Pass, PassResult, option, register_pass
-from irgraph.passes.quantize_kv import cache_names
-from irgraph.passes.rewrite import Rewriter
 from irgraph.types import Sym, TensorType
 
 MASK = "attention_mask"
@@ -48,56 +46,38 @@ class PagedKv(Pass):
         contract = contract_of(graph.meta)
         if contract.storage == "paged":
             return PassResult(graph, False, f"the cache is already paged ({contract.block})")
-        if contract.storage != "concat" or contract.layout != "bnsh":
-            raise PassError(
-                "paged-kv rewrites a concat bnsh cache",
-                expected="run it before kv-layout and sliding-window-cache",
-                got=f"{contract.storage} {contract.layout}",
-            )
+        require_concat_bnsh(contract, self.name, "kv-layout and sliding-window-cache")
         sites, why = _sites(graph)
         if why:
             return PassResult(graph, False, f"nothing to page: {why}")
         batch = graph.inputs[MASK].type.shape[0]
+        caches = {n for _, names in sites for n in names}
         inputs: dict[str, Value] = {}
         for name, value in graph.inputs.items():
-            if name == MASK:
-                continue
-            if name in {n for _, names in sites for n in names}:
+            if name in caches:
                 _, h, _, d = value.type.shape
                 shape = (Sym.of("pages"), self.block, h, d)
                 value = Value(value.type.with_shape(shape), hint=value.hint)
-            inputs[name] = value
+            if name != MASK:
+                inputs[name] = value
         table = Value(TensorType(DType.i64, (batch, Sym.of("blocks"))), hint=BLOCK_TABLE)
         lens = Value(TensorType(DType.i64, (batch,)), hint=CACHE_LENS)
         inputs[BLOCK_TABLE], inputs[CACHE_LENS] = table, lens
-        staged = Graph(graph.name, inputs, graph.params, graph.nodes, graph.outputs, graph.meta)
-        staged.weights = graph.weights
-        rw = Rewriter(staged)
-        outputs = dict(graph.outputs)
-        for node, names in sites:
-            rw.at(node)
-            out, present_k, present_v = rw.emit(
-                "paged_attention",
-                *node.inputs[:3],
-                inputs[names[0]],
-                inputs[names[1]],
-                table,
-                lens,
-                scale=node.attrs["scale"],
-                softcap=node.attrs["softcap"],
-            )
-            rw.replace(node.outputs[0], out)
-            outputs[present_name(names[0])], outputs[present_name(names[1])] = present_k, present_v
-        staged.outputs = outputs
-        result = rw.finish()
-        paged = dataclasses.replace(contract, storage="paged", block=self.block)
-        result.meta = with_contract(result.meta, paged)
+        result = replace_cached(
+            graph,
+            sites,
+            inputs,
+            "paged_attention",
+            lambda node: (table, lens),
+            lambda node: {"scale": node.attrs["scale"], "softcap": node.attrs["softcap"]},
+            dataclasses.replace(contract, storage="paged", block=self.block),
+        )
         return PassResult(
             result, True, f"{len(sites)} layers: pages of {self.block} tokens, one block table"
         )
 
 
-def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
+def _sites(graph: Graph) -> tuple[list[Site], str]:
     """Every cached attention with its cache input names, or why the graph cannot be paged."""
     index = GraphIndex(graph)
     by_value = {v: n for n, v in graph.inputs.items() if n.startswith(PAST_PREFIX)}
@@ -106,7 +86,7 @@ def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
     mask = graph.inputs.get(MASK)
     if mask is None:
         return [], "the graph has no attention_mask to replace"
-    sites: list[tuple[Node, tuple[str, str]]] = []
+    sites: list[Site] = []
     for node in graph.nodes:
         if node.op != "attention" or node.inputs[3] is None:
             continue

@@ -32,6 +32,7 @@ from irgraph.ir import Graph, Node, Value
 from irgraph.kvcache import contract_of, is_scale
 from irgraph.lm import PAST_PREFIX, PRESENT_PREFIX, present_name
 from irgraph.ops.kv_quant import FLOOR, GRANULARITIES, QMAX
+from irgraph.passes.cache_sites import cache_names
 from irgraph.passes.calibrate import evaluate, feeds_for
 from irgraph.passes.context import PassContext
 from irgraph.passes.equivalence import END_TO_END
@@ -149,14 +150,6 @@ class QuantizeKv(Pass):
             name: np.maximum(m / qmax, FLOOR).astype(np.float32)[None, :, None, :]
             for name, m in amax.items()
         }
-
-
-def cache_names(node: Node, by_value: dict[Value, str]) -> tuple[str, str] | None:
-    """The graph-input names of a cached attention's past key and value, if both are inputs."""
-    pk, pv = node.inputs[3], node.inputs[4]
-    key = by_value.get(pk) if pk is not None else None
-    value = by_value.get(pv) if pv is not None else None
-    return (key, value) if key is not None and value is not None else None
 
 
 def _sites(graph: Graph) -> tuple[list[_Site], list[str]]:

@@ -20,16 +20,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from irgraph.errors import PassError
-from irgraph.ir import Graph, Node, Value
-from irgraph.kvcache import contract_of, is_scale, with_contract
+from irgraph.ir import Graph, Value
+from irgraph.kvcache import contract_of, is_scale
 from irgraph.lm import PAST_PREFIX, present_name
+from irgraph.passes.cache_sites import (
+    Site,
+    cache_names,
+    optional_input,
+    replace_cached,
+    require_concat_bnsh,
+)
 from irgraph.passes.context import PassContext
 from irgraph.passes.equivalence import END_TO_END
 from irgraph.passes.graphs import GraphIndex
 from irgraph.passes.manager import EXACT, Pass, PassResult, register_pass
-from irgraph.passes.quantize_kv import cache_names
-from irgraph.passes.rewrite import Rewriter
 
 
 @register_pass
@@ -44,64 +48,43 @@ class SlidingWindowCache(Pass):
         contract = contract_of(graph.meta)
         if contract.storage == "ring":
             return PassResult(graph, False, f"the cache is already a ring of {contract.window}")
-        if contract.storage != "concat" or contract.layout != "bnsh":
-            raise PassError(
-                "sliding-window-cache rewrites a concat bnsh cache",
-                expected="run it before kv-layout, paged-kv and quantize-kv",
-                got=f"{contract.storage} {contract.layout}",
-            )
+        require_concat_bnsh(contract, self.name, "kv-layout, paged-kv and quantize-kv")
         sites, why = _sites(graph)
         if why:
             return PassResult(graph, False, f"nothing to bound: {why}")
         window = sites[0][0].attrs["window"]
         inputs = dict(graph.inputs)
-        for _, names in sites:
-            for name in names:
-                old = graph.inputs[name]
-                b, h, _, d = old.type.shape
-                inputs[name] = Value(old.type.with_shape((b, h, window, d)), hint=old.hint)
-        staged = Graph(graph.name, inputs, graph.params, graph.nodes, graph.outputs, graph.meta)
-        staged.weights = graph.weights
-        rw = Rewriter(staged)
-        outputs = dict(graph.outputs)
-        for node, names in sites:
-            rw.at(node)
-            a = node.attrs
-            out, present_k, present_v = rw.emit(
-                "ring_attention",
-                *node.inputs[:3],
-                inputs[names[0]],
-                inputs[names[1]],
-                _input(node, 5),
-                window=window,
-                scale=a["scale"],
-                softcap=a["softcap"],
-            )
-            rw.replace(node.outputs[0], out)
-            outputs[present_name(names[0])], outputs[present_name(names[1])] = present_k, present_v
-        staged.outputs = outputs
-        out_graph = rw.finish()
-        ring = dataclasses.replace(contract, storage="ring", window=window)
-        out_graph.meta = with_contract(out_graph.meta, ring)
+        for name in (n for _, names in sites for n in names):
+            b, h, _, d = graph.inputs[name].type.shape
+            ring = graph.inputs[name].type.with_shape((b, h, window, d))
+            inputs[name] = Value(ring, hint=graph.inputs[name].hint)
+        result = replace_cached(
+            graph,
+            sites,
+            inputs,
+            "ring_attention",
+            lambda node: (optional_input(node, 5),),
+            lambda node: {
+                "window": window,
+                "scale": node.attrs["scale"],
+                "softcap": node.attrs["softcap"],
+            },
+            dataclasses.replace(contract, storage="ring", window=window),
+        )
         cached = sum(n.op == "attention" and n.inputs[3] is not None for n in graph.nodes)
         note = f"{len(sites)} layers: a ring of {window} slots per cache"
         if cached > len(sites):
             note += f"; {cached - len(sites)} unwindowed layers keep growing caches"
-        return PassResult(out_graph, True, note)
+        return PassResult(result, True, note)
 
 
-def _input(node: Node, i: int) -> Value | None:
-    """Optional input i (absent, or left off the end)."""
-    return node.inputs[i] if i < len(node.inputs) else None
-
-
-def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
+def _sites(graph: Graph) -> tuple[list[Site], str]:
     """Every cached attention with its cache input names, or why the graph cannot take a ring."""
     index = GraphIndex(graph)
     by_value = {v: n for n, v in graph.inputs.items() if n.startswith(PAST_PREFIX)}
     if any(is_scale(n) or n.endswith(".latent") for n in by_value.values()):
         return [], "a quantized or latent cache (run sliding-window-cache first)"
-    sites: list[tuple[Node, tuple[str, str]]] = []
+    sites: list[Site] = []
     for node in graph.nodes:
         if node.op != "attention" or node.inputs[3] is None:
             continue
@@ -110,9 +93,13 @@ def _sites(graph: Graph) -> tuple[list[tuple[Node, tuple[str, str]]], str]:
         names = cache_names(node, by_value)
         if not a["window"]:
             continue  # a dense layer (GPT-3 alternates them with banded ones) keeps its cache
-        if not a["causal"] or a["stride"] or any(_input(node, i) is not None for i in (6, 7)):
+        if (
+            not a["causal"]
+            or a["stride"]
+            or any(optional_input(node, i) is not None for i in (6, 7))
+        ):
             return [], f"{where} is not plain causal (bias, prefix, stride or bidirectional)"
-        if _input(node, 5) is None:
+        if optional_input(node, 5) is None:
             return [], f"{where} has no key mask to count positions with"
         if names is None or any(
             graph.outputs.get(present_name(n)) is not node.outputs[1 + i]

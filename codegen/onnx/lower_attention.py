@@ -563,6 +563,26 @@ def _kv_quantize(e: Emitter, node: Node, x: str, scale: str) -> list[str]:
     return [q[0], scale]
 
 
+def _attend(e: Emitter, node: Node, q: str, keys: str, values: str, allowed: str) -> str:
+    """Output 0 of a cached-attention op whose keys come as BNSH [B, Hkv, T, D] and whose
+    visibility is `allowed` [B, 1, S, T]: sdpa, then back to [B, S, Hq, Dv]."""
+    qt, kt, vt = (node.arg(i).type for i in range(3))
+    out = sdpa(
+        e,
+        _bnsh(e, q),
+        keys,
+        values,
+        hq=static_dim(qt.shape[2], node, "query heads"),
+        hkv=static_dim(kt.shape[2], node, "kv heads"),
+        head_dim=static_dim(qt.shape[3], node, "head_dim"),
+        v_dim=static_dim(vt.shape[3], node, "v head_dim"),
+        scale=node.attrs["scale"],
+        softcap=node.attrs["softcap"],
+        allowed=allowed,
+    )
+    return e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0]
+
+
 @lowers("ring_attention")
 def _ring_attention(
     e: Emitter, node: Node, q: str, k: str, v: str, past_k: str, past_v: str, key_mask: str
@@ -570,10 +590,6 @@ def _ring_attention(
     """irgraph/ops/ring_attention.py in ONNX ops: key positions from the mask's width, the
     visibility rules by position, and the new ring as a Gather of [slots, new tokens]."""
     window = node.attrs["window"]
-    qt, kt, vt = (node.arg(i).type for i in range(3))
-    hq, d = static_dim(qt.shape[2], node, "query heads"), static_dim(qt.shape[3], node, "head_dim")
-    hkv = static_dim(kt.shape[2], node, "kv heads")
-    dv = static_dim(vt.shape[3], node, "v head_dim")
     i64 = np.int64
     seq = e.scalar_dim(q, 1)
     t = e.op1("Sub", e.scalar_dim(key_mask, 1), seq)  # tokens before this call
@@ -600,20 +616,6 @@ def _ring_attention(
     )  # (B, 1, S, W+S)
     k_all = e.op1("Concat", past_k, _bnsh(e, k), axis=2)
     v_all = e.op1("Concat", past_v, _bnsh(e, v), axis=2)
-    a = node.attrs
-    out = sdpa(
-        e,
-        _bnsh(e, q),
-        k_all,
-        v_all,
-        hq=hq,
-        hkv=hkv,
-        head_dim=d,
-        v_dim=dv,
-        scale=a["scale"],
-        softcap=a["softcap"],
-        allowed=allowed,
-    )
     first = e.op1("Mod", e.op1("Sub", slot, t), w)  # the first new token landing in each slot
     last = e.op1(
         "Add",
@@ -622,7 +624,7 @@ def _ring_attention(
     )  # the last one (Div truncates; its result is used only where first < seq, so >= 0)
     sources = e.op1("Where", e.op1("Less", first, seq), e.op1("Add", w, last), slot)
     return [
-        e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0],
+        _attend(e, node, q, k_all, v_all, allowed),
         e.op("Gather", [k_all, sources], [e.result(node, 1)], axis=2)[0],
         e.op("Gather", [v_all, sources], [e.result(node, 2)], axis=2)[0],
     ]
@@ -643,9 +645,8 @@ def _paged_attention(
     """irgraph/ops/paged_attention.py: ScatterND writes the new tokens into the pool seen as a
     token table, Gather reads each row's pages in table order, and the causal rule masks by
     each row's length."""
-    qt, kt, vt = (node.arg(i).type for i in range(3))
-    hq, d = static_dim(qt.shape[2], node, "query heads"), static_dim(qt.shape[3], node, "head_dim")
-    hkv = static_dim(kt.shape[2], node, "kv heads")
+    kt, vt = node.arg(1).type, node.arg(2).type
+    hkv, d = static_dim(kt.shape[2], node, "kv heads"), static_dim(kt.shape[3], node, "head_dim")
     dv = static_dim(vt.shape[3], node, "v head_dim")
     block = static_dim(node.arg(3).type.shape[1], node, "block")
     i64 = np.int64
@@ -678,22 +679,4 @@ def _paged_attention(
     allowed = e.op1(
         "Unsqueeze", e.op1("LessOrEqual", slots, e.op1("Unsqueeze", pos, e.ints(2))), e.ints(1)
     )  # (B, 1, S, T)
-    a = node.attrs
-    out = sdpa(
-        e,
-        _bnsh(e, q),
-        keys,
-        values,
-        hq=hq,
-        hkv=hkv,
-        head_dim=d,
-        v_dim=dv,
-        scale=a["scale"],
-        softcap=a["softcap"],
-        allowed=allowed,
-    )
-    return [
-        e.op("Transpose", [out], [e.result(node, 0)], perm=[0, 2, 1, 3])[0],
-        present_k,
-        present_v,
-    ]
+    return [_attend(e, node, q, keys, values, allowed), present_k, present_v]

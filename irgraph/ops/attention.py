@@ -186,6 +186,29 @@ class Attention(OpDef):
         return 2 * b * hq * sq * total * (d + dv)
 
 
+def new_tokens(q: TensorType, k: TensorType, v: TensorType) -> tuple[Dim, Dim, int, Dim, int, Dim]:
+    """(batch, seq, heads, head_dim, kv_heads, v_dim) of one call's q, k and v, all
+    [batch, seq, heads, head_dim] (the cached attentions' check: their caches come apart)."""
+    expect(
+        q.rank == 4 and k.rank == 4 and v.rank == 4,
+        "q, k, v must be [batch, seq, heads, head_dim]",
+        got=(q, k, v),
+    )
+    b, s, hq, d = q.shape
+    hkv, dv = k.shape[2], v.shape[3]
+    expect(
+        k.shape == (b, s, hkv, d) and v.shape[:3] == (b, s, hkv),
+        "k and v must be [batch, seq, kv_heads, head_dim] like q",
+        expected=f"[{b}, {s}, kv_heads, {d}]",
+        got=(k, v),
+    )
+    if not (isinstance(hq, int) and isinstance(hkv, int) and hq % hkv == 0):
+        raise IRError(
+            "query heads must be a multiple of KV heads", expected=f"a divisor of {hq}", got=hkv
+        )
+    return b, s, hq, d, hkv, dv
+
+
 def visible(
     sq: int,
     total: int,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from irgraph.ops.attention import sdpa
+from irgraph.ops.attention import new_tokens, sdpa
 from irgraph.registry import Attr, Category, OpDef, expect, given, register
 from irgraph.types import TensorType
 
@@ -83,25 +83,7 @@ class RingAttention(OpDef):
         softcap: float,
     ) -> list[TensorType]:
         expect(window > 0, "ring_attention needs a window > 0", got=window)
-        expect(
-            q.rank == 4 and k.rank == 4 and v.rank == 4,
-            "q, k, v must be [batch, seq, heads, head_dim]",
-            got=(q, k, v),
-        )
-        b, s, hq, d = q.shape
-        hkv, dv = k.shape[2], v.shape[3]
-        expect(
-            k.shape == (b, s, hkv, d) and v.shape[:3] == (b, s, hkv),
-            "k and v must be [batch, seq, kv_heads, head_dim] like q",
-            expected=f"[{b}, {s}, kv_heads, {d}]",
-            got=(k, v),
-        )
-        expect(
-            isinstance(hq, int) and isinstance(hkv, int) and hq % hkv == 0,
-            "query heads must be a multiple of KV heads",
-            expected=f"a divisor of {hq}",
-            got=hkv,
-        )
+        b, s, hq, d, hkv, dv = new_tokens(q, k, v)
         expect(
             past_key.shape == (b, hkv, window, d) and past_value.shape == (b, hkv, window, dv),
             "the ring caches must be [batch, kv_heads, window, head_dim]",
