@@ -69,9 +69,23 @@ JArray Arr(const ffi::Any& v) { return v.cast<JArray>(); }
 
 DLDataType DType(const std::string& name) {
   if (name == "f32") return DLDataType{kDLFloat, 32, 1};
+  if (name == "f16") return DLDataType{kDLFloat, 16, 1};
   if (name == "i64") return DLDataType{kDLInt, 64, 1};
   if (name == "i32") return DLDataType{kDLInt, 32, 1};
-  Fail("runner supports f32/i64/i32 tensors, got " + name);
+  if (name == "i8") return DLDataType{kDLInt, 8, 1};  // quantize-kv's int8 cache
+  if (name == "u8") return DLDataType{kDLUInt, 8, 1};
+  Fail("runner supports f32/f16/i64/i32/i8/u8 tensors, got " + name);
+}
+
+// safetensors dtype -> the tensor type its bytes hold (quantized weights store U8 nibbles or
+// I8 values, F16 or F32 scales and I8 zero points; PanGu-Σ's routes are I64)
+DLDataType StoredType(const std::string& name, const std::string& tensor) {
+  if (name == "F32") return DLDataType{kDLFloat, 32, 1};
+  if (name == "F16") return DLDataType{kDLFloat, 16, 1};
+  if (name == "I64") return DLDataType{kDLInt, 64, 1};
+  if (name == "I8") return DLDataType{kDLInt, 8, 1};
+  if (name == "U8") return DLDataType{kDLUInt, 8, 1};
+  Fail("runner supports F32/F16/I64/I8/U8 weights, " + tensor + " is " + name);
 }
 
 ffi::Tensor Empty(const std::vector<int64_t>& shape, DLDataType dtype) {
@@ -121,27 +135,27 @@ std::vector<ffi::Tensor> LoadWeights(const std::string& path, const JArray& weig
     JArray offsets = Arr(Get(entry, "data_offsets"));
     std::vector<int64_t> shape;
     for (const ffi::Any& d : Arr(Get(arg, "shape"))) shape.push_back(d.cast<int64_t>());
-    if (dtype == "I64" && layout == "plain") {  // an integer table (PanGu-Σ's expert routes)
-      ffi::Tensor t = Empty(shape, DLDataType{kDLInt, 64, 1});
-      size_t count = 1;
-      for (int64_t d : shape) count *= d;
-      std::memcpy(t.data_ptr(), data + offsets[0].cast<int64_t>(), count * sizeof(int64_t));
-      out.push_back(t);
-      continue;
-    }
-    if (dtype != "F32") Fail("runner supports F32 and plain I64 weights, " + name + " is " + dtype);
-    const float* src = reinterpret_cast<const float*>(data + offsets[0].cast<int64_t>());
-    ffi::Tensor t = Empty(shape, DLDataType{kDLFloat, 32, 1});
-    float* dst = static_cast<float*>(t.data_ptr());
+    DLDataType type = StoredType(dtype, name);
+    const size_t size = type.bits / 8;
+    const char* src = data + offsets[0].cast<int64_t>();
+    ffi::Tensor t = Empty(shape, type);
+    char* dst = static_cast<char*>(t.data_ptr());
     size_t count = 1;
     for (int64_t d : shape) count *= d;
+    const int64_t begin = offsets[0].cast<int64_t>(), end = offsets[1].cast<int64_t>();
+    if (begin < 0 || end < begin || static_cast<uint64_t>(end) > blob.size() - 8 - n ||
+        static_cast<size_t>(end - begin) != count * size)
+      Fail("weights: " + name + " holds " + std::to_string(end - begin) + " bytes, its shape needs " +
+           std::to_string(count * size));
     if (layout == "plain") {
-      std::memcpy(dst, src, count * sizeof(float));
-    } else {  // packed{nb}: W[N, K] -> Wp[N/nb, K, nb], Wp[b, k, j] = W[b*nb + j, k]
-      int64_t blocks = shape[0], k = shape[1], nb = shape[2];
+      std::memcpy(dst, src, count * size);
+    } else {  // packed{nb}: W[N, C] -> Wp[N/nb, C, nb], Wp[b, c, j] = W[b*nb + j, c], any dtype
+      int64_t blocks = shape[0], c = shape[1], nb = shape[2];
       for (int64_t b = 0; b < blocks; ++b)
-        for (int64_t kk = 0; kk < k; ++kk)
-          for (int64_t j = 0; j < nb; ++j) dst[(b * k + kk) * nb + j] = src[(b * nb + j) * k + kk];
+        for (int64_t cc = 0; cc < c; ++cc)
+          for (int64_t j = 0; j < nb; ++j)
+            std::memcpy(dst + ((b * c + cc) * nb + j) * size, src + ((b * nb + j) * c + cc) * size,
+                        size);
     }
     out.push_back(t);
   }
