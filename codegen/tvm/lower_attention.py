@@ -445,6 +445,33 @@ def _kv_quantize(
     return [ctx.emit(op.astype(rounded, "int8")), scale]
 
 
+def _attend(
+    ctx: Context,
+    node: Node,
+    q: relax.Expr,
+    keys: relax.Expr,
+    values: relax.Expr,
+    total: tirx.PrimExpr,
+    allowed: relax.Expr,
+) -> relax.Expr:
+    """Output 0 of a cached-attention op whose keys come as BNSH [B, Hkv, T, D] and whose
+    visibility is `allowed` [B, 1, S, T]: sdpa, then back to [B, S, Hq, Dv]."""
+    qt = node.arg(0).type
+    d = static_dim(qt.shape[3], node, "head_dim")
+    scale = node.attrs["scale"]
+    out = sdpa(
+        ctx,
+        ctx.emit(op.permute_dims(q, [0, 2, 1, 3])),
+        keys,
+        values,
+        [ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1]), total],
+        scale=1.0 / math.sqrt(d) if scale is None else scale,
+        softcap=node.attrs["softcap"],
+        allowed=allowed,
+    )
+    return ctx.emit(op.permute_dims(out, [0, 2, 1, 3]))
+
+
 @lowers("ring_attention")
 def _ring_attention(
     ctx: Context,
@@ -458,12 +485,7 @@ def _ring_attention(
 ) -> list[relax.Expr]:
     """irgraph/ops/ring_attention.py: visibility by key position and the new ring's sources,
     both computed in TE from the mask's width; attention through the shared kernels."""
-    a = node.attrs
-    window = a["window"]
-    qt = node.arg(0).type
-    d = static_dim(qt.shape[3], node, "head_dim")
-    batch, sq = ctx.dim(qt.shape[0]), ctx.dim(qt.shape[1])
-    w = tirx.IntImm("int64", window)
+    w = tirx.IntImm("int64", node.attrs["window"])
 
     def key_position(past: tirx.PrimExpr, j: tirx.PrimExpr) -> tirx.PrimExpr:
         slot = past - 1 - tirx.floormod(past - 1 - j, w)
@@ -494,18 +516,8 @@ def _ring_attention(
     index = ctx.bb.emit_te(sources, key_mask, q, primfunc_name_hint="ring_sources")
     k_all = ctx.emit(op.concat([past_key, op.permute_dims(k, [0, 2, 1, 3])], axis=2))
     v_all = ctx.emit(op.concat([past_value, op.permute_dims(v, [0, 2, 1, 3])], axis=2))
-    out = sdpa(
-        ctx,
-        ctx.emit(op.permute_dims(q, [0, 2, 1, 3])),
-        k_all,
-        v_all,
-        [batch, sq, w + sq],
-        scale=1.0 / math.sqrt(d) if a["scale"] is None else a["scale"],
-        softcap=a["softcap"],
-        allowed=allowed,
-    )
     return [
-        ctx.emit(op.permute_dims(out, [0, 2, 1, 3])),
+        _attend(ctx, node, q, k_all, v_all, w + ctx.dim(node.arg(0).type.shape[1]), allowed),
         ctx.emit(op.take(k_all, index, axis=2, mode="clip")),
         ctx.emit(op.take(v_all, index, axis=2, mode="clip")),
     ]
@@ -526,7 +538,6 @@ def _paged_attention(
     """irgraph/ops/paged_attention.py: each new token's row in the pool (a token table of
     pages·block rows) computed in TE, scatter_nd writes them, take reads each row's pages in
     table order, and the causal rule masks by each row's length."""
-    a = node.attrs
     qt, kt, vt = (node.arg(i).type for i in range(3))
     d, dv = static_dim(qt.shape[3], node, "head_dim"), static_dim(vt.shape[3], node, "v head_dim")
     hkv = static_dim(kt.shape[2], node, "kv heads")
@@ -567,14 +578,6 @@ def _paged_attention(
         return ctx.emit(op.permute_dims(tokens, [0, 2, 1, 3]))
 
     present_k, present_v = write(key_pages, k, d), write(value_pages, v, dv)
-    out = sdpa(
-        ctx,
-        ctx.emit(op.permute_dims(q, [0, 2, 1, 3])),
-        read(present_k, d),
-        read(present_v, dv),
-        [batch, sq, blocks * blk],
-        scale=1.0 / math.sqrt(d) if a["scale"] is None else a["scale"],
-        softcap=a["softcap"],
-        allowed=allowed,
-    )
-    return [ctx.emit(op.permute_dims(out, [0, 2, 1, 3])), present_k, present_v]
+    keys, values = read(present_k, d), read(present_v, dv)
+    out = _attend(ctx, node, q, keys, values, blocks * blk, allowed)
+    return [out, present_k, present_v]
