@@ -21,7 +21,17 @@ from irgraph.cli.output_rule import check_output_option, force_option, report_re
 )
 @force_option
 def import_hf(hf_dir: str, out: str, force: bool) -> None:
-    """Import the checkpoint in HF_DIR (config.json + *.safetensors) as an irgraph graph folder."""
+    """Import the checkpoint in HF_DIR (config.json + *.safetensors) as an irgraph graph folder.
+
+    \b
+    Quantized checkpoints (config.json's quantization_config) keep their quantized
+    linears, as the same function in the IR's form:
+      gptq                GPTQModel / AutoGPTQ, 4 and 8 bit, sym and asym
+      awq                 AutoAWQ GEMM packing, 4 bit
+      compressed-tensors  llm-compressor pack-quantized int4/int8 weight-only
+    Act order (g_idx) is folded into gate/up rows for the down projection and
+    refused elsewhere; W8A8 activations and unknown schemes are refused by name.
+    """
     from irgraph.model_zoo.hf_import import import_to_dir
     from irgraph.serialize import load
 

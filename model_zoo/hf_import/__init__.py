@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.errors import ConfigError
 from irgraph.ir import Graph
 from irgraph.model_zoo.hf_import.checkpoint import TOKENIZER_FILE, open_checkpoint
+from irgraph.model_zoo.hf_import.quant_sources import quantized_names, quantized_sources
+from irgraph.model_zoo.hf_import.quantized import quant_linear, read_scheme
 from irgraph.model_zoo.hf_import.retype import retype_params
 from irgraph.model_zoo.hf_import.roles import assign_roles
 from irgraph.model_zoo.hf_import.translators import SUPPORTED, translate
@@ -28,21 +33,43 @@ from irgraph.model_zoo.hf_import.translators.common import TOKEN_KEYS
 from irgraph.model_zoo.hf_import.weights import MappedWeights, Source, assemble
 from irgraph.output import check_output
 from irgraph.progress import Progress, no_progress
+from irgraph.retype import retype_params as retype_quantized
 from irgraph.serialize import save
 from irgraph.tokenizer import check_tokenizer
+from irgraph.types import TensorType
 
 
 def import_hf(path: str | os.PathLike[str]) -> Graph:
-    """The graph of the Hugging Face checkpoint folder `path`, weights attached (not copied)."""
+    """The graph of the Hugging Face checkpoint folder `path`, weights attached (not copied).
+
+    A checkpoint with a `quantization_config` (GPTQ, AWQ, compressed-tensors) gets its
+    quantized linears in the IR's quantized form (`quantized.py`); others fail by name.
+    """
     ckpt = open_checkpoint(path)
     where = ckpt.config_path
-    plan = translate(ckpt.config, where)
+    scheme = read_scheme(ckpt.config, where)
+    raw = ckpt.config
+    if scheme is not None:  # read here; the translator sees the model's keys only
+        raw = {k: v for k, v in raw.items() if k != "quantization_config"}
+    plan = translate(raw, where)
+    names: list[str] = list(ckpt.tensors)
+    modules: dict[str, str] = {}
+    if scheme is not None:
+        names, modules = quantized_names(names, scheme)
+    roles = assign_roles(names, where=str(ckpt.folder))
     sources = assemble(
         plan,
-        assign_roles(ckpt.tensors, where=str(ckpt.folder)),
+        {r: n for r, n in roles.items() if n not in modules},
         ckpt.tensors,
         where=str(ckpt.folder),
     )
+    linears = {
+        role: quant_linear(scheme, ckpt.tensors, modules[n], str(ckpt.folder))  # type: ignore[arg-type]
+        for role, n in roles.items()
+        if n in modules
+    }
+    for role, q in linears.items():
+        sources[role] = Source(q.shape, np.dtype(np.float32), _no_float(role), q.origin)
     config = plan.config
     if config.tied_embeddings and "lm_head.weight" in sources:
         # a checkpoint with its own head wins over the config (transformers does the same)
@@ -53,9 +80,20 @@ def import_hf(path: str | os.PathLike[str]) -> Graph:
     graph = build_graph(config, weights=None)
     _check_coverage(graph, sources, str(ckpt.folder))
     graph = retype_params(
-        graph, {n: DType.from_numpy(s.dtype) for n, s in sources.items() if n in graph.params}
+        graph,
+        {
+            n: DType.from_numpy(s.dtype)
+            for n, s in sources.items()
+            if n in graph.params and n not in linears
+        },
     )
-    graph.weights = MappedWeights({n: s for n, s in sources.items() if n in graph.params})
+    stored = {n: s for n, s in sources.items() if n in graph.params}
+    if linears:
+        graph = retype_quantized(
+            graph, {n: TensorType(q.spec.storage, q.shape, q.spec) for n, q in linears.items()}
+        )
+        stored = quantized_sources(graph, stored, linears, str(ckpt.folder))
+    graph.weights = MappedWeights(stored)
     graph.name = ckpt.folder.resolve().name
     graph.meta.update(
         model=ckpt.config.get("model_type"),
@@ -64,6 +102,13 @@ def import_hf(path: str | os.PathLike[str]) -> Graph:
     )
     graph.verify()
     return graph
+
+
+def _no_float(role: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        raise ConfigError(f"{role} is quantized; its float weight is never read")
+
+    return load
 
 
 def import_to_dir(
