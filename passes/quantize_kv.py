@@ -10,7 +10,10 @@ prefill and decode see the same numbers:
     kq, ks = kv_quantize(k)                     # k [b, s, h, d] -> i8 [b, h, s, d], f32 scale
     present.{i}.key       = concat(past.key, kq)        (stored, grows by s)
     present.{i}.key_scale = concat(past.key_scale, ks)
-    attention(q, transpose(cast(present.key) · present.key_scale), ..., no past)
+    attention(q, transpose(cast(kq) · ks), ..., past = cast(past.key) · past.key_scale)
+
+(attention concatenates the dequantized past and new tokens, which is the dequantized present:
+the cached form, so ORT's GroupQueryAttention and TVM's cache kernels still run it.)
 
 per-channel scales are static ([1, kv_heads, 1, head_dim] parameters `kv_cache.{i}.key_scale`):
 max |k| per channel over the calibration tokens (`--calibration`) / QMAX; later values beyond
@@ -93,7 +96,7 @@ class QuantizeKv(Pass):
         for site in sites:
             att = site.node
             rw.at(att)
-            reads = []
+            news, pasts = [], []  # dequantized: this call's tokens (BSNH), the cache (BNSH)
             for slot, name in enumerate(site.names):
                 scale = None
                 if name in static:
@@ -109,14 +112,17 @@ class QuantizeKv(Pass):
                     dtype=dtype.value,
                     granularity=self.granularity,
                 )
-                stored = presents[name] = rw.emit("concat", retyped[name], q, axis=2)
+                presents[name] = rw.emit("concat", retyped[name], q, axis=2)
+                past_scale = scale if scale is not None else retyped[name + "_scale"]
                 if scale is None:
-                    scale = presents[name + "_scale"] = rw.emit(
-                        "concat", retyped[name + "_scale"], s, axis=2
-                    )
-                deq = rw.emit("mul", rw.emit("cast", stored, dtype="f32"), scale)
-                reads.append(rw.emit("transpose", deq, perm=TO_BSNH))
-            ins = (att.arg(0), *reads, None, None, *att.inputs[5:])
+                    presents[name + "_scale"] = rw.emit("concat", past_scale, s, axis=2)
+                new = rw.emit("mul", rw.emit("cast", q, dtype="f32"), s)
+                news.append(rw.emit("transpose", new, perm=TO_BSNH))
+                past = rw.emit("cast", retyped[name], dtype="f32")
+                pasts.append(rw.emit("mul", past, past_scale))
+            # attention concatenates the dequantized cache and tokens as it would the stored
+            # ones (dequantizing commutes with concat): the cached form backends fuse (ORT GQA)
+            ins = (att.arg(0), *news, *pasts, *att.inputs[5:])
             rw.replace(att.outputs[0], rw.emit("attention", *ins, **att.attrs)[0])
         outputs: dict[str, Value] = {}
         for name, value in graph.outputs.items():

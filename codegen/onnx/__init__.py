@@ -150,7 +150,12 @@ def build_model(
         "share_buffer": gqa > 0
         and gqa == attention
         and "attention_mask" in graph.inputs
-        and kvcache.contract_of(graph.meta) == kvcache.CacheContract(),
+        and kvcache.contract_of(graph.meta) == kvcache.CacheContract()
+        and all(  # GQA's own past buffers: a quantized cache is dequantized before it
+            v.type.dtype.is_float and not kvcache.is_scale(n)
+            for n, v in graph.inputs.items()
+            if n.startswith("past_key_values.")
+        ),
     }
     return model, facts
 
