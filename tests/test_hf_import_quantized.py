@@ -35,6 +35,10 @@ EXACT = {  # folder -> the IR type of its quantized linears
     "gptq-w4-g32-asym": "i4<g32,asym,f16>",
     "gptq-w8-g32-sym": "i8<g32,sym,f16>",
     "gptq-w8-g32-asym": "i8<g32,asym,f16>",
+    # 3 bits straddle int32 words (one little-endian bit stream); the IR keeps them in i4
+    "ct-w3-g32-asym": "i4<b3,g32,asym,f32>",
+    "gptq-w3-g32-sym": "i4<b3,g32,sym,f16>",
+    "gptq-w3-g32-asym": "i4<b3,g32,asym,f16>",
 }
 
 

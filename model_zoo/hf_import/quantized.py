@@ -6,19 +6,30 @@ consecutive input columns) wherever that form is the same function, and refuses 
 it is not:
 
   gptq               (GPTQModel / AutoGPTQ) qweight int32 [in*b/32, out] packed along the input,
-                     qzeros int32 [groups, out*b/32], scales [groups, out], g_idx [in]; 4 and 8
-                     bits; zeros stored minus one ("gptq", v1) or as they are ("gptq_v2");
+                     qzeros int32 [groups, out*b/32], scales [groups, out], g_idx [in]; 3, 4 and
+                     8 bits; zeros stored minus one ("gptq", v1) or as they are ("gptq_v2");
                      values and zeros unsigned, shifted by 2^(b-1) into the IR's signed range.
                      sym (every zero 2^(b-1)) -> `sym`; else `asym`. A v1 zero stored as 2^b - 1
                      (zero 2^b, the format's wrap) has no IR form: refused.
   awq                (AutoAWQ, version gemm) qweight int32 [in, out/8], AWQ's nibble order
                      (0 2 4 6 1 3 5 7), qzeros [groups, out/8], scales [groups, out]: 4-bit asym.
   compressed-tensors (llm-compressor) `pack-quantized`: weight_packed int32 [out, in*b/32],
-                     values + 2^(b-1) from bit 0 up; weight_scale [out, groups]; asymmetric
+                     values + 2^(b-1) from bit 0 up (3, 4 or 8 bits); weight_scale
+                     [out, groups]; asymmetric
                      zero points packed along the output; `int-quantized` / `naive-quantized`:
                      int8 weight [out, in]. Weight-only int4/int8, group or channel strategy.
                      Dynamic per-token int8 activations (W8A8) are refused: compressed-tensors
                      scales a token by max|x| / 127.5, irgraph's i8_token by max|x| / 127.
+
+Packing: both GPTQ and compressed-tensors pack b-bit values as one little-endian bit stream
+(value i at bits [i*b, (i+1)*b) of the words in order), so 3-bit values straddle words: GPTQ
+packs 32 values into 3 words (GPTQModel's PackableQuantLinear.pack), compressed-tensors fills
+ceil(n*3/32) words (pack_to_int32). Either way the values are exact, and 3-bit weights are the
+IR's 3-bit form (stored in i4). AWQ GEMM packs 4 bits only (AutoAWQ raises on others).
+GPTQ v1 stores zeros minus one; for 3 bits GPTQModel does that word by word (it subtracts the
+constants GPTQ3_V1_OFFSETS from the v2 words, which is not one off each value: the first and
+third words' constants are swapped) and adds them back on load, so its files are read the same
+way. A 3-bit v1 file from another quantizer is refused: no such file was available to check.
 
 Act order: a `g_idx` that is not i // group (GPTQ desc_act) puts columns of one group apart.
 The IR's groups are consecutive columns, so such a weight is the same function only with its
@@ -43,6 +54,8 @@ from irgraph.weights import WeightStore
 METHODS = ("gptq", "awq", "compressed-tensors")
 AWQ_ORDER = np.array([0, 2, 4, 6, 1, 3, 5, 7])  # nibble k of a word holds column 8c + AWQ_ORDER[k]
 CT_FORMATS = ("pack-quantized", "int-quantized", "naive-quantized")
+# GPTQModel's gptq v1 <-> v2 for 3-bit qzeros (utils/model.py): per word of each 3, mod 2^32
+GPTQ3_V1_OFFSETS = np.array([0x24924924, 0x92492492, 0x49249249], np.uint32)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class Scheme:
     group: int  # 0 = per output channel
     sym: bool
     v1_zeros: bool = False  # GPTQ "gptq" checkpoint_format: zeros stored minus one
+    word_offsets: bool = False  # 3-bit v1 from GPTQModel: minus one word by word
     suffixes: tuple[str, ...] = ()  # the tensors of one quantized module
 
 
@@ -89,8 +103,8 @@ def read_scheme(config: dict[str, Any], where: str) -> Scheme | None:
 
 def _bits(q: dict[str, Any], key: str, where: str) -> int:
     bits = q.get(key)
-    if bits not in (4, 8):
-        raise _fail(f"{key}: irgraph imports 4- and 8-bit weights", where, got=repr(bits))
+    if bits not in (3, 4, 8):
+        raise _fail(f"{key}: irgraph imports 3-, 4- and 8-bit weights", where, got=repr(bits))
     return int(bits)
 
 
@@ -101,12 +115,23 @@ def _gptq_scheme(q: dict[str, Any], where: str) -> Scheme:
     group = q.get("group_size", 128)
     if not isinstance(group, int) or group == 0 or group < -1:
         raise _fail("GPTQ group_size", where, expected="-1 or a positive size", got=repr(group))
+    bits = _bits(q, "bits", where)
+    meta: dict[str, Any] = q["meta"] if isinstance(q.get("meta"), dict) else {}
+    by_gptqmodel = any(str(t).startswith("gptqmodel") for t in meta.get("quantizer") or [])
+    if bits == 3 and fmt == "gptq" and not by_gptqmodel:
+        raise _fail(
+            "3-bit gptq v1 zeros are read as GPTQModel stores them; this file names another "
+            "quantizer (save it as gptq_v2, or use GPTQModel)",
+            where,
+            got=repr(meta.get("quantizer")),
+        )
     return Scheme(
         "gptq",
-        _bits(q, "bits", where),
+        bits,
         max(group, 0),
         bool(q.get("sym", True)),
         v1_zeros=fmt == "gptq",
+        word_offsets=bits == 3 and fmt == "gptq",
         suffixes=("qweight", "qzeros", "scales", "g_idx"),
     )
 
@@ -169,7 +194,11 @@ def _ct_scheme(q: dict[str, Any], where: str) -> Scheme:
 
 
 def _unpack_along(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
-    """Unsigned values of int32 words, value k of a word at bits [k*b, (k+1)*b), along `axis`."""
+    """Unsigned values of int32 words along `axis`: value i at bits [i*b, (i+1)*b) of the words
+    read as one little-endian stream (for b dividing 32: value k of a word at [k*b, (k+1)*b)).
+    A stream of W words holds floor(32 W / b) values; callers cut off the padding."""
+    if 32 % bits:
+        return _unpack_stream(words, bits, axis)
     u = np.asarray(words).astype(np.uint32)
     per = 32 // bits
     shifts = (np.arange(per, dtype=np.uint32) * bits).reshape(
@@ -179,6 +208,16 @@ def _unpack_along(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
     shape = list(u.shape)
     shape[axis] *= per
     return vals.reshape(shape).astype(np.int32)
+
+
+def _unpack_stream(words: np.ndarray, bits: int, axis: int) -> np.ndarray:
+    """`_unpack_along` for widths that straddle words (3 bits): through the stream's bits."""
+    u = np.ascontiguousarray(np.moveaxis(np.asarray(words).astype("<u4"), axis, -1))
+    stream = np.unpackbits(u.view(np.uint8), axis=-1, bitorder="little")  # [..., 32 W]
+    count = stream.shape[-1] // bits
+    digits = stream[..., : count * bits].reshape(*u.shape[:-1], count, bits).astype(np.int32)
+    vals = (digits << np.arange(bits, dtype=np.int32)).sum(-1, dtype=np.int32)
+    return np.moveaxis(vals, -1, axis)
 
 
 def _spec(scheme: Scheme, sym: bool, scales: np.ndarray) -> QuantSpec:
@@ -214,7 +253,10 @@ def quant_linear(scheme: Scheme, store: WeightStore, prefix: str, where: str) ->
     """The IR form of the quantized module `prefix` (shapes checked now, arrays read lazily)."""
     at = f"{where}: {prefix}"
     b, half = scheme.bits, 1 << (scheme.bits - 1)
-    per = 32 // b
+
+    def words(values: int) -> int:  # int32 words that hold `values` b-bit values
+        return -(-values * b // 32)
+
     get = store.__getitem__
 
     def shape_of(name: str) -> tuple[int, ...]:
@@ -222,11 +264,11 @@ def quant_linear(scheme: Scheme, store: WeightStore, prefix: str, where: str) ->
 
     if scheme.method in ("gptq", "awq"):
         rows, cols = shape_of("qweight")
-        k, n = (rows * per, cols) if scheme.method == "gptq" else (rows, cols * per)
+        k, n = (rows * 32 // b, cols) if scheme.method == "gptq" else (rows, cols * 32 // b)
         g = scheme.group or k
         blocks = -(-k // g)
         _check_groups(shape_of("scales"), (blocks, n), f"{prefix}.scales", at)
-        _check_groups(shape_of("qzeros"), (blocks, n // per), f"{prefix}.qzeros", at)
+        _check_groups(shape_of("qzeros"), (blocks, words(n)), f"{prefix}.qzeros", at)
         has_gidx = f"{prefix}.g_idx" in store
         if has_gidx:
             _check_groups(shape_of("g_idx"), (k,), f"{prefix}.g_idx", at)  # type: ignore[arg-type]
@@ -241,9 +283,13 @@ def quant_linear(scheme: Scheme, store: WeightStore, prefix: str, where: str) ->
         def load() -> dict[str, np.ndarray]:
             s = np.asarray(get(f"{prefix}.scales")).astype(np.float32).T  # [out, groups]
             if scheme.method == "gptq":
-                qv = _unpack_along(get(f"{prefix}.qweight"), b, 0).T  # [out, in]
-                zv = _unpack_along(get(f"{prefix}.qzeros"), b, 1).T  # [out, groups]
-                zv = zv + 1 if scheme.v1_zeros else zv
+                qv = _unpack_along(get(f"{prefix}.qweight"), b, 0)[:k].T  # [out, in]
+                words_z = np.asarray(get(f"{prefix}.qzeros"))
+                if scheme.word_offsets:  # GPTQModel's v1 -> v2, word by word
+                    offsets = np.resize(GPTQ3_V1_OFFSETS, words_z.shape[1])
+                    words_z = words_z.view(np.uint32) + offsets  # wraps mod 2^32, as int32 does
+                zv = _unpack_along(words_z, b, 1)[:, :n].T  # [out, groups]
+                zv = zv + 1 if scheme.v1_zeros and not scheme.word_offsets else zv
             else:
                 inv = np.argsort(AWQ_ORDER)
                 qv = _unpack_along(get(f"{prefix}.qweight"), 4, 1)
@@ -276,14 +322,14 @@ def quant_linear(scheme: Scheme, store: WeightStore, prefix: str, where: str) ->
     if packed:
         k = int(np.asarray(get(f"{prefix}.weight_shape"))[1])
         n = shape_of("weight_packed")[0]
-        _check_groups(shape_of("weight_packed"), (n, -(-k // per)), f"{prefix}.weight_packed", at)
+        _check_groups(shape_of("weight_packed"), (n, words(k)), f"{prefix}.weight_packed", at)
     else:
         n, k = shape_of("weight")
     g = scheme.group or k
     blocks = -(-k // g)
     _check_groups(scale_shape, (n, blocks), f"{prefix}.weight_scale", at)
     if not scheme.sym:
-        _check_groups(shape_of("weight_zero_point"), (-(-n // per), blocks), "zero point", at)
+        _check_groups(shape_of("weight_zero_point"), (words(n), blocks), "zero point", at)
     perm = None
     if f"{prefix}.weight_g_idx" in store:
         perm = _act_order(np.asarray(get(f"{prefix}.weight_g_idx")), g, k, at)

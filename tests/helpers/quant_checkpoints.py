@@ -15,6 +15,8 @@ OUT=tests/data/quantized:
     /work/venvs/gptqmodel/bin/pip install "transformers>=4.56,<4.58"
     /work/venvs/gptqmodel/bin/python tests/helpers/quant_checkpoints.py gptqmodel $OUT
 
+A trailing list of folder names makes only those (e.g. `gptqmodel $OUT gptq-w3-g32-sym`).
+
 Each checkpoint is one tiny seeded LLaMA (2 layers, hidden 128, GQA 4/2 heads, tied head, f32,
 sizes AutoAWQ's clip search accepts) quantized on a few windows of calibration bytes, plus
 `reference_logits.npy`: the producing library's own dequantized model run in transformers
@@ -63,6 +65,10 @@ LLMCOMPRESSOR = {
         None,
     ),
     "ct-w8-ch-sym": (dict(num_bits=8, type="int", symmetric=True, strategy="channel"), None),
+    "ct-w3-g32-asym": (  # 3 bits: values straddle int32 words (pack_to_int32's dense stream)
+        dict(num_bits=3, type="int", symmetric=False, strategy="group", group_size=32),
+        None,
+    ),
     "ct-w4-g32-actorder-weight": (
         dict(
             num_bits=4,
@@ -125,7 +131,7 @@ def logits(model) -> np.ndarray:
         return model(torch.as_tensor(REFERENCE_IDS)).logits.float().numpy()
 
 
-def make_llmcompressor(out: Path) -> None:
+def make_llmcompressor(out: Path, only: set[str]) -> None:
     import torch
     import transformers
     from datasets import Dataset
@@ -136,6 +142,8 @@ def make_llmcompressor(out: Path) -> None:
     tiny_model().save_pretrained(base)
     byte_tokenizer().save_pretrained(base)
     for name, (weights, acts) in LLMCOMPRESSOR.items():
+        if only and name not in only:
+            continue
         model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         group = {"targets": ["Linear"], "weights": weights}
         if acts is not None:
@@ -161,7 +169,7 @@ def make_llmcompressor(out: Path) -> None:
     shutil.rmtree(base)
 
 
-def make_autoawq(out: Path) -> None:
+def make_autoawq(out: Path, only: set[str]) -> None:
     import torch
     import transformers
     from awq import AutoAWQForCausalLM
@@ -207,11 +215,13 @@ GPTQMODEL = {
     "gptq-w4-g32-asym": (4, False, False),
     "gptq-w8-g32-sym": (8, True, False),
     "gptq-w8-g32-asym": (8, False, False),
+    "gptq-w3-g32-sym": (3, True, False),  # 32 values in 3 words (PackableQuantLinear.pack)
+    "gptq-w3-g32-asym": (3, False, False),
     "gptq-w4-g32-sym-desc-act": (4, True, True),
 }
 
 
-def make_gptqmodel(out: Path) -> None:
+def make_gptqmodel(out: Path, only: set[str]) -> None:
     """GPTQModel (4.2.5 here, with transformers 4.57: its 7.x does not build, 4.2.5 does not
     import under transformers 5); reference: GPTQModel's own quantized model on CPU, f32."""
     import json as _json
@@ -231,6 +241,8 @@ def make_gptqmodel(out: Path) -> None:
         for w in windows()
     ]
     for name, (bits, sym, desc_act) in GPTQMODEL.items():
+        if only and name not in only:
+            continue
         folder = out / name
         shutil.rmtree(folder, ignore_errors=True)
         config = QuantizeConfig(bits=bits, group_size=32, sym=sym, desc_act=desc_act)
@@ -246,14 +258,14 @@ def make_gptqmodel(out: Path) -> None:
 
 
 def main() -> None:
-    tool, out = sys.argv[1], Path(sys.argv[2])
+    tool, out, only = sys.argv[1], Path(sys.argv[2]), set(sys.argv[3:])  # only: folder names
     out.mkdir(parents=True, exist_ok=True)
     tools = {
         "llmcompressor": make_llmcompressor,
         "autoawq": make_autoawq,
         "gptqmodel": make_gptqmodel,
     }
-    tools[tool](out)
+    tools[tool](out, only)
     (out / "ids.json").write_text(json.dumps(REFERENCE_IDS.tolist()))
 
 
