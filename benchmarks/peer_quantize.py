@@ -105,21 +105,25 @@ def _gptqmodel(method: str, bits: int, group: int, base: Path, ids: np.ndarray, 
     config = QuantizeConfig(
         bits=bits, group_size=group, sym=True, desc_act=True, static_groups=True, damp_percent=0.01
     )
-    with tempfile.TemporaryDirectory() as tmp:  # transformers 4.x knows no TokenizersBackend
+    # a patched copy (transformers 4.x knows no TokenizersBackend), read until the model is saved
+    with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(base, tmp, dirs_exist_ok=True)
         cfg_path = Path(tmp) / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text())
         cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
         cfg_path.write_text(json.dumps(cfg))
         model = GPTQModel.load(tmp, config, torch_dtype=torch.float32)
-    data = [
-        {"input_ids": torch.tensor([w]), "attention_mask": torch.ones(1, len(w), dtype=torch.long)}
-        for w in ids.tolist()
-    ]
-    t0 = time.perf_counter()
-    model.quantize(data)
-    seconds = time.perf_counter() - t0
-    model.save(str(out))
+        data = [
+            {
+                "input_ids": torch.tensor([w]),
+                "attention_mask": torch.ones(1, len(w), dtype=torch.long),
+            }
+            for w in ids.tolist()
+        ]
+        t0 = time.perf_counter()
+        model.quantize(data)
+        seconds = time.perf_counter() - t0
+        model.save(str(out))
     for extra in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (out / extra).unlink(missing_ok=True)  # the patched copies: import-hf reads bytes anyway
     return seconds
