@@ -14,7 +14,12 @@ from irgraph.cli import calibration as calib
 from irgraph.cli import progress
 from irgraph.cli.common import weight_options
 from irgraph.cli.compile_checks import check_lm_outputs, load_check, refuse_inapplicable_options
-from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+from irgraph.cli.output_rule import (
+    check_output_option,
+    force_option,
+    output_folder_option,
+    report_replaced,
+)
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.errors import ConfigError
 from irgraph.finite import check_finite
@@ -122,14 +127,7 @@ _TARGET_HELP = "; ".join(f"{' | '.join(b.targets)}: {b.help}" for b in BACKENDS 
     show_default=True,
     help="Zoo models: weight seed.",
 )
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Artifact folder; new or empty unless --force.",
-)
+@output_folder_option("Artifact folder")
 @force_option
 @click.option(
     "--no-default-passes",

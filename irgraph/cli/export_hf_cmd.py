@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from irgraph.cli import progress
-from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+from irgraph.cli.output_rule import (
+    check_output_option,
+    force_option,
+    output_folder_option,
+    report_replaced,
+)
 
 HELP = """Export the saved graph GRAPH as a Hugging Face checkpoint folder.
 
@@ -35,15 +40,7 @@ ids, and gets a byte-level BPE tokenizer.json that encodes text as its bytes.
 
 @click.command("export-hf", help=HELP)
 @click.argument("graph_dir", metavar="GRAPH", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Checkpoint folder to write (config.json, model.safetensors, tokenizer.json); "
-    "new or empty unless --force.",
-)
+@output_folder_option("Checkpoint folder to write (config.json, model.safetensors, tokenizer.json)")
 @click.option(
     "--dequantize",
     is_flag=True,

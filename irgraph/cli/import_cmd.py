@@ -5,20 +5,17 @@ from __future__ import annotations
 import click
 
 from irgraph.cli import progress
-from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+from irgraph.cli.output_rule import (
+    check_output_option,
+    force_option,
+    output_folder_option,
+    report_replaced,
+)
 
 
 @click.command("import-hf")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json); "
-    "new or empty unless --force.",
-)
+@output_folder_option("Graph folder to write (graph.irg, weights.safetensors, tokenizer.json)")
 @force_option
 def import_hf(hf_dir: str, out: str, force: bool) -> None:
     """Import the checkpoint in HF_DIR (config.json + *.safetensors) as an irgraph graph folder.

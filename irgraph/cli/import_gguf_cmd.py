@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from irgraph.cli import progress
-from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+from irgraph.cli.output_rule import (
+    check_output_option,
+    force_option,
+    output_folder_option,
+    report_replaced,
+)
 
 HELP = """Import GGUF_FILE (llama.cpp's format) as an irgraph graph folder.
 
@@ -39,15 +44,7 @@ exactly (SentencePiece "llama") is not guessed at, and the output says so.
 
 @click.command("import-gguf", help=HELP)
 @click.argument("gguf_file", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Graph folder to write (graph.irg, weights.safetensors, tokenizer.json); "
-    "new or empty unless --force.",
-)
+@output_folder_option("Graph folder to write (graph.irg, weights.safetensors, tokenizer.json)")
 @click.option(
     "--dequantize",
     is_flag=True,

@@ -10,7 +10,12 @@ import click
 from irgraph.cli import calibration as calib
 from irgraph.cli import progress
 from irgraph.cli.common import cast_weights_option
-from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+from irgraph.cli.output_rule import (
+    check_output_option,
+    force_option,
+    output_folder_option,
+    report_replaced,
+)
 from irgraph.cli.pass_options import apply_pipeline, pipeline_options
 from irgraph.cli.view_cmd import check_html_output, write_page
 from irgraph.serialize import load, save
@@ -19,13 +24,7 @@ from irgraph.view.diff import recorded_diff
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for the transformed graph (written atomically); new or empty unless --force.",
-)
+@output_folder_option("Folder for the transformed graph (written atomically)", dest="output")
 @force_option
 @cast_weights_option
 @click.option(

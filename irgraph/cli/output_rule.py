@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -32,6 +33,23 @@ FILE_FORCE_HELP = (
 )
 
 force_option = click.option("--force", is_flag=True, help=FORCE_HELP)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_folder_option(what: str, dest: str = "out") -> Callable[[F], F]:
+    """`-o/--output FOLDER` (required), as every command that writes a folder spells it."""
+    return click.option(
+        "-o",
+        "--output",
+        dest,
+        required=True,
+        type=click.Path(file_okay=False),
+        help=f"{what}; new or empty unless --force.",
+    )
+
+
 force_file_option = click.option("--force", is_flag=True, help=FILE_FORCE_HELP)
 
 

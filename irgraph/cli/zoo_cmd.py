@@ -11,7 +11,12 @@ from irgraph import model_zoo
 from irgraph.analysis import Cost, cost
 from irgraph.cli import progress
 from irgraph.cli.inspect_cmd import format_cost
-from irgraph.cli.output_rule import check_output_option, force_option, report_replaced
+from irgraph.cli.output_rule import (
+    check_output_option,
+    force_option,
+    output_folder_option,
+    report_replaced,
+)
 from irgraph.model_zoo import Size
 from irgraph.serialize import save
 
@@ -130,13 +135,7 @@ def show(name: str, size: Size | None, no_text: bool, as_json: bool) -> None:
 @zoo.command()
 @click.argument("name")
 @SIZE
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Graph folder to write; new or empty unless --force.",
-)
+@output_folder_option("Graph folder to write", dest="output")
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
