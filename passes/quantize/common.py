@@ -17,12 +17,12 @@ from collections.abc import Mapping
 import numpy as np
 
 from irgraph.errors import IrgraphError, PassError
-from irgraph.ir import Graph, Node, Value
+from irgraph.ir import Graph
 from irgraph.lm import LOGITS, LOGITS_LAST
 from irgraph.quant import QuantSpec, stored_names
 from irgraph.registry import get_op
+from irgraph.retype import retype_params
 from irgraph.types import TensorType
-from irgraph.verifier import infer_node
 from irgraph.weights import WeightStore
 
 HEAD_BITS = 8  # the LM head's default floor (quantize's head_bits)
@@ -102,30 +102,14 @@ def retype(
     Consumers are re-inferred; where a result's dtype changes (an embedding of a quantized table
     yields f32), a cast back to the old dtype keeps every later value as it was.
     """
-    subst: dict[Value, Value] = {}
-    params: dict[str, Value] = {}
-    for name, v in graph.params.items():
-        if name in specs:
-            spec = specs[name]
-            subst[v] = Value(TensorType(spec.storage, v.type.shape, spec), param=name)
-        params[name] = subst.get(v, v)
-    nodes: list[Node] = []
-    for node in graph.nodes:
-        inputs = tuple(subst.get(v, v) if v is not None else None for v in node.inputs)
-        if all(a is b for a, b in zip(inputs, node.inputs)):
-            nodes.append(node)
-            continue
-        try:
-            types = infer_node(get_op(node.op), inputs, node.attrs)
-        except IrgraphError as e:
-            raise PassError(f"{node.op} cannot read a quantized weight: {e.message}") from None
-        outs = tuple(
-            o if t == o.type else Value(t, hint=o.hint) for t, o in zip(types, node.outputs)
-        )
-        nodes.append(Node(node.op, inputs, outs, node.attrs))
-        for new, old in zip(outs, node.outputs):
-            if new is not old:  # `old` keeps its identity: every later node reads it unchanged
-                nodes.append(Node("cast", (new,), (old,), {"dtype": str(old.type.dtype)}))
+    types = {
+        name: TensorType(spec.storage, graph.params[name].type.shape, spec)
+        for name, spec in specs.items()
+    }
+    try:
+        quantized = retype_params(graph, types)
+    except IrgraphError as e:
+        raise PassError(f"a node cannot read a quantized weight: {e.message}") from None
     weights = None
     if graph.weights is not None and arrays is not None:
         kept = {
@@ -137,12 +121,12 @@ def retype(
         for name, stored in arrays.items():
             kept.update({name + suffix: a for suffix, a in stored.items()})
         weights = WeightStore(kept)
-    return Graph(
-        name=graph.name,
-        inputs=dict(graph.inputs),
-        params=params,
-        nodes=nodes,
-        outputs=dict(graph.outputs),
-        meta=dict(graph.meta),
+    return Graph(  # a new graph even when nothing changed: the caller sets its weights
+        name=quantized.name,
+        inputs=dict(quantized.inputs),
+        params=dict(quantized.params),
+        nodes=list(quantized.nodes),
+        outputs=dict(quantized.outputs),
+        meta=dict(quantized.meta),
         weights=weights,
     )
