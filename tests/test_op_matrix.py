@@ -34,10 +34,9 @@ KNOWN_GAPS = {
     ("torch", "gather-negative"): "torch lowering: index_select rejects negative indices "
     "(the reference is np.take, which counts them from the end)",
 }
-# (column, case id) -> the CodegenError a backend refuses the case with, by design.
-REFUSED = {
-    ("tvm", "kv_quantize-per-head-f8e4m3"): "TVM here does not lower a f8e4m3 KV cache",
-}
+# (column, case id) -> the CodegenError a backend refuses the case with, by design (none now:
+# TVM lowers the float8 KV cache too).
+REFUSED: dict[tuple[str, str], str] = {}
 # (column, case id) -> (tolerance, why): documented backend policies, not bugs.
 LOOSER = {
     ("onnx", "cast-bf16"): (

@@ -22,8 +22,8 @@ from tvm import relax, te, tirx
 
 from irgraph.codegen.lowering import static_dim
 from irgraph.codegen.tvm.attention_kernels import scores_kernel, softmax_kernel, weighted_sum_kernel
-from irgraph.codegen.tvm.lowering import Context, array_const, lowers
-from irgraph.errors import CodegenError
+from irgraph.codegen.tvm.lowering import Context, array_const, lowers, tvm_dtype
+from irgraph.dtypes import DType
 from irgraph.ir import Node
 from irgraph.ops.attention import alibi_slopes, t5_buckets, xl_inv_frequencies
 from irgraph.ops.kv_quant import FLOOR, QMAX, reduce_axes
@@ -423,26 +423,21 @@ def _xl_relative_bias(
 def _kv_quantize(
     ctx: Context, node: Node, x: relax.Expr, scale: relax.Expr | None
 ) -> list[relax.Expr]:
-    """New keys/values for an int8 cache (irgraph/ops/kv_quant.py); fp8 caches are refused here.
-
-    relax `round` is round-half-to-even (llvm nearbyint), as the reference's np.rint."""
+    """New keys/values for a quantized cache (irgraph/ops/kv_quant.py). relax `round` is
+    round-half-to-even (llvm nearbyint), as the reference's np.rint; the cast to float8 rounds
+    to nearest even, as ml_dtypes does, after the clip to ±448 the reference applies."""
     dtype, granularity = node.attrs["dtype"], node.attrs["granularity"]
-    if dtype != "i8":
-        raise CodegenError(
-            f"TVM here does not lower a {dtype} KV cache (its LLVM CPU codegen has no float8 "
-            "conversion)",
-            expected="quantize-kv(dtype=int8) for TVM; fp8 on ONNX",
-            got=dtype,
-            where=f"node kv_quantize -> %{node.outputs[0].hint or 'q'}",
-        )
     xt = ctx.emit(op.permute_dims(x, [0, 2, 1, 3]))
     dt = xt.ty.dtype
     if scale is None:
         amax = ctx.emit(op.max(op.abs(xt), axis=list(reduce_axes(granularity)), keepdims=True))
         ratio = op.divide(amax, relax.const(QMAX[dtype], dt))
         scale = ctx.emit(op.maximum(ratio, relax.const(float(FLOOR), dt)))
-    rounded = op.clip(op.round(op.divide(xt, scale)), -127.0, 127.0)
-    return [ctx.emit(op.astype(rounded, "int8")), scale]
+    scaled = op.divide(xt, scale)
+    if dtype == "i8":
+        return [ctx.emit(op.astype(op.clip(op.round(scaled), -127.0, 127.0), "int8")), scale]
+    limit = QMAX[dtype]
+    return [ctx.emit(op.astype(op.clip(scaled, -limit, limit), tvm_dtype(DType(dtype)))), scale]
 
 
 def _attend(
