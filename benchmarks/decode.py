@@ -18,6 +18,7 @@ tokens, each system in this one process:
   hf-eager       transformers LlamaForCausalLM, eager attention, its KV cache (DynamicCache)
   genai-fp32     onnxruntime-genai's builder output (-p fp32 -e cpu) driven by og.Generator
   roofline       bytes of weights streamed per token / bandwidth of a large numpy GEMV
+  irgraph-{onnx,tvm}-w8a8   quantize(method=w8a8): int8 weights per channel, int8 tokens
   irgraph-{onnx,tvm}-int4[-g128] | -int8   the graph through quantize(bits=4, group=32 | 128)
                  or quantize(bits=8, group=0) (RTN; LM head 8 bits, embedding table quantized
                  too), then as above: ONNX MatMulNBits + GatherBlockQuantized (accuracy_level 1;
@@ -193,13 +194,16 @@ def irgraph_tvm(bench: Bench) -> Run:
 
 def quantized_graph(bench: Bench, scheme: str):
     """The checkpoint quantized by RTN: scheme "int4-g32" | "int4-g128" | "int8" (per channel),
-    with "-h4" the LM head at 4 bits too (head_bits=4, as genai's int4 build).
+    with "-h4" the LM head at 4 bits too (head_bits=4, as genai's int4 build); "w8a8": int8
+    weights per channel and int8 activations per token (quantize(method=w8a8)).
 
     The pass keeps the LM head at 8 bits by default and quantizes the embedding table like the
     rest.
     """
     from irgraph.passes import run_pipeline
 
+    if scheme == "w8a8":
+        return run_pipeline(load_graph(bench.hf_dir), "quantize(method=w8a8)").graph
     scheme, h4, _ = scheme.partition("-h4")
     bits, _, group = scheme.removeprefix("int").partition("-g")
     head = ", head_bits=4" if h4 else ""
@@ -416,10 +420,13 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "irgraph-tvm-int4": partial(irgraph_tvm_quantized, scheme="int4-g32"),
     "irgraph-tvm-int4-g128": partial(irgraph_tvm_quantized, scheme="int4-g128"),
     "irgraph-tvm-int8": partial(irgraph_tvm_quantized, scheme="int8"),
+    "irgraph-onnx-w8a8": partial(irgraph_onnx_quantized, scheme="w8a8"),
+    "irgraph-tvm-w8a8": partial(irgraph_tvm_quantized, scheme="w8a8"),
     "genai-int4": partial(genai_fp32, precision="int4"),
     "roofline-int4": partial(quantized_roofline, scheme="int4-g32"),
     "llamacpp-f32": partial(llama_cpp, requantize="none"),
     "llamacpp-q4_0": partial(llama_cpp, requantize="q4_0"),
+    "llamacpp-q8_0": partial(llama_cpp, requantize="q8_0"),
 }
 
 
