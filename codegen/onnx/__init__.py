@@ -28,7 +28,11 @@ from irgraph import kvcache
 from irgraph.artifact import copy_extra_files, tool_version, write_artifact
 from irgraph.backends import backend
 from irgraph.codegen.lowering import legalize
-from irgraph.codegen.onnx import lower_attention, lower_moe  # noqa: F401  (register their lowerings)
+from irgraph.codegen.onnx import (  # noqa: F401  (register their lowerings)
+    lower_attention,
+    lower_kv_cache,
+    lower_moe,
+)
 from irgraph.codegen.onnx.emitter import DATA_FILE, ONNX_DTYPES, Emitter
 from irgraph.codegen.onnx.genai import GENAI_FILE, genai_config
 from irgraph.codegen.onnx.lowerings import LOWERINGS
