@@ -300,3 +300,16 @@ def test_gpt3_alternating_banded_layers_are_refused(tmp_path):
     with pytest.raises(CodegenError, match="layers differ in attention window .*GPT-3"):
         compile_graph(model_zoo.build("gpt-3", size="tiny", seed=0), tmp_path / "a")
     assert not (tmp_path / "a").exists()
+
+
+def test_falcon_with_partial_rotary_is_refused(tmp_path):
+    """llama.cpp's loader refuses a Falcon file whose n_rot is not the head width."""
+    from irgraph.model_zoo.builder import build_graph
+    from irgraph.model_zoo.config import Block
+
+    cfg = model_zoo.config("gpt-neox-20b", "tiny").replace(
+        block=Block.PARALLEL, qkv_bias=False, out_bias=False, mlp_bias=False
+    )
+    with pytest.raises(CodegenError, match=r"falcon: partial rotary \(4 of 16\)"):
+        compile_graph(build_graph(cfg, weights="random"), tmp_path / "a")
+    assert not (tmp_path / "a").exists()

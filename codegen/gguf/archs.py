@@ -195,8 +195,11 @@ def _neox_lacks(s: Structure) -> list[str]:
 
 def _falcon_lacks(s: Structure) -> list[str]:
     """src/models/falcon.cpp: LayerNorm, parallel block with one norm (7B) or two (40B:
-    attn_norm_2 for attention), NEOX rope, GELU MLP, no projection biases."""
+    attn_norm_2 for attention), NEOX rope over the whole head (llama.cpp's loader refuses a
+    Falcon n_rot other than the head width), GELU MLP, no projection biases."""
     lacks = _gelu_layer_norm(s, "falcon") + _rotary_ok(s)
+    if s.position == "rotary" and s.rotary_dim != s.head_dim:
+        lacks.append(f"partial rotary ({s.rotary_dim} of {s.head_dim})")
     if s.block not in ("parallel", "parallel_two_norms"):
         lacks.append(f"{s.block} block")
     if s.qkv_bias or s.out_bias or s.mlp_bias:

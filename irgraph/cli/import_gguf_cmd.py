@@ -15,10 +15,13 @@ from irgraph.cli.output_rule import (
 HELP = """Import GGUF_FILE (llama.cpp's format) as an irgraph graph folder.
 
 \b
-Architectures: llama (LLaMA-form, GQA, tied or separate head, Mixtral's
-experts); others are refused by name. q/k rows go back from llama.cpp's
-rotary pair order to the IR's, so a file irgraph wrote imports as the graph
-it was written from.
+Architectures: llama (GQA, tied or separate head, Mixtral's experts,
+LLaMA-3 rope_freqs), deepseek2, gptneox, falcon, bloom, gpt2, starcoder;
+others are refused by name. q/k rows go back from llama.cpp's rotary pair
+order to the IR's, fused attn_qkv tensors are split, biases that are zero
+everywhere and a head that repeats the embedding are dropped, so a file
+irgraph wrote imports as the graph it was written from (GELU comes back as
+llama.cpp computes it: the tanh approximation).
 
 \b
 Tensor types:

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from irgraph.dtypes import DType
 from irgraph.errors import ConfigError
 from irgraph.gguf_names import gguf_name
 from irgraph.ir import Graph
-from irgraph.model_zoo.gguf_import.config import Dims, model_config, row
+from irgraph.model_zoo.gguf_import.config import Dims, Meta, Row, model_config, row
+from irgraph.model_zoo.gguf_import.layout import drop_duplicate_head, drop_zero_biases, split_qkv
 from irgraph.model_zoo.gguf_import.reader import GgufFile, open_gguf
 from irgraph.model_zoo.gguf_import.tensors import GgufWeights, Param, plan, rope_row_orders
 from irgraph.model_zoo.gguf_import.tokenizer import Vocabulary, token_ids, vocabulary
@@ -38,6 +42,11 @@ from irgraph.types import TensorType
 
 TOKENIZER_FILE = "tokenizer.json"
 DEQUANTIZE_DTYPES = {"f32": DType.f32, "f16": DType.f16}
+ROPE_FREQS = "rope_freqs.weight"  # LLaMA-3 scaling's divisors (rope_freqs.py)
+SECOND_NORM = {"attn_norm": "ATTN_NORM_2"}  # Falcon-40B's attention norm
+# the block roles whose bias tensors the config's qkv_bias, out_bias, mlp_bias and norm_bias read
+BIAS_ROLES: tuple[str, ...] = ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.up", "mlp.gate")
+BIAS_ROLES += ("mlp.down", "attn_norm", "mlp_norm")
 
 
 @dataclass
@@ -47,22 +56,44 @@ class Imported:
     dequantized: dict[str, str] = field(default_factory=dict)  # GGUF tensor -> why
 
 
-def _dims(f: GgufFile) -> Dims:
-    embed = f.tensors.get(gguf_name(None, "embed", "weight"))
+def _dims(tensors: dict[str, Any], arch: Row, where: str) -> tuple[Dims, dict[str, str]]:
+    """What the (laid-out) tensors say about the model, and the architecture's role names."""
+    embed = tensors.get(gguf_name(None, "embed", "weight"))
     if embed is None:
-        raise ConfigError("no token_embd.weight tensor", where=str(f.path))
-    up_exps = f.tensors.get(gguf_name(0, "moe.experts.up", "weight"))
-    biases = {
-        role
-        for role in ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.up", "mlp.gate", "mlp.down")
-        if gguf_name(0, role, "bias") in f.tensors
-    }
-    return Dims(
+        raise ConfigError("no token_embd.weight tensor", where=where)
+    up_exps = tensors.get(gguf_name(0, "moe.experts.up", "weight"))
+    positions = tensors.get(gguf_name(None, "embed_positions", "weight"))
+    dims = Dims(
         vocab=int(embed.shape[-1]),  # ggml order: [hidden, vocab]
         expert_ffn=int(up_exps.shape[1]) if up_exps is not None else 0,
-        biases=frozenset(biases),
-        untied=gguf_name(None, "lm_head", "weight") in f.tensors,
+        biases=frozenset(),
+        untied=gguf_name(None, "lm_head", "weight") in tensors,
+        positions=int(positions.shape[-1]) if positions is not None else 0,
+        embed_norm=gguf_name(None, "embed_norm", "weight") in tensors,
+        attn_norm_2=gguf_name(0, "attn_norm", "weight", SECOND_NORM) in tensors,
     )
+    freqs = tensors.get(ROPE_FREQS) if arch.rope_freqs else None
+    if freqs is not None:
+        values = np.asarray(freqs.data, dtype=np.float64).reshape(-1)
+        dims = replace(dims, rope_freqs=tuple(float(v) for v in values))
+    roles = arch.roles(dims)
+    biases = {role for role in BIAS_ROLES if gguf_name(0, role, "bias", roles) in tensors}
+    biases |= {role for role in ("norm", "embed_norm") if gguf_name(None, role, "bias") in tensors}
+    return replace(dims, biases=frozenset(biases)), roles
+
+
+def _layout(f: GgufFile, arch: Row, layers: int) -> dict[str, Any]:
+    """The file's tensors in the IR's layout (layout.py): q/k/v split, zero biases and a
+    duplicated tied head dropped."""
+    where = str(f.path)
+    tensors = f.tensors
+    if arch.fused_qkv:
+        m = Meta(f.meta, arch.name, where)
+        heads = m.int("attention.head_count")
+        tensors = split_qkv(tensors, layers, heads, m.int("attention.head_count_kv", heads), where)
+    second = gguf_name(0, "attn_norm", "weight", SECOND_NORM) in tensors
+    roles = arch.roles(Dims(0, 0, frozenset(), False, attn_norm_2=second))
+    return drop_duplicate_head(drop_zero_biases(tensors, layers, roles))
 
 
 def _stored_dtype_params(graph: Graph) -> set[str]:
@@ -87,37 +118,43 @@ def import_gguf(
     f = open_gguf(path)
     where = str(f.path)
     arch = row(f.architecture, where)
-    dims = _dims(f)
+    declared = Meta(f.meta, arch.name, where).int("block_count")
+    norm = gguf_name(0, "attn_norm", "weight").split(".", 2)[2]  # blk.{i}.<this>
+    held = len({n for n in f.tensors if n.startswith("blk.") and n.split(".", 2)[2] == norm})
+    if held != declared:  # before anything loops over blocks: 10**9 would run forever
+        raise ConfigError(
+            f"states {declared} blocks, but holds attn_norm tensors for {held} of them",
+            where=where,
+        )
+    tensors = _layout(f, arch, declared)
+    dims, roles = _dims(tensors, arch, where)
+    if dims.rope_freqs:  # read into the rotary's scaling: no parameter of its own
+        tensors = {n: t for n, t in tensors.items() if n != ROPE_FREQS}
     ids = token_ids(f.meta, dims.vocab)
     name = f.meta.get("general.name")
     name = name if isinstance(name, str) and name else f.path.stem
     config = model_config(
         f.architecture, f.meta, name, dims, where, {k: v for k, v in ids.items() if v is not None}
     )
-    norm = gguf_name(0, "attn_norm", "weight").split(".", 2)[2]  # blk.{i}.<this>
-    held = len({n for n in f.tensors if n.startswith("blk.") and n.split(".", 2)[2] == norm})
-    if held != config.layers:  # before building: a header stating 10**9 blocks builds forever
-        raise ConfigError(
-            f"states {config.layers} blocks, but holds attn_norm tensors for {held} of them",
-            where=where,
-        )
     from irgraph.model_zoo.builder import build_graph
 
     graph = build_graph(config, weights=None)
+    interleaved = config.rotary is not None and config.rotary.interleaved
     orders = (
         rope_row_orders(config.heads, config.n_kv_heads, config.dim_per_head)
-        if arch.rope == "norm"
+        if arch.rope == "norm" and not interleaved
         else {}
     )
     quantizable = _stored_dtype_params(graph)
     p = plan(
-        f.tensors,
+        tensors,
         config.layers,
         orders.get,
         quantizable.__contains__,
         dequantize=dequantize,
         dtype=DEQUANTIZE_DTYPES[dtype],
         where=where,
+        overrides=roles,
     )
     if p.refused:
         raise ConfigError(

@@ -44,15 +44,18 @@ FLOATS = {"F32": DType.f32, "F16": DType.f16, "BF16": DType.bf16}
 ROTATED = ("attn.q", "attn.k")  # the projections whose rows the writer permuted
 
 
-def roles(layers: int) -> dict[str, tuple[int | None, str, str]]:
-    """GGUF tensor name -> (layer, role, 'weight' | 'bias') for a model of `layers` blocks."""
+def roles(
+    layers: int, overrides: dict[str, str] | None = None
+) -> dict[str, tuple[int | None, str, str]]:
+    """GGUF tensor name -> (layer, role, 'weight' | 'bias') for a model of `layers` blocks
+    (`overrides`: an architecture's role -> MODEL_TENSOR member, e.g. Falcon-40B's norms)."""
     table: dict[str, tuple[int | None, str, str]] = {}
     for kind in ("weight", "bias"):
         for role in MODEL_TENSORS:
             table[gguf_name(None, role, kind)] = (None, role, kind)
         for layer in range(layers):
             for role in LAYER_TENSORS:
-                table[gguf_name(layer, role, kind)] = (layer, role, kind)
+                table[gguf_name(layer, role, kind, overrides)] = (layer, role, kind)
     return table
 
 
@@ -91,13 +94,14 @@ def plan(
     dequantize: bool,
     dtype: DType,
     where: str,
+    overrides: dict[str, str] | None = None,
 ) -> Plan:
     """How each GGUF tensor becomes a parameter; ConfigError for tensors without a role.
 
     `rope_rows(role)`: the stored row order of a rotated projection (None: untouched);
     `quantizable(param)`: whether the graph reads that parameter in its stored dtype.
     """
-    table = roles(layers)
+    table = roles(layers, overrides)
     unknown = [n for n in tensors if n not in table]
     if unknown:
         raise ConfigError(

@@ -70,30 +70,62 @@ def random_blocks(ggml: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
 
 def assert_dequantization_matches(path: Path, graph: Any) -> int:
     """gguf's own dequantization of every tensor in `path` equals the imported `graph`'s
-    weight bit for bit (q/k rows put back in the IR's rotary order); returns the count."""
+    weight bit for bit, read independently of the importer's layout code: q/k rows put back in
+    the IR's rotary order (LLaMA's NORM rope), fused attn_qkv rows cut at the graph's q, k and
+    v widths, Falcon-40B's norms renamed; a tensor without a parameter must be all zeros (a
+    bias the writer filled in) or the embedding again (a tied head). Returns the count."""
     import gguf
 
     from irgraph.gguf_names import ir_name
     from irgraph.model_zoo.gguf_import.tensors import roles, rope_row_orders
 
     reader = gguf.GGUFReader(path)
+    arch = reader.fields["general.architecture"].contents()
     layers = sum(n.endswith(".attn_norm.weight") for n in graph.params)
-    table = roles(layers)
+    names = {t.name for t in reader.tensors}
+    falcon_40b = "blk.0.attn_norm_2.weight" in names
+    table = roles(
+        layers, {"attn_norm": "ATTN_NORM_2", "mlp_norm": "ATTN_NORM"} if falcon_40b else None
+    )
     meta = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
-    heads, kv_heads = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
-    head_dim = meta.get("llama.attention.key_length", meta["llama.embedding_length"] // heads)
-    orders = rope_row_orders(heads, kv_heads, head_dim)
+    orders = {}
+    if arch == "llama":
+        heads, kv_heads = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
+        head_dim = meta.get("llama.attention.key_length", meta["llama.embedding_length"] // heads)
+        orders = rope_row_orders(heads, kv_heads, head_dim)
     for t in reader.tensors:
-        layer, role, kind = table[t.name]
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
         theirs = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape)
+        if ".attn_qkv." in t.name:
+            layer, kind = int(t.name.split(".")[1]), t.name.rsplit(".", 1)[1]
+            start = 0
+            for x in "qkv":
+                name = f"layers.{layer}.attn.{x}.{kind}"
+                rows = int(graph.params[f"layers.{layer}.attn.{x}.weight"].type.shape[0])
+                _same(graph, name, theirs[start : start + rows], t)
+                start += rows
+            assert start == theirs.shape[0], t.name
+            continue
+        if t.name == "rope_freqs.weight":  # LLaMA-3 scaling: the rotary's attrs, no weight
+            continue
+        layer, role, kind = table[t.name]
         if role in orders:
             theirs = theirs[np.argsort(orders[role])]
-        ours = np.asarray(graph.weight(ir_name(layer, role, kind)))
-        assert ours.dtype == theirs.dtype or t.tensor_type.name in ("F16", "BF16"), t.name
-        theirs32 = np.ascontiguousarray(theirs, dtype=np.float32)
-        assert np.ascontiguousarray(ours, np.float32).tobytes() == theirs32.tobytes(), t.name
+        _same(graph, ir_name(layer, role, kind), theirs, t)
     return len(reader.tensors)
+
+
+def _same(graph: Any, name: str, theirs: np.ndarray, t: Any) -> None:
+    if name not in graph.params:
+        if name == "lm_head.weight":  # a tied head written twice
+            name = "embed.weight"
+        else:  # a bias the builder requires and the model lacks
+            assert not np.any(theirs), t.name
+            return
+    ours = np.asarray(graph.weight(name))
+    assert ours.dtype == theirs.dtype or t.tensor_type.name in ("F16", "BF16"), t.name
+    theirs32 = np.ascontiguousarray(theirs, dtype=np.float32)
+    assert np.ascontiguousarray(ours, np.float32).tobytes() == theirs32.tobytes(), t.name
 
 
 def float_copy(graph: Any) -> Any:
