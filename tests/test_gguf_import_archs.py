@@ -211,3 +211,35 @@ def test_rope_freqs_that_follow_no_llama3_rule_are_refused(tmp_path):
     both = {"llama.rope.scaling.type": ("linear", gguf.GGUFValueType.STRING)}
     with pytest.raises(ConfigError, match=r"a rope_freqs tensor and llama.rope.scaling.type"):
         import_gguf(rewrite(path, tmp_path / "both.gguf", meta=both))
+
+
+@pytest.mark.parametrize(
+    "case, pipeline, backend",
+    [
+        ("llama-3.1", "quantize(method=rtn,bits=4,group=32)", "onnx"),  # q4_0 -> MatMulNBits
+        ("gpt-neox-20b", "quantize(method=rtn,bits=8,group=32)", "onnx"),  # q8_0, split rows
+        ("starcoder", "quantize(method=rtn,bits=4,group=32)", "onnx"),
+        ("deepseek-v2", "quantize(method=rtn,bits=8,group=32)", "onnx"),
+        ("gpt-neox-20b", "quantize(method=rtn,bits=4,group=32)", "tvm"),
+        pytest.param(
+            "bloom", "quantize(method=rtn,bits=8,group=32)", "tvm", marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_quantized_imports_compile_and_match_the_interpreter(case, pipeline, backend, tmp_path):
+    """A quantized GGUF import compiles like any graph (exact paths: ONNX at accuracy_level 1,
+    TVM dequantizing in Relax): cached decode equal to the interpreter on the import <= 1e-4."""
+    from irgraph import runtimes
+    from irgraph.codegen.onnx import compile_graph as compile_onnx
+    from irgraph.codegen.tvm import compile_graph as compile_tvm
+
+    arch, build, without = CASES[case]
+    path = _write(run_pipeline(build(), pipeline).graph, tmp_path / "gguf", without)
+    graph = import_gguf(path).graph
+    assert any(v.type.quant is not None for v in graph.params.values())
+    compile_ = compile_onnx if backend == "onnx" else compile_tvm
+    session = runtimes.open(compile_(graph, tmp_path / backend))
+    ids = np.random.default_rng(0).integers(3, 200, (1, 10))
+    for decode in (False, True):
+        got, want = session.forward(ids, decode=decode), lm.interpret(graph, ids, decode=decode)
+        assert np.abs(got - want).max() <= 1e-4, (case, decode)
