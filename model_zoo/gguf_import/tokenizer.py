@@ -20,10 +20,11 @@ are not tokens of the tokenizer and are dropped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from irgraph.bpe_json import added_token, bpe_json
 
 # tokenizer.ggml.pre -> the tokenizer.json pre_tokenizer vocab.py reads it from
 _LLAMA3 = (
@@ -86,15 +87,7 @@ def _byte_level_bpe(meta: Mapping[str, Any], tokens: list[str], types: list[int]
     while n and types[n - 1] == UNUSED and tokens[n - 1] == f"[PAD{n - 1}]":
         n -= 1  # the writer's padding rows
     added = [
-        {
-            "id": i,
-            "content": tokens[i],
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": types[i] == USER_DEFINED,
-            "special": types[i] == CONTROL,
-        }
+        added_token(i, tokens[i], special=types[i] == CONTROL, normalized=types[i] == USER_DEFINED)
         for i in range(n)
         if types[i] in (CONTROL, USER_DEFINED)
     ]
@@ -103,29 +96,14 @@ def _byte_level_bpe(meta: Mapping[str, Any], tokens: list[str], types: list[int]
     bos = meta.get("tokenizer.ggml.bos_token_id")
     if meta.get("tokenizer.ggml.add_bos_token") is True and isinstance(bos, int) and 0 <= bos < n:
         post = {"type": "Sequence", "processors": [post, _prepend(tokens[bos], bos)]}
-    data = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": None,
-        "pre_tokenizer": PRE_TOKENIZERS[meta["tokenizer.ggml.pre"]],
-        "post_processor": post,
-        "decoder": {**_BYTE_LEVEL, "use_regex": True},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": False,
-            "vocab": {tokens[i]: i for i in range(n)},
-            "merges": merges,
-        },
-    }
-    return json.dumps(data, ensure_ascii=False)
+    return bpe_json(
+        {tokens[i]: i for i in range(n)},
+        merges,
+        added=added,
+        pre_tokenizer=PRE_TOKENIZERS[meta["tokenizer.ggml.pre"]],
+        post_processor=post,
+        decoder={**_BYTE_LEVEL, "use_regex": True},
+    )
 
 
 def vocabulary(meta: Mapping[str, Any]) -> Vocabulary:

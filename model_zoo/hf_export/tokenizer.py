@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from irgraph.bpe_json import added_token, bpe_json, byte_level
 
 COPIED = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 BYTES = 256
@@ -47,50 +48,18 @@ def byte_tokenizer_json(vocab: int) -> str:
     """tokenizer.json text of irgraph's byte vocabulary for a `vocab`-row token table."""
     alphabet = _byte_alphabet()
     added = [
-        {
-            "id": i,
-            "content": f"<unused{i}>",
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for i in range(BYTES, vocab)
+        added_token(i, f"<unused{i}>", special=True, normalized=False) for i in range(BYTES, vocab)
     ]
-    data: dict[str, Any] = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": added,
-        "normalizer": None,
-        "pre_tokenizer": {
-            "type": "ByteLevel",
-            "add_prefix_space": False,
-            "trim_offsets": False,
-            "use_regex": False,
-        },
-        "post_processor": None,
-        "decoder": {
-            "type": "ByteLevel",
-            "add_prefix_space": False,
-            "trim_offsets": False,
-            "use_regex": False,
-        },
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": False,
-            "vocab": {c: b for b, c in enumerate(alphabet)},
-            "merges": [],
-        },
-    }
-    return json.dumps(data, ensure_ascii=False, indent=1)
+    stage = byte_level(use_regex=False, trim_offsets=False)
+    return bpe_json(
+        {c: b for b, c in enumerate(alphabet)},
+        [],
+        added=added,
+        pre_tokenizer=stage,
+        post_processor=None,
+        decoder=stage,
+        indent=1,
+    )
 
 
 def _config(max_length: int) -> str:
