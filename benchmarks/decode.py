@@ -359,8 +359,9 @@ def stream_bandwidth(mib: int = 512) -> float:
 
 def llama_cpp(bench: Bench, requantize: str) -> Run:
     """llama.cpp (llama-cpp-python's `Llama`, its own greedy generate loop) on the GGUF file
-    irgraph writes for the checkpoint: f32, or q4_0 blocks written by gguf-py (needs
-    irgraph[llama])."""
+    irgraph writes for the checkpoint: f32, q4_0 / q8_0 blocks written by gguf-py on every
+    matrix, or (llama-q4_0) llama.cpp's own quantizer's q4_0 mix of the f32 file, which keeps
+    output.weight at q6_K (needs irgraph[llama])."""
     from llama_cpp import Llama
 
     from irgraph.codegen.gguf import compile_graph
@@ -426,6 +427,7 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "roofline-int4": partial(quantized_roofline, scheme="int4-g32"),
     "llamacpp-f32": partial(llama_cpp, requantize="none"),
     "llamacpp-q4_0": partial(llama_cpp, requantize="q4_0"),
+    "llamacpp-q4_0-own": partial(llama_cpp, requantize="llama-q4_0"),  # llama-quantize's mix
     "llamacpp-q8_0": partial(llama_cpp, requantize="q8_0"),
 }
 

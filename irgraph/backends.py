@@ -168,10 +168,12 @@ BACKENDS: tuple[Backend, ...] = (
                     "none",
                     *("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"),
                     *("q2_k", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_m", "q6_k"),
+                    *("llama-q4_0", "llama-q8_0"),
                 ),
                 "none",
                 "quantize every weight matrix to this GGML type (quantized graphs whose form "
-                "GGML lacks need it); k-quants use llama.cpp's quantizer.",
+                "GGML lacks need it); k-quants and llama-q4_0 / llama-q8_0 (llama.cpp's own "
+                "mix: output.weight at q6_K / q8_0) use llama.cpp's quantizer.",
             ),
         ),
     ),

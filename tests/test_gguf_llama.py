@@ -147,3 +147,23 @@ def test_k_quants_through_llama_cpp_quantizer(tmp_path):
         errors[requantize] = _max_err(irgraph.runtimes.open(folder).forward(ids), ref)
     assert errors["q4_0"] > errors["q4_k_m"] > errors["q5_k_m"] > errors["q6_k"] > 0, errors
     assert errors["q6_k"] <= 0.1 * float(np.abs(ref).max()), errors
+
+
+def test_llama_cpp_own_q4_0_mix_keeps_the_head_at_q6_k(tmp_path):
+    """--requantize llama-q4_0: llama-quantize's Q4_0 file (output.weight q6_K, token_embd and
+    every block matrix q4_0); gguf-py's q4_0 quantizes the head to q4_0 as well."""
+    import gguf
+
+    from irgraph.model_zoo.builder import build_graph
+
+    cfg = model_zoo.config("llama-2", "tiny").replace(hidden=256, ffn=512, head_dim=64)
+    graph = build_graph(cfg, weights="random")
+    ids = _ids(graph, 1, PROMPT)
+    ref = lm.interpret(graph, ids)
+    for requantize, head in (("llama-q4_0", "Q6_K"), ("q4_0", "Q4_0")):
+        folder = compile_graph(graph, tmp_path / requantize, requantize=requantize)
+        types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(folder / "model.gguf").tensors}
+        assert types["output.weight"] == head and types["blk.0.ffn_down.weight"] == "Q4_0"
+        # random weights at 4 bits: ~0.27 of the largest logit (test above), either head
+        err = _max_err(irgraph.runtimes.open(folder).forward(ids), ref)
+        assert err <= 0.4 * float(np.abs(ref).max()), (requantize, err)

@@ -40,8 +40,11 @@ from irgraph.quant import QuantSpec, unpack
 
 QK = 32  # GGML's block width for q4_0, q4_1, q8_0, q5_*
 REQUANTIZE = ("none", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")  # gguf-py's quantizer
-# k-quants: llama.cpp's own quantizer (llama_model_quantize) on an f32 file, LLAMA_FTYPE_MOSTLY_*
+# llama.cpp's own quantizer (llama_model_quantize) on an f32 file, LLAMA_FTYPE_MOSTLY_*: the
+# k-quant mixes, and llama.cpp's q4_0 / q8_0 mixes ("llama-": output.weight kept at q6_K / q8_0,
+# the file `llama-quantize model.gguf Q4_0` makes, unlike gguf-py's q4_0 on every matrix)
 KQUANTS = {"q2_k": 10, "q3_k_m": 12, "q4_k_s": 14, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+KQUANTS |= {"llama-q4_0": 2, "llama-q8_0": 7}
 
 
 @dataclass
