@@ -178,7 +178,7 @@ def stored_names(name: str, spec: QuantSpec | None) -> list[str]:
 # -- numerics ----------------------------------------------------------------------------------
 
 
-def _grouped(x: np.ndarray, spec: QuantSpec, fill: np.ndarray | float = 0.0) -> np.ndarray:
+def grouped(x: np.ndarray, spec: QuantSpec, fill: np.ndarray | float = 0.0) -> np.ndarray:
     """x [*lead, K] as [*lead, blocks, g], the last group padded with `fill`."""
     *lead, k = x.shape
     g, nb = spec.group_size(k), spec.blocks(k)
@@ -188,14 +188,21 @@ def _grouped(x: np.ndarray, spec: QuantSpec, fill: np.ndarray | float = 0.0) -> 
     return out.reshape(*lead, nb, g)
 
 
-def choose_scales(x: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """Min/max scales (stored dtype) and zero points (i8, asymmetric only) for x [*lead, K]."""
-    groups = _grouped(np.asarray(x, dtype=np.float32), spec)
+def choose_scales(
+    x: np.ndarray, spec: QuantSpec, shrink: np.ndarray | float = 1.0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Min/max scales (stored dtype) and zero points (i8, asymmetric only) for x [*lead, K].
+
+    `shrink` (one factor, or one per group [*lead, blocks]) narrows each group's range before
+    its scale is chosen; values beyond it clamp (passes/quantize/scale_search.py searches it).
+    """
+    groups = grouped(np.asarray(x, dtype=np.float32), spec)
+    f = np.asarray(shrink, np.float32)
     if spec.sym:
-        scale = np.abs(groups).max(axis=-1) / np.float32(spec.qmax)
+        scale = np.abs(groups).max(axis=-1) * f / np.float32(spec.qmax)
     else:
-        lo = np.minimum(groups.min(axis=-1), 0.0)
-        hi = np.maximum(groups.max(axis=-1), 0.0)
+        lo = np.minimum(groups.min(axis=-1), 0.0) * f
+        hi = np.maximum(groups.max(axis=-1), 0.0) * f
         scale = (hi - lo) / np.float32(spec.qmax - spec.qmin)
     with np.errstate(over="ignore"):
         stored = scale.astype(spec.scale_dtype.numpy)
@@ -219,7 +226,7 @@ def quantize(
     """Integer values q, int8 [*lead, Kp], of x [*lead, K] on the given grid (padding holds z)."""
     s = np.asarray(scales).astype(np.float32)[..., None]
     z = np.zeros(s.shape, np.float32) if zeros is None else zeros.astype(np.float32)[..., None]
-    groups = _grouped(np.asarray(x, dtype=np.float32), spec)
+    groups = grouped(np.asarray(x, dtype=np.float32), spec)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(s > 0, np.round(groups / s) + z, z)
     q = np.clip(q, spec.qmin, spec.qmax).astype(np.int8)

@@ -1,12 +1,15 @@
 """quantize: weights to int8 / int4 / 3-bit, one method per module (issue 13).
 
-    quantize(method=rtn, bits=4, group=128, sym=true, scale_dtype=f16, skip="", head_bits=8)
+    quantize(method=rtn, bits=4, group=128, sym=true, scale_dtype=f16, skip="", head_bits=8,
+             mse=false)
 
 Kind: approximate. `bits` is 3, 4 or 8 (3-bit values live in i4 containers); `group` is the
 number of input columns that share a scale, 0 for one scale per output channel (a group that
 does not divide K pads the last group with zeros, as ORT's MatMulNBits does); `sym=false` adds
 zero points; `skip` is a quoted, comma-separated list of globs over parameter names; the LM
-head gets max(bits, head_bits) bits (default 8: docs/onnxruntime.md §5). Which
+head gets max(bits, head_bits) bits (default 8: docs/onnxruntime.md §5); `mse=true` (rtn and
+gptq) searches each group's scale, its range shrunk by the factor with the lowest rounding
+error, instead of min/max (scale_search.py, GPTQ's own `mse` option). Which
 weights are quantized and which stay float (norms, biases, routers, rotary tables) is
 common.py's docstring; the numerics are irgraph/quant.py's.
 
@@ -37,13 +40,13 @@ from irgraph.passes.quantize import awq, gptq, rtn, w8a8
 from irgraph.passes.quantize.common import retype, select
 from irgraph.quant import QuantSpec
 
-WeightQuantizer = Callable[[np.ndarray, QuantSpec], dict[str, np.ndarray]]
+WeightQuantizer = Callable[[np.ndarray, QuantSpec, bool], dict[str, np.ndarray]]
 
 SHARED = frozenset({"method", "skip", "scale_dtype"})
 WEIGHT_GRID = SHARED | {"bits", "group", "sym", "head_bits"}
 USES: dict[str, frozenset[str]] = {  # the options each method reads
-    "rtn": WEIGHT_GRID,
-    "gptq": WEIGHT_GRID | {"damp", "act_order", "block"},
+    "rtn": WEIGHT_GRID | {"mse"},
+    "gptq": WEIGHT_GRID | {"mse", "damp", "act_order", "block"},
     "awq": WEIGHT_GRID | {"grid"},
     "w8a8": SHARED,
 }
@@ -69,6 +72,11 @@ class Quantize(Pass):
         choices=(3, 4, 8),
         doc="the LM head gets max(bits, head_bits): 8 keeps its argmax under ORT's int8 "
         "activations; 4 is what onnxruntime-genai's int4 build does (half the head's bytes)",
+    )
+    mse: bool = option(
+        False,
+        doc="rtn, gptq: each group's range shrunk by the factor 1 - i/100 (i < 80) with the "
+        "lowest sum |w - q(w)|^2.4, instead of min/max (GPTQ's mse search)",
     )
     damp: float = option(0.01, min=0, doc="gptq: damping, a fraction of mean(diag H)")
     act_order: bool = option(True, doc="gptq: columns in order of decreasing activation")
@@ -111,7 +119,7 @@ class Quantize(Pass):
         arrays = None
         notes: list[str] = []
         if graph.weights is not None and self.method == "gptq":
-            opts = gptq.Options(self.damp, self.block, self.act_order)
+            opts = gptq.Options(self.damp, self.block, self.act_order, self.mse)
             arrays, notes = gptq.quantize_graph(graph, specs, opts, ctx, self)
         elif graph.weights is not None and self.method == "awq":
             graph, arrays, notes = awq.quantize_graph(graph, specs, self.grid, ctx, self)
@@ -120,7 +128,7 @@ class Quantize(Pass):
             arrays = {}
             for i, (name, spec) in enumerate(specs.items()):
                 ctx.progress(i, len(specs), name)
-                arrays[name] = quantize(np.asarray(graph.weight(name)), spec)
+                arrays[name] = quantize(np.asarray(graph.weight(name)), spec, self.mse)
             ctx.progress(len(specs), len(specs), "")
         result = retype(graph, specs, arrays)
         kinds = sorted({f"{s.storage}<{s}>" for s in specs.values()})

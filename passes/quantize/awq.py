@@ -40,6 +40,7 @@ from irgraph.passes.calibrate import (
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
 from irgraph.passes.quantize.awq_block import BlockLoss, block_output, windows_for
+from irgraph.passes.quantize.scale_search import best_shrink
 from irgraph.passes.scale_fold import Group, find_groups, fold, with_weights
 from irgraph.quant import QuantSpec, dequantize
 
@@ -109,17 +110,14 @@ def search_clip(w: np.ndarray, xs: np.ndarray, spec: QuantSpec, grid: int) -> np
     xp[:, :k] = xs
     wg, xg = wp.reshape(n, nb, g), xp.reshape(len(xs), nb, g)
     org_max = np.abs(wg).max(axis=-1, keepdims=True)  # [N, nb, 1]
-    best_max = org_max.copy()
-    best_err = np.full((n, nb), np.inf)
     org = np.einsum("rbg,nbg->nbr", xg, wg)  # each group's partial products
-    for i in range(max(1, int(MAX_SHRINK * grid))):
-        top = org_max * np.float32(1 - i / grid)
-        cur = np.clip(wg, -top, top)
-        q = fake_quant(cur.reshape(n, nb * g), spec).reshape(n, nb, g)
-        err = np.mean(np.square(np.einsum("rbg,nbg->nbr", xg, q) - org), axis=-1)
-        better = err < best_err
-        best_err = np.where(better, err, best_err)
-        best_max = np.where(better[..., None], top, best_max)
+
+    def error(p: np.float32) -> np.ndarray:  # [N, nb]
+        top = org_max * p
+        q = fake_quant(np.clip(wg, -top, top).reshape(n, nb * g), spec).reshape(n, nb, g)
+        return np.mean(np.square(np.einsum("rbg,nbg->nbr", xg, q) - org), axis=-1)
+
+    best_max = org_max * best_shrink((n, nb), int(MAX_SHRINK * grid), grid, error)[..., None]
     return np.clip(wg, -best_max, best_max).reshape(n, nb * g)[:, :k]
 
 

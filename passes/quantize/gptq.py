@@ -15,8 +15,10 @@ paper). Details, as in the reference implementation (IST-DASLab/gptq) and AutoGP
   a group's grid is chosen from the updated columns when its first column comes up.
 
 The grid and rounding are irgraph.quant's (as RTN's): `choose_scales` picks each group's scale
-in the stored scale dtype, and columns round against it with round-half-to-even and clamp; the
-stored arrays come from `quantize_arrays`, so with H = I the result is exactly RTN's.
+in the stored scale dtype (with `mse`, scale_search.py searches it, once per group, where the
+grid is chosen), and columns round against it with round-half-to-even and clamp; the stored
+arrays come from `quantize_arrays`, so with H = I the result is exactly RTN's (with the same
+`mse`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from irgraph.passes import obs
 from irgraph.passes.calibrate import Calibrator, expert_stacks, linear_inputs, linear_stages
 from irgraph.passes.context import PassContext
 from irgraph.passes.quantize import rtn
+from irgraph.passes.quantize.scale_search import search_scales
 from irgraph.quant import QuantSpec, choose_scales, dequantize, quantize_arrays
 
 
@@ -41,6 +44,7 @@ class Options:
     damp: float = 0.01
     block: int = 128
     act_order: bool = True
+    mse: bool = False  # search each group's scale (scale_search.py) instead of min/max
 
 
 def quantize_graph(
@@ -73,7 +77,7 @@ def quantize_graph(
     current: dict[str, np.ndarray] = {}  # dequantized values of the weights quantized so far
     for name, spec in specs.items():
         if name not in gptq and name not in experts:
-            arrays[name] = rtn.quantize_weight(np.asarray(graph.weight(name)), spec)
+            arrays[name] = rtn.quantize_weight(np.asarray(graph.weight(name)), spec, opts.mse)
             current[name] = _dequantized(graph, name, spec, arrays[name])
     rounded = len(specs) - len(gptq) - len(experts)
     notes = [f"{rounded} weights not read by a linear rounded to nearest"] if rounded else []
@@ -155,8 +159,9 @@ def quantize_weight(
     scales = np.zeros((n, blocks), spec.scale_dtype.numpy)
     zeros = None if spec.sym else np.zeros((n, blocks), np.int8)
     static = opts.act_order or spec.group == 0
+    pick = search_scales if opts.mse else choose_scales
     if static:  # every group's grid from the original columns, in their original order
-        scales, zeros = choose_scales(w.astype(np.float32), spec)
+        scales, zeros = pick(w.astype(np.float32), spec)
     perm = np.argsort(-np.diag(h), kind="stable") if opts.act_order else np.arange(k)
     if opts.act_order:
         w, h = w[:, perm], h[np.ix_(perm, perm)]
@@ -170,7 +175,7 @@ def quantize_weight(
             col = perm[i]
             b = col // g
             if not static and col % g == 0:  # a new group: its grid from the updated columns
-                s_b, z_b = choose_scales(w[:, col : col + g].astype(np.float32), spec)
+                s_b, z_b = pick(w[:, col : col + g].astype(np.float32), spec)
                 scales[:, b] = s_b[:, 0]
                 if zeros is not None and z_b is not None:
                     zeros[:, b] = z_b[:, 0]
