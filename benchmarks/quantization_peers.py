@@ -14,7 +14,9 @@ time is the tool's quantize call (peers) or the pass pipeline (irgraph), on the 
 
 Rows per grid (w4 g32, w3 g32): irgraph's quantize() as its defaults have it (the embedding
 rounded to nearest and the LM head at 8 bits, AWQ symmetric), irgraph "matched" (embedding and
-LM head float and AWQ asymmetric, as every peer does), llm-compressor GPTQ (GPTQModifier) and
+LM head float and AWQ asymmetric, as every peer does), irgraph GPTQ "matched mse" (the same with
+each group's scale searched, quantize's `mse=true`; printed also against "matched" itself, so
+it is measured without the peers' venvs), llm-compressor GPTQ (GPTQModifier) and
 AWQ (AWQModifier + QuantizationModifier), AutoAWQ (GEMM; 4 bits only: its packing raises
 NotImplementedError on other widths) and GPTQModel. Settings are peer_quantize.py's docstring;
 what still differs is MATCHED_NOTES. The venvs are /work/venvs/{peers,autoawq,gptqmodel} (see
@@ -46,6 +48,9 @@ FLOAT_ENDS = 'skip="embed.weight,lm_head.weight"'  # what every peer leaves floa
 IRGRAPH = {  # row -> pipeline template (bits, group)
     "irgraph gptq": "quantize(method=gptq, bits={b}, group={g})",
     "irgraph gptq matched": f"quantize(method=gptq, bits={{b}}, group={{g}}, {FLOAT_ENDS})",
+    "irgraph gptq matched mse": (  # each group's scale searched (GPTQ's mse), not min/max
+        f"quantize(method=gptq, bits={{b}}, group={{g}}, mse=true, {FLOAT_ENDS})"
+    ),
     "irgraph awq": "quantize(method=awq, bits={b}, group={g})",
     "irgraph awq matched": (
         f"quantize(method=awq, bits={{b}}, group={{g}}, sym=false, {FLOAT_ENDS})"
@@ -212,11 +217,23 @@ def main() -> None:
                 f"| {r['config']} | {r['bits_per_byte']:.4f} | {r['delta']:+.4f} | "
                 f"{r['quantize_s']:.1f} |"
             )
+    searched = []  # mse against min/max scales, irgraph's own rows (no peer needed)
+    for grid in GRIDS:
+        mse, plain = f"irgraph gptq matched mse {grid}", f"irgraph gptq matched {grid}"
+        if mse in scores and plain in scores:
+            gap, se = paired_difference(scores[mse], scores[plain])
+            searched.append(
+                {"mse": mse, "min/max": plain, "gap": round(gap, 4), "se": round(se, 4)}
+            )
     print(
         "\nirgraph minus peer (bits/byte, ± standard error over the windows; < 0: irgraph better)"
     )
     for c in comparisons:
         print(f"  {c['irgraph']} - {c['peer']}: {c['gap']:+.4f} ± {c['se']:.4f}")
+    if searched:
+        print("irgraph GPTQ, searched minus min/max scales (< 0: the search better)")
+    for c in searched:
+        print(f"  {c['mse']} - {c['min/max']}: {c['gap']:+.4f} ± {c['se']:.4f}")
     for note in MATCHED_NOTES:
         print(f"note: {note}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +241,7 @@ def main() -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
         "rows": rows,
         "irgraph_minus_peer": comparisons,
+        "mse_minus_min_max": searched,
         "notes": MATCHED_NOTES,
     }
     args.out.write_text(json.dumps(saved, indent=2))
