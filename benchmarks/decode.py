@@ -223,12 +223,14 @@ def irgraph_onnx_quantized(bench: Bench, scheme: str, accuracy_level: int = 1) -
     )
 
 
-def irgraph_tvm_quantized(bench: Bench, scheme: str) -> Run:
+def irgraph_tvm_quantized(bench: Bench, scheme: str, activations: str = "f32") -> Run:
+    """`activations="int8"`: int4 linears on the AVX-512 VNNI int4 x int8 kernels."""
     from irgraph.codegen.tvm.artifact import compile_graph
     from irgraph.runtimes.tvm import TVMSession
 
-    art = bench.work / f"irgraph-tvm-llvm-{scheme}"
-    compile_graph(quantized_graph(bench, scheme), art, target="tvm-llvm", force=True)
+    art = bench.work / f"irgraph-tvm-llvm-{scheme}-{activations}"
+    graph = quantized_graph(bench, scheme)
+    compile_graph(graph, art, target="tvm-llvm", activations=activations, force=True)
     return bench.session_run(TVMSession(art, threads=bench.threads))
 
 
@@ -419,6 +421,10 @@ SYSTEMS: dict[str, Callable[[Bench], Run]] = {
     "irgraph-onnx-int4-g128": partial(irgraph_onnx_quantized, scheme="int4-g128"),
     "irgraph-onnx-int8": partial(irgraph_onnx_quantized, scheme="int8"),
     "irgraph-tvm-int4": partial(irgraph_tvm_quantized, scheme="int4-g32"),
+    "irgraph-tvm-int4-a8": partial(irgraph_tvm_quantized, scheme="int4-g32", activations="int8"),
+    "irgraph-tvm-int4-a8-h4": partial(
+        irgraph_tvm_quantized, scheme="int4-g32-h4", activations="int8"
+    ),
     "irgraph-tvm-int4-g128": partial(irgraph_tvm_quantized, scheme="int4-g128"),
     "irgraph-tvm-int8": partial(irgraph_tvm_quantized, scheme="int8"),
     "irgraph-onnx-w8a8": partial(irgraph_onnx_quantized, scheme="w8a8"),

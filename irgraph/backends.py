@@ -144,6 +144,15 @@ BACKENDS: tuple[Backend, ...] = (
                 "GPU architecture the kernels are built and nvcc-checked for (tvm-cuda).",
                 targets=("tvm-cuda",),
             ),
+            CompileOption(
+                "activations",
+                ("f32", "int8"),
+                "f32",
+                "int4 linears (symmetric, groups of 32k): f32 = the interpreter's numbers; "
+                "int8 = activations quantized per 32 values to int8, AVX-512 VNNI dot products "
+                "(faster, approximate, as llama.cpp's q4_0).",
+                targets=("tvm-llvm",),
+            ),
         ),
     ),
     Backend(

@@ -37,11 +37,26 @@ def pack_weight(array: np.ndarray, layout: str) -> np.ndarray:
     """
     if layout == "plain":
         return np.ascontiguousarray(array)
+    if layout == "vnni16":
+        return vnni16(array)
     nb = int(layout.removeprefix("packed"))
     n, k = array.shape
     return np.ascontiguousarray(
         np.asarray(array).reshape(n // nb, nb, k).transpose(0, 2, 1)
     )  # (N/nb, K, nb)
+
+
+def vnni16(data: np.ndarray) -> np.ndarray:
+    """i4 data (u8 [N, K/2], value 2c in the low nibble of byte c) as `vnni_kernels` reads it:
+    i32 [N/16, K/8, 16], lane j of word c holding q + 8 of row 16·no + j for k = 8c..8c+7,
+    byte t: k = 8c + t low, 8c + 4 + t high."""
+    b = np.asarray(data, dtype=np.uint8)
+    n, half = b.shape
+    u = np.empty((n, 2 * half), np.uint8)
+    u[:, 0::2], u[:, 1::2] = (b & 15) ^ 8, (b >> 4) ^ 8  # signed nibble + 8 = nibble XOR 8
+    u = u.reshape(n // 16, 16, half // 4, 2, 4)  # (block, lane, word, low/high, byte)
+    words = (u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(words).view(np.int32).reshape(n // 16, half // 4, 16)
 
 
 def read_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:

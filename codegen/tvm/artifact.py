@@ -73,12 +73,35 @@ _NEEDS = {
 }
 
 
+ACTIVATIONS = ("f32", "int8")
+
+
+def _check_activations(activations: str, spec: targets.TargetSpec) -> None:
+    """int8 activations need tvm-llvm on a CPU with AVX-512 VNNI (vpdpbusd)."""
+    if activations not in ACTIVATIONS:
+        raise ConfigError(
+            "unknown option activations", expected=" | ".join(ACTIVATIONS), got=activations
+        )
+    if activations == "f32":
+        return
+    from tvm.target import codegen
+
+    vnni = spec.name == "tvm-llvm" and codegen.target_has_features("avx512vnni", spec.target)
+    if not vnni:
+        mcpu = spec.target.attrs.get("mcpu", "generic")
+        raise ConfigError(
+            "activations=int8 runs AVX-512 VNNI kernels: tvm-llvm on a CPU that has them",
+            got=f"{spec.name}, mcpu {mcpu}, without avx512vnni",
+        )
+
+
 def compile_graph(
     graph: Graph,
     out: str | os.PathLike[str],
     *,
     target: str = "tvm-llvm",
     cuda_arch: str = "sm_80",
+    activations: str = "f32",
     force: bool = False,
     extra_files: Mapping[str, Path] | None = None,
     progress: Progress = no_progress,
@@ -91,6 +114,8 @@ def compile_graph(
     is an irgraph output; this is checked before the (slow) build (`irgraph.output`).
     `extra_files` (name -> path) are copied in, e.g. the checkpoint's tokenizer.json;
     `progress(done, total, what)` hears of each build stage as it starts (BUILD_STAGES).
+    `activations="int8"` (tvm-llvm, AVX-512 VNNI hosts): int4 linears quantize their
+    activations to int8 per 32 values and use VNNI dot products (`vnni_kernels`; approximate).
     `passes` (the pipelines that made `graph`) goes into the manifest. `default_passes` runs
     DEFAULT_PASSES first (`irgraph compile` runs them itself, after --passes, and turns this off).
     """
@@ -98,6 +123,7 @@ def compile_graph(
     import tvm_ffi
 
     spec = targets.resolve(target, cuda_arch)
+    _check_activations(activations, spec)
     check_output(
         out, extra_files.values() if extra_files else (), force=force, force_name="force=True"
     )
@@ -120,7 +146,10 @@ def compile_graph(
 
     stage("lowering to Relax")
     mod, weight_args = lowering.build_module(
-        graph, spec.name.removeprefix("tvm-"), packed=spec.packed
+        graph,
+        spec.name.removeprefix("tvm-"),
+        packed=spec.packed,
+        int8_activations=activations == "int8",
     )
     ex = targets.compile_module(mod, spec, stage)
     cuda_check = targets.check_cuda_kernels(ex, spec.cuda_arch) if spec.cuda_arch else None
@@ -149,6 +178,7 @@ def compile_graph(
                 else None,
                 "target": _jsonable(target_json),
                 "cuda_arch": spec.cuda_arch,
+                "activations": activations,
                 "device": spec.device,
                 "num_inputs": len(graph.inputs),
                 "weight_args": [

@@ -36,6 +36,7 @@ from functools import reduce
 from tvm import relax, sym, te, tirx
 from tvm.script import tirx as T
 
+from irgraph.codegen.tvm import vnni_kernels
 from irgraph.codegen.tvm.lowering import Context
 from irgraph.codegen.tvm.quant_kernels import quantized_kernel
 from irgraph.ir import Node
@@ -158,12 +159,18 @@ def _quantized(ctx: Context, node: Node, x: relax.Expr, parts: list[relax.Expr])
     spec, dtype = t.quant, x.ty.dtype
     if dtype != "float32":
         x = ctx.emit(relax.op.astype(x, "float32"))
-    mt = 2 if ctx.target == "aarch64" else 4
-    key = f"linear_{spec.storage}_{spec}_{n}x{k}_{nb}_{mt}"
-    gvar = ctx.kernel(key, lambda: quantized_kernel(n, k, nb, spec, mt))
     lead = [ctx.dim(d) for d in node.arg(0).type.shape[:-1]]
     rows = sym.Analyzer().simplify(reduce(lambda a, b: a * b, lead, tirx.IntImm("int64", 1)))
     x2 = ctx.emit(relax.op.reshape(x, [rows, k]))
-    y2 = ctx.emit(relax.call_tir(gvar, [x2, *parts], out_ty=relax.TensorType([rows, n], "float32")))
+    out_ty = relax.TensorType([rows, n], "float32")
+    if parts[0].ty.dtype == "int32":  # vnni16: int8 activations x int4 weights
+        key = f"linear_vnni_{spec}_{n}x{k}"
+        gvar = ctx.kernel(key, lambda: vnni_kernels.vnni_kernel(n, k, spec))
+        y2 = ctx.emit(relax.call_tir(gvar, [x2, *parts], out_ty=out_ty))
+    else:
+        mt = 2 if ctx.target == "aarch64" else 4
+        key = f"linear_{spec.storage}_{spec}_{n}x{k}_{nb}_{mt}"
+        gvar = ctx.kernel(key, lambda: quantized_kernel(n, k, nb, spec, mt))
+        y2 = ctx.emit(relax.call_tir(gvar, [x2, *parts], out_ty=out_ty))
     y = ctx.emit(relax.op.reshape(y2, ctx.shape(node.outputs[0].type)))
     return y if dtype == "float32" else ctx.emit(relax.op.astype(y, dtype))

@@ -24,6 +24,7 @@ import tvm
 from tvm import relax, sym, tirx
 
 from irgraph.codegen.lowering import LoweringTable, legalize
+from irgraph.codegen.tvm import vnni_kernels
 from irgraph.codegen.tvm.quant_kernels import fusable
 from irgraph.codegen.tvm.quantized import dequantized, stored_parts
 from irgraph.dtypes import DType
@@ -84,6 +85,9 @@ class WeightArg:
             t = graph.params[self.param].type
             assert t.quant is not None  # `param` is set for quantized params only
             shape, dtype = t.quant.stored(static_shape(t))[self.name[len(self.param) :]]
+            if self.layout == vnni_kernels.LAYOUT:  # the i4 data, as vnni_kernels reads it
+                n, k = static_shape(t)
+                return (n // vnni_kernels.NB, k // 8, vnni_kernels.NB), DType.i32
             return _regrouped(shape, self.layout), DType.from_numpy(dtype)
         t = graph.params[self.name].type
         return packed_shape(t, self.layout), t.dtype
@@ -187,10 +191,11 @@ def tensor_type(ctx: Context, t: TensorType, where: str) -> relax.TensorType:
     return relax.TensorType(ctx.shape(t), tvm_dtype(t.dtype, where))
 
 
-def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
+def _weight_layouts(graph: Graph, packed: int, int8_activations: bool = False) -> list[WeightArg]:
     """The weight arguments.
 
-    A packed copy for every linear weight that packs, plain for other uses.
+    A packed copy for every linear weight that packs, plain for other uses; with
+    `int8_activations`, the int4 weights `vnni_kernels` takes get its layout (scales packed16).
     """
     linear_block: dict[str, int] = {}
     other_uses: set[str] = set()
@@ -212,6 +217,12 @@ def _weight_layouts(graph: Graph, packed: int) -> list[WeightArg]:
                 args += [WeightArg(name + part, param=name) for part in parts]
             if name in linear_block:
                 layout = f"packed{linear_block[name]}"
+                n, k = static_shape(v.type) if v.type.rank == 2 else (0, 0)
+                if int8_activations and vnni_kernels.takes(v.type.quant, n, k):
+                    data = WeightArg(name + parts[0], vnni_kernels.LAYOUT, param=name)
+                    scales = f"packed{vnni_kernels.NB}"
+                    args += [data] + [WeightArg(name + p, scales, param=name) for p in parts[1:]]
+                    continue
                 args += [WeightArg(name + part, layout, param=name) for part in parts]
             continue
         if name in other_uses or name not in linear_block:
@@ -250,7 +261,7 @@ def _regrouped(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
 
 
 def build_module(
-    graph: Graph, target: str, packed: int = 32
+    graph: Graph, target: str, packed: int = 32, int8_activations: bool = False
 ) -> tuple[tvm.IRModule, list[WeightArg]]:
     """The Relax module of `graph` for `target` and its weight arguments.
 
@@ -267,7 +278,7 @@ def build_module(
     graph = legalize(graph)  # compile_graph has done it already (and saved those weights)
     LOWERINGS.missing(graph, where=f"target tvm-{target}")
     bb = relax.BlockBuilder()
-    weight_args = _weight_layouts(graph, packed)
+    weight_args = _weight_layouts(graph, packed, int8_activations)
     kernels: dict[str, relax.GlobalVar] = {}
     for name, part in entry_graphs(graph).items():
         _emit_function(bb, kernels, part, target, weight_args, name)
