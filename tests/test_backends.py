@@ -92,6 +92,7 @@ def test_targets_and_options_come_from_the_table():
         "--dtype",
         "--accuracy-level",
         "--cuda-arch",
+        "--activations",
         "--requantize",
     ]
     assert backend_for("gguf").name == "gguf" and backend("gguf").applies("dtype", "gguf")
